@@ -1,0 +1,22 @@
+# Production image: the same code runs as web, Celery worker or beat (see docker-compose.prod.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DJANGO_SETTINGS_MODULE=orchestra.settings.production \
+    ORCHESTRA_VAR_DIR=/var/lib/orchestra
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY . .
+RUN SECRET_KEY=build-only ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
+    && useradd --system --uid 1001 orchestra \
+    && mkdir -p /var/lib/orchestra && chown orchestra /var/lib/orchestra
+
+USER orchestra
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "orchestra.asgi:application"]

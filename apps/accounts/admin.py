@@ -1,0 +1,53 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .models import ApiKey
+from .services import api_key_create, api_key_revoke
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """The secret is shown once, in the message after creation; only its hash is stored."""
+
+    list_display = [
+        "name", "display_prefix", "user", "created_at", "expires_at",
+        "last_used_at", "revoked_at", "active",
+    ]  # fmt: skip
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at", "created_at"]
+    search_fields = ["name", "prefix", "user__username", "user__email"]
+    autocomplete_fields = ["user"]
+    fields = ["user", "name", "expires_at", "display_prefix", "created_at", "last_used_at",
+              "revoked_at"]  # fmt: skip
+    readonly_fields = ["display_prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    @admin.display(description="Key")
+    def display_prefix(self, api_key: ApiKey) -> str:
+        return f"ao_{api_key.prefix}_…" if api_key.prefix else "—"
+
+    @admin.display(boolean=True)
+    def active(self, api_key: ApiKey) -> bool:
+        return api_key.is_active
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None):
+        if obj is None:
+            return self.readonly_fields
+        return [*self.readonly_fields, "user"]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        api_key, raw_key = api_key_create(user=obj.user, name=obj.name, expires_at=obj.expires_at)
+        obj.pk, obj.prefix, obj.created_at = api_key.pk, api_key.prefix, api_key.created_at
+        messages.warning(
+            request,
+            f"API key created: {raw_key} — copy it now, it will not be shown again.",
+        )
+
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)

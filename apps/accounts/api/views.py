@@ -1,0 +1,88 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..authentication import request_api_key
+from ..models import Role
+from ..permissions import VIEW
+from ..selectors import api_key_get, api_key_list, user_get, user_list
+from ..services import api_key_create, api_key_revoke, user_role, user_set_role
+from .serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateInputSerializer,
+    ApiKeyOutputSerializer,
+    MeOutputSerializer,
+    RoleInputSerializer,
+    UserOutputSerializer,
+)
+
+
+class MeApi(APIView):
+    @extend_schema(responses=MeOutputSerializer)
+    def get(self, request: Request) -> Response:
+        api_key = request_api_key(request)
+        data = {
+            "id": request.user.pk,
+            "username": request.user.get_username(),
+            "email": request.user.email,
+            "role": user_role(user=request.user),
+            "api_key": api_key.prefix if api_key else None,
+        }
+        return Response(MeOutputSerializer(data).data)
+
+
+class ApiKeyListCreateApi(APIView):
+    """Every role manages its own keys; a read-only viewer still needs one for scripts."""
+
+    write_permission = VIEW
+
+    @extend_schema(responses=ApiKeyOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        keys = api_key_list(visible_to=request.user)
+        return Response(ApiKeyOutputSerializer(keys, many=True).data)
+
+    @extend_schema(request=ApiKeyCreateInputSerializer, responses={201: ApiKeyCreatedSerializer})
+    def post(self, request: Request) -> Response:
+        data = ApiKeyCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        api_key, raw_key = api_key_create(user=request.user, **data.validated_data)
+        api_key.key = raw_key
+        return Response(ApiKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailApi(APIView):
+    @extend_schema(responses=ApiKeyOutputSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(ApiKeyOutputSerializer(api_key_get(pk=pk, visible_to=request.user)).data)
+
+
+class ApiKeyRevokeApi(APIView):
+    write_permission = VIEW
+
+    @extend_schema(request=None, responses=ApiKeyOutputSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        api_key = api_key_revoke(api_key=api_key_get(pk=pk, visible_to=request.user))
+        return Response(ApiKeyOutputSerializer(api_key).data)
+
+
+class UserListApi(APIView):
+    read_permission = "auth.view_user"
+
+    @extend_schema(responses=UserOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(UserOutputSerializer(user_list(), many=True).data)
+
+
+class UserRoleApi(APIView):
+    """Admins give a user exactly one role."""
+
+    write_permission = "auth.change_user"
+
+    @extend_schema(request=RoleInputSerializer, responses=UserOutputSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        data = RoleInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = user_set_role(user=user_get(pk=pk), role=Role(data.validated_data["role"]))
+        return Response(UserOutputSerializer(user).data)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractUser, Group
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ApiKey, Role
+
+KEY_PREFIX = "ao"
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def hash_api_key(raw_key: str) -> str:
+    """SHA-256 suffices: keys carry 256 random bits, so there is nothing to brute-force."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def split_api_key(raw_key: str) -> str | None:
+    """The lookup prefix of a well-formed key, or None."""
+    parts = raw_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 8 or not parts[2]:
+        return None
+    return parts[1]
+
+
+def api_key_create(
+    *, user: AbstractUser, name: str, expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is shown once and never stored."""
+    while True:
+        prefix = secrets.token_hex(4)
+        if not ApiKey.objects.filter(prefix=prefix).exists():
+            break
+    raw_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = ApiKey.objects.create(
+        user=user, name=name, prefix=prefix, key_hash=hash_api_key(raw_key), expires_at=expires_at
+    )
+    return api_key, raw_key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Idempotent: a key revoked twice keeps its first revocation time."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
+    """The active key matching ``raw_key``, with its user loaded, or None."""
+    prefix = split_api_key(raw_key)
+    if prefix is None:
+        return None
+    api_key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_api_key(raw_key)):
+        return None
+    if not api_key.is_active:
+        return None
+    api_key_touch(api_key=api_key)
+    return api_key
+
+
+def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
+    """Record use at most once a minute per key, so authentication rarely writes."""
+    now = now or timezone.now()
+    if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    api_key.last_used_at = now
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+
+
+def user_role(*, user: AbstractUser) -> Role | None:
+    """The strongest role the user holds; superusers are admins."""
+    if user.is_superuser:
+        return Role.ADMIN
+    names = {group.name for group in user.groups.all()}
+    return next((role for role in Role if role.value in names), None)
+
+
+@transaction.atomic
+def user_set_role(*, user: AbstractUser, role: Role) -> AbstractUser:
+    """Give the user exactly one role group."""
+    user.groups.remove(*Group.objects.filter(name__in=Role.values))
+    user.groups.add(Group.objects.get(name=role.value))
+    return user

@@ -1,0 +1,98 @@
+"""The one error shape of the REST API: ``{"error": {"code", "message", "details"}}``.
+
+Used by DRF's exception handler, Django's 400/403/404/500 handlers and the CSRF failure view.
+Browser pages outside the API keep Django's HTML error pages.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
+from django.views import defaults
+from django.views.csrf import csrf_failure as django_csrf_failure
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from .request_context import current_request_id
+
+logger = logging.getLogger(__name__)
+
+JSON_PATH_PREFIXES = ("/api/", "/v1/", "/health", "/metrics", "/ws/")
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(code: str, message: str, status_code: int, details: Any = None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status_code)
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Reshape every error DRF knows into the one shape; unknown ones become a logged 500."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body("validation_error", "Invalid input.", exc.detail)
+    elif isinstance(exc, exceptions.APIException):
+        details = {"wait": exc.wait} if isinstance(exc, exceptions.Throttled) else None
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        response.data = error_body(code, str(exc.detail), details)
+    return response
+
+
+def wants_json(request: HttpRequest) -> bool:
+    if request.path.startswith(JSON_PATH_PREFIXES):
+        return True
+    return "text/html" not in request.headers.get("Accept", "")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None, **kwargs):
+    if wants_json(request):
+        return error_response("bad_request", "Bad request.", status.HTTP_400_BAD_REQUEST)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None, **kwargs):
+    if wants_json(request):
+        message = str(exception) if exception and str(exception) else "Permission denied."
+        return error_response("permission_denied", message, status.HTTP_403_FORBIDDEN)
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None, **kwargs):
+    if wants_json(request):
+        return error_response(
+            "not_found", f"No resource at {request.path}.", status.HTTP_404_NOT_FOUND
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest, **kwargs):
+    """Never show a traceback; the request id ties the answer to the logged exception."""
+    if wants_json(request):
+        return error_response(
+            "server_error",
+            "Internal server error. Quote the request id when reporting it.",
+            status.HTTP_500_INTERNAL_SERVER_ERROR,
+            {"request_id": current_request_id()},
+        )
+    return defaults.server_error(request)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "", **kwargs):
+    if wants_json(request):
+        return error_response(
+            "csrf_failed", f"CSRF verification failed: {reason}", status.HTTP_403_FORBIDDEN
+        )
+    return django_csrf_failure(request, reason)

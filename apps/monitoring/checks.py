@@ -1,0 +1,55 @@
+"""The built-in health checks: database, cache, channel layer and Celery workers."""
+
+from __future__ import annotations
+
+import uuid
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import connection
+
+from .registry import CheckResult, health_check
+
+
+@health_check("database", critical=True)
+def database() -> CheckResult:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return CheckResult("ok", connection.vendor)
+
+
+@health_check("cache")
+def cache_roundtrip() -> CheckResult:
+    key = f"health:{uuid.uuid4().hex}"
+    cache.set(key, "1", timeout=5)
+    if cache.get(key) != "1":
+        return CheckResult("error", "value written was not read back")
+    cache.delete(key)
+    return CheckResult("ok")
+
+
+@health_check("channel_layer")
+def channel_layer() -> CheckResult:
+    layer = get_channel_layer()
+    if layer is None:
+        return CheckResult("disabled", "no channel layer configured")
+
+    async def roundtrip() -> bool:
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "health.ping"})
+        return (await layer.receive(channel))["type"] == "health.ping"
+
+    ok = async_to_sync(roundtrip)()
+    return CheckResult("ok" if ok else "error", type(layer).__name__)
+
+
+@health_check("celery", cache_seconds=10.0)
+def celery_workers() -> CheckResult:
+    """Cached briefly: a broadcast ping waits its whole timeout when no worker answers."""
+    from orchestra.celery import app
+
+    replies = app.control.ping(timeout=1.0, limit=1)
+    if not replies:
+        return CheckResult("error", "no worker answered")
+    return CheckResult("ok", f"{len(replies)} worker(s) answered")

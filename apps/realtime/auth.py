@@ -1,0 +1,61 @@
+"""WebSocket authentication: a session cookie, or an API key.
+
+Browsers cannot set headers on a WebSocket, so besides ``Authorization: Bearer <key>`` the key
+is accepted as the subprotocol pair ``Sec-WebSocket-Protocol: bearer, <key>`` (the server
+answers with ``bearer``) or in a first ``{"type": "auth", "token": "<key>"}`` message.
+"""
+
+from __future__ import annotations
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from channels.middleware import BaseMiddleware
+
+from apps.accounts.authentication import bearer_token
+from apps.accounts.models import ApiKey
+from apps.accounts.services import api_key_authenticate
+
+BEARER_SUBPROTOCOL = "bearer"
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def token_from_scope(scope: dict) -> str | None:
+    token = bearer_token(_header(scope, b"authorization"))
+    if token:
+        return token
+    subprotocols = scope.get("subprotocols") or []
+    if BEARER_SUBPROTOCOL in subprotocols:
+        index = subprotocols.index(BEARER_SUBPROTOCOL)
+        if index + 1 < len(subprotocols):
+            return subprotocols[index + 1]
+    return None
+
+
+@database_sync_to_async
+def authenticate_key(token: str) -> ApiKey | None:
+    return api_key_authenticate(raw_key=token)
+
+
+class ApiKeyAuthMiddleware(BaseMiddleware):
+    """Puts the key's user in ``scope["user"]``; a wrong key is remembered, not ignored."""
+
+    async def __call__(self, scope, receive, send):
+        token = token_from_scope(scope)
+        scope = dict(scope, api_key=None, auth_error=None)
+        if token:
+            api_key = await authenticate_key(token)
+            if api_key is None:
+                scope["auth_error"] = "Invalid, revoked or expired API key."
+            else:
+                scope["user"], scope["api_key"] = api_key.user, api_key
+        return await super().__call__(scope, receive, send)
+
+
+def WebSocketAuthStack(inner):  # noqa: N802  (named like Channels' AuthMiddlewareStack)
+    return AuthMiddlewareStack(ApiKeyAuthMiddleware(inner))

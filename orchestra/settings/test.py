@@ -1,0 +1,37 @@
+"""Tests use the real PostgreSQL and Redis when CI is set or they answer, else embedded ones.
+
+Processes started by tests (daphne, Celery workers) get ``DATABASE_URL`` and ``REDIS_URL``
+explicitly, so they use the same test database and Redis database as the test run itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+_use_services = bool(os.environ.get("CI"))
+if _use_services or _answers("127.0.0.1", 5432):
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orchestra")
+if _use_services or _answers("127.0.0.1", 6379):
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+os.environ.setdefault("EMBEDDED_REDIS_NAME", "test-redis")
+
+from .base import *  # noqa: E402, F403
+from .base import CACHES, CHANNEL_LAYERS, DATABASES, VAR_DIR  # noqa: E402
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES["default"]["KEY_PREFIX"] = "orchestra-test"
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "orchestra-test"

@@ -1,0 +1,84 @@
+"""Shared fixtures: the services the suite runs on, and real servers started against them.
+
+The test run uses PostgreSQL and Redis when ``CI`` is set or they answer on localhost, otherwise
+SQLite and the embedded Redis (see ``orchestra/settings/test.py``); the header says which.
+Processes started here (daphne, Celery) point at the same test database and Redis database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from orchestra import embedded_redis
+from tests.support.processes import AsgiServer, CeleryWorker
+
+
+def pytest_report_header(config) -> list[str]:
+    db = settings.DATABASES["default"]
+    where = f"{db.get('HOST') or 'local file'}:{db.get('PORT') or ''}".rstrip(":")
+    return [
+        f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']} ({where})",
+        f"redis (cache, channel layer, celery broker): {settings.REDIS_URL}"
+        + (" [embedded]" if settings.EMBEDDED_REDIS else ""),
+    ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server() -> Iterator[str]:
+    """The suite's Redis, emptied once at the start of the run."""
+    process = None
+    if settings.EMBEDDED_REDIS and not embedded_redis.answers(settings.EMBEDDED_REDIS_SOCKET):
+        process = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET)
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    yield settings.REDIS_URL
+    if process:
+        process.terminate()
+        process.wait(10)
+
+
+def database_url(settings_dict: dict) -> str:
+    """A ``DATABASE_URL`` for the database pytest-django created, for other processes."""
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or "postgres"
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def server_env(django_db_setup, django_db_blocker, redis_server) -> dict[str, str]:
+    """Environment for processes that must share this run's database and Redis."""
+    with django_db_blocker.unblock():
+        url = database_url(connection.settings_dict)
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "orchestra.settings.test",
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_server,
+        "PYTHONUNBUFFERED": "1",
+        "LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture(scope="session")
+def asgi_server(server_env) -> Iterator[AsgiServer]:
+    """A real daphne serving the whole ASGI application, shared by the session."""
+    server = AsgiServer(server_env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(server_env) -> Iterator[CeleryWorker]:
+    """A real Celery worker process, shared by the session."""
+    worker = CeleryWorker(server_env).start()
+    yield worker
+    worker.stop()

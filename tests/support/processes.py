@@ -1,0 +1,122 @@
+"""Real processes for end-to-end tests: daphne, Celery workers, the platform itself."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOG_DIR = REPO_ROOT / "var" / "test-logs"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """A subprocess whose output goes to a log file under ``var/test-logs`` for post-mortems."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.command = command
+        self.env = env
+        self.log_path = LOG_DIR / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, ready: Callable[[], bool], timeout: float = 30.0) -> ServerProcess:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.command, env=self.env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start:\n{self.output()[-4000:]}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def port_open(port: int) -> Callable[[], bool]:
+    def ready() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    return ready
+
+
+class AsgiServer(ServerProcess):
+    """``daphne orchestra.asgi:application`` on a free port."""
+
+    def __init__(self, env: dict[str, str], name: str = "daphne") -> None:
+        self.port = free_port()
+        command = [
+            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+            "orchestra.asgi:application",
+        ]  # fmt: skip
+        super().__init__(name, command, env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/"
+
+    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> AsgiServer:
+        return super().start(ready or port_open(self.port), timeout)
+
+
+class CeleryWorker(ServerProcess):
+    """A real Celery worker process on the test broker; ready when it answers a ping."""
+
+    def __init__(self, env: dict[str, str], name: str = "celery", concurrency: int = 4) -> None:
+        self.hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@localhost"
+        command = [
+            sys.executable, "-m", "celery", "-A", "orchestra", "worker", "-l", "info",
+            "-P", "threads", "-c", str(concurrency), "-n", self.hostname,
+            "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        super().__init__(name, command, env)
+
+    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> CeleryWorker:
+        from orchestra.celery import app
+
+        def answers() -> bool:
+            return bool(app.control.ping(destination=[self.hostname], timeout=0.5))
+
+        return super().start(ready or answers, timeout)
