@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, WebSockets to Channels consumers."""
+"""ASGI entry point: the OpenAI-compatible hot path, Django for the rest of HTTP, Channels for
+WebSockets."""
 
 import os
 
@@ -11,15 +12,16 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from apps.gateway.asgi import GatewayRouter, lifespan  # noqa: E402
 from apps.realtime.routing import websocket_application  # noqa: E402
 
-http_application = (
-    ASGIStaticFilesHandler(django_application) if settings.SERVE_STATIC else django_application
-)
+if settings.SERVE_STATIC:
+    django_application = ASGIStaticFilesHandler(django_application)
 
 application = ProtocolTypeRouter(
     {
-        "http": http_application,
+        "http": GatewayRouter(django_application),
         "websocket": websocket_application,
+        "lifespan": lifespan,
     }
 )

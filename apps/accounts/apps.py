@@ -8,7 +8,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and API keys"
 
     def ready(self) -> None:
-        from . import schema  # noqa: F401  (registers the OpenAPI auth scheme)
+        from . import principals, schema  # noqa: F401  (signal receivers, OpenAPI auth scheme)
         from .roles import roles_sync_after_migrate
 
         post_migrate.connect(roles_sync_after_migrate, dispatch_uid="accounts.roles_sync")

@@ -16,7 +16,7 @@ from .models import Role
 PROJECT_APP_PREFIX = "apps."
 OPERATOR_EDITABLE_MODELS: set[str] = {
     "providers.provider",
-    "providers.model",
+    "providers.llmmodel",
     "providers.routingsettings",
 }
 

@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.monitoring",
+    "apps.providers",
+    "apps.gateway",
     "apps.realtime",
 ]
 
@@ -147,6 +149,12 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "probe-providers": {
+        "task": "providers.probe_all",
+        "schedule": env.float("PROVIDER_PROBE_INTERVAL", default=60.0),
+    },
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -158,6 +166,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/admin/login/"
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
+# Fernet keys for provider API keys at rest, newest first; empty: derived from SECRET_KEY.
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
 
 # --- Internationalisation, static files ------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -2,6 +2,7 @@
 
 Processes started by tests (daphne, Celery workers) get ``DATABASE_URL`` and ``REDIS_URL``
 explicitly, so they use the same test database and Redis database as the test run itself.
+``ORCHESTRA_TEST_ID`` (and ``TEST_REDIS_DB``) let several test runs share one machine.
 """
 
 from __future__ import annotations
@@ -19,19 +20,25 @@ def _answers(host: str, port: int) -> bool:
 
 
 _use_services = bool(os.environ.get("CI"))
+_run_id = os.environ.get("ORCHESTRA_TEST_ID", "")
 if _use_services or _answers("127.0.0.1", 5432):
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orchestra")
 if _use_services or _answers("127.0.0.1", 6379):
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
-os.environ.setdefault("EMBEDDED_REDIS_NAME", "test-redis")
+    os.environ.setdefault(
+        "REDIS_URL", f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', 9)}"
+    )
+os.environ.setdefault("EMBEDDED_REDIS_NAME", f"test-redis{_run_id}")
 
 from .base import *  # noqa: E402, F403
 from .base import CACHES, CHANNEL_LAYERS, DATABASES, VAR_DIR  # noqa: E402
 
+_suffix = f"_{_run_id}" if _run_id else ""
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test{_suffix}.sqlite3")}
+elif _suffix:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_orchestra{_suffix}"}
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-CACHES["default"]["KEY_PREFIX"] = "orchestra-test"
-CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "orchestra-test"
+CACHES["default"]["KEY_PREFIX"] = f"orchestra-test{_suffix}"
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"orchestra-test{_suffix}"

@@ -1,0 +1,183 @@
+"""An immutable snapshot of providers, models and routing settings, read once per change.
+
+The hot path never queries the database: each process keeps the snapshot and reloads it only
+when the shared config version (bumped on every save, see ``signals.py``) moves on, or after
+``MAX_AGE_SECONDS`` as a safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .crypto import decrypt
+from .models import LlmModel, Provider, RoutingSettings
+from .presets import preset_for
+
+logger = logging.getLogger(__name__)
+
+MAX_AGE_SECONDS = 60.0
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    id: int
+    name: str
+    kind: str
+    base_url: str
+    api_key: str = field(repr=False)
+    priority: int
+    weight: int
+    timeout_seconds: float
+    max_retries: int
+    rpm_limit: int | None
+    tpm_limit: int | None
+    headers: dict[str, str]
+    stream_usage: bool
+    health_latency_ms: float | None
+
+    @property
+    def fingerprint(self) -> tuple:
+        """What a client for this provider depends on; a change means a new client."""
+        return (self.base_url, self.api_key, self.timeout_seconds, tuple(self.headers.items()))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    id: int
+    name: str
+    display_name: str
+    input_price_per_million: Decimal
+    output_price_per_million: Decimal
+    fallbacks: tuple[str, ...]
+
+    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
+        return (
+            input_tokens * self.input_price_per_million
+            + output_tokens * self.output_price_per_million
+        ) / MILLION
+
+
+@dataclass(frozen=True)
+class Deployment:
+    provider: ProviderConfig
+    model: ModelConfig
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.name}/{self.model.name}"
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    strategy: str = "default"
+    default_provider: str | None = None
+    default_model: str = ""
+    fallback_enabled: bool = True
+    retry_base_delay_ms: int = 200
+    retry_max_delay_ms: int = 5000
+    breaker_failure_threshold: int = 5
+    breaker_error_rate: float = 0.5
+    breaker_window_seconds: int = 60
+    breaker_min_requests: int = 20
+    breaker_cooldown_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    version: int
+    loaded_at: float
+    policy: RoutingPolicy
+    providers: dict[str, ProviderConfig]
+    deployments: dict[str, tuple[Deployment, ...]]
+
+    def deployments_for(self, model: str, provider: str | None = None) -> tuple[Deployment, ...]:
+        """Deployments serving a public model name; ``provider/model`` pins the provider."""
+        if not provider and "/" in model and model not in self.deployments:
+            provider, _, model = model.partition("/")
+        found = self.deployments.get(model or self.policy.default_model, ())
+        if provider:
+            found = tuple(d for d in found if d.provider.name == provider)
+        return found
+
+    def public_models(self) -> list[str]:
+        return sorted(self.deployments)
+
+
+def routing_policy_from(settings_row: RoutingSettings | None) -> RoutingPolicy:
+    if settings_row is None:
+        return RoutingPolicy()
+    return RoutingPolicy(
+        strategy=settings_row.strategy,
+        default_provider=settings_row.default_provider.name
+        if settings_row.default_provider
+        else None,
+        default_model=settings_row.default_model,
+        fallback_enabled=settings_row.fallback_enabled,
+        retry_base_delay_ms=settings_row.retry_base_delay_ms,
+        retry_max_delay_ms=settings_row.retry_max_delay_ms,
+        breaker_failure_threshold=settings_row.breaker_failure_threshold,
+        breaker_error_rate=settings_row.breaker_error_rate,
+        breaker_window_seconds=settings_row.breaker_window_seconds,
+        breaker_min_requests=settings_row.breaker_min_requests,
+        breaker_cooldown_seconds=settings_row.breaker_cooldown_seconds,
+    )
+
+
+def provider_config_from(provider: Provider) -> ProviderConfig:
+    preset = preset_for(provider.kind)
+    try:
+        api_key = decrypt(provider.api_key_encrypted)
+    except ValueError:
+        logger.error("cannot decrypt the API key of provider %s", provider.name)
+        api_key = ""
+    return ProviderConfig(
+        id=provider.pk,
+        name=provider.name,
+        kind=provider.kind,
+        base_url=(provider.base_url or preset.base_url).rstrip("/"),
+        api_key=api_key,
+        priority=provider.priority,
+        weight=provider.weight,
+        timeout_seconds=provider.timeout_seconds,
+        max_retries=provider.max_retries,
+        rpm_limit=provider.rpm_limit,
+        tpm_limit=provider.tpm_limit,
+        headers={**preset.headers, **{str(k): str(v) for k, v in provider.extra_headers.items()}},
+        stream_usage=preset.stream_usage,
+        health_latency_ms=provider.health_latency_ms,
+    )
+
+
+def load_routing_config(version: int) -> RoutingConfig:
+    """Read everything the router needs in three queries."""
+    policy = routing_policy_from(RoutingSettings.objects.select_related("default_provider").first())
+    providers = {p.name: provider_config_from(p) for p in Provider.objects.filter(enabled=True)}
+    deployments: dict[str, list[Deployment]] = {}
+    models = LlmModel.objects.filter(enabled=True, provider__enabled=True).select_related(
+        "provider"
+    )
+    for model in models:
+        deployment = Deployment(
+            provider=providers[model.provider.name],
+            model=ModelConfig(
+                id=model.pk,
+                name=model.name,
+                display_name=model.display_name or model.name,
+                input_price_per_million=model.input_price_per_million,
+                output_price_per_million=model.output_price_per_million,
+                fallbacks=tuple(model.fallbacks),
+            ),
+        )
+        for public_name in dict.fromkeys(model.public_names):
+            deployments.setdefault(public_name, []).append(deployment)
+    return RoutingConfig(
+        version=version,
+        loaded_at=time.monotonic(),
+        policy=policy,
+        providers=providers,
+        deployments={name: tuple(found) for name, found in deployments.items()},
+    )

@@ -1,0 +1,35 @@
+"""Running the async LLM core from synchronous code (Celery tasks, sync views, commands).
+
+One event loop per process lives in a daemon thread, so provider clients and their pooled
+connections survive from one call to the next (``asyncio.run`` would build and tear them down
+every time). A forked child (Celery prefork) starts its own loop on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_pid: int | None = None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _pid
+    with _lock:
+        if _loop is None or _pid != os.getpid():
+            _loop = asyncio.new_event_loop()
+            _pid = os.getpid()
+            threading.Thread(target=_loop.run_forever, name="llm-core-loop", daemon=True).start()
+        return _loop
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run ``coroutine`` on the process's LLM loop and wait for its result."""
+    return asyncio.run_coroutine_threadsafe(coroutine, _running_loop()).result(timeout)

@@ -1,0 +1,43 @@
+"""Every change to providers, models or routing settings bumps the shared config version, so
+each process reloads its routing snapshot on its next request (see ``config.py``)."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from .models import LlmModel, Provider, RoutingSettings
+from .state import key_prefix
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.CACHES["default"]["LOCATION"], socket_timeout=2, socket_connect_timeout=2
+    )
+
+
+def config_version_bump() -> None:
+    try:
+        _redis().incr(f"{key_prefix()}config:version")
+    except redis.RedisError:
+        logger.warning(
+            "could not bump the routing config version; processes reload within a minute"
+        )
+
+
+@receiver(post_save, sender=Provider, dispatch_uid="providers.bump.provider.save")
+@receiver(post_delete, sender=Provider, dispatch_uid="providers.bump.provider.delete")
+@receiver(post_save, sender=LlmModel, dispatch_uid="providers.bump.model.save")
+@receiver(post_delete, sender=LlmModel, dispatch_uid="providers.bump.model.delete")
+@receiver(post_save, sender=RoutingSettings, dispatch_uid="providers.bump.settings.save")
+def routing_config_changed(**kwargs) -> None:
+    transaction.on_commit(config_version_bump)
