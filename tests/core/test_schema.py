@@ -10,7 +10,9 @@ def test_openapi_schema_is_served_and_versioned():
     schema = response.json()
     assert schema["openapi"].startswith("3.")
     assert "/api/v1/me" in schema["paths"]
-    assert all(path.startswith(("/api/v1/", "/health")) for path in schema["paths"])
+    assert all(
+        path.startswith(("/api/v1/", "/api/streaming/", "/health")) for path in schema["paths"]
+    )
 
 
 def test_interactive_docs_use_packaged_assets_not_a_cdn():
