@@ -16,7 +16,7 @@ from apps.accounts.principals import Principal, authenticate_bearer
 from apps.core.request_context import request_id_from, request_id_var
 from apps.providers.core import Caller, LlmRequest, routing_config
 from apps.providers.errors import ProviderError
-from apps.providers.models import EntryPoint
+from apps.providers.models import EntryPoint, RoutingStrategy
 from apps.providers.relay import relay, relay_stream
 from apps.providers.state import shared_state
 
@@ -112,6 +112,17 @@ async def _authenticate(scope: dict, *, operate: bool) -> Principal:
     return principal
 
 
+def _strategy(scope: dict) -> str:
+    """A per-request routing strategy: ``X-Orchestra-Strategy`` (OpenAI's body has no room)."""
+    strategy = header(scope, b"x-orchestra-strategy") or ""
+    if strategy and strategy not in RoutingStrategy.values:
+        raise ApiError(
+            400, f"Unknown strategy {strategy!r}; use one of {', '.join(RoutingStrategy.values)}.",
+            "invalid_value", "X-Orchestra-Strategy",
+        )  # fmt: skip
+    return strategy
+
+
 def validate_chat(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ApiError(400, "The body must be a JSON object.", "invalid_request")
@@ -171,6 +182,8 @@ async def _chat_completions(scope, receive, send, principal: Principal, request_
     request = LlmRequest(
         messages=payload["messages"],
         model=payload.get("model") or "",
+        provider=header(scope, b"x-orchestra-provider") or "",
+        strategy=_strategy(scope),
         caller=Caller(user_id=principal.user_id, api_key_id=principal.api_key_id),
         entry_point=EntryPoint.OPENAI,
         request_id=request_id,

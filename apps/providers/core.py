@@ -474,13 +474,12 @@ async def stream(request: LlmRequest) -> AsyncIterator[Chunk]:
         except Exception as exc:
             raise error_from_sdk(exc) from exc
         try:
-            first = await _next_event(upstream, deployment)
+            return upstream, await _read_until_content(upstream, deployment)
         except BaseException:
             await upstream.close()
             raise
-        return upstream, first
 
-    upstream, first = await run_recorded(request, execution, attempt)
+    upstream, opening = await run_recorded(request, execution, attempt)
     deployment = execution.deployment
     parts: list[str] = []
     raw_usage = None
@@ -488,7 +487,7 @@ async def stream(request: LlmRequest) -> AsyncIterator[Chunk]:
     pieces = 0
     status, error = CallStatus.CANCELLED, None
     try:
-        event = first
+        event = opening.pop(0)
         while event is not None:
             raw_usage = event.usage.model_dump() if getattr(event, "usage", None) else raw_usage
             for choice in event.choices or ():
@@ -499,7 +498,7 @@ async def stream(request: LlmRequest) -> AsyncIterator[Chunk]:
                     pieces += 1
                     yield Chunk(content=text)
                 finish_reason = choice.finish_reason or finish_reason
-            event = await _next_event(upstream, deployment)
+            event = opening.pop(0) if opening else await _next_event(upstream, deployment)
         status = CallStatus.SUCCESS
     except ProviderError as exc:
         status, error = CallStatus.ERROR, exc
@@ -515,6 +514,24 @@ async def stream(request: LlmRequest) -> AsyncIterator[Chunk]:
         model=deployment.model.name,
         call_id=request.call_id,
     )
+
+
+def _event_has_content(event) -> bool:
+    return any(
+        (choice.delta and choice.delta.content) or choice.finish_reason
+        for choice in event.choices or ()
+    )
+
+
+async def _read_until_content(upstream, deployment: Deployment) -> list:
+    """Events up to the first with content or a finish (or the end, as ``None``): until then
+    nothing has reached the caller, so a failing provider can still be failed over."""
+    events: list = []
+    while not events or (events[-1] is not None and not _event_has_content(events[-1])):
+        events.append(await _next_event(upstream, deployment))
+        if events[0] is None:
+            raise ProviderError(errors.UNAVAILABLE, "the provider sent an empty stream")
+    return events
 
 
 async def _next_event(upstream, deployment: Deployment):

@@ -112,6 +112,29 @@ class SseReader:
         return SseEvent(raw + b"\n\n", data)
 
 
+def _has_content(event: SseEvent) -> bool:
+    if event.data is None:
+        return True
+    return any(
+        (choice.get("delta") or {}).get("content") or choice.get("finish_reason")
+        for choice in event.data.get("choices") or ()
+    )
+
+
+async def _read_until_content(reader: SseReader) -> list[SseEvent]:
+    """The events up to the first one with content (or the end): a provider that fails before
+    saying anything can still be failed over, since nothing has reached the caller."""
+    events: list[SseEvent] = []
+    while not any(_has_content(event) for event in events):
+        more = await reader.read_events()
+        if not more:
+            if not events:
+                raise ProviderError(errors.UNAVAILABLE, "the provider sent an empty stream")
+            break
+        events += more
+    return events
+
+
 def error_event(error: ProviderError) -> bytes:
     body = {
         "error": {"message": error.message, "type": "api_error", "param": None, "code": error.code}
@@ -121,8 +144,8 @@ def error_event(error: ProviderError) -> bytes:
 
 async def relay_stream(request: LlmRequest, payload: dict[str, Any]) -> AsyncIterator[bytes]:
     """SSE bytes as the provider sends them. The first ``__anext__`` routes and waits for the
-    first event, so a failure then is still an error response, not a broken stream; a failure
-    later ends the stream with an OpenAI-style error event."""
+    first content, so a failure until then is still an error response (or a fallback), not a
+    broken stream; a failure later ends the stream with an OpenAI-style error event."""
     execution = Execution(request, stream=True)
     options = payload.get("stream_options")
     caller_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -137,13 +160,10 @@ async def relay_stream(request: LlmRequest, payload: dict[str, Any]) -> AsyncIte
         reply = await transports.open_stream(deployment.provider, PATH, orjson.dumps(body))
         reader = SseReader(reply, deployment.provider.timeout_seconds)
         try:
-            events = await reader.read_events()
-            if not events:
-                raise ProviderError(errors.UNAVAILABLE, "the provider sent an empty stream")
+            return reader, await _read_until_content(reader)
         except BaseException:
             transports.end_stream(reply)
             raise
-        return reader, events
 
     reader, events = await run_recorded(request, execution, attempt)
     parts: list[str] = []

@@ -30,8 +30,9 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 _FAILURE_SCRIPT = """
 -- KEYS[1] breaker hash, KEYS[2..] window buckets (current first)
--- ARGV: now, failure threshold, error rate, min requests, bucket ttl, error text
-redis.call('HINCRBY', KEYS[2], 'total', 1)
+-- ARGV: now, failure threshold, error rate, min requests, bucket ttl, error text,
+--       requests of this process not flushed yet
+redis.call('HINCRBY', KEYS[2], 'total', 1 + tonumber(ARGV[7]))
 redis.call('HINCRBY', KEYS[2], 'errors', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
@@ -241,6 +242,7 @@ class SharedState:
             policy.breaker_min_requests,
             policy.breaker_window_seconds * 2,
             error[:200],
+            self._window_totals.pop(provider, 0),
         ]
         state = await self._failure(keys=keys, args=args)
         return _text(state)

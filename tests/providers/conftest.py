@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import openai
 import pytest
 import redis
 from django.conf import settings
+from django.utils import timezone
 
 from apps.accounts.models import Role
-from apps.providers.models import LlmModel, Provider, RoutingSettings
+from apps.providers.models import LlmCall, LlmModel, Provider, RoutingSettings
 from apps.providers.state import key_prefix
 from tests.fake_upstream import FakeUpstream
 from tests.support.factories import api_key_issue
@@ -81,6 +83,28 @@ def two_providers(upstream_a, upstream_b) -> dict[str, Provider]:
     for provider in providers.values():
         deploy(provider)
     return providers
+
+
+@pytest.fixture
+def recorded_calls() -> Callable[..., list[LlmCall]]:
+    """Waits for this test's call records, which servers write in bulk a moment after answering.
+
+    Records of an earlier test may still arrive meanwhile; only those made since this test
+    started count.
+    """
+    started = timezone.now()
+
+    def wait(count: int, timeout: float = 10.0) -> list[LlmCall]:
+        recent = LlmCall.objects.filter(created_at__gte=started)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            calls = list(recent.prefetch_related("attempts").order_by("created_at"))
+            if len(calls) >= count:
+                return calls
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} call records, found {recent.count()}")
+
+    return wait
 
 
 @pytest.fixture
