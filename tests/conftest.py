@@ -18,6 +18,8 @@ from django.db import connection
 from orchestra import embedded_redis
 from tests.support.processes import AsgiServer, CeleryWorker
 
+pytest_plugins = ["tests.support.providers"]
+
 
 def pytest_report_header(config) -> list[str]:
     db = settings.DATABASES["default"]

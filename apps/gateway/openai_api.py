@@ -14,11 +14,10 @@ import orjson
 from apps.accounts.authentication import bearer_token
 from apps.accounts.principals import Principal, authenticate_bearer
 from apps.core.request_context import request_id_from, request_id_var
-from apps.providers.core import Caller, LlmRequest, routing_config
+from apps.providers.core import Caller, LlmRequest, current_routing_config
 from apps.providers.errors import ProviderError
 from apps.providers.models import EntryPoint, RoutingStrategy
 from apps.providers.relay import relay, relay_stream
-from apps.providers.state import shared_state
 
 from .http import (
     JSON_HEADERS,
@@ -219,7 +218,7 @@ async def _stream(send, request: LlmRequest, payload: dict, headers) -> None:
 
 
 async def _models(send, model_id: str, headers) -> None:
-    config = await routing_config(await shared_state().version())
+    config = await current_routing_config()
     listed = [
         {"id": name, "object": "model", "created": 0, "owned_by": deployments[0].provider.name}
         for name, deployments in sorted(config.deployments.items())

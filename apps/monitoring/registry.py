@@ -61,3 +61,8 @@ def run_check(check: HealthCheck) -> tuple[CheckResult, float]:
         result = CheckResult("error", f"{type(exc).__name__}: {exc}")
     _cached[check.name] = (now, result)
     return result, (time.monotonic() - now) * 1000
+
+
+def forget_results() -> None:
+    """Drop remembered results, so the next run of each check is fresh."""
+    _cached.clear()

@@ -145,6 +145,12 @@ async def routing_config(version: int | None = None) -> RoutingConfig:
     return _config
 
 
+async def current_routing_config() -> RoutingConfig:
+    """The snapshot, checked against the shared version first (one Redis read): for callers
+    off the hot path that must see a change made a moment ago."""
+    return await routing_config(await shared_state().version())
+
+
 # --- one execution: attempts, outcome, record -------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from . import errors
 from .config import ProviderConfig, provider_config_from
-from .core import Completion, LlmRequest, complete, routing_config
+from .core import Completion, LlmRequest, complete, current_routing_config
 from .crypto import encrypt
 from .errors import ProviderError
 from .models import HealthStatus, LlmModel, Provider, RoutingSettings
@@ -120,7 +120,7 @@ async def _probe(config: ProviderConfig) -> tuple[float, ProviderError | None]:
         error = exc
     latency_ms = (time.perf_counter() - started) * 1000
     state = shared_state()
-    policy = (await routing_config()).policy
+    policy = (await current_routing_config()).policy
     if error and error.counts_against_circuit:
         await state.breaker_failure(config.name, f"health probe: {error.message}", policy)
     elif error is None:
@@ -172,7 +172,7 @@ def routing_settings_update(**fields: Any) -> RoutingSettings:
 
 
 async def _breakers(names: list[str]) -> list[BreakerView]:
-    return await shared_state().breakers(names, (await routing_config()).policy)
+    return await shared_state().breakers(names, (await current_routing_config()).policy)
 
 
 def circuit_breaker_list() -> list[BreakerView]:
@@ -194,3 +194,30 @@ def circuit_breaker_reset(*, provider: Provider) -> BreakerView:
 def llm_query(*, request: LlmRequest) -> Completion:
     """The core's ``complete``, for sync callers (the query API, Celery tasks)."""
     return run_sync(complete(request))
+
+
+def provider_availability() -> tuple[list[dict[str, Any]], dict[str, list[str]], bool]:
+    """Each provider's availability, each public model's failover order, and whether failover
+    is on (for the feature status)."""
+    breakers = {view.provider: view for view in circuit_breaker_list()}
+    providers = []
+    for provider in Provider.objects.order_by("priority", "name"):
+        circuit = breakers[provider.name].state if provider.name in breakers else "closed"
+        providers.append(
+            {
+                "name": provider.name,
+                "enabled": provider.enabled,
+                "health": provider.health_status,
+                "circuit": circuit,
+                "available": provider.enabled
+                and circuit != "open"
+                and provider.health_status != HealthStatus.ERROR,
+            }
+        )
+    available = {p["name"] for p in providers if p["available"]}
+    routes: dict[str, list[str]] = {}
+    for model in LlmModel.objects.filter(enabled=True).select_related("provider"):
+        for name in model.public_names:
+            if model.provider.name in available:
+                routes.setdefault(name, []).append(model.provider.name)
+    return providers, routes, routing_settings_get().fallback_enabled

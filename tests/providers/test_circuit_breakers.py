@@ -8,8 +8,8 @@ import openai
 import pytest
 
 from apps.providers.services import circuit_breaker_list, circuit_breaker_reset
-from tests.providers.conftest import routing
 from tests.support.processes import AsgiServer
+from tests.support.providers import routing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,8 +11,8 @@ import pytest
 from apps.accounts.models import Role
 from apps.providers.models import CallStatus, Provider
 from tests.fake_upstream import FakeUpstream, free_port
-from tests.providers.conftest import deploy, provider_for, routing
 from tests.support.factories import api_key_issue
+from tests.support.providers import deploy, provider_for, routing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

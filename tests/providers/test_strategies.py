@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tests.providers.conftest import routing
+from tests.support.providers import routing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

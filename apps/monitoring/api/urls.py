@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("feature-status", views.FeatureStatusApi.as_view(), name="feature-status"),
+]

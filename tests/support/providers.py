@@ -1,0 +1,119 @@
+"""Fixtures for anything that talks to LLM providers: fake upstreams, providers pointing at
+them, and clients of the gateway. Loaded for the whole suite by ``tests/conftest.py``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import openai
+import pytest
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from apps.accounts.models import Role
+from apps.providers.models import LlmCall, LlmModel, Provider, RoutingSettings
+from apps.providers.state import key_prefix
+from tests.fake_upstream import FakeUpstream
+from tests.support.factories import api_key_issue
+
+
+@pytest.fixture(scope="session")
+def upstreams() -> Iterator[dict[str, FakeUpstream]]:
+    fakes = {name: FakeUpstream(name=name).start() for name in ("a", "b")}
+    yield fakes
+    for fake in fakes.values():
+        fake.stop()
+
+
+@pytest.fixture
+def upstream_a(upstreams) -> FakeUpstream:
+    upstreams["a"].reset()
+    return upstreams["a"]
+
+
+@pytest.fixture
+def upstream_b(upstreams) -> FakeUpstream:
+    upstreams["b"].reset()
+    return upstreams["b"]
+
+
+@pytest.fixture(autouse=True)
+def clean_routing_state():
+    """Circuit breakers, counters and cursors start fresh in every test."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(f"{key_prefix()}*"):
+        if not key.endswith(b"config:version"):
+            client.delete(key)
+    yield
+
+
+def provider_for(fake: FakeUpstream, **fields) -> Provider:
+    defaults = {"kind": "openai_compatible", "base_url": fake.base_url, "timeout_seconds": 2.0,
+                "max_retries": 1}  # fmt: skip
+    return Provider.objects.create(name=fake.name, **{**defaults, **fields})
+
+
+def deploy(provider: Provider, name: str = "fake-model", **fields) -> LlmModel:
+    defaults = {
+        "input_price_per_million": Decimal("1.5"),
+        "output_price_per_million": Decimal("6"),
+        "aliases": ["chat"],
+    }
+    return LlmModel.objects.create(provider=provider, name=name, **{**defaults, **fields})
+
+
+def routing(**fields) -> RoutingSettings:
+    row = RoutingSettings.objects.first() or RoutingSettings()
+    for name, value in {"retry_base_delay_ms": 10, **fields}.items():
+        setattr(row, name, value)
+    row.save()
+    return row
+
+
+@pytest.fixture
+def two_providers(upstream_a, upstream_b) -> dict[str, Provider]:
+    """Providers a and b, both serving public model 'chat' (as fake-model)."""
+    routing()
+    providers = {
+        "a": provider_for(upstream_a, priority=1),
+        "b": provider_for(upstream_b, priority=2),
+    }
+    for provider in providers.values():
+        deploy(provider)
+    return providers
+
+
+@pytest.fixture
+def recorded_calls() -> Callable[..., list[LlmCall]]:
+    """Waits for this test's call records, which servers write in bulk a moment after answering.
+
+    Records of an earlier test may still arrive meanwhile; only those made since this test
+    started count.
+    """
+    started = timezone.now()
+
+    def wait(count: int, timeout: float = 10.0) -> list[LlmCall]:
+        recent = LlmCall.objects.filter(created_at__gte=started)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            calls = list(recent.prefetch_related("attempts").order_by("created_at"))
+            if len(calls) >= count:
+                return calls
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} call records, found {recent.count()}")
+
+    return wait
+
+
+@pytest.fixture
+def operator_key() -> str:
+    return api_key_issue(role=Role.OPERATOR)
+
+
+@pytest.fixture
+def gateway(asgi_server, operator_key) -> openai.OpenAI:
+    """The unmodified OpenAI SDK pointed at our /v1."""
+    return openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key=operator_key, max_retries=0)
