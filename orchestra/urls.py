@@ -6,6 +6,7 @@ api_v1 = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.providers.api.urls")),
     path("", include("apps.monitoring.api.urls")),
+    path("", include("apps.realtime.api.urls")),
 ]
 
 urlpatterns = [

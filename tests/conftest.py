@@ -67,6 +67,7 @@ def server_env(django_db_setup, django_db_blocker, redis_server) -> dict[str, st
         "REDIS_URL": redis_server,
         "PYTHONUNBUFFERED": "1",
         "LOG_FORMAT": "json",
+        "WEBSOCKET_WORKER_SILENCE_SECONDS": "3",
     }
 
 

@@ -16,8 +16,15 @@ from apps.accounts.principals import Principal, authenticate_bearer
 from apps.core.request_context import request_id_from, request_id_var
 from apps.providers.core import Caller, LlmRequest, current_routing_config
 from apps.providers.errors import ProviderError
-from apps.providers.models import EntryPoint, RoutingStrategy
+from apps.providers.models import EntryPoint
 from apps.providers.relay import relay, relay_stream
+from apps.providers.validation import (
+    InvalidRequestError,
+    check_params,
+    messages_from,
+    name_from,
+    strategy_from,
+)
 
 from .http import (
     JSON_HEADERS,
@@ -34,7 +41,6 @@ from .http import (
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
@@ -113,60 +119,20 @@ async def _authenticate(scope: dict, *, operate: bool) -> Principal:
 
 def _strategy(scope: dict) -> str:
     """A per-request routing strategy: ``X-Orchestra-Strategy`` (OpenAI's body has no room)."""
-    strategy = header(scope, b"x-orchestra-strategy") or ""
-    if strategy and strategy not in RoutingStrategy.values:
-        raise ApiError(
-            400, f"Unknown strategy {strategy!r}; use one of {', '.join(RoutingStrategy.values)}.",
-            "invalid_value", "X-Orchestra-Strategy",
-        )  # fmt: skip
-    return strategy
+    return strategy_from(header(scope, b"x-orchestra-strategy"), "X-Orchestra-Strategy")
 
 
 def validate_chat(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
-        raise ApiError(400, "The body must be a JSON object.", "invalid_request")
-    model = payload.get("model", "")
-    if not isinstance(model, str):
-        raise ApiError(400, "'model' must be a string.", "invalid_type", "model")
-    messages = payload.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "'messages' must be a non-empty array.", "invalid_type", "messages")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise ApiError(
-                400,
-                f"messages[{index}] needs a valid 'role'.",
-                "invalid_value",
-                f"messages[{index}]",
-            )
-        if not isinstance(message.get("content"), str | list | type(None)):
-            raise ApiError(
-                400, f"messages[{index}].content must be a string or an array.", "invalid_type",
-                f"messages[{index}].content",
-            )  # fmt: skip
-    _check_number(payload, "temperature", 0, 2)
-    _check_number(payload, "top_p", 0, 1)
-    for name in ("max_tokens", "max_completion_tokens", "n"):
-        value = payload.get(name)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            raise ApiError(400, f"'{name}' must be a positive integer.", "invalid_value", name)
+        raise InvalidRequestError("The body must be a JSON object.")
+    name_from(payload, "model")
+    messages_from(payload.get("messages"))
+    check_params(payload)
     if not isinstance(payload.get("stream", False), bool):
-        raise ApiError(400, "'stream' must be a boolean.", "invalid_type", "stream")
+        raise InvalidRequestError("'stream' must be a boolean.", "stream")
     if not isinstance(payload.get("stream_options") or {}, dict):
-        raise ApiError(400, "'stream_options' must be an object.", "invalid_type", "stream_options")
+        raise InvalidRequestError("'stream_options' must be an object.", "stream_options")
     return payload
-
-
-def _check_number(payload: dict, name: str, low: float, high: float) -> None:
-    value = payload.get(name)
-    if value is None:
-        return
-    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
-        raise ApiError(
-            400, f"'{name}' must be a number from {low} to {high}.", "invalid_value", name
-        )
 
 
 async def _chat_completions(scope, receive, send, principal: Principal, request_id: str, headers):
@@ -176,13 +142,16 @@ async def _chat_completions(scope, receive, send, principal: Principal, request_
         raise ApiError(413, f"The body exceeds {MAX_BODY_BYTES} bytes.", "body_too_large") from None
     try:
         payload = validate_chat(orjson.loads(body))
+        strategy = _strategy(scope)
     except orjson.JSONDecodeError:
         raise ApiError(400, "The body is not valid JSON.", "invalid_json") from None
+    except InvalidRequestError as error:
+        raise ApiError(400, error.message, "invalid_value", error.param) from None
     request = LlmRequest(
         messages=payload["messages"],
         model=payload.get("model") or "",
         provider=header(scope, b"x-orchestra-provider") or "",
-        strategy=_strategy(scope),
+        strategy=strategy,
         caller=Caller(user_id=principal.user_id, api_key_id=principal.api_key_id),
         entry_point=EntryPoint.OPENAI,
         request_id=request_id,

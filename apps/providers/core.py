@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from apps.realtime.events import apublish
+
 from . import errors, metrics
 from .config import MAX_AGE_SECONDS, Deployment, RoutingConfig, load_routing_config
 from .errors import ProviderError
@@ -386,10 +388,13 @@ async def _try(
     except ProviderError as error:
         execution.add_attempt(deployment, started, started_at, error)
         if error.counts_against_circuit:
-            circuit = await state.breaker_failure(
-                provider, f"{error.code}: {error.message}", policy
-            )
+            description = f"{error.code}: {error.message}"
+            circuit, opened = await state.breaker_failure(provider, description, policy)
             metrics.circuit_state.labels(provider).set(metrics.CIRCUIT_STATE_VALUES.get(circuit, 0))
+            if opened:
+                await apublish(
+                    "alerts", "circuit.opened", {"provider": provider, "error": description}
+                )
         else:
             state.note_outcome(provider, 0, failed_against_circuit=False)
         return None, error
@@ -403,6 +408,8 @@ async def _try(
     if candidate.probe or (breaker and not breaker.clean):
         await state.breaker_success(provider)
         metrics.circuit_state.labels(provider).set(0)
+        if candidate.probe:
+            await apublish("alerts", "circuit.closed", {"provider": provider})
     return result, None
 
 

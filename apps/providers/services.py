@@ -10,13 +10,15 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.runtime import run_sync
+from apps.realtime.events import apublish
+
 from . import errors
 from .config import ProviderConfig, provider_config_from
 from .core import Completion, LlmRequest, complete, current_routing_config
 from .crypto import encrypt
 from .errors import ProviderError
 from .models import HealthStatus, LlmModel, Provider, RoutingSettings
-from .runtime import run_sync
 from .state import HALF_OPEN, BreakerView, shared_state
 from .transports import error_from_sdk, sdk_client
 
@@ -127,6 +129,12 @@ async def _probe(config: ProviderConfig) -> tuple[float, ProviderError | None]:
         (breaker,) = await state.breakers([config.name], policy)
         if breaker.state == HALF_OPEN:
             await state.breaker_success(config.name)
+    status = HealthStatus.ERROR if error else HealthStatus.OK
+    await apublish(
+        "metrics",
+        "provider.health",
+        {"provider": config.name, "status": str(status), "latency_ms": round(latency_ms, 2)},
+    )
     return latency_ms, error
 
 

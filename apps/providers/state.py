@@ -48,9 +48,9 @@ local trip = state == 'half_open' or failures >= tonumber(ARGV[2])
   or (total >= tonumber(ARGV[4]) and errors / total >= tonumber(ARGV[3]))
 if trip and state ~= 'open' then
   redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[1])
-  state = 'open'
+  return {'open', 1}
 end
-return state
+return {state, 0}
 """
 
 
@@ -230,8 +230,10 @@ class SharedState:
             raise
 
     # --- circuit breakers -----------------------------------------------------------------
-    async def breaker_failure(self, provider: str, error: str, policy: RoutingPolicy) -> str:
-        """Count a failure; returns the circuit state it leaves behind."""
+    async def breaker_failure(
+        self, provider: str, error: str, policy: RoutingPolicy
+    ) -> tuple[str, bool]:
+        """Count a failure; returns the circuit state it leaves and whether it just opened."""
         now = time.time()
         self.policy = policy
         keys = [self.breaker_key(provider), *self.window_keys(provider, now)]
@@ -244,8 +246,8 @@ class SharedState:
             error[:200],
             self._window_totals.pop(provider, 0),
         ]
-        state = await self._failure(keys=keys, args=args)
-        return _text(state)
+        state, opened = await self._failure(keys=keys, args=args)
+        return _text(state), bool(opened)
 
     async def breaker_success(self, provider: str) -> None:
         await self.redis.delete(self.breaker_key(provider), self.probe_key(provider))

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
+
+from apps.providers.validation import (
+    InvalidRequestError,
+    check_params,
+    messages_from,
+    name_from,
+    prompt_messages,
+    strategy_from,
+)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -39,3 +49,51 @@ def reply_id(message: dict[str, Any]) -> dict[str, Any]:
 
 def error_message(code: str, text: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": text, **reply_id(request or {})}
+
+
+MAX_ID_LENGTH = 64
+LLM_PARAMS = ("temperature", "max_tokens", "top_p", "stop")
+
+
+@dataclass(frozen=True)
+class LlmAsk:
+    """A validated ``query`` or ``stream`` message."""
+
+    id: str | int
+    stream: bool
+    messages: list[dict[str, Any]]
+    model: str
+    provider: str
+    strategy: str
+    params: dict[str, Any]
+
+
+def message_id(message: dict[str, Any]) -> str | int:
+    value = message.get("id")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ProtocolError("invalid_request", "This message needs an 'id' (string or number).")
+    if isinstance(value, str) and not 0 < len(value) <= MAX_ID_LENGTH:
+        raise ProtocolError("invalid_request", f"'id' must have 1 to {MAX_ID_LENGTH} characters.")
+    return value
+
+
+def parse_llm_ask(message: dict[str, Any]) -> LlmAsk:
+    """Validate a query/stream message with the same rules as every other entry point."""
+    ask_id = message_id(message)
+    try:
+        if "prompt" in message and "messages" not in message:
+            messages = prompt_messages(message["prompt"])
+        else:
+            messages = messages_from(message.get("messages"))
+        check_params(message)
+        return LlmAsk(
+            id=ask_id,
+            stream=message["type"] == "stream",
+            messages=messages,
+            model=name_from(message, "model"),
+            provider=name_from(message, "provider"),
+            strategy=strategy_from(message.get("strategy")),
+            params={name: message[name] for name in LLM_PARAMS if message.get(name) is not None},
+        )
+    except InvalidRequestError as error:
+        raise ProtocolError("invalid_request", error.message) from error

@@ -245,3 +245,10 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_FAILURE_VIEW = "apps.core.errors.csrf_failure"
 
 WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=[])
+# Per connection: LLM queries/streams running at once, and messages per second (burst allowed).
+WEBSOCKET_MAX_CONCURRENT = env.int("WEBSOCKET_MAX_CONCURRENT", default=4)
+WEBSOCKET_MESSAGES_PER_SECOND = env.float("WEBSOCKET_MESSAGES_PER_SECOND", default=10.0)
+WEBSOCKET_MESSAGE_BURST = env.int("WEBSOCKET_MESSAGE_BURST", default=30)
+# A query or stream whose worker says nothing for this long is answered with an error.
+WEBSOCKET_WORKER_SILENCE_SECONDS = env.float("WEBSOCKET_WORKER_SILENCE_SECONDS", default=30.0)
+WEBSOCKET_TASK_QUEUE = env("WEBSOCKET_TASK_QUEUE", default="celery")

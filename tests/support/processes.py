@@ -10,14 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.fake_upstream import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO_ROOT / "var" / "test-logs"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerProcess:
@@ -104,11 +100,17 @@ class AsgiServer(ServerProcess):
 class CeleryWorker(ServerProcess):
     """A real Celery worker process on the test broker; ready when it answers a ping."""
 
-    def __init__(self, env: dict[str, str], name: str = "celery", concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        name: str = "celery",
+        concurrency: int = 8,
+        queues: str = "celery",
+    ) -> None:
         self.hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@localhost"
         command = [
             sys.executable, "-m", "celery", "-A", "orchestra", "worker", "-l", "info",
-            "-P", "threads", "-c", str(concurrency), "-n", self.hostname,
+            "-P", "threads", "-c", str(concurrency), "-n", self.hostname, "-Q", queues,
             "--without-gossip", "--without-mingle",
         ]  # fmt: skip
         super().__init__(name, command, env)

@@ -28,7 +28,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default=os.environ.get("ORCHESTRA_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("ORCHESTRA_PORT", 8000)))
-        parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes.")
+        parser.add_argument("--concurrency", type=int, default=8, help="Celery worker threads.")
 
     def handle(self, *args, host: str, port: int, concurrency: int, **options) -> None:
         self.processes: list[tuple[str, subprocess.Popen]] = []
@@ -64,7 +64,7 @@ class Command(BaseCommand):
         celery = [sys.executable, "-m", "celery", "-A", "orchestra"]
         commands = {
             "web": [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP],
-            "worker": [*celery, "worker", "-l", "info", "--concurrency", str(concurrency)],
+            "worker": [*celery, "worker", "-l", "info", "--pool", "threads", "-c", str(concurrency)],
             "beat": [*celery, "beat", "-l", "info", "--pidfile", ""],
         }
         for name, command in commands.items():

@@ -1,4 +1,5 @@
-"""Running the async LLM core from synchronous code (Celery tasks, sync views, commands).
+"""Running async code (the LLM core, the channel layer) from synchronous code: Celery tasks,
+sync views, commands.
 
 One event loop per process lives in a daemon thread, so provider clients and their pooled
 connections survive from one call to the next (``asyncio.run`` would build and tear them down
@@ -26,7 +27,8 @@ def _running_loop() -> asyncio.AbstractEventLoop:
         if _loop is None or _pid != os.getpid():
             _loop = asyncio.new_event_loop()
             _pid = os.getpid()
-            threading.Thread(target=_loop.run_forever, name="llm-core-loop", daemon=True).start()
+            thread = threading.Thread(target=_loop.run_forever, name="orchestra-async", daemon=True)
+            thread.start()
         return _loop
 
 

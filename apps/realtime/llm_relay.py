@@ -1,0 +1,121 @@
+"""The worker side of WebSocket ``query`` and ``stream``: run the LLM core, relay to the socket.
+
+The Celery task (``tasks.llm_ask``) runs ``relay_to_connection`` on the worker's long-lived event
+loop. It opens a control channel of its own and announces it to the consumer in
+``llm.started``; a ``cancel`` arriving there stops the work (closing the upstream request, so the
+call is recorded as cancelled). While working it sends ``llm.heartbeat`` so the consumer can tell
+a slow provider from a dead worker. Replies go to the consumer's channel as ``llm.token`` /
+``llm.done`` (stream), ``llm.response`` (query) or ``llm.error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import aclosing
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from apps.providers.core import Caller, LlmRequest, complete, stream
+from apps.providers.errors import ProviderError
+from apps.providers.models import EntryPoint
+
+
+def heartbeat_seconds() -> float:
+    return max(0.2, settings.WEBSOCKET_WORKER_SILENCE_SECONDS / 3)
+
+
+def request_from(ask: dict[str, Any], caller: dict[str, Any], request_id: str) -> LlmRequest:
+    return LlmRequest(
+        messages=ask["messages"],
+        model=ask["model"],
+        provider=ask["provider"],
+        strategy=ask["strategy"],
+        params=ask["params"],
+        caller=Caller(**caller),
+        entry_point=EntryPoint.WEBSOCKET,
+        request_id=request_id,
+    )
+
+
+async def relay_to_connection(
+    reply_channel: str, ask: dict[str, Any], caller: dict[str, Any], request_id: str
+) -> None:
+    layer = get_channel_layer()
+    ask_id = ask["id"]
+    control = await layer.new_channel()
+    await layer.send(reply_channel, {"type": "llm.started", "id": ask_id, "control": control})
+    request = request_from(ask, caller, request_id)
+    work = asyncio.ensure_future(_answer(layer, reply_channel, ask_id, ask["stream"], request))
+    cancel = asyncio.ensure_future(layer.receive(control))
+    heartbeat = asyncio.ensure_future(_heartbeat(layer, reply_channel, ask_id))
+    try:
+        await asyncio.wait((work, cancel), return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            await layer.send(
+                reply_channel,
+                {"type": "llm.error", "id": ask_id, "code": "cancelled", "message": "Cancelled."},
+            )
+    finally:
+        for task in (work, cancel, heartbeat):
+            task.cancel()
+
+
+async def _heartbeat(layer, reply_channel: str, ask_id) -> None:
+    while True:
+        await asyncio.sleep(heartbeat_seconds())
+        await layer.send(reply_channel, {"type": "llm.heartbeat", "id": ask_id})
+
+
+async def _answer(layer, reply_channel: str, ask_id, streaming: bool, request: LlmRequest) -> None:
+    try:
+        if streaming:
+            await _stream(layer, reply_channel, ask_id, request)
+        else:
+            completion = await complete(request)
+            await layer.send(
+                reply_channel,
+                {
+                    "type": "llm.response",
+                    "id": ask_id,
+                    "content": completion.content,
+                    "provider": completion.provider,
+                    "model": completion.model,
+                    "finish_reason": completion.finish_reason,
+                    "usage": completion.usage.as_dict(),
+                    "latency_ms": round(completion.latency_ms, 1),
+                    "call_id": str(completion.call_id),
+                },
+            )
+    except ProviderError as error:
+        await layer.send(
+            reply_channel,
+            {"type": "llm.error", "id": ask_id, "code": error.code, "message": error.message},
+        )
+
+
+async def _stream(layer, reply_channel: str, ask_id, request: LlmRequest) -> None:
+    async with aclosing(stream(request)) as chunks:
+        async for chunk in chunks:
+            if chunk.content:
+                await layer.send(
+                    reply_channel, {"type": "llm.token", "id": ask_id, "content": chunk.content}
+                )
+            elif chunk.usage is not None:
+                await layer.send(
+                    reply_channel,
+                    {
+                        "type": "llm.done",
+                        "id": ask_id,
+                        "finish_reason": chunk.finish_reason,
+                        "usage": chunk.usage.as_dict(),
+                        "provider": chunk.provider,
+                        "model": chunk.model,
+                        "call_id": str(chunk.call_id),
+                    },
+                )

@@ -1,0 +1,15 @@
+from typing import Any
+
+from celery import shared_task
+
+from apps.core.runtime import run_sync
+
+from .llm_relay import relay_to_connection
+
+
+@shared_task(name="realtime.llm_ask", ignore_result=True)
+def llm_ask(
+    reply_channel: str, ask: dict[str, Any], caller: dict[str, Any], request_id: str
+) -> None:
+    """Answer one WebSocket query or stream, relaying to the connection's channel."""
+    run_sync(relay_to_connection(reply_channel, ask, caller, request_id))
