@@ -25,3 +25,7 @@ application = ProtocolTypeRouter(
         "lifespan": lifespan,
     }
 )
+
+import gc  # noqa: E402
+
+gc.freeze()

@@ -15,6 +15,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from apps.providers.recorder import recorder
 from orchestra import embedded_redis
 from tests.support.processes import AsgiServer, CeleryWorker
 
@@ -53,6 +54,14 @@ def database_url(settings_dict: dict) -> str:
     host = settings_dict.get("HOST") or "127.0.0.1"
     port = settings_dict.get("PORT") or 5432
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def recorder_stopped_at_the_end(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """The recorder thread keeps a database connection; it must let go before teardown."""
+    yield
+    with django_db_blocker.unblock():
+        recorder.close()
 
 
 @pytest.fixture(scope="session")

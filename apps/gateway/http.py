@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -71,20 +70,25 @@ async def _disconnected(receive) -> None:
 
 
 async def until_disconnect(work: Awaitable[T], receive) -> T:
-    """Run ``work`` unless the client goes away first, in which case it is cancelled.
+    """Await ``work`` unless the client goes away first, in which case it is cancelled.
 
-    Cancelling is what stops an upstream request whose answer nobody will read.
+    Cancelling is what stops an upstream request whose answer nobody will read. The work runs
+    in the caller's own task; only the watcher is a new one.
     """
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not task.done():
+    task = asyncio.current_task()
+
+    def client_gone(watcher: asyncio.Future) -> None:
+        if not watcher.cancelled():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    watcher.add_done_callback(client_gone)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            raise ClientGoneError from None
+        raise
+    finally:
+        watcher.remove_done_callback(client_gone)
         watcher.cancel()
-    if task.cancelled():
-        raise ClientGoneError
-    return task.result()

@@ -51,6 +51,12 @@ latency_tracker = LatencyTracker()
 # --- what callers hand in and get back --------------------------------------------------------
 
 
+def new_call_id() -> uuid.UUID:
+    """A random (version 4) UUID without the ``os.urandom`` syscall of ``uuid4``: call ids need
+    to be unique, not unpredictable."""
+    return uuid.UUID(int=random.getrandbits(128), version=4)
+
+
 @dataclass(frozen=True)
 class Caller:
     user_id: int | None = None
@@ -70,7 +76,7 @@ class LlmRequest:
     experiment_variant_id: int | None = None
     build_step_id: int | None = None
     agent_id: int | None = None
-    call_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    call_id: uuid.UUID = field(default_factory=new_call_id)
 
 
 @dataclass(frozen=True)
@@ -263,17 +269,19 @@ class Execution:
         return cost, latency * 1000
 
     def _observe(self, status: str, usage: Usage, cost: Decimal, latency: float, ttft) -> None:
+        # Without a deployment the label stays fixed: callers' model names are unbounded.
         provider = self.deployment.provider.name if self.deployment else "none"
-        model = self.deployment.model.name if self.deployment else self.request.model or "none"
-        metrics.queries_total.labels(provider, model, status).inc()
-        metrics.query_duration_seconds.labels(provider, model).observe(latency)
+        model = self.deployment.model.name if self.deployment else "none"
+        series = metrics.for_deployment(provider, model)
+        series.calls[status].inc()
+        series.duration.observe(latency)
         if ttft is not None:
-            metrics.time_to_first_token_seconds.labels(provider, model).observe(ttft)
+            series.time_to_first_token.observe(ttft)
         if usage.total_tokens:
-            metrics.tokens_total.labels(provider, model, "input").inc(usage.input_tokens)
-            metrics.tokens_total.labels(provider, model, "output").inc(usage.output_tokens)
+            series.input_tokens.inc(usage.input_tokens)
+            series.output_tokens.inc(usage.output_tokens)
         if cost:
-            metrics.cost_total.labels(provider, model).inc(float(cost))
+            series.cost.inc(float(cost))
         first = self.attempts[0]["provider_name"] if self.attempts else provider
         if self.deployment and first != provider:
             metrics.fallbacks_total.labels(first, provider).inc()
@@ -404,8 +412,7 @@ async def _try(
     execution.deployment = deployment
     execution.add_attempt(deployment, started, started_at)
     latency_tracker.observe(deployment.key, (time.perf_counter() - started) * 1000)
-    breaker = view.breakers.get(provider)
-    if candidate.probe or (breaker and not breaker.clean):
+    if candidate.probe or state.breaker_needs_reset(view.breakers.get(provider)):
         await state.breaker_success(provider)
         metrics.circuit_state.labels(provider).set(0)
         if candidate.probe:

@@ -6,6 +6,9 @@ samples there and ``/metrics`` sums them, so the counts hold with many processes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -49,3 +52,30 @@ circuit_state = Gauge(
     multiprocess_mode="mostrecent",
 )
 CIRCUIT_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass(frozen=True)
+class DeploymentMetrics:
+    """The labelled series of one provider/model, looked up once: ``labels()`` is not free."""
+
+    calls: dict[str, Counter]
+    duration: Histogram
+    time_to_first_token: Histogram
+    input_tokens: Counter
+    output_tokens: Counter
+    cost: Counter
+
+
+@lru_cache(maxsize=4096)
+def for_deployment(provider: str, model: str) -> DeploymentMetrics:
+    return DeploymentMetrics(
+        calls={
+            status: queries_total.labels(provider, model, status)
+            for status in ("success", "error", "cancelled")
+        },
+        duration=query_duration_seconds.labels(provider, model),
+        time_to_first_token=time_to_first_token_seconds.labels(provider, model),
+        input_tokens=tokens_total.labels(provider, model, "input"),
+        output_tokens=tokens_total.labels(provider, model, "output"),
+        cost=cost_total.labels(provider, model),
+    )

@@ -16,6 +16,7 @@ from .models import RoutingStrategy
 from .state import HALF_OPEN, StateView
 
 EWMA_ALPHA = 0.3
+_random = random.Random()  # one generator: seeding a new one per request costs a syscall
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def order(
     latency: LatencyTracker | None = None,
     rng: random.Random | None = None,
 ) -> list[Deployment]:
-    rng = rng or random.Random()
+    rng = rng or _random
     ranked = sorted(deployments, key=_by_priority(policy))
     if strategy == RoutingStrategy.ROUND_ROBIN and ranked:
         start = (cursor - 1) % len(ranked)

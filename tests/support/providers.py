@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.providers.models import LlmCall, LlmModel, Provider, RoutingSettings
-from apps.providers.state import key_prefix
+from apps.providers.state import BUMP_SCRIPT, EPOCH, changes_channel, key_prefix
 from tests.fake_upstream import FakeUpstream
 from tests.support.factories import api_key_issue
 
@@ -42,11 +42,15 @@ def upstream_b(upstreams) -> FakeUpstream:
 
 @pytest.fixture(autouse=True)
 def clean_routing_state():
-    """Circuit breakers, counters and cursors start fresh in every test."""
+    """Circuit breakers, counters and cursors start fresh in every test; the epoch bump tells
+    running servers to drop what they cached."""
     client = redis.Redis.from_url(settings.REDIS_URL)
+    keep = (b"config:version", b"breaker:epoch")
     for key in client.scan_iter(f"{key_prefix()}*"):
-        if not key.endswith(b"config:version"):
+        if not key.endswith(keep):
             client.delete(key)
+    epoch_key = f"{key_prefix()}breaker:epoch"
+    client.register_script(BUMP_SCRIPT)(keys=[epoch_key], args=[changes_channel(), EPOCH])
     yield
 
 

@@ -64,7 +64,7 @@ class Command(BaseCommand):
         celery = [sys.executable, "-m", "celery", "-A", "orchestra"]
         commands = {
             "web": [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP],
-            "worker": [*celery, "worker", "-l", "info", "--pool", "threads", "-c", str(concurrency)],
+            "worker": [*celery, "worker", "-l", "info", "-P", "threads", "-c", str(concurrency)],
             "beat": [*celery, "beat", "-l", "info", "--pidfile", ""],
         }
         for name, command in commands.items():
