@@ -10,6 +10,7 @@ import pytest
 
 from apps.accounts.models import Role
 from apps.providers.models import CallStatus, Provider
+from apps.providers.services import provider_update
 from tests.fake_upstream import FakeUpstream, free_port
 from tests.support.factories import api_key_issue
 from tests.support.providers import deploy, provider_for, routing
@@ -263,3 +264,13 @@ def test_fallback_can_be_switched_off(two_providers, gateway, upstream_a, upstre
         gateway.chat.completions.create(model="chat", messages=HELLO)
     assert raised.value.status_code == 502
     assert upstream_b.stats()["requests"] == 0
+
+
+def test_the_provider_key_is_sent_upstream(upstream_a, gateway):
+    routing()
+    provider = Provider.objects.create(name="a", base_url=upstream_a.base_url, kind="openai")
+    provider_update(provider=provider, api_key="sk-secret-upstream")
+    deploy(provider)
+    gateway.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+    headers = upstream_a.stats()["last_request"]["headers"]
+    assert headers["authorization"] == "Bearer sk-secret-upstream"

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from apps.providers.models import HealthStatus, Provider
-from apps.providers.services import circuit_breaker_list, provider_probe, provider_update
+from apps.providers.services import circuit_breaker_list, provider_probe
 from apps.providers.tasks import probe_providers
-from tests.support.providers import deploy, routing
+from tests.support.providers import routing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,15 +49,3 @@ def test_beat_task_probes_every_enabled_provider(two_providers, celery_worker):
 def test_the_task_is_scheduled_by_beat(settings):
     schedule = settings.CELERY_BEAT_SCHEDULE["probe-providers"]
     assert schedule["task"] == probe_providers.name
-
-
-def test_key_is_sent_to_the_provider(upstream_a, gateway):
-    routing()
-    provider = Provider.objects.create(name="a", base_url=upstream_a.base_url, kind="openai")
-
-    provider_update(provider=provider, api_key="sk-secret-upstream")
-
-    deploy(provider)
-    gateway.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
-    headers = upstream_a.stats()["last_request"]["headers"]
-    assert headers["authorization"] == "Bearer sk-secret-upstream"
