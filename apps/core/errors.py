@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -33,8 +34,15 @@ def error_response(code: str, message: str, status_code: int, details: Any = Non
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    """Reshape every error DRF knows into the one shape; unknown ones become a logged 500."""
-    if isinstance(exc, Http404):
+    """Reshape every error DRF knows into the one shape; unknown ones become a logged 500.
+
+    A Django ``ValidationError`` raised by a service (``full_clean``) is a 400 like DRF's own.
+    """
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)

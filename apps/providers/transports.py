@@ -81,8 +81,19 @@ def sdk_client(provider: ProviderConfig) -> AsyncOpenAI:
     return _sdk_clients.get(provider, _build_sdk_client)
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection was refused somewhere down the chain (the SDK's aiohttp bridge
+    reports a refused connection as a connect timeout)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError | aiohttp.ClientConnectorError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Connect call failed" in str(exc.__cause__ or "")
+
+
 def error_from_sdk(exc: Exception) -> ProviderError:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
         return ProviderError(errors.TIMEOUT, "the provider did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(errors.UNAVAILABLE, f"cannot reach the provider: {exc}")

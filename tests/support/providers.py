@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.providers.models import LlmCall, LlmModel, Provider, RoutingSettings
+from apps.providers.recorder import recorder
 from apps.providers.state import BUMP_SCRIPT, EPOCH, changes_channel, key_prefix
 from tests.fake_upstream import FakeUpstream
 from tests.support.factories import api_key_issue
@@ -52,6 +53,8 @@ def clean_routing_state():
     epoch_key = f"{key_prefix()}breaker:epoch"
     client.register_script(BUMP_SCRIPT)(keys=[epoch_key], args=[changes_channel(), EPOCH])
     yield
+    if recorder.pending:
+        recorder.flush()  # this test's records, before its data is cleared
 
 
 def provider_for(fake: FakeUpstream, **fields) -> Provider:
