@@ -1,0 +1,227 @@
+"""The SSE streaming API's services: running a stream, and the registry every process shares.
+
+Each stream is pumped from the LLM core by a task of its own into a queue the response reads,
+so it can be cancelled from outside (``DELETE /api/streaming/{id}``, from any web process, via
+a Redis channel every process with streams follows) and still end with an ``error`` event.
+A client that goes away cancels the response; the pump is cancelled with it, which closes the
+upstream request. Running streams are listed in a Redis hash and counted in another, so
+``/active`` and ``/statistics`` cover every web process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+from apps.providers.core import Chunk, LlmRequest, stream
+from apps.providers.errors import ProviderError
+from apps.providers.state import shared_state
+
+logger = logging.getLogger(__name__)
+
+MAX_STREAM_SECONDS = 300
+CANCELLED = "cancelled"
+
+
+def _key(name: str) -> str:
+    return f"{shared_state().prefix}streams:{name}"
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@dataclass
+class LocalStream:
+    id: str
+    pump: asyncio.Task | None = None
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+
+_local: dict[str, LocalStream] = {}
+_listener: asyncio.Task | None = None
+
+
+async def stream_open(request: LlmRequest, user_id: int) -> tuple[str, AsyncIterator[Chunk]]:
+    """Route the request and wait for its first chunk; a ``ProviderError`` means no stream."""
+    chunks = stream(request)
+    try:
+        first = await anext(chunks)
+    except BaseException:
+        await chunks.aclose()
+        raise
+    stream_id = f"stream_{uuid.uuid4().hex}"
+    entry = {
+        "streamId": stream_id, "model": request.model, "user": user_id,
+        "startedAt": time.time(), "callId": str(request.call_id),
+    }  # fmt: skip
+    redis = shared_state().redis
+    pipe = redis.pipeline(transaction=False)
+    pipe.hset(_key("active"), stream_id, json.dumps(entry))
+    pipe.hincrby(_key("stats"), "started", 1)
+    await pipe.execute()
+    _ensure_listener()
+    return stream_id, _prepend(first, chunks)
+
+
+async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    async with aclosing(rest):
+        yield first
+        async for chunk in rest:
+            yield chunk
+
+
+async def stream_events(stream_id: str, model: str, chunks: AsyncIterator[Chunk]):
+    """The SSE body: ``start``, ``token``…, then ``done`` or ``error``."""
+    local = _local[stream_id] = LocalStream(stream_id)
+    local.pump = asyncio.ensure_future(_pump(chunks, local.queue))
+    started = time.perf_counter()
+    outcome, tokens, parts, first_token_ms = "failed", 0, [], None
+    try:
+        yield sse(
+            "start", {"streamId": stream_id, "model": model, "timestamp": int(time.time() * 1000)}
+        )
+        while True:
+            item = await local.queue.get()
+            if isinstance(item, Chunk) and item.content:
+                tokens += 1
+                parts.append(item.content)
+                first_token_ms = first_token_ms or (time.perf_counter() - started) * 1000
+                yield sse("token", {"content": item.content, "tokenCount": tokens})
+            elif isinstance(item, Chunk):
+                outcome = "completed"
+                yield sse("done", _done(item, "".join(parts), tokens))
+                return
+            else:
+                outcome = CANCELLED if item.code == CANCELLED else "failed"
+                yield sse("error", {"code": item.code, "message": item.message})
+                return
+    except asyncio.CancelledError:
+        outcome = CANCELLED
+        raise
+    finally:
+        local.pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await local.pump
+        _local.pop(stream_id, None)
+        await _unregister(stream_id, outcome, tokens, first_token_ms)
+
+
+def _done(last: Chunk, text: str, tokens: int) -> dict[str, Any]:
+    return {
+        "fullText": text,
+        "tokenCount": tokens,
+        "finishReason": last.finish_reason,
+        "usage": last.usage.as_dict() if last.usage else None,
+        "provider": last.provider,
+        "model": last.model,
+        "callId": str(last.call_id),
+    }
+
+
+async def _pump(chunks: AsyncIterator[Chunk], queue: asyncio.Queue) -> None:
+    """Move chunks to the queue; a cancel or a failure ends it with a ``ProviderError``."""
+    try:
+        async with asyncio.timeout(MAX_STREAM_SECONDS), aclosing(chunks):
+            async for chunk in chunks:
+                queue.put_nowait(chunk)
+    except asyncio.CancelledError:
+        queue.put_nowait(ProviderError(CANCELLED, "The stream was cancelled."))
+        raise
+    except TimeoutError:
+        queue.put_nowait(ProviderError("timeout", f"Streams end after {MAX_STREAM_SECONDS} s."))
+    except ProviderError as error:
+        queue.put_nowait(error)
+
+
+async def _unregister(stream_id: str, outcome: str, tokens: int, first_token_ms) -> None:
+    try:
+        pipe = shared_state().redis.pipeline(transaction=False)
+        pipe.hdel(_key("active"), stream_id)
+        pipe.hincrby(_key("stats"), outcome, 1)
+        pipe.hincrby(_key("stats"), "tokens", tokens)
+        if first_token_ms is not None:
+            pipe.hincrbyfloat(_key("stats"), "ttft_ms_sum", first_token_ms)
+            pipe.hincrby(_key("stats"), "ttft_count", 1)
+        await pipe.execute()
+    except Exception:  # the stream itself is over either way
+        logger.warning("could not unregister stream %s", stream_id, exc_info=True)
+
+
+# --- listing, cancelling, statistics ----------------------------------------------------------
+
+
+async def stream_get(stream_id: str) -> dict[str, Any] | None:
+    raw = await shared_state().redis.hget(_key("active"), stream_id)
+    return json.loads(raw) if raw else None
+
+
+async def streams_active() -> list[dict[str, Any]]:
+    """Running streams of every process; entries left by a crashed process are pruned."""
+    redis = shared_state().redis
+    entries = {k.decode(): json.loads(v) for k, v in (await redis.hgetall(_key("active"))).items()}
+    stale = [
+        k for k, v in entries.items() if time.time() - v["startedAt"] > MAX_STREAM_SECONDS + 60
+    ]
+    if stale:
+        await redis.hdel(_key("active"), *stale)
+    return sorted(
+        (v for k, v in entries.items() if k not in stale), key=lambda entry: entry["startedAt"]
+    )
+
+
+async def stream_cancel(stream_id: str) -> None:
+    """Cancel here if the stream runs in this process, else tell the others."""
+    if not _cancel_local(stream_id):
+        await shared_state().redis.publish(_key("cancel"), stream_id)
+
+
+def _cancel_local(stream_id: str) -> bool:
+    local = _local.get(stream_id)
+    if local and local.pump:
+        local.pump.cancel()
+        return True
+    return False
+
+
+def _ensure_listener() -> None:
+    global _listener
+    if _listener is None or _listener.done():
+        _listener = asyncio.ensure_future(_listen_for_cancels())
+
+
+async def _listen_for_cancels() -> None:
+    while True:
+        pubsub = shared_state().redis.pubsub()
+        try:
+            await pubsub.subscribe(_key("cancel"))
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    _cancel_local(message["data"].decode())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("lost the stream cancel channel; listening again", exc_info=True)
+        finally:
+            await pubsub.aclose()
+        await asyncio.sleep(1.0)
+
+
+async def streams_statistics() -> dict[str, Any]:
+    raw = await shared_state().redis.hgetall(_key("stats"))
+    stats = {k.decode(): float(v) for k, v in raw.items()}
+    count = stats.get("ttft_count", 0)
+    return {
+        "active": len(await streams_active()),
+        **{name: int(stats.get(name, 0)) for name in ("started", "completed", CANCELLED, "failed")},
+        "tokens": int(stats.get("tokens", 0)),
+        "averageTimeToFirstTokenMs": round(stats["ttft_ms_sum"] / count, 2) if count else None,
+    }
