@@ -27,5 +27,7 @@ application = ProtocolTypeRouter(
 )
 
 import gc  # noqa: E402
+import sys  # noqa: E402
 
 gc.freeze()
+sys.setswitchinterval(0.0005)

@@ -9,10 +9,13 @@ every time). A forked child (Celery prefork) starts its own loop on first use.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from .request_context import current_request_id, request_id_var
 
 T = TypeVar("T")
 
@@ -33,5 +36,13 @@ def _running_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run ``coroutine`` on the process's LLM loop and wait for its result."""
-    return asyncio.run_coroutine_threadsafe(coroutine, _running_loop()).result(timeout)
+    """Run ``coroutine`` on the process's loop and wait for its result.
+
+    It runs in a fresh context holding only the request id: a sync view under ASGI carries
+    asgiref's context, and with it ``sync_to_async`` inside the coroutine would hand its work
+    to this very thread, which is blocked here waiting (a deadlock).
+    """
+    context = contextvars.Context()
+    context.run(request_id_var.set, current_request_id())
+    future = context.run(asyncio.run_coroutine_threadsafe, coroutine, _running_loop())
+    return future.result(timeout)

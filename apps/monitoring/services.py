@@ -48,8 +48,9 @@ OPTIONAL_PARTS = [
     (
         "celery_worker",
         "celery",
-        "WebSocket queries and builds wait in the queue until a worker starts; the HTTP APIs "
-        "(/v1, /api/v1/query, /api/streaming) answer in the web process",
+        "WebSocket queries and builds wait in the queue until a worker starts, and LLM call "
+        "records wait in Redis until one stores them; the HTTP APIs (/v1, /api/v1/query, "
+        "/api/streaming) answer in the web process",
     ),
 ]
 

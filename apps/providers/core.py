@@ -308,24 +308,24 @@ async def _read_state(config: RoutingConfig, deployments, strategy: str, model: 
 async def _resolve(
     request: LlmRequest,
 ) -> tuple[RoutingConfig, tuple[Deployment, ...], StateView, str]:
+    """The deployments serving the request and the shared state they are in. A snapshot found
+    older than the shared version is reloaded once; the second look is final."""
     config = await routing_config()
-    for _ in range(2):
+    for final in (False, True):
         deployments = config.deployments_for(request.model, request.provider)
         strategy = request.strategy or config.policy.strategy
         model = request.model or config.policy.default_model
-        if not deployments:
+        if deployments:
+            view = await _read_state(config, deployments, strategy, model)
+            if final or view.version == config.version:
+                return config, deployments, view, strategy
+            config = await routing_config(view.version)
+        else:
             latest = await shared_state().version()
-            if latest != config.version:
-                config = await routing_config(latest)
-                continue
-            raise ProviderError(
-                errors.MODEL_NOT_FOUND, f"no enabled deployment serves model {model!r}"
-            )
-        view = await _read_state(config, deployments, strategy, model)
-        if view.version == config.version:
-            return config, deployments, view, strategy
-        config = await routing_config(view.version)
-    return config, deployments, view, strategy
+            if final or latest == config.version:
+                break
+            config = await routing_config(latest)
+    raise ProviderError(errors.MODEL_NOT_FOUND, f"no enabled deployment serves model {model!r}")
 
 
 async def execute(request: LlmRequest, execution: Execution, attempt: Attempt[T]) -> T:

@@ -1,13 +1,17 @@
-"""Writes LLM call records in bulk, off the hot path.
+"""LLM call records: gathered in memory, shipped through Redis, written by Celery workers.
 
-A call is recorded by appending plain dicts to an in-memory queue (no I/O, no model
-instances); a background thread writes whatever has gathered every ``FLUSH_INTERVAL`` seconds,
-or sooner when ``FLUSH_BATCH`` records wait, in one transaction, over a connection it keeps
-(closing and reopening one, a WAL checkpoint on SQLite, would cost more than the writes).
-The queue is flushed on a clean shutdown: interpreter exit (daphne, uvicorn, management
-commands), the ASGI lifespan shutdown and Celery's ``worker_process_shutdown``. A process
-killed outright loses at most the records of its last ``FLUSH_INTERVAL`` seconds. If the
-database is away, records are kept and retried, up to ``MAX_PENDING``.
+Recording a call appends plain dicts to an in-memory queue: no I/O, no model instances. A
+background thread ships what has gathered every ``FLUSH_INTERVAL`` seconds (or once
+``FLUSH_BATCH`` wait) as one JSON blob pushed onto a Redis list, and asks a Celery worker to
+store the list (``providers.store_call_records``; Celery beat also runs it every few seconds).
+The database work, measured as the largest cost of the gateway's process when done there,
+happens in workers; the web process pays a JSON dump and one ``RPUSH``.
+
+Nothing is lost on a clean shutdown: interpreter exit (daphne, uvicorn, commands), the ASGI
+lifespan shutdown and Celery's ``worker_process_shutdown`` flush the queue. A process killed
+outright loses at most its last ``FLUSH_INTERVAL`` seconds of records; records waiting in
+Redis survive any web or worker crash. If Redis is away, the thread writes to the database
+itself; if both are away, records are kept and retried, up to ``MAX_PENDING``.
 """
 
 from __future__ import annotations
@@ -16,20 +20,48 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections import deque
-from functools import lru_cache
+from decimal import Decimal
+from functools import cache, lru_cache
 from typing import Any
 
+import orjson
+import redis
+from django.conf import settings
 from django.db import connections, models, transaction
+
+from .state import key_prefix
 
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.5
 FLUSH_BATCH = 500
 MAX_PENDING = 200_000
+STORE_REQUEST_INTERVAL = 1.0
+BLOBS_PER_STORE = 20
 
 CallRecord = tuple[dict[str, Any], list[dict[str, Any]]]
 
+
+def records_key() -> str:
+    return f"{key_prefix()}call-records"
+
+
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.CACHES["default"]["LOCATION"], socket_timeout=5, socket_connect_timeout=2
+    )
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+# --- writing to the database ------------------------------------------------------------------
 
 # Field types whose Python values the database driver takes as they are.
 _PLAIN_FIELDS = (
@@ -53,10 +85,10 @@ def _insert_plan(model) -> tuple[list, str]:
 def _insert(model, records: list[dict[str, Any]]) -> None:
     """``INSERT`` plain dicts keyed by field attname with one ``executemany``.
 
-    The ORM's ``bulk_create`` builds a model instance and compiles SQL for every row, which
-    cost more CPU than the gateway itself at a few hundred calls a second. Values of other
-    than plain fields (UUIDs, decimals, datetimes, foreign keys) still go through the field's
-    ``get_db_prep_save``, so every database backend gets what it expects.
+    The ORM's ``bulk_create`` builds a model instance and compiles SQL for every row. Values
+    of other than plain fields (UUIDs, decimals, datetimes, foreign keys, also as the strings
+    JSON made of them) go through the field's ``get_db_prep_save``, so every database backend
+    gets what it expects.
     """
     connection = connections["default"]
     fields, sql = _insert_plan(model)
@@ -90,6 +122,31 @@ def write_records(batch: list[CallRecord]) -> None:
             _insert(LlmCallAttempt, attempts)
 
 
+def call_records_store() -> int:
+    """Write the records waiting in Redis (any process may call it; pops are atomic).
+
+    A batch that cannot be written goes back to the head of the list for the next attempt.
+    """
+    stored = 0
+    while blobs := _redis().lpop(records_key(), BLOBS_PER_STORE):
+        batch = [tuple(record) for blob in blobs for record in orjson.loads(blob)]
+        try:
+            write_records(batch)
+        except Exception:
+            _redis().lpush(records_key(), *reversed(blobs))
+            raise
+        stored += len(batch)
+    return stored
+
+
+def call_records_waiting() -> int:
+    """How many blobs (batches) wait in Redis to be stored."""
+    return _redis().llen(records_key())
+
+
+# --- the in-process queue ---------------------------------------------------------------------
+
+
 class CallRecorder:
     def __init__(self) -> None:
         self._pending: deque[CallRecord] = deque()
@@ -98,6 +155,7 @@ class CallRecorder:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._closed = False
+        self._store_requested_at = 0.0
 
     def record(self, call: dict[str, Any], attempts: list[dict[str, Any]]) -> None:
         if os.getpid() != self._pid:
@@ -113,25 +171,50 @@ class CallRecorder:
         return len(self._pending)
 
     def flush(self) -> int:
-        """Write everything queued so far; returns how many calls were written."""
-        written = 0
+        """Ship everything queued so far; returns how many calls left this process."""
+        shipped = 0
         with self._flush_lock:
             while self._pending:
                 size = min(FLUSH_BATCH, len(self._pending))
                 batch = [self._pending.popleft() for _ in range(size)]
-                try:
-                    write_records(batch)
-                except Exception:
+                if not self._ship(batch):
                     self._pending.extendleft(reversed(batch))
                     self._trim()
-                    connections.close_all()  # reconnect next time
-                    logger.exception("could not write %d LLM call records; will retry", len(batch))
                     break
-                written += len(batch)
-        return written
+                shipped += len(batch)
+        if shipped:
+            self._request_store()
+        return shipped
+
+    def _ship(self, batch: list[CallRecord]) -> bool:
+        try:
+            _redis().rpush(records_key(), orjson.dumps(batch, default=_encode))
+            return True
+        except redis.RedisError:
+            logger.warning("Redis refused %d call records; writing them directly", len(batch))
+        try:
+            write_records(batch)
+            return True
+        except Exception:
+            connections.close_all()
+            logger.exception("could not keep %d LLM call records; will retry", len(batch))
+            return False
+
+    def _request_store(self) -> None:
+        """Ask a worker to store what waits, at most once a second per process."""
+        now = time.monotonic()
+        if now - self._store_requested_at < STORE_REQUEST_INTERVAL:
+            return
+        self._store_requested_at = now
+        from .tasks import store_call_records
+
+        try:
+            store_call_records.delay()
+        except Exception:  # beat runs the task anyway
+            logger.warning("could not ask a worker to store call records", exc_info=True)
 
     def close(self) -> None:
-        """Stop the thread and write what is left; used at shutdown."""
+        """Stop the thread and ship what is left; used at shutdown."""
         self._closed = True
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -153,11 +236,12 @@ class CallRecorder:
             connections.close_all()
 
     def _after_fork(self) -> None:
-        """A forked child starts empty: its parent writes what it had queued."""
+        """A forked child starts empty: its parent ships what it had queued."""
         self._pending = deque()
         self._thread = None
         self._flush_lock = threading.Lock()
         self._pid = os.getpid()
+        _redis.cache_clear()
 
     def _trim(self) -> None:
         while len(self._pending) > MAX_PENDING:

@@ -13,7 +13,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from .models import LlmModel, Provider, RoutingSettings
-from .state import BUMP_SCRIPT, VERSION, changes_channel, version_key
+from .state import BUMP_SCRIPT, VERSION, bumped_here, changes_channel, version_key
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def _redis() -> redis.Redis:
 def config_version_bump() -> None:
     try:
         bump = _redis().register_script(BUMP_SCRIPT)
-        bump(keys=[version_key()], args=[changes_channel(), VERSION])
+        bumped_here(VERSION, bump(keys=[version_key()], args=[changes_channel(), VERSION]))
     except redis.RedisError:
         logger.warning(
             "could not bump the routing config version; processes reload within a minute"

@@ -343,6 +343,8 @@ class SharedState:
         ]
         state, opened = await self._failure(keys=keys, args=args)
         self._failed_here.add(provider)
+        if opened:
+            self._fetched.clear()
         return _text(state), bool(opened)
 
     def breaker_needs_reset(self, view: BreakerView | None) -> bool:
@@ -359,7 +361,15 @@ class SharedState:
         await self.bump_epoch()
 
     async def bump_epoch(self) -> None:
-        await self._bump(keys=[self.epoch_key()], args=[changes_channel(), EPOCH])
+        self.learn(
+            EPOCH, await self._bump(keys=[self.epoch_key()], args=[changes_channel(), EPOCH])
+        )
+        self._fetched.clear()
+
+    def learn(self, name: str, value: int) -> None:
+        """A bump made by this process: known at once, not when the channel brings it back."""
+        if self._known:
+            self._known[name] = value
 
     async def breaker_try_probe(self, provider: str, ttl_seconds: float) -> bool:
         """Claim the single probe of a half-open circuit; only one process gets it."""
@@ -400,3 +410,9 @@ def shared_state() -> SharedState:
     if state is None:
         state = _states[loop] = SharedState(settings.CACHES["default"]["LOCATION"])
     return state
+
+
+def bumped_here(name: str, value: int) -> None:
+    """Tell every loop's state of this process about a bump this process just made."""
+    for state in list(_states.values()):
+        state.learn(name, value)

@@ -154,6 +154,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "providers.probe_all",
         "schedule": env.float("PROVIDER_PROBE_INTERVAL", default=60.0),
     },
+    "store-call-records": {"task": "providers.store_call_records", "schedule": 5.0},
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -1,9 +1,11 @@
+import httpx
 import pytest
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
 from apps.monitoring.registry import forget_results
 from tests.support.factories import api_key_issue, bearer
+from tests.support.processes import AsgiServer
 from tests.support.providers import routing
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,8 +20,21 @@ def feature_status() -> dict:
     return response.json()
 
 
-def test_without_a_worker_celery_has_a_fallback(two_providers):
-    status = feature_status()
+def test_without_a_worker_celery_has_a_fallback(two_providers, server_env):
+    """A server on a broker no worker listens to (another Redis database) says so."""
+    lonely = f"{server_env['REDIS_URL'].rsplit('/', 1)[0]}/15"
+    if lonely.startswith("unix://"):
+        lonely = server_env["REDIS_URL"] + "?db=15"
+    server = AsgiServer({**server_env, "REDIS_URL": lonely}, name="daphne-lonely").start()
+    try:
+        key = api_key_issue(role=Role.VIEWER)
+        status = httpx.get(
+            f"{server.url}/api/v1/feature-status",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        ).json()
+    finally:
+        server.stop()
     assert status["available"]["redis"] is True
     assert status["available"]["celery_worker"] is False
     assert "wait in the queue" in status["fallbacks"]["celery_worker"]

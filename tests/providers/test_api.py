@@ -5,11 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
 from apps.providers.crypto import decrypt
-from apps.providers.models import LlmCall, Provider
+from apps.providers.models import Provider
 from apps.providers.recorder import recorder
 from tests.support.factories import api_key_issue, bearer
 
@@ -161,7 +162,7 @@ class TestRuntimeSettings:
 
 @pytest.mark.django_db(transaction=True)
 class TestQuery:
-    def test_answer_with_usage_cost_and_the_record_id(self, two_providers):
+    def test_answer_with_usage_cost_and_the_record_id(self, two_providers, recorded_calls):
         response = client().post(
             "/api/v1/query", {"prompt": "hello there friend", "model": "chat"}, format="json"
         )
@@ -173,7 +174,8 @@ class TestQuery:
         }  # fmt: skip
         assert Decimal(answer["cost"]) == (3 * Decimal("1.5") + 8 * Decimal(6)) / 1_000_000
         recorder.flush()
-        call = LlmCall.objects.get(pk=answer["id"])
+        (call,) = recorded_calls(1)
+        assert str(call.id) == answer["id"]
         assert call.entry_point == "query" and call.cost == Decimal(answer["cost"])
 
     def test_strategy_and_provider_per_request(self, two_providers):
@@ -252,12 +254,17 @@ class TestBreakersAndRecords:
         assert api.post("/api/v1/circuit-breakers/zzz/reset").status_code == 404
         assert client(Role.VIEWER).post("/api/v1/circuit-breakers/a/reset").status_code == 403
 
-    def test_call_records_list_filter_and_detail(self, two_providers, upstream_a):
+    def test_call_records_list_filter_and_detail(self, two_providers, upstream_a, recorded_calls):
         api = client()
+        since = timezone.now().isoformat()
         upstream_a.enqueue({"status": 503})
         answer = api.post("/api/v1/query", {"prompt": "x", "model": "chat"}, format="json").json()
         recorder.flush()
-        listed = api.get("/api/v1/llm-calls?status=success&entry_point=query").json()
+        recorded_calls(1)
+        listed = api.get(
+            "/api/v1/llm-calls",
+            {"status": "success", "entry_point": "query", "created_at_after": since},
+        ).json()
         assert listed["count"] == 1 and listed["results"][0]["id"] == answer["id"]
         assert api.get("/api/v1/llm-calls?status=error").json()["count"] == 0
         detail = api.get(f"/api/v1/llm-calls/{answer['id']}").json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import openai
 import pytest
 
@@ -110,3 +111,14 @@ def test_reset_closes_the_circuit(fragile_a, gateway, upstream_a):
     assert circuit_breaker_reset(provider=fragile_a).state == "closed"
     upstream_a.configure()
     assert ask(gateway) == "a"
+
+
+def test_breakers_are_listed_and_reset_through_a_real_server(fragile_a, asgi_server, operator_key):
+    """Sync views that run the async core (via run_sync) must not deadlock under ASGI."""
+    headers = {"Authorization": f"Bearer {operator_key}"}
+    listed = httpx.get(f"{asgi_server.url}/api/v1/circuit-breakers", headers=headers, timeout=10)
+    assert {b["provider"] for b in listed.json()} == {"a", "b"}
+    reset = httpx.post(
+        f"{asgi_server.url}/api/v1/circuit-breakers/a/reset", headers=headers, timeout=10
+    )
+    assert reset.status_code == 200 and reset.json()["state"] == "closed"

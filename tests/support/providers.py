@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.providers.models import LlmCall, LlmModel, Provider, RoutingSettings
-from apps.providers.recorder import recorder
-from apps.providers.state import BUMP_SCRIPT, EPOCH, changes_channel, key_prefix
+from apps.providers.recorder import call_records_store, recorder
+from apps.providers.state import BUMP_SCRIPT, EPOCH, bumped_here, changes_channel, key_prefix
 from tests.fake_upstream import FakeUpstream
 from tests.support.factories import api_key_issue
 
@@ -51,10 +51,10 @@ def clean_routing_state():
         if not key.endswith(keep):
             client.delete(key)
     epoch_key = f"{key_prefix()}breaker:epoch"
-    client.register_script(BUMP_SCRIPT)(keys=[epoch_key], args=[changes_channel(), EPOCH])
+    epoch = client.register_script(BUMP_SCRIPT)(keys=[epoch_key], args=[changes_channel(), EPOCH])
+    bumped_here(EPOCH, epoch)
     yield
-    if recorder.pending:
-        recorder.flush()  # this test's records, before its data is cleared
+    recorder.flush()  # ship this test's records now, not into a later test
 
 
 def provider_for(fake: FakeUpstream, **fields) -> Provider:
@@ -95,7 +95,7 @@ def two_providers(upstream_a, upstream_b) -> dict[str, Provider]:
 
 @pytest.fixture
 def recorded_calls() -> Callable[..., list[LlmCall]]:
-    """Waits for this test's call records, which servers write in bulk a moment after answering.
+    """Waits for this test's call records, which servers ship in bulk a moment after answering.
 
     Records of an earlier test may still arrive meanwhile; only those made since this test
     started count.
@@ -106,6 +106,7 @@ def recorded_calls() -> Callable[..., list[LlmCall]]:
         recent = LlmCall.objects.filter(created_at__gte=started)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            call_records_store()  # what a worker does; servers under test ship to Redis
             calls = list(recent.prefetch_related("attempts").order_by("created_at"))
             if len(calls) >= count:
                 return calls
