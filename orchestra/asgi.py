@@ -27,7 +27,5 @@ application = ProtocolTypeRouter(
 )
 
 import gc  # noqa: E402
-import sys  # noqa: E402
 
-gc.freeze()
-sys.setswitchinterval(0.0005)
+gc.freeze()  # objects made while importing are never garbage: keep collections short

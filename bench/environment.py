@@ -1,0 +1,180 @@
+"""A production-like, throw-away environment for benchmarks.
+
+PostgreSQL (a fresh ``orchestra_bench`` database) and Redis (database 14) when they answer on
+localhost, else SQLite and the embedded Redis; production settings with DEBUG off; one
+operator with an API key, and one provider with model ``fake-model`` pointing at a fake
+upstream started here. Every process started is stopped on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.fake_upstream import FakeUpstream, free_port
+from tests.support.processes import REPO_ROOT, ServerProcess, port_open
+
+BENCH_DATABASE = "orchestra_bench"
+BENCH_REDIS_DB = 14
+
+SEED = """
+from apps.accounts.models import Role
+from apps.accounts.roles import roles_sync
+from apps.accounts.services import api_key_create, user_set_role
+from apps.providers.services import model_create, provider_create
+from django.contrib.auth import get_user_model
+roles_sync()
+user = get_user_model().objects.create_user(username="bench")
+user_set_role(user=user, role=Role.OPERATOR)
+provider = provider_create(
+    name="fake", kind="openai_compatible", base_url="{base_url}", max_retries=0, timeout_seconds=30
+)
+model_create(provider=provider, name="fake-model")
+print(api_key_create(user=user, name="bench")[1])
+"""
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+@dataclass
+class Environment:
+    env: dict[str, str]
+    upstream: FakeUpstream
+    key: str
+    database: str
+    redis: str
+    processes: list[ServerProcess] = field(default_factory=list)
+
+    def server(self, kind: str, workers: int = 1) -> ServerProcess:
+        """Start daphne or uvicorn on a free port; its ``port`` attribute says where."""
+        port = free_port()
+        app = "orchestra.asgi:application"
+        if kind == "daphne":
+            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+        else:
+            command = [
+                sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+                "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+                "--no-access-log", "--lifespan", "on",
+            ]  # fmt: skip
+        process = ServerProcess(f"bench-{kind}", command, self.env)
+        process.port = port
+        process.start(port_open(port), timeout=60)
+        time.sleep(1.0 + workers)  # every worker imported and listening
+        self.processes.append(process)
+        return process
+
+    def celery_worker(self, concurrency: int = 16) -> ServerProcess:
+        """A worker as production runs one: it stores call records and answers WebSockets."""
+        command = [
+            sys.executable, "-m", "celery", "-A", "orchestra", "worker", "-P", "threads",
+            "-c", str(concurrency), "-l", "warning", "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        process = ServerProcess("bench-celery", command, self.env)
+        process.start(lambda: _worker_ready(self.env), timeout=60)
+        self.processes.append(process)
+        return process
+
+    def stop(self, process: ServerProcess) -> None:
+        process.stop()
+        self.processes.remove(process)
+
+
+def _worker_ready(env: dict[str, str]) -> bool:
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "orchestra", "inspect", "ping", "-t", "1"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    return "pong" in result.stdout
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], env=env, cwd=REPO_ROOT, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    if result.returncode:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def _fresh_postgres_database() -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+        db.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+
+
+@contextlib.contextmanager
+def environment() -> Iterator[Environment]:
+    var = Path(tempfile.mkdtemp(prefix="orchestra-bench-"))
+    cleanups: list = []
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_", "REDIS_", "CACHE_", "CELERY_", "CHANNEL_"))
+    }  # fmt: skip
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "orchestra.settings.production",
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "LOG_LEVEL": "WARNING",
+        "API_KEY_CACHE_SECONDS": "60",
+        "ORCHESTRA_VAR_DIR": str(var),
+        "PYTHONUNBUFFERED": "1",
+        # One benchmark client sends far more than a person would.
+        "WEBSOCKET_MESSAGES_PER_SECOND": "100000",
+        "WEBSOCKET_MESSAGE_BURST": "100000",
+    }
+    if _answers(5432):
+        _fresh_postgres_database()
+        env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
+        database = "PostgreSQL"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{var / 'bench.sqlite3'}"
+        database = "SQLite"
+    if _answers(6379):
+        env["REDIS_URL"] = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
+        import redis
+
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+        redis_kind = "Redis 127.0.0.1:6379"
+    else:
+        from orchestra import embedded_redis
+
+        socket_path = embedded_redis.socket_path(var)
+        cleanups.append(embedded_redis.start(socket_path).terminate)
+        env["REDIS_URL"] = f"unix://{socket_path}"
+        redis_kind = "embedded Redis"
+    upstream = FakeUpstream(name="bench").start()
+    cleanups.append(upstream.stop)
+    bench = None
+    try:
+        _manage(env, "migrate", "--noinput", "-v", "0")
+        key = _manage(env, "shell", "-c", SEED.format(base_url=upstream.base_url)).strip()
+        bench = Environment(env, upstream, key.splitlines()[-1], database, redis_kind)
+        bench.celery_worker()
+        yield bench
+    finally:
+        for process in bench.processes if bench else []:
+            process.stop()
+        for cleanup in reversed(cleanups):
+            with contextlib.suppress(Exception):
+                cleanup()
+        shutil.rmtree(var, ignore_errors=True)
