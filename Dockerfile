@@ -4,7 +4,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DJANGO_SETTINGS_MODULE=orchestra.settings.production \
-    ORCHESTRA_VAR_DIR=/var/lib/orchestra
+    ORCHESTRA_VAR_DIR=/var/lib/orchestra \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus \
+    WEB_WORKERS=2
 
 WORKDIR /app
 COPY requirements.txt .
@@ -19,4 +21,6 @@ USER orchestra
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "orchestra.asgi:application"]
+# uvicorn with one worker per core: measured in bench/, daphne (one process) reaches about 60%
+# of the throughput target; the same ASGI application serves HTTP, SSE and WebSockets.
+CMD ["sh", "-c", "rm -rf $PROMETHEUS_MULTIPROC_DIR && mkdir -p $PROMETHEUS_MULTIPROC_DIR && exec uvicorn orchestra.asgi:application --host 0.0.0.0 --port 8000 --workers $WEB_WORKERS --loop uvloop --http httptools --proxy-headers --forwarded-allow-ips '*' --no-access-log --lifespan on"]

@@ -131,7 +131,11 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [env("CHANNEL_LAYER_URL", default=REDIS_URL)],
+            # redis-py's default socket timeout (5 s) equals channels-redis's blocking pop
+            # timeout: an idle connection's receive would race it and fail.
+            "hosts": [
+                {"address": env("CHANNEL_LAYER_URL", default=REDIS_URL), "socket_timeout": 30}
+            ],
             "prefix": env("CHANNEL_LAYER_PREFIX", default="orchestra"),
             "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1000),
             "expiry": 60,

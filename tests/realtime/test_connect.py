@@ -89,3 +89,14 @@ async def test_malformed_message_gets_an_error_and_the_connection_stays_open(asg
             assert (await receive_json(ws))["code"] == code
         await ws.send(json.dumps({"type": "ping", "id": 7}))
         assert await receive_json(ws) == {"type": "pong", "id": 7}
+
+
+async def test_an_idle_connection_stays_usable(asgi_server):
+    """Longer than the channel layer's blocking pop and redis-py's default socket timeout."""
+    key = await issue_key(role=Role.VIEWER)
+    async with websockets.connect(
+        asgi_server.ws_url, additional_headers={"Authorization": f"Bearer {key}"}
+    ) as ws:
+        await asyncio.sleep(7)
+        await ws.send(json.dumps({"type": "ping", "id": "later"}))
+        assert await receive_json(ws) == {"type": "pong", "id": "later"}
