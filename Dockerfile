@@ -15,7 +15,8 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN SECRET_KEY=build-only ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
     && useradd --system --uid 1001 orchestra \
-    && mkdir -p /var/lib/orchestra && chown orchestra /var/lib/orchestra
+    && mkdir -p /var/lib/orchestra /tmp/prometheus \
+    && chown orchestra /var/lib/orchestra /tmp/prometheus
 
 USER orchestra
 EXPOSE 8000
@@ -23,4 +24,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
 # uvicorn with one worker per core: measured in bench/, daphne (one process) reaches about 60%
 # of the throughput target; the same ASGI application serves HTTP, SSE and WebSockets.
-CMD ["sh", "-c", "rm -rf $PROMETHEUS_MULTIPROC_DIR && mkdir -p $PROMETHEUS_MULTIPROC_DIR && exec uvicorn orchestra.asgi:application --host 0.0.0.0 --port 8000 --workers $WEB_WORKERS --loop uvloop --http httptools --proxy-headers --forwarded-allow-ips '*' --no-access-log --lifespan on"]
+CMD ["sh", "-c", "exec uvicorn orchestra.asgi:application --host 0.0.0.0 --port 8000 --workers $WEB_WORKERS --loop uvloop --http httptools --proxy-headers --forwarded-allow-ips '*' --no-access-log --lifespan on"]
