@@ -75,14 +75,19 @@ def port_open(port: int) -> Callable[[], bool]:
 
 
 class AsgiServer(ServerProcess):
-    """``daphne orchestra.asgi:application`` on a free port."""
+    """``orchestra.asgi:application`` on a free port, under daphne (as ``make run``) or uvicorn
+    (as the production image)."""
 
-    def __init__(self, env: dict[str, str], name: str = "daphne") -> None:
+    def __init__(self, env: dict[str, str], name: str = "daphne", server: str = "daphne") -> None:
         self.port = free_port()
-        command = [
-            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-            "orchestra.asgi:application",
-        ]  # fmt: skip
+        app = "orchestra.asgi:application"
+        if server == "uvicorn":
+            command = [
+                sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port",
+                str(self.port), "--lifespan", "on", "--no-access-log",
+            ]  # fmt: skip
+        else:
+            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app]
         super().__init__(name, command, env)
 
     @property
