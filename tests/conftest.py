@@ -25,8 +25,9 @@ pytest_plugins = ["tests.support.providers"]
 def pytest_report_header(config) -> list[str]:
     db = settings.DATABASES["default"]
     where = f"{db.get('HOST') or 'local file'}:{db.get('PORT') or ''}".rstrip(":")
+    name = (db.get("TEST") or {}).get("NAME") or f"test_{db['NAME']}"
     return [
-        f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']} ({where})",
+        f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {name} ({where})",
         f"redis (cache, channel layer, celery broker): {settings.REDIS_URL}"
         + (" [embedded]" if settings.EMBEDDED_REDIS else ""),
     ]

@@ -19,11 +19,13 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-_use_services = bool(os.environ.get("CI"))
+# ORCHESTRA_TEST_SERVICES=embedded runs as on a machine without PostgreSQL and Redis.
+_embedded = os.environ.get("ORCHESTRA_TEST_SERVICES") == "embedded"
+_use_services = bool(os.environ.get("CI")) and not _embedded
 _run_id = os.environ.get("ORCHESTRA_TEST_ID", "")
-if _use_services or _answers("127.0.0.1", 5432):
+if not _embedded and (_use_services or _answers("127.0.0.1", 5432)):
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orchestra")
-if _use_services or _answers("127.0.0.1", 6379):
+if not _embedded and (_use_services or _answers("127.0.0.1", 6379)):
     os.environ.setdefault(
         "REDIS_URL", f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', 9)}"
     )
