@@ -182,7 +182,7 @@ class CallRecorder:
                     self._trim()
                     break
                 shipped += len(batch)
-        if shipped:
+        if shipped and settings.CALL_RECORDS_STORE_ON_SHIP:
             self._request_store()
         return shipped
 

@@ -160,6 +160,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "store-call-records": {"task": "providers.store_call_records", "schedule": 5.0},
 }
+# Processes that ship LLM call records to Redis ask a worker to store them at once (at most
+# once a second); without it they wait for the beat schedule above.
+CALL_RECORDS_STORE_ON_SHIP = env.bool("CALL_RECORDS_STORE_ON_SHIP", default=True)
 CELERY_TIMEZONE = "UTC"
 
 # --- Auth -----------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ if not _embedded and (_use_services or _answers("127.0.0.1", 6379)):
         "REDIS_URL", f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', 9)}"
     )
 os.environ.setdefault("EMBEDDED_REDIS_NAME", f"test-redis{_run_id}")
+# Tests store call records themselves (``recorded_calls``): a worker writing them meanwhile
+# could deadlock with the TRUNCATE that ends each transactional test.
+os.environ.setdefault("CALL_RECORDS_STORE_ON_SHIP", "false")
 
 from .base import *  # noqa: E402, F403
 from .base import CACHES, CHANNEL_LAYERS, DATABASES, VAR_DIR  # noqa: E402

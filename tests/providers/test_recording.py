@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import openai
 import pytest
+from django.utils import timezone
 
-from apps.providers.models import CallStatus
+from apps.providers.models import CallStatus, LlmCall
+from tests.support.processes import AsgiServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,3 +44,23 @@ def test_a_burst_leaves_one_record_per_request(
     assert len({call.id for call in calls}) == BURST
     assert all(call.status == CallStatus.SUCCESS for call in calls)
     assert upstream_a.stats()["requests"] + upstream_b.stats()["requests"] == BURST
+
+
+def test_a_worker_stores_the_records_it_is_asked_to(
+    two_providers, server_env, celery_worker, operator_key
+):
+    """Outside tests, a process that ships records asks a worker to store them: nothing here
+    stores them itself."""
+    env = {**server_env, "CALL_RECORDS_STORE_ON_SHIP": "true"}
+    server = AsgiServer(env, name="daphne-ships").start()
+    started = timezone.now()
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=operator_key, max_retries=0)
+        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+        stored = LlmCall.objects.filter(created_at__gte=started, status=CallStatus.SUCCESS)
+        deadline = time.monotonic() + 15
+        while not stored.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    assert stored.count() == 1
