@@ -18,8 +18,9 @@ import aiohttp
 import orjson
 
 from . import errors, transports
+from .calls import LlmRequest, usage_from
 from .config import Deployment
-from .core import Execution, LlmRequest, run_recorded, usage_from
+from .engine import Execution, run_recorded
 from .errors import ProviderError
 from .models import CallStatus
 
