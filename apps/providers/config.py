@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 from .crypto import decrypt
@@ -73,17 +73,19 @@ class Deployment:
 
 @dataclass(frozen=True)
 class RoutingPolicy:
-    strategy: str = "default"
-    default_provider: str | None = None
-    default_model: str = ""
-    fallback_enabled: bool = True
-    retry_base_delay_ms: int = 200
-    retry_max_delay_ms: int = 5000
-    breaker_failure_threshold: int = 5
-    breaker_error_rate: float = 0.5
-    breaker_window_seconds: int = 60
-    breaker_min_requests: int = 20
-    breaker_cooldown_seconds: float = 30.0
+    """The routing settings row as plain values (its defaults are the model's)."""
+
+    strategy: str
+    default_provider: str | None
+    default_model: str
+    fallback_enabled: bool
+    retry_base_delay_ms: int
+    retry_max_delay_ms: int
+    breaker_failure_threshold: int
+    breaker_error_rate: float
+    breaker_window_seconds: int
+    breaker_min_requests: int
+    breaker_cooldown_seconds: float
 
 
 @dataclass(frozen=True)
@@ -108,23 +110,11 @@ class RoutingConfig:
 
 
 def routing_policy_from(settings_row: RoutingSettings | None) -> RoutingPolicy:
-    if settings_row is None:
-        return RoutingPolicy()
-    return RoutingPolicy(
-        strategy=settings_row.strategy,
-        default_provider=settings_row.default_provider.name
-        if settings_row.default_provider
-        else None,
-        default_model=settings_row.default_model,
-        fallback_enabled=settings_row.fallback_enabled,
-        retry_base_delay_ms=settings_row.retry_base_delay_ms,
-        retry_max_delay_ms=settings_row.retry_max_delay_ms,
-        breaker_failure_threshold=settings_row.breaker_failure_threshold,
-        breaker_error_rate=settings_row.breaker_error_rate,
-        breaker_window_seconds=settings_row.breaker_window_seconds,
-        breaker_min_requests=settings_row.breaker_min_requests,
-        breaker_cooldown_seconds=settings_row.breaker_cooldown_seconds,
-    )
+    """The policy of the settings row; without one, of an unsaved row (the model's defaults)."""
+    row = settings_row or RoutingSettings()
+    copied = {f.name: getattr(row, f.name) for f in fields(RoutingPolicy)}
+    copied["default_provider"] = row.default_provider.name if row.default_provider_id else None
+    return RoutingPolicy(**copied)
 
 
 def provider_config_from(provider: Provider) -> ProviderConfig:

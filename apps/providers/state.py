@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from .config import ProviderConfig, RoutingPolicy
+from .config import ProviderConfig, RoutingPolicy, routing_policy_from
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,8 @@ class SharedState:
         self._bump = self.redis.register_script(BUMP_SCRIPT)
         self._known: dict[str, int] = {}  # version and epoch as the listener last heard them
         self._listener: asyncio.Task | None = None
-        self.policy = RoutingPolicy()  # the latest seen by ``read``; sizes the error-rate window
+        # The latest policy seen by ``read``; it sizes the error-rate window.
+        self.policy = routing_policy_from(None)
 
     # --- keys ---------------------------------------------------------------------------
     def version_key(self) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
-from apps.providers.config import Deployment, ModelConfig, ProviderConfig, RoutingPolicy
+from apps.providers.config import Deployment, ModelConfig, ProviderConfig, routing_policy_from
 from apps.providers.router import LatencyTracker, order, plan
 from apps.providers.state import CLOSED, HALF_OPEN, OPEN, BreakerView, StateView
 
@@ -30,7 +31,7 @@ def names(deployments) -> list[str]:
     return [d.provider.name for d in deployments]
 
 
-POLICY = RoutingPolicy()
+POLICY = routing_policy_from(None)
 
 
 def first_choices(strategy: str, deployments, draws: int, **kwargs) -> Counter:
@@ -46,7 +47,7 @@ def first_choices(strategy: str, deployments, draws: int, **kwargs) -> Counter:
 def test_default_orders_by_priority_then_the_default_provider_first():
     pool = [deployment("b", priority=2), deployment("a", priority=1), deployment("c", priority=3)]
     assert names(order(pool, strategy="default", policy=POLICY)) == ["a", "b", "c"]
-    policy = RoutingPolicy(default_provider="c")
+    policy = replace(POLICY, default_provider="c")
     assert names(order(pool, strategy="default", policy=policy)) == ["c", "a", "b"]
 
 
