@@ -1,5 +1,5 @@
 """ASGI entry point: the OpenAI-compatible hot path, Django for the rest of HTTP, Channels for
-WebSockets."""
+WebSockets; every HTTP request and WebSocket handshake counted once (``HttpMetrics``)."""
 
 import os
 
@@ -8,22 +8,31 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestra.settings.development")
 django_application = get_asgi_application()
 
+from functools import partial  # noqa: E402
+
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from apps.gateway.asgi import GatewayRouter, lifespan  # noqa: E402
-from apps.realtime.routing import websocket_application  # noqa: E402
+from apps.core.http_metrics import HttpMetrics  # noqa: E402
+from apps.core.process_report import start_process_reporter  # noqa: E402
+from apps.gateway.asgi import GatewayRouter, lifespan, route_of  # noqa: E402
+from apps.realtime.routing import websocket_application, websocket_urlpatterns  # noqa: E402
 
 if settings.SERVE_STATIC:
     django_application = ASGIStaticFilesHandler(django_application)
 
-application = ProtocolTypeRouter(
-    {
-        "http": GatewayRouter(django_application),
-        "websocket": websocket_application,
-        "lifespan": lifespan,
-    }
+application = HttpMetrics(
+    ProtocolTypeRouter(
+        {
+            "http": GatewayRouter(django_application),
+            "websocket": websocket_application,
+            "lifespan": lifespan,
+        }
+    ),
+    route_of=route_of,
+    websocket_routes=[f"/{pattern.pattern}" for pattern in websocket_urlpatterns],
+    on_start=partial(start_process_reporter, "web"),
 )
 
 import gc  # noqa: E402

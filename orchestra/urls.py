@@ -1,15 +1,19 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 api_v1 = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.providers.api.urls")),
+    path("", include("apps.gateway.api.urls")),
     path("", include("apps.monitoring.api.urls")),
     path("", include("apps.realtime.api.urls")),
 ]
 
 urlpatterns = [
+    # The dashboard is the admin site: its Home is /admin/.
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/streaming/", include("apps.gateway.urls")),

@@ -1,7 +1,8 @@
 """The one error shape of the REST API: ``{"error": {"code", "message", "details"}}``.
 
-Used by DRF's exception handler, Django's 400/403/404/500 handlers and the CSRF failure view.
-Browser pages outside the API keep Django's HTML error pages.
+Used by DRF's exception handler, Django's 400/403/404/500 handlers and the CSRF failure view,
+and with DEBUG on by ``DebugApiErrorMiddleware`` (Django then shows its technical pages instead
+of calling the handlers). Browser pages outside the API keep Django's HTML error pages.
 """
 
 from __future__ import annotations
@@ -9,9 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core import signals
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.utils.log import log_response
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import exceptions, status
@@ -23,6 +28,15 @@ from .request_context import current_request_id
 logger = logging.getLogger(__name__)
 
 JSON_PATH_PREFIXES = ("/api/", "/v1/", "/health", "/metrics", "/ws/")
+
+
+class ServiceError(exceptions.APIException):
+    """An error that carries its own code and status (a provider's failure told to our caller,
+    say), rendered in the one shape by ``api_exception_handler``."""
+
+    def __init__(self, code: str, message: str, status_code: int) -> None:
+        super().__init__(detail=message, code=code)
+        self.status_code = status_code
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -52,15 +66,24 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         response.data = error_body("validation_error", "Invalid input.", exc.detail)
     elif isinstance(exc, exceptions.APIException):
-        details = {"wait": exc.wait} if isinstance(exc, exceptions.Throttled) else None
+        details: dict[str, Any] | None = None
+        if isinstance(exc, exceptions.Throttled):
+            details = {"wait": getattr(exc, "wait", None)}
+        elif isinstance(exc, exceptions.ParseError):  # a body that could not even be read
+            details = {"request_id": current_request_id()}
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code
         response.data = error_body(code, str(exc.detail), details)
     return response
 
 
+def is_api_path(request: HttpRequest) -> bool:
+    """Paths that answer JSON errors whoever asks, DEBUG or not."""
+    return request.path.startswith(JSON_PATH_PREFIXES)
+
+
 def wants_json(request: HttpRequest) -> bool:
-    if request.path.startswith(JSON_PATH_PREFIXES):
+    if is_api_path(request):
         return True
     return "text/html" not in request.headers.get("Accept", "")
 
@@ -68,14 +91,14 @@ def wants_json(request: HttpRequest) -> bool:
 def bad_request(request: HttpRequest, exception: Exception | None = None, **kwargs):
     if wants_json(request):
         return error_response("bad_request", "Bad request.", status.HTTP_400_BAD_REQUEST)
-    return defaults.bad_request(request, exception)
+    return defaults.bad_request(request, exception or SuspiciousOperation())
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None, **kwargs):
     if wants_json(request):
         message = str(exception) if exception and str(exception) else "Permission denied."
         return error_response("permission_denied", message, status.HTTP_403_FORBIDDEN)
-    return defaults.permission_denied(request, exception)
+    return defaults.permission_denied(request, exception or DjangoPermissionDenied())
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None, **kwargs):
@@ -104,3 +127,29 @@ def csrf_failure(request: HttpRequest, reason: str = "", **kwargs):
             "csrf_failed", f"CSRF verification failed: {reason}", status.HTTP_403_FORBIDDEN
         )
     return django_csrf_failure(request, reason)
+
+
+def exception_response(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """What the handlers above answer for an exception a view raised, as Django without DEBUG.
+
+    The exception is logged (with its traceback for a 500, which also sends
+    ``got_request_exception``) since the response replaces Django's own handling of it.
+    """
+    if isinstance(exc, Http404):
+        return page_not_found(request, exc)
+    if isinstance(exc, DjangoPermissionDenied):
+        return permission_denied(request, exc)
+    if isinstance(exc, BadRequest | SuspiciousOperation | MultiPartParserError):
+        response = bad_request(request, exc)
+    else:
+        signals.got_request_exception.send(sender=None, request=request)
+        response = server_error(request)
+    log_response(
+        "%s: %s",
+        response.reason_phrase,
+        request.path,
+        response=response,
+        request=request,
+        exception=exc,
+    )
+    return response

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse
 
+from .errors import exception_response, is_api_path, page_not_found
 from .request_context import REQUEST_ID_HEADER, request_id_from, request_id_var
 
 
@@ -23,22 +28,62 @@ class RequestIdMiddleware:
         if iscoroutinefunction(get_response):
             markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
         if iscoroutinefunction(self):
-            return self.__acall__(request)
-        self._bind(request)
-        return self._tag(request, self.get_response(request))
+            return self._async_call(request)
+        request_id = self._bind(request)
+        return self._tag(request_id, self.get_response(request))
+
+    async def _async_call(self, request: HttpRequest) -> HttpResponse:
+        request_id = self._bind(request)
+        return self._tag(request_id, await self.get_response(request))
+
+    @staticmethod
+    def _bind(request: HttpRequest) -> str:
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        request_id_var.set(request_id)
+        return request_id
+
+    @staticmethod
+    def _tag(request_id: str, response: HttpResponse) -> HttpResponse:
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+class DebugApiErrorMiddleware:
+    """Keep the API's JSON errors when DEBUG is on.
+
+    With DEBUG, Django answers an unknown URL and an exception with its technical pages (a
+    traceback, the settings), not with ``handler404``/``handler500``. Under the API paths this
+    answers what those handlers would: a JSON 404 for a URL that resolves to nothing, and the
+    JSON error (a 500 with the request id) for an exception raised by a view. Without DEBUG the
+    handlers already do that, so the middleware is not used at all.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        if not settings.DEBUG:
+            raise MiddlewareNotUsed
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self.is_async:
+            return self.__acall__(request)  # type: ignore[return-value]  # awaited by Django
+        return self._unknown_url(request, self.get_response(request))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        self._bind(request)
-        return self._tag(request, await self.get_response(request))
+        return self._unknown_url(request, await self.get_response(request))
 
     @staticmethod
-    def _bind(request: HttpRequest) -> None:
-        request.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-        request_id_var.set(request.request_id)
-
-    @staticmethod
-    def _tag(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        response[REQUEST_ID_HEADER] = request.request_id
+    def _unknown_url(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if response.status_code == 404 and request.resolver_match is None and is_api_path(request):
+            return page_not_found(request)
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return exception_response(request, exception) if is_api_path(request) else None

@@ -8,10 +8,13 @@ Every variable is documented in ``.env.example``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
+from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from orchestra import embedded_redis
 
@@ -25,13 +28,16 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 VERSION = "0.1.0"
 
 SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
-DEBUG = env.bool("DEBUG", default=True)
+# Django's debug pages show tracebacks and settings to anyone: only when asked for (DEBUG=1).
+DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # The admin theme (its templates come before Django's); the site is ours (apps.dashboard).
+    "unfold.apps.BasicAppConfig",
+    "apps.dashboard.admin_config.OrchestraAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -44,17 +50,21 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
+    "corsheaders",
     "apps.core",
     "apps.accounts",
     "apps.monitoring",
     "apps.providers",
     "apps.gateway",
     "apps.realtime",
+    "apps.dashboard",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.DebugApiErrorMiddleware",  # used only with DEBUG
+    "apps.accounts.middleware.ClientIpLimitMiddleware",  # /api/: before authentication
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -117,24 +127,44 @@ def _celery_broker_url(redis_url: str) -> str:
     return redis_url
 
 
+# The size of each Redis connection pool: the cache's and the shared routing client's (per
+# process; through the URL, which apps.core.redis reads too) and the channel layer's (per event
+# loop). Unset: redis-py's own default (100). A pool that is full refuses further connections.
+REDIS_MAX_CONNECTIONS: int | None = env.int("REDIS_MAX_CONNECTIONS", default=None)
+
+
+def _sized(url: str) -> str:
+    if REDIS_MAX_CONNECTIONS is None or "max_connections=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}max_connections={REDIS_MAX_CONNECTIONS}"
+
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": env("CACHE_URL", default=REDIS_URL),
+        "LOCATION": _sized(env("CACHE_URL", default=REDIS_URL)),
         "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="orchestra"),
         "TIMEOUT": 300,
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        "OPTIONS": {
+            "socket_connect_timeout": 2,
+            "socket_timeout": 2,
+            # redis-py's pool, tracked for GET /api/v1/connection-stats
+            "pool_class": "apps.core.pools.TrackedConnectionPool",
+        },
     }
 }
 
-CHANNEL_LAYERS = {
+CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             # redis-py's default socket timeout (5 s) equals channels-redis's blocking pop
             # timeout: an idle connection's receive would race it and fail.
             "hosts": [
-                {"address": env("CHANNEL_LAYER_URL", default=REDIS_URL), "socket_timeout": 30}
+                {
+                    "address": _sized(env("CHANNEL_LAYER_URL", default=REDIS_URL)),
+                    "socket_timeout": 30,
+                }
             ],
             "prefix": env("CHANNEL_LAYER_PREFIX", default="orchestra"),
             "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1000),
@@ -159,11 +189,30 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("PROVIDER_PROBE_INTERVAL", default=60.0),
     },
     "store-call-records": {"task": "providers.store_call_records", "schedule": 5.0},
+    "sweep-call-records": {"task": "providers.sweep_call_records", "schedule": 60.0},
+    # Home's live figures (requests, tokens, cost, latency, health) on the ``metrics`` channel.
+    "publish-dashboard-figures": {
+        "task": "dashboard.publish_figures",
+        "schedule": env.float("DASHBOARD_FIGURES_INTERVAL", default=5.0),
+    },
 }
 # Processes that ship LLM call records to Redis ask a worker to store them at once (at most
 # once a second); without it they wait for the beat schedule above.
 CALL_RECORDS_STORE_ON_SHIP = env.bool("CALL_RECORDS_STORE_ON_SHIP", default=True)
+# A stream still recorded as running after this long lost its process: the sweep fails it.
+CALL_RECORD_STALE_SECONDS = env.float("CALL_RECORD_STALE_SECONDS", default=900.0)
+# /health is degraded while the oldest batch of call records has waited longer than this.
+CALL_RECORDS_BACKLOG_MAX_SECONDS = env.float("CALL_RECORDS_BACKLOG_MAX_SECONDS", default=60.0)
 CELERY_TIMEZONE = "UTC"
+
+# --- Connection pools (GET /api/v1/connection-stats shows them) ------------------------------
+# Per provider and event loop, for both HTTP clients (the /v1 pass-through and the openai SDK):
+# at most HTTP_MAX_CONNECTIONS connections, of which HTTP_MAX_KEEPALIVE are kept open idle.
+HTTP_MAX_CONNECTIONS = env.int("HTTP_MAX_CONNECTIONS", default=512)
+HTTP_MAX_KEEPALIVE = env.int("HTTP_MAX_KEEPALIVE", default=HTTP_MAX_CONNECTIONS)
+# Every web process, Celery worker and beat publishes its pool figures (and process gauges)
+# this often; a process silent for three periods is left out of connection-stats.
+PROCESS_STATS_SECONDS = env.float("PROCESS_STATS_SECONDS", default=5.0)
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -177,6 +226,27 @@ API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 # Fernet keys for provider API keys at rest, newest first; empty: derived from SECRET_KEY.
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
 
+# --- Inbound rate limits (apps/accounts/limits.py) ------------------------------------------
+# Per API key: rpm_limit/tpm_limit on the key. Per client IP, on /v1, the REST and SSE APIs
+# and WebSocket queries: RATE_LIMIT_MAX requests per RATE_LIMIT_WINDOW_MS. The seed's 100 per
+# 15 minutes suits a web page; a team's services call a gateway many times a minute from one
+# address (or one NAT), so the default is 6,000 a minute (100/s on average): far above what
+# they send, yet it keeps one runaway client or key-guessing scanner to a twentieth of what a
+# 2-core instance serves (bench/).
+RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
+RATE_LIMIT_WINDOW_MS = env.int("RATE_LIMIT_WINDOW_MS", default=60_000)
+RATE_LIMIT_MAX = env.int("RATE_LIMIT_MAX", default=6_000)
+# Proxies (addresses or networks) whose X-Forwarded-For is believed; empty: the peer is the
+# client. Behind nginx, list nginx's address, or every client counts as nginx.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+if RATE_LIMIT_WINDOW_MS < 1000 or RATE_LIMIT_MAX < 1:
+    raise ImproperlyConfigured("RATE_LIMIT_WINDOW_MS must be >= 1000 and RATE_LIMIT_MAX >= 1.")
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy.strip(), strict=False)
+    except ValueError as _error:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_error}") from None
+
 # --- Internationalisation, static files ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -185,8 +255,36 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Off in production, where nginx serves the collected files; on for the embedded run.
+# Off in production, where nginx serves the collected files; on in the development settings
+# (``make run``), DEBUG or not.
 SERVE_STATIC = env.bool("SERVE_STATIC", default=DEBUG)
+
+# --- The dashboard: the admin site, themed by django-unfold ----------------------------------
+# Its pages and sidebar come from the apps' registrations (apps/core/registry.py); see
+# apps/dashboard. Styles use unfold's compiled CSS plus our own small file.
+UNFOLD: dict[str, Any] = {
+    "SITE_TITLE": "AI Orchestra",
+    "SITE_HEADER": "AI Orchestra",
+    "SITE_SUBHEADER": "Site administration",
+    "SITE_SYMBOL": "hub",
+    "SITE_URL": None,  # the dashboard is the site: no "View site" link
+    "SHOW_VIEW_ON_SITE": False,
+    "LOGIN": {"form": "apps.dashboard.forms.LoginForm"},
+    "STYLES": [lambda request: _static("dashboard/dashboard.css")],
+    "SCRIPTS": [lambda request: _static("dashboard/a11y.js")],
+    "SIDEBAR": {
+        "show_search": False,
+        "show_all_applications": False,
+        "navigation": "apps.dashboard.navigation.sidebar",
+    },
+}
+
+
+def _static(path: str) -> str:
+    from django.templatetags.static import static
+
+    return static(path)
+
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -196,6 +294,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.permissions.RolePermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's JSON parser let RecursionError (deeply nested bodies) escape as a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.json.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -204,9 +308,10 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 if DEBUG:
-    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
-        "rest_framework.renderers.BrowsableAPIRenderer"
-    )
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ]
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "AI Orchestra API",
@@ -217,12 +322,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.gateway.schema.add_openai_and_streaming",
+    ],
 }
 
 # --- Observability --------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="text" if DEBUG else "json")
-LOGGING = {
+LOGGING: dict[str, Any] = {  # typed: the other settings modules adjust it
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "apps.core.logging.RequestIdFilter"}},
@@ -251,6 +360,43 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_FAILURE_VIEW = "apps.core.errors.csrf_failure"
+
+# --- CORS (django-cors-headers; the same settings apply to /v1, served beside Django) ----------
+# Off unless origins are allowed. CORS_ORIGIN and CORS_ENABLED are the names earlier versions
+# used (a single origin; false turns CORS off whatever else is set).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=env.list("CORS_ORIGIN", default=[]))
+CORS_ALLOWED_ORIGIN_REGEXES = env.list("CORS_ALLOWED_ORIGIN_REGEXES", default=[])
+CORS_ALLOW_ALL_ORIGINS = env.bool("CORS_ALLOW_ALL_ORIGINS", default=False)
+CORS_ENABLED = env.bool(
+    "CORS_ENABLED",
+    default=bool(CORS_ALLOWED_ORIGINS or CORS_ALLOWED_ORIGIN_REGEXES or CORS_ALLOW_ALL_ORIGINS),
+)
+# Browsers get CORS headers on the APIs only, never on the admin or the dashboard.
+CORS_URLS_REGEX = env("CORS_URLS_REGEX", default=r"^/(v1|api)/")
+CORS_ALLOW_CREDENTIALS = env.bool("CORS_ALLOW_CREDENTIALS", default=False)
+CORS_PREFLIGHT_MAX_AGE = env.int("CORS_PREFLIGHT_MAX_AGE", default=86400)
+# What browser clients send: the OpenAI SDKs' own headers, ours, and the library's defaults.
+CORS_ALLOW_HEADERS = env.list(
+    "CORS_ALLOW_HEADERS",
+    default=[
+        "accept", "authorization", "content-type", "user-agent", "x-csrftoken",
+        "x-requested-with", "x-request-id", "x-orchestra-provider", "x-orchestra-strategy",
+        "openai-organization", "openai-project", "openai-beta", "x-stainless-arch",
+        "x-stainless-lang", "x-stainless-os", "x-stainless-package-version",
+        "x-stainless-retry-count", "x-stainless-runtime", "x-stainless-runtime-version",
+        "x-stainless-timeout", "x-stainless-helper-method",
+    ],
+)  # fmt: skip
+# What browser code may read of an answer: the request id and the retry hints.
+CORS_EXPOSE_HEADERS = env.list(
+    "CORS_EXPOSE_HEADERS",
+    default=["x-request-id", "retry-after", "retry-after-ms", "x-should-retry"],
+)
+if CORS_ENABLED:  # as early as it can be: before anything that may answer (redirects, 404s)
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware"),
+        "corsheaders.middleware.CorsMiddleware",
+    )
 
 WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=[])
 # Per connection: LLM queries/streams running at once, and messages per second (burst allowed).

@@ -35,7 +35,10 @@ os.environ.setdefault("EMBEDDED_REDIS_NAME", f"test-redis{_run_id}")
 os.environ.setdefault("CALL_RECORDS_STORE_ON_SHIP", "false")
 
 from .base import *  # noqa: E402, F403
-from .base import CACHES, CHANNEL_LAYERS, DATABASES, VAR_DIR  # noqa: E402
+from .base import CACHES, CHANNEL_LAYERS, DATABASES, INSTALLED_APPS, VAR_DIR  # noqa: E402
+
+# A throw-away app that plugs in through its AppConfig alone (tests/core/test_registries.py).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.plugin_app"]
 
 _suffix = f"_{_run_id}" if _run_id else ""
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -44,6 +47,7 @@ elif _suffix:
     DATABASES["default"]["TEST"] = {"NAME": f"test_orchestra{_suffix}"}
 
 DEBUG = False
+SERVE_STATIC = True  # daphne under test serves the admin's and dashboard's files (browser tests)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES["default"]["KEY_PREFIX"] = f"orchestra-test{_suffix}"
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"orchestra-test{_suffix}"

@@ -1,5 +1,6 @@
 import pytest
 from django.test import Client
+from drf_spectacular.validation import validate_schema
 
 pytestmark = pytest.mark.django_db
 
@@ -11,8 +12,36 @@ def test_openapi_schema_is_served_and_versioned():
     assert schema["openapi"].startswith("3.")
     assert "/api/v1/me" in schema["paths"]
     assert all(
-        path.startswith(("/api/v1/", "/api/streaming/", "/health")) for path in schema["paths"]
+        path.startswith(("/api/v1/", "/api/streaming/", "/v1/", "/health"))
+        for path in schema["paths"]
     )
+
+
+def test_the_openai_and_sse_apis_are_documented_with_their_bodies():
+    schema = Client().get("/api/schema/", headers={"Accept": "application/json"}).json()
+    validate_schema(schema)
+    paths, components = schema["paths"], schema["components"]["schemas"]
+    for path, request in (
+        ("/v1/chat/completions", "ChatCompletionRequest"),
+        ("/v1/completions", "CompletionRequest"),
+        ("/v1/embeddings", "EmbeddingRequest"),
+        ("/v1/responses", "ResponseRequest"),
+        ("/api/streaming/chat", "StreamingChatRequest"),
+        ("/api/streaming/generate", "StreamingGenerateRequest"),
+    ):
+        body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{request}"}
+        assert components[request]["required"]
+    assert "get" in paths["/v1/models/{id}"] and "delete" in paths["/v1/responses/{id}"]
+    assert (
+        "text/event-stream" in paths["/api/streaming/chat"]["post"]["responses"]["200"]["content"]
+    )
+    for path in (
+        "/api/streaming/active",
+        "/api/streaming/statistics",
+        "/api/streaming/{stream_id}",
+    ):
+        assert path in paths
 
 
 def test_interactive_docs_use_packaged_assets_not_a_cdn():

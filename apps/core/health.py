@@ -1,8 +1,8 @@
-"""Health checks register here; ``/health`` runs them all.
+"""Health checks: each app registers its own; ``/health`` runs them all.
 
 A check is a function returning a ``CheckResult`` (or raising, which counts as an error). A
 critical check that fails turns ``/health`` into a 503; any other failure makes it "degraded".
-Adding a check is one decorated function::
+An app adds one from its ``AppConfig.ready()`` by importing a module of decorated functions::
 
     @health_check("search_index")
     def search_index() -> CheckResult: ...
@@ -15,12 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .registry import Registry
+
+OK, DEGRADED, ERROR, DISABLED, STARTING = "ok", "degraded", "error", "disabled", "starting"
+
 
 @dataclass(frozen=True)
 class CheckResult:
-    status: str  # "ok" | "error" | "disabled"
+    """``degraded`` and a non-critical ``error`` make ``/health`` degraded; ``capabilities``
+    says how a part works right now (``{"routing_state": "local"}``), shown at the top."""
+
+    status: str  # ok | degraded | error | disabled | starting
     message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    capabilities: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,7 @@ class HealthCheck:
     cache_seconds: float
 
 
-_checks: dict[str, HealthCheck] = {}
+health_checks: Registry[HealthCheck] = Registry("health check")
 _cached: dict[str, tuple[float, CheckResult]] = {}
 
 
@@ -39,14 +47,14 @@ def health_check(
     name: str, *, critical: bool = False, cache_seconds: float = 0.0
 ) -> Callable[[Callable[[], CheckResult]], Callable[[], CheckResult]]:
     def register(run: Callable[[], CheckResult]) -> Callable[[], CheckResult]:
-        _checks[name] = HealthCheck(name, run, critical, cache_seconds)
+        health_checks.register(name, HealthCheck(name, run, critical, cache_seconds))
         return run
 
     return register
 
 
 def registered_checks() -> list[HealthCheck]:
-    return list(_checks.values())
+    return health_checks.values()
 
 
 def run_check(check: HealthCheck) -> tuple[CheckResult, float]:
@@ -58,7 +66,7 @@ def run_check(check: HealthCheck) -> tuple[CheckResult, float]:
     try:
         result = check.run()
     except Exception as exc:  # a broken dependency must show up as a failed check
-        result = CheckResult("error", f"{type(exc).__name__}: {exc}")
+        result = CheckResult(ERROR, f"{type(exc).__name__}: {exc}")
     _cached[check.name] = (now, result)
     return result, (time.monotonic() - now) * 1000
 

@@ -1,0 +1,77 @@
+"""The Redis clients every part of the platform shares, and the one key prefix.
+
+Redis (the cache server, ``CACHES["default"]``) holds what several processes must agree on:
+routing state, call records waiting to be stored, running streams. Everything the project keeps
+there starts with ``key_prefix()``, the cache's ``KEY_PREFIX`` and a colon, so one Redis can
+serve several deployments (and several test runs).
+
+``redis_client()`` is the process's synchronous client (threads share its pool; a forked child
+makes its own); ``async_redis()`` is the client of the running event loop (a ``redis.asyncio``
+client is bound to the loop it was made on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from functools import cache
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+CONNECT_TIMEOUT = 2.0
+SYNC_TIMEOUT = 5.0
+ASYNC_TIMEOUT = 2.0
+
+
+def text(value: bytes | str) -> str:
+    """A reply as text (the clients return bytes; their types allow str too)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def redis_url() -> str:
+    return settings.CACHES["default"]["LOCATION"]
+
+
+def key_prefix() -> str:
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:"
+
+
+def key(*parts: str) -> str:
+    """A key under the platform's prefix: ``key("llm", "streams")`` → ``<prefix>:llm:streams``."""
+    return key_prefix() + ":".join(parts)
+
+
+@cache
+def _client_of(pid: int) -> redis.Redis:
+    return redis.Redis.from_url(
+        redis_url(), socket_timeout=SYNC_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
+    )
+
+
+def redis_client() -> redis.Redis:
+    return _client_of(os.getpid())
+
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_redis() -> aioredis.Redis:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = aioredis.Redis.from_url(
+            redis_url(), socket_timeout=ASYNC_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
+        )
+    return client
+
+
+async def close_async_redis() -> None:
+    """Close the running loop's client (at shutdown)."""
+    client = _async_clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()

@@ -1,0 +1,164 @@
+"""The plug-in points every app fills from its own ``AppConfig.ready()``.
+
+The core never imports the apps built on it: each app registers what it contributes here (the
+way NetBox apps fill ``netbox/registry.py``), and the parts that use a contribution read it from
+here. Registries refuse a second, different entry under a name already taken (as Sentry's do), so
+two apps cannot silently overwrite each other; registering the very same entry again is a no-op,
+which keeps ``ready()`` safe to run twice.
+
+Registries of this module (the event bus and health checks have modules of their own,
+``events.py`` and ``health.py``):
+
+- ``operator_models``: the models the ``operator`` role may add, change and delete;
+- ``navigation``: the dashboard's sidebar entries (links to admin pages and other URLs);
+- ``pages``: the dashboard's own pages, custom views served inside the admin site at
+  ``/admin/<slug>/`` with its header and sidebar (and listed in the sidebar themselves);
+- ``request_hooks``: what the LLM core runs on each request before routing it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class AlreadyRegisteredError(ValueError):
+    pass
+
+
+class Registry(Generic[T]):
+    """Named entries in registration order."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T) -> T:
+        existing = self._entries.get(name)
+        if existing is not None and existing != entry:
+            raise AlreadyRegisteredError(f"{self.kind} {name!r} is already registered")
+        self._entries[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def get(self, name: str) -> T | None:
+        return self._entries.get(name)
+
+    def __getitem__(self, name: str) -> T:
+        return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        return list(self._entries.items())
+
+    def values(self) -> list[T]:
+        return list(self._entries.values())
+
+
+# --- models operators may edit -----------------------------------------------------------------
+
+operator_models: Registry[str] = Registry("operator-editable model")
+
+
+def register_operator_models(app_label: str, *model_names: str) -> None:
+    """Give the ``operator`` role add/change/delete on these models of ``app_label``."""
+    for model_name in model_names:
+        label = f"{app_label}.{model_name.lower()}"
+        operator_models.register(label, label)
+
+
+# --- dashboard pages and navigation ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """A sidebar entry. ``permission`` is a Django permission (``app_label.codename``) the user
+    needs to see it; ``badge`` returns a short text (a count) shown beside it, or None."""
+
+    title: str
+    url_name: str
+    section: str
+    icon: str = ""
+    permission: str = ""
+    order: int = 100
+    badge: Callable[[Any], str | None] | None = None
+
+
+navigation: Registry[NavItem] = Registry("navigation entry")
+
+
+def register_navigation(*items: NavItem) -> None:
+    for item in items:
+        navigation.register(item.url_name, item)
+
+
+PAGE_SLUG = re.compile(r"^[a-z][a-z0-9-]{0,48}$")
+
+
+@dataclass(frozen=True)
+class Page:
+    """A dashboard page: a view served inside the admin site at ``/admin/<slug>/`` (URL name
+    ``admin:page-<slug>``), shown with the admin's header and sidebar and, unless
+    ``in_sidebar`` is off, listed in the sidebar under ``section``.
+
+    ``view`` is a dotted path to a Django view (``"apps.widgets.pages.board"``, or a class-based
+    view's ``as_view()`` result), called with the request and the page's URL keyword arguments;
+    it returns a ``TemplateResponse`` of a template extending ``admin/base_site.html`` and the
+    site adds the admin's context (sidebar, title, theme) to it. ``permission`` (``app.codename``)
+    is needed to see the page, in the sidebar and at its URL (403 otherwise); writes the page
+    offers check their own permission too. ``badge`` is as ``NavItem.badge``. ``urls`` are
+    extra paths under the page (``"<int:pk>/"``), each served by the same view, named
+    ``admin:page-<slug>-<n>`` in order."""
+
+    slug: str
+    title: str
+    view: str | Callable[..., Any]
+    section: str
+    icon: str = ""
+    permission: str = ""
+    order: int = 100
+    badge: Callable[[Any], str | None] | None = None
+    in_sidebar: bool = True
+    urls: tuple[str, ...] = ()
+
+    @property
+    def url_name(self) -> str:
+        return f"admin:page-{self.slug}"
+
+
+pages: Registry[Page] = Registry("dashboard page")
+
+
+def register_pages(*entries: Page) -> None:
+    for page in entries:
+        if not PAGE_SLUG.match(page.slug):
+            raise ValueError(f"page slug {page.slug!r}: lower-case letters, digits and hyphens")
+        pages.register(page.slug, page)
+
+
+# --- request hooks of the LLM core -------------------------------------------------------------
+
+# An async callable taking the core's ``LlmRequest`` (typed loosely: the core of the platform
+# knows no app), run before routing; it may change the request (a variant's overrides, a build
+# step's ids) or raise the core's ``ProviderError`` to refuse it (a budget spent).
+RequestHook = Callable[[Any], Awaitable[None]]
+
+request_hooks: Registry[RequestHook] = Registry("request hook")
+
+
+def register_request_hook(name: str, hook: RequestHook) -> None:
+    request_hooks.register(name, hook)

@@ -1,0 +1,110 @@
+"""A new app plugs in through its ``AppConfig`` alone: ``tests/plugin_app`` (installed by the
+test settings) registers an event channel and type, a health check, an operator-editable model
+and a navigation entry, and each takes effect here without any other app knowing of it."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from rest_framework.test import APIClient
+
+from apps.accounts.models import Role
+from apps.core.events import EventError, channel_names, publish_on_commit, valid_channel
+from apps.core.health import forget_results
+from apps.core.registry import (
+    AlreadyRegisteredError,
+    NavItem,
+    Registry,
+    navigation,
+    register_request_hook,
+    request_hooks,
+)
+from apps.core.runtime import run_sync
+from apps.providers.core import (
+    Caller,
+    LlmRequest,
+    ProviderError,
+    complete,
+    errors,
+)
+from tests.plugin_app import checks
+from tests.support.factories import api_key_issue, bearer
+
+
+@pytest.mark.django_db
+def test_its_event_type_and_channel_are_accepted_and_listed():
+    assert valid_channel("widget:7") and not valid_channel("widget")
+    assert "widget:<id>" in channel_names()
+    admin = APIClient(headers=bearer(api_key_issue(role=Role.ADMIN)))
+    listed = {t["event"]: t for t in admin.get("/api/v1/events").json()}
+    assert listed["widget.updated"]["channel"] == "widget"
+    payload = {"channel": "widget:7", "event": "widget.updated", "data": {"id": 7, "status": "x"}}
+    assert admin.post("/api/v1/events", payload, format="json").status_code == 202
+    with pytest.raises(EventError):
+        publish_on_commit("widget:7", "widget.updated", {"id": "7", "status": "x"})
+
+
+@pytest.mark.django_db
+def test_its_health_check_is_part_of_health(monkeypatch):
+    forget_results()
+    assert Client().get("/health").json()["services"]["widget_store"] == "ok"
+    monkeypatch.setitem(checks.WIDGET_STORE, "status", "error")
+    forget_results()
+    body = Client().get("/health").json()
+    assert body["services"]["widget_store"] == "error" and body["status"] == "degraded"
+
+
+@pytest.mark.django_db
+def test_operators_may_edit_its_model_and_viewers_read_it():
+    operator = set(
+        Group.objects.get(name=Role.OPERATOR).permissions.values_list("codename", flat=True)
+    )
+    viewer = set(Group.objects.get(name=Role.VIEWER).permissions.values_list("codename", flat=True))
+    assert {"add_widget", "change_widget", "delete_widget", "view_widget"} <= operator
+    assert "view_widget" in viewer and "change_widget" not in viewer
+
+
+def test_its_navigation_entry_is_registered():
+    entry = navigation.get("admin:plugin_app_widget_changelist")
+    assert entry == NavItem(
+        "Widgets", "admin:plugin_app_widget_changelist", "Plug-ins",
+        permission="plugin_app.view_widget",
+    )  # fmt: skip
+
+
+def test_a_registry_refuses_a_different_entry_under_a_taken_name():
+    registry: Registry[str] = Registry("thing")
+    registry.register("a", "one")
+    registry.register("a", "one")  # ready() running twice is harmless
+    with pytest.raises(AlreadyRegisteredError):
+        registry.register("a", "two")
+
+
+@pytest.fixture
+def hook():
+    """A request hook, as an app's ready() would register it; removed after the test."""
+    seen: list[LlmRequest] = []
+
+    async def tag_or_refuse(request: LlmRequest) -> None:
+        seen.append(request)
+        if request.model == "refused":
+            raise ProviderError(errors.BAD_REQUEST, "refused by a hook")
+        request.agent_id = 99
+
+    register_request_hook("test.tag", tag_or_refuse)
+    yield seen
+    request_hooks.unregister("test.tag")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_request_hooks_run_before_routing_and_may_change_or_refuse(
+    hook, two_providers, recorded_calls
+):
+    messages = [{"role": "user", "content": "hi"}]
+    completion = run_sync(complete(LlmRequest(messages=messages, model="chat", caller=Caller())))
+    with pytest.raises(ProviderError, match="refused by a hook"):
+        run_sync(complete(LlmRequest(messages=messages, model="refused", caller=Caller())))
+    assert [request.model for request in hook] == ["chat", "refused"]
+    calls = {call.id: call for call in recorded_calls(2)}
+    assert calls[completion.call_id].agent_id == 99

@@ -1,0 +1,28 @@
+"""A throw-away app, installed only by the test settings, that plugs into the platform through
+its ``AppConfig`` alone: an event channel and type, a health check, a model operators may edit,
+a navigation entry and a request hook. ``tests/core/test_registries.py`` checks each takes
+effect."""
+
+from django.apps import AppConfig
+
+
+class PluginAppConfig(AppConfig):
+    name = "tests.plugin_app"
+    label = "plugin_app"
+    verbose_name = "Plug-in test app"
+
+    def ready(self) -> None:
+        from apps.core.events import Channel, EventType, register_channels, register_event_types
+        from apps.core.registry import NavItem, register_navigation, register_operator_models
+
+        from . import checks  # noqa: F401  (registers the health check)
+
+        register_channels(Channel("widget", "Changes of one widget.", per_object=True))
+        register_event_types(
+            EventType("widget.updated", "widget", {"id": int, "status": str}, "A widget changed.")
+        )
+        register_operator_models(self.label, "widget")
+        register_navigation(
+            NavItem("Widgets", "admin:plugin_app_widget_changelist", "Plug-ins",
+                    permission="plugin_app.view_widget"),
+        )  # fmt: skip
