@@ -1,24 +1,66 @@
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
+from unfold.forms import (  # type: ignore[import-untyped]
+    AdminPasswordChangeForm,
+    UserChangeForm,
+    UserCreationForm,
+)
 
 from .models import ApiKey
-from .services import api_key_create, api_key_revoke
+from .services import api_key_create, api_key_revoke, user_role, user_staff_sync
+
+# Django registers these with its own ModelAdmins; the dashboard's look needs unfold's.
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin, ModelAdmin):
+    """A user's role is one of the role groups; ``is_staff`` follows it (see ``roles.py``)."""
+
+    form = UserChangeForm
+    add_form = UserCreationForm
+    change_password_form = AdminPasswordChangeForm
+    list_display = ["username", "email", "first_name", "last_name", "role", "is_active"]
+    list_filter = ["groups", "is_active", "is_superuser"]
+    readonly_fields = ["is_staff", "last_login", "date_joined"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return super().get_queryset(request).prefetch_related("groups")
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        user_staff_sync(user=form.instance)  # is_superuser may have changed, not the groups
+
+    @admin.display(description="Role")
+    def role(self, user: User) -> str:
+        role = user_role(user=user)
+        return role.label if role else "—"
+
+
+@admin.register(Group)
+class GroupAdmin(BaseGroupAdmin, ModelAdmin):
+    pass
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ModelAdmin):
     """The secret is shown once, in the message after creation; only its hash is stored."""
 
     list_display = [
         "name", "display_prefix", "user", "created_at", "expires_at",
-        "last_used_at", "revoked_at", "active",
+        "last_used_at", "revoked_at", "rpm_limit", "tpm_limit", "active",
     ]  # fmt: skip
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at", "created_at"]
     search_fields = ["name", "prefix", "user__username", "user__email"]
     autocomplete_fields = ["user"]
-    fields = ["user", "name", "expires_at", "display_prefix", "created_at", "last_used_at",
-              "revoked_at"]  # fmt: skip
+    fields = ["user", "name", "expires_at", "rpm_limit", "tpm_limit", "display_prefix",
+              "created_at", "last_used_at", "revoked_at"]  # fmt: skip
     readonly_fields = ["display_prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
@@ -39,7 +81,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        api_key, raw_key = api_key_create(user=obj.user, name=obj.name, expires_at=obj.expires_at)
+        api_key, raw_key = api_key_create(
+            user=obj.user,
+            name=obj.name,
+            expires_at=obj.expires_at,
+            rpm_limit=obj.rpm_limit,
+            tpm_limit=obj.tpm_limit,
+        )
         obj.pk, obj.prefix, obj.created_at = api_key.pk, api_key.prefix, api_key.created_at
         messages.warning(
             request,

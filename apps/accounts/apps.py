@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import m2m_changed, post_migrate
 
 
 class AccountsConfig(AppConfig):
@@ -8,7 +8,23 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and API keys"
 
     def ready(self) -> None:
+        from django.contrib.auth.models import User
+
+        from apps.core.registry import NavItem, register_navigation
+
         from . import principals, schema  # noqa: F401  (signal receivers, OpenAPI auth scheme)
-        from .roles import roles_sync_after_migrate
+        from .roles import roles_sync_after_migrate, staff_follows_role
+
+        register_navigation(
+            NavItem("API keys", "admin:accounts_apikey_changelist", "Accounts", icon="key",
+                    permission="accounts.view_apikey", order=900),
+            NavItem("Users", "admin:auth_user_changelist", "Accounts", icon="person",
+                    permission="auth.view_user", order=910),
+            NavItem("Roles (groups)", "admin:auth_group_changelist", "Accounts", icon="group",
+                    permission="auth.view_group", order=920),
+        )  # fmt: skip
 
         post_migrate.connect(roles_sync_after_migrate, dispatch_uid="accounts.roles_sync")
+        m2m_changed.connect(
+            staff_follows_role, sender=User.groups.through, dispatch_uid="accounts.staff_role"
+        )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -36,3 +37,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 def request_api_key(request: Request) -> ApiKey | None:
     return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def request_user(request: Request) -> User:
+    """The authenticated user of a request that passed the role permission checks."""
+    user = request.user
+    if not isinstance(user, User):
+        raise exceptions.NotAuthenticated()
+    return user

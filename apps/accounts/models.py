@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -28,6 +29,10 @@ class Platform(models.Model):
         return "AI Orchestra"
 
 
+MAX_RPM_LIMIT = 1_000_000
+MAX_TPM_LIMIT = 1_000_000_000
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def active(self) -> ApiKeyQuerySet:
         now = timezone.now()
@@ -40,6 +45,7 @@ class ApiKey(models.Model):
     """A machine credential tied to a user. Only a SHA-256 of the key is stored.
 
     The key reads ``ao_<prefix>_<secret>``; the prefix is visible and indexed for lookup.
+    ``rpm_limit``/``tpm_limit`` bound the LLM calls made with it per minute (``limits.py``).
     """
 
     user = models.ForeignKey(
@@ -52,6 +58,23 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rpm_limit = models.PositiveIntegerField(
+        "RPM limit",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RPM_LIMIT)],
+        help_text=f"LLM requests per minute (1-{MAX_RPM_LIMIT}; empty: no limit).",
+    )
+    tpm_limit = models.PositiveIntegerField(
+        "TPM limit",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_TPM_LIMIT)],
+        help_text=(
+            f"Tokens per minute (1-{MAX_TPM_LIMIT}; empty: no limit). Tokens are known once a "
+            "call ends: requests are refused once the minute's tokens are spent."
+        ),
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 

@@ -3,17 +3,25 @@
 ``authenticate_bearer`` looks a key up once and then trusts the answer for
 ``API_KEY_CACHE_SECONDS`` in this process, so a revoked or expired key can keep working for
 that long in a process that has just seen it (5 s by default; 0 checks every request).
+
+``principal_current`` answers the same question for a caller that authenticated earlier and is
+still there (an open WebSocket): is its key still valid, its user still active, and what may it
+do now? Answers are shared by principal (key id, or user id) for ``API_KEY_CACHE_SECONDS``, and
+concurrent questions about one principal wait for one lookup, so a thousand connections of one
+key cost one query per period. Changes saved in this process (a key revoked, a user deactivated
+or given another role) are seen at once here; other processes see them within the period.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
-from django.db.models.signals import post_save
+from django.contrib.auth.models import User
+from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from .models import ApiKey
@@ -30,15 +38,19 @@ class Principal:
     api_key_id: int | None
     can_view: bool
     can_operate: bool
+    rpm_limit: int | None = None  # the key's limits (``limits.py``); a session has none
+    tpm_limit: int | None = None
 
 
-def principal_for(user: AbstractUser, api_key: ApiKey | None = None) -> Principal:
+def principal_for(user: User, api_key: ApiKey | None = None) -> Principal:
     return Principal(
         user_id=user.pk,
         username=user.get_username(),
         api_key_id=api_key.pk if api_key else None,
         can_view=user.has_perm(VIEW),
         can_operate=user.has_perm(OPERATE),
+        rpm_limit=api_key.rpm_limit if api_key else None,
+        tpm_limit=api_key.tpm_limit if api_key else None,
     )
 
 
@@ -68,7 +80,87 @@ async def authenticate_bearer(raw_key: str) -> Principal | None:
     return principal
 
 
+PrincipalId = tuple[int, int | None]  # (user id, API key id or None for a session)
+
+_current: dict[PrincipalId, tuple[float, Principal | None]] = {}
+_lookups: dict[PrincipalId, asyncio.Task] = {}
+_forgotten = 0  # bumped by every change: a lookup that raced one must not cache its answer
+
+
+def _principal_now(user_id: int, api_key_id: int | None) -> Principal | None:
+    """The principal as the database has it now; None when it may no longer act."""
+    if api_key_id is not None:
+        api_key = ApiKey.objects.select_related("user").filter(pk=api_key_id).first()
+        if api_key is None or api_key.user_id != user_id or not api_key.is_active:
+            return None
+        return principal_for(api_key.user, api_key)
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    return principal_for(user) if user else None
+
+
+async def principal_current(principal: Principal) -> Principal | None:
+    """``principal`` as it stands now (its role may have changed), or None when its key was
+    revoked or has expired, or its user was deactivated or deleted. Raises when the database
+    cannot say."""
+    key = (principal.user_id, principal.api_key_id)
+    cached = _current.get(key)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    loop = asyncio.get_running_loop()
+    lookup = _lookups.get(key)
+    if lookup is None or lookup.done() or lookup.get_loop() is not loop:
+        lookup = _lookups[key] = loop.create_task(_look_up(key))
+    # Shielded: a caller that goes away must not cancel the lookup others are waiting for.
+    return await asyncio.shield(lookup)
+
+
+async def _look_up(key: PrincipalId) -> Principal | None:
+    started = _forgotten
+    try:
+        current = await database_sync_to_async(_principal_now)(*key)
+    finally:
+        if _lookups.get(key) is asyncio.current_task():
+            del _lookups[key]
+    ttl = settings.API_KEY_CACHE_SECONDS
+    if ttl > 0 and started == _forgotten:
+        if len(_current) >= MAX_CACHED_KEYS:
+            _current.clear()
+        _current[key] = (time.monotonic() + ttl, current)
+    return current
+
+
+def _forget(*, user_id: int | None = None, api_key_id: int | None = None) -> None:
+    """Signals run in other threads than the event loop: iterate over a copy of the keys."""
+    global _forgotten
+    _forgotten += 1
+    for key in list(_current):
+        if key[0] == user_id or (api_key_id is not None and key[1] == api_key_id):
+            _current.pop(key, None)
+
+
 @receiver(post_save, sender=ApiKey, dispatch_uid="accounts.forget_cached_keys")
-def forget_cached_keys(**kwargs) -> None:
+def forget_cached_keys(instance: ApiKey, **kwargs) -> None:
     """A key changed (revoked, say): this process stops trusting what it cached at once."""
     _cache.clear()
+    _forget(api_key_id=instance.pk)
+
+
+@receiver(post_save, sender=User, dispatch_uid="accounts.forget_cached_user")
+def forget_cached_user(instance: User, **kwargs) -> None:
+    """A user changed (deactivated, say): every principal of theirs is looked up again."""
+    _forget(user_id=instance.pk)
+
+
+@receiver(m2m_changed, sender=User.groups.through, dispatch_uid="accounts.forget_cached_role")
+@receiver(
+    m2m_changed, sender=User.user_permissions.through, dispatch_uid="accounts.forget_cached_perms"
+)
+def forget_cached_role(instance, reverse: bool, pk_set: set[int] | None, **kwargs) -> None:
+    """A user's role or permissions changed (``instance`` is the user, or the group/permission
+    when changed from that side, with the users in ``pk_set``)."""
+    user_ids = (pk_set or set()) if reverse else {instance.pk}
+    if reverse and kwargs.get("action") in ("pre_clear", "post_clear"):
+        _forget()
+        _current.clear()
+    for user_id in user_ids:
+        _forget(user_id=user_id)

@@ -5,11 +5,12 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import Group, User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey, Role
+from .models import MAX_RPM_LIMIT, MAX_TPM_LIMIT, ApiKey, Role
 
 KEY_PREFIX = "ao"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -29,16 +30,39 @@ def split_api_key(raw_key: str) -> str | None:
 
 
 def api_key_create(
-    *, user: AbstractUser, name: str, expires_at: datetime | None = None
+    *,
+    user: User,
+    name: str,
+    expires_at: datetime | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key and return it with its secret, which is shown once and never stored."""
+    """Create a key and return it with its secret, which is shown once and never stored.
+
+    ``rpm_limit``/``tpm_limit``: LLM requests and tokens per minute (None: no limit)."""
+    errors = {
+        field: f"Must be a whole number from 1 to {top} (or empty: no limit)."
+        for field, value, top in (
+            ("rpm_limit", rpm_limit, MAX_RPM_LIMIT),
+            ("tpm_limit", tpm_limit, MAX_TPM_LIMIT),
+        )
+        if value is not None and not (isinstance(value, int) and 1 <= value <= top)
+    }
+    if errors:
+        raise ValidationError(errors)
     while True:
         prefix = secrets.token_hex(4)
         if not ApiKey.objects.filter(prefix=prefix).exists():
             break
     raw_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey.objects.create(
-        user=user, name=name, prefix=prefix, key_hash=hash_api_key(raw_key), expires_at=expires_at
+        user=user,
+        name=name,
+        prefix=prefix,
+        key_hash=hash_api_key(raw_key),
+        expires_at=expires_at,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
     )
     return api_key, raw_key
 
@@ -74,7 +98,7 @@ def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
 
 
-def user_role(*, user: AbstractUser) -> Role | None:
+def user_role(*, user: User) -> Role | None:
     """The strongest role the user holds; superusers are admins."""
     if user.is_superuser:
         return Role.ADMIN
@@ -83,8 +107,19 @@ def user_role(*, user: AbstractUser) -> Role | None:
 
 
 @transaction.atomic
-def user_set_role(*, user: AbstractUser, role: Role) -> AbstractUser:
-    """Give the user exactly one role group."""
+def user_set_role(*, user: User, role: Role) -> User:
+    """Give the user exactly one role group (which lets them log in to the dashboard)."""
     user.groups.remove(*Group.objects.filter(name__in=Role.values))
     user.groups.add(Group.objects.get(name=role.value))
+    return user_staff_sync(user=user)
+
+
+def user_staff_sync(*, user: User) -> User:
+    """``is_staff`` follows the role: a user with a role (or a superuser) may log in to the
+    dashboard (the admin site), which then shows what the role's permissions allow; a user
+    without one may not. Run whenever a user's groups change (``roles.staff_follows_role``)."""
+    staff = user.is_superuser or user_role(user=user) is not None
+    if user.is_staff != staff:
+        user.is_staff = staff
+        User.objects.filter(pk=user.pk).update(is_staff=staff)
     return user

@@ -144,3 +144,37 @@ def test_admin_action_revokes_keys(admin_client):
         "/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]}
     )
     assert get_me(raw_key).status_code == 401
+
+
+def create_with(raw_key: str, **body):
+    response = APIClient(headers=bearer(raw_key)).post(
+        "/api/v1/api-keys", {"name": "child", **body}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    return ApiKey.objects.get(pk=response.json()["id"])
+
+
+def test_a_key_created_with_an_expiring_key_expires_no_later_than_it():
+    creator_expiry = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
+    creator = api_key_issue(role=Role.VIEWER, expires_at=creator_expiry)
+    assert create_with(creator).expires_at == creator_expiry
+    later = (creator_expiry + timedelta(days=30)).isoformat()
+    assert create_with(creator, expires_at=later).expires_at == creator_expiry
+    assert create_with(creator, expires_at=None).expires_at == creator_expiry
+    sooner = creator_expiry - timedelta(hours=20)
+    assert create_with(creator, expires_at=sooner.isoformat()).expires_at == sooner
+
+
+def test_a_key_created_with_a_key_that_never_expires_gets_what_it_asks_for():
+    creator = api_key_issue(role=Role.VIEWER)
+    assert create_with(creator).expires_at is None
+    wanted = (timezone.now() + timedelta(days=400)).replace(microsecond=0)
+    assert create_with(creator, expires_at=wanted.isoformat()).expires_at == wanted
+
+
+def test_a_key_created_in_a_session_is_not_limited_by_any_key(client):
+    user = user_create(role=Role.VIEWER)
+    api_key_issue(user=user, expires_at=timezone.now() + timedelta(hours=1))
+    client.force_login(user)
+    response = client.post("/api/v1/api-keys", {"name": "browser"}, content_type="application/json")
+    assert response.status_code == 201 and response.json()["expires_at"] is None

@@ -1,7 +1,10 @@
+from datetime import datetime
+
+from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework import serializers
 
-from ..models import ApiKey, Role
+from ..models import MAX_RPM_LIMIT, MAX_TPM_LIMIT, ApiKey, Role
 from ..services import user_role
 
 
@@ -14,7 +17,7 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
         model = ApiKey
         fields = [
             "id", "name", "prefix", "display", "user", "created_at",
-            "expires_at", "revoked_at", "last_used_at", "is_active",
+            "expires_at", "revoked_at", "last_used_at", "is_active", "rpm_limit", "tpm_limit",
         ]  # fmt: skip
 
     def get_display(self, api_key: ApiKey) -> str:
@@ -22,17 +25,38 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
 
 
 class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
-    key = serializers.CharField(help_text="The secret key. It is shown only in this answer.")
+    """The new key with its secret (passed as ``context["raw_key"]``): shown once."""
+
+    key = serializers.SerializerMethodField(
+        help_text="The secret key. It is shown only in this answer."
+    )
 
     class Meta(ApiKeyOutputSerializer.Meta):
         fields = [*ApiKeyOutputSerializer.Meta.fields, "key"]
+
+    def get_key(self, api_key: ApiKey) -> str:
+        return self.context["raw_key"]
 
 
 class ApiKeyCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    rpm_limit = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_RPM_LIMIT,
+        help_text="LLM requests per minute this key may make (empty: no limit).",
+    )
+    tpm_limit = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_TPM_LIMIT,
+        help_text="Tokens per minute (empty: no limit); refused once the minute's are spent.",
+    )
 
-    def validate_expires_at(self, value):
+    def validate_expires_at(self, value: datetime | None) -> datetime | None:
         if value is not None and value <= timezone.now():
             raise serializers.ValidationError("Must be in the future.")
         return value
@@ -53,7 +77,7 @@ class UserOutputSerializer(serializers.Serializer):
     is_active = serializers.BooleanField()
     role = serializers.SerializerMethodField()
 
-    def get_role(self, user) -> str | None:
+    def get_role(self, user: User) -> str | None:
         return user_role(user=user)
 
 

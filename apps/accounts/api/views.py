@@ -4,7 +4,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..authentication import request_api_key
+from ..authentication import request_api_key, request_user
 from ..models import Role
 from ..permissions import VIEW
 from ..selectors import api_key_get, api_key_list, user_get, user_list
@@ -23,39 +23,63 @@ class MeApi(APIView):
     @extend_schema(responses=MeOutputSerializer)
     def get(self, request: Request) -> Response:
         api_key = request_api_key(request)
+        user = request_user(request)
         data = {
-            "id": request.user.pk,
-            "username": request.user.get_username(),
-            "email": request.user.email,
-            "role": user_role(user=request.user),
+            "id": user.pk,
+            "username": user.get_username(),
+            "email": user.email,
+            "role": user_role(user=user),
             "api_key": api_key.prefix if api_key else None,
         }
         return Response(MeOutputSerializer(data).data)
 
 
 class ApiKeyListCreateApi(APIView):
-    """Every role manages its own keys; a read-only viewer still needs one for scripts."""
+    """Every role manages its own keys; a read-only viewer still needs one for scripts.
+
+    A key created with a key expires no later than its creator, and its rate limits are no
+    looser than the creator's, so a key handed to a service cannot mint itself a key that
+    outlives it or one without its limits.
+    """
 
     write_permission = VIEW
 
     @extend_schema(responses=ApiKeyOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        keys = api_key_list(visible_to=request.user)
+        keys = api_key_list(visible_to=request_user(request))
         return Response(ApiKeyOutputSerializer(keys, many=True).data)
 
     @extend_schema(request=ApiKeyCreateInputSerializer, responses={201: ApiKeyCreatedSerializer})
     def post(self, request: Request) -> Response:
         data = ApiKeyCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        api_key, raw_key = api_key_create(user=request.user, **data.validated_data)
-        api_key.key = raw_key
-        return Response(ApiKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
+        expires_at = data.validated_data.get("expires_at")
+        limits = {name: data.validated_data.get(name) for name in ("rpm_limit", "tpm_limit")}
+        creator = request_api_key(request)
+        if creator is not None and creator.expires_at is not None:
+            expires_at = min(expires_at or creator.expires_at, creator.expires_at)
+        if creator is not None:
+            for name, value in limits.items():
+                ceiling = getattr(creator, name)
+                if ceiling is not None:
+                    limits[name] = min(value or ceiling, ceiling)
+        api_key, raw_key = api_key_create(
+            user=request_user(request),
+            name=data.validated_data["name"],
+            expires_at=expires_at,
+            rpm_limit=limits["rpm_limit"],
+            tpm_limit=limits["tpm_limit"],
+        )
+        created = ApiKeyCreatedSerializer(api_key, context={"raw_key": raw_key})
+        return Response(created.data, status=status.HTTP_201_CREATED)
 
 
 class ApiKeyDetailApi(APIView):
     @extend_schema(responses=ApiKeyOutputSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(ApiKeyOutputSerializer(api_key_get(pk=pk, visible_to=request.user)).data)
+        return Response(
+            ApiKeyOutputSerializer(api_key_get(pk=pk, visible_to=request_user(request))).data
+        )
 
 
 class ApiKeyRevokeApi(APIView):
@@ -63,7 +87,7 @@ class ApiKeyRevokeApi(APIView):
 
     @extend_schema(request=None, responses=ApiKeyOutputSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        api_key = api_key_revoke(api_key=api_key_get(pk=pk, visible_to=request.user))
+        api_key = api_key_revoke(api_key=api_key_get(pk=pk, visible_to=request_user(request)))
         return Response(ApiKeyOutputSerializer(api_key).data)
 
 
