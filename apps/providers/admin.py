@@ -1,56 +1,134 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
+from unfold.widgets import (  # type: ignore[import-untyped]
+    UnfoldAdminPasswordWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+    UnfoldBooleanWidget,
+)
 
 from .errors import ProviderError
-from .models import LlmCall, LlmCallAttempt, LlmModel, Provider, RoutingSettings
+from .models import (
+    MAX_API_KEY_LENGTH,
+    CallRecordDeadLetter,
+    LlmCall,
+    LlmCallAttempt,
+    LlmModel,
+    Provider,
+    RoutingSettings,
+    validate_extra_headers,
+    validate_header_value,
+)
 from .services import (
+    PROVIDER_FIELDS,
+    ROUTING_SETTINGS_FIELDS,
+    UNCHANGED,
+    call_record_dead_letters_requeue,
     circuit_breaker_reset,
+    provider_create,
     provider_probe,
-    provider_set_api_key,
     provider_sync_models,
+    provider_test,
+    provider_update,
+    routing_settings_update,
 )
 
 
-class ProviderForm(forms.ModelForm):
-    """The API key is write-only: never rendered back, blank keeps the stored one."""
+def _adopt(instance: Any, saved: Any) -> None:
+    """Make the form's instance the row a service saved (inlines and the log refer to it)."""
+    instance.pk = saved.pk
+    instance.refresh_from_db()
+    instance._state.adding = False
 
-    base_url = forms.URLField(
+
+class WriteOnlyTextarea(UnfoldAdminTextareaWidget):
+    """Never renders a value back, not even the one just submitted (like the key's field)."""
+
+    def get_context(self, name: str, value: Any, attrs: Any) -> dict[str, Any]:
+        return super().get_context(name, None, attrs)
+
+
+class ProviderForm(forms.ModelForm):
+    """Saves through ``provider_create`` / ``provider_update``, never straight to the row.
+
+    The API key and the extra headers are write-only: never rendered back; blank keeps the
+    stored ones (a change of base URL or kind removes them unless given again).
+    """
+
+    base_url = forms.CharField(
         required=False,
         max_length=500,
-        assume_scheme="https",
-        help_text="Empty: the kind's default.",
+        label="Base URL",
+        widget=UnfoldAdminTextInputWidget,
+        help_text=Provider._meta.get_field("base_url").help_text,
     )
     api_key = forms.CharField(
         required=False,
         strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        label="New API key",
+        max_length=MAX_API_KEY_LENGTH,
+        validators=[validate_header_value],
+        widget=UnfoldAdminPasswordWidget(attrs={"autocomplete": "new-password"}),
         help_text="Write-only. Leave blank to keep the stored key.",
     )
-    clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
+    clear_api_key = forms.BooleanField(
+        required=False,
+        label="Clear API key",
+        widget=UnfoldBooleanWidget,
+        help_text="Remove the stored key.",
+    )
+    new_extra_headers = forms.JSONField(
+        required=False,
+        label="Replace extra headers",
+        validators=[validate_extra_headers],
+        widget=WriteOnlyTextarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text='Write-only: a JSON object such as {"X-Api-Version": "2"} replaces every '
+        "extra header; {} removes them; blank keeps them.",
+    )
 
     class Meta:
         model = Provider
         fields = [
             "name", "kind", "base_url", "enabled", "priority", "weight", "timeout_seconds",
-            "max_retries", "rpm_limit", "tpm_limit", "extra_headers",
+            "max_retries", "rpm_limit", "tpm_limit",
         ]  # fmt: skip
 
     def save(self, commit: bool = True) -> Provider:
-        provider = super().save(commit=False)
-        if self.cleaned_data.get("clear_api_key"):
-            provider_set_api_key(provider=provider, api_key="")
-        elif self.cleaned_data.get("api_key"):
-            provider_set_api_key(provider=provider, api_key=self.cleaned_data["api_key"])
+        super().save(commit=False)  # writes nothing; sets up save_m2m, which the admin calls
         if commit:
-            provider.save()
-        return provider
+            self.save_through_services()
+        return self.instance
+
+    def save_through_services(self) -> Provider:
+        fields = {
+            name: self.cleaned_data[name]
+            for name in PROVIDER_FIELDS
+            if name in self.cleaned_data and name != "extra_headers"
+        }
+        if self.cleaned_data.get("new_extra_headers") is not None:
+            fields["extra_headers"] = self.cleaned_data["new_extra_headers"]
+        api_key: Any = UNCHANGED
+        if self.cleaned_data.get("clear_api_key"):
+            api_key = ""
+        elif self.cleaned_data.get("api_key"):
+            api_key = self.cleaned_data["api_key"]
+        if self.instance._state.adding:
+            saved = provider_create(api_key="" if api_key is UNCHANGED else api_key, **fields)
+        else:
+            stored = Provider.objects.get(pk=self.instance.pk)
+            saved = provider_update(provider=stored, api_key=api_key, **fields)
+        _adopt(self.instance, saved)
+        return self.instance
 
 
-class LlmModelInline(admin.TabularInline):
+class LlmModelInline(TabularInline):
     model = LlmModel
     fields = [
         "name", "display_name", "input_price_per_million", "output_price_per_million", "enabled",
@@ -59,7 +137,7 @@ class LlmModelInline(admin.TabularInline):
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(ModelAdmin):
     form = ProviderForm
     list_display = [
         "name", "kind", "enabled", "priority", "weight", "health_status", "health_latency_ms",
@@ -68,8 +146,8 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ["kind", "enabled", "health_status"]
     search_fields = ["name", "base_url"]
     readonly_fields = [
-        "api_key_status", "health_status", "health_latency_ms", "health_error",
-        "health_checked_at", "created_at", "updated_at",
+        "api_key_status", "extra_headers_masked", "health_status", "health_latency_ms",
+        "health_error", "health_checked_at", "created_at", "updated_at",
     ]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["name", "kind", "base_url", "enabled"]}),
@@ -84,7 +162,8 @@ class ProviderAdmin(admin.ModelAdmin):
                     "max_retries",
                     "rpm_limit",
                     "tpm_limit",
-                    "extra_headers",
+                    "extra_headers_masked",
+                    "new_extra_headers",
                 ]
             },
         ),  # fmt: skip
@@ -103,11 +182,53 @@ class ProviderAdmin(admin.ModelAdmin):
         ),  # fmt: skip
     ]
     inlines = [LlmModelInline]
-    actions = ["sync_models", "probe_health", "reset_circuit"]
+    actions = ["test_connection", "sync_models", "probe_health", "reset_circuit"]
+
+    WRITE_ONLY = ("api_key", "clear_api_key", "new_extra_headers")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Provider | None = None) -> Any:
+        """Who may only read sees no write-only inputs (they would read as empty values)."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj) or obj is None:
+            return fieldsets
+        return [
+            (
+                name,
+                {**options, "fields": [f for f in options["fields"] if f not in self.WRITE_ONLY]},
+            )
+            for name, options in fieldsets
+        ]
 
     @admin.display(description="API key")
     def api_key_status(self, provider: Provider) -> str:
         return "set" if provider.has_api_key else "not set"
+
+    @admin.display(description="Extra headers")
+    def extra_headers_masked(self, provider: Provider) -> str:
+        """Names only: the values are as secret as the key."""
+        return ", ".join(f"{name}: ********" for name in provider.extra_headers) or "none"
+
+    def save_model(
+        self, request: HttpRequest, obj: Provider, form: ProviderForm, change: bool
+    ) -> None:
+        before = Provider.objects.filter(pk=obj.pk).first() if change else None
+        form.save_through_services()
+        if before is None:
+            return
+        cleared_key = form.cleaned_data["clear_api_key"]
+        cleared_headers = form.cleaned_data.get("new_extra_headers") == {}
+        dropped = []
+        if before.has_api_key and not obj.has_api_key and not cleared_key:
+            dropped.append("API key")
+        if before.extra_headers and not obj.extra_headers and not cleared_headers:
+            dropped.append("extra headers")
+        if dropped:
+            self.message_user(
+                request,
+                f"{obj}: the base URL or kind changed, so the stored {' and '.join(dropped)} "
+                "were removed; enter them again to send them to the new destination.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Sync models from the provider", permissions=["change"])
     def sync_models(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
@@ -119,6 +240,22 @@ class ProviderAdmin(admin.ModelAdmin):
             else:
                 created = ", ".join(result.created) or "none"
                 self.message_user(request, f"{provider}: new models {created}", messages.SUCCESS)
+
+    @admin.action(description="Test the connection", permissions=["change"])
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        for provider in queryset:
+            result = provider_test(provider=provider)
+            if result.ok:
+                listed = ", ".join(result.models[:10]) or "none"
+                text = (
+                    f"{provider}: {result.url} answered in {result.latency_ms} ms; models: {listed}"
+                )
+                self.message_user(request, text, messages.SUCCESS)
+            else:
+                text = (
+                    f"{provider}: {result.url} failed after {result.latency_ms} ms: {result.error}"
+                )
+                self.message_user(request, text, messages.ERROR)
 
     @admin.action(description="Probe health now", permissions=["change"])
     def probe_health(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
@@ -136,7 +273,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(LlmModel)
-class LlmModelAdmin(admin.ModelAdmin):
+class LlmModelAdmin(ModelAdmin):
     list_display = [
         "name", "provider", "display_name", "input_price_per_million",
         "output_price_per_million", "enabled", "aliases", "fallbacks",
@@ -147,10 +284,17 @@ class LlmModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(RoutingSettings)
-class RoutingSettingsAdmin(admin.ModelAdmin):
+class RoutingSettingsAdmin(ModelAdmin):
     """A single row: applied by every process without a restart."""
 
     list_display = ["__str__", "strategy", "default_provider", "default_model", "fallback_enabled"]
+
+    def save_model(
+        self, request: HttpRequest, obj: RoutingSettings, form: forms.ModelForm, change: bool
+    ) -> None:
+        """Through ``routing_settings_update`` (the model's ranges show as form errors)."""
+        fields = {k: v for k, v in form.cleaned_data.items() if k in ROUTING_SETTINGS_FIELDS}
+        _adopt(obj, routing_settings_update(**fields))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not RoutingSettings.objects.exists() and super().has_add_permission(request)
@@ -170,18 +314,21 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class LlmCallAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+ATTEMPT_FIELDS = (
+    "number", "provider_name", "model_name", "status", "error_code", "error_message",
+    "http_status", "latency_ms", "started_at",
+)  # fmt: skip
+
+
+class LlmCallAttemptInline(ReadOnlyAdminMixin, TabularInline):
     model = LlmCallAttempt
-    fields = [
-        "number", "provider_name", "model_name", "status", "error_code", "error_message",
-        "http_status", "latency_ms", "started_at",
-    ]  # fmt: skip
-    readonly_fields = fields
+    fields = ATTEMPT_FIELDS
+    readonly_fields = ATTEMPT_FIELDS
     extra = 0
 
 
 @admin.register(LlmCall)
-class LlmCallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """The record of every LLM call; written by the core only."""
 
     list_display = [
@@ -195,3 +342,27 @@ class LlmCallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         return [field.name for field in LlmCall._meta.fields]
+
+
+@admin.register(CallRecordDeadLetter)
+class CallRecordDeadLetterAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    """Call records the database refused, kept aside so the others were stored."""
+
+    list_display = ["created_at", "call_id", "reason"]
+    search_fields = ["call_id", "reason"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["created_at", "call_id", "reason", "payload"]
+    actions = ["requeue", "discard"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("providers.delete_callrecorddeadletter")
+
+    @admin.action(description="Queue again to be stored", permissions=["delete"])
+    def requeue(self, request: HttpRequest, queryset: QuerySet[CallRecordDeadLetter]) -> None:
+        count = call_record_dead_letters_requeue(letters=queryset)
+        self.message_user(request, f"Queued {count} record(s) again.", messages.SUCCESS)
+
+    @admin.action(description="Discard", permissions=["delete"])
+    def discard(self, request: HttpRequest, queryset: QuerySet[CallRecordDeadLetter]) -> None:
+        count, _ = queryset.delete()
+        self.message_user(request, f"Discarded {count} record(s).", messages.SUCCESS)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .models import EntryPoint
+from .models import Endpoint, EntryPoint
 
 CHARS_PER_TOKEN = 4
+MAX_TOKEN_COUNT = 2**31 - 1  # the record's token columns
 
 
 def new_call_id() -> uuid.UUID:
@@ -24,6 +26,11 @@ class Caller:
     user_id: int | None = None
     api_key_id: int | None = None
 
+    @classmethod
+    def of(cls, principal: Any) -> Caller:
+        """The caller of an authenticated principal (anything with ``user_id``, ``api_key_id``)."""
+        return cls(user_id=principal.user_id, api_key_id=principal.api_key_id)
+
 
 @dataclass
 class LlmRequest:
@@ -34,6 +41,7 @@ class LlmRequest:
     strategy: str = ""
     caller: Caller = field(default_factory=Caller)
     entry_point: str = EntryPoint.INTERNAL
+    endpoint: str = Endpoint.CHAT
     request_id: str = ""
     experiment_variant_id: int | None = None
     build_step_id: int | None = None
@@ -92,9 +100,36 @@ def estimate_input_tokens(messages: list[dict[str, Any]]) -> int:
     return max(1, chars // CHARS_PER_TOKEN)
 
 
-def usage_from(raw: dict[str, Any] | None, messages, output_text: str, chunks: int = 0) -> Usage:
-    """The provider's usage when it sent one, else an estimate marked as such."""
-    if isinstance(raw, dict) and isinstance(raw.get("prompt_tokens"), int):
-        return Usage(raw["prompt_tokens"], int(raw.get("completion_tokens") or 0))
-    output = chunks or max(1 if output_text else 0, len(output_text) // CHARS_PER_TOKEN)
-    return Usage(estimate_input_tokens(messages), output, estimated=True)
+def token_count(value: Any) -> int | None:
+    """A usage number as the provider sent it, if it is one: a non-negative whole number (given
+    as an integer, a float or a numeric string), capped at what a record can hold."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return min(int(value), MAX_TOKEN_COUNT)
+
+
+def usage_from(
+    raw: Any, messages: list[dict[str, Any]], output_text: str, chunks: int = 0
+) -> Usage:
+    """The provider's usage where it sent valid numbers, else an estimate marked as such.
+
+    Usage is read here and nowhere else, so no answer, however malformed its usage, can put a
+    number into a record, a metric or a cost that they cannot take.
+    """
+    usage = raw if isinstance(raw, dict) else {}
+    given_input = token_count(usage.get("prompt_tokens", usage.get("input_tokens")))
+    given_output = token_count(usage.get("completion_tokens", usage.get("output_tokens")))
+    if given_input is not None and given_output is not None:
+        return Usage(given_input, given_output)
+    if given_input is None:
+        given_input = estimate_input_tokens(messages)
+    if given_output is None:
+        given_output = chunks or max(1 if output_text else 0, len(output_text) // CHARS_PER_TOKEN)
+    return Usage(given_input, given_output, estimated=True)

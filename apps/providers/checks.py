@@ -1,16 +1,70 @@
-"""Health check for ``/health``: the providers' last probe results."""
+"""Health checks for ``/health``: the providers' last probes, the routing state and the call
+records."""
 
-from apps.monitoring.registry import CheckResult, health_check
+from __future__ import annotations
 
-from .models import HealthStatus, Provider
+from django.conf import settings
+
+from apps.core.health import DEGRADED, DISABLED, ERROR, OK, CheckResult, health_check
+from apps.core.redis import redis_client
+
+from .models import CallRecordDeadLetter, HealthStatus, Provider
+from .records import call_records_backlog
 
 
 @health_check("providers")
 def providers() -> CheckResult:
     enabled = list(Provider.objects.filter(enabled=True).values_list("name", "health_status"))
     if not enabled:
-        return CheckResult("disabled", "no provider configured")
+        return CheckResult(DISABLED, "no provider configured")
     failing = [name for name, status in enabled if status == HealthStatus.ERROR]
     if len(failing) == len(enabled):
-        return CheckResult("error", f"every provider failed its last probe: {', '.join(failing)}")
-    return CheckResult("ok", f"{len(enabled) - len(failing)}/{len(enabled)} providers healthy")
+        return CheckResult(ERROR, f"every provider failed its last probe: {', '.join(failing)}")
+    return CheckResult(OK, f"{len(enabled) - len(failing)}/{len(enabled)} providers healthy")
+
+
+@health_check("routing_state")
+def routing_state() -> CheckResult:
+    """Whether routing state is shared (Redis answers) or kept by each process on its own."""
+    try:
+        redis_client().ping()
+    except Exception as exc:
+        return CheckResult(
+            DEGRADED,
+            "Redis does not answer: each process routes with its own circuit breakers, rate "
+            f"limits and round-robin cursors until it is back ({type(exc).__name__})",
+            capabilities={"routing_state": "local"},
+        )
+    return CheckResult(OK, "shared by every process", capabilities={"routing_state": "shared"})
+
+
+@health_check("call_records")
+def call_records() -> CheckResult:
+    """The queue of call records waiting to be stored, and the records the database refused."""
+    refused = CallRecordDeadLetter.objects.count()
+    try:
+        backlog = call_records_backlog()
+    except Exception as exc:
+        return CheckResult(
+            DEGRADED,
+            f"Redis does not answer: each process writes its records to the database itself "
+            f"({type(exc).__name__}); {refused} refused",
+            {"refused": refused},
+            capabilities={"call_records": "direct"},
+        )
+    details = {
+        "waiting_batches": backlog.batches,
+        "oldest_seconds": round(backlog.oldest_seconds, 1) if backlog.oldest_seconds else None,
+        "refused": refused,
+    }
+    problems = []
+    if (backlog.oldest_seconds or 0) > settings.CALL_RECORDS_BACKLOG_MAX_SECONDS:
+        problems.append(
+            f"{backlog.batches} batches wait to be stored, the oldest for "
+            f"{backlog.oldest_seconds:.0f} s: is a Celery worker running?"
+        )
+    if refused:
+        problems.append(f"{refused} records were refused by the database: see the admin")
+    if problems:
+        return CheckResult(DEGRADED, "; ".join(problems), details, {"call_records": "queued"})
+    return CheckResult(OK, "stored as they come", details, {"call_records": "queued"})

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 from .crypto import decrypt
-from .models import LlmModel, Provider, RoutingSettings
+from .models import MODES_SERVING, Endpoint, LlmModel, ModelMode, Provider, RoutingSettings
 from .presets import preset_for
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class ProviderConfig:
     headers: dict[str, str]
     stream_usage: bool
     health_latency_ms: float | None
+    responses_api: bool = False
 
     @property
     def fingerprint(self) -> tuple:
@@ -53,6 +54,9 @@ class ModelConfig:
     input_price_per_million: Decimal
     output_price_per_million: Decimal
     fallbacks: tuple[str, ...]
+    mode: str = ModelMode.CHAT
+    created: int = 0  # for /v1/models: as the provider says, else when it was added here
+    owned_by: str = ""  # for /v1/models: as the provider says, else the provider's name
 
     def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
         return (
@@ -96,13 +100,18 @@ class RoutingConfig:
     providers: dict[str, ProviderConfig]
     deployments: dict[str, tuple[Deployment, ...]]
 
-    def deployments_for(self, model: str, provider: str | None = None) -> tuple[Deployment, ...]:
-        """Deployments serving a public model name; ``provider/model`` pins the provider."""
+    def deployments_for(
+        self, model: str, provider: str | None = None, endpoint: str = Endpoint.CHAT
+    ) -> tuple[Deployment, ...]:
+        """Deployments serving a public model name through ``endpoint`` (by the models' modes);
+        ``provider/model`` pins the provider."""
         if not provider and "/" in model and model not in self.deployments:
             provider, _, model = model.partition("/")
-        found = self.deployments.get(model or self.policy.default_model, ())
-        if provider:
-            found = tuple(d for d in found if d.provider.name == provider)
+        modes = MODES_SERVING[endpoint]
+        found = tuple(
+            d for d in self.deployments.get(model or self.policy.default_model, ())
+            if d.model.mode in modes and (not provider or d.provider.name == provider)
+        )  # fmt: skip
         return found
 
     def public_models(self) -> list[str]:
@@ -113,7 +122,8 @@ def routing_policy_from(settings_row: RoutingSettings | None) -> RoutingPolicy:
     """The policy of the settings row; without one, of an unsaved row (the model's defaults)."""
     row = settings_row or RoutingSettings()
     copied = {f.name: getattr(row, f.name) for f in fields(RoutingPolicy)}
-    copied["default_provider"] = row.default_provider.name if row.default_provider_id else None
+    default = row.default_provider if row.default_provider_id else None
+    copied["default_provider"] = default.name if default else None
     return RoutingPolicy(**copied)
 
 
@@ -139,6 +149,9 @@ def provider_config_from(provider: Provider) -> ProviderConfig:
         headers={**preset.headers, **{str(k): str(v) for k, v in provider.extra_headers.items()}},
         stream_usage=preset.stream_usage,
         health_latency_ms=provider.health_latency_ms,
+        responses_api=preset.responses_api
+        if provider.responses_api is None
+        else provider.responses_api,
     )
 
 
@@ -160,6 +173,10 @@ def load_routing_config(version: int) -> RoutingConfig:
                 input_price_per_million=model.input_price_per_million,
                 output_price_per_million=model.output_price_per_million,
                 fallbacks=tuple(model.fallbacks),
+                mode=model.mode,
+                created=model.upstream_created
+                or (int(model.created_at.timestamp()) if model.created_at else 0),
+                owned_by=model.owned_by or model.provider.name,
             ),
         )
         for public_name in dict.fromkeys(model.public_names):

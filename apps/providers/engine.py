@@ -3,10 +3,10 @@
 For each request the engine resolves the public model name to deployments, takes the shared
 routing state (see ``state.py``), lets the router order and filter the deployments, then tries
 them: each with retries (exponential backoff, full jitter) for retryable errors, falling back to
-the next on failure unless the error is the caller's. It records one ``LlmCall`` with one
-``LlmCallAttempt`` per try (see ``recorder.py``) and updates the metrics. How one attempt talks
-to a provider is the caller's ``Attempt`` function: the SDK in ``core.py``, the byte
-pass-through in ``relay.py``.
+the next on failure unless the error is the caller's. Each request's ``Execution``
+(``execution.py``) keeps its attempts and writes its one record. How one attempt talks to a
+provider is the caller's ``Attempt`` function: the SDK in ``sdk.py``, the byte pass-through in
+``relay.py``.
 """
 
 from __future__ import annotations
@@ -16,23 +16,22 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from apps.realtime.events import apublish
+from apps.core.events import apublish
+from apps.core.registry import request_hooks
 
 from . import errors, metrics
-from .calls import NO_USAGE, LlmRequest, Usage
-from .config import MAX_AGE_SECONDS, Deployment, RoutingConfig, load_routing_config
+from .calls import LlmRequest
+from .config import MAX_AGE_SECONDS, Deployment, RoutingConfig, RoutingPolicy, load_routing_config
 from .errors import ProviderError
-from .models import CallStatus, RoutingStrategy
-from .recorder import recorder
-from .router import Candidate, LatencyTracker, plan
-from .state import StateView, shared_state
+from .execution import Execution
+from .models import CallStatus, Endpoint, RoutingStrategy
+from .router import Candidate, LatencyTracker, StateView, plan
+from .state import routing_state
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ async def routing_config(version: int | None = None) -> RoutingConfig:
     if current and fresh and (version is None or version == current.version):
         return current
     if version is None:
-        version = await shared_state().version()
+        version = await routing_state().version()
     _config = await database_sync_to_async(load_routing_config)(version)
     return _config
 
@@ -63,135 +62,7 @@ async def routing_config(version: int | None = None) -> RoutingConfig:
 async def current_routing_config() -> RoutingConfig:
     """The snapshot, checked against the shared config version first: for callers that must
     see a change made a moment ago even when no request has been routed since."""
-    return await routing_config(await shared_state().version())
-
-
-# --- one execution: attempts, outcome, record -------------------------------------------------
-
-
-class Execution:
-    """Bookkeeping for one request: its attempts, timings and the record written at the end."""
-
-    def __init__(self, request: LlmRequest, *, stream: bool) -> None:
-        self.request = request
-        self.stream = stream
-        self.started = time.perf_counter()
-        self.started_at = timezone.now()
-        self.attempts: list[dict[str, Any]] = []
-        self.first_token_at: float | None = None
-        self.deployment: Deployment | None = None
-        self.finished = False
-
-    def mark_first_token(self) -> None:
-        if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
-
-    def add_attempt(
-        self,
-        deployment: Deployment,
-        started: float,
-        started_at: datetime,
-        error: ProviderError | None = None,
-        cancelled: bool = False,
-    ) -> None:
-        status = (
-            CallStatus.CANCELLED
-            if cancelled
-            else (CallStatus.ERROR if error else CallStatus.SUCCESS)
-        )
-        self.attempts.append(
-            {
-                "number": len(self.attempts) + 1,
-                "provider_id": deployment.provider.id,
-                "provider_name": deployment.provider.name,
-                "model_name": deployment.model.name,
-                "status": status,
-                "error_code": error.code if error else ("cancelled" if cancelled else ""),
-                "error_message": error.message[:500] if error else "",
-                "http_status": error.http_status if error else None,
-                "latency_ms": (time.perf_counter() - started) * 1000,
-                "started_at": started_at,
-            }
-        )
-        if error:
-            metrics.attempt_failures_total.labels(deployment.provider.name, error.code).inc()
-
-    def finish(
-        self,
-        *,
-        status: str,
-        usage: Usage = NO_USAGE,
-        finish_reason: str = "",
-        error: ProviderError | None = None,
-    ) -> tuple[Decimal, float]:
-        """Record the call once; returns its cost and latency."""
-        if self.finished:
-            return Decimal(0), 0.0
-        self.finished = True
-        latency = time.perf_counter() - self.started
-        deployment = self.deployment
-        cost = (
-            deployment.model.cost(usage.input_tokens, usage.output_tokens)
-            if deployment
-            else Decimal(0)
-        )
-        ttft = (self.first_token_at - self.started) if self.first_token_at else None
-        request = self.request
-        recorder.record(
-            {
-                "id": request.call_id,
-                "request_id": request.request_id[:128],
-                "created_at": self.started_at,
-                "entry_point": request.entry_point,
-                "user_id": request.caller.user_id,
-                "api_key_id": request.caller.api_key_id,
-                "requested_model": request.model[:200],
-                "provider_id": deployment.provider.id if deployment else None,
-                "model_id": deployment.model.id if deployment else None,
-                "provider_name": deployment.provider.name if deployment else "",
-                "model_name": deployment.model.name if deployment else "",
-                "stream": self.stream,
-                "status": status,
-                "error_code": error.code
-                if error
-                else ("cancelled" if status == CallStatus.CANCELLED else ""),
-                "error_message": error.message[:500] if error else "",
-                "finish_reason": (finish_reason or "")[:32],
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "tokens_estimated": usage.estimated,
-                "cost": cost,
-                "latency_ms": latency * 1000,
-                "time_to_first_token_ms": ttft * 1000 if ttft is not None else None,
-                "attempt_count": len(self.attempts),
-                "experiment_variant_id": request.experiment_variant_id,
-                "build_step_id": request.build_step_id,
-                "agent_id": request.agent_id,
-            },
-            self.attempts,
-        )
-        if deployment:
-            shared_state().note_outcome(deployment.provider.name, usage.total_tokens, False)
-        self._observe(status, usage, cost, latency, ttft)
-        return cost, latency * 1000
-
-    def _observe(self, status: str, usage: Usage, cost: Decimal, latency: float, ttft) -> None:
-        # Without a deployment the label stays fixed: callers' model names are unbounded.
-        provider = self.deployment.provider.name if self.deployment else "none"
-        model = self.deployment.model.name if self.deployment else "none"
-        series = metrics.for_deployment(provider, model)
-        series.calls[status].inc()
-        series.duration.observe(latency)
-        if ttft is not None:
-            series.time_to_first_token.observe(ttft)
-        if usage.total_tokens:
-            series.input_tokens.inc(usage.input_tokens)
-            series.output_tokens.inc(usage.output_tokens)
-        if cost:
-            series.cost.inc(float(cost))
-        first = self.attempts[0]["provider_name"] if self.attempts else provider
-        if self.deployment and first != provider:
-            metrics.fallbacks_total.labels(first, provider).inc()
+    return await routing_config(await routing_state().version())
 
 
 Attempt = Callable[[Deployment, Execution], Awaitable[T]]
@@ -206,10 +77,12 @@ def backoff_seconds(retry: int, base_ms: int, max_ms: int, retry_after: float | 
     return delay
 
 
-async def _read_state(config: RoutingConfig, deployments, strategy: str, model: str) -> StateView:
-    providers = list({d.provider.name: d.provider for d in deployments}.values())
-    cursor = model if strategy == RoutingStrategy.ROUND_ROBIN else None
-    return await shared_state().read(providers, config.policy, cursor)
+async def _read_state(
+    config: RoutingConfig, deployments: tuple[Deployment, ...], strategy: str, request: LlmRequest
+) -> StateView:
+    model = request.model or config.policy.default_model
+    cursor = f"{model}@{request.endpoint}" if strategy == RoutingStrategy.ROUND_ROBIN else None
+    return await routing_state().read(deployments, config.policy, cursor, request.endpoint)
 
 
 async def _resolve(
@@ -219,37 +92,49 @@ async def _resolve(
     older than the shared version is reloaded once; the second look is final."""
     config = await routing_config()
     for final in (False, True):
-        deployments = config.deployments_for(request.model, request.provider)
+        deployments = config.deployments_for(request.model, request.provider, request.endpoint)
         strategy = request.strategy or config.policy.strategy
         model = request.model or config.policy.default_model
         if deployments:
-            view = await _read_state(config, deployments, strategy, model)
+            view = await _read_state(config, deployments, strategy, request)
             if final or view.version == config.version:
                 return config, deployments, view, strategy
             config = await routing_config(view.version)
         else:
-            latest = await shared_state().version()
+            latest = await routing_state().version()
             if final or latest == config.version:
                 break
             config = await routing_config(latest)
+    if any(config.deployments_for(request.model, request.provider, other) for other in Endpoint):
+        raise ProviderError(
+            errors.MODEL_NOT_FOUND, f"the model {model!r} does not serve {request.endpoint}"
+        )
     raise ProviderError(errors.MODEL_NOT_FOUND, f"no enabled deployment serves model {model!r}")
+
+
+async def run_request_hooks(request: LlmRequest) -> None:
+    """What other apps add to a call before it is routed (see ``apps.core.registry``)."""
+    for hook in request_hooks.values():
+        await hook(request)
 
 
 async def execute(request: LlmRequest, execution: Execution, attempt: Attempt[T]) -> T:
     """Route and try deployments until one answers; the caller records the outcome."""
+    if request_hooks:
+        await run_request_hooks(request)
     config, deployments, view, strategy = await _resolve(request)
     policy = config.policy
-    state = shared_state()
+    state = routing_state()
     routed = plan(deployments, view, strategy=strategy, policy=policy, latency=latency_tracker)
     candidates = list(routed.candidates)
     if policy.fallback_enabled:
-        candidates += _fallback_candidates(config, deployments, routed.candidates)
+        candidates += _fallback_candidates(config, deployments, routed.candidates, request)
     last_error: ProviderError | None = None
     for candidate in candidates:
         provider = candidate.deployment.provider
         if candidate.probe:
             ttl = provider.timeout_seconds + PROBE_GRACE_SECONDS
-            if not await state.breaker_try_probe(provider.name, ttl):
+            if not await state.breakers.try_probe(provider.name, ttl):
                 continue
         tries = 1 if candidate.probe else provider.max_retries + 1
         for retry in range(tries):
@@ -261,6 +146,10 @@ async def execute(request: LlmRequest, execution: Execution, attempt: Attempt[T]
             if error.client_error:
                 raise error
             last_error = error
+            cooldown = _cooldown_seconds(error, policy)
+            if cooldown:
+                await state.cooldown(candidate.deployment.key, cooldown, request.endpoint)
+                break
             if not (error.retryable and retry + 1 < tries):
                 break
             await asyncio.sleep(
@@ -273,17 +162,35 @@ async def execute(request: LlmRequest, execution: Execution, attempt: Attempt[T]
     if last_error:
         raise last_error
     reasons = ", ".join(f"{name}: {why}" for name, why in routed.skipped.items())
+    if routed.wait_seconds is not None:
+        raise ProviderError(
+            errors.RATE_LIMITED,
+            f"every deployment is rate limited or cooling down ({reasons})",
+            retry_after=routed.wait_seconds,
+        )
     raise ProviderError(errors.NO_PROVIDER, f"no provider available ({reasons or 'none left'})")
 
 
+def _cooldown_seconds(error: ProviderError, policy: RoutingPolicy) -> float | None:
+    """How long a deployment should stay out of rotation after this error, if at all: one that
+    does not know the model, or that asks to wait longer than a retry would."""
+    if error.code == errors.MODEL_UNAVAILABLE:
+        return errors.MODEL_UNAVAILABLE_COOLDOWN_SECONDS
+    wait = error.retry_after if error.code == errors.RATE_LIMITED else None
+    return wait if wait is not None and wait * 1000 > policy.retry_max_delay_ms else None
+
+
 def _fallback_candidates(
-    config: RoutingConfig, deployments, tried: list[Candidate]
+    config: RoutingConfig,
+    deployments: tuple[Deployment, ...],
+    tried: list[Candidate],
+    request: LlmRequest,
 ) -> list[Candidate]:
     """Deployments of the models listed as fallbacks, after the requested model's own."""
     seen = {c.deployment.key for c in tried}
     extra: list[Candidate] = []
     for name in dict.fromkeys(f for d in deployments for f in d.model.fallbacks):
-        for deployment in config.deployments_for(name):
+        for deployment in config.deployments_for(name, endpoint=request.endpoint):
             if deployment.key not in seen:
                 seen.add(deployment.key)
                 extra.append(Candidate(deployment))
@@ -291,11 +198,15 @@ def _fallback_candidates(
 
 
 async def _try(
-    candidate: Candidate, execution: Execution, attempt: Attempt[T], view: StateView, policy
+    candidate: Candidate,
+    execution: Execution,
+    attempt: Attempt[T],
+    view: StateView,
+    policy: RoutingPolicy,
 ):
     deployment = candidate.deployment
     provider = deployment.provider.name
-    state = shared_state()
+    state = routing_state()
     state.note_request(provider)
     started, started_at = time.perf_counter(), timezone.now()
     try:
@@ -303,13 +214,7 @@ async def _try(
     except ProviderError as error:
         execution.add_attempt(deployment, started, started_at, error)
         if error.counts_against_circuit:
-            description = f"{error.code}: {error.message}"
-            circuit, opened = await state.breaker_failure(provider, description, policy)
-            metrics.circuit_state.labels(provider).set(metrics.CIRCUIT_STATE_VALUES.get(circuit, 0))
-            if opened:
-                await apublish(
-                    "alerts", "circuit.opened", {"provider": provider, "error": description}
-                )
+            await count_failure(provider, error, policy)
         else:
             state.note_outcome(provider, 0, failed_against_circuit=False)
         return None, error
@@ -319,12 +224,38 @@ async def _try(
     execution.deployment = deployment
     execution.add_attempt(deployment, started, started_at)
     latency_tracker.observe(deployment.key, (time.perf_counter() - started) * 1000)
-    if candidate.probe or state.breaker_needs_reset(view.breakers.get(provider)):
-        await state.breaker_success(provider)
-        metrics.circuit_state.labels(provider).set(0)
-        if candidate.probe:
-            await apublish("alerts", "circuit.closed", {"provider": provider})
+    execution.success_pending = candidate.probe or state.breakers.needs_reset(
+        view.breakers.get(provider)
+    )
+    execution.probed = candidate.probe
+    if not execution.stream:  # a stream has succeeded only once it has ended (StreamRun.end)
+        await count_success(execution)
     return result, None
+
+
+async def count_success(execution: Execution) -> None:
+    """A call served: clear the failures on record against its provider, close a probed
+    circuit and announce it."""
+    if not (execution.success_pending and execution.deployment):
+        return
+    provider = execution.deployment.provider.name
+    execution.success_pending = False
+    await routing_state().breakers.success(provider)
+    metrics.circuit_state.labels(provider).set(0)
+    if execution.probed:
+        await apublish("alerts", "circuit.closed", {"provider": provider})
+
+
+async def count_failure(
+    provider: str, error: ProviderError, policy: RoutingPolicy | None = None
+) -> None:
+    """Count a failure against the provider's circuit; announce the circuit opening."""
+    policy = policy or (await routing_config()).policy
+    description = f"{error.code}: {error.message}"
+    circuit, opened = await routing_state().breakers.failure(provider, description, policy)
+    metrics.circuit_state.labels(provider).set(metrics.CIRCUIT_STATE_VALUES.get(circuit, 0))
+    if opened:
+        await apublish("alerts", "circuit.opened", {"provider": provider, "error": description})
 
 
 async def run_recorded(request: LlmRequest, execution: Execution, attempt: Attempt[T]) -> T:
@@ -336,4 +267,8 @@ async def run_recorded(request: LlmRequest, execution: Execution, attempt: Attem
         raise
     except asyncio.CancelledError:
         execution.finish(status=CallStatus.CANCELLED)
+        raise
+    except Exception as exc:  # a bug of ours: the call is still recorded
+        message = f"internal error: {type(exc).__name__}"
+        execution.finish(status=CallStatus.ERROR, error=ProviderError(errors.INTERNAL, message))
         raise

@@ -5,13 +5,19 @@
 | timeout            | yes                          | yes         | yes                        |
 | unavailable        | yes                          | yes         | yes                        |
 | malformed_response | yes                          | yes         | yes                        |
-| rate_limited       | yes (after Retry-After)      | yes         | no                         |
+| rate_limited       | yes, after a short Retry-After | yes       | no                         |
+| model_unavailable  | no                           | yes         | no                         |
+| unsupported        | no                           | yes         | no                         |
 | auth               | no                           | yes         | yes                        |
 | bad_request        | no                           | no          | no                         |
 | context_too_long   | no                           | no          | no                         |
 
 A bad request is the caller's mistake: another provider would refuse it too, so it goes
-straight back to the caller.
+straight back to the caller; so is a request we could not even encode (``bad_request``, raised
+before anything was sent). A provider that does not know the model (404) or asks to wait longer
+than the router would (429 with a long Retry-After) is failed over at once and its deployment
+cools down, out of rotation in every process, for ``MODEL_UNAVAILABLE_COOLDOWN_SECONDS`` or the
+Retry-After.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ TIMEOUT = "timeout"
 UNAVAILABLE = "unavailable"
 MALFORMED_RESPONSE = "malformed_response"
 RATE_LIMITED = "rate_limited"
+MODEL_UNAVAILABLE = "model_unavailable"
+UNSUPPORTED = "unsupported"  # the deployment cannot serve this request (a translation refuses it)
 AUTH = "auth"
 BAD_REQUEST = "bad_request"
 CONTEXT_TOO_LONG = "context_too_long"
@@ -31,6 +39,9 @@ CONTEXT_TOO_LONG = "context_too_long"
 NO_PROVIDER = "no_provider"
 MODEL_NOT_FOUND = "model_not_found"
 CANCELLED = "cancelled"
+INTERNAL = "internal_error"
+
+MODEL_UNAVAILABLE_COOLDOWN_SECONDS = 60.0
 
 _RETRYABLE = {TIMEOUT, UNAVAILABLE, MALFORMED_RESPONSE, RATE_LIMITED}
 _CLIENT_ERRORS = {BAD_REQUEST, CONTEXT_TOO_LONG, MODEL_NOT_FOUND}
@@ -42,12 +53,15 @@ HTTP_STATUS = {
     UNAVAILABLE: 502,
     MALFORMED_RESPONSE: 502,
     RATE_LIMITED: 429,
+    MODEL_UNAVAILABLE: 404,
+    UNSUPPORTED: 400,
     AUTH: 502,
     BAD_REQUEST: 400,
     CONTEXT_TOO_LONG: 400,
     NO_PROVIDER: 503,
     MODEL_NOT_FOUND: 404,
     CANCELLED: 499,
+    INTERNAL: 500,
 }
 
 _CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window")
@@ -90,7 +104,9 @@ def error_from_status(status: int, body: bytes, retry_after: str | None = None) 
         return ProviderError(AUTH, "the provider refused our credentials", status)
     if status in (408, 504):
         return ProviderError(TIMEOUT, message, status)
-    if status in (400, 404, 413, 422):
+    if status == 404:
+        return ProviderError(MODEL_UNAVAILABLE, message, status)
+    if status in (400, 413, 422):
         code = CONTEXT_TOO_LONG if any(m in lowered for m in _CONTEXT_MARKERS) else BAD_REQUEST
         return ProviderError(code, message, status)
     return ProviderError(UNAVAILABLE, message, status)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the LLM core (names from seed 000).
+"""Prometheus metrics of the LLM core (the names dashboards of earlier versions expect).
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set, every process (web replicas, Celery workers) writes its
 samples there and ``/metrics`` sums them, so the counts hold with many processes.

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -25,23 +29,159 @@ class HealthStatus(models.TextChoices):
     ERROR = "error", "Error"
 
 
+# --- what a provider may be told to send ---------------------------------------------------------
+
+# An HTTP header name is a token (RFC 9110, section 5.6.2).
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Control characters (CR, LF and NUL among them) end or corrupt a header line; tab is allowed.
+HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Headers that frame the request: the transport sets them, a provider may not.
+RESERVED_HEADERS = frozenset(
+    {
+        "host", "content-length", "content-type", "transfer-encoding", "connection",
+        "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "expect",
+    }
+)  # fmt: skip
+MAX_EXTRA_HEADERS = 20
+MAX_HEADER_NAME_LENGTH = 64
+MAX_HEADER_VALUE_LENGTH = 4096
+MAX_EXTRA_HEADERS_SIZE = 8192  # names and values together
+MAX_API_KEY_LENGTH = 4096
+
+
+def validate_header_value(value: str) -> None:
+    """A value that can go in an HTTP header as is (an extra header's, or the API key)."""
+    if HEADER_VALUE_FORBIDDEN.search(value):
+        raise ValidationError(
+            "Must not contain control characters (CR, LF, NUL...).", code="header_value"
+        )
+
+
+def validate_extra_headers(value: Any) -> None:
+    """Extra headers: an object of HTTP header names to single-line string values."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValidationError("Must be an object of string header values.", code="invalid")
+    if len(value) > MAX_EXTRA_HEADERS:
+        raise ValidationError(f"At most {MAX_EXTRA_HEADERS} headers.", code="too_many")
+    if sum(len(k) + len(v) for k, v in value.items()) > MAX_EXTRA_HEADERS_SIZE:
+        raise ValidationError(
+            f"At most {MAX_EXTRA_HEADERS_SIZE} characters of names and values.", code="too_large"
+        )
+    problems = []
+    for name, header_value in value.items():
+        if not HEADER_NAME.fullmatch(name) or len(name) > MAX_HEADER_NAME_LENGTH:
+            problems.append(
+                f"{name[:MAX_HEADER_NAME_LENGTH]!r} is not a header name (letters, digits and "
+                f"!#$%&'*+-.^_`|~, at most {MAX_HEADER_NAME_LENGTH} characters)."
+            )
+        elif name.lower() in RESERVED_HEADERS:
+            problems.append(f"{name!r} is set by the transport and cannot be overridden.")
+        elif HEADER_VALUE_FORBIDDEN.search(header_value):
+            problems.append(f"The value of {name!r} contains control characters (CR, LF, NUL...).")
+        elif len(header_value) > MAX_HEADER_VALUE_LENGTH:
+            problems.append(
+                f"The value of {name!r} is longer than {MAX_HEADER_VALUE_LENGTH} characters."
+            )
+    if problems:
+        raise ValidationError(problems, code="header")
+
+
+def validate_server_url(value: str) -> None:
+    """An http(s) URL of a server, whose host may be a bare name (``ollama``, ``gpu-box``: the
+    names of a compose file or a LAN), which Django's ``URLValidator`` refuses."""
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018  (raises for a port that is not a number)
+    except ValueError as exc:
+        raise ValidationError("Enter a valid URL.", code="invalid") from exc
+    if url.scheme not in ("http", "https") or not url.hostname or any(c.isspace() for c in value):
+        raise ValidationError(
+            "Enter an http:// or https:// URL of the server, such as http://127.0.0.1:8000/v1.",
+            code="invalid",
+        )
+
+
+def validate_no_credentials_in_url(value: str) -> None:
+    """Credentials belong in the encrypted API key, not in a URL that is shown to viewers."""
+    if "@" in urlsplit(value).netloc:
+        raise ValidationError(
+            "Must not contain credentials (user:password@): put the key in api_key, which is "
+            "stored encrypted and never shown.",
+            code="credentials_in_url",
+        )
+
+
+def validate_above_zero(value: float) -> None:
+    if not value > 0:
+        raise ValidationError("Must be above 0.", code="min_value")
+
+
 class Provider(models.Model):
-    """An LLM server speaking the OpenAI wire format. Its API key is encrypted at rest."""
+    """An LLM server speaking the OpenAI wire format. Its API key is encrypted at rest.
+
+    The key and the extra headers are secrets bound to where they are sent: changing
+    ``base_url`` or ``kind`` drops them unless new ones come with the change
+    (``services.provider_update``).
+    """
 
     name = models.SlugField(max_length=64, unique=True)
     kind = models.CharField(
         max_length=32, choices=ProviderKind.choices, default=ProviderKind.OPENAI_COMPATIBLE
     )
-    base_url = models.URLField(max_length=500, blank=True, help_text="Empty: the kind's default.")
+    base_url = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_server_url, validate_no_credentials_in_url],
+        help_text="Empty: the kind's default. Changing it (or the kind) removes the stored API key "
+        "and extra headers unless new ones are given with the change.",
+    )
     api_key_encrypted = models.TextField(blank=True, editable=False)
     enabled = models.BooleanField(default=True)
-    priority = models.IntegerField(default=100, help_text="Lower is tried first by 'default'.")
-    weight = models.PositiveIntegerField(default=1, help_text="Share of traffic for 'weighted'.")
-    timeout_seconds = models.FloatField(default=60.0, validators=[MinValueValidator(0.1)])
-    max_retries = models.PositiveSmallIntegerField(default=2)
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests/minute.")
-    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens/minute.")
-    extra_headers = models.JSONField(default=dict, blank=True)
+    priority = models.IntegerField(
+        default=100,
+        validators=[MinValueValidator(0), MaxValueValidator(10_000)],
+        help_text="Lower is tried first by 'default' (0-10000).",
+    )
+    weight = models.PositiveIntegerField(
+        default=1,
+        validators=[MaxValueValidator(10_000)],
+        help_text="Share of traffic for 'weighted' (0-10000; 0: last resort).",
+    )
+    timeout_seconds = models.FloatField(
+        default=60.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Per attempt, in seconds (0.1-3600).",
+    )
+    max_retries = models.PositiveSmallIntegerField(
+        default=2, validators=[MaxValueValidator(10)], help_text="Retries per request (0-10)."
+    )
+    rpm_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text="Requests/minute (1-1000000; empty: no limit).",
+    )
+    tpm_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000_000)],
+        help_text="Tokens/minute (1-1000000000; empty: no limit).",
+    )
+    extra_headers = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_extra_headers],
+        help_text=f"Sent with every request; write-only, like the key. At most "
+        f"{MAX_EXTRA_HEADERS} headers, single-line values.",
+    )
+    responses_api = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="Whether the server has the Responses API itself; empty: as its kind does "
+        "(OpenAI, xAI). Without it, Responses requests are translated to chat completions.",
+    )
     health_status = models.CharField(
         max_length=16, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN, editable=False
     )
@@ -61,6 +201,46 @@ class Provider(models.Model):
     def has_api_key(self) -> bool:
         return bool(self.api_key_encrypted)
 
+    def clean(self) -> None:
+        """A known kind's server root gets the path of its API (``http://host:11434`` is
+        Ollama's ``…/v1``); a generic OpenAI-compatible server must say where it is."""
+        from .presets import normalized_base_url  # presets describe this model's kinds
+
+        if self.kind == ProviderKind.OPENAI_COMPATIBLE and not self.base_url:
+            raise ValidationError(
+                {"base_url": "An OpenAI-compatible server needs its base URL, such as "
+                 "http://127.0.0.1:8000/v1 (with the path its API is served under)."}
+            )  # fmt: skip
+        if self.base_url and self.kind in ProviderKind.values:
+            self.base_url = normalized_base_url(self.kind, self.base_url)
+
+
+class ModelMode(models.TextChoices):
+    """What a model serves: routing offers a model only to the endpoints its mode serves."""
+
+    CHAT = "chat", "Chat (chat completions, the Responses API, legacy completions)"
+    EMBEDDING = "embedding", "Embeddings"
+    COMPLETION = "completion", "Legacy completions only"
+    RESPONSES = "responses", "Responses API only"
+    OTHER = "other", "Other (audio, images, moderation: not routed)"
+
+
+class Endpoint(models.TextChoices):
+    """The OpenAI API a call was made through."""
+
+    CHAT = "chat", "Chat completions"
+    COMPLETIONS = "completions", "Completions (legacy)"
+    EMBEDDINGS = "embeddings", "Embeddings"
+    RESPONSES = "responses", "Responses"
+
+
+MODES_SERVING: dict[str, frozenset[str]] = {
+    Endpoint.CHAT: frozenset({ModelMode.CHAT}),
+    Endpoint.COMPLETIONS: frozenset({ModelMode.CHAT, ModelMode.COMPLETION}),
+    Endpoint.EMBEDDINGS: frozenset({ModelMode.EMBEDDING}),
+    Endpoint.RESPONSES: frozenset({ModelMode.CHAT, ModelMode.RESPONSES}),
+}
+
 
 class LlmModel(models.Model):
     """A model deployed on one provider, with its prices.
@@ -72,6 +252,10 @@ class LlmModel(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=200, help_text="The model id the provider expects.")
     display_name = models.CharField(max_length=200, blank=True)
+    mode = models.CharField(
+        max_length=16, choices=ModelMode.choices, default=ModelMode.CHAT,
+        help_text="What it serves; embedding prices are the input price.",
+    )  # fmt: skip
     context_window = models.PositiveIntegerField(null=True, blank=True)
     input_price_per_million = models.DecimalField(
         max_digits=12, decimal_places=6, default=Decimal(0), validators=[MinValueValidator(0)]
@@ -83,6 +267,12 @@ class LlmModel(models.Model):
     aliases = models.JSONField(default=list, blank=True, help_text="Other public names.")
     fallbacks = models.JSONField(
         default=list, blank=True, help_text="Public model names to try when all deployments fail."
+    )
+    owned_by = models.CharField(
+        max_length=200, blank=True, help_text="As the provider lists it (Sync models)."
+    )
+    upstream_created = models.BigIntegerField(
+        null=True, blank=True, help_text="When the provider says it made the model (Unix time)."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -125,20 +315,40 @@ class RoutingSettings(models.Model):
         max_length=200, blank=True, help_text="Used when a request names no model."
     )
     fallback_enabled = models.BooleanField(default=True)
-    retry_base_delay_ms = models.PositiveIntegerField(default=200)
-    retry_max_delay_ms = models.PositiveIntegerField(default=5000)
+    retry_base_delay_ms = models.PositiveIntegerField(
+        default=200,
+        validators=[MaxValueValidator(300_000)],
+        help_text="First retry's backoff cap, in ms (0-300000; at most the max delay).",
+    )
+    retry_max_delay_ms = models.PositiveIntegerField(
+        default=5000,
+        validators=[MaxValueValidator(300_000)],
+        help_text="Longest backoff between retries, in ms (0-300000).",
+    )
     breaker_failure_threshold = models.PositiveIntegerField(
-        default=5, help_text="Consecutive failures that open a provider's circuit."
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Consecutive failures that open a provider's circuit (1-1000).",
     )
     breaker_error_rate = models.FloatField(
-        default=0.5, help_text="Error rate over the window that opens the circuit (0-1)."
+        default=0.5,
+        validators=[validate_above_zero, MaxValueValidator(1)],
+        help_text="Error rate over the window that opens the circuit (above 0, at most 1).",
     )
-    breaker_window_seconds = models.PositiveIntegerField(default=60)
+    breaker_window_seconds = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(86_400)],
+        help_text="Window of the error rate, in seconds (1-86400).",
+    )
     breaker_min_requests = models.PositiveIntegerField(
-        default=20, help_text="Requests in the window before the error rate counts."
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Requests in the window before the error rate counts (1-100000).",
     )
     breaker_cooldown_seconds = models.FloatField(
-        default=30.0, help_text="Time open before one probe request is let through."
+        default=30.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Time open before one probe request is let through, in seconds (0.1-3600).",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -148,11 +358,21 @@ class RoutingSettings(models.Model):
     def __str__(self) -> str:
         return "Routing settings"
 
+    def clean(self) -> None:
+        base, most = self.retry_base_delay_ms, self.retry_max_delay_ms
+        if isinstance(base, int) and isinstance(most, int) and base > most:
+            raise ValidationError(
+                {"retry_base_delay_ms": f"Must be at most retry_max_delay_ms ({most})."}
+            )
+
 
 class CallStatus(models.TextChoices):
     SUCCESS = "success", "Success"
     ERROR = "error", "Error"
     CANCELLED = "cancelled", "Cancelled"
+    # A stream recorded when it started; its final record replaces this one. One left running
+    # by a process that died is failed by the sweep (``call_records_sweep``).
+    RUNNING = "running", "Running"
 
 
 class EntryPoint(models.TextChoices):
@@ -166,7 +386,12 @@ class EntryPoint(models.TextChoices):
 # Call records are a log written in bulk after the fact: a provider or user deleted meanwhile
 # must not make the insert fail, so these references carry no database constraint (the names
 # are copied into the record as well).
-LOG_REFERENCE = {"null": True, "blank": True, "on_delete": models.SET_NULL, "db_constraint": False}
+LOG_REFERENCE: dict[str, Any] = {
+    "null": True,
+    "blank": True,
+    "on_delete": models.SET_NULL,
+    "db_constraint": False,
+}
 
 
 class LlmCall(models.Model):
@@ -186,6 +411,7 @@ class LlmCall(models.Model):
     model = models.ForeignKey(LlmModel, related_name="calls", **LOG_REFERENCE)
     provider_name = models.CharField(max_length=64, blank=True)
     model_name = models.CharField(max_length=200, blank=True)
+    endpoint = models.CharField(max_length=16, choices=Endpoint.choices, default=Endpoint.CHAT)
     stream = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=CallStatus.choices, db_index=True)
     error_code = models.CharField(max_length=32, blank=True)
@@ -237,3 +463,23 @@ class LlmCallAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.number} {self.provider_name}/{self.model_name} {self.status}"
+
+
+class CallRecordDeadLetter(models.Model):
+    """A call record the database refused (and why), kept aside so the others are stored.
+
+    ``payload`` is the record exactly as it was shipped (JSON); it can be put back in the queue
+    from the admin once whatever refused it is fixed.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    call_id = models.UUIDField(null=True, blank=True, db_index=True)
+    reason = models.CharField(max_length=500)
+    payload = models.TextField()
+
+    class Meta:
+        verbose_name = "refused call record"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.call_id or '?'}: {self.reason[:60]}"

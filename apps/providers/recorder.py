@@ -1,17 +1,20 @@
-"""LLM call records: gathered in memory, shipped through Redis, written by Celery workers.
+"""LLM call records: gathered in memory, shipped through Redis, stored by Celery workers.
 
 Recording a call appends plain dicts to an in-memory queue: no I/O, no model instances. A
 background thread ships what has gathered every ``FLUSH_INTERVAL`` seconds (or once
-``FLUSH_BATCH`` wait) as one JSON blob pushed onto a Redis list, and asks a Celery worker to
+``FLUSH_BATCH`` wait) as one JSON batch pushed onto a Redis list, and asks a Celery worker to
 store the list (``providers.store_call_records``; Celery beat also runs it every few seconds).
 The database work, measured as the largest cost of the gateway's process when done there,
-happens in workers; the web process pays a JSON dump and one ``RPUSH``.
+happens in workers; the web process pays a JSON dump and one ``RPUSH``. ``records.py`` is the
+storing side.
 
 Nothing is lost on a clean shutdown: interpreter exit (daphne, uvicorn, commands), the ASGI
 lifespan shutdown and Celery's ``worker_process_shutdown`` flush the queue. A process killed
-outright loses at most its last ``FLUSH_INTERVAL`` seconds of records; records waiting in
-Redis survive any web or worker crash. If Redis is away, the thread writes to the database
-itself; if both are away, records are kept and retried, up to ``MAX_PENDING``.
+outright loses at most its last ``FLUSH_INTERVAL`` seconds of records (a stream is recorded as
+``running`` when it starts, so one that outlives that half second leaves a record the sweep
+fails); records waiting in Redis survive any web or worker crash. If Redis is away, the thread
+writes to the database itself; if both are away, records are kept and retried, up to
+``MAX_PENDING``.
 """
 
 from __future__ import annotations
@@ -22,16 +25,14 @@ import os
 import threading
 import time
 from collections import deque
-from decimal import Decimal
-from functools import cache, lru_cache
-from typing import Any
 
-import orjson
 import redis
 from django.conf import settings
-from django.db import connections, models, transaction
+from django.db import connections
 
-from .state import key_prefix
+from orchestra.celery import app as celery_app
+
+from .records import Attempts, Call, CallRecord, ship_batch, write_records
 
 logger = logging.getLogger(__name__)
 
@@ -39,112 +40,7 @@ FLUSH_INTERVAL = 0.5
 FLUSH_BATCH = 500
 MAX_PENDING = 200_000
 STORE_REQUEST_INTERVAL = 1.0
-BLOBS_PER_STORE = 20
-
-CallRecord = tuple[dict[str, Any], list[dict[str, Any]]]
-
-
-def records_key() -> str:
-    return f"{key_prefix()}call-records"
-
-
-@cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.CACHES["default"]["LOCATION"], socket_timeout=5, socket_connect_timeout=2
-    )
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-# --- writing to the database ------------------------------------------------------------------
-
-# Field types whose Python values the database driver takes as they are.
-_PLAIN_FIELDS = (
-    models.BooleanField, models.CharField, models.FloatField, models.IntegerField,
-    models.TextField,
-)  # fmt: skip
-
-
-@lru_cache
-def _insert_plan(model) -> tuple[list, str]:
-    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.db_returning)]
-    quote = connections["default"].ops.quote_name
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        quote(model._meta.db_table),
-        ", ".join(quote(f.column) for f in fields),
-        ", ".join(["%s"] * len(fields)),
-    )
-    return fields, sql
-
-
-def _insert(model, records: list[dict[str, Any]]) -> None:
-    """``INSERT`` plain dicts keyed by field attname with one ``executemany``.
-
-    The ORM's ``bulk_create`` builds a model instance and compiles SQL for every row. Values
-    of other than plain fields (UUIDs, decimals, datetimes, foreign keys, also as the strings
-    JSON made of them) go through the field's ``get_db_prep_save``, so every database backend
-    gets what it expects.
-    """
-    connection = connections["default"]
-    fields, sql = _insert_plan(model)
-    converters = [
-        None if isinstance(f, _PLAIN_FIELDS) and not f.is_relation else f.get_db_prep_save
-        for f in fields
-    ]
-    defaults = {f.attname: f.get_default() for f in fields}
-    rows = []
-    for record in records:
-        values = []
-        for field, convert in zip(fields, converters, strict=True):
-            value = record.get(field.attname, defaults[field.attname])
-            values.append(value if convert is None or value is None else convert(value, connection))
-        rows.append(values)
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-
-
-def write_records(batch: list[CallRecord]) -> None:
-    from .models import LlmCall, LlmCallAttempt
-
-    attempts = [
-        {**attempt, "call_id": call["id"]}
-        for call, call_attempts in batch
-        for attempt in call_attempts
-    ]
-    with transaction.atomic():
-        _insert(LlmCall, [call for call, _ in batch])
-        if attempts:
-            _insert(LlmCallAttempt, attempts)
-
-
-def call_records_store() -> int:
-    """Write the records waiting in Redis (any process may call it; pops are atomic).
-
-    A batch that cannot be written goes back to the head of the list for the next attempt.
-    """
-    stored = 0
-    while blobs := _redis().lpop(records_key(), BLOBS_PER_STORE):
-        batch = [tuple(record) for blob in blobs for record in orjson.loads(blob)]
-        try:
-            write_records(batch)
-        except Exception:
-            _redis().lpush(records_key(), *reversed(blobs))
-            raise
-        stored += len(batch)
-    return stored
-
-
-def call_records_waiting() -> int:
-    """How many blobs (batches) wait in Redis to be stored."""
-    return _redis().llen(records_key())
-
-
-# --- the in-process queue ---------------------------------------------------------------------
+STORE_TASK = "providers.store_call_records"
 
 
 class CallRecorder:
@@ -157,10 +53,18 @@ class CallRecorder:
         self._closed = False
         self._store_requested_at = 0.0
 
-    def record(self, call: dict[str, Any], attempts: list[dict[str, Any]]) -> None:
+    def record(self, call: Call, attempts: Attempts) -> None:
+        """Queue a call's final record."""
+        self._queue(CallRecord(call, attempts))
+
+    def record_started(self, call: Call) -> None:
+        """Queue the record of a call that has started (a stream); its final record replaces it."""
+        self._queue(CallRecord(call, [], final=False))
+
+    def _queue(self, record: CallRecord) -> None:
         if os.getpid() != self._pid:
             self._after_fork()
-        self._pending.append((call, attempts))
+        self._pending.append(record)
         if self._thread is None:
             self._start()
         if len(self._pending) >= FLUSH_BATCH:
@@ -171,7 +75,7 @@ class CallRecorder:
         return len(self._pending)
 
     def flush(self) -> int:
-        """Ship everything queued so far; returns how many calls left this process."""
+        """Ship everything queued so far; returns how many records left this process."""
         shipped = 0
         with self._flush_lock:
             while self._pending:
@@ -188,7 +92,7 @@ class CallRecorder:
 
     def _ship(self, batch: list[CallRecord]) -> bool:
         try:
-            _redis().rpush(records_key(), orjson.dumps(batch, default=_encode))
+            ship_batch(batch)
             return True
         except redis.RedisError:
             logger.warning("Redis refused %d call records; writing them directly", len(batch))
@@ -206,10 +110,8 @@ class CallRecorder:
         if now - self._store_requested_at < STORE_REQUEST_INTERVAL:
             return
         self._store_requested_at = now
-        from .tasks import store_call_records
-
         try:
-            store_call_records.delay()
+            celery_app.send_task(STORE_TASK)
         except Exception:  # beat runs the task anyway
             logger.warning("could not ask a worker to store call records", exc_info=True)
 
@@ -241,7 +143,6 @@ class CallRecorder:
         self._thread = None
         self._flush_lock = threading.Lock()
         self._pid = os.getpid()
-        _redis.cache_clear()
 
     def _trim(self) -> None:
         while len(self._pending) > MAX_PENDING:

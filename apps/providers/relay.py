@@ -1,68 +1,134 @@
-"""The byte pass-through of ``/v1/chat/completions``: the core's routing, retries, fallback and
+"""The byte pass-through of the OpenAI-compatible API: the core's routing, retries, fallback and
 recording around an upstream request whose answer is forwarded as it came.
 
 The caller's JSON body goes upstream with only ``model`` replaced by the deployment's model id;
-the answer is parsed (orjson) only to read usage and to catch malformed bodies, and the upstream
-bytes themselves are returned. Streams ask the provider for usage; when the caller did not ask
-for it, the usage-only event is not forwarded.
+the answer is parsed (orjson) only to read what the core accounts for (``wire.py``) and to catch
+malformed bodies, and the upstream bytes themselves are returned. Chat and completion streams
+ask the provider for usage; when the caller did not ask for it, the usage-only event is not
+forwarded. The Responses API goes through as well, or, to a provider without it, translated to
+chat completions and back (``responses.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 
+from apps.core.redis import async_redis, key
+
 from . import errors, transports
 from .calls import LlmRequest, usage_from
 from .config import Deployment
-from .engine import Execution, run_recorded
+from .engine import current_routing_config, run_recorded
 from .errors import ProviderError
-from .models import CallStatus
+from .execution import Execution
+from .models import CallStatus, Endpoint
+from .responses import Translated, TranslatedStream, chat_request
+from .streams import StreamRun, read_until_content
+from .validation import InvalidRequestError
+from .wire import READINGS, Event, Said, chat_answer, chat_event, malformed
 
-PATH = "/chat/completions"
+logger = logging.getLogger(__name__)
+
 DONE = b"[DONE]"
+CHAT_PATH = READINGS[Endpoint.CHAT].path
+RESPONSE_OWNER_SECONDS = 30 * 24 * 3600
 
 
-def _malformed(detail: str) -> ProviderError:
-    return ProviderError(
-        errors.MALFORMED_RESPONSE, f"the provider sent a malformed answer: {detail}"
-    )
+def _translated(request: LlmRequest, deployment: Deployment) -> bool:
+    """Whether a Responses request goes to this deployment as chat completions."""
+    return request.endpoint == Endpoint.RESPONSES and not deployment.provider.responses_api
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except (orjson.JSONEncodeError, TypeError) as exc:  # our request, never the provider's fault
+        raise ProviderError(errors.BAD_REQUEST, f"the request cannot be encoded: {exc}") from exc
+
+
+def _chat_body(request: LlmRequest, payload: dict[str, Any]) -> dict[str, Any]:
+    """The chat completions body of a translated Responses request."""
+    try:
+        return chat_request(payload)
+    except InvalidRequestError as error:
+        raise ProviderError(errors.UNSUPPORTED, error.message) from error
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise malformed("not JSON") from exc
+
+
+async def remember_response(response_id: Any, deployment: Deployment) -> None:
+    """Which provider keeps a stored response, for ``GET``/``DELETE /v1/responses/{id}``."""
+    if not isinstance(response_id, str) or not response_id:
+        return
+    try:
+        await async_redis().set(
+            key("llm", "response", response_id), deployment.provider.id, ex=RESPONSE_OWNER_SECONDS
+        )
+    except Exception:  # best effort: without it, the response cannot be fetched again here
+        logger.warning("could not remember the provider of response %s", response_id)
+
+
+async def stored_response(method: str, response_id: str) -> transports.HttpReply | None:
+    """``GET`` or ``DELETE`` a stored response at the provider that made it; None when this
+    platform did not make it (or made it by translation, which keeps nothing)."""
+    try:
+        owner = await async_redis().get(key("llm", "response", response_id))
+    except Exception as exc:
+        raise ProviderError(errors.UNAVAILABLE, "cannot tell which provider keeps it") from exc
+    config = await current_routing_config()
+    provider = next((p for p in config.providers.values() if owner and p.id == int(owner)), None)
+    if provider is None:
+        return None
+    return await transports.request(provider, method, f"/responses/{response_id}")
 
 
 async def relay(request: LlmRequest, payload: dict[str, Any]) -> bytes:
-    """One non-streaming completion; returns the provider's JSON body unchanged."""
+    """One answer, not streamed; returns the provider's JSON body unchanged (or translated)."""
     execution = Execution(request, stream=False)
+    reading = READINGS[request.endpoint]
 
-    async def attempt(deployment: Deployment, _: Execution) -> tuple[bytes, dict]:
-        body = orjson.dumps({**payload, "model": deployment.model.name})
-        reply = await transports.post(deployment.provider, PATH, body)
+    async def attempt(deployment: Deployment, _: Execution) -> tuple[bytes, Said]:
+        if _translated(request, deployment):
+            chat = {**_chat_body(request, payload), "model": deployment.model.name}
+            reply = await transports.post(deployment.provider, CHAT_PATH, _encode(chat))
+            if reply.status != 200:
+                raise errors.error_from_status(reply.status, reply.body, reply.retry_after)
+            data = _parse(reply.body)
+            said = chat_answer(data)
+            answer = Translated(payload, f"resp_{request.call_id.hex}", request.model)
+            return orjson.dumps(answer.from_chat(data)), said
+        body = _encode({**payload, "model": deployment.model.name})
+        reply = await transports.post(deployment.provider, reading.path, body)
         if reply.status != 200:
             raise errors.error_from_status(reply.status, reply.body, reply.retry_after)
-        try:
-            data = orjson.loads(reply.body)
-            choices = data["choices"]
-            message = choices[0]["message"]
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-            raise _malformed(type(exc).__name__) from exc
-        return reply.body, {"data": data, "content": (message or {}).get("content") or ""}
+        data = _parse(reply.body)
+        said = reading.answer(data)
+        if request.endpoint == Endpoint.RESPONSES:
+            await remember_response(data.get("id"), deployment)
+        return reply.body, said
 
-    body, parsed = await run_recorded(request, execution, attempt)
-    data = parsed["data"]
-    usage = usage_from(data.get("usage"), request.messages, parsed["content"])
-    finish_reason = data["choices"][0].get("finish_reason") or ""
-    execution.finish(status=CallStatus.SUCCESS, usage=usage, finish_reason=finish_reason)
+    body, said = await run_recorded(request, execution, attempt)
+    usage = usage_from(said.usage, request.messages, said.text)
+    execution.finish(status=CallStatus.SUCCESS, usage=usage, finish_reason=said.finish_reason)
     return body
 
 
 @dataclass
 class SseEvent:
     raw: bytes
-    data: dict[str, Any] | None  # None for [DONE] and comments
+    data: Event  # None for [DONE]; an empty dict for a comment or an event without data
 
 
 class SseReader:
@@ -82,11 +148,11 @@ class SseReader:
                     chunk = await self.reply.content.readany()
             except TimeoutError as exc:
                 raise ProviderError(errors.TIMEOUT, "the provider stopped sending") from exc
-            except aiohttp.ClientError as exc:
-                raise transports.error_from_aiohttp(exc) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise transports.error_from_aiohttp(exc, str(self.reply.url)) from exc
             if not chunk:
                 if self.buffer.strip():
-                    raise _malformed("stream ended inside an event")
+                    raise malformed("stream ended inside an event")
                 return []
             if b"\r" in chunk:
                 chunk = chunk.replace(b"\r\n", b"\n")
@@ -101,101 +167,114 @@ class SseReader:
         payload = b"\n".join(
             line[5:].lstrip() for line in raw.split(b"\n") if line.startswith(b"data:")
         )
-        if not payload or payload == DONE:
-            self.done = self.done or payload == DONE
+        if payload == DONE:
+            self.done = True
             return SseEvent(raw + b"\n\n", None)
+        if not payload:
+            return SseEvent(raw + b"\n\n", {})
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise _malformed("an event is not JSON") from exc
+            raise malformed("an event is not JSON") from exc
         if not isinstance(data, dict):
-            raise _malformed("an event is not a JSON object")
+            raise malformed("an event is not a JSON object")
         return SseEvent(raw + b"\n\n", data)
 
 
-def _has_content(event: SseEvent) -> bool:
-    if event.data is None:
-        return True
-    return any(
-        (choice.get("delta") or {}).get("content") or choice.get("finish_reason")
-        for choice in event.data.get("choices") or ()
-    )
-
-
-async def _read_until_content(reader: SseReader) -> list[SseEvent]:
-    """The events up to the first one with content (or the end): a provider that fails before
-    saying anything can still be failed over, since nothing has reached the caller."""
-    events: list[SseEvent] = []
-    while not any(_has_content(event) for event in events):
-        more = await reader.read_events()
-        if not more:
-            if not events:
-                raise ProviderError(errors.UNAVAILABLE, "the provider sent an empty stream")
-            break
-        events += more
-    return events
-
-
-def error_event(error: ProviderError) -> bytes:
+def error_event(error: ProviderError, endpoint: str = Endpoint.CHAT) -> bytes:
+    """How a stream that fails after its start ends, in the endpoint's own format."""
+    if endpoint == Endpoint.RESPONSES:
+        event = {"type": "error", "code": error.code, "message": error.message, "param": None}
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
     body = {
         "error": {"message": error.message, "type": "api_error", "param": None, "code": error.code}
     }
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-async def relay_stream(request: LlmRequest, payload: dict[str, Any]) -> AsyncIterator[bytes]:
-    """SSE bytes as the provider sends them. The first ``__anext__`` routes and waits for the
-    first content, so a failure until then is still an error response (or a fallback), not a
-    broken stream; a failure later ends the stream with an OpenAI-style error event."""
+@dataclass
+class _Opened:
+    reader: SseReader
+    events: list[SseEvent]
+    read: Callable[[Event], Said]
+    translation: TranslatedStream | None
+
+
+async def relay_stream(request: LlmRequest, payload: dict[str, Any]) -> AsyncGenerator[bytes, None]:
+    """SSE bytes as the provider sends them (or translated). The first ``__anext__`` routes and
+    waits for the first content, so a failure until then is still an error response (or a
+    fallback), not a broken stream; a failure later ends the stream with an error event."""
     execution = Execution(request, stream=True)
+    reading = READINGS[request.endpoint]
     options = payload.get("stream_options")
     caller_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
 
-    async def attempt(deployment: Deployment, _: Execution):
-        body = {**payload, "model": deployment.model.name, "stream": True}
-        if deployment.provider.stream_usage:
-            body["stream_options"] = {
-                **(options if isinstance(options, dict) else {}),
-                "include_usage": True,
-            }
-        reply = await transports.open_stream(deployment.provider, PATH, orjson.dumps(body))
+    async def attempt(deployment: Deployment, _: Execution) -> _Opened:
+        translation = None
+        read: Callable[[Event], Said]
+        if _translated(request, deployment):
+            body = {**_chat_body(request, payload), "model": deployment.model.name}
+            path, read = CHAT_PATH, chat_event
+            answer = Translated(payload, f"resp_{request.call_id.hex}", request.model)
+            translation = TranslatedStream(answer)
+        else:
+            body = {**payload, "model": deployment.model.name, "stream": True}
+            path, read = reading.path, reading.event
+            if deployment.provider.stream_usage and request.endpoint != Endpoint.RESPONSES:
+                body["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
+        reply = await transports.open_stream(deployment.provider, path, _encode(body))
         reader = SseReader(reply, deployment.provider.timeout_seconds)
         try:
-            return reader, await _read_until_content(reader)
+            events = await read_until_content(reader.read_events, lambda event: read(event.data))
         except BaseException:
             transports.end_stream(reply)
             raise
+        if request.endpoint == Endpoint.RESPONSES and translation is None:
+            await remember_response(_response_id(events), deployment)
+        return _Opened(reader, events, read, translation)
 
-    reader, events = await run_recorded(request, execution, attempt)
-    parts: list[str] = []
-    pieces, raw_usage, finish_reason = 0, None, ""
+    opened = await run_recorded(request, execution, attempt)
+    reader, events, read, translation = (
+        opened.reader, opened.events, opened.read, opened.translation
+    )  # fmt: skip
+    run = StreamRun(execution)
     status, error = CallStatus.CANCELLED, None
     try:
+        if translation:
+            yield translation.start()
         while events:
             out = []
             for event in events:
                 data = event.data
-                if data is not None:
-                    raw_usage = data.get("usage") or raw_usage
-                    for choice in data.get("choices") or ():
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            execution.mark_first_token()
-                            parts.append(text)
-                            pieces += 1
-                        finish_reason = choice.get("finish_reason") or finish_reason
-                    if not caller_wants_usage and data.get("usage") and not data.get("choices"):
-                        continue
+                run.add(read(data))
+                if translation:
+                    if data:
+                        out.append(translation.feed(data))
+                    continue
+                usage_only = bool(data and data.get("usage") and not data.get("choices"))
+                if usage_only and not caller_wants_usage and request.endpoint != Endpoint.RESPONSES:
+                    continue
                 out.append(event.raw)
             yield b"".join(out)
             events = await reader.read_events()
-        if not (reader.done or finish_reason):
-            raise ProviderError(errors.UNAVAILABLE, "the provider ended the stream early")
+        run.check_complete()
+        if translation:
+            yield translation.finish()
         status = CallStatus.SUCCESS
     except ProviderError as exc:
         status, error = CallStatus.ERROR, exc
-        yield error_event(exc)
+        yield error_event(exc, request.endpoint)
     finally:
         transports.end_stream(reader.reply)
-        usage = usage_from(raw_usage, request.messages, "".join(parts), pieces)
-        execution.finish(status=status, usage=usage, finish_reason=finish_reason, error=error)
+        await run.end(status, error)
+
+
+def _response_id(events: list[SseEvent]) -> Any:
+    for event in events:
+        data = event.data or {}
+        if data.get("type") == "response.created":
+            return (data.get("response") or {}).get("id")
+    return None

@@ -1,22 +1,37 @@
 """Which deployments to try for a request, in which order. Pure functions: no I/O here.
 
 Strategies order the deployments that serve the requested model; filtering then drops those
-whose provider's circuit is open or whose RPM/TPM limit is spent this minute. A half-open
+whose provider's circuit is open, whose RPM/TPM limit is spent this minute, or which cool down
+(a provider that said 429 with a long Retry-After, or that does not know the model). A half-open
 circuit stays in the list, marked as needing the probe.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .breakers import HALF_OPEN, BreakerView
 from .config import Deployment, RoutingPolicy
 from .models import RoutingStrategy
-from .state import HALF_OPEN, StateView
 
 EWMA_ALPHA = 0.3
 _random = random.Random()  # one generator: seeding a new one per request costs a syscall
+
+
+@dataclass(frozen=True)
+class StateView:
+    """The routing state a request is planned against (shared by every process, or this
+    process's own while Redis is away)."""
+
+    version: int
+    breakers: dict[str, BreakerView]
+    requests_this_minute: dict[str, int]
+    tokens_this_minute: dict[str, int]
+    cursor: int
+    cooldowns: dict[str, float] = field(default_factory=dict)  # deployment key -> seconds left
 
 
 @dataclass(frozen=True)
@@ -28,7 +43,9 @@ class Candidate:
 @dataclass(frozen=True)
 class Plan:
     candidates: list[Candidate]
-    skipped: dict[str, str]  # provider name -> why
+    skipped: dict[str, str]  # deployment key -> why
+    # When every deployment only waits (rate limits, cool-downs): seconds until one is back.
+    wait_seconds: float | None = None
 
 
 class LatencyTracker:
@@ -119,20 +136,29 @@ def plan(
     )
     candidates: list[Candidate] = []
     skipped: dict[str, str] = {}
+    waits: list[float] = []
+    next_minute = 60 - time.time() % 60
     for deployment in ordered:
         provider = deployment.provider
         breaker = state.breakers.get(provider.name)
+        cooldown = state.cooldowns.get(deployment.key)
         if breaker and not breaker.admits_requests:
-            skipped[provider.name] = "circuit open"
+            skipped[deployment.key] = "circuit open"
+        elif cooldown:
+            skipped[deployment.key] = f"cooling down for {cooldown:.0f} s"
+            waits.append(cooldown)
         elif provider.rpm_limit and state.requests_this_minute.get(provider.name, 0) >= (
             provider.rpm_limit
         ):
-            skipped[provider.name] = "requests-per-minute limit reached"
+            skipped[deployment.key] = "requests-per-minute limit reached"
+            waits.append(next_minute)
         elif provider.tpm_limit and state.tokens_this_minute.get(provider.name, 0) >= (
             provider.tpm_limit
         ):
-            skipped[provider.name] = "tokens-per-minute limit reached"
+            skipped[deployment.key] = "tokens-per-minute limit reached"
+            waits.append(next_minute)
         else:
             probe = bool(breaker and breaker.state == HALF_OPEN)
             candidates.append(Candidate(deployment, probe=probe))
-    return Plan(candidates, skipped)
+    only_waiting = bool(waits) and len(waits) == len(skipped)
+    return Plan(candidates, skipped, min(waits) if only_waiting else None)

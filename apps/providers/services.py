@@ -1,31 +1,66 @@
-"""Writes and actions on providers, models and routing settings."""
+"""Writes and actions on providers, models, routing settings and circuit breakers."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.core.environment import AppliedSettings
+from apps.core.events import publish_on_commit
 from apps.core.runtime import run_sync
-from apps.realtime.events import apublish
+from apps.core.services import instance_update
 
 from . import errors
+from .breakers import HALF_OPEN, BreakerView
 from .config import ProviderConfig, provider_config_from
-from .core import Completion, LlmRequest, complete, current_routing_config
 from .crypto import encrypt
+from .engine import current_routing_config
 from .errors import ProviderError
-from .models import HealthStatus, LlmModel, Provider, RoutingSettings
-from .state import HALF_OPEN, BreakerView, shared_state
+from .models import (
+    MAX_API_KEY_LENGTH,
+    CallRecordDeadLetter,
+    HealthStatus,
+    LlmModel,
+    Provider,
+    ProviderKind,
+    RoutingSettings,
+    RoutingStrategy,
+    validate_header_value,
+)
+from .presets import mode_for_model_name, normalized_base_url
+from .records import dead_letters_requeue
+from .state import routing_state
 from .transports import error_from_sdk, sdk_client
 
 UNCHANGED = object()
 
+PROVIDER_FIELDS = (
+    "name", "kind", "base_url", "enabled", "priority", "weight", "timeout_seconds",
+    "max_retries", "rpm_limit", "tpm_limit", "extra_headers",
+)  # fmt: skip
+MODEL_FIELDS = (
+    "provider", "name", "display_name", "mode", "context_window", "input_price_per_million",
+    "output_price_per_million", "enabled", "aliases", "fallbacks",
+)  # fmt: skip
+ROUTING_SETTINGS_FIELDS = (
+    "strategy", "default_provider", "default_model", "fallback_enabled", "retry_base_delay_ms",
+    "retry_max_delay_ms", "breaker_failure_threshold", "breaker_error_rate",
+    "breaker_window_seconds", "breaker_min_requests", "breaker_cooldown_seconds",
+)  # fmt: skip
+
 
 # --- providers and models ---------------------------------------------------------------------
+
+
+# Where the key and the extra headers are sent: changing one of these drops them (see below).
 
 
 def provider_set_api_key(*, provider: Provider, api_key: str) -> None:
@@ -33,25 +68,51 @@ def provider_set_api_key(*, provider: Provider, api_key: str) -> None:
     provider.api_key_encrypted = encrypt(api_key)
 
 
+def _api_key_check(api_key: str) -> None:
+    """The key goes in an ``Authorization`` header: one line, of a sane length."""
+    try:
+        validate_header_value(api_key)
+        if len(api_key) > MAX_API_KEY_LENGTH:
+            raise ValidationError(f"At most {MAX_API_KEY_LENGTH} characters.", code="max_length")
+    except ValidationError as error:
+        raise ValidationError({"api_key": error.messages}) from error
+
+
 @transaction.atomic
 def provider_create(*, api_key: str = "", **fields: Any) -> Provider:
-    provider = Provider(**fields)
+    _api_key_check(api_key)
+    provider = Provider()
     provider_set_api_key(provider=provider, api_key=api_key)
-    provider.full_clean()
-    provider.save()
-    return provider
+    return instance_update(instance=provider, fields=PROVIDER_FIELDS, data=fields)
 
 
 @transaction.atomic
 def provider_update(*, provider: Provider, api_key: Any = UNCHANGED, **fields: Any) -> Provider:
-    """Update fields; ``api_key`` left out keeps the stored key, ``""`` removes it."""
-    for name, value in fields.items():
-        setattr(provider, name, value)
+    """Update fields; ``api_key`` left out keeps the stored key, ``""`` removes it.
+
+    The key and the extra headers are secrets of the provider's destination: a change of
+    ``base_url`` or ``kind`` removes both unless new ones are given in the same call. Otherwise
+    anyone allowed to edit providers (who may not read the key) could point one at a host of
+    theirs and have the key sent there.
+    """
+    destination = _destination(
+        fields.get("kind", provider.kind), fields.get("base_url", provider.base_url)
+    )
+    moved = destination != _destination(provider.kind, provider.base_url)
+    if moved:
+        if api_key is UNCHANGED:
+            api_key = ""
+        fields.setdefault("extra_headers", {})
     if api_key is not UNCHANGED:
-        provider_set_api_key(provider=provider, api_key=api_key or "")
-    provider.full_clean()
-    provider.save()
-    return provider
+        api_key = api_key or ""
+        _api_key_check(api_key)
+        provider_set_api_key(provider=provider, api_key=api_key)
+    return instance_update(instance=provider, fields=PROVIDER_FIELDS, data=fields)
+
+
+def _destination(kind: str, base_url: str) -> tuple[str, str]:
+    """Where a provider's requests go, as compared for a move (normalised like ``clean``)."""
+    return kind, normalized_base_url(kind, base_url) if base_url else ""
 
 
 def provider_delete(*, provider: Provider) -> None:
@@ -60,19 +121,12 @@ def provider_delete(*, provider: Provider) -> None:
 
 @transaction.atomic
 def model_create(**fields: Any) -> LlmModel:
-    model = LlmModel(**fields)
-    model.full_clean()
-    model.save()
-    return model
+    return instance_update(instance=LlmModel(), fields=MODEL_FIELDS, data=fields)
 
 
 @transaction.atomic
 def model_update(*, model: LlmModel, **fields: Any) -> LlmModel:
-    for name, value in fields.items():
-        setattr(model, name, value)
-    model.full_clean()
-    model.save()
-    return model
+    return instance_update(instance=model, fields=MODEL_FIELDS, data=fields)
 
 
 def model_delete(*, model: LlmModel) -> None:
@@ -82,16 +136,61 @@ def model_delete(*, model: LlmModel) -> None:
 # --- talking to a provider: model list and health ---------------------------------------------
 
 
-async def _list_models(config: ProviderConfig) -> list[str]:
+@dataclass(frozen=True)
+class ListedModel:
+    id: str
+    created: int | None
+    owned_by: str
+
+
+async def _list_models(config: ProviderConfig) -> list[ListedModel]:
     try:
         async with asyncio.timeout(config.timeout_seconds):
-            return [model.id async for model in sdk_client(config).models.list()]
+            return [
+                ListedModel(
+                    model.id,
+                    model.created if isinstance(model.created, int) else None,
+                    model.owned_by if isinstance(model.owned_by, str) else "",
+                )
+                async for model in sdk_client(config).models.list()
+            ]
     except TimeoutError as exc:
-        raise ProviderError(errors.TIMEOUT, "the provider did not answer in time") from exc
+        message = f"no answer in time from {config.base_url}/models"
+        raise ProviderError(errors.TIMEOUT, message) from exc
     except ProviderError:
         raise
     except Exception as exc:
-        raise error_from_sdk(exc) from exc
+        raise error_from_sdk(exc, config.base_url + "/models") from exc
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    """What trying a provider found: where it went, how long it took, what it listed."""
+
+    url: str
+    ok: bool
+    latency_ms: float
+    models: list[str]
+    error_code: str = ""
+    error: str = ""
+
+
+def provider_test(*, provider: Provider) -> ConnectionTest:
+    """Try the provider now (list its models) and say exactly what happened; it changes nothing
+    (no stored health, no circuit)."""
+    config = provider_config_from(provider)
+    started = time.perf_counter()
+    try:
+        listed = run_sync(_list_models(config))
+    except ProviderError as error:
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        return ConnectionTest(
+            f"{config.base_url}/models", False, latency_ms, [], error.code, error.message
+        )
+    latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    return ConnectionTest(
+        f"{config.base_url}/models", True, latency_ms, [model.id for model in listed]
+    )
 
 
 @dataclass(frozen=True)
@@ -101,13 +200,21 @@ class SyncResult:
 
 
 def provider_sync_models(*, provider: Provider) -> SyncResult:
-    """Add the models the provider lists that we do not know yet (prices start at zero)."""
-    listed = run_sync(_list_models(provider_config_from(provider)))
+    """Add the models the provider lists that we do not know yet (prices start at zero, the
+    mode is what the name suggests); note when and by whom the provider says each was made."""
+    listed = {model.id: model for model in run_sync(_list_models(provider_config_from(provider)))}
     known = set(provider.models.values_list("name", flat=True))
     created = [name for name in listed if name not in known]
     with transaction.atomic():
         for name in created:
-            LlmModel.objects.create(provider=provider, name=name, display_name=name)
+            LlmModel.objects.create(
+                provider=provider, name=name, display_name=name, mode=mode_for_model_name(name),
+                owned_by=listed[name].owned_by[:200], upstream_created=listed[name].created,
+            )  # fmt: skip
+        for name in known & set(listed):
+            provider.models.filter(name=name).update(
+                owned_by=listed[name].owned_by[:200], upstream_created=listed[name].created
+            )
     return SyncResult(created=created, existing=sorted(known & set(listed)))
 
 
@@ -121,20 +228,14 @@ async def _probe(config: ProviderConfig) -> tuple[float, ProviderError | None]:
     except ProviderError as exc:
         error = exc
     latency_ms = (time.perf_counter() - started) * 1000
-    state = shared_state()
+    breakers = routing_state().breakers
     policy = (await current_routing_config()).policy
     if error and error.counts_against_circuit:
-        await state.breaker_failure(config.name, f"health probe: {error.message}", policy)
+        await breakers.failure(config.name, f"health probe: {error.message}", policy)
     elif error is None:
-        (breaker,) = await state.breakers([config.name], policy)
+        (breaker,) = await breakers.views([config.name], policy)
         if breaker.state == HALF_OPEN:
-            await state.breaker_success(config.name)
-    status = HealthStatus.ERROR if error else HealthStatus.OK
-    await apublish(
-        "metrics",
-        "provider.health",
-        {"provider": config.name, "status": str(status), "latency_ms": round(latency_ms, 2)},
-    )
+            await breakers.success(config.name)
     return latency_ms, error
 
 
@@ -145,13 +246,27 @@ def provider_probe(*, provider: Provider) -> Provider:
     provider.health_latency_ms = round(latency_ms, 2)
     provider.health_error = f"{error.code}: {error.message}"[:500] if error else ""
     provider.health_checked_at = timezone.now()
+    with transaction.atomic():
+        _provider_health_store(provider)
+    return provider
+
+
+def _provider_health_store(provider: Provider) -> None:
     Provider.objects.filter(pk=provider.pk).update(
         health_status=provider.health_status,
         health_latency_ms=provider.health_latency_ms,
         health_error=provider.health_error,
         health_checked_at=provider.health_checked_at,
     )
-    return provider
+    publish_on_commit(
+        "metrics",
+        "provider.health",
+        {
+            "provider": provider.name,
+            "status": str(provider.health_status),
+            "latency_ms": provider.health_latency_ms,
+        },
+    )
 
 
 def providers_probe_all() -> dict[str, str]:
@@ -165,67 +280,297 @@ def providers_probe_all() -> dict[str, str]:
 
 
 def routing_settings_get() -> RoutingSettings:
+    """The one settings row, created with the defaults on first use."""
     settings_row = RoutingSettings.objects.first()
     return settings_row or RoutingSettings.objects.create()
 
 
 @transaction.atomic
 def routing_settings_update(**fields: Any) -> RoutingSettings:
-    settings_row = routing_settings_get()
-    for name, value in fields.items():
-        setattr(settings_row, name, value)
-    settings_row.full_clean()
-    settings_row.save()
-    return settings_row
-
-
-async def _breakers(names: list[str]) -> list[BreakerView]:
-    return await shared_state().breakers(names, (await current_routing_config()).policy)
-
-
-def circuit_breaker_list() -> list[BreakerView]:
-    names = list(Provider.objects.order_by("name").values_list("name", flat=True))
-    return run_sync(_breakers(names))
+    return instance_update(
+        instance=routing_settings_get(), fields=ROUTING_SETTINGS_FIELDS, data=fields
+    )
 
 
 def circuit_breaker_reset(*, provider: Provider) -> BreakerView:
     async def reset() -> BreakerView:
-        await shared_state().breaker_reset(provider.name)
-        return (await _breakers([provider.name]))[0]
+        breakers = routing_state().breakers
+        await breakers.reset(provider.name)
+        (view,) = await breakers.views([provider.name], (await current_routing_config()).policy)
+        return view
 
     return run_sync(reset())
 
 
-# --- running a query from synchronous code ----------------------------------------------------
+# --- call records -------------------------------------------------------------------------------
 
 
-def llm_query(*, request: LlmRequest) -> Completion:
-    """The core's ``complete``, for sync callers (the query API, Celery tasks)."""
-    return run_sync(complete(request))
+def call_record_dead_letters_requeue(*, letters: QuerySet[CallRecordDeadLetter]) -> int:
+    """Put records the database refused back in the queue, once what refused them is fixed."""
+    return dead_letters_requeue(letters=letters)
 
 
-def provider_availability() -> tuple[list[dict[str, Any]], dict[str, list[str]], bool]:
-    """Each provider's availability, each public model's failover order, and whether failover
-    is on (for the feature status)."""
-    breakers = {view.provider: view for view in circuit_breaker_list()}
-    providers = []
-    for provider in Provider.objects.order_by("priority", "name"):
-        circuit = breakers[provider.name].state if provider.name in breakers else "closed"
-        providers.append(
-            {
-                "name": provider.name,
-                "enabled": provider.enabled,
-                "health": provider.health_status,
-                "circuit": circuit,
-                "available": provider.enabled
-                and circuit != "open"
-                and provider.health_status != HealthStatus.ERROR,
-            }
+# --- providers and routing settings from the environment --------------------------------------
+
+
+class BootstrapError(ValueError):
+    """An environment variable holds a value the bootstrap cannot use; names the variable."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class EnvProvider:
+    """A provider the environment may define (the names earlier versions used, seed 000)."""
+
+    name: str
+    kind: str
+    defined_by: tuple[str, ...]  # the key (or, for Ollama, the URL): set means "create it"
+    base_url: tuple[str, ...] = ()
+    enabled: tuple[str, ...] = ()
+    default_model: tuple[str, ...] = ()
+
+
+ENV_PROVIDERS = (
+    EnvProvider(
+        "openai", ProviderKind.OPENAI, ("OPENAI_API_KEY",), ("OPENAI_BASE_URL",),
+        ("OPENAI_ENABLED",), ("OPENAI_DEFAULT_MODEL",),
+    ),
+    EnvProvider(
+        "xai", ProviderKind.XAI, ("XAI_API_KEY", "GROK_API_KEY"),
+        ("XAI_BASE_URL", "GROK_BASE_URL"), ("XAI_ENABLED", "GROK_ENABLED"),
+        ("XAI_DEFAULT_MODEL", "GROK_DEFAULT_MODEL"),
+    ),
+    EnvProvider(
+        "ollama", ProviderKind.OLLAMA, ("OLLAMA_HOST", "OLLAMA_URL"), (), ("OLLAMA_ENABLED",),
+        ("OLLAMA_DEFAULT_MODEL",),
+    ),
+)  # fmt: skip
+ENV_ROUTING = ("LLM_DEFAULT_PROVIDER", "LLM_LOAD_BALANCING", "LLM_ENABLE_FALLBACK")
+ENV_VARIABLES = (
+    tuple(
+        name
+        for provider in ENV_PROVIDERS
+        for names in (
+            provider.defined_by,
+            provider.base_url,
+            provider.enabled,
+            provider.default_model,
         )
-    available = {p["name"] for p in providers if p["available"]}
-    routes: dict[str, list[str]] = {}
-    for model in LlmModel.objects.filter(enabled=True).select_related("provider"):
-        for name in model.public_names:
-            if model.provider.name in available:
-                routes.setdefault(name, []).append(model.provider.name)
-    return providers, routes, routing_settings_get().fallback_enabled
+        for name in names
+    )
+    + ENV_ROUTING
+)
+PROVIDER_ALIASES = {"grok": "xai"}
+OLLAMA_PORT = 11434
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _env_value(environ: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | None:
+    """The first of ``names`` set to something other than blanks: (name, value)."""
+    for name in names:
+        value = environ.get(name, "").strip()
+        if value:
+            return name, value
+    return None
+
+
+def _env_bool(variable: str, value: str) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise BootstrapError(variable, f"{value!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def _env_strategy(variable: str, value: str) -> str:
+    strategy = value.lower().replace("_", "-")
+    if strategy not in RoutingStrategy.values:
+        raise BootstrapError(
+            variable, f"{value!r} is not a strategy; use one of {', '.join(RoutingStrategy.values)}"
+        )
+    return strategy
+
+
+def _ollama_base_url(value: str) -> str:
+    """Ollama's own convention (``host``, ``host:port`` or a URL) as a URL: no scheme means
+    ``http://`` and, without a port, 11434 (the provider adds ``/v1`` to a server root)."""
+    if "://" in value:
+        return value
+    host = value.rstrip("/")
+    return f"http://{host}" if ":" in host.rpartition("]")[2] else f"http://{host}:{OLLAMA_PORT}"
+
+
+@dataclass
+class BootstrapReport:
+    """What the bootstrap did, one line per setting, fit to print (never a key)."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def _validation_error(error: ValidationError, variables: dict[str, str]) -> BootstrapError:
+    """A model's validation error, told as the variable that supplied the field (never with
+    the value: it may be a key)."""
+    problems = error.message_dict if hasattr(error, "error_dict") else {"": error.messages}
+    field_name, messages = next(iter(problems.items()))
+    return BootstrapError(variables.get(field_name, "environment"), " ".join(messages))
+
+
+def _provider_wanted(
+    spec: EnvProvider, defined: tuple[str, str], environ: Mapping[str, str]
+) -> tuple[str, dict[str, tuple[str, Any]], dict[str, str]]:
+    """The key, the fields the environment sets (field -> (the value as given, the field's
+    value)) and which variable gave each field (for error messages)."""
+    variables: dict[str, str] = {}
+    wanted: dict[str, tuple[str, Any]] = {}
+    if spec.kind == ProviderKind.OLLAMA:
+        api_key = ""
+        variables["base_url"] = defined[0]
+        wanted["base_url"] = (defined[1], _ollama_base_url(defined[1]))
+    else:
+        api_key = defined[1]
+        variables["api_key"] = defined[0]
+        if found := _env_value(environ, spec.base_url):
+            variables["base_url"] = found[0]
+            wanted["base_url"] = (found[1], found[1].rstrip("/"))
+    if found := _env_value(environ, spec.enabled):
+        variables["enabled"] = found[0]
+        wanted["enabled"] = (found[1], _env_bool(*found))
+    return api_key, wanted, variables
+
+
+def _provider_from_env(
+    spec: EnvProvider, environ: Mapping[str, str], applied: AppliedSettings, report: BootstrapReport
+) -> None:
+    defined = _env_value(environ, spec.defined_by)
+    if defined is None:
+        return
+    api_key, wanted, variables = _provider_wanted(spec, defined, environ)
+    setting = f"provider:{spec.name}"
+    provider = Provider.objects.filter(name=spec.name).first()
+    if provider is None and not applied.changed(setting, defined[1]):
+        report.add(f"provider {spec.name}: deleted since it was created here; left deleted")
+        return
+    try:
+        if provider is None:
+            fields = {name: value for name, (_, value) in wanted.items()}
+            provider = provider_create(name=spec.name, kind=spec.kind, api_key=api_key, **fields)
+            done = ["created"]
+        else:
+            fields = {
+                name: value
+                for name, (text, value) in wanted.items()
+                if applied.changed(f"{setting}:{name}", text)
+            }
+            key_changed = bool(api_key) and applied.changed(setting, api_key)
+            # The key belongs to where it is sent: a new URL from the environment takes the
+            # environment's key along (provider_update would drop the stored one).
+            if key_changed or (api_key and "base_url" in fields):
+                provider = provider_update(provider=provider, api_key=api_key, **fields)
+            elif fields:
+                provider = provider_update(provider=provider, **fields)
+            done = [f"{name} set" for name in fields] + (["api key set"] if key_changed else [])
+    except ValidationError as error:
+        raise _validation_error(error, variables) from error
+    applied.remember(setting, defined[1])
+    for name in ("base_url", "enabled"):
+        if name in wanted:
+            applied.remember(f"{setting}:{name}", wanted[name][0])
+        else:
+            applied.forget(f"{setting}:{name}")
+    model = _env_value(environ, spec.default_model)
+    if model is None:
+        applied.forget(f"{setting}:model")
+    elif applied.changed(f"{setting}:model", model[1]):
+        if provider.models.filter(name=model[1]).exists():
+            done.append(f"model {model[1]} present")
+        else:
+            try:
+                model_create(
+                    provider=provider, name=model[1], display_name=model[1],
+                    mode=mode_for_model_name(model[1]),
+                )  # fmt: skip
+            except ValidationError as error:
+                variables = dict.fromkeys(("name", "display_name"), model[0])
+                raise _validation_error(error, variables) from error
+            done.append(f"model {model[1]} created")
+        applied.remember(f"{setting}:model", model[1])
+    report.add(f"provider {spec.name}: {', '.join(done) or 'unchanged'}")
+
+
+def _routing_from_env(
+    environ: Mapping[str, str], applied: AppliedSettings, report: BootstrapReport
+) -> None:
+    wanted: dict[str, tuple[str, Any]] = {}  # setting -> (its value as text, the field's value)
+    if found := _env_value(environ, ("LLM_LOAD_BALANCING",)):
+        wanted["strategy"] = (found[1], _env_strategy(*found))
+    if found := _env_value(environ, ("LLM_ENABLE_FALLBACK",)):
+        wanted["fallback_enabled"] = (found[1], _env_bool(*found))
+    if found := _env_value(environ, ("LLM_DEFAULT_PROVIDER",)):
+        wanted["default_provider"] = (found[1], None)
+        if applied.changed("routing:default_provider", found[1]):
+            name = PROVIDER_ALIASES.get(found[1].lower(), found[1])
+            provider = Provider.objects.filter(name=name).first()
+            if provider is None:
+                known = ", ".join(Provider.objects.values_list("name", flat=True)) or "none yet"
+                raise BootstrapError(
+                    found[0],
+                    f"no provider is named {name!r} (known: {known}); set its key (for example "
+                    "OPENAI_API_KEY) to create it",
+                )
+            wanted["default_provider"] = (found[1], provider)
+    for name in ("strategy", "fallback_enabled", "default_provider"):
+        if name not in wanted:
+            applied.forget(f"routing:{name}")
+    if not wanted:
+        return
+    fields = {
+        name: value
+        for name, (text, value) in wanted.items()
+        if applied.changed(f"routing:{name}", text)
+    }
+    if fields:
+        routing_settings_update(**fields)
+    for name, (text, _) in wanted.items():
+        applied.remember(f"routing:{name}", text)
+    described = ", ".join(
+        f"{name} = {getattr(value, 'name', value)}" for name, value in fields.items()
+    )
+    report.add(f"routing settings: {described or 'unchanged'}")
+
+
+def _env_formats_check(environ: Mapping[str, str]) -> None:
+    """Every value that has a format, checked before anything is written."""
+    for names in (*(spec.enabled for spec in ENV_PROVIDERS), ("LLM_ENABLE_FALLBACK",)):
+        if found := _env_value(environ, names):
+            _env_bool(*found)
+    if found := _env_value(environ, ("LLM_LOAD_BALANCING",)):
+        _env_strategy(*found)
+
+
+@transaction.atomic
+def providers_bootstrap_from_env(*, environ: Mapping[str, str]) -> BootstrapReport:
+    """Create or update the providers and routing settings the environment names, once.
+
+    Providers ``openai`` (``OPENAI_API_KEY``), ``xai`` (``XAI_API_KEY`` or ``GROK_API_KEY``) and
+    ``ollama`` (``OLLAMA_HOST`` or ``OLLAMA_URL``), with their ``*_BASE_URL``, ``*_ENABLED`` and
+    ``*_DEFAULT_MODEL``; then ``LLM_LOAD_BALANCING``, ``LLM_ENABLE_FALLBACK`` and
+    ``LLM_DEFAULT_PROVIDER``. Each value is applied when it differs from the value applied last
+    time (``apps.core.environment``): running it again changes nothing, and an operator's edit
+    stands until the environment's value changes. A provider an operator deleted is created
+    again only when its key (Ollama: its URL) changes. Removing a variable changes nothing.
+    A bad value raises ``BootstrapError`` naming the variable, and nothing is applied (one
+    transaction).
+    """
+    _env_formats_check(environ)
+    applied = AppliedSettings()
+    report = BootstrapReport()
+    for spec in ENV_PROVIDERS:
+        _provider_from_env(spec, environ, applied, report)
+    _routing_from_env(environ, applied, report)
+    return report

@@ -4,31 +4,21 @@ each process reloads its routing snapshot on its next request (see ``config.py``
 from __future__ import annotations
 
 import logging
-from functools import cache
 
 import redis
-from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from .models import LlmModel, Provider, RoutingSettings
-from .state import BUMP_SCRIPT, VERSION, bumped_here, changes_channel, version_key
+from .state import VERSION, bump_sync
 
 logger = logging.getLogger(__name__)
 
 
-@cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.CACHES["default"]["LOCATION"], socket_timeout=2, socket_connect_timeout=2
-    )
-
-
 def config_version_bump() -> None:
     try:
-        bump = _redis().register_script(BUMP_SCRIPT)
-        bumped_here(VERSION, bump(keys=[version_key()], args=[changes_channel(), VERSION]))
+        bump_sync(VERSION)
     except redis.RedisError:
         logger.warning(
             "could not bump the routing config version; processes reload within a minute"

@@ -1,6 +1,9 @@
-from celery import shared_task
+from datetime import timedelta
 
-from .recorder import call_records_store
+from celery import shared_task
+from django.conf import settings
+
+from .records import call_records_store, call_records_sweep
 from .services import providers_probe_all
 
 
@@ -12,5 +15,11 @@ def probe_providers() -> dict[str, str]:
 
 @shared_task(name="providers.store_call_records", ignore_result=True)
 def store_call_records() -> int:
-    """Write the LLM call records waiting in Redis (asked for by recorders, and run by beat)."""
+    """Store the LLM call records waiting in Redis (asked for by recorders, and run by beat)."""
     return call_records_store()
+
+
+@shared_task(name="providers.sweep_call_records", ignore_result=True)
+def sweep_call_records() -> int:
+    """Fail the records of streams whose process died before they ended (run by beat)."""
+    return call_records_sweep(older_than=timedelta(seconds=settings.CALL_RECORD_STALE_SECONDS))

@@ -4,18 +4,32 @@ Both keep one pooled client per provider per event loop (clients are bound to th
 were made on), rebuilt only when the provider's URL, key, timeout or headers change, and both
 map every failure to a ``ProviderError``. The SDK serves the core's ``complete``/``stream``
 (query API, WebSocket, builds); the pass-through serves ``/v1/chat/completions``, where the
-SDK's own request handling would cost more than the whole latency budget (PERFORMANCE.md).
+SDK's own request handling would cost more than the whole latency budget (measured in `bench/`).
+
+Each client's pool holds at most ``HTTP_MAX_CONNECTIONS`` connections to its provider and keeps
+at most ``HTTP_MAX_KEEPALIVE`` of them open while idle; ``http_pools()`` says how full they are
+(``GET /api/v1/connection-stats``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import openai
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ConnectionKey
+from django.conf import settings
 from openai import AsyncOpenAI, DefaultAioHttpClient
+from openai._vendor.httpx_aiohttp import AiohttpTransport
+
+from apps.core.pools import Figures, figures_of, register_pool_source
 
 from . import errors
 from .config import ProviderConfig
@@ -24,11 +38,41 @@ from .errors import ProviderError
 NO_KEY = "no-key"  # the SDK insists on a key; local servers (Ollama, vLLM) ignore it
 
 
-class _PerLoop:
-    """Clients of the running event loop, keyed by provider id, tagged with the config used."""
+class PoolConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, keeping at most ``max_idle`` idle connections per host (aiohttp
+    itself keeps every one it may until its keep-alive timeout)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_idle: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.max_idle = max_idle
+
+    def _release(
+        self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False
+    ) -> None:
+        super()._release(key, protocol, should_close=should_close)
+        idle = self._conns.get(key)
+        while idle is not None and len(idle) > self.max_idle:
+            idle.popleft()[0].close()
+
+    def figures(self) -> tuple[int, int]:
+        """Connections in use and idle."""
+        return len(self._acquired), sum(len(idle) for idle in list(self._conns.values()))
+
+
+def _connector(keepalive_timeout: float, **options: Any) -> PoolConnector:
+    return PoolConnector(
+        limit=settings.HTTP_MAX_CONNECTIONS, limit_per_host=0,
+        max_idle=settings.HTTP_MAX_KEEPALIVE, keepalive_timeout=keepalive_timeout, **options,
+    )  # fmt: skip
+
+
+class _PerLoop:
+    """Clients of the running event loop, keyed by provider id, tagged with the config used;
+    each with the provider's name and a function giving its connector (for its figures)."""
+
+    def __init__(self, connector_of: Callable[[Any], PoolConnector | None]) -> None:
         self._loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.connector_of = connector_of
 
     def get(self, provider: ProviderConfig, build):
         clients = self._loops.setdefault(asyncio.get_running_loop(), {})
@@ -38,12 +82,22 @@ class _PerLoop:
         if found:
             asyncio.get_running_loop().create_task(_close(found[1]))
         client = build(provider)
-        clients[provider.id] = (provider.fingerprint, client)
+        clients[provider.id] = (provider.fingerprint, client, provider.name)
         return client
+
+    def connectors(self) -> list[tuple[str, PoolConnector]]:
+        """(provider name, connector) of every client of every loop (read from any thread)."""
+        found = []
+        for clients in list(self._loops.values()):
+            for _, client, name in list(clients.values()):
+                connector = self.connector_of(client)
+                if connector is not None and not connector.closed:
+                    found.append((name, connector))
+        return found
 
     async def close_all(self) -> None:
         clients = self._loops.pop(asyncio.get_running_loop(), {})
-        for _, client in clients.values():
+        for _, client, _ in clients.values():
             await _close(client)
 
 
@@ -63,44 +117,83 @@ def _auth_headers(provider: ProviderConfig) -> dict[str, str]:
 
 # --- the openai SDK ---------------------------------------------------------------------------
 
-_sdk_clients = _PerLoop()
+SDK_KEEPALIVE_SECONDS = 5.0  # the SDK's own default (httpx's keepalive_expiry)
+_sdk_transports: weakref.WeakKeyDictionary[AsyncOpenAI, AiohttpTransport] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _sdk_connector(client: AsyncOpenAI) -> PoolConnector | None:
+    session = getattr(_sdk_transports.get(client), "client", None)  # made on first request
+    connector = session.connector if isinstance(session, aiohttp.ClientSession) else None
+    return connector if isinstance(connector, PoolConnector) else None
+
+
+_sdk_clients = _PerLoop(_sdk_connector)
 
 
 def _build_sdk_client(provider: ProviderConfig) -> AsyncOpenAI:
-    return AsyncOpenAI(
+    """The SDK over its aiohttp transport, whose session (made in the loop, on first use) has
+    our connector: the pool sizes, and figures to read."""
+    transport = AiohttpTransport()
+
+    def session() -> aiohttp.ClientSession:
+        connector = _connector(SDK_KEEPALIVE_SECONDS, ssl=transport.ssl_context)
+        return aiohttp.ClientSession(connector=connector)
+
+    transport.client = session
+    client = AsyncOpenAI(
         base_url=provider.base_url,
         api_key=provider.api_key or NO_KEY,
         timeout=provider.timeout_seconds,
         max_retries=0,  # the core retries, with its own backoff and accounting
         default_headers=provider.headers,
-        http_client=DefaultAioHttpClient(timeout=provider.timeout_seconds),
+        http_client=DefaultAioHttpClient(timeout=provider.timeout_seconds, transport=transport),
     )
+    _sdk_transports[client] = transport
+    return client
 
 
 def sdk_client(provider: ProviderConfig) -> AsyncOpenAI:
     return _sdk_clients.get(provider, _build_sdk_client)
 
 
-def _refused(exc: BaseException) -> bool:
-    """Whether a connection was refused somewhere down the chain (the SDK's aiohttp bridge
-    reports a refused connection as a connect timeout)."""
-    seen = exc
+def _cause(exc: BaseException) -> BaseException:
+    """The transport error under an SDK error (the SDK's aiohttp bridge wraps them, and reports
+    a refused connection as a connect timeout): the first aiohttp error down the chain, which
+    says the most, else the innermost OS error."""
+    seen: BaseException | None = exc
+    found = exc
     while seen is not None:
-        if isinstance(seen, ConnectionRefusedError | aiohttp.ClientConnectorError):
-            return True
+        if isinstance(seen, aiohttp.ClientError):
+            return seen
+        if isinstance(seen, OSError):
+            found = seen
         seen = seen.__cause__ or seen.__context__
-    return "Connect call failed" in str(exc.__cause__ or "")
+    return found
 
 
-def error_from_sdk(exc: Exception) -> ProviderError:
-    if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
-        return ProviderError(errors.TIMEOUT, "the provider did not answer in time")
+def error_from_sdk(exc: Exception, url: str = "") -> ProviderError:
+    """Our error for what the SDK raised; ``url`` is where the request went (never a key)."""
+    if isinstance(exc, UnicodeEncodeError | TypeError):
+        # Raised while building our own request: never the provider's fault.
+        return ProviderError(
+            errors.BAD_REQUEST, f"the request cannot be sent: {type(exc).__name__}: {exc}"[:300]
+        )
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderError(errors.UNAVAILABLE, f"cannot reach the provider: {exc}")
+        url = url or str(exc.request.url)
+        cause = _cause(exc)
+        if cause is not exc:
+            return error_from_aiohttp(cause, url)
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderError(errors.TIMEOUT, f"no answer in time from {url}")
+        return ProviderError(errors.UNAVAILABLE, f"cannot reach {url}: {exc}")
     if isinstance(exc, openai.APIStatusError):
         return errors.error_from_status(
             exc.status_code, exc.response.content, exc.response.headers.get("retry-after")
         )
+    if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError):
+        return error_from_aiohttp(exc, url)
     if isinstance(exc, ValueError | openai.APIResponseValidationError):
         return ProviderError(errors.MALFORMED_RESPONSE, "the provider sent a malformed answer")
     raise exc
@@ -108,12 +201,18 @@ def error_from_sdk(exc: Exception) -> ProviderError:
 
 # --- the lean pass-through --------------------------------------------------------------------
 
-_sessions = _PerLoop()
+
+def _session_connector(session: aiohttp.ClientSession) -> PoolConnector | None:
+    connector = session.connector
+    return connector if isinstance(connector, PoolConnector) else None
+
+
+_sessions = _PerLoop(_session_connector)
 
 
 def _build_session(provider: ProviderConfig) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, limit_per_host=512, keepalive_timeout=30),
+        connector=_connector(keepalive_timeout=30),
         headers={**_auth_headers(provider), "Content-Type": "application/json"},
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         skip_auto_headers=("User-Agent",),
@@ -125,10 +224,31 @@ def http_session(provider: ProviderConfig) -> aiohttp.ClientSession:
     return _sessions.get(provider, _build_session)
 
 
-def error_from_aiohttp(exc: BaseException) -> ProviderError:
+def error_from_aiohttp(exc: BaseException, url: str = "") -> ProviderError:
+    """Our error for a transport failure, saying what happened and the URL tried."""
+    at = f" {url}" if url else " the provider"
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return ProviderError(errors.TIMEOUT, "the provider did not answer in time")
-    return ProviderError(errors.UNAVAILABLE, f"cannot reach the provider: {type(exc).__name__}")
+        return ProviderError(errors.TIMEOUT, f"no answer in time from{at}")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return ProviderError(errors.UNAVAILABLE, f"cannot resolve the host of{at} (DNS)")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", exc)
+        return ProviderError(errors.UNAVAILABLE, f"TLS failed with{at}: {reason}"[:400])
+    if isinstance(exc, ssl.SSLError):
+        return ProviderError(errors.UNAVAILABLE, f"TLS failed with{at}: {exc}"[:400])
+    if isinstance(exc, socket.gaierror):
+        return ProviderError(errors.UNAVAILABLE, f"cannot resolve the host of{at} (DNS)")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return ProviderError(errors.UNAVAILABLE, f"connection refused by{at}")
+        return ProviderError(errors.UNAVAILABLE, f"cannot connect to{at}: {exc.os_error}"[:400])
+    if isinstance(exc, ConnectionRefusedError):
+        return ProviderError(errors.UNAVAILABLE, f"connection refused by{at}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return ProviderError(
+            errors.UNAVAILABLE, f"the provider closed the connection{at} mid-answer"
+        )
+    return ProviderError(errors.UNAVAILABLE, f"cannot reach{at}: {type(exc).__name__}")
 
 
 @dataclass
@@ -140,27 +260,36 @@ class HttpReply:
 
 async def post(provider: ProviderConfig, path: str, body: bytes) -> HttpReply:
     """POST and read the whole answer, within the provider's timeout."""
+    return await request(provider, "POST", path, body)
+
+
+async def request(
+    provider: ProviderConfig, method: str, path: str, body: bytes | None = None
+) -> HttpReply:
+    """Send a request and read the whole answer, within the provider's timeout."""
+    url = provider.base_url + path
     try:
         async with asyncio.timeout(provider.timeout_seconds):
-            async with http_session(provider).post(provider.base_url + path, data=body) as reply:
+            async with http_session(provider).request(method, url, data=body) as reply:
                 return HttpReply(reply.status, await reply.read(), reply.headers.get("Retry-After"))
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise error_from_aiohttp(exc) from exc
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise error_from_aiohttp(exc, url) from exc
 
 
 async def open_stream(provider: ProviderConfig, path: str, body: bytes) -> aiohttp.ClientResponse:
     """POST and return the open response once its headers say 200; pair with ``end_stream``."""
+    url = provider.base_url + path
     try:
         async with asyncio.timeout(provider.timeout_seconds):
-            reply = await http_session(provider).post(provider.base_url + path, data=body)
+            reply = await http_session(provider).post(url, data=body)
             if reply.status != 200:
                 content = await reply.read()
                 reply.release()
                 raise errors.error_from_status(
                     reply.status, content, reply.headers.get("Retry-After")
                 )
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise error_from_aiohttp(exc) from exc
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise error_from_aiohttp(exc, url) from exc
     return reply
 
 
@@ -177,3 +306,25 @@ async def close_clients() -> None:
     """Close every client of the running loop (on shutdown)."""
     await _sdk_clients.close_all()
     await _sessions.close_all()
+
+
+# --- pool figures -------------------------------------------------------------------------------
+
+
+def http_pools() -> dict[str, Figures]:
+    """Per provider: both clients' pools in every event loop of this process, summed."""
+    by_provider: dict[str, list[PoolConnector]] = {}
+    for name, connector in [*_sessions.connectors(), *_sdk_clients.connectors()]:
+        by_provider.setdefault(name, []).append(connector)
+    return {
+        name: figures_of(
+            connectors,
+            size=lambda connector: connector.limit or None,
+            in_use=lambda connector: connector.figures()[0],
+            idle=lambda connector: connector.figures()[1],
+        )
+        for name, connectors in sorted(by_provider.items())
+    }
+
+
+register_pool_source("http", http_pools)

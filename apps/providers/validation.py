@@ -1,14 +1,31 @@
-"""Checks on what callers send the LLM core, shared by every entry point (OpenAI-compatible API,
-WebSocket, streaming API, query API) so they accept and refuse the same things."""
+"""What callers may send the LLM core, checked once for every entry point.
+
+The OpenAI-compatible API, the query API, the streaming API and the WebSocket protocol all turn
+their JSON into an ``LlmRequest`` with ``llm_request_from``, so the same field accepts the same
+values everywhere: no entry point coerces ``"10"`` into 10 or refuses what another accepts.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from .models import RoutingStrategy
+import orjson
+
+from .calls import Caller, LlmRequest
+from .models import Endpoint, RoutingStrategy
 
 ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 MAX_NAME_LENGTH = 200
+MAX_MESSAGES = 10_000
+MAX_TOKENS = 2**31 - 1
+MAX_STOP_SEQUENCES = 4
+SEED_RANGE = (-(2**63), 2**63 - 1)
+# Sampling parameters our own JSON APIs pass on to the provider (``/v1`` passes its whole body).
+LLM_PARAMS = (
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
+    "presence_penalty", "frequency_penalty",
+)  # fmt: skip
 
 
 class InvalidRequestError(ValueError):
@@ -21,34 +38,59 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def messages_from(value: Any, param: str = "messages") -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise InvalidRequestError(f"'{param}' must be a non-empty array.", param)
+    if len(value) > MAX_MESSAGES:
+        raise InvalidRequestError(f"'{param}' holds more than {MAX_MESSAGES} messages.", param)
     for index, message in enumerate(value):
         where = f"{param}[{index}]"
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise InvalidRequestError(f"{where} needs a valid 'role'.", where)
-        if not isinstance(message.get("content"), str | list | type(None)):
+        content = message.get("content")
+        if not isinstance(content, str | list | type(None)):
             raise InvalidRequestError(
                 f"{where}.content must be a string or an array.", f"{where}.content"
             )
+        if isinstance(content, list) and not all(isinstance(part, dict) for part in content):
+            raise InvalidRequestError(
+                f"{where}.content must be an array of objects.", f"{where}.content"
+            )
+    _check_encodable(value, param)
     return value
+
+
+def _check_encodable(value: Any, param: str) -> None:
+    """Text a provider cannot be sent (a lone surrogate is not UTF-8) is the caller's mistake."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequestError(
+            f"'{param}' holds text that is not valid Unicode (a lone surrogate?).", param
+        ) from exc
 
 
 def prompt_messages(value: Any, param: str = "prompt") -> list[dict[str, Any]]:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequestError(f"'{param}' must be a non-empty string.", param)
-    return [{"role": "user", "content": value}]
+    messages = [{"role": "user", "content": value}]
+    _check_encodable(messages, param)
+    return messages
 
 
-def name_from(payload: dict[str, Any], param: str) -> str:
-    value = payload.get(param) or ""
+def name_from(payload: Mapping[str, Any], param: str) -> str:
+    value = payload.get(param)
+    if value is None:
+        return ""
     if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH:
-        raise InvalidRequestError(f"'{param}' must be a string of at most 200 characters.", param)
+        raise InvalidRequestError(
+            f"'{param}' must be a string of at most {MAX_NAME_LENGTH} characters.", param
+        )
+    _check_encodable(value, param)
     return value
 
 
@@ -61,18 +103,146 @@ def strategy_from(value: Any, param: str = "strategy") -> str:
     return value
 
 
-def check_params(payload: dict[str, Any]) -> None:
+def _check_range(payload: Mapping[str, Any], param: str, low: float, high: float) -> None:
+    value = payload.get(param)
+    if value is not None and not (_is_number(value) and low <= value <= high):
+        raise InvalidRequestError(f"'{param}' must be a number from {low:g} to {high:g}.", param)
+
+
+def check_params(payload: Mapping[str, Any]) -> None:
     """The sampling parameters, where present; others pass through to the provider."""
-    for param, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
-        value = payload.get(param)
-        if value is not None and not (_is_number(value) and low <= value <= high):
-            raise InvalidRequestError(f"'{param}' must be a number from {low} to {high}.", param)
+    _check_range(payload, "temperature", 0, 2)
+    _check_range(payload, "top_p", 0, 1)
+    _check_range(payload, "presence_penalty", -2, 2)
+    _check_range(payload, "frequency_penalty", -2, 2)
     for param in ("max_tokens", "max_completion_tokens", "n"):
         value = payload.get(param)
-        if value is not None and not _is_count(value):
-            raise InvalidRequestError(f"'{param}' must be a positive integer.", param)
+        if value is not None and not (_is_int(value) and 1 <= value <= MAX_TOKENS):
+            raise InvalidRequestError(
+                f"'{param}' must be an integer from 1 to {MAX_TOKENS}.", param
+            )
+    seed = payload.get("seed")
+    if seed is not None and not (_is_int(seed) and SEED_RANGE[0] <= seed <= SEED_RANGE[1]):
+        raise InvalidRequestError("'seed' must be a 64-bit integer.", "seed")
     stop = payload.get("stop")
     if stop is not None and not (
-        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+        isinstance(stop, str)
+        or (
+            isinstance(stop, list)
+            and len(stop) <= MAX_STOP_SEQUENCES
+            and all(isinstance(s, str) for s in stop)
+        )
     ):
-        raise InvalidRequestError("'stop' must be a string or an array of strings.", "stop")
+        raise InvalidRequestError(
+            f"'stop' must be a string or an array of at most {MAX_STOP_SEQUENCES} strings.", "stop"
+        )
+    if stop is not None:
+        _check_encodable(stop, "stop")
+
+
+def _is_tokens(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_int(t) for t in value)
+
+
+def text_input(value: Any, param: str) -> str:
+    """A completion prompt or an embedding input: a string, a list of strings, a list of
+    tokens or a list of token lists; as one text (for estimates and hooks)."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, list) and value:
+        if all(isinstance(item, str) and item for item in value):
+            return "\n".join(value)
+        if _is_tokens(value) or all(_is_tokens(item) for item in value):
+            return ""  # tokens: nothing to read, usage comes from the provider
+    raise InvalidRequestError(
+        f"'{param}' must be a non-empty string, a list of them, or tokens.", param
+    )
+
+
+def _response_input(value: Any) -> str:
+    """The text of a Responses ``input``: a string or a list of items."""
+    if isinstance(value, str) and value:
+        return value
+    if not isinstance(value, list) or not value or not all(isinstance(i, dict) for i in value):
+        raise InvalidRequestError("'input' must be a string or a non-empty list of items.", "input")
+    texts: list[Any] = []
+    for item in value:
+        content = item.get("content", item.get("output"))
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [p.get("text") for p in content if isinstance(p, dict) and p.get("text")]
+    return "\n".join(str(text) for text in texts)
+
+
+def _endpoint_messages(endpoint: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What a non-chat request says, as messages: for estimates, hooks and the record."""
+    if endpoint == Endpoint.COMPLETIONS:
+        text = text_input(payload.get("prompt"), "prompt")
+    elif endpoint == Endpoint.EMBEDDINGS:
+        text = text_input(payload.get("input"), "input")
+        dimensions = payload.get("dimensions")
+        if dimensions is not None and not (_is_int(dimensions) and 1 <= dimensions <= 65536):
+            raise InvalidRequestError("'dimensions' must be an integer from 1.", "dimensions")
+        if payload.get("encoding_format", "float") not in ("float", "base64"):
+            message = "'encoding_format' must be 'float' or 'base64'."
+            raise InvalidRequestError(message, "encoding_format")
+    else:
+        text = _response_input(payload.get("input"))
+        instructions = payload.get("instructions")
+        if instructions is not None and not isinstance(instructions, str):
+            raise InvalidRequestError("'instructions' must be a string.", "instructions")
+        limit = payload.get("max_output_tokens")
+        if limit is not None and not (_is_int(limit) and 1 <= limit <= MAX_TOKENS):
+            raise InvalidRequestError(
+                f"'max_output_tokens' must be an integer from 1 to {MAX_TOKENS}.",
+                "max_output_tokens",
+            )
+        text = "\n".join(filter(None, [instructions, text]))
+    messages = [{"role": "user", "content": text}]
+    _check_encodable(messages, "input")
+    return messages
+
+
+def llm_request_from(
+    payload: Any,
+    *,
+    caller: Caller,
+    entry_point: str,
+    request_id: str = "",
+    endpoint: str = Endpoint.CHAT,
+    allow_prompt: bool = False,
+    require_model: bool = False,
+    provider: str | None = None,
+    strategy: str | None = None,
+) -> LlmRequest:
+    """The one builder of an ``LlmRequest`` from a caller's JSON object.
+
+    ``provider`` and ``strategy`` given here (from headers, say) win over the payload's; the
+    OpenAI-compatible API passes them so, since OpenAI's body has no room for them.
+    ``allow_prompt`` takes a ``prompt`` string instead of ``messages`` (chat). Other endpoints
+    than chat read their own fields (``prompt``, ``input``) into the request's messages.
+    """
+    if not isinstance(payload, Mapping):
+        raise InvalidRequestError("The body must be a JSON object.")
+    if endpoint != Endpoint.CHAT:
+        messages = _endpoint_messages(endpoint, payload)
+    elif allow_prompt and "messages" not in payload:
+        messages = prompt_messages(payload.get("prompt"))
+    else:
+        messages = messages_from(payload.get("messages"))
+    check_params(payload)
+    model = name_from(payload, "model")
+    if require_model and not model:
+        raise InvalidRequestError("'model' is required.", "model")
+    return LlmRequest(
+        messages=messages,
+        model=model,
+        provider=name_from(payload, "provider") if provider is None else provider,
+        strategy=strategy_from(payload.get("strategy") if strategy is None else strategy),
+        params={name: payload[name] for name in LLM_PARAMS if payload.get(name) is not None},
+        caller=caller,
+        entry_point=entry_point,
+        endpoint=endpoint,
+        request_id=request_id,
+    )

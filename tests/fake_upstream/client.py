@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +32,31 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+class RawReply(NamedTuple):
+    """A response as sent, for what SDKs hide or reject (odd usage values, SSE lines...)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def events(self) -> list[tuple[str | None, str]]:
+        """SSE events as ``(event name or None, data)``, ``data: [DONE]`` included."""
+        events = []
+        for block in self.body.decode().split("\n\n"):
+            name, data = None, []
+            for line in block.splitlines():
+                if line.startswith("event: "):
+                    name = line[len("event: ") :]
+                elif line.startswith("data: "):
+                    data.append(line[len("data: ") :])
+            if data:
+                events.append((name, "\n".join(data)))
+        return events
 
 
 class FakeUpstream:
@@ -164,20 +189,41 @@ class FakeUpstream:
             detail = exc.read().decode("utf-8", "replace")
             raise RuntimeError(f"{method} {path} -> {exc.code}: {detail}") from None
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> RawReply:
+        """Send one request to any path (``/v1/...``) and return the reply as is, errors too."""
+        data = None if payload is None else json.dumps(payload).encode()
+        all_headers = {"Content-Type": "application/json"} if data is not None else {}
+        all_headers.update(headers or {})
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers=all_headers
+        )
+        try:
+            with _OPENER.open(request, timeout=timeout) as response:
+                return RawReply(response.status, dict(response.headers), response.read())
+        except urllib.error.HTTPError as exc:
+            return RawReply(exc.code, dict(exc.headers), exc.read())
+
     def configure(self, **behavior: Any) -> dict[str, Any]:
         """Replace the default behavior; ``configure()`` with no keys restores normal answers."""
         return dict(self._call("POST", "/_control/behavior", behavior))
 
     def enqueue(self, *behaviors: dict[str, Any]) -> dict[str, Any]:
-        """Queue one-shot behaviors for the next chat requests, before the default applies."""
+        """Queue one-shot behaviors for the next LLM requests, before the default applies."""
         return dict(self._call("POST", "/_control/enqueue", {"behaviors": list(behaviors)}))
 
     def reset(self) -> None:
-        """Clear behavior, queue and counters."""
+        """Clear behavior, queue, counters and stored responses."""
         self._call("POST", "/_control/reset", {})
 
     def stats(self) -> dict[str, Any]:
-        """Counters and the last chat request, see the package docstring for the fields."""
+        """Counters and the last LLM request, see the package docstring for the fields."""
         return dict(self._call("GET", "/_control/stats"))
 
     def wait_for(

@@ -11,48 +11,75 @@ import argparse
 import asyncio
 import http
 import json
-import re
 import signal
 import sys
-import time
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any, cast
+from urllib.parse import unquote
 
 import httptools
 
-try:
-    import orjson
-
-    _dumps: Callable[[Any], bytes] = orjson.dumps
-    _loads: Callable[[bytes], Any] = orjson.loads
-except ImportError:  # pragma: no cover - orjson is optional
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
-
-    _loads = json.loads
+from .answers import (
+    FILLER,
+    Answer,
+    BadRequestError,
+    ChatAnswer,
+    build_completion,
+    build_embedding,
+    build_response,
+    dumps,
+    dumps_any,
+    loads,
+)
 
 DEFAULT_NAME = "fake"
 DEFAULT_TOKENS = 8
 DEFAULT_MODELS = ("fake-model", "fake-model-2")
 MODEL_CREATED = 1_700_000_000
+STORED_RESPONSES = 1000
 
 CHAT_PATH = b"/v1/chat/completions"
+COMPLETIONS_PATH = b"/v1/completions"
+EMBEDDINGS_PATH = b"/v1/embeddings"
+RESPONSES_PATH = b"/v1/responses"
 MODELS_PATH = b"/v1/models"
 CONTROL_PREFIX = b"/_control/"
 
-_FILLER = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
-_PIECE = re.compile(r"\s*\S+")
+Builder = Callable[["ServerState", dict[str, Any], dict[str, Any]], Answer]
+LLM_ENDPOINTS: dict[bytes, Builder] = {
+    CHAT_PATH: ChatAnswer,
+    COMPLETIONS_PATH: build_completion,
+    EMBEDDINGS_PATH: build_embedding,
+    RESPONSES_PATH: build_response,
+}
 
+# One line per behavior key: the keys accepted, and the list printed by ``--help``.
+BEHAVIOR_HELP = {
+    "latency_ms": "delay before the response headers (number)",
+    "chunk_delay_ms": "delay between stream events (number)",
+    "tokens": "number of generated words (integer)",
+    "content": "exact generated text; its whitespace-separated words are the tokens",
+    "status": "answer with this HTTP status and an OpenAI error body",
+    "error_message": "error.message of that body",
+    "error_code": "error.code of that body (e.g. model_not_found, context_length_exceeded)",
+    "retry_after": "Retry-After header of error answers (number or string)",
+    "malformed": "200 with invalid JSON; in a stream, the second event is invalid JSON",
+    "hang": "read the request and never answer",
+    "drop": "close the connection without answering (after latency_ms)",
+    "drop_after_chunks": "abort the connection after N stream events",
+    "omit_usage": "no usage anywhere",
+    "usage": "object merged into every usage object sent, any JSON values",
+    "tool_call": 'answer with this tool call: {"name": str, "arguments": str}',
+    "unsupported": "paths answered 404 unknown_url, as by a server lacking them",
+    "models": "ids listed by /v1/models",
+}
+BEHAVIOR_KEYS = frozenset(BEHAVIOR_HELP)
 _NUMBER_KEYS = frozenset({"latency_ms", "chunk_delay_ms"})
 _INT_KEYS = frozenset({"tokens", "status", "drop_after_chunks"})
 _BOOL_KEYS = frozenset({"malformed", "hang", "drop", "omit_usage"})
-_STR_KEYS = frozenset({"content", "error_message"})
-BEHAVIOR_KEYS = frozenset(
-    _NUMBER_KEYS | _INT_KEYS | _BOOL_KEYS | _STR_KEYS | {"retry_after", "models"}
-)
+_STR_KEYS = frozenset({"content", "error_message", "error_code"})
 
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -72,8 +99,6 @@ _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
 
 _JSON = b"application/json"
 _MALFORMED_BODY = b'{"id": "chatcmpl-malformed", "object": "chat.completion", "choices": [{'
-_MALFORMED_EVENT = b'data: {"id": "chatcmpl-malformed", "choices": [{"delta": \n\n'
-_DONE_EVENT = b"data: [DONE]\n\n"
 
 
 def _status_line(status: int) -> bytes:
@@ -115,11 +140,26 @@ def validate_behavior(obj: Any) -> dict[str, Any]:
             raise ValueError(f"{key} must be a string")
         if key == "retry_after" and (is_bool or not isinstance(value, int | float | str)):
             raise ValueError("retry_after must be a number or a string")
-        if key == "models" and not (
+        if key in ("models", "unsupported") and not (
             isinstance(value, list) and all(isinstance(m, str) for m in value)
         ):
-            raise ValueError("models must be a list of strings")
+            raise ValueError(f"{key} must be a list of strings")
+        if key == "unsupported" and not all(p.startswith("/") for p in value):
+            raise ValueError("unsupported paths must start with /")
+        if key == "usage" and not isinstance(value, dict):
+            raise ValueError("usage must be a JSON object")
+        if key == "tool_call" and not (
+            isinstance(value, dict)
+            and isinstance(value.get("name"), str)
+            and isinstance(value.get("arguments", ""), str)
+            and set(value) <= {"name", "arguments"}
+        ):
+            raise ValueError('tool_call must be {"name": str, "arguments": str}')
     return dict(obj)
+
+
+def error_json(message: str, kind: str, code: str | None) -> bytes:
+    return dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
 
 
 def error_body(status: int, message: str, code: str | None = None) -> bytes:
@@ -127,24 +167,19 @@ def error_body(status: int, message: str, code: str | None = None) -> bytes:
     kind, default_code = _ERROR_KINDS.get(
         status, ("server_error" if status >= 500 else "invalid_request_error", None)
     )
-    error = {"message": message, "type": kind, "param": None, "code": code or default_code}
-    return _dumps({"error": error})
+    return error_json(message, kind, code or default_code)
 
 
-def count_words(messages: Sequence[Any]) -> int:
-    """Count whitespace-separated words in all text content, the fake's notion of a token."""
-    total = 0
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            total += len(content.split())
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    total += len(part["text"].split())
-    return total
+def unknown_url_body(method: bytes, path: bytes) -> bytes:
+    """What OpenAI answers for a path it does not serve."""
+    message = f"Invalid URL ({method.decode('latin-1')} {path.decode('latin-1')})"
+    return error_json(message, "invalid_request_error", "unknown_url")
+
+
+def is_unsupported(path: bytes, paths: list[str]) -> bool:
+    """``path`` is one of ``paths`` or below one of them (``/v1/responses`` covers its ids)."""
+    text = path.decode("latin-1")
+    return any(text == p or text.startswith(p.rstrip("/") + "/") for p in paths)
 
 
 class ServerState:
@@ -178,6 +213,13 @@ class ServerState:
         self.client_disconnects = 0
         self.last_request: tuple[bytes, list[tuple[bytes, bytes]], bytes] | None = None
         self.seq = 0
+        self.stored: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def keep_response(self, response: dict[str, Any]) -> None:
+        """Store a Responses API answer for GET/DELETE, forgetting the oldest beyond the limit."""
+        self.stored[response["id"]] = response
+        if len(self.stored) > STORED_RESPONSES:
+            self.stored.popitem(last=False)
 
     def next_behavior(self) -> dict[str, Any]:
         """One-shot behaviors win, in order, before the default applies again."""
@@ -188,7 +230,7 @@ class ServerState:
         cached = self._pieces_cache.get(n)
         if cached is None:
             words = ["Hello", "from", *self.name.split()][:n]
-            words += [_FILLER[i % len(_FILLER)] for i in range(n - len(words))]
+            words += [FILLER[i % len(FILLER)] for i in range(n - len(words))]
             pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
             cached = self._pieces_cache[n] = (pieces, "".join(pieces))
         return cached
@@ -205,7 +247,7 @@ class ServerState:
                 headers[key] = f"{headers[key]}, {value}" if key in headers else value
             body: Any
             try:
-                body = _loads(raw_body) if raw_body else None
+                body = loads(raw_body) if raw_body else None
             except ValueError:
                 body = raw_body.decode("utf-8", "replace")
             last = {"path": path.decode("latin-1"), "headers": headers, "body": body}
@@ -219,6 +261,7 @@ class ServerState:
             "client_disconnects": self.client_disconnects,
             "open_connections": open_connections,
             "queued": len(self.queue),
+            "stored_responses": len(self.stored),
             "behavior": self.behavior,
             "last_request": last,
         }
@@ -244,122 +287,6 @@ class _Request:
         self.keep_alive = keep_alive
         self.http11 = http11
         self.chunked = chunked
-
-
-class _Chat:
-    """What a valid chat request should produce, computed once before any delay."""
-
-    __slots__ = (
-        "completion_tokens",
-        "content",
-        "finish_reason",
-        "id",
-        "include_usage",
-        "model",
-        "pieces",
-        "prompt_tokens",
-        "stream",
-    )
-
-    def __init__(self, state: ServerState, body: dict[str, Any], behavior: dict[str, Any]) -> None:
-        cap = body.get("max_completion_tokens")
-        if cap is None:
-            cap = body.get("max_tokens")
-        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
-            cap = None
-        self.finish_reason = "stop"
-        override = behavior.get("content")
-        if override is not None:
-            pieces = _PIECE.findall(override)
-            if cap is not None and cap < len(pieces):
-                pieces = pieces[:cap]
-                self.finish_reason = "length"
-                content = "".join(pieces)
-            else:
-                content = override
-                tail = override[len("".join(pieces)) :]
-                if tail:
-                    pieces = [*pieces[:-1], pieces[-1] + tail] if pieces else [tail]
-            tokens = len(content.split())
-        else:
-            tokens = behavior.get("tokens", state.tokens)
-            if cap is not None and cap < tokens:
-                tokens = cap
-                self.finish_reason = "length"
-            pieces, content = state.default_pieces(tokens)
-        state.seq += 1
-        self.id = f"chatcmpl-{state.name}-{state.seq}"
-        self.model = body["model"]
-        self.pieces = pieces
-        self.content = content
-        self.completion_tokens = tokens
-        self.prompt_tokens = count_words(body["messages"])
-        self.stream = body.get("stream") is True
-        options = body.get("stream_options")
-        self.include_usage = isinstance(options, dict) and options.get("include_usage") is True
-
-    def usage(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        }
-
-    def completion(self, omit_usage: bool) -> bytes:
-        obj: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": self.content, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": self.finish_reason,
-                }
-            ],
-        }
-        if not omit_usage:
-            obj["usage"] = self.usage()
-        return _dumps(obj)
-
-    def events(self, omit_usage: bool, malformed: bool) -> list[bytes]:
-        """All SSE events of the stream, in the order OpenAI sends them."""
-        created = int(time.time())
-        with_usage = self.include_usage and not omit_usage
-
-        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-            obj: dict[str, Any] = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": self.model,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-            if with_usage:
-                obj["usage"] = None
-            return b"data: " + _dumps(obj) + b"\n\n"
-
-        events = [chunk({"role": "assistant", "content": ""}, None)]
-        if malformed:
-            events.append(_MALFORMED_EVENT)
-        events.extend(chunk({"content": piece}, None) for piece in self.pieces)
-        events.append(chunk({}, self.finish_reason))
-        if with_usage:
-            final = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": self.model,
-                "choices": [],
-                "usage": self.usage(),
-            }
-            events.append(b"data: " + _dumps(final) + b"\n\n")
-        events.append(_DONE_EVENT)
-        return events
 
 
 Build = Callable[[bool], bytes]
@@ -477,9 +404,11 @@ class _Connection(asyncio.Protocol):
         by_path[path] = by_path.get(path, 0) + 1
         if request.chunked:
             self._send(request, 400, error_body(400, "request bodies must use Content-Length"))
-        elif path == CHAT_PATH:
+            return
+        builder = LLM_ENDPOINTS.get(path)
+        if builder is not None:
             if request.method == b"POST":
-                self._chat(request)
+                self._llm(request, builder)
             else:
                 self._send(request, 405, error_body(405, "use POST"))
         elif path == MODELS_PATH or path.startswith(MODELS_PATH + b"/"):
@@ -487,9 +416,13 @@ class _Connection(asyncio.Protocol):
                 self._models(request)
             else:
                 self._send(request, 405, error_body(405, "use GET"))
+        elif path.startswith(RESPONSES_PATH + b"/"):
+            if request.method in (b"GET", b"DELETE"):
+                self._stored_response(request)
+            else:
+                self._send(request, 405, error_body(405, "use GET or DELETE"))
         else:
-            message = f"no route for {request.method.decode()} {path.decode('latin-1')}"
-            self._send(request, 404, error_body(404, message))
+            self._send(request, 404, unknown_url_body(request.method, path))
 
     def _write(self, data: bytes) -> None:
         assert self.transport is not None
@@ -553,43 +486,47 @@ class _Connection(asyncio.Protocol):
             )
         self._close()
 
-    def _chat(self, request: _Request) -> None:
+    def _llm(self, request: _Request, builder: Builder) -> None:
+        """An LLM call: consumes a one-shot behavior, counts as a request, answers or misbehaves."""
         state = self.state
         state.requests += 1
         state.last_request = (request.path, request.headers, request.body)
         behavior = state.next_behavior()
+        unsupported = behavior.get("unsupported")
+        if unsupported is not None and is_unsupported(request.path, unsupported):
+            state.completed += 1
+            self._send(request, 404, unknown_url_body(request.method, request.path))
+            return
         try:
-            body = _loads(request.body)
+            body = loads(request.body)
         except ValueError:
             body = None
-        chat: _Chat | None = None
+        answer: Answer | None = None
         problem = None
-        if not isinstance(body, dict):
-            problem = "request body must be a JSON object"
-        elif not isinstance(body.get("model"), str):
-            problem = "you must provide a model parameter"
-        elif not isinstance(body.get("messages"), list):
-            problem = "'messages' must be a list"
+        if isinstance(body, dict):
+            try:
+                answer = builder(state, body, behavior)
+            except BadRequestError as exc:
+                problem = str(exc)
         else:
-            chat = _Chat(state, body, behavior)
+            problem = "request body must be a JSON object"
         status = behavior.get("status", 200)
-        if status != 200 or chat is None:
+        if status != 200 or answer is None:
 
             def build(keep_alive: bool) -> bytes:
                 return self._error_response(request, behavior, problem, status)
 
-            self._answer(request, behavior, build, None, chat=True)
-        elif chat.stream:
-            self._answer(request, behavior, None, chat, chat=True)
+            self._answer(request, behavior, build, None, llm=True)
+        elif answer.stream:
+            self._answer(request, behavior, None, answer, llm=True)
         else:
-            omit_usage = behavior.get("omit_usage", False)
             malformed = behavior.get("malformed", False)
 
             def build(keep_alive: bool) -> bytes:
-                payload = _MALFORMED_BODY if malformed else chat.completion(omit_usage)
+                payload = _MALFORMED_BODY if malformed else answer.payload(behavior)
                 return self._response(request, 200, payload)
 
-            self._answer(request, behavior, build, None, chat=True)
+            self._answer(request, behavior, build, None, llm=True)
 
     def _error_response(
         self, request: _Request, behavior: dict[str, Any], problem: str | None, status: int
@@ -600,18 +537,18 @@ class _Connection(asyncio.Protocol):
             retry_after = behavior.get("retry_after")
             if retry_after is not None:
                 extra = f"retry-after: {retry_after}\r\n".encode()
+            body = error_body(status, message, behavior.get("error_code"))
         else:
-            status, message = 400, problem or "bad request"
-        return self._response(request, status, error_body(status, message), extra=extra)
+            status, body = 400, error_body(400, problem or "bad request")
+        return self._response(request, status, body, extra=extra)
 
-    def _models(self, request: _Request) -> None:
+    def _side(self, request: _Request, answer: Callable[[], tuple[int, bytes]]) -> None:
+        """A non-LLM endpoint: honours the default behavior's faults, never a one-shot."""
         behavior = self.state.behavior
-        models = behavior.get("models", self.state.models)
-        owner = self.state.name
-        wanted = request.path[len(MODELS_PATH) + 1 :].decode("utf-8", "replace")
-
-        def entry(model: str) -> dict[str, Any]:
-            return {"id": model, "object": "model", "created": MODEL_CREATED, "owned_by": owner}
+        unsupported = behavior.get("unsupported")
+        if unsupported is not None and is_unsupported(request.path, unsupported):
+            self._send(request, 404, unknown_url_body(request.method, request.path))
+            return
 
         def build(keep_alive: bool) -> bytes:
             status = behavior.get("status", 200)
@@ -619,24 +556,54 @@ class _Connection(asyncio.Protocol):
                 return self._error_response(request, behavior, None, status)
             if behavior.get("malformed"):
                 return self._response(request, 200, _MALFORMED_BODY)
-            if not wanted:
-                return self._response(
-                    request, 200, _dumps({"object": "list", "data": [entry(m) for m in models]})
-                )
-            if wanted in models:
-                return self._response(request, 200, _dumps(entry(wanted)))
-            message = f"The model '{wanted}' does not exist"
-            return self._response(request, 404, error_body(404, message, "model_not_found"))
+            return self._response(request, *answer())
 
-        self._answer(request, behavior, build, None, chat=False)
+        self._answer(request, behavior, build, None, llm=False)
+
+    def _models(self, request: _Request) -> None:
+        models = self.state.behavior.get("models", self.state.models)
+        owner = self.state.name
+        wanted = request.path[len(MODELS_PATH) + 1 :].decode("utf-8", "replace")
+
+        def entry(model: str) -> dict[str, Any]:
+            return {"id": model, "object": "model", "created": MODEL_CREATED, "owned_by": owner}
+
+        def answer() -> tuple[int, bytes]:
+            if not wanted:
+                return 200, dumps({"object": "list", "data": [entry(m) for m in models]})
+            if wanted in models:
+                return 200, dumps(entry(wanted))
+            message = f"The model '{wanted}' does not exist"
+            return 404, error_body(404, message, "model_not_found")
+
+        self._side(request, answer)
+
+    def _stored_response(self, request: _Request) -> None:
+        """``GET``/``DELETE /v1/responses/<id>`` on the responses created with ``store``."""
+        stored = self.state.stored
+        method = request.method
+        response_id = unquote(request.path[len(RESPONSES_PATH) + 1 :].decode("latin-1"))
+
+        def answer() -> tuple[int, bytes]:
+            if "/" in response_id:
+                return 404, unknown_url_body(method, request.path)
+            if response_id not in stored:
+                message = f"Response with id '{response_id}' not found."
+                return 404, error_json(message, "invalid_request_error", None)
+            if method == b"GET":
+                return 200, dumps_any(stored[response_id])
+            del stored[response_id]
+            return 200, dumps({"id": response_id, "object": "response.deleted", "deleted": True})
+
+        self._side(request, answer)
 
     def _answer(
         self,
         request: _Request,
         behavior: dict[str, Any],
         build: Build | None,
-        stream: _Chat | None,
-        chat: bool,
+        stream: Answer | None,
+        llm: bool,
     ) -> None:
         """Apply hang/latency/drop, then send the built response or the stream."""
         self.inflight = True
@@ -645,7 +612,7 @@ class _Connection(asyncio.Protocol):
         latency = behavior.get("latency_ms", 0) / 1000
         if latency > 0 or stream is not None:
             self.task = self.loop.create_task(
-                self._answer_later(request, behavior, build, stream, chat, latency)
+                self._answer_later(request, behavior, build, stream, llm, latency)
             )
             return
         if behavior.get("drop"):
@@ -653,7 +620,7 @@ class _Connection(asyncio.Protocol):
             return
         assert build is not None
         self._write(build(request.keep_alive))
-        if chat:
+        if llm:
             self.state.completed += 1
         self._done(request)
 
@@ -662,8 +629,8 @@ class _Connection(asyncio.Protocol):
         request: _Request,
         behavior: dict[str, Any],
         build: Build | None,
-        stream: _Chat | None,
-        chat: bool,
+        stream: Answer | None,
+        llm: bool,
         latency: float,
     ) -> None:
         if latency > 0:
@@ -677,12 +644,12 @@ class _Connection(asyncio.Protocol):
         else:
             assert build is not None
             self._write(build(request.keep_alive))
-        if chat:
+        if llm:
             self.state.completed += 1
         self._done(request)
         self._run_pending()
 
-    async def _stream(self, request: _Request, behavior: dict[str, Any], chat: _Chat) -> bool:
+    async def _stream(self, request: _Request, behavior: dict[str, Any], answer: Answer) -> bool:
         """Send SSE events as separate writes; False if the stream was cut on purpose."""
         state = self.state
         chunked = request.http11 and request.keep_alive
@@ -695,7 +662,7 @@ class _Connection(asyncio.Protocol):
             + b"\r\n"
         )
         state.streams_started += 1
-        events = chat.events(behavior.get("omit_usage", False), behavior.get("malformed", False))
+        events = answer.events(behavior)
         delay = behavior.get("chunk_delay_ms", 0) / 1000
         drop_after = behavior.get("drop_after_chunks")
         for index, event in enumerate(events):
@@ -720,7 +687,8 @@ class _Connection(asyncio.Protocol):
         action = request.path[len(CONTROL_PREFIX) :]
         method = request.method
         try:
-            payload = _loads(request.body) if request.body.strip() else {}
+            # stdlib json keeps integers beyond 64 bits exact, e.g. in a ``usage`` override
+            payload = json.loads(request.body) if request.body.strip() else {}
         except ValueError:
             self._send(request, 400, error_body(400, "control body must be JSON"))
             return
@@ -747,7 +715,7 @@ class _Connection(asyncio.Protocol):
         except ValueError as exc:
             self._send(request, 400, error_body(400, str(exc)))
             return
-        self._send(request, 200, _dumps(result))
+        self._send(request, 200, dumps_any(result))
 
 
 async def start_server(
@@ -789,9 +757,35 @@ async def serve(
     await asyncio.sleep(0)
 
 
+HELP = """\
+A fake OpenAI-compatible upstream: prints "LISTENING <port>", serves until SIGTERM/SIGINT.
+Try the platform offline: python -m tests.fake_upstream --port 9000 --name demo, then point a
+provider at http://127.0.0.1:9000/v1.
+"""
+
+ENDPOINTS_HELP = """\
+endpoints:
+  POST /v1/chat/completions     chat, streaming or not; n, response_format, tools/tool_choice
+  POST /v1/completions          legacy completions, streaming or not; prompt(s), n, max_tokens
+  POST /v1/embeddings           deterministic unit vectors; dimensions, encoding_format
+  POST /v1/responses            Responses API, streaming or not; stored unless store is false
+  GET|DELETE /v1/responses/ID   a stored response
+  GET /v1/models[/ID]           the model list
+  /_control/behavior (GET, POST), /_control/enqueue, /_control/reset, /_control/stats
+
+behavior keys (POST /_control/behavior or /_control/enqueue; see tests/fake_upstream):
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point used by ``python -m tests.fake_upstream``."""
-    parser = argparse.ArgumentParser(prog="python -m tests.fake_upstream", description=__doc__)
+    keys = "".join(f"  {key:<19}{text}\n" for key, text in BEHAVIOR_HELP.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fake_upstream",
+        description=HELP,
+        epilog=ENDPOINTS_HELP + keys,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--name", default=DEFAULT_NAME)

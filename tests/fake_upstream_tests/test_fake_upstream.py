@@ -3,55 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
-from typing import Any
 
 import openai
 import pytest
 
 from tests.fake_upstream import FakeUpstream, free_port
-
-MESSAGES = [
-    {"role": "system", "content": "be brief"},
-    {"role": "user", "content": "say hello to me"},
-]
-DEFAULT_CONTENT = "Hello from a lorem ipsum dolor sit amet"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeUpstream]:
-    with FakeUpstream(name="a") as fake:
-        yield fake
-
-
-_clients: list[openai.OpenAI] = []
-
-
-@pytest.fixture
-def fake(server: FakeUpstream) -> Iterator[FakeUpstream]:
-    server.reset()
-    yield server
-    while _clients:
-        _clients.pop().close()
-
-
-def make_client(fake: FakeUpstream, timeout: float = 5.0, **kwargs: Any) -> openai.OpenAI:
-    """A client whose pooled connections are closed after the test, so counts stay exact."""
-    options: dict[str, Any] = {"api_key": "k", "max_retries": 0, "timeout": timeout, **kwargs}
-    client = openai.OpenAI(base_url=fake.base_url, **options)
-    _clients.append(client)
-    return client
-
-
-def raw_http(fake: FakeUpstream, payload: bytes) -> bytes:
-    """Send raw bytes and read until the server closes, for wire details the SDK hides."""
-    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as sock:
-        sock.sendall(payload)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+from tests.fake_upstream_tests.helpers import DEFAULT_CONTENT, MESSAGES, make_client, raw_http
 
 
 def test_non_streaming_content_and_usage(fake: FakeUpstream) -> None:
@@ -309,6 +266,7 @@ def test_invalid_behavior_is_rejected(fake: FakeUpstream) -> None:
 def test_invalid_request_gets_400(fake: FakeUpstream) -> None:
     client = make_client(fake)
     with pytest.raises(openai.BadRequestError):
+        # Deliberately malformed: the SDK's types rightly reject a string as the messages.
         client.chat.completions.create(model="m", messages="hi")  # type: ignore[arg-type]
     assert fake.stats()["requests"] == 1
 

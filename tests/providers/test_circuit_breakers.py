@@ -7,19 +7,21 @@ import time
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-from apps.providers.services import circuit_breaker_list, circuit_breaker_reset
+from apps.providers.selectors import circuit_breaker_list
+from apps.providers.services import circuit_breaker_reset
 from tests.support.processes import AsgiServer
 from tests.support.providers import routing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-HELLO = [{"role": "user", "content": "hi"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def ask(client: openai.OpenAI) -> str:
     answer = client.chat.completions.create(model="chat", messages=HELLO)
-    return answer.choices[0].message.content.split()[2]
+    return (answer.choices[0].message.content or "").split()[2]
 
 
 def breaker(name: str):

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from apps.providers.models import HealthStatus, Provider
-from apps.providers.services import circuit_breaker_list, provider_probe
+from apps.providers.selectors import circuit_breaker_list
+from apps.providers.services import provider_probe
 from apps.providers.tasks import probe_providers
 from tests.support.providers import routing
 

@@ -26,7 +26,7 @@ async def burst(base_url: str, key: str, requests: int) -> list[str]:
             answer = await client.chat.completions.create(
                 model="chat", messages=[{"role": "user", "content": f"request {i}"}]
             )
-            return answer.choices[0].message.content
+            return answer.choices[0].message.content or ""
 
     try:
         return await asyncio.gather(*(one(i) for i in range(requests)))

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import pytest
 
+from apps.providers.breakers import CLOSED, HALF_OPEN, OPEN, BreakerView
 from apps.providers.config import Deployment, ModelConfig, ProviderConfig, routing_policy_from
-from apps.providers.router import LatencyTracker, order, plan
-from apps.providers.state import CLOSED, HALF_OPEN, OPEN, BreakerView, StateView
+from apps.providers.router import LatencyTracker, StateView, order, plan
 
 
 def deployment(name: str, *, priority=1, weight=1, price="1", rpm=None, tpm=None) -> Deployment:
@@ -126,7 +126,19 @@ def test_open_circuits_and_spent_limits_are_skipped_half_open_needs_the_probe():
         ("fine", False),
     ]
     assert routed.skipped == {
-        "open": "circuit open",
-        "limited": "requests-per-minute limit reached",
-        "heavy": "tokens-per-minute limit reached",
+        "open/m": "circuit open",
+        "limited/m": "requests-per-minute limit reached",
+        "heavy/m": "tokens-per-minute limit reached",
     }
+    assert routed.wait_seconds is None  # a circuit is open: not only waiting
+
+
+def test_cooling_down_deployments_are_skipped_and_say_how_long_to_wait():
+    pool = [deployment("cool", priority=1), deployment("limited", priority=2, rpm=10)]
+    view = replace(state(), cooldowns={"cool/m": 25.0})
+    routed = plan(pool, view, strategy="default", policy=POLICY)
+    assert routed.candidates == []
+    assert routed.skipped["cool/m"] == "cooling down for 25 s"
+    assert routed.wait_seconds is not None and 0 < routed.wait_seconds <= 25.0
+    alone = plan(pool[:1], view, strategy="default", policy=POLICY)
+    assert alone.wait_seconds == 25.0

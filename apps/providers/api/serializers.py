@@ -1,46 +1,81 @@
+"""Input serializers check the types of what comes in (the services' ``full_clean`` applies the
+model's own rules); output serializers list every field they publish, so a new column is never
+published unreviewed."""
+
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import LlmCall, LlmCallAttempt, LlmModel, Provider, RoutingSettings
-from ..validation import ROLES
+from ..models import (
+    LlmCall,
+    LlmCallAttempt,
+    LlmModel,
+    Provider,
+    ProviderKind,
+    RoutingSettings,
+    RoutingStrategy,
+)
 
 PROVIDER_FIELDS = [
     "id", "name", "kind", "base_url", "enabled", "priority", "weight", "timeout_seconds",
     "max_retries", "rpm_limit", "tpm_limit", "extra_headers",
 ]  # fmt: skip
 HEALTH_FIELDS = ["health_status", "health_latency_ms", "health_error", "health_checked_at"]
+MASK = "********"
 
 
 class ProviderOutputSerializer(serializers.ModelSerializer):
-    """Never the key, nor its ciphertext: only whether one is stored."""
+    """Never the key, nor its ciphertext: only whether one is stored. Extra headers are secrets
+    too (they often carry credentials): their names, each value masked."""
 
     has_api_key = serializers.BooleanField(read_only=True)
+    extra_headers = serializers.SerializerMethodField(
+        help_text=f"Header names; every value reads {MASK!r} (write-only)."
+    )
 
     class Meta:
         model = Provider
         fields = [*PROVIDER_FIELDS, "has_api_key", *HEALTH_FIELDS, "created_at", "updated_at"]
 
+    @extend_schema_field(serializers.DictField(child=serializers.CharField()))
+    def get_extra_headers(self, provider: Provider) -> dict[str, str]:
+        return dict.fromkeys(provider.extra_headers, MASK)
 
-class ProviderInputSerializer(serializers.ModelSerializer):
+
+class ProviderInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    kind = serializers.ChoiceField(
+        choices=ProviderKind.choices,
+        required=False,
+        error_messages={
+            "invalid_choice": f'"{{input}}" is not a kind of provider; use one of: '
+            f"{', '.join(ProviderKind.values)}."
+        },
+    )
+    base_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False)
+    priority = serializers.IntegerField(required=False)
+    weight = serializers.IntegerField(required=False)
+    timeout_seconds = serializers.FloatField(required=False)
+    max_retries = serializers.IntegerField(required=False)
+    rpm_limit = serializers.IntegerField(required=False, allow_null=True)
+    tpm_limit = serializers.IntegerField(required=False, allow_null=True)
+    extra_headers = serializers.JSONField(
+        required=False,
+        help_text="Write-only: replaces every extra header. Left out: they are kept; changing "
+        "base_url or kind without them removes them.",
+    )
     api_key = serializers.CharField(
         write_only=True, required=False, allow_blank=True, trim_whitespace=True,
-        help_text="Write-only. Left out: the stored key is kept; empty: it is removed.",
+        help_text="Write-only. Left out: the stored key is kept (but removed when base_url or "
+        "kind changes); empty: it is removed.",
     )  # fmt: skip
 
-    class Meta:
-        model = Provider
-        fields = [f for f in PROVIDER_FIELDS if f != "id"] + ["api_key"]
 
-    def validate_extra_headers(self, value):
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise serializers.ValidationError("Must be an object of string header values.")
-        return value
-
-
-def _names(value, field: str) -> list[str]:
+def _names(value: Any, field: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise serializers.ValidationError(f"{field} must be a list of non-empty strings.")
     return [v.strip() for v in value]
@@ -58,31 +93,55 @@ class ModelOutputSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class ModelInputSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = LlmModel
-        fields = [
-            "provider", "name", "display_name", "context_window", "input_price_per_million",
-            "output_price_per_million", "enabled", "aliases", "fallbacks",
-        ]  # fmt: skip
+class ModelInputSerializer(serializers.Serializer):
+    provider = serializers.PrimaryKeyRelatedField(queryset=Provider.objects.all())
+    name = serializers.CharField(max_length=200)
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    context_window = serializers.IntegerField(required=False, allow_null=True)
+    input_price_per_million = serializers.DecimalField(
+        max_digits=12, decimal_places=6, required=False
+    )
+    output_price_per_million = serializers.DecimalField(
+        max_digits=12, decimal_places=6, required=False
+    )
+    enabled = serializers.BooleanField(required=False)
+    aliases = serializers.JSONField(required=False)
+    fallbacks = serializers.JSONField(required=False)
 
-    def validate_aliases(self, value):
+    def validate_aliases(self, value: Any) -> list[str]:
         return _names(value, "aliases")
 
-    def validate_fallbacks(self, value):
+    def validate_fallbacks(self, value: Any) -> list[str]:
         return _names(value, "fallbacks")
 
 
-class RoutingSettingsSerializer(serializers.ModelSerializer):
+ROUTING_SETTINGS_FIELDS = [
+    "strategy", "default_provider", "default_model", "fallback_enabled", "retry_base_delay_ms",
+    "retry_max_delay_ms", "breaker_failure_threshold", "breaker_error_rate",
+    "breaker_window_seconds", "breaker_min_requests", "breaker_cooldown_seconds",
+]  # fmt: skip
+
+
+class RoutingSettingsOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = RoutingSettings
-        exclude = ["id"]
-        read_only_fields = ["updated_at"]
+        fields = [*ROUTING_SETTINGS_FIELDS, "updated_at"]
 
-    def validate_breaker_error_rate(self, value: float) -> float:
-        if not 0 < value <= 1:
-            raise serializers.ValidationError("Must be above 0 and at most 1.")
-        return value
+
+class RoutingSettingsInputSerializer(serializers.Serializer):
+    strategy = serializers.ChoiceField(choices=RoutingStrategy.choices, required=False)
+    default_provider = serializers.PrimaryKeyRelatedField(
+        queryset=Provider.objects.all(), required=False, allow_null=True
+    )
+    default_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    fallback_enabled = serializers.BooleanField(required=False)
+    retry_base_delay_ms = serializers.IntegerField(required=False)
+    retry_max_delay_ms = serializers.IntegerField(required=False)
+    breaker_failure_threshold = serializers.IntegerField(required=False)
+    breaker_error_rate = serializers.FloatField(required=False)
+    breaker_window_seconds = serializers.IntegerField(required=False)
+    breaker_min_requests = serializers.IntegerField(required=False)
+    breaker_cooldown_seconds = serializers.FloatField(required=False)
 
 
 class BreakerOutputSerializer(serializers.Serializer):
@@ -99,66 +158,43 @@ class ProviderHealthOutputSerializer(serializers.Serializer):
     circuit = BreakerOutputSerializer()
 
 
+class ConnectionTestOutputSerializer(serializers.Serializer):
+    url = serializers.CharField(help_text="Where the request went (never with a key).")
+    ok = serializers.BooleanField()
+    latency_ms = serializers.FloatField()
+    models = serializers.ListField(child=serializers.CharField())
+    error_code = serializers.CharField()
+    error = serializers.CharField(help_text="What happened, exactly, when it failed.")
+
+
 class SyncResultOutputSerializer(serializers.Serializer):
     created = serializers.ListField(child=serializers.CharField())
     existing = serializers.ListField(child=serializers.CharField())
 
 
-class MessageSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=sorted(ROLES))
-    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
-
-
-class QueryInputSerializer(serializers.Serializer):
-    messages = MessageSerializer(many=True, required=False, allow_empty=False)
-    prompt = serializers.CharField(required=False, trim_whitespace=False)
-    model = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    provider = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    strategy = serializers.ChoiceField(
-        choices=RoutingSettings._meta.get_field("strategy").choices, required=False
-    )
-    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
-    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
-    max_tokens = serializers.IntegerField(required=False, min_value=1)
-    stop = serializers.ListField(child=serializers.CharField(), required=False, max_length=4)
-
-    def validate(self, attrs: dict) -> dict:
-        if "messages" not in attrs and "prompt" not in attrs:
-            raise serializers.ValidationError({"messages": ["Give messages or a prompt."]})
-        if "messages" not in attrs:
-            attrs["messages"] = [{"role": "user", "content": attrs.pop("prompt")}]
-        return attrs
-
-
-class UsageOutputSerializer(serializers.Serializer):
-    prompt_tokens = serializers.IntegerField()
-    completion_tokens = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
-    estimated = serializers.BooleanField()
-
-
-class QueryOutputSerializer(serializers.Serializer):
-    id = serializers.UUIDField(help_text="The LLM call record.")
-    content = serializers.CharField()
-    provider = serializers.CharField()
-    model = serializers.CharField()
-    finish_reason = serializers.CharField()
-    usage = UsageOutputSerializer()
-    cost = serializers.DecimalField(max_digits=14, decimal_places=8)
-    latency_ms = serializers.FloatField()
-
-
 class AttemptOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = LlmCallAttempt
-        exclude = ["call"]
+        fields = [
+            "id", "number", "provider", "provider_name", "model_name", "status", "error_code",
+            "error_message", "http_status", "latency_ms", "started_at",
+        ]  # fmt: skip
 
 
 class LlmCallOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = LlmCall
-        fields = "__all__"
+        fields = [
+            "id", "request_id", "created_at", "entry_point", "user", "api_key",
+            "requested_model", "provider", "model", "provider_name", "model_name", "stream",
+            "status", "error_code", "error_message", "finish_reason", "input_tokens",
+            "output_tokens", "tokens_estimated", "cost", "latency_ms", "time_to_first_token_ms",
+            "attempt_count", "experiment_variant_id", "build_step_id", "agent_id",
+        ]  # fmt: skip
 
 
 class LlmCallDetailOutputSerializer(LlmCallOutputSerializer):
     attempts = AttemptOutputSerializer(many=True, read_only=True)
+
+    class Meta(LlmCallOutputSerializer.Meta):
+        fields = [*LlmCallOutputSerializer.Meta.fields, "attempts"]

@@ -6,6 +6,7 @@ urlpatterns = [
     path("providers", views.ProviderListCreateApi.as_view(), name="provider-list"),
     path("providers/<int:pk>", views.ProviderDetailApi.as_view(), name="provider-detail"),
     path("providers/<int:pk>/health", views.ProviderHealthApi.as_view(), name="provider-health"),
+    path("providers/<int:pk>/test", views.ProviderTestApi.as_view(), name="provider-test"),
     path(
         "providers/<int:pk>/sync-models",
         views.ProviderSyncModelsApi.as_view(),
@@ -20,7 +21,6 @@ urlpatterns = [
         views.CircuitBreakerResetApi.as_view(),
         name="circuit-breaker-reset",
     ),
-    path("query", views.QueryApi.as_view(), name="query"),
     path("llm-calls", views.LlmCallListApi.as_view(), name="llm-call-list"),
     path("llm-calls/<uuid:pk>", views.LlmCallDetailApi.as_view(), name="llm-call-detail"),
 ]

@@ -1,24 +1,24 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
+from uuid import UUID
 
-from django_filters import rest_framework as filters
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.authentication import request_api_key
-from apps.accounts.permissions import CanOperate
-from apps.core.request_context import current_request_id
+from apps.core.errors import ServiceError
 
-from ..core import Caller, LlmRequest
 from ..errors import ProviderError
-from ..models import EntryPoint, LlmCall
+from ..filtersets import LlmCallFilter, LlmModelFilter
+from ..models import LlmCall, LlmModel, Provider
 from ..selectors import (
+    circuit_breaker_list,
     llm_call_get,
     llm_call_list,
     model_get,
@@ -28,9 +28,7 @@ from ..selectors import (
     provider_list,
 )
 from ..services import (
-    circuit_breaker_list,
     circuit_breaker_reset,
-    llm_query,
     model_create,
     model_delete,
     model_update,
@@ -38,12 +36,14 @@ from ..services import (
     provider_delete,
     provider_probe,
     provider_sync_models,
+    provider_test,
     provider_update,
     routing_settings_get,
     routing_settings_update,
 )
 from .serializers import (
     BreakerOutputSerializer,
+    ConnectionTestOutputSerializer,
     LlmCallDetailOutputSerializer,
     LlmCallOutputSerializer,
     ModelInputSerializer,
@@ -51,25 +51,18 @@ from .serializers import (
     ProviderHealthOutputSerializer,
     ProviderInputSerializer,
     ProviderOutputSerializer,
-    QueryInputSerializer,
-    QueryOutputSerializer,
-    RoutingSettingsSerializer,
+    RoutingSettingsInputSerializer,
+    RoutingSettingsOutputSerializer,
     SyncResultOutputSerializer,
 )
 
 
-class ProviderApiError(APIException):
-    """A provider's failure, told to our caller in the one error shape."""
-
-    def __init__(self, error: ProviderError) -> None:
-        super().__init__(detail=error.message, code=error.code)
-        self.status_code = error.status_for_client
-
-
-def validated(serializer_class, request: Request, **kwargs) -> dict:
+def validated(
+    serializer_class: type[serializers.Serializer], request: Request, **kwargs: Any
+) -> dict[str, Any]:
     serializer = serializer_class(data=request.data, **kwargs)
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    return dict(serializer.validated_data)
 
 
 # --- providers --------------------------------------------------------------------------------
@@ -94,7 +87,7 @@ class ProviderDetailApi(APIView):
     @extend_schema(request=ProviderInputSerializer, responses=ProviderOutputSerializer)
     def patch(self, request: Request, pk: int) -> Response:
         provider = provider_get(pk=pk)
-        data = validated(ProviderInputSerializer, request, instance=provider, partial=True)
+        data = validated(ProviderInputSerializer, request, partial=True)
         return Response(ProviderOutputSerializer(provider_update(provider=provider, **data)).data)
 
     @extend_schema(responses={204: None})
@@ -104,14 +97,31 @@ class ProviderDetailApi(APIView):
 
 
 class ProviderHealthApi(APIView):
-    """Probes the provider now (lists its models) and returns the result with its circuit."""
+    """``GET``: the last probe's result (stored) and the circuit, without calling the provider;
+    ``POST`` (operators): probe now (list its models), store the result, return the same."""
 
     @extend_schema(responses=ProviderHealthOutputSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        provider = provider_probe(provider=provider_get(pk=pk))
-        circuit = next(v for v in circuit_breaker_list() if v.provider == provider.name)
+        return self.health(provider_get(pk=pk))
+
+    @extend_schema(request=None, responses=ProviderHealthOutputSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        return self.health(provider_probe(provider=provider_get(pk=pk)))
+
+    def health(self, provider: Provider) -> Response:
+        (circuit,) = circuit_breaker_list(names=[provider.name])
         data = {"provider": provider, "circuit": asdict(circuit)}
         return Response(ProviderHealthOutputSerializer(data).data)
+
+
+class ProviderTestApi(APIView):
+    """Try the provider now: the URL tried, the latency, the models it lists, or the exact
+    error (refused, DNS, TLS, 401, timeout). Changes nothing."""
+
+    @extend_schema(request=None, responses=ConnectionTestOutputSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        result = provider_test(provider=provider_get(pk=pk))
+        return Response(ConnectionTestOutputSerializer(asdict(result)).data)
 
 
 class ProviderSyncModelsApi(APIView):
@@ -120,25 +130,19 @@ class ProviderSyncModelsApi(APIView):
         try:
             result = provider_sync_models(provider=provider_get(pk=pk))
         except ProviderError as error:
-            raise ProviderApiError(error) from error
+            raise ServiceError(error.code, error.message, error.status_for_client) from error
         return Response(SyncResultOutputSerializer(asdict(result)).data)
 
 
 # --- models -----------------------------------------------------------------------------------
 
 
-class ModelFilter(filters.FilterSet):
-    class Meta:
-        model = ModelOutputSerializer.Meta.model
-        fields = ["provider", "enabled", "name"]
-
-
 class ModelListCreateApi(ListAPIView):
     serializer_class = ModelOutputSerializer
-    filterset_class = ModelFilter
+    filterset_class = LlmModelFilter
     pagination_class = None
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[LlmModel]:
         return model_list()
 
     @extend_schema(request=ModelInputSerializer, responses={201: ModelOutputSerializer})
@@ -155,7 +159,7 @@ class ModelDetailApi(APIView):
     @extend_schema(request=ModelInputSerializer, responses=ModelOutputSerializer)
     def patch(self, request: Request, pk: int) -> Response:
         model = model_get(pk=pk)
-        data = validated(ModelInputSerializer, request, instance=model, partial=True)
+        data = validated(ModelInputSerializer, request, partial=True)
         return Response(ModelOutputSerializer(model_update(model=model, **data)).data)
 
     @extend_schema(responses={204: None})
@@ -170,16 +174,16 @@ class ModelDetailApi(APIView):
 class RoutingSettingsApi(APIView):
     """The router's runtime settings; a change applies in every process without a restart."""
 
-    @extend_schema(responses=RoutingSettingsSerializer)
+    @extend_schema(responses=RoutingSettingsOutputSerializer)
     def get(self, request: Request) -> Response:
-        return Response(RoutingSettingsSerializer(routing_settings_get()).data)
+        return Response(RoutingSettingsOutputSerializer(routing_settings_get()).data)
 
-    @extend_schema(request=RoutingSettingsSerializer, responses=RoutingSettingsSerializer)
+    @extend_schema(
+        request=RoutingSettingsInputSerializer, responses=RoutingSettingsOutputSerializer
+    )
     def patch(self, request: Request) -> Response:
-        data = validated(
-            RoutingSettingsSerializer, request, instance=routing_settings_get(), partial=True
-        )
-        return Response(RoutingSettingsSerializer(routing_settings_update(**data)).data)
+        data = validated(RoutingSettingsInputSerializer, request, partial=True)
+        return Response(RoutingSettingsOutputSerializer(routing_settings_update(**data)).data)
 
 
 class CircuitBreakerListApi(APIView):
@@ -196,56 +200,18 @@ class CircuitBreakerResetApi(APIView):
         return Response(BreakerOutputSerializer(asdict(view)).data)
 
 
-# --- queries and their records ----------------------------------------------------------------
-
-
-class QueryApi(APIView):
-    """One completion through the LLM core, in our own JSON."""
-
-    permission_classes = [CanOperate]
-
-    @extend_schema(request=QueryInputSerializer, responses=QueryOutputSerializer)
-    def post(self, request: Request) -> Response:
-        data = validated(QueryInputSerializer, request)
-        api_key = request_api_key(request)
-        llm_request = LlmRequest(
-            messages=data["messages"],
-            model=data.get("model", ""),
-            provider=data.get("provider", ""),
-            strategy=data.get("strategy", ""),
-            params={
-                k: data[k] for k in ("temperature", "top_p", "max_tokens", "stop") if k in data
-            },
-            caller=Caller(user_id=request.user.pk, api_key_id=api_key.pk if api_key else None),
-            entry_point=EntryPoint.QUERY,
-            request_id=current_request_id(),
-        )
-        try:
-            completion = llm_query(request=llm_request)
-        except ProviderError as error:
-            raise ProviderApiError(error) from error
-        answer = {**asdict(completion), "id": completion.call_id}
-        answer["usage"] = completion.usage.as_dict()
-        return Response(QueryOutputSerializer(answer).data)
-
-
-class LlmCallFilter(filters.FilterSet):
-    created_at = filters.IsoDateTimeFromToRangeFilter()
-
-    class Meta:
-        model = LlmCall
-        fields = ["provider_name", "model_name", "status", "entry_point", "stream", "user"]
+# --- call records ----------------------------------------------------------------------------
 
 
 class LlmCallListApi(ListAPIView):
     serializer_class = LlmCallOutputSerializer
     filterset_class = LlmCallFilter
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[LlmCall]:
         return llm_call_list()
 
 
 class LlmCallDetailApi(APIView):
     @extend_schema(responses=LlmCallDetailOutputSerializer)
-    def get(self, request: Request, pk) -> Response:
+    def get(self, request: Request, pk: UUID) -> Response:
         return Response(LlmCallDetailOutputSerializer(llm_call_get(pk=pk)).data)

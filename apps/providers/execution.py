@@ -1,0 +1,183 @@
+"""The bookkeeping of one LLM call: its attempts, timings, record and metrics.
+
+An ``Execution`` goes along with a request through the engine: each try at a deployment adds an
+attempt, the first content marks the time to first token, and ``finish`` writes the one call
+record (through ``recorder.py``) and updates the metrics, once, whatever ended the call. A
+stream is also recorded when it starts (``record_started``), so a process that dies in the
+middle of it leaves a record behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from . import metrics
+from .calls import NO_USAGE, LlmRequest, Usage
+from .config import Deployment
+from .errors import ProviderError
+from .models import CallStatus
+from .recorder import recorder
+from .state import routing_state
+
+logger = logging.getLogger(__name__)
+
+MAX_COST = Decimal("999999.99999999")  # the record's cost column
+
+
+class Execution:
+    """Bookkeeping for one request: its attempts, timings and the record written at the end."""
+
+    def __init__(self, request: LlmRequest, *, stream: bool) -> None:
+        self.request = request
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.started_at = timezone.now()
+        self.attempts: list[dict[str, Any]] = []
+        self.first_token_at: float | None = None
+        self.deployment: Deployment | None = None
+        self.finished = False
+        # Set by the engine when the serving attempt may clear the provider's circuit: at once
+        # for a completion, at the end for a stream (one cut mid-answer is a failure).
+        self.success_pending = False
+        self.probed = False
+
+    def mark_first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def add_attempt(
+        self,
+        deployment: Deployment,
+        started: float,
+        started_at: datetime,
+        error: ProviderError | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        status = (
+            CallStatus.CANCELLED
+            if cancelled
+            else (CallStatus.ERROR if error else CallStatus.SUCCESS)
+        )
+        self.attempts.append(
+            {
+                "number": len(self.attempts) + 1,
+                "provider_id": deployment.provider.id,
+                "provider_name": deployment.provider.name,
+                "model_name": deployment.model.name,
+                "status": status,
+                "error_code": error.code if error else ("cancelled" if cancelled else ""),
+                "error_message": error.message[:500] if error else "",
+                "http_status": error.http_status if error else None,
+                "latency_ms": (time.perf_counter() - started) * 1000,
+                "started_at": started_at,
+            }
+        )
+        if error:
+            metrics.attempt_failures_total.labels(deployment.provider.name, error.code).inc()
+
+    def record_started(self) -> None:
+        """Record the call as running (a stream that has begun); ``finish`` replaces it."""
+        recorder.record_started(
+            self._call_record(status=CallStatus.RUNNING, usage=NO_USAGE, latency=0.0)
+        )
+
+    def finish(
+        self,
+        *,
+        status: str,
+        usage: Usage = NO_USAGE,
+        finish_reason: str = "",
+        error: ProviderError | None = None,
+    ) -> tuple[Decimal, float]:
+        """Record the call once; returns its cost and latency."""
+        if self.finished:
+            return Decimal(0), 0.0
+        self.finished = True
+        latency = time.perf_counter() - self.started
+        call = self._call_record(
+            status=status, usage=usage, latency=latency, finish_reason=finish_reason, error=error
+        )
+        recorder.record(call, self.attempts)
+        if self.deployment:
+            routing_state().note_outcome(self.deployment.provider.name, usage.total_tokens, False)
+        try:
+            self._observe(status, usage, call["cost"], latency, self._ttft())
+        except Exception:  # metrics must never fail a request that has been served
+            logger.exception("could not update the LLM metrics")
+        return call["cost"], latency * 1000
+
+    def _ttft(self) -> float | None:
+        return (self.first_token_at - self.started) if self.first_token_at else None
+
+    def _call_record(
+        self,
+        *,
+        status: str,
+        usage: Usage,
+        latency: float,
+        finish_reason: str = "",
+        error: ProviderError | None = None,
+    ) -> dict[str, Any]:
+        deployment, request = self.deployment, self.request
+        cost = (
+            min(deployment.model.cost(usage.input_tokens, usage.output_tokens), MAX_COST)
+            if deployment
+            else Decimal(0)
+        )
+        ttft = self._ttft()
+        cancelled = status == CallStatus.CANCELLED
+        return {
+            "id": request.call_id,
+            "request_id": request.request_id[:128],
+            "created_at": self.started_at,
+            "entry_point": request.entry_point,
+            "endpoint": request.endpoint,
+            "user_id": request.caller.user_id,
+            "api_key_id": request.caller.api_key_id,
+            "requested_model": request.model[:200],
+            "provider_id": deployment.provider.id if deployment else None,
+            "model_id": deployment.model.id if deployment else None,
+            "provider_name": deployment.provider.name if deployment else "",
+            "model_name": deployment.model.name if deployment else "",
+            "stream": self.stream,
+            "status": status,
+            "error_code": error.code if error else ("cancelled" if cancelled else ""),
+            "error_message": error.message[:500] if error else "",
+            "finish_reason": (finish_reason or "")[:32],
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "tokens_estimated": usage.estimated,
+            "cost": cost,
+            "latency_ms": latency * 1000,
+            "time_to_first_token_ms": ttft * 1000 if ttft is not None else None,
+            "attempt_count": len(self.attempts),
+            "experiment_variant_id": request.experiment_variant_id,
+            "build_step_id": request.build_step_id,
+            "agent_id": request.agent_id,
+        }
+
+    def _observe(
+        self, status: str, usage: Usage, cost: Decimal, latency: float, ttft: float | None
+    ) -> None:
+        # Without a deployment the label stays fixed: callers' model names are unbounded.
+        provider = self.deployment.provider.name if self.deployment else "none"
+        model = self.deployment.model.name if self.deployment else "none"
+        series = metrics.for_deployment(provider, model)
+        series.calls[status].inc()
+        series.duration.observe(latency)
+        if ttft is not None:
+            series.time_to_first_token.observe(ttft)
+        if usage.total_tokens:
+            series.input_tokens.inc(usage.input_tokens)
+            series.output_tokens.inc(usage.output_tokens)
+        if cost:
+            series.cost.inc(float(cost))
+        first = self.attempts[0]["provider_name"] if self.attempts else provider
+        if self.deployment and first != provider:
+            metrics.fallbacks_total.labels(first, provider).inc()

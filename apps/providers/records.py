@@ -1,0 +1,271 @@
+"""Storing LLM call records: the database side of ``recorder.py``.
+
+Recorders ship records to a Redis list as batches (``ship_batch``); a Celery worker stores them
+(``call_records_store``). A batch the database refuses is split until the records it refuses are
+found: those are kept aside as ``CallRecordDeadLetter`` rows (visible in the admin and
+``/health``) and the rest are stored, so one bad record never stops the others. A database that
+does not answer is another matter: the batches go back to the head of the list, untouched.
+
+Writes are idempotent, so a batch stored twice (a worker dying between its write and its pop)
+changes nothing: a call's final record replaces its ``running`` record (streams are recorded
+when they start), never the other way round, and attempts are written once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, cast
+
+import orjson
+from django.db import connections, models, transaction
+from django.utils import timezone
+
+from apps.core.redis import key, redis_client
+
+from .models import CallRecordDeadLetter, CallStatus, LlmCall, LlmCallAttempt
+
+logger = logging.getLogger(__name__)
+
+BLOBS_PER_STORE = 20
+INTERRUPTED = "interrupted"
+
+Call = dict[str, Any]
+Attempts = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """A call and its attempts; ``final`` is False for the record a stream makes as it starts."""
+
+    call: Call
+    attempts: Attempts
+    final: bool = True
+
+    def as_json(self) -> list[Any]:
+        return [self.call, self.attempts] if self.final else [self.call, self.attempts, False]
+
+    @classmethod
+    def from_json(cls, value: Any) -> CallRecord:
+        call, attempts, *rest = value
+        if not isinstance(call, dict) or not isinstance(attempts, list):
+            raise ValueError("a call record is [call, attempts]")
+        return cls(call, attempts, final=not rest or bool(rest[0]))
+
+
+def records_key() -> str:
+    return key("llm", "call-records")
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def ship_batch(batch: list[CallRecord]) -> None:
+    """Push a batch onto the Redis list, stamped with when it was shipped."""
+    blob = orjson.dumps([record.as_json() for record in batch], default=_encode)
+    redis_client().rpush(records_key(), b"%.3f\n" % time.time() + blob)
+
+
+def _decode(blob: bytes) -> list[CallRecord]:
+    _, _, body = blob.partition(b"\n") if not blob.startswith(b"[") else (b"", b"", blob)
+    return [CallRecord.from_json(record) for record in orjson.loads(body)]
+
+
+# --- writing to the database ------------------------------------------------------------------
+
+# Field types whose Python values the database driver takes as they are.
+_PLAIN_FIELDS = (
+    models.BooleanField, models.CharField, models.FloatField, models.IntegerField,
+    models.TextField,
+)  # fmt: skip
+
+
+@lru_cache
+def _insert_plan(model: type[models.Model], conflict: str) -> tuple[list[Any], str]:
+    """Fields and SQL of an ``INSERT``: ``conflict`` is ``"update"`` (the row replaces one with
+    its primary key), ``"ignore"`` (an existing row wins) or ``""``."""
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.db_returning)]
+    quote = connections["default"].ops.quote_name
+
+    def column(field: Any) -> str:
+        return quote(field.column)
+
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        quote(model._meta.db_table),
+        ", ".join(column(f) for f in fields),
+        ", ".join(["%s"] * len(fields)),
+    )
+    if conflict == "update":
+        pk = model._meta.pk
+        assert pk is not None
+        updates = ", ".join(f"{column(f)} = excluded.{column(f)}" for f in fields)
+        sql += f" ON CONFLICT ({column(pk)}) DO UPDATE SET {updates}"
+    elif conflict == "ignore":
+        sql += " ON CONFLICT DO NOTHING"
+    return fields, sql
+
+
+def _insert(model: type[models.Model], records: list[dict[str, Any]], conflict: str) -> None:
+    """``INSERT`` plain dicts keyed by field attname with one ``executemany``.
+
+    The ORM's ``bulk_create`` builds a model instance and compiles SQL for every row. Values
+    of other than plain fields (UUIDs, decimals, datetimes, foreign keys, also as the strings
+    JSON made of them) go through the field's ``get_db_prep_save``, so every database backend
+    gets what it expects.
+    """
+    if not records:
+        return
+    connection = connections["default"]
+    fields, sql = _insert_plan(model, conflict)
+    converters = [
+        None if isinstance(f, _PLAIN_FIELDS) and not f.is_relation else f.get_db_prep_save
+        for f in fields
+    ]
+    defaults = {f.attname: f.get_default() for f in fields}
+    rows = []
+    for record in records:
+        values = []
+        for field, convert in zip(fields, converters, strict=True):
+            value = record.get(field.attname, defaults[field.attname])
+            values.append(value if convert is None or value is None else convert(value, connection))
+        rows.append(values)
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def write_records(batch: list[CallRecord]) -> None:
+    finals = [record for record in batch if record.final]
+    attempts = [
+        {**attempt, "call_id": record.call["id"]}
+        for record in finals
+        for attempt in record.attempts
+    ]
+    with transaction.atomic():
+        _insert(LlmCall, [record.call for record in finals], "update")
+        _insert(LlmCall, [record.call for record in batch if not record.final], "ignore")
+        _insert(LlmCallAttempt, attempts, "ignore")
+
+
+# --- storing what waits in Redis ----------------------------------------------------------------
+
+
+def _database_answers() -> bool:
+    connection = connections["default"]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:
+        connection.close()
+        return False
+
+
+def _write_or_split(batch: list[CallRecord]) -> list[tuple[CallRecord, str]]:
+    """Write the batch; returns the records the database refused, with why. Raises when the
+    database itself does not answer."""
+    try:
+        write_records(batch)
+        return []
+    except Exception as exc:
+        if not _database_answers():
+            raise
+        if len(batch) == 1:
+            return [(batch[0], f"{type(exc).__name__}: {exc}")]
+        middle = len(batch) // 2
+        return _write_or_split(batch[:middle]) + _write_or_split(batch[middle:])
+
+
+def _set_aside(refused: list[tuple[Any, str]]) -> None:
+    if not refused:
+        return
+    letters = []
+    for record, reason in refused:
+        call = record.call if isinstance(record, CallRecord) else {}
+        payload = record.as_json() if isinstance(record, CallRecord) else record
+        call_id = call.get("id") if isinstance(call.get("id"), str) else None
+        letters.append(
+            CallRecordDeadLetter(
+                call_id=call_id if call_id and len(call_id) == 36 else None,
+                reason=reason[:500],
+                payload=orjson.dumps(payload, default=_encode).decode(),
+            )
+        )
+        logger.error("a call record was refused and set aside: %s", reason[:200])
+    CallRecordDeadLetter.objects.bulk_create(letters)
+
+
+def call_records_store() -> int:
+    """Store the records waiting in Redis (any process may call it; pops are atomic).
+
+    Returns how many were stored. Records the database refuses are set aside; if the database
+    does not answer, the batches go back to the head of the list and the error is raised.
+    """
+    stored = 0
+    client = redis_client()
+    while blobs := cast(list[bytes], client.lpop(records_key(), BLOBS_PER_STORE)):
+        batch: list[CallRecord] = []
+        refused: list[tuple[Any, str]] = []
+        for blob in blobs:
+            try:
+                batch += _decode(blob)
+            except (ValueError, TypeError) as exc:
+                refused.append((blob.decode(errors="replace")[:100_000], f"unreadable: {exc}"))
+        try:
+            written_refused = _write_or_split(batch)
+            _set_aside(refused + written_refused)
+        except Exception:
+            client.lpush(records_key(), *reversed(blobs))
+            raise
+        stored += len(batch) - len(written_refused)
+    return stored
+
+
+@dataclass(frozen=True)
+class Backlog:
+    batches: int
+    oldest_seconds: float | None
+
+
+def call_records_backlog() -> Backlog:
+    """How many batches wait in Redis to be stored, and how long the oldest has waited."""
+    client = redis_client()
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(records_key())
+    pipe.lindex(records_key(), 0)
+    size, oldest = pipe.execute()
+    age = None
+    if oldest and not oldest.startswith(b"["):
+        try:
+            age = max(0.0, time.time() - float(oldest.partition(b"\n")[0]))
+        except ValueError:
+            age = None
+    return Backlog(int(size), age)
+
+
+def call_records_sweep(*, older_than: timedelta) -> int:
+    """Fail the records of streams left ``running`` by a process that died before their end."""
+    return LlmCall.objects.filter(
+        status=CallStatus.RUNNING, created_at__lt=timezone.now() - older_than
+    ).update(
+        status=CallStatus.ERROR,
+        error_code=INTERRUPTED,
+        error_message="the process serving this call stopped before the call ended",
+    )
+
+
+def dead_letters_requeue(*, letters: models.QuerySet[CallRecordDeadLetter]) -> int:
+    """Put refused records back in the queue (once what refused them is fixed)."""
+    count = 0
+    client = redis_client()
+    for letter in letters:
+        client.rpush(records_key(), b"%.3f\n" % time.time() + b"[" + letter.payload.encode() + b"]")
+        letter.delete()
+        count += 1
+    return count
