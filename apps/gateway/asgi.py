@@ -1,46 +1,55 @@
 """The HTTP side of the ASGI application: the hot path beside Django.
 
 ``/v1/…`` (the OpenAI-compatible API) is served here directly, without Django's request
-machinery, which alone costs more than the gateway's latency budget (PERFORMANCE.md). It uses
-the same API keys, router, recorder and metrics as everything else. All other paths go to
-Django. The lifespan protocol (uvicorn, granian) flushes buffers on shutdown; daphne, which has
-none, relies on the recorder's exit hook.
+machinery, which alone costs more than the gateway's latency budget (measured in `bench/`). It uses
+the same API keys, router, recorder and metrics as everything else, and, when CORS is on, the
+same CORS settings as Django's paths (``apps.core.cors``). All other paths go to Django. The
+lifespan protocol (uvicorn, granian) flushes buffers on shutdown; daphne, which has none, relies
+on the recorder's exit hook.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from django.conf import settings
 
-from apps.providers.recorder import recorder
-from apps.providers.state import shared_state
-from apps.providers.transports import close_clients
+from apps.core.cors import AsgiCors
+from apps.core.http_metrics import django_route
+from apps.providers.core import shutdown
 
 from . import openai_api
 
-logger = logging.getLogger(__name__)
-
 HOT_PATH_PREFIX = "/v1/"
+# The routes of /v1 as the HTTP metrics name them (a bounded set: ids become placeholders).
+V1_ROUTES = {path: path for path in (*openai_api.LLM_PATHS, "/v1/models")}
+V1_ROUTE_PREFIXES = (
+    ("/v1/models/", "/v1/models/{model}"),
+    ("/v1/responses/", "/v1/responses/{response_id}"),
+)
+
+
+def route_of(path: str) -> str:
+    """The route an HTTP request is counted under: /v1's own names, else Django's pattern."""
+    if not path.startswith(HOT_PATH_PREFIX):
+        return django_route(path)
+    trimmed = path.rstrip("/")
+    if route := V1_ROUTES.get(trimmed):
+        return route
+    for prefix, route in V1_ROUTE_PREFIXES:
+        if trimmed.startswith(prefix):
+            return route
+    return "/v1/{unknown}"
 
 
 class GatewayRouter:
     def __init__(self, django_application) -> None:
         self.django_application = django_application
+        self.hot_path = AsgiCors(openai_api.handle) if settings.CORS_ENABLED else openai_api.handle
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["path"].startswith(HOT_PATH_PREFIX):
-            await openai_api.handle(scope, receive, send)
+            await self.hot_path(scope, receive, send)
         else:
             await self.django_application(scope, receive, send)
-
-
-async def shutdown() -> None:
-    try:
-        await shared_state().flush()
-    except Exception:
-        logger.warning("could not flush routing counters at shutdown", exc_info=True)
-    await close_clients()
-    await asyncio.to_thread(recorder.close)
 
 
 async def lifespan(scope, receive, send) -> None:

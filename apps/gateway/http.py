@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import orjson
 
 T = TypeVar("T")
+Headers = list[tuple[bytes, bytes]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [
@@ -24,13 +25,6 @@ class BodyTooLargeError(Exception):
 
 class ClientGoneError(Exception):
     pass
-
-
-def header(scope: dict, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 async def read_body(receive, limit: int) -> bytes:
@@ -76,6 +70,7 @@ async def until_disconnect(work: Awaitable[T], receive) -> T:
     in the caller's own task; only the watcher is a new one.
     """
     task = asyncio.current_task()
+    assert task is not None, "until_disconnect runs in a task"
 
     def client_gone(watcher: asyncio.Future) -> None:
         if not watcher.cancelled():

@@ -1,29 +1,48 @@
-"""``/v1/chat/completions`` and ``/v1/models``: the OpenAI wire format, served at the ASGI level.
+"""The OpenAI-compatible API (``/v1/…``), served at the ASGI level beside Django.
 
-An unmodified OpenAI SDK pointed at ``<host>/v1`` with an API key of ours works against it.
-Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``.
+``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings`` and ``/v1/responses``
+go through the LLM core (routing, retries, fallback, breakers, one call record each);
+``GET``/``DELETE /v1/responses/{id}`` reach the provider that keeps a stored response;
+``GET /v1/models`` and ``/v1/models/{id}`` list the public models. An unmodified OpenAI SDK
+pointed at ``<host>/v1`` with an API key of ours works against it.
+
+Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, with OpenAI's
+own codes where they exist. Every 429 carries ``Retry-After``. When the gateway has already
+retried and failed over, an error it answers carries ``x-should-retry: false`` (which the
+official SDKs honour), so a client does not multiply the attempts; a 429 that says how long to
+wait leaves the client free to wait and retry.
+
+Every request counts against the per-IP limit before its key is looked up, and an LLM call
+against its key's limits (``apps.accounts.limits``); a key with limits gets OpenAI's
+``x-ratelimit-*`` headers on every answer to an LLM call.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 from typing import Any
 
 import orjson
 
 from apps.accounts.authentication import bearer_token
+from apps.accounts.limits import ADMITTED, Refusal, limiter, scope_client, usage_tokens
 from apps.accounts.principals import Principal, authenticate_bearer
+from apps.core.http import scope_header as header
 from apps.core.request_context import request_id_from, request_id_var
-from apps.providers.core import Caller, LlmRequest, current_routing_config
-from apps.providers.errors import ProviderError
-from apps.providers.models import EntryPoint
-from apps.providers.relay import relay, relay_stream
-from apps.providers.validation import (
+from apps.providers.core import (
+    Caller,
+    Endpoint,
+    EntryPoint,
     InvalidRequestError,
-    check_params,
-    messages_from,
-    name_from,
-    strategy_from,
+    LlmRequest,
+    ProviderError,
+    current_routing_config,
+    llm_request_from,
+    relay,
+    relay_stream,
+    stored_response,
 )
 
 from .http import (
@@ -31,7 +50,7 @@ from .http import (
     SSE_HEADERS,
     BodyTooLargeError,
     ClientGoneError,
-    header,
+    Headers,
     read_body,
     send_bytes,
     send_json,
@@ -50,12 +69,34 @@ ERROR_TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_error",
 }
+# Our error codes that OpenAI has its own name for.
+OPENAI_CODES = {
+    "rate_limited": "rate_limit_exceeded",
+    "context_too_long": "context_length_exceeded",
+    "model_unavailable": "model_not_found",
+}
+LLM_PATHS = {
+    "/v1/chat/completions": Endpoint.CHAT,
+    "/v1/completions": Endpoint.COMPLETIONS,
+    "/v1/embeddings": Endpoint.EMBEDDINGS,
+    "/v1/responses": Endpoint.RESPONSES,
+}
+NO_RETRY: Headers = [(b"x-should-retry", b"false")]
+RESPONSE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str,
+        param: str | None = None,
+        headers: Headers | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
+        self.headers = headers or []
 
     def body(self) -> dict[str, Any]:
         kind = ERROR_TYPES.get(self.status, "api_error")
@@ -65,45 +106,90 @@ class ApiError(Exception):
 
 
 def api_error_from(error: ProviderError) -> ApiError:
-    return ApiError(error.status_for_client, error.message, error.code)
+    """The answer to a failed call: OpenAI's code, ``Retry-After`` on a 429, and
+    ``x-should-retry: false`` where the gateway's own retries and fallback are spent."""
+    status = error.status_for_client
+    headers: Headers = []
+    if status == 429:
+        wait = max(1, math.ceil(error.retry_after or 1))
+        headers.append((b"retry-after", str(wait).encode()))
+        headers.append((b"retry-after-ms", str(int((error.retry_after or 1) * 1000)).encode()))
+    elif status >= 500:
+        headers += NO_RETRY
+    code = OPENAI_CODES.get(error.code, error.code)
+    return ApiError(status, error.message, code, headers=headers)
 
 
-async def handle(scope: dict, receive, send) -> None:
+def rate_limited(refusal: Refusal) -> ApiError:
+    """Our own refusal (the per-IP limit, a key's limits), as OpenAI answers one."""
+    headers: Headers = [
+        (b"retry-after", str(refusal.retry_after_seconds).encode()),
+        (b"retry-after-ms", str(int(refusal.retry_after * 1000)).encode()),
+    ]
+    return ApiError(429, refusal.message, OPENAI_CODES[refusal.code], headers=headers)
+
+
+async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
     request_id = request_id_from(header(scope, b"x-request-id"))
     request_id_var.set(request_id)
-    headers = [(b"x-request-id", request_id.encode())]
+    headers: Headers = [(b"x-request-id", request_id.encode())]
     try:
         await _dispatch(scope, receive, send, request_id, headers)
     except ApiError as error:
-        await send_json(send, error.status, error.body(), headers)
+        await send_json(send, error.status, error.body(), [*headers, *error.headers])
     except ClientGoneError:
         pass
     except Exception:
         logger.exception("unhandled error in %s", scope["path"])
-        error = ApiError(500, f"Internal error (request id {request_id}).", "server_error")
-        await send_json(send, 500, error.body(), headers)
+        failure = ApiError(500, f"Internal error (request id {request_id}).", "server_error")
+        await send_json(send, 500, failure.body(), [*headers, *NO_RETRY])
 
 
-async def _dispatch(scope, receive, send, request_id: str, headers) -> None:
+async def _dispatch(
+    scope: dict[str, Any], receive: Any, send: Any, request_id: str, headers: Headers
+) -> None:
     path, method = scope["path"].rstrip("/"), scope["method"]
-    if path == "/v1/chat/completions":
+    endpoint = LLM_PATHS.get(path)
+    client = scope_client(scope)
+    if endpoint is not None:
         _allow(method, "POST")
-        principal = await _authenticate(scope, operate=True)
-        await _chat_completions(scope, receive, send, principal, request_id, headers)
+        principal = await _authenticate(scope, client, operate=True)
+        admission = limiter.admit_key(
+            api_key_id=principal.api_key_id,
+            rpm_limit=principal.rpm_limit,
+            tpm_limit=principal.tpm_limit,
+            entry="/v1",
+            client=client,
+        )
+        if admission is not ADMITTED:  # the key has limits: say where it stands
+            headers.extend((name.encode(), value.encode()) for name, value in admission.headers())
+            if admission.refusal is not None:
+                raise rate_limited(admission.refusal)
+        await _llm_call(scope, receive, send, principal, request_id, endpoint, headers)
+    elif path.startswith("/v1/responses/"):
+        _allow(method, "GET", "DELETE")
+        await _authenticate(scope, client, operate=method == "DELETE")
+        await _stored_response(send, method, path.removeprefix("/v1/responses/"), headers)
     elif path == "/v1/models" or path.startswith("/v1/models/"):
         _allow(method, "GET")
-        await _authenticate(scope, operate=False)
+        await _authenticate(scope, client, operate=False)
         await _models(send, path.removeprefix("/v1/models").strip("/"), headers)
     else:
         raise ApiError(404, f"Unknown endpoint {scope['path']}.", "unknown_url")
 
 
-def _allow(method: str, expected: str) -> None:
-    if method != expected:
-        raise ApiError(405, f"Method {method} not allowed; use {expected}.", "method_not_allowed")
+def _allow(method: str, *expected: str) -> None:
+    if method not in expected:
+        allowed = " or ".join(expected)
+        raise ApiError(405, f"Method {method} not allowed; use {allowed}.", "method_not_allowed")
 
 
-async def _authenticate(scope: dict, *, operate: bool) -> Principal:
+async def _authenticate(scope: dict[str, Any], client: str, *, operate: bool) -> Principal:
+    """The caller, once the per-IP limit lets the request from ``client`` through (before the
+    key is looked up, so a flood of made-up keys costs no lookups)."""
+    refusal = limiter.check_ip(client, entry="/v1")
+    if refusal is not None:
+        raise rate_limited(refusal)
     token = bearer_token(header(scope, b"authorization"))
     if not token:
         raise ApiError(
@@ -117,79 +203,182 @@ async def _authenticate(scope: dict, *, operate: bool) -> Principal:
     return principal
 
 
-def _strategy(scope: dict) -> str:
-    """A per-request routing strategy: ``X-Orchestra-Strategy`` (OpenAI's body has no room)."""
-    return strategy_from(header(scope, b"x-orchestra-strategy"), "X-Orchestra-Strategy")
-
-
-def validate_chat(payload: Any) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        raise InvalidRequestError("The body must be a JSON object.")
-    name_from(payload, "model")
-    messages_from(payload.get("messages"))
-    check_params(payload)
+def validate_call(
+    payload: Any, scope: dict[str, Any], principal: Principal, request_id: str, endpoint: str
+) -> LlmRequest:
+    """The request the core runs; the caller's body itself goes upstream (``relay``)."""
+    request = llm_request_from(
+        payload,
+        caller=Caller.of(principal),
+        entry_point=EntryPoint.OPENAI,
+        request_id=request_id,
+        endpoint=endpoint,
+        require_model=True,
+        provider=header(scope, b"x-orchestra-provider") or "",
+        strategy=header(scope, b"x-orchestra-strategy") or "",
+    )
     if not isinstance(payload.get("stream", False), bool):
         raise InvalidRequestError("'stream' must be a boolean.", "stream")
+    if payload.get("stream") and endpoint == Endpoint.EMBEDDINGS:
+        raise InvalidRequestError("Embeddings do not stream.", "stream")
     if not isinstance(payload.get("stream_options") or {}, dict):
         raise InvalidRequestError("'stream_options' must be an object.", "stream_options")
-    return payload
+    return request
 
 
-async def _chat_completions(scope, receive, send, principal: Principal, request_id: str, headers):
+async def _llm_call(
+    scope: dict[str, Any],
+    receive: Any,
+    send: Any,
+    principal: Principal,
+    request_id: str,
+    endpoint: str,
+    headers: Headers,
+) -> None:
     try:
         body = await read_body(receive, MAX_BODY_BYTES)
     except BodyTooLargeError:
         raise ApiError(413, f"The body exceeds {MAX_BODY_BYTES} bytes.", "body_too_large") from None
     try:
-        payload = validate_chat(orjson.loads(body))
-        strategy = _strategy(scope)
+        payload = orjson.loads(body)
+        request = validate_call(payload, scope, principal, request_id, endpoint)
     except orjson.JSONDecodeError:
         raise ApiError(400, "The body is not valid JSON.", "invalid_json") from None
     except InvalidRequestError as error:
-        raise ApiError(400, error.message, "invalid_value", error.param) from None
-    request = LlmRequest(
-        messages=payload["messages"],
-        model=payload.get("model") or "",
-        provider=header(scope, b"x-orchestra-provider") or "",
-        strategy=strategy,
-        caller=Caller(user_id=principal.user_id, api_key_id=principal.api_key_id),
-        entry_point=EntryPoint.OPENAI,
-        request_id=request_id,
-    )
+        code = "model_required" if error.param == "model" else "invalid_value"
+        raise ApiError(400, error.message, code, error.param) from None
+    tokens = StreamTokens(request) if principal.tpm_limit is not None else None
     if payload.get("stream"):
-        await until_disconnect(_stream(send, request, payload, headers), receive)
+        try:
+            await until_disconnect(_stream(send, request, payload, headers, tokens), receive)
+        finally:
+            if tokens is not None and tokens.started:
+                limiter.note_tokens(
+                    api_key_id=principal.api_key_id,
+                    tpm_limit=principal.tpm_limit,
+                    tokens=tokens.total,
+                )
         return
     try:
         answer = await until_disconnect(relay(request, payload), receive)
     except ProviderError as error:
         raise api_error_from(error) from error
+    if tokens is not None:
+        limiter.note_tokens(
+            api_key_id=principal.api_key_id,
+            tpm_limit=principal.tpm_limit,
+            tokens=answer_tokens(answer),
+        )
     await send_bytes(send, 200, answer, [*JSON_HEADERS, *headers])
 
 
-async def _stream(send, request: LlmRequest, payload: dict, headers) -> None:
+def answer_tokens(answer: bytes) -> int:
+    """The tokens of an answer, from its usage (for a key's TPM limit)."""
+    try:
+        body = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return 0
+    return usage_tokens(body.get("usage")) if isinstance(body, dict) else 0
+
+
+class StreamTokens:
+    """A stream's tokens, for its key's TPM limit: the usage it carries (when the caller asked
+    for it with ``stream_options.include_usage``, and on the Responses API), else estimated as
+    the core does: the prompt at 4 characters a token and a token per event."""
+
+    def __init__(self, request: LlmRequest) -> None:
+        self.request = request
+        self.started = False
+        self.events = 0
+        self.usage = 0
+
+    def see(self, chunk: bytes) -> None:
+        self.started = True
+        self.events += chunk.count(b"data:")
+        if b'"usage"' not in chunk:
+            return
+        for line in chunk.splitlines():
+            if line.startswith(b"data:") and b'"usage"' in line:
+                try:
+                    data = orjson.loads(line[5:])
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(data, dict):
+                    inner = data.get("response")
+                    usage = data.get("usage") or (
+                        inner.get("usage") if isinstance(inner, dict) else None
+                    )
+                    self.usage = usage_tokens(usage) or self.usage
+
+    @property
+    def total(self) -> int:
+        if self.usage:
+            return self.usage
+        prompt = sum(
+            len(str(m.get("content") or "")) for m in self.request.messages if isinstance(m, dict)
+        )
+        return prompt // 4 + self.events
+
+
+async def _stream(
+    send: Any,
+    request: LlmRequest,
+    payload: dict[str, Any],
+    headers: Headers,
+    tokens: StreamTokens | None = None,
+) -> None:
     chunks = relay_stream(request, payload)
     try:
         try:
             first = await anext(chunks)
         except ProviderError as error:
             api_error = api_error_from(error)
-            await send_json(send, api_error.status, api_error.body(), headers)
+            await send_json(
+                send, api_error.status, api_error.body(), [*headers, *api_error.headers]
+            )
             return
         await send(
             {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]}
         )
         await send({"type": "http.response.body", "body": first, "more_body": True})
+        if tokens is not None:
+            tokens.see(first)
         async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if tokens is not None:
+                tokens.see(chunk)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
         await chunks.aclose()
 
 
-async def _models(send, model_id: str, headers) -> None:
+async def _stored_response(send: Any, method: str, response_id: str, headers: Headers) -> None:
+    """A response the upstream keeps, fetched or deleted at the provider that made it."""
+    if not RESPONSE_ID.match(response_id):
+        raise ApiError(404, f"No response '{response_id[:100]}'.", "not_found", "response_id")
+    try:
+        reply = await stored_response(method, response_id)
+    except ProviderError as error:
+        raise api_error_from(error) from error
+    if reply is None:
+        message = (
+            f"No response '{response_id}' is stored: it was not made here, was not stored, or "
+            "was served by a provider without the Responses API (translated ones are not kept)."
+        )
+        raise ApiError(404, message, "not_found", "response_id")
+    await send_bytes(send, reply.status, reply.body, [*JSON_HEADERS, *headers])
+
+
+async def _models(send: Any, model_id: str, headers: Headers) -> None:
     config = await current_routing_config()
     listed = [
-        {"id": name, "object": "model", "created": 0, "owned_by": deployments[0].provider.name}
+        {
+            "id": name,
+            "object": "model",
+            "created": deployments[0].model.created,
+            "owned_by": deployments[0].model.owned_by,
+            "mode": deployments[0].model.mode,
+        }
         for name, deployments in sorted(config.deployments.items())
     ]
     if not model_id:

@@ -5,7 +5,8 @@ so it can be cancelled from outside (``DELETE /api/streaming/{id}``, from any we
 a Redis channel every process with streams follows) and still end with an ``error`` event.
 A client that goes away cancels the response; the pump is cancelled with it, which closes the
 upstream request. Running streams are listed in a Redis hash and counted in another, so
-``/active`` and ``/statistics`` cover every web process.
+``/active`` and ``/statistics`` cover every web process. Without Redis, streams still run:
+each process lists and cancels its own, and the statistics are unavailable.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.providers.core import Chunk, LlmRequest, stream
-from apps.providers.errors import ProviderError
-from apps.providers.state import shared_state
+import redis
+
+from apps.core.redis import async_redis, key, text
+from apps.providers.core import Chunk, LlmRequest, ProviderError, stream
 
 logger = logging.getLogger(__name__)
 
@@ -32,25 +34,34 @@ CANCELLED = "cancelled"
 
 
 def _key(name: str) -> str:
-    return f"{shared_state().prefix}streams:{name}"
+    return key("llm", "streams", name)
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+REDIS_ERRORS = (redis.RedisError, OSError, TimeoutError)
+
+
+class RegistryUnavailableError(Exception):
+    """Redis, which lists the streams of every process, does not answer."""
+
+
 @dataclass
 class LocalStream:
     id: str
+    entry: dict[str, Any]
     pump: asyncio.Task | None = None
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
 
 
 _local: dict[str, LocalStream] = {}
+_opened: dict[str, dict[str, Any]] = {}  # registered, not pumping yet
 _listener: asyncio.Task | None = None
 
 
-async def stream_open(request: LlmRequest, user_id: int) -> tuple[str, AsyncIterator[Chunk]]:
+async def stream_open(request: LlmRequest, user_id: int) -> tuple[str, AsyncGenerator[Chunk, None]]:
     """Route the request and wait for its first chunk; a ``ProviderError`` means no stream."""
     chunks = stream(request)
     try:
@@ -63,25 +74,30 @@ async def stream_open(request: LlmRequest, user_id: int) -> tuple[str, AsyncIter
         "streamId": stream_id, "model": request.model, "user": user_id,
         "startedAt": time.time(), "callId": str(request.call_id),
     }  # fmt: skip
-    redis = shared_state().redis
-    pipe = redis.pipeline(transaction=False)
-    pipe.hset(_key("active"), stream_id, json.dumps(entry))
-    pipe.hincrby(_key("stats"), "started", 1)
-    await pipe.execute()
+    for stale in [k for k, v in _opened.items() if v["startedAt"] < time.time() - 60]:
+        del _opened[stale]  # opened, then never read: the client left at once
+    _opened[stream_id] = entry
+    try:
+        pipe = async_redis().pipeline(transaction=False)
+        pipe.hset(_key("active"), stream_id, json.dumps(entry))
+        pipe.hincrby(_key("stats"), "started", 1)
+        await pipe.execute()
+    except REDIS_ERRORS:
+        logger.warning("Redis does not answer: stream %s is listed in this process only", stream_id)
     _ensure_listener()
     return stream_id, _prepend(first, chunks)
 
 
-async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+async def _prepend(first: Chunk, rest: AsyncGenerator[Chunk, None]) -> AsyncGenerator[Chunk, None]:
     async with aclosing(rest):
         yield first
         async for chunk in rest:
             yield chunk
 
 
-async def stream_events(stream_id: str, model: str, chunks: AsyncIterator[Chunk]):
+async def stream_events(stream_id: str, model: str, chunks: AsyncGenerator[Chunk, None]):
     """The SSE body: ``start``, ``token``…, then ``done`` or ``error``."""
-    local = _local[stream_id] = LocalStream(stream_id)
+    local = _local[stream_id] = LocalStream(stream_id, _opened.pop(stream_id, {}))
     local.pump = asyncio.ensure_future(_pump(chunks, local.queue))
     started = time.perf_counter()
     outcome, tokens, parts, first_token_ms = "failed", 0, [], None
@@ -127,7 +143,7 @@ def _done(last: Chunk, text: str, tokens: int) -> dict[str, Any]:
     }
 
 
-async def _pump(chunks: AsyncIterator[Chunk], queue: asyncio.Queue) -> None:
+async def _pump(chunks: AsyncGenerator[Chunk, None], queue: asyncio.Queue) -> None:
     """Move chunks to the queue; a cancel or a failure ends it with a ``ProviderError``."""
     try:
         async with asyncio.timeout(MAX_STREAM_SECONDS), aclosing(chunks):
@@ -144,7 +160,7 @@ async def _pump(chunks: AsyncIterator[Chunk], queue: asyncio.Queue) -> None:
 
 async def _unregister(stream_id: str, outcome: str, tokens: int, first_token_ms) -> None:
     try:
-        pipe = shared_state().redis.pipeline(transaction=False)
+        pipe = async_redis().pipeline(transaction=False)
         pipe.hdel(_key("active"), stream_id)
         pipe.hincrby(_key("stats"), outcome, 1)
         pipe.hincrby(_key("stats"), "tokens", tokens)
@@ -159,29 +175,48 @@ async def _unregister(stream_id: str, outcome: str, tokens: int, first_token_ms)
 # --- listing, cancelling, statistics ----------------------------------------------------------
 
 
+def _local_entry(stream_id: str) -> dict[str, Any] | None:
+    local = _local.get(stream_id)
+    return local.entry if local else _opened.get(stream_id)
+
+
 async def stream_get(stream_id: str) -> dict[str, Any] | None:
-    raw = await shared_state().redis.hget(_key("active"), stream_id)
-    return json.loads(raw) if raw else None
+    try:
+        raw = await async_redis().hget(_key("active"), stream_id)
+    except REDIS_ERRORS:
+        return _local_entry(stream_id)
+    return json.loads(raw) if raw else _local_entry(stream_id)
 
 
-async def streams_active() -> list[dict[str, Any]]:
-    """Running streams of every process; entries left by a crashed process are pruned."""
-    redis = shared_state().redis
-    entries = {k.decode(): json.loads(v) for k, v in (await redis.hgetall(_key("active"))).items()}
+async def streams_active() -> tuple[list[dict[str, Any]], bool]:
+    """Running streams of every process (entries left by a crashed process are pruned), and
+    whether that is all of them: without Redis, only this process's are known."""
+    redis = async_redis()
+    try:
+        raw = await redis.hgetall(_key("active"))
+    except REDIS_ERRORS:
+        mine = [local.entry for local in _local.values()]
+        return sorted(mine, key=lambda entry: entry["startedAt"]), False
+    entries = {text(k): json.loads(v) for k, v in raw.items()}
     stale = [
         k for k, v in entries.items() if time.time() - v["startedAt"] > MAX_STREAM_SECONDS + 60
     ]
     if stale:
         await redis.hdel(_key("active"), *stale)
-    return sorted(
+    listed = sorted(
         (v for k, v in entries.items() if k not in stale), key=lambda entry: entry["startedAt"]
     )
+    return listed, True
 
 
 async def stream_cancel(stream_id: str) -> None:
     """Cancel here if the stream runs in this process, else tell the others."""
-    if not _cancel_local(stream_id):
-        await shared_state().redis.publish(_key("cancel"), stream_id)
+    if _cancel_local(stream_id):
+        return
+    try:
+        await async_redis().publish(_key("cancel"), stream_id)
+    except REDIS_ERRORS as exc:
+        raise RegistryUnavailableError("cannot reach the other web processes") from exc
 
 
 def _cancel_local(stream_id: str) -> bool:
@@ -199,28 +234,35 @@ def _ensure_listener() -> None:
 
 
 async def _listen_for_cancels() -> None:
+    lost = False
     while True:
-        pubsub = shared_state().redis.pubsub()
+        pubsub = async_redis().pubsub()
         try:
             await pubsub.subscribe(_key("cancel"))
+            lost = False
             async for message in pubsub.listen():
                 if message["type"] == "message":
-                    _cancel_local(message["data"].decode())
+                    _cancel_local(text(message["data"]))
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.warning("lost the stream cancel channel; listening again", exc_info=True)
+            if not lost:
+                logger.warning("lost the stream cancel channel; listening again", exc_info=True)
+            lost = True
         finally:
             await pubsub.aclose()
         await asyncio.sleep(1.0)
 
 
 async def streams_statistics() -> dict[str, Any]:
-    raw = await shared_state().redis.hgetall(_key("stats"))
-    stats = {k.decode(): float(v) for k, v in raw.items()}
+    try:
+        raw = await async_redis().hgetall(_key("stats"))
+    except REDIS_ERRORS as exc:
+        raise RegistryUnavailableError("stream statistics are kept in Redis") from exc
+    stats = {text(k): float(v) for k, v in raw.items()}
     count = stats.get("ttft_count", 0)
     return {
-        "active": len(await streams_active()),
+        "active": len((await streams_active())[0]),
         **{name: int(stats.get(name, 0)) for name in ("started", "completed", CANCELLED, "failed")},
         "tokens": int(stats.get("tokens", 0)),
         "averageTimeToFirstTokenMs": round(stats["ttft_ms_sum"] / count, 2) if count else None,

@@ -1,24 +1,27 @@
-"""The SSE streaming API of seed 002: ``/api/streaming/...``."""
+"""The SSE streaming API: ``/api/streaming/...`` (start, token, done and error events)."""
 
 from __future__ import annotations
 
-import json
+import math
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
+from apps.accounts.limits import limiter
 from apps.accounts.principals import Principal
 from apps.core.errors import error_response
+from apps.core.json import JsonError, loads
 from apps.core.request_context import current_request_id
-from apps.providers.core import Caller, LlmRequest
-from apps.providers.errors import ProviderError
-from apps.providers.models import EntryPoint
-from apps.providers.validation import (
+from apps.providers.core import (
+    Caller,
+    Chunk,
+    EntryPoint,
     InvalidRequestError,
-    check_params,
-    messages_from,
-    name_from,
-    prompt_messages,
+    LlmRequest,
+    ProviderError,
+    llm_request_from,
 )
 
 from . import streaming
@@ -27,73 +30,100 @@ from .auth import api_view
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _payload(request: HttpRequest) -> dict:
+class UnreadableBodyError(Exception):
+    """The body is not JSON at all: a ``parse_error``, as from the REST API."""
+
+
+def _llm_request(request: HttpRequest, principal: Principal, *, from_prompt: bool) -> LlmRequest:
+    """Seed 002's body: ``messages`` (chat) or ``prompt`` (generate), ``backend`` for the
+    provider and ``maxTokens`` accepted as aliases."""
     try:
-        payload = json.loads(request.body or b"null")
+        payload = loads(request.body or b"null")
     except RequestDataTooBig as exc:
         raise InvalidRequestError("The body is too large.") from exc
-    except ValueError as exc:
-        raise InvalidRequestError("The body is not valid JSON.") from exc
+    except JsonError as exc:
+        raise UnreadableBodyError(f"JSON parse error - {exc}") from exc
     if not isinstance(payload, dict):
         raise InvalidRequestError("The body must be a JSON object.")
     if "maxTokens" in payload:
         payload.setdefault("max_tokens", payload.pop("maxTokens"))
-    return payload
-
-
-def _llm_request(payload: dict, principal: Principal, *, from_prompt: bool) -> LlmRequest:
-    messages = (
-        prompt_messages(payload.get("prompt"))
-        if from_prompt
-        else messages_from(payload.get("messages"))
-    )
-    check_params(payload)
-    provider = name_from(payload, "backend") or name_from(payload, "provider")
-    return LlmRequest(
-        messages=messages,
-        model=name_from(payload, "model"),
-        provider=provider,
-        params={k: payload[k] for k in ("temperature", "max_tokens", "top_p") if k in payload},
-        caller=Caller(user_id=principal.user_id, api_key_id=principal.api_key_id),
+    if "backend" in payload:
+        payload.setdefault("provider", payload.pop("backend"))
+    if from_prompt:
+        payload.pop("messages", None)
+    return llm_request_from(
+        payload,
+        caller=Caller.of(principal),
         entry_point=EntryPoint.SSE,
         request_id=current_request_id(),
+        allow_prompt=from_prompt,
     )
 
 
 async def _stream(request: HttpRequest, principal: Principal, *, from_prompt: bool):
     try:
-        llm_request = _llm_request(_payload(request), principal, from_prompt=from_prompt)
+        llm_request = _llm_request(request, principal, from_prompt=from_prompt)
     except InvalidRequestError as error:
         return error_response("validation_error", error.message, 400, {"param": error.param})
+    except UnreadableBodyError as error:
+        return error_response("parse_error", str(error), 400)
     try:
         stream_id, chunks = await streaming.stream_open(llm_request, principal.user_id)
     except ProviderError as error:
-        return error_response(error.code, error.message, error.status_for_client)
+        refused = error_response(error.code, error.message, error.status_for_client)
+        if error.status_for_client == 429:
+            refused["Retry-After"] = str(max(1, math.ceil(error.retry_after or 1)))
+        return refused
+    if principal.tpm_limit is not None:
+        chunks = _tokens_counted(chunks, principal)
     events = streaming.stream_events(stream_id, llm_request.model, chunks)
     response = StreamingHttpResponse(events, content_type="text/event-stream", headers=SSE_HEADERS)
     response["X-Stream-ID"] = stream_id
     return response
 
 
-@api_view("POST", operate=True)
+async def _tokens_counted(
+    chunks: AsyncGenerator[Chunk, None], principal: Principal
+) -> AsyncGenerator[Chunk, None]:
+    """The stream, its tokens counted against its key's TPM limit when it ends."""
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            if chunk.usage is not None:
+                limiter.note_tokens(
+                    api_key_id=principal.api_key_id,
+                    tpm_limit=principal.tpm_limit,
+                    tokens=chunk.usage.total_tokens,
+                )
+            yield chunk
+
+
+@api_view("POST", operate=True, llm_call=True)
 async def chat(request: HttpRequest, principal: Principal) -> HttpResponse:
     return await _stream(request, principal, from_prompt=False)
 
 
-@api_view("POST", operate=True)
+@api_view("POST", operate=True, llm_call=True)
 async def generate(request: HttpRequest, principal: Principal) -> HttpResponse:
     return await _stream(request, principal, from_prompt=True)
 
 
 @api_view("GET", operate=False)
 async def active(request: HttpRequest, principal: Principal) -> HttpResponse:
-    streams = await streaming.streams_active()
-    return JsonResponse({"success": True, "streams": streams, "count": len(streams)})
+    """Every web process's streams; ``complete`` is false when only this process's are known
+    (Redis does not answer)."""
+    streams, complete = await streaming.streams_active()
+    return JsonResponse(
+        {"success": True, "streams": streams, "count": len(streams), "complete": complete}
+    )
 
 
 @api_view("GET", operate=False)
 async def statistics(request: HttpRequest, principal: Principal) -> HttpResponse:
-    return JsonResponse({"success": True, "statistics": await streaming.streams_statistics()})
+    try:
+        figures = await streaming.streams_statistics()
+    except streaming.RegistryUnavailableError as error:
+        return error_response("unavailable", f"Statistics are unavailable: {error}.", 503)
+    return JsonResponse({"success": True, "statistics": figures})
 
 
 @api_view("DELETE", operate=False)
@@ -104,5 +134,8 @@ async def cancel(request: HttpRequest, principal: Principal, stream_id: str) -> 
         return error_response("not_found", f"No running stream {stream_id}.", 404)
     if entry["user"] != principal.user_id and not principal.can_operate:
         return error_response("permission_denied", "Only its owner or an operator.", 403)
-    await streaming.stream_cancel(stream_id)
+    try:
+        await streaming.stream_cancel(stream_id)
+    except streaming.RegistryUnavailableError as error:
+        return error_response("unavailable", f"The stream was not cancelled: {error}.", 503)
     return JsonResponse({"success": True, "streamId": stream_id, "cancelled": True}, status=202)

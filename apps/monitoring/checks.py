@@ -9,7 +9,7 @@ from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import connection
 
-from .registry import CheckResult, health_check
+from apps.core.health import CheckResult, health_check
 
 
 @health_check("database", critical=True)
@@ -31,6 +31,7 @@ def cache_roundtrip() -> CheckResult:
 
 @health_check("channel_layer")
 def channel_layer() -> CheckResult:
+    """A round trip through the channel layer: WebSocket replies and live events need it."""
     layer = get_channel_layer()
     if layer is None:
         return CheckResult("disabled", "no channel layer configured")
@@ -40,8 +41,18 @@ def channel_layer() -> CheckResult:
         await layer.send(channel, {"type": "health.ping"})
         return (await layer.receive(channel))["type"] == "health.ping"
 
-    ok = async_to_sync(roundtrip)()
-    return CheckResult("ok" if ok else "error", type(layer).__name__)
+    try:
+        ok = async_to_sync(roundtrip)()
+    except Exception as exc:
+        return CheckResult(
+            "error",
+            f"{type(exc).__name__}: {exc}; WebSocket queries and live events are unavailable",
+            capabilities={"websocket_relay": "down"},
+        )
+    relay = "up" if ok else "down"
+    return CheckResult(
+        "ok" if ok else "error", type(layer).__name__, capabilities={"websocket_relay": relay}
+    )
 
 
 @health_check("celery", cache_seconds=10.0)
@@ -49,6 +60,11 @@ def celery_workers() -> CheckResult:
     """Cached briefly: a broadcast ping waits its whole timeout when no worker answers."""
     from orchestra.celery import app
 
+    with app.connection_for_write() as connection:
+        try:  # fail fast: a ping through a broker that is down retries for seconds
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=1)
+        except Exception as exc:
+            return CheckResult("error", f"the Celery broker does not answer ({type(exc).__name__})")
     replies = app.control.ping(timeout=1.0, limit=1)
     if not replies:
         return CheckResult("error", "no worker answered")

@@ -14,19 +14,13 @@ from channels.middleware import BaseMiddleware
 from apps.accounts.authentication import bearer_token
 from apps.accounts.models import ApiKey
 from apps.accounts.services import api_key_authenticate
+from apps.core.http import scope_header
 
 BEARER_SUBPROTOCOL = "bearer"
 
 
-def _header(scope: dict, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 def token_from_scope(scope: dict) -> str | None:
-    token = bearer_token(_header(scope, b"authorization"))
+    token = bearer_token(scope_header(scope, b"authorization"))
     if token:
         return token
     subprotocols = scope.get("subprotocols") or []

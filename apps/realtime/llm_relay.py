@@ -18,9 +18,15 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from apps.providers.core import Caller, LlmRequest, complete, stream
-from apps.providers.errors import ProviderError
-from apps.providers.models import EntryPoint
+from apps.providers.core import (
+    Caller,
+    EntryPoint,
+    LlmRequest,
+    ProviderError,
+    complete,
+    llm_request_from,
+    stream,
+)
 
 
 def heartbeat_seconds() -> float:
@@ -28,15 +34,13 @@ def heartbeat_seconds() -> float:
 
 
 def request_from(ask: dict[str, Any], caller: dict[str, Any], request_id: str) -> LlmRequest:
-    return LlmRequest(
-        messages=ask["messages"],
-        model=ask["model"],
-        provider=ask["provider"],
-        strategy=ask["strategy"],
-        params=ask["params"],
+    """The consumer validated the payload already; the same builder makes the request here."""
+    return llm_request_from(
+        ask["payload"],
         caller=Caller(**caller),
         entry_point=EntryPoint.WEBSOCKET,
         request_id=request_id,
+        allow_prompt=True,
     )
 
 

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from apps.providers.validation import (
-    InvalidRequestError,
-    check_params,
-    messages_from,
-    name_from,
-    prompt_messages,
-    strategy_from,
-)
+from apps.core.json import JsonError, loads
+from apps.providers.core import Caller, EntryPoint, InvalidRequestError, llm_request_from
 
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -33,9 +26,9 @@ def parse_message(text_data: str | None, bytes_data: bytes | None) -> dict[str, 
             "message_too_large", f"Messages are limited to {MAX_MESSAGE_BYTES} bytes."
         )
     try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("invalid_json", "Message is not valid JSON.") from exc
+        message = loads(raw)
+    except JsonError as exc:  # RecursionError included: 60,000 "[" fit in 64 KiB
+        raise ProtocolError("invalid_json", f"Message is not valid JSON: {exc}.") from exc
     if not isinstance(message, dict):
         raise ProtocolError("invalid_message", "Message must be a JSON object.")
     return message
@@ -52,20 +45,19 @@ def error_message(code: str, text: str, request: dict[str, Any] | None = None) -
 
 
 MAX_ID_LENGTH = 64
-LLM_PARAMS = ("temperature", "max_tokens", "top_p", "stop")
+ASK_FIELDS = (
+    "messages", "prompt", "model", "provider", "strategy", "temperature", "top_p", "max_tokens",
+    "max_completion_tokens", "stop", "seed", "presence_penalty", "frequency_penalty",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class LlmAsk:
-    """A validated ``query`` or ``stream`` message."""
+    """A validated ``query`` or ``stream`` message: what a worker needs to run it."""
 
     id: str | int
     stream: bool
-    messages: list[dict[str, Any]]
-    model: str
-    provider: str
-    strategy: str
-    params: dict[str, Any]
+    payload: dict[str, Any]
 
 
 def message_id(message: dict[str, Any]) -> str | int:
@@ -80,20 +72,11 @@ def message_id(message: dict[str, Any]) -> str | int:
 def parse_llm_ask(message: dict[str, Any]) -> LlmAsk:
     """Validate a query/stream message with the same rules as every other entry point."""
     ask_id = message_id(message)
+    payload = {name: message[name] for name in ASK_FIELDS if name in message}
     try:
-        if "prompt" in message and "messages" not in message:
-            messages = prompt_messages(message["prompt"])
-        else:
-            messages = messages_from(message.get("messages"))
-        check_params(message)
-        return LlmAsk(
-            id=ask_id,
-            stream=message["type"] == "stream",
-            messages=messages,
-            model=name_from(message, "model"),
-            provider=name_from(message, "provider"),
-            strategy=strategy_from(message.get("strategy")),
-            params={name: message[name] for name in LLM_PARAMS if message.get(name) is not None},
+        llm_request_from(
+            payload, caller=Caller(), entry_point=EntryPoint.WEBSOCKET, allow_prompt=True
         )
     except InvalidRequestError as error:
         raise ProtocolError("invalid_request", error.message) from error
+    return LlmAsk(id=ask_id, stream=message["type"] == "stream", payload=payload)

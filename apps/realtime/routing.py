@@ -7,6 +7,9 @@ from django.urls import path
 
 from .auth import WebSocketAuthStack
 from .consumers import OrchestraConsumer
+from .servers import tune_asgi_server
+
+tune_asgi_server()
 
 
 class BrowserOriginValidator(OriginValidator):

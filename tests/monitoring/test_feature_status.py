@@ -3,7 +3,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
-from apps.monitoring.registry import forget_results
+from apps.core.health import forget_results
 from tests.support.factories import api_key_issue, bearer
 from tests.support.processes import AsgiServer
 from tests.support.providers import routing

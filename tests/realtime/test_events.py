@@ -12,9 +12,9 @@ from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
+from apps.core.events import EventError, publish, validate_event
 from apps.providers.models import Provider
 from apps.providers.tasks import probe_providers
-from apps.realtime.events import EventError, publish, validate_event
 from tests.support.factories import api_key_issue, bearer
 from tests.support.processes import AsgiServer
 from tests.support.providers import routing
@@ -58,13 +58,13 @@ async def test_event_published_by_a_celery_task_reaches_a_subscriber(
 async def test_event_published_by_another_web_process_reaches_a_subscriber(asgi_server, server_env):
     other = await asyncio.to_thread(AsgiServer(server_env, name="daphne-publisher").start)
     try:
-        ws = await subscribed(asgi_server, await issue_key(role=Role.VIEWER), "alerts", "build:42")
+        ws = await subscribed(asgi_server, await issue_key(role=Role.VIEWER), "alerts", "widget:42")
         async with ws:
             admin_key = await issue_key(role=Role.ADMIN)
             for payload in (
                 {"channel": "alerts", "event": "alert.raised",
                  "data": {"title": "disk almost full", "severity": "warning"}},
-                {"channel": "build:42", "event": "build.updated",
+                {"channel": "widget:42", "event": "widget.updated",
                  "data": {"id": 42, "status": "running"}},
             ):  # fmt: skip
                 response = await asyncio.to_thread(
@@ -119,7 +119,8 @@ async def test_unsubscribed_channels_are_not_delivered(asgi_server):
         ("alerts", "alert.raised", {"title": "t"}),
         ("alerts", "alert.raised", {"title": 5, "severity": "s"}),
         ("alerts", "alert.raised", ["not", "a", "dict"]),
-        ("build:abc", "build.updated", {"id": 1, "status": "x"}),
+        ("widget:abc", "widget.updated", {"id": 1, "status": "x"}),
+        ("widget", "widget.updated", {"id": 1, "status": "x"}),
     ],
 )
 def test_events_of_an_unregistered_shape_are_refused(channel, event, data):

@@ -31,7 +31,7 @@ async def receive(ws, timeout: float = 10) -> dict:
 
 async def until(ws, kinds: set[str], ask_id=None, timeout: float = 15) -> tuple[list[dict], dict]:
     """Messages up to the first of ``kinds`` (for ``ask_id`` if given): (before, that one)."""
-    seen = []
+    seen: list[dict] = []
     while True:
         message = await receive(ws, timeout)
         if message["type"] in kinds and (ask_id is None or message.get("id") == ask_id):

@@ -4,4 +4,5 @@ from . import views
 
 urlpatterns = [
     path("feature-status", views.FeatureStatusApi.as_view(), name="feature-status"),
+    path("connection-stats", views.ConnectionStatsApi.as_view(), name="connection-stats"),
 ]

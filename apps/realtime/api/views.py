@@ -4,7 +4,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..events import EVENT_TYPES, publish
+from apps.core.events import event_type_list, publish
+
 from .serializers import EventInputSerializer, EventTypeOutputSerializer
 
 
@@ -17,9 +18,9 @@ class EventApi(APIView):
     @extend_schema(responses=EventTypeOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         types = [
-            {"event": name, "channel": kind.channel, "fields": list(kind.fields),
+            {"event": kind.name, "channel": kind.channel, "fields": list(kind.fields),
              "description": kind.description}
-            for name, kind in sorted(EVENT_TYPES.items())
+            for kind in event_type_list()
         ]  # fmt: skip
         return Response(EventTypeOutputSerializer(types, many=True).data)
 
