@@ -6,7 +6,7 @@ import itertools
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from apps.accounts.models import Role
 from apps.accounts.services import api_key_create, user_set_role
@@ -14,7 +14,7 @@ from apps.accounts.services import api_key_create, user_set_role
 _sequence = itertools.count(1)
 
 
-def user_create(*, role: Role | None = Role.VIEWER, username: str | None = None) -> AbstractUser:
+def user_create(*, role: Role | None = Role.VIEWER, username: str | None = None) -> User:
     user = get_user_model().objects.create_user(
         username=username or f"user{next(_sequence)}", password="pw-not-used-by-tests"
     )
@@ -24,7 +24,7 @@ def user_create(*, role: Role | None = Role.VIEWER, username: str | None = None)
 
 
 def api_key_issue(
-    *, role: Role | None = Role.OPERATOR, user: AbstractUser | None = None,
+    *, role: Role | None = Role.OPERATOR, user: User | None = None,
     expires_at: datetime | None = None,
 ) -> str:  # fmt: skip
     """A raw key for a new user with ``role`` (or for ``user``)."""

@@ -9,24 +9,46 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from tests.fake_upstream import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO_ROOT / "var" / "test-logs"
 
+# What the test run sets and a fresh checkout's shell does not: a platform started without
+# them runs as ``make run`` does on a new machine (SQLite, the embedded Redis, no DEBUG).
+CONFIGURED = (
+    "DATABASE_URL", "REDIS_URL", "CACHE_URL", "CHANNEL_LAYER_URL", "CELERY_BROKER_URL",
+    "DJANGO_SETTINGS_MODULE", "EMBEDDED_REDIS_NAME", "PROMETHEUS_MULTIPROC_DIR",
+    "CALL_RECORDS_STORE_ON_SHIP", "DEBUG", "LOG_FORMAT", "SERVE_STATIC", "ORCHESTRA_HOST",
+    "ORCHESTRA_PORT",
+    "PYTHONUNBUFFERED",  # the banner must not wait in a buffer
+    # a developer's real providers must not reach a test platform (bootstrap_providers)
+    "OPENAI_API_KEY", "XAI_API_KEY", "GROK_API_KEY", "OLLAMA_HOST", "OLLAMA_URL",
+    "LLM_DEFAULT_PROVIDER", "LLM_LOAD_BALANCING", "LLM_ENABLE_FALLBACK",
+)  # fmt: skip
+READY = "AI Orchestra is ready. Ctrl-C stops everything."
+
+
+def fresh_checkout_env(var_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of ``make run`` on a fresh checkout, with its own var dir."""
+    env = {key: value for key, value in os.environ.items() if key not in CONFIGURED}
+    return {**env, "ORCHESTRA_VAR_DIR": str(var_dir), **settings}
+
 
 class ServerProcess:
     """A subprocess whose output goes to a log file under ``var/test-logs`` for post-mortems."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int = 0) -> None:
         self.name = name
         self.command = command
         self.env = env
+        self.port = port  # where it listens, for servers
         self.log_path = LOG_DIR / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, ready: Callable[[], bool], timeout: float = 30.0) -> ServerProcess:
+    def start(self, ready: Callable[[], bool], timeout: float = 30.0) -> Self:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -79,16 +101,16 @@ class AsgiServer(ServerProcess):
     (as the production image)."""
 
     def __init__(self, env: dict[str, str], name: str = "daphne", server: str = "daphne") -> None:
-        self.port = free_port()
+        port = free_port()
         app = "orchestra.asgi:application"
         if server == "uvicorn":
             command = [
                 sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port",
-                str(self.port), "--lifespan", "on", "--no-access-log",
+                str(port), "--lifespan", "on", "--no-access-log",
             ]  # fmt: skip
         else:
-            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app]
-        super().__init__(name, command, env)
+            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+        super().__init__(name, command, env, port)
 
     @property
     def url(self) -> str:
@@ -98,7 +120,7 @@ class AsgiServer(ServerProcess):
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/"
 
-    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> AsgiServer:
+    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> Self:
         return super().start(ready or port_open(self.port), timeout)
 
 
@@ -120,7 +142,7 @@ class CeleryWorker(ServerProcess):
         ]  # fmt: skip
         super().__init__(name, command, env)
 
-    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> CeleryWorker:
+    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> Self:
         from orchestra.celery import app
 
         def answers() -> bool:

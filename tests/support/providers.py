@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.providers.models import LlmCall, LlmModel, Provider, RoutingSettings
-from apps.providers.recorder import call_records_store, recorder
-from apps.providers.state import BUMP_SCRIPT, EPOCH, bumped_here, changes_channel, key_prefix
+from apps.providers.recorder import recorder
+from apps.providers.records import call_records_store
+from apps.providers.state import EPOCH, bump_sync, state_key
 from tests.fake_upstream import FakeUpstream
 from tests.support.factories import api_key_issue
 
@@ -47,12 +48,10 @@ def clean_routing_state():
     running servers to drop what they cached."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     keep = (b"config:version", b"breaker:epoch")
-    for key in client.scan_iter(f"{key_prefix()}*"):
+    for key in client.scan_iter(f"{state_key()}*"):
         if not key.endswith(keep):
             client.delete(key)
-    epoch_key = f"{key_prefix()}breaker:epoch"
-    epoch = client.register_script(BUMP_SCRIPT)(keys=[epoch_key], args=[changes_channel(), EPOCH])
-    bumped_here(EPOCH, epoch)
+    bump_sync(EPOCH)
     yield
     recorder.flush()  # ship this test's records now, not into a later test
 

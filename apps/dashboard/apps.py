@@ -1,0 +1,28 @@
+from django.apps import AppConfig
+
+
+class DashboardConfig(AppConfig):
+    """The browser dashboard: the admin site (``sites.py``), its sidebar (``navigation.py``),
+    Home's figures (``figures.py``, published by ``tasks.py``) and the pages it owns."""
+
+    name = "apps.dashboard"
+    label = "dashboard"
+    verbose_name = "Dashboard"
+
+    def ready(self) -> None:
+        from apps.core.events import register_event_types
+        from apps.core.registry import NavItem, Page, register_navigation, register_pages
+
+        from .events import EVENT_TYPES
+
+        register_event_types(*EVENT_TYPES)
+        register_navigation(
+            NavItem("Home", "admin:index", "Dashboard", icon="home", order=0),
+            NavItem("Scheduled tasks", "admin:django_celery_beat_periodictask_changelist",
+                    "System", icon="schedule", permission="django_celery_beat.view_periodictask",
+                    order=1000),
+        )  # fmt: skip
+        register_pages(
+            Page("circuits", "Circuit breakers", "apps.dashboard.views.circuits", "LLM core",
+                 icon="electrical_services", permission="providers.view_provider", order=35),
+        )  # fmt: skip

@@ -1,0 +1,15 @@
+/* Circuit breakers: a circuit that opens or closes while the page is open shows it at once. */
+(function () {
+  "use strict";
+
+  OrchestraLive.on("alerts", function (message) {
+    var state = { "circuit.opened": "open", "circuit.closed": "closed" }[message.event];
+    if (!state) return;
+    var row = document.querySelector('tr[data-provider="' + CSS.escape(message.data.provider) + '"]');
+    if (!row) return;
+    var pill = row.querySelector(".circuit-state");
+    pill.setAttribute("data-status", state);
+    pill.textContent = state;
+    if (message.data.error) row.querySelector(".circuit-error").textContent = message.data.error;
+  });
+})();

@@ -1,0 +1,233 @@
+/* The dashboard's WebSocket client: the one module every live page uses (plain JavaScript).
+ *
+ * A page names its channels on any element, data-live-channels="metrics alerts", and
+ * registers handlers with OrchestraLive.on(channel, function (message) { ... }), where message
+ * is the server's {"type": "event", "channel", "event", "data"}. This module then:
+ *
+ * - connects to /ws/ on the page's host; the browser sends the session cookie, with which the
+ *   server authenticates the connection (a closed session ends it with code 4401: "Signed out");
+ * - subscribes to each channel, and again to every one after each reconnection;
+ * - pings every 20 s; no pong within 10 s counts as a lost connection;
+ * - reconnects after a loss with exponential backoff, 0.5, 1, 2, 4 and 8 s (each ±25 %), at
+ *   most 5 attempts; after the fifth fails it shows "Disconnected" and a Retry button, which
+ *   starts again (as does the browser coming back online);
+ * - shows its state in #live-status (data-state: connecting, live, reconnecting, disconnected,
+ *   signed-out), whose words are announced politely to screen readers.
+ *
+ * Settings (for tests): window.OrchestraLiveSettings = {baseDelay: ms, maxAttempts: n,
+ * pingEvery: ms, pongWithin: ms}, set before this script runs.
+ */
+(function () {
+  "use strict";
+
+  var config = { maxAttempts: 5, baseDelay: 500, maxDelay: 8000, pingEvery: 20000, pongWithin: 10000 };
+  Object.keys(window.OrchestraLiveSettings || {}).forEach(function (name) {
+    if (name in config) config[name] = Number(window.OrchestraLiveSettings[name]);
+  });
+  var handlers = {};
+  var channels = [];
+  var confirmed = {};
+  var stateListeners = [];
+  var socket = null;
+  var attempts = 0;
+  var retryTimer = null;
+  var pingTimer = null;
+  var pongTimer = null;
+  var pingId = 0;
+  var state = "idle";
+  var started = false;
+
+  var TEXT = {
+    idle: "Not connected",
+    connecting: "Connecting…",
+    live: "Live",
+    disconnected: "Disconnected",
+    "signed-out": "Signed out: log in again for live updates"
+  };
+
+  function socketUrl() {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/";
+  }
+
+  function setState(next, text) {
+    state = next;
+    var holder = document.querySelector("[data-live-channels]");
+    if (holder) holder.setAttribute("data-live-state", next);
+    var box = document.getElementById("live-status");
+    if (box) {
+      box.setAttribute("data-state", next);
+      var words = box.querySelector(".live-text");
+      if (words) words.textContent = text || TEXT[next] || next;
+      var retry = box.querySelector(".live-retry");
+      if (retry) retry.hidden = next !== "disconnected";
+    }
+    stateListeners.forEach(function (listener) { listener(next); });
+  }
+
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(message));
+      return true;
+    }
+    return false;
+  }
+
+  function subscribe(channel) {
+    send({ type: "subscribe", channel: channel });
+  }
+
+  function stopTimers() {
+    clearTimeout(retryTimer);
+    clearInterval(pingTimer);
+    clearTimeout(pongTimer);
+  }
+
+  function connect() {
+    stopTimers();
+    if (attempts === 0) setState("connecting");
+    confirmed = {};
+    var ws;
+    try {
+      ws = new WebSocket(socketUrl());
+    } catch (error) {
+      lost();
+      return;
+    }
+    socket = ws;
+    // A connection that neither opens nor fails (a black hole) counts as failed after a while.
+    pongTimer = setTimeout(function () { if (ws === socket) abandon("no answer"); }, config.pongWithin);
+    ws.onopen = function () {
+      if (ws !== socket) return;
+      clearTimeout(pongTimer);
+      channels.forEach(subscribe);
+      if (channels.length === 0) live();
+      pingTimer = setInterval(ping, config.pingEvery);
+    };
+    ws.onmessage = function (frame) {
+      if (ws === socket) receive(frame.data);
+    };
+    ws.onclose = function (closed) {
+      if (ws !== socket) return;
+      socket = null;
+      stopTimers();
+      if (closed.code === 4401) {
+        setState("signed-out");
+        return;
+      }
+      lost();
+    };
+  }
+
+  function live() {
+    attempts = 0;
+    setState("live");
+  }
+
+  // The connection is gone (or never came): try again later, or give up and say so.
+  function lost() {
+    attempts += 1;
+    if (attempts > config.maxAttempts) {
+      setState("disconnected");
+      return;
+    }
+    var delay = Math.min(config.baseDelay * Math.pow(2, attempts - 1), config.maxDelay);
+    delay = Math.round(delay * (0.75 + Math.random() * 0.5));
+    setState("reconnecting", "Reconnecting (attempt " + attempts + " of " + config.maxAttempts + ")…");
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  // Drop the connection we have (dead or refused) without waiting for its close handshake.
+  function abandon(reason) {
+    var dead = socket;
+    socket = null;
+    stopTimers();
+    if (dead) {
+      try { dead.close(4000, reason); } catch (error) { /* already closing */ }
+    }
+    lost();
+  }
+
+  function ping() {
+    pingId += 1;
+    if (!send({ type: "ping", id: "live-" + pingId })) return;
+    clearTimeout(pongTimer);
+    pongTimer = setTimeout(function () { abandon("no pong"); }, config.pongWithin);
+  }
+
+  function receive(text) {
+    var message;
+    try {
+      message = JSON.parse(text);
+    } catch (error) {
+      return;
+    }
+    if (message.type === "event") {
+      (handlers[message.channel] || []).forEach(function (handler) {
+        try {
+          handler(message);
+        } catch (error) {
+          console.error("live handler of " + message.channel + " failed", error);
+        }
+      });
+    } else if (message.type === "subscribed") {
+      confirmed[message.channel] = true;
+      if (channels.every(function (channel) { return confirmed[channel]; })) live();
+    } else if (message.type === "pong") {
+      clearTimeout(pongTimer);
+    } else if (message.type === "error" && message.code === "unavailable") {
+      // The server's relay (Redis) is down: treat it as a lost connection and try later.
+      abandon("unavailable");
+    }
+  }
+
+  function retry() {
+    attempts = 0;
+    connect();
+  }
+
+  function start(names) {
+    names.forEach(function (name) {
+      if (channels.indexOf(name) < 0) channels.push(name);
+    });
+    if (started) {
+      names.forEach(subscribe);
+      return;
+    }
+    started = true;
+    connect();
+  }
+
+  function setUp() {
+    var holder = document.querySelector("[data-live-channels]");
+    var box = document.getElementById("live-status");
+    if (box) {
+      var button = box.querySelector(".live-retry");
+      if (button) button.addEventListener("click", retry);
+    }
+    if (!holder) return;
+    start(holder.getAttribute("data-live-channels").split(/\s+/).filter(Boolean));
+  }
+
+  window.addEventListener("online", function () {
+    if (state === "disconnected") retry();
+  });
+
+  window.OrchestraLive = {
+    // Handlers get each event of the channel; register them before or after the page loads.
+    on: function (channel, handler) {
+      (handlers[channel] = handlers[channel] || []).push(handler);
+      if (started && channels.indexOf(channel) < 0) start([channel]);
+    },
+    onState: function (listener) { stateListeners.push(listener); },
+    state: function () { return state; },
+    channels: function () { return channels.slice(); },
+    send: send,
+    retry: retry
+  };
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", setUp);
+  } else {
+    setUp();
+  }
+})();
