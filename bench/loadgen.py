@@ -13,20 +13,24 @@ import json
 import re
 import sys
 import time
+from typing import Any
 
 import uvloop
 
 FIRST_CONTENT = re.compile(rb'"content":"[^"]')
 
 
+BODIES: dict[str, dict[str, Any]] = {
+    "/v1/chat/completions": {
+        "model": "fake-model",
+        "messages": [{"role": "user", "content": "hello"}],
+    },
+    "/v1/embeddings": {"model": "fake-embed", "input": "hello"},
+}
+
+
 def build_request(path: str, key: str, stream: bool) -> bytes:
-    body = json.dumps(
-        {
-            "model": "fake-model",
-            "messages": [{"role": "user", "content": "hello"}],
-            "stream": stream,
-        }
-    ).encode()
+    body = json.dumps({**BODIES[path], **({"stream": True} if stream else {})}).encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -131,7 +131,7 @@ async def query_round_trips(port: int, upstream_port: int, key: str, requests: i
 
 
 def run(env: Environment, servers: list[str], requests: int, steps: tuple[int, ...]) -> dict:
-    report = {"servers": {}}
+    report: dict[str, dict] = {"servers": {}}
     for kind in servers:
         server = env.server(kind, 1)
         try:

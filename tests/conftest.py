@@ -19,7 +19,7 @@ from apps.providers.recorder import recorder
 from orchestra import embedded_redis
 from tests.support.processes import AsgiServer, CeleryWorker
 
-pytest_plugins = ["tests.support.providers"]
+pytest_plugins = ["tests.support.providers", "tests.support.browser"]
 
 
 def pytest_report_header(config) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import sys
@@ -14,41 +13,38 @@ import httpx
 import pytest
 import websockets
 
-from tests.support.processes import ServerProcess, free_port
+from tests.support.processes import READY, ServerProcess, free_port, fresh_checkout_env
 
 pytestmark = pytest.mark.slow
 
 ADMIN_PASSWORD = "first-run-password-9"
-CONFIGURED = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CACHE_URL",
-    "CHANNEL_LAYER_URL",
-    "CELERY_BROKER_URL",
-    "DJANGO_SETTINGS_MODULE",
-    "EMBEDDED_REDIS_NAME",
-    "PROMETHEUS_MULTIPROC_DIR",
-)
 
 
-@pytest.fixture
-def platform(tmp_path):
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """One platform for the module; the last test stops it with Ctrl-C."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if key not in CONFIGURED}
-    env |= {"ORCHESTRA_VAR_DIR": str(tmp_path / "var"), "ORCHESTRA_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    var_dir = tmp_path_factory.mktemp("first-run") / "var"
+    env = fresh_checkout_env(var_dir, ORCHESTRA_ADMIN_PASSWORD=ADMIN_PASSWORD)
     process = ServerProcess(
         "platform", [sys.executable, "manage.py", "runplatform", "--port", str(port)], env
     )
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=3).json()["status"] == "ok"
-        except (httpx.HTTPError, ValueError):
-            return False
-
-    process.start(healthy, timeout=120)
+    # Ready when it says so, not when /health says ok: the banner must wait for the worker.
+    process.start(lambda: READY in process.output(), timeout=120)
     yield process, f"http://127.0.0.1:{port}"
     process.stop(timeout=30)
+
+
+def banner(output: str) -> dict[str, str]:
+    """The banner's lines, label -> URL."""
+    lines = output[output.index(READY) :].splitlines()[1:]
+    links = {}
+    for line in lines:
+        match = re.fullmatch(r"  (\S.*?)\s+((?:http|ws)://\S+)", line)
+        if not match:
+            break
+        links[match[1]] = match[2]
+    return links
 
 
 def admin_login(base_url: str) -> httpx.Client:
@@ -68,15 +64,17 @@ def admin_login(base_url: str) -> httpx.Client:
 async def websocket_ping(base_url: str, session_id: str) -> dict:
     url = base_url.replace("http://", "ws://") + "/ws/"
     headers = {"Cookie": f"sessionid={session_id}"}
-    async with websockets.connect(url, additional_headers=headers, origin=base_url) as ws:
+    origin = websockets.Origin(base_url)
+    async with websockets.connect(url, additional_headers=headers, origin=origin) as ws:
         await ws.send(json.dumps({"type": "ping", "id": "first"}))
         return json.loads(await asyncio.wait_for(ws.recv(), 5))
 
 
 def test_run_command_brings_up_the_whole_platform(platform):
     process, base_url = platform
+    # The banner comes once a worker answers: /health is ok at once, not "degraded".
     health = httpx.get(f"{base_url}/health").json()
-    assert health["status"] == "ok"
+    assert health["status"] == "ok", health
     for service in ("database", "cache", "channel_layer", "celery"):
         assert health["services"][service] == "ok", health
     assert health["checks"]["database"]["message"] == "sqlite"
@@ -88,9 +86,39 @@ def test_run_command_brings_up_the_whole_platform(platform):
     assert httpx.get(f"{base_url}/static/admin/css/base.css").status_code == 200
 
     output = process.output()
-    assert "/admin/" in output and "/health" in output and "Ctrl-C" in output
     assert re.search(r"Embedded Redis on unix://", output)
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO ", output, re.M)  # text logs
 
+
+def test_the_banner_shows_only_urls_that_answer(platform):
+    process, base_url = platform
+    links = banner(process.output())
+    expected = {"Admin", "API docs", "OpenAI base URL", "WebSocket", "Health", "Metrics"}
+    assert expected <= set(links)
+    assert links["OpenAI base URL"] == f"{base_url}/v1"
+    assert httpx.get(f"{base_url}/v1/models").status_code == 401  # answers, wants a key
+    for label, url in links.items():
+        if label not in ("WebSocket", "OpenAI base URL"):
+            assert httpx.get(url).status_code != 404, label
+    if httpx.get(f"{base_url}/").status_code == 404:
+        assert "Dashboard" not in links
+    assert links["WebSocket"] == base_url.replace("http://", "ws://") + "/ws/"
+    assert process.output().count(READY) == 1
+
+
+def test_no_debug_pages_without_debug(platform):
+    _, base_url = platform
+    page = httpx.get(f"{base_url}/no-such-page", headers={"Accept": "text/html"})
+    assert page.status_code == 404
+    assert "URLconf" not in page.text and "REDIS_URL" not in page.text
+    api = httpx.get(f"{base_url}/api/v1/no-such-thing", headers={"Accept": "text/html"})
+    assert api.status_code == 404
+    assert api.json()["error"]["code"] == "not_found"
+    assert httpx.get(f"{base_url}/health").json()["status"] == "ok"
+
+
+def test_ctrl_c_stops_every_process(platform):
+    process, _ = platform
     process.process.send_signal(signal.SIGINT)
     assert process.process.wait(30) == 0
     time.sleep(0.5)
