@@ -57,6 +57,8 @@ def test_each_process_reports_its_pools_and_the_total_adds_them_up(
     two_providers, upstream_a, servers, operator_key
 ):
     viewer = api_key_issue(role=Role.VIEWER)
+    # Other tests' servers may still hold idle connections to this (session-wide) upstream.
+    others = upstream_a.stats()["open_connections"]
     upstream_a.configure(latency_ms=300)
     with ThreadPoolExecutor(5) as pool:  # five at once: five connections to provider a
         list(pool.map(lambda _: ask(servers[0], operator_key), range(5)))
@@ -88,7 +90,7 @@ def test_each_process_reports_its_pools_and_the_total_adds_them_up(
     # Five connections were opened for the five requests at once; one stays open, idle.
     assert processes[pids[0]]["pools"]["http"]["a"]["idle"] == 1  # HTTP_MAX_KEEPALIVE
     # The upstream sees the other four closed a moment after our pool let them go.
-    eventually(lambda: upstream_a.stats()["open_connections"] <= 2, 5, "the four closed")
+    eventually(lambda: upstream_a.stats()["open_connections"] <= others + 2, 5, "four closed")
 
     total = document["total"]
     assert total["processes"] == len(document["processes"])
