@@ -3,7 +3,8 @@ from django.apps import AppConfig
 
 class DashboardConfig(AppConfig):
     """The browser dashboard: the admin site (``sites.py``), its sidebar (``navigation.py``),
-    Home's figures (``figures.py``, published by ``tasks.py``) and the pages it owns."""
+    Home's figures (``figures.py``, published by ``tasks.py``) and the pages it owns (the
+    circuit breakers, the Playground)."""
 
     name = "apps.dashboard"
     label = "dashboard"
@@ -23,6 +24,8 @@ class DashboardConfig(AppConfig):
                     order=1000),
         )  # fmt: skip
         register_pages(
+            Page("playground", "Playground", "apps.dashboard.playground.playground", "Dashboard",
+                 icon="chat", permission="providers.view_llmmodel", order=5),
             Page("circuits", "Circuit breakers", "apps.dashboard.views.circuits", "LLM core",
                  icon="electrical_services", permission="providers.view_provider", order=35),
         )  # fmt: skip

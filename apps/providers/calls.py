@@ -85,7 +85,8 @@ class Completion:
 
 @dataclass
 class Chunk:
-    """A streamed piece: content, or (last) the finish reason, usage and call id."""
+    """A streamed piece: content, or (last) the finish reason, usage, call id, cost and timings
+    (as the call record has them)."""
 
     content: str = ""
     finish_reason: str | None = None
@@ -93,6 +94,9 @@ class Chunk:
     provider: str = ""
     model: str = ""
     call_id: uuid.UUID | None = None
+    cost: Decimal | None = None
+    latency_ms: float | None = None
+    time_to_first_token_ms: float | None = None
 
 
 def estimate_input_tokens(messages: list[dict[str, Any]]) -> int:

@@ -115,6 +115,11 @@ class Execution:
     def _ttft(self) -> float | None:
         return (self.first_token_at - self.started) if self.first_token_at else None
 
+    @property
+    def time_to_first_token_ms(self) -> float | None:
+        ttft = self._ttft()
+        return ttft * 1000 if ttft is not None else None
+
     def _call_record(
         self,
         *,

@@ -137,6 +137,9 @@ async def stream(request: LlmRequest) -> AsyncGenerator[Chunk, None]:
         provider=deployment.provider.name,
         model=deployment.model.name,
         call_id=request.call_id,
+        cost=run.cost,
+        latency_ms=run.latency_ms,
+        time_to_first_token_ms=execution.time_to_first_token_ms,
     )
 
 

@@ -10,8 +10,9 @@ from django.shortcuts import get_object_or_404
 from apps.core.runtime import run_sync
 
 from .breakers import OPEN, BreakerView
+from .config import RoutingPolicy
 from .engine import current_routing_config
-from .models import HealthStatus, LlmCall, LlmModel, Provider
+from .models import Endpoint, HealthStatus, LlmCall, LlmModel, Provider
 from .state import routing_state
 
 
@@ -41,6 +42,24 @@ def llm_call_list() -> QuerySet[LlmCall]:
 
 def llm_call_get(*, pk: Any) -> LlmCall:
     return get_object_or_404(LlmCall.objects.prefetch_related("attempts"), pk=pk)
+
+
+def public_model_list(*, endpoint: str = Endpoint.CHAT) -> list[dict[str, Any]]:
+    """Each public model name that serves ``endpoint``, with the providers serving it, as the
+    router sees them (its config snapshot: enabled providers and models; no query unless the
+    config changed)."""
+    config = run_sync(current_routing_config())
+    listed = []
+    for name in config.public_models():
+        providers = sorted({d.provider.name for d in config.deployments_for(name, None, endpoint)})
+        if providers:
+            listed.append({"name": name, "providers": providers})
+    return listed
+
+
+def routing_policy_current() -> RoutingPolicy:
+    """The routing settings every process applies now (strategy, default model, ...)."""
+    return run_sync(current_routing_config()).policy
 
 
 async def _breaker_views(names: list[str]) -> list[BreakerView]:

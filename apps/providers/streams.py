@@ -11,6 +11,7 @@ mid-stream counts against the provider's circuit like any other failed attempt.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from . import errors
@@ -51,6 +52,8 @@ class StreamRun:
         self.raw_usage: Any = None
         self.finish_reason = ""
         self.done = False
+        self.cost: Decimal | None = None  # and the latency, once ended (as recorded)
+        self.latency_ms: float | None = None
 
     def add(self, said: Said) -> str:
         """Account for what one event said; returns its text."""
@@ -85,6 +88,6 @@ class StreamRun:
             elif status == CallStatus.SUCCESS:
                 await count_success(execution)
         finally:
-            execution.finish(
+            self.cost, self.latency_ms = execution.finish(
                 status=status, usage=self.usage, finish_reason=self.finish_reason, error=error
             )

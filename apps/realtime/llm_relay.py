@@ -5,7 +5,10 @@ loop. It opens a control channel of its own and announces it to the consumer in
 ``llm.started``; a ``cancel`` arriving there stops the work (closing the upstream request, so the
 call is recorded as cancelled). While working it sends ``llm.heartbeat`` so the consumer can tell
 a slow provider from a dead worker. Replies go to the consumer's channel as ``llm.token`` /
-``llm.done`` (stream), ``llm.response`` (query) or ``llm.error``.
+``llm.done`` (stream), ``llm.response`` (query) or ``llm.error``. The last of these says what the
+call record says of it (provider, usage, cost, latency, time to first token) and the record's
+id, so a client can link to it; an error names the record too, since failed and cancelled calls
+are recorded as well.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from contextlib import aclosing
+from decimal import Decimal
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -27,6 +31,15 @@ from apps.providers.core import (
     llm_request_from,
     stream,
 )
+
+
+def cost_text(cost: Decimal | None) -> str | None:
+    """A cost as the REST API gives it: a decimal string, exact to the record's 8 places."""
+    return None if cost is None else f"{cost:.8f}"
+
+
+def ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def heartbeat_seconds() -> float:
@@ -63,8 +76,9 @@ async def relay_to_connection(
                 await work
             await layer.send(
                 reply_channel,
-                {"type": "llm.error", "id": ask_id, "code": "cancelled", "message": "Cancelled."},
-            )
+                {"type": "llm.error", "id": ask_id, "code": "cancelled", "message": "Cancelled.",
+                 "call_id": str(request.call_id)},
+            )  # fmt: skip
     finally:
         for task in (work, cancel, heartbeat):
             task.cancel()
@@ -92,15 +106,17 @@ async def _answer(layer, reply_channel: str, ask_id, streaming: bool, request: L
                     "model": completion.model,
                     "finish_reason": completion.finish_reason,
                     "usage": completion.usage.as_dict(),
-                    "latency_ms": round(completion.latency_ms, 1),
+                    "cost": cost_text(completion.cost),
+                    "latency_ms": ms(completion.latency_ms),
                     "call_id": str(completion.call_id),
                 },
             )
     except ProviderError as error:
         await layer.send(
             reply_channel,
-            {"type": "llm.error", "id": ask_id, "code": error.code, "message": error.message},
-        )
+            {"type": "llm.error", "id": ask_id, "code": error.code, "message": error.message,
+             "call_id": str(request.call_id)},
+        )  # fmt: skip
 
 
 async def _stream(layer, reply_channel: str, ask_id, request: LlmRequest) -> None:
@@ -120,6 +136,9 @@ async def _stream(layer, reply_channel: str, ask_id, request: LlmRequest) -> Non
                         "usage": chunk.usage.as_dict(),
                         "provider": chunk.provider,
                         "model": chunk.model,
+                        "cost": cost_text(chunk.cost),
+                        "latency_ms": ms(chunk.latency_ms),
+                        "time_to_first_token_ms": ms(chunk.time_to_first_token_ms),
                         "call_id": str(chunk.call_id),
                     },
                 )

@@ -51,7 +51,12 @@ def test_text_has_enough_contrast_in_both_themes(logged_in_page, an_open_circuit
     for theme in ("Light", "Dark"):
         page.goto("/admin/")
         choose_theme(page, theme)
-        for url in ("/admin/", "/admin/circuits/", "/admin/providers/provider/"):
+        for url in (
+            "/admin/",
+            "/admin/playground/",
+            "/admin/circuits/",
+            "/admin/providers/provider/",
+        ):
             page.goto(url)
             html = expect(page.locator("html"))
             html.to_have_class(dark) if theme == "Dark" else html.not_to_have_class(dark)
@@ -62,7 +67,12 @@ def test_text_has_enough_contrast_in_both_themes(logged_in_page, an_open_circuit
 
 def test_every_control_has_a_name(logged_in_page, an_open_circuit):
     page: Page = logged_in_page(user=member(Role.OPERATOR))
-    for url in ("/admin/", "/admin/circuits/", "/admin/providers/provider/add/"):
+    for url in (
+        "/admin/",
+        "/admin/playground/",
+        "/admin/circuits/",
+        "/admin/providers/provider/add/",
+    ):
         page.goto(url)
         assert page.evaluate(UNLABELLED) == [], url
 

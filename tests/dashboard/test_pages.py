@@ -70,7 +70,7 @@ def sidebar_of(client: Client, path: str = "/admin/") -> dict[str, list[str]]:
 def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     viewer = sidebar_of(client_as(Role.VIEWER))
     assert list(viewer) == ["Dashboard", "LLM core", "Accounts"]
-    assert viewer["Dashboard"] == ["Home"]
+    assert viewer["Dashboard"] == ["Home", "Playground"]  # the Playground read-only
     assert viewer["LLM core"] == [
         "Providers", "Models", "Routing settings", "Circuit breakers", "LLM calls",
         "Refused call records",

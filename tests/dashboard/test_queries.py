@@ -69,6 +69,7 @@ def pages() -> list[str]:
     assert call and provider
     return [
         "/admin/",
+        "/admin/playground/",
         "/admin/circuits/",
         "/admin/providers/provider/",
         f"/admin/providers/provider/{provider.pk}/change/",

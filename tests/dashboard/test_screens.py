@@ -44,6 +44,7 @@ def pages(data) -> list[tuple[str, str]]:
     call = data["call"]
     return [
         ("home", "/admin/"),
+        ("playground", "/admin/playground/"),
         ("circuits", "/admin/circuits/"),
         ("providers", "/admin/providers/provider/"),
         ("provider", f"/admin/providers/provider/{data['alpha'].pk}/change/"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from decimal import Decimal
 
 import pytest
 import websockets
@@ -50,9 +51,12 @@ async def test_query_gets_one_response(two_providers, asgi_server, celery_worker
     assert response["latency_ms"] > 0
     (call,) = await database_sync_to_async(recorded_calls)(1)
     assert str(call.id) == response["call_id"] and call.entry_point == EntryPoint.WEBSOCKET
+    assert Decimal(response["cost"]) == call.cost > 0
 
 
-async def test_stream_sends_tokens_then_done(two_providers, asgi_server, celery_worker):
+async def test_stream_sends_tokens_then_done(
+    two_providers, asgi_server, celery_worker, recorded_calls
+):
     key = await issue_key(role=Role.OPERATOR)
     async with connect(asgi_server, key) as ws:
         await ws.send(json.dumps({"type": "stream", "id": "s1", "prompt": "hi", "model": "chat"}))
@@ -61,6 +65,13 @@ async def test_stream_sends_tokens_then_done(two_providers, asgi_server, celery_
     assert [t["type"] for t in tokens] == ["token"] * 8 and {t["id"] for t in tokens} == {"s1"}
     assert "".join(t["content"] for t in tokens).startswith("Hello from a")
     assert done["usage"]["completion_tokens"] == 8
+    # The end says what the call record says.
+    (call,) = await database_sync_to_async(recorded_calls)(1)
+    assert done["call_id"] == str(call.id) and done["provider"] == call.provider_name == "a"
+    assert Decimal(done["cost"]) == call.cost > 0
+    assert done["latency_ms"] == pytest.approx(call.latency_ms, abs=0.1)
+    assert done["time_to_first_token_ms"] == pytest.approx(call.time_to_first_token_ms, abs=0.1)
+    assert 0 < done["time_to_first_token_ms"] <= done["latency_ms"]
 
 
 async def test_two_concurrent_streams_on_one_connection(
@@ -106,7 +117,7 @@ async def test_cancel_mid_stream_closes_the_upstream(
         _, pong = await until(ws, {"pong"})
     await asyncio.to_thread(upstream_a.wait_for, lambda s: s["client_disconnects"] == 1)
     (call,) = await database_sync_to_async(recorded_calls)(1)
-    assert call.status == CallStatus.CANCELLED
+    assert call.status == CallStatus.CANCELLED and ended["call_id"] == str(call.id)
 
 
 async def test_disconnecting_mid_stream_cancels_the_work(
@@ -122,17 +133,22 @@ async def test_disconnecting_mid_stream_cancels_the_work(
     await asyncio.to_thread(upstream_a.wait_for, lambda s: s["client_disconnects"] == 1)
 
 
-async def test_provider_errors_reach_the_socket(two_providers, asgi_server, celery_worker):
+async def test_provider_errors_reach_the_socket(
+    two_providers, asgi_server, celery_worker, recorded_calls
+):
     key = await issue_key(role=Role.OPERATOR)
     async with connect(asgi_server, key) as ws:
         await ws.send(json.dumps({"type": "query", "id": 1, "messages": HELLO, "model": "nope"}))
         _, error = await until(ws, {"error"})
+    call_id = error.pop("call_id")
     assert error == {
         "type": "error",
         "id": 1,
         "code": "model_not_found",
         "message": "no enabled deployment serves model 'nope'",
     }
+    (call,) = await database_sync_to_async(recorded_calls)(1)  # failed calls are recorded too
+    assert str(call.id) == call_id and call.status == CallStatus.ERROR
 
 
 async def test_viewer_may_subscribe_but_not_query(two_providers, asgi_server):

@@ -14,6 +14,11 @@
  * - shows its state in #live-status (data-state: connecting, live, reconnecting, disconnected,
  *   signed-out), whose words are announced politely to screen readers.
  *
+ * A page that does more than listen (the Playground) sends any protocol message with
+ * OrchestraLive.send(message) (false when not connected) and gets every other message the
+ * server sends (token, done, response, error...) through OrchestraLive.onMessage(listener).
+ * Replies to a connection that was lost never arrive: such a page watches OrchestraLive.onState.
+ *
  * Settings (for tests): window.OrchestraLiveSettings = {baseDelay: ms, maxAttempts: n,
  * pingEvery: ms, pongWithin: ms}, set before this script runs.
  */
@@ -28,6 +33,7 @@
   var channels = [];
   var confirmed = {};
   var stateListeners = [];
+  var messageListeners = [];
   var socket = null;
   var attempts = 0;
   var retryTimer = null;
@@ -174,9 +180,18 @@
       if (channels.every(function (channel) { return confirmed[channel]; })) live();
     } else if (message.type === "pong") {
       clearTimeout(pongTimer);
-    } else if (message.type === "error" && message.code === "unavailable") {
-      // The server's relay (Redis) is down: treat it as a lost connection and try later.
-      abandon("unavailable");
+    } else {
+      messageListeners.forEach(function (listener) {
+        try {
+          listener(message);
+        } catch (error) {
+          console.error("live listener of " + message.type + " failed", error);
+        }
+      });
+      if (message.type === "error" && message.code === "unavailable") {
+        // The server's relay (Redis) is down: treat it as a lost connection and try later.
+        abandon("unavailable");
+      }
     }
   }
 
@@ -219,6 +234,8 @@
       if (started && channels.indexOf(channel) < 0) start([channel]);
     },
     onState: function (listener) { stateListeners.push(listener); },
+    // Listeners get every message other than events, "subscribed" and "pong": replies.
+    onMessage: function (listener) { messageListeners.push(listener); },
     state: function () { return state; },
     channels: function () { return channels.slice(); },
     send: send,
