@@ -23,6 +23,8 @@ class DashboardConfig(AppConfig):
                     order=1000),
         )  # fmt: skip
         register_pages(
+            Page("config", "Providers and routing", "apps.dashboard.views.config", "LLM core",
+                 icon="tune", permission="providers.view_provider", order=5),
             Page("circuits", "Circuit breakers", "apps.dashboard.views.circuits", "LLM core",
                  icon="electrical_services", permission="providers.view_provider", order=35),
         )  # fmt: skip

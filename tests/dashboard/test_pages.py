@@ -72,8 +72,8 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     assert list(viewer) == ["Dashboard", "LLM core", "Accounts", "System"]
     assert viewer["Dashboard"] == ["Home"]
     assert viewer["LLM core"] == [
-        "Providers", "Models", "Routing settings", "Circuit breakers", "LLM calls",
-        "Refused call records",
+        "Providers and routing", "Providers", "Models", "Routing settings", "Circuit breakers",
+        "LLM calls", "Refused call records",
     ]  # fmt: skip
     assert viewer["Accounts"] == ["API keys"]
     assert viewer["System"] == ["Platform settings"]

@@ -70,6 +70,7 @@ def pages() -> list[str]:
     return [
         "/admin/",
         "/admin/circuits/",
+        "/admin/config/",
         "/admin/providers/provider/",
         f"/admin/providers/provider/{provider.pk}/change/",
         "/admin/providers/llmmodel/",
