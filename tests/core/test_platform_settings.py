@@ -60,7 +60,9 @@ def test_a_viewer_may_not_change_it_and_a_bad_level_is_a_400():
         "/api/v1/platform-settings", {"log_level": "DEBUG"}, format="json"
     )
     assert refused.status_code == 403
-    bad = api(Role.OPERATOR).patch("/api/v1/platform-settings", {"log_level": "LOUD"}, format="json")
+    bad = api(Role.OPERATOR).patch(
+        "/api/v1/platform-settings", {"log_level": "LOUD"}, format="json"
+    )
     assert bad.status_code == 400
     assert not PlatformSettings.objects.exclude(log_level="").exists()
 
@@ -91,7 +93,7 @@ def test_the_follower_applies_a_change_announced_by_another_process():
         if logging.getLogger().level == logging.ERROR:
             applied.set()
 
-    follower.catch_up = noting  # type: ignore[method-assign]
+    follower.catch_up = noting
     follower.start()
     try:
         PlatformSettings.objects.create(log_level="ERROR")  # not through the service: no apply
