@@ -8,19 +8,24 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestra.settings.development")
 django_application = get_asgi_application()
 
-from functools import partial  # noqa: E402
-
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from apps.core.http_metrics import HttpMetrics  # noqa: E402
+from apps.core.platform_settings import start_settings_follower  # noqa: E402
 from apps.core.process_report import start_process_reporter  # noqa: E402
 from apps.gateway.asgi import GatewayRouter, lifespan, route_of  # noqa: E402
 from apps.realtime.routing import websocket_application, websocket_urlpatterns  # noqa: E402
 
 if settings.SERVE_STATIC:
     django_application = ASGIStaticFilesHandler(django_application)
+
+
+def web_process_started() -> None:
+    start_process_reporter("web")
+    start_settings_follower()
+
 
 application = HttpMetrics(
     ProtocolTypeRouter(
@@ -32,7 +37,7 @@ application = HttpMetrics(
     ),
     route_of=route_of,
     websocket_routes=[f"/{pattern.pattern}" for pattern in websocket_urlpatterns],
-    on_start=partial(start_process_reporter, "web"),
+    on_start=web_process_started,
 )
 
 import gc  # noqa: E402

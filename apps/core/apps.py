@@ -7,7 +7,11 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        from celery.signals import beat_init, worker_init, worker_process_init
+
         from .events import Channel, EventType, register_channels, register_event_types
+        from .platform_settings import start_settings_follower
+        from .registry import NavItem, register_navigation, register_operator_models
 
         register_channels(
             Channel("alerts", "Operator-facing alerts: circuits opening and closing, failures."),
@@ -24,3 +28,15 @@ class CoreConfig(AppConfig):
                 "A log line worth watching.",
             ),
         )  # fmt: skip
+        register_operator_models(self.label, "platformsettings")
+        register_navigation(
+            NavItem("Platform settings", "admin:core_platformsettings_changelist", "System",
+                    icon="settings", permission="core.view_platformsettings", order=990),
+        )  # fmt: skip
+        # Each Celery process follows the platform settings (the web's ASGI application starts
+        # its follower on its first event, see orchestra/asgi.py).
+        for signal in (worker_init, worker_process_init, beat_init):
+            signal.connect(
+                lambda **kwargs: start_settings_follower(),
+                weak=False, dispatch_uid=f"core.settings.{signal.name}",
+            )  # fmt: skip

@@ -1,9 +1,13 @@
-"""The one table of the core: what start-up applied from the environment.
+"""The core's tables: what start-up applied from the environment, and the platform's own
+runtime settings.
 
 ``manage.py bootstrap_providers`` (and any later start-up step like it) takes settings from
 environment variables once, then leaves them to the operators: it remembers, per setting, a
 digest of the value it applied (never the value: some are API keys), and applies a value again
 only when the environment's value has changed since (``apps.core.environment``).
+
+``PlatformSettings`` is one row (the log level) that every process applies without a restart
+(``apps.core.platform_settings``).
 """
 
 from __future__ import annotations
@@ -21,3 +25,32 @@ class AppliedSetting(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class LogLevel(models.TextChoices):
+    DEBUG = "DEBUG", "Debug"
+    INFO = "INFO", "Info"
+    WARNING = "WARNING", "Warning"
+    ERROR = "ERROR", "Error"
+    CRITICAL = "CRITICAL", "Critical"
+
+
+class PlatformSettings(models.Model):
+    """A single row: applied by every process (web, Celery workers, beat) without a restart."""
+
+    log_level = models.CharField(
+        max_length=8,
+        choices=LogLevel.choices,
+        blank=True,
+        default="",
+        help_text="The level of the platform's log lines in every process; blank: the level "
+        "each process started with (LOG_LEVEL).",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "platform settings"
+        verbose_name_plural = "platform settings"
+
+    def __str__(self) -> str:
+        return "Platform settings"

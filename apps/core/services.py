@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from django.db import models
+from django.db import models, transaction
+
+from .models import PlatformSettings
+from .platform_settings import log_level_apply, platform_settings_announce
 
 M = TypeVar("M", bound=models.Model)
 
@@ -25,3 +28,25 @@ def instance_update(*, instance: M, fields: Iterable[str], data: Mapping[str, An
     instance.full_clean()
     instance.save()
     return instance
+
+
+# --- the platform's runtime settings ------------------------------------------------------------
+
+PLATFORM_SETTINGS_FIELDS = ("log_level",)
+
+
+def platform_settings_get() -> PlatformSettings:
+    """The one settings row, created with the defaults on first use."""
+    return PlatformSettings.objects.first() or PlatformSettings.objects.create()
+
+
+@transaction.atomic
+def platform_settings_update(**fields: Any) -> PlatformSettings:
+    """Save, then (once committed) apply in this process and tell every other one."""
+    row = instance_update(
+        instance=platform_settings_get(), fields=PLATFORM_SETTINGS_FIELDS, data=fields
+    )
+    level = row.log_level
+    transaction.on_commit(lambda: log_level_apply(level))
+    transaction.on_commit(platform_settings_announce)
+    return row

@@ -26,6 +26,8 @@ class DashboardConfig(AppConfig):
         register_pages(
             Page("playground", "Playground", "apps.dashboard.playground.playground", "Dashboard",
                  icon="chat", permission="providers.view_llmmodel", order=5),
+            Page("config", "Providers and routing", "apps.dashboard.views.config", "LLM core",
+                 icon="tune", permission="providers.view_provider", order=5),
             Page("circuits", "Circuit breakers", "apps.dashboard.views.circuits", "LLM core",
                  icon="electrical_services", permission="providers.view_provider", order=35),
         )  # fmt: skip

@@ -1,5 +1,20 @@
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django import forms
+from django.db import models
 from django.utils.translation import gettext_lazy as _
 from unfold.forms import AuthenticationForm  # type: ignore[import-untyped]
+from unfold.overrides import FORMFIELD_OVERRIDES  # type: ignore[import-untyped]
+from unfold.widgets import UnfoldAdminSelectWidget  # type: ignore[import-untyped]
+
+from apps.core.models import LogLevel, PlatformSettings
+from apps.core.platform_settings import started_log_level
+from apps.core.services import PLATFORM_SETTINGS_FIELDS
+from apps.providers.models import RoutingSettings
+from apps.providers.services import ROUTING_SETTINGS_FIELDS
 
 
 class LoginForm(AuthenticationForm):
@@ -13,3 +28,40 @@ class LoginForm(AuthenticationForm):
             "(viewer, operator or admin). Both fields may be case-sensitive."
         ),
     }
+
+
+def unfold_formfield(field: models.Field, **kwargs: Any) -> forms.Field | None:
+    """A model field's form field with unfold's widget, as unfold's ModelAdmin gives it."""
+    if field.choices or isinstance(field, models.ForeignKey):
+        kwargs["widget"] = UnfoldAdminSelectWidget
+    else:
+        for kind in type(field).__mro__:
+            if kind in FORMFIELD_OVERRIDES:
+                kwargs = {**FORMFIELD_OVERRIDES[kind], **kwargs}
+                break
+    return field.formfield(**kwargs)
+
+
+class RoutingSettingsForm(forms.ModelForm):
+    """The routing settings the page edits; saved through ``routing_settings_update``."""
+
+    class Meta:
+        model = RoutingSettings
+        fields = ROUTING_SETTINGS_FIELDS
+        formfield_callback = unfold_formfield
+
+
+class PlatformSettingsForm(forms.ModelForm):
+    """The log level; saved through ``platform_settings_update``."""
+
+    class Meta:
+        model = PlatformSettings
+        fields = PLATFORM_SETTINGS_FIELDS
+        formfield_callback = unfold_formfield
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        started = logging.getLevelName(started_log_level())
+        field = self.fields["log_level"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", f"As started ({started})"), *LogLevel.choices]

@@ -1,24 +1,37 @@
-"""The dashboard's own pages: Home (the admin index) and the circuit breakers."""
+"""The dashboard's own pages: Home (the admin index), the circuit breakers, and Providers and
+routing (the platform's configuration)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from apps.core.services import platform_settings_get, platform_settings_update
+from apps.providers.core import ProviderError
 from apps.providers.models import Provider
-from apps.providers.selectors import circuit_breaker_list, provider_list
-from apps.providers.services import circuit_breaker_reset
+from apps.providers.selectors import circuit_breaker_list, model_list, provider_list
+from apps.providers.services import (
+    circuit_breaker_reset,
+    provider_sync_models,
+    provider_test,
+    provider_update,
+    routing_settings_get,
+    routing_settings_update,
+)
 
 from .alerts import alerts_recent
 from .figures import figures_snapshot
+from .forms import PlatformSettingsForm, RoutingSettingsForm
 
 # Who may reset a circuit (the API's reset asks the same).
 RESET_PERMISSION = "providers.change_provider"
@@ -117,8 +130,145 @@ def circuit_reset(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm(RESET_PERMISSION):
         raise PermissionDenied("Resetting a circuit needs the operator role.")
     provider = get_object_or_404(Provider, name=request.POST.get("provider_name", ""))
-    circuit_breaker_reset(provider=provider)
-    messages.success(request, f"The circuit of {provider.name} was reset: it is closed.")
+    _provider_reset(request, provider)
     target = request.POST.get("next", "")
     allowed = {reverse("admin:index"), reverse("admin:page-circuits")}
     return HttpResponseRedirect(target if target in allowed else reverse("admin:page-circuits"))
+
+
+# --- Providers and routing -----------------------------------------------------------------------
+
+# Who may use each write of the page (the admin and the API ask the same).
+PROVIDER_PERMISSION = "providers.change_provider"
+ROUTING_PERMISSION = "providers.change_routingsettings"
+PLATFORM_PERMISSION = "core.change_platformsettings"
+MODELS_SHOWN = 100
+
+
+def _provider_reset(request: HttpRequest, provider: Provider) -> None:
+    circuit_breaker_reset(provider=provider)
+    messages.success(request, f"The circuit of {provider.name} was reset: it is closed.")
+
+
+def _provider_enable(request: HttpRequest, provider: Provider) -> None:
+    provider_update(provider=provider, enabled=True)
+    messages.success(request, f"{provider.name} is enabled: routing uses it again.")
+
+
+def _provider_disable(request: HttpRequest, provider: Provider) -> None:
+    provider_update(provider=provider, enabled=False)
+    messages.success(request, f"{provider.name} is disabled: routing no longer uses it.")
+
+
+def _provider_sync(request: HttpRequest, provider: Provider) -> None:
+    try:
+        result = provider_sync_models(provider=provider)
+    except ProviderError as error:
+        messages.error(request, f"{provider.name}: {error.message}")
+    else:
+        messages.success(request, f"{provider.name}: {result.summary()}")
+
+
+def _provider_test(request: HttpRequest, provider: Provider) -> None:
+    result = provider_test(provider=provider)
+    level = messages.SUCCESS if result.ok else messages.ERROR
+    messages.add_message(request, level, f"Test of {provider.name}: {result.summary()}")
+
+
+PROVIDER_ACTIONS = {
+    "reset": _provider_reset,
+    "enable": _provider_enable,
+    "disable": _provider_disable,
+    "sync": _provider_sync,
+    "test": _provider_test,
+}
+
+
+def _require(request: HttpRequest, permission: str, what: str) -> None:
+    if not request.user.has_perm(permission):
+        raise PermissionDenied(f"{what} needs the operator role.")
+
+
+def config(request: HttpRequest) -> HttpResponse:
+    """Providers (health, circuit, actions), models, routing settings and the log level."""
+    routing_form = platform_form = None
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        if action in PROVIDER_ACTIONS:
+            _require(request, PROVIDER_PERMISSION, "Changing a provider")
+            provider = get_object_or_404(Provider, name=request.POST.get("provider_name", ""))
+            PROVIDER_ACTIONS[action](request, provider)
+            return HttpResponseRedirect(reverse("admin:page-config"))
+        if action == "routing":
+            _require(request, ROUTING_PERMISSION, "Changing the routing settings")
+            routing_form = RoutingSettingsForm(request.POST, instance=routing_settings_get())
+            if _saved(routing_form, routing_settings_update):
+                messages.success(request, "Routing settings saved: every process applies them.")
+                return HttpResponseRedirect(reverse("admin:page-config"))
+        elif action == "platform":
+            _require(request, PLATFORM_PERMISSION, "Changing the log level")
+            platform_form = PlatformSettingsForm(request.POST, instance=platform_settings_get())
+            if _saved(platform_form, platform_settings_update):
+                level = platform_form.instance.log_level or "as each process started"
+                messages.success(request, f"Log level: {level}, in every process.")
+                return HttpResponseRedirect(reverse("admin:page-config"))
+        else:
+            return HttpResponseBadRequest("Unknown action.")
+    return TemplateResponse(
+        request, "dashboard/config.html", config_context(request, routing_form, platform_form)
+    )
+
+
+def _saved(form: forms.ModelForm, update: Callable[..., Any]) -> bool:
+    """Save a valid form through its service; the model's own rules show as form errors."""
+    if not form.is_valid():
+        return False
+    try:
+        form.instance = update(**form.cleaned_data)
+    except ValidationError as error:
+        form.add_error(None, error)
+        return False
+    return True
+
+
+def config_context(
+    request: HttpRequest,
+    routing_form: RoutingSettingsForm | None = None,
+    platform_form: PlatformSettingsForm | None = None,
+) -> dict[str, Any]:
+    user = request.user
+    paginator = Paginator(provider_list().order_by("priority", "name"), 50)
+    page = paginator.get_page(request.GET.get("page"))
+    providers = list(page.object_list)
+    circuits = {
+        view.provider: view for view in circuit_breaker_list(names=[p.name for p in providers])
+    }
+    rows = []
+    for provider in providers:
+        circuit = circuits.get(provider.name)
+        state = circuit.state if circuit else "closed"
+        rows.append(
+            {"provider": provider, "circuit": circuit, "state": state,
+             "label": state.replace("_", "-")}
+        )  # fmt: skip
+    models = model_list().order_by("provider__priority", "provider__name", "name")
+    can_routing = user.has_perm(ROUTING_PERMISSION)
+    can_platform = user.has_perm(PLATFORM_PERMISSION)
+    routing_form = routing_form or RoutingSettingsForm(instance=routing_settings_get())
+    platform_form = platform_form or PlatformSettingsForm(instance=platform_settings_get())
+    for form, allowed in ((routing_form, can_routing), (platform_form, can_platform)):
+        if not allowed:
+            for field in form.fields.values():
+                field.disabled = True
+    return {
+        "rows": rows,
+        "page_obj": page,
+        "models": models[:MODELS_SHOWN],
+        "model_count": models.count(),
+        "routing_form": routing_form,
+        "platform_form": platform_form,
+        "can_change_providers": user.has_perm(PROVIDER_PERMISSION),
+        "can_change_routing": can_routing,
+        "can_change_platform": can_platform,
+        "live_channels": "alerts",
+    }

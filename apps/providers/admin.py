@@ -238,24 +238,14 @@ class ProviderAdmin(ModelAdmin):
             except ProviderError as error:
                 self.message_user(request, f"{provider}: {error.message}", messages.ERROR)
             else:
-                created = ", ".join(result.created) or "none"
-                self.message_user(request, f"{provider}: new models {created}", messages.SUCCESS)
+                self.message_user(request, f"{provider}: {result.summary()}", messages.SUCCESS)
 
     @admin.action(description="Test the connection", permissions=["change"])
     def test_connection(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         for provider in queryset:
             result = provider_test(provider=provider)
-            if result.ok:
-                listed = ", ".join(result.models[:10]) or "none"
-                text = (
-                    f"{provider}: {result.url} answered in {result.latency_ms} ms; models: {listed}"
-                )
-                self.message_user(request, text, messages.SUCCESS)
-            else:
-                text = (
-                    f"{provider}: {result.url} failed after {result.latency_ms} ms: {result.error}"
-                )
-                self.message_user(request, text, messages.ERROR)
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            self.message_user(request, f"{provider}: {result.summary()}", level)
 
     @admin.action(description="Probe health now", permissions=["change"])
     def probe_health(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:

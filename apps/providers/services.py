@@ -173,6 +173,16 @@ class ConnectionTest:
     models: list[str]
     error_code: str = ""
     error: str = ""
+    http_status: int | None = None  # what the provider answered, when it answered an error
+
+    def summary(self) -> str:
+        """What happened, in a sentence: the URL tried and the models, or the exact error."""
+        if self.ok:
+            listed = ", ".join(self.models[:10]) or "none"
+            more = f" and {len(self.models) - 10} more" if len(self.models) > 10 else ""
+            return f"{self.url} answered in {self.latency_ms} ms; models: {listed}{more}"
+        answered = f" (HTTP {self.http_status})" if self.http_status else ""
+        return f"{self.url} failed after {self.latency_ms} ms: {self.error}{answered}"
 
 
 def provider_test(*, provider: Provider) -> ConnectionTest:
@@ -185,8 +195,9 @@ def provider_test(*, provider: Provider) -> ConnectionTest:
     except ProviderError as error:
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
         return ConnectionTest(
-            f"{config.base_url}/models", False, latency_ms, [], error.code, error.message
-        )
+            f"{config.base_url}/models", False, latency_ms, [], error.code, error.message,
+            error.http_status,
+        )  # fmt: skip
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
     return ConnectionTest(
         f"{config.base_url}/models", True, latency_ms, [model.id for model in listed]
@@ -197,6 +208,9 @@ def provider_test(*, provider: Provider) -> ConnectionTest:
 class SyncResult:
     created: list[str]
     existing: list[str]
+
+    def summary(self) -> str:
+        return f"new models {', '.join(self.created) or 'none'}"
 
 
 def provider_sync_models(*, provider: Provider) -> SyncResult:

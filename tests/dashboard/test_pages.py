@@ -69,17 +69,18 @@ def sidebar_of(client: Client, path: str = "/admin/") -> dict[str, list[str]]:
 
 def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     viewer = sidebar_of(client_as(Role.VIEWER))
-    assert list(viewer) == ["Dashboard", "LLM core", "Accounts"]
+    assert list(viewer) == ["Dashboard", "LLM core", "Accounts", "System"]
     assert viewer["Dashboard"] == ["Home", "Playground"]  # the Playground read-only
     assert viewer["LLM core"] == [
-        "Providers", "Models", "Routing settings", "Circuit breakers", "LLM calls",
-        "Refused call records",
+        "Providers and routing", "Providers", "Models", "Routing settings", "Circuit breakers",
+        "LLM calls", "Refused call records",
     ]  # fmt: skip
     assert viewer["Accounts"] == ["API keys"]
+    assert viewer["System"] == ["Platform settings"]
 
     admin = sidebar_of(client_as(Role.ADMIN))
     assert admin["Accounts"] == ["API keys", "Users", "Roles (groups)"]
-    assert admin["System"] == ["Scheduled tasks"]
+    assert admin["System"] == ["Platform settings", "Scheduled tasks"]
     # The plug-in app's entry names a page no ModelAdmin serves: left out, not an error.
     assert "Plug-ins" not in admin
 

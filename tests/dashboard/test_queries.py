@@ -71,6 +71,7 @@ def pages() -> list[str]:
         "/admin/",
         "/admin/playground/",
         "/admin/circuits/",
+        "/admin/config/",
         "/admin/providers/provider/",
         f"/admin/providers/provider/{provider.pk}/change/",
         "/admin/providers/llmmodel/",

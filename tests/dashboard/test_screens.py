@@ -46,6 +46,7 @@ def pages(data) -> list[tuple[str, str]]:
         ("home", "/admin/"),
         ("playground", "/admin/playground/"),
         ("circuits", "/admin/circuits/"),
+        ("config", "/admin/config/"),
         ("providers", "/admin/providers/provider/"),
         ("provider", f"/admin/providers/provider/{data['alpha'].pk}/change/"),
         ("provider-add", "/admin/providers/provider/add/"),
@@ -95,6 +96,8 @@ def test_home_for_a_viewer_in_the_dark_and_the_phone_menu(
     expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b"))
     page.keyboard.press("Escape")
     screenshot(page, "home-dark")
+    page.goto("/admin/config/")
+    screenshot(page, "config-dark")
     page.goto("/admin/providers/provider/")
     screenshot(page, "providers-dark")
 

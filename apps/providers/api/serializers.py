@@ -165,6 +165,9 @@ class ConnectionTestOutputSerializer(serializers.Serializer):
     models = serializers.ListField(child=serializers.CharField())
     error_code = serializers.CharField()
     error = serializers.CharField(help_text="What happened, exactly, when it failed.")
+    http_status = serializers.IntegerField(
+        allow_null=True, help_text="The provider's HTTP status, when it answered an error."
+    )
 
 
 class SyncResultOutputSerializer(serializers.Serializer):
