@@ -60,9 +60,10 @@ def test_an_operator_resets_an_open_circuit(logged_in_page, browser_errors):
     assert browser_errors.console_errors == []
 
 
-def test_a_new_strategy_routes_the_next_call_to_the_other_provider(
-    logged_in_page, two_providers, operator_key, asgi_server, recorded_calls, browser_errors
-):
+def test_a_new_strategy_routes_the_next_playground_answer_to_the_other_provider(
+    logged_in_page, two_providers, operator_key, asgi_server, celery_worker, recorded_calls,
+    browser_errors,
+):  # fmt: skip
     # b is the cheaper; a comes first by priority.
     LlmModel.objects.filter(provider=two_providers["b"]).update(input_price_per_million=0.1)
     first = ask(asgi_server.url, operator_key)
@@ -79,9 +80,13 @@ def test_a_new_strategy_routes_the_next_call_to_the_other_provider(
     expect(page.get_by_label("Strategy")).to_have_value("lowest-cost")
     assert RoutingSettings.objects.get().strategy == "lowest-cost"
 
-    second = ask(asgi_server.url, operator_key)
-    assert second.status_code == 200, second.text
-    assert "Hello from b" in second.json()["choices"][0]["message"]["content"]
+    # The next answer in the Playground (WebSocket, Celery worker: another process) is b's.
+    page.goto("/admin/playground/")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=15_000)
+    page.get_by_label("Message", exact=True).fill("Hi")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#play-status")).to_contain_text("Answered by b in", timeout=15_000)
+    expect(page.locator('#play-result [data-result="provider"]')).to_have_text("b")
     calls = recorded_calls(2)
     assert [call.provider_name for call in calls] == ["a", "b"]
     assert browser_errors.console_errors == []
