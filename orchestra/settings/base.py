@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "daphne",
     # The admin theme (its templates come before Django's); the site is ours (apps.dashboard).
     "unfold.apps.BasicAppConfig",
+    "unfold.contrib.filters",
     "apps.dashboard.admin_config.OrchestraAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
