@@ -7,7 +7,10 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        from celery.signals import after_setup_logger
+
         from .events import Channel, EventType, register_channels, register_event_types
+        from .logging import live_handler_attach
 
         register_channels(
             Channel("alerts", "Operator-facing alerts: circuits opening and closing, failures."),
@@ -20,7 +23,11 @@ class CoreConfig(AppConfig):
                 "An operator-facing alert.",
             ),
             EventType(
-                "log.record", "logs", {"level": str, "logger": str, "message": str},
-                "A log line worth watching.",
+                "log.record", "logs",
+                {"at": str, "level": str, "logger": str, "message": str, "request_id": str},
+                "A log line at or above LOG_LIVE_LEVEL (WARNING) from any process, secrets "
+                "redacted; the Logs page shows it.",
             ),
         )  # fmt: skip
+        # A Celery worker replaces the root logger's handlers: the live log joins it again.
+        after_setup_logger.connect(live_handler_attach, dispatch_uid="core.live_log")

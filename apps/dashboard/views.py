@@ -1,10 +1,11 @@
-"""The dashboard's own pages: Home (the admin index) and the circuit breakers."""
+"""The dashboard's own pages: Home (the admin index), the circuit breakers and the logs."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -13,6 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from apps.core.logging import live_log_recent
 from apps.providers.models import Provider
 from apps.providers.selectors import circuit_breaker_list, provider_list
 from apps.providers.services import circuit_breaker_reset
@@ -22,6 +24,10 @@ from .figures import figures_snapshot
 
 # Who may reset a circuit (the API's reset asks the same).
 RESET_PERMISSION = "providers.change_provider"
+# Who may read the logs: operators and admins. Log lines are about the platform's insides
+# (upstream URLs, errors, request ids of every caller), which viewers have no use for.
+LOGS_PERMISSION = "accounts.operate_platform"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 WINDOWS = (("hour", "Last hour"), ("day", "Last 24 hours"))
@@ -122,3 +128,22 @@ def circuit_reset(request: HttpRequest) -> HttpResponse:
     target = request.POST.get("next", "")
     allowed = {reverse("admin:index"), reverse("admin:page-circuits")}
     return HttpResponseRedirect(target if target in allowed else reverse("admin:page-circuits"))
+
+
+def logs(request: HttpRequest) -> HttpResponse:
+    """The live tail of the platform's logs: the kept lines first (oldest at the top), then
+    each new one as it comes (``logs.js``)."""
+    lines = [{**line, "clock": clock(line["at"])} for line in reversed(live_log_recent())]
+    threshold = settings.LOG_LIVE_LEVEL
+    shown_levels = LOG_LEVELS[LOG_LEVELS.index(threshold) :] if threshold in LOG_LEVELS else ()
+    return TemplateResponse(
+        request,
+        "dashboard/logs.html",
+        {
+            "lines": lines,
+            "threshold": threshold,
+            "levels": shown_levels[1:],  # the lowest is every line
+            "kept": settings.LOG_LIVE_KEPT,
+            "live_channels": "logs",
+        },
+    )

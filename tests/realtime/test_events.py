@@ -104,8 +104,10 @@ async def test_unsubscribed_channels_are_not_delivered(asgi_server):
         await ws.send(json.dumps({"type": "unsubscribe", "channel": "logs"}))
         assert json.loads(await ws.recv()) == {"type": "unsubscribed", "channel": "logs"}
         await asyncio.to_thread(
-            publish, "logs", "log.record", {"level": "INFO", "logger": "x", "message": "m"}
-        )
+            publish, "logs", "log.record",
+            {"at": "2025-01-01T00:00:00+00:00", "level": "WARNING", "logger": "x",
+             "message": "m", "request_id": "-"},
+        )  # fmt: skip
         await ws.send(json.dumps({"type": "ping", "id": "p"}))
         assert json.loads(await ws.recv()) == {"type": "pong", "id": "p"}
 
