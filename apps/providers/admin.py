@@ -389,7 +389,7 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
     list_display = [
         "created_at", "entry_point", "provider_name", "model_name", "status", "error_code",
-        "input_tokens", "output_tokens", "cost", "latency_ms", "attempt_count", "stream",
+        "tokens", "cost_shown", "latency", "attempts", "stream",
     ]  # fmt: skip
     list_filter = [
         ("created_at", RangeDateTimeFilter),
@@ -421,6 +421,22 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         return [field.name for field in LlmCall._meta.fields]
+
+    @admin.display(description="Tokens in / out", ordering="input_tokens")
+    def tokens(self, call: LlmCall) -> str:
+        return f"{call.input_tokens:,} / {call.output_tokens:,}"
+
+    @admin.display(description="Cost", ordering="cost")
+    def cost_shown(self, call: LlmCall) -> str:
+        return f"${call.cost.normalize():f}" if call.cost else "$0"
+
+    @admin.display(description="Latency", ordering="latency_ms")
+    def latency(self, call: LlmCall) -> str:
+        return f"{call.latency_ms:,.0f} ms"
+
+    @admin.display(description="Attempts", ordering="attempt_count")
+    def attempts(self, call: LlmCall) -> int:
+        return call.attempt_count
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[LlmCall], search_term: str

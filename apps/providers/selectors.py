@@ -93,9 +93,7 @@ def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
         "finished": Count("id", filter=~Q(status=CallStatus.RUNNING)),
     }
     if connection.vendor == "postgresql":
-        aggregates["p50_ms"] = Percentile(
-            F("latency_ms"), 0.5, filter=Q(status=CallStatus.SUCCESS)
-        )
+        aggregates["p50_ms"] = Percentile(F("latency_ms"), 0.5, filter=Q(status=CallStatus.SUCCESS))
     row = calls.order_by().aggregate(**aggregates)
     return CallTotals(
         calls=row["calls"] or 0,

@@ -16,7 +16,14 @@ from playwright.sync_api import Page, expect
 
 from apps.accounts.models import Role
 from apps.accounts.services import api_key_create
-from apps.providers.models import CallStatus, EntryPoint, LlmCall, LlmCallAttempt, LlmModel, Provider
+from apps.providers.models import (
+    CallStatus,
+    EntryPoint,
+    LlmCall,
+    LlmCallAttempt,
+    LlmModel,
+    Provider,
+)
 from apps.providers.selectors import llm_call_totals
 from tests.dashboard.conftest import call_record, member
 
