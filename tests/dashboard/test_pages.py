@@ -72,14 +72,17 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     assert list(viewer) == ["Dashboard", "LLM core", "Accounts"]
     assert viewer["Dashboard"] == ["Home"]
     assert viewer["LLM core"] == [
-        "Providers", "Models", "Routing settings", "Circuit breakers", "LLM calls",
+        "Providers", "Models", "Routing settings", "Circuit breakers", "Calls",
         "Refused call records",
     ]  # fmt: skip
     assert viewer["Accounts"] == ["API keys"]
 
+    operator = sidebar_of(client_as(Role.OPERATOR))
+    assert operator["System"] == ["Logs"]
+
     admin = sidebar_of(client_as(Role.ADMIN))
     assert admin["Accounts"] == ["API keys", "Users", "Roles (groups)"]
-    assert admin["System"] == ["Scheduled tasks"]
+    assert admin["System"] == ["Logs", "Scheduled tasks"]
     # The plug-in app's entry names a page no ModelAdmin serves: left out, not an error.
     assert "Plug-ins" not in admin
 

@@ -3,7 +3,8 @@
  * arrow_forward"). Icons beside words are decoration: hide them from assistive technology.
  * An icon that is all a control has gets the control's title as its name instead.
  * Links without an address that only run a script (the changelists' "Filters", which opens the
- * filter sheet) are buttons: reachable with Tab and pressed with Enter or Space. */
+ * filter sheet) are buttons: reachable with Tab and pressed with Enter or Space. The
+ * changelists' search box, which has only a placeholder, is named "Search". */
 (function () {
   "use strict";
 
@@ -40,6 +41,10 @@
   function start() {
     tidy(document);
     scriptButtons(document);
+    var searchbar = document.getElementById("searchbar");
+    if (searchbar && !searchbar.labels.length && !searchbar.getAttribute("aria-label")) {
+      searchbar.setAttribute("aria-label", "Search");
+    }
     document.body.addEventListener("htmx:afterSwap", function (event) { tidy(event.target); });
   }
 
