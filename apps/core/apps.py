@@ -15,7 +15,7 @@ class CoreConfig(AppConfig):
         register_channels(
             Channel("alerts", "Operator-facing alerts: circuits opening and closing, failures."),
             Channel("metrics", "Live figures: provider probes, request counts."),
-            Channel("logs", "The platform's log lines worth watching."),
+            Channel("logs", "The platform's log lines worth watching.", operators_only=True),
         )
         register_event_types(
             EventType(

@@ -97,8 +97,19 @@ async def test_gateway_publishes_an_alert_when_a_circuit_opens(
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_only_operators_may_subscribe_to_the_logs(asgi_server):
+    ws = await subscribed(asgi_server, await issue_key(role=Role.VIEWER), "alerts")
+    async with ws:
+        await ws.send(json.dumps({"type": "subscribe", "channel": "logs"}))
+        answer = json.loads(await ws.recv())
+        assert answer["type"] == "error" and answer["code"] == "forbidden"
+        await ws.send(json.dumps({"type": "ping", "id": "p"}))  # the connection stays open
+        assert json.loads(await ws.recv()) == {"type": "pong", "id": "p"}
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_unsubscribed_channels_are_not_delivered(asgi_server):
-    key = await issue_key(role=Role.VIEWER)
+    key = await issue_key(role=Role.OPERATOR)
     ws = await subscribed(asgi_server, key, "logs")
     async with ws:
         await ws.send(json.dumps({"type": "unsubscribe", "channel": "logs"}))
