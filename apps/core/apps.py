@@ -7,16 +7,17 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from celery.signals import beat_init, worker_init, worker_process_init
+        from celery.signals import after_setup_logger, beat_init, worker_init, worker_process_init
 
         from .events import Channel, EventType, register_channels, register_event_types
+        from .logging import live_handler_attach
         from .platform_settings import start_settings_follower
         from .registry import NavItem, register_navigation, register_operator_models
 
         register_channels(
             Channel("alerts", "Operator-facing alerts: circuits opening and closing, failures."),
             Channel("metrics", "Live figures: provider probes, request counts."),
-            Channel("logs", "The platform's log lines worth watching."),
+            Channel("logs", "The platform's log lines worth watching.", operators_only=True),
         )
         register_event_types(
             EventType(
@@ -24,8 +25,10 @@ class CoreConfig(AppConfig):
                 "An operator-facing alert.",
             ),
             EventType(
-                "log.record", "logs", {"level": str, "logger": str, "message": str},
-                "A log line worth watching.",
+                "log.record", "logs",
+                {"at": str, "level": str, "logger": str, "message": str, "request_id": str},
+                "A log line at or above LOG_LIVE_LEVEL (WARNING) from any process, secrets "
+                "redacted; the Logs page shows it.",
             ),
         )  # fmt: skip
         register_operator_models(self.label, "platformsettings")
@@ -40,3 +43,5 @@ class CoreConfig(AppConfig):
                 lambda **kwargs: start_settings_follower(),
                 weak=False, dispatch_uid=f"core.settings.{signal.name}",
             )  # fmt: skip
+        # A Celery worker replaces the root logger's handlers: the live log joins it again.
+        after_setup_logger.connect(live_handler_attach, dispatch_uid="core.live_log")

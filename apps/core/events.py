@@ -38,6 +38,7 @@ class Channel:
     name: str
     description: str
     per_object: bool = False  # subscribers name ``<name>:<id>``
+    operators_only: bool = False  # subscribers need the operate permission (operator, admin)
 
 
 @dataclass(frozen=True)

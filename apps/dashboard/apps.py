@@ -15,6 +15,7 @@ class DashboardConfig(AppConfig):
         from apps.core.registry import NavItem, Page, register_navigation, register_pages
 
         from .events import EVENT_TYPES
+        from .views import LOGS_PERMISSION
 
         register_event_types(*EVENT_TYPES)
         register_navigation(
@@ -30,4 +31,6 @@ class DashboardConfig(AppConfig):
                  icon="tune", permission="providers.view_provider", order=5),
             Page("circuits", "Circuit breakers", "apps.dashboard.views.circuits", "LLM core",
                  icon="electrical_services", permission="providers.view_provider", order=35),
+            Page("logs", "Logs", "apps.dashboard.views.logs", "System", icon="terminal",
+                 permission=LOGS_PERMISSION, order=980),
         )  # fmt: skip

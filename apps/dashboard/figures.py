@@ -24,13 +24,13 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Aggregate, Count, F, FloatField, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from apps.core.health import registered_checks, run_check
 from apps.core.runtime import run_sync
 from apps.providers.models import CallStatus, EntryPoint, LlmCall
-from apps.providers.selectors import circuit_breaker_list
+from apps.providers.selectors import Percentile, circuit_breaker_list
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +38,6 @@ WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 LATENCY_SAMPLE = 10_000
 SNAPSHOT_KEY = "dashboard:figures"
 SNAPSHOT_SECONDS = 20
-
-
-class Percentile(Aggregate):
-    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
-
-    function = "PERCENTILE_CONT"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
-        super().__init__(expression, fraction=repr(float(fraction)), **extra)
 
 
 @dataclass

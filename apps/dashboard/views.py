@@ -1,5 +1,5 @@
-"""The dashboard's own pages: Home (the admin index), the circuit breakers, and Providers and
-routing (the platform's configuration)."""
+"""The dashboard's own pages: Home (the admin index), the circuit breakers, Providers and
+routing (the platform's configuration) and the logs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -16,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from apps.core.logging import live_log_recent
 from apps.core.services import platform_settings_get, platform_settings_update
 from apps.providers.core import ProviderError
 from apps.providers.models import Provider
@@ -35,6 +37,10 @@ from .forms import PlatformSettingsForm, RoutingSettingsForm
 
 # Who may reset a circuit (the API's reset asks the same).
 RESET_PERMISSION = "providers.change_provider"
+# Who may read the logs: operators and admins. Log lines are about the platform's insides
+# (upstream URLs, errors, request ids of every caller), which viewers have no use for.
+LOGS_PERMISSION = "accounts.operate_platform"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 WINDOWS = (("hour", "Last hour"), ("day", "Last 24 hours"))
@@ -272,3 +278,22 @@ def config_context(
         "can_change_platform": can_platform,
         "live_channels": "alerts",
     }
+
+
+def logs(request: HttpRequest) -> HttpResponse:
+    """The live tail of the platform's logs: the kept lines first (oldest at the top), then
+    each new one as it comes (``logs.js``)."""
+    lines = [{**line, "clock": clock(line["at"])} for line in reversed(live_log_recent())]
+    threshold = settings.LOG_LIVE_LEVEL
+    shown_levels = LOG_LEVELS[LOG_LEVELS.index(threshold) :] if threshold in LOG_LEVELS else ()
+    return TemplateResponse(
+        request,
+        "dashboard/logs.html",
+        {
+            "lines": lines,
+            "threshold": threshold,
+            "levels": shown_levels[1:],  # the lowest is every line
+            "kept": settings.LOG_LIVE_KEPT,
+            "live_channels": "logs",
+        },
+    )

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
+from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
+    BooleanRadioFilter,
+    ChoicesDropdownFilter,
+    DropdownFilter,
+    RangeDateTimeFilter,
+    TextFilter,
+)
 from unfold.widgets import (  # type: ignore[import-untyped]
     UnfoldAdminPasswordWidget,
     UnfoldAdminTextareaWidget,
@@ -26,6 +35,7 @@ from .models import (
     validate_extra_headers,
     validate_header_value,
 )
+from .selectors import llm_call_totals
 from .services import (
     PROVIDER_FIELDS,
     ROUTING_SETTINGS_FIELDS,
@@ -317,21 +327,126 @@ class LlmCallAttemptInline(ReadOnlyAdminMixin, TabularInline):
     extra = 0
 
 
+class ProviderNameFilter(DropdownFilter):
+    """The providers configured now (a query of the providers table, not of the calls)."""
+
+    title = "provider"
+    parameter_name = "provider_name"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = Provider.objects.order_by("name").values_list("name", flat=True)
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LlmCall]) -> QuerySet[LlmCall]:
+        value = self.value()
+        return queryset.filter(provider_name=value) if value else queryset
+
+
+class ModelNameFilter(DropdownFilter):
+    """The models configured now, by the name the provider serves them under."""
+
+    title = "model"
+    parameter_name = "model_name"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = LlmModel.objects.order_by("name").values_list("name", flat=True).distinct()
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LlmCall]) -> QuerySet[LlmCall]:
+        value = self.value()
+        return queryset.filter(model_name=value) if value else queryset
+
+
+class CallerFilter(TextFilter):
+    """Who called: a username, or the prefix of an API key (``ao_<prefix>_...``)."""
+
+    title = "caller (username or key prefix)"
+    parameter_name = "caller"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LlmCall]) -> QuerySet[LlmCall]:
+        value = (self.value() or "").strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(user__username=value) | Q(api_key__prefix=value))
+
+
 @admin.register(LlmCall)
 class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
-    """The record of every LLM call; written by the core only."""
+    """The Calls page: the record of every LLM call (written by the core only), with totals of
+    the filtered set above the list. Bounded at any table size: the filters' choices come from
+    the providers and models tables, the totals are one aggregate query and only the filtered
+    set is counted (``show_full_result_count`` off)."""
 
     list_display = [
         "created_at", "entry_point", "provider_name", "model_name", "status", "error_code",
-        "input_tokens", "output_tokens", "cost", "latency_ms", "stream",
+        "tokens", "cost_shown", "latency", "attempts", "stream",
     ]  # fmt: skip
-    list_filter = ["status", "entry_point", "provider_name", "stream", "created_at"]
-    search_fields = ["id", "request_id", "requested_model", "model_name", "provider_name"]
-    date_hierarchy = "created_at"
+    list_filter = [
+        ("created_at", RangeDateTimeFilter),
+        ProviderNameFilter,
+        ModelNameFilter,
+        ("status", ChoicesDropdownFilter),
+        ("entry_point", ChoicesDropdownFilter),
+        CallerFilter,
+        ("stream", BooleanRadioFilter),
+    ]
+    list_filter_submit = True
+    list_before_template = "providers/llmcall_totals.html"
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a count per choice of every filter: unbounded
+    search_fields = ["=request_id", "requested_model"]
     inlines = [LlmCallAttemptInline]
+    fieldsets = [
+        (None, {"fields": ["id", "request_id", "created_at", "entry_point", "endpoint",
+                           "stream", "status", "finish_reason", "error_code", "error_message"]}),
+        ("Caller", {"fields": ["user", "api_key"]}),
+        ("Routing", {"fields": ["requested_model", "provider_name", "model_name",
+                                "attempt_count"]}),
+        ("Usage", {"fields": ["input_tokens", "output_tokens", "tokens_estimated", "cost",
+                              "latency_ms", "time_to_first_token_ms"]}),
+        ("Links", {"fields": ["experiment_variant_id", "build_step_id", "agent_id"]}),
+    ]  # fmt: skip
+
+    search_help_text = "A call id, a request id, or part of the requested model's name."
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         return [field.name for field in LlmCall._meta.fields]
+
+    @admin.display(description="Tokens in / out", ordering="input_tokens")
+    def tokens(self, call: LlmCall) -> str:
+        return f"{call.input_tokens:,} / {call.output_tokens:,}"
+
+    @admin.display(description="Cost", ordering="cost")
+    def cost_shown(self, call: LlmCall) -> str:
+        return f"${call.cost.normalize():f}" if call.cost else "$0"
+
+    @admin.display(description="Latency", ordering="latency_ms")
+    def latency(self, call: LlmCall) -> str:
+        return f"{call.latency_ms:,.0f} ms"
+
+    @admin.display(description="Attempts", ordering="attempt_count")
+    def attempts(self, call: LlmCall) -> int:
+        return call.attempt_count
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[LlmCall], search_term: str
+    ) -> tuple[QuerySet[LlmCall], bool]:
+        """A call id (what the APIs answer with) finds that call; other words, the fields."""
+        try:
+            call_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(Q(pk=call_id) | Q(request_id=search_term.strip())), False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        response = super().changelist_view(request, extra_context)
+        if isinstance(response, TemplateResponse) and response.context_data:
+            changelist = response.context_data.get("cl")
+            if changelist is not None:
+                response.context_data["totals"] = llm_call_totals(calls=changelist.queryset)
+        return response
 
 
 @admin.register(CallRecordDeadLetter)

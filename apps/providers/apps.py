@@ -35,7 +35,7 @@ class ProvidersConfig(AppConfig):
             NavItem("Routing settings", "admin:providers_routingsettings_changelist",
                     "LLM core", icon="alt_route", permission="providers.view_routingsettings",
                     order=30),
-            NavItem("LLM calls", "admin:providers_llmcall_changelist", "LLM core",
+            NavItem("Calls", "admin:providers_llmcall_changelist", "LLM core",
                     icon="receipt_long", permission="providers.view_llmcall", order=40),
             NavItem("Refused call records", "admin:providers_callrecorddeadletter_changelist",
                     "LLM core", icon="report", permission="providers.view_callrecorddeadletter",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Aggregate, Count, F, FloatField, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from apps.core.runtime import run_sync
@@ -12,7 +15,7 @@ from apps.core.runtime import run_sync
 from .breakers import OPEN, BreakerView
 from .config import RoutingPolicy
 from .engine import current_routing_config
-from .models import Endpoint, HealthStatus, LlmCall, LlmModel, Provider
+from .models import CallStatus, Endpoint, HealthStatus, LlmCall, LlmModel, Provider
 from .state import routing_state
 
 
@@ -60,6 +63,66 @@ def public_model_list(*, endpoint: str = Endpoint.CHAT) -> list[dict[str, Any]]:
 def routing_policy_current() -> RoutingPolicy:
     """The routing settings every process applies now (strategy, default model, ...)."""
     return run_sync(current_routing_config()).policy
+
+
+class Percentile(Aggregate):
+    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
+        super().__init__(expression, fraction=repr(float(fraction)), **extra)
+
+
+@dataclass(frozen=True)
+class CallTotals:
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal
+    errors: int
+    finished: int
+    p50_ms: float | None  # of successful calls; None without PostgreSQL or without any
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def error_rate(self) -> float:
+        """Errors among finished calls (running streams left out), as Home counts them."""
+        return self.errors / self.finished if self.finished else 0.0
+
+    @property
+    def error_percent(self) -> float:
+        return self.error_rate * 100
+
+
+def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
+    """Count, tokens, cost, errors and the median latency of ``calls`` in one aggregate query
+    (the median only where the database has ``percentile_cont``)."""
+    aggregates: dict[str, Any] = {
+        "calls": Count("id"),
+        "input_tokens": Sum("input_tokens"),
+        "output_tokens": Sum("output_tokens"),
+        "cost": Sum("cost"),
+        "errors": Count("id", filter=Q(status=CallStatus.ERROR)),
+        "finished": Count("id", filter=~Q(status=CallStatus.RUNNING)),
+    }
+    if connection.vendor == "postgresql":
+        aggregates["p50_ms"] = Percentile(F("latency_ms"), 0.5, filter=Q(status=CallStatus.SUCCESS))
+    row = calls.order_by().aggregate(**aggregates)
+    return CallTotals(
+        calls=row["calls"] or 0,
+        input_tokens=row["input_tokens"] or 0,
+        output_tokens=row["output_tokens"] or 0,
+        cost=row["cost"] or Decimal(0),
+        errors=row["errors"] or 0,
+        finished=row["finished"] or 0,
+        p50_ms=row.get("p50_ms"),
+    )
 
 
 async def _breaker_views(names: list[str]) -> list[BreakerView]:

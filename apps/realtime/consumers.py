@@ -37,7 +37,7 @@ from django.conf import settings
 
 from apps.accounts.limits import Refusal, limiter, scope_client, usage_tokens
 from apps.accounts.principals import Principal, principal_current, principal_for
-from apps.core.events import channel_names, group_name, valid_channel
+from apps.core.events import channel_family, channel_names, group_name, valid_channel
 from apps.core.request_context import request_id_from
 from orchestra.celery import app as celery_app
 
@@ -416,6 +416,9 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         channel = self.channel_of(message)
         if not await self.still_allowed():
             return
+        family = channel_family(channel)
+        if family and family.operators_only and not (self.principal and self.principal.can_operate):
+            raise ProtocolError("forbidden", f"Your role may not subscribe to {channel}.")
         if self.relay_error:
             raise UnavailableError("live events")
         try:

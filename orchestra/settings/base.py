@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "daphne",
     # The admin theme (its templates come before Django's); the site is ours (apps.dashboard).
     "unfold.apps.BasicAppConfig",
+    "unfold.contrib.filters",
     "apps.dashboard.admin_config.OrchestraAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -331,6 +332,10 @@ SPECTACULAR_SETTINGS = {
 # --- Observability --------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="text" if DEBUG else "json")
+# The dashboard's Logs page: records at or above this level are published live (the ``logs``
+# channel) and the latest LOG_LIVE_KEPT are kept in Redis for its history.
+LOG_LIVE_LEVEL = env("LOG_LIVE_LEVEL", default="WARNING").upper()
+LOG_LIVE_KEPT = env.int("LOG_LIVE_KEPT", default=500)
 LOGGING: dict[str, Any] = {  # typed: the other settings modules adjust it
     "version": 1,
     "disable_existing_loggers": False,
@@ -346,9 +351,10 @@ LOGGING: dict[str, Any] = {  # typed: the other settings modules adjust it
             "class": "logging.StreamHandler",
             "filters": ["request_id"],
             "formatter": LOG_FORMAT,
-        }
+        },
+        "live": {"()": "apps.core.logging.LiveLogHandler", "level": LOG_LIVE_LEVEL},
     },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console", "live"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": [], "level": LOG_LEVEL},  # drop Django's own DEBUG console handler
         "django.server": {"level": "WARNING"},

@@ -3,13 +3,16 @@ visible focus, and text contrast (WCAG AA, 4.5:1) in the light and the dark them
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from apps.accounts.models import Role
+from apps.core.logging import live_log_recent
 from apps.providers.services import provider_create
 from tests.dashboard.conftest import member, open_circuit
 
@@ -33,10 +36,22 @@ UNLABELLED = """
 """
 
 
+# The Logs page, with a line of each level it shows, and the Calls page.
+LIVE_LOG = ("/admin/logs/", "/admin/providers/llmcall/")
+
+
 @pytest.fixture
 def an_open_circuit():
     provider_create(name="beta", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
     open_circuit("beta")
+    logger = logging.getLogger("tests.accessibility")
+    logger.warning("a warning for request %s", "abc")
+    logger.error("an error")
+    logger.critical("a critical line")
+    for _ in range(100):
+        if len(live_log_recent()) >= 3:
+            break
+        time.sleep(0.05)
 
 
 def choose_theme(page: Page, name: str) -> None:
@@ -56,6 +71,7 @@ def test_text_has_enough_contrast_in_both_themes(logged_in_page, an_open_circuit
             "/admin/playground/",
             "/admin/circuits/",
             "/admin/providers/provider/",
+            *LIVE_LOG,
         ):
             page.goto(url)
             html = expect(page.locator("html"))
@@ -72,6 +88,7 @@ def test_every_control_has_a_name(logged_in_page, an_open_circuit):
         "/admin/playground/",
         "/admin/circuits/",
         "/admin/providers/provider/add/",
+        *LIVE_LOG,
     ):
         page.goto(url)
         assert page.evaluate(UNLABELLED) == [], url

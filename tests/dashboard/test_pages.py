@@ -73,14 +73,17 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     assert viewer["Dashboard"] == ["Home", "Playground"]  # the Playground read-only
     assert viewer["LLM core"] == [
         "Providers and routing", "Providers", "Models", "Routing settings", "Circuit breakers",
-        "LLM calls", "Refused call records",
+        "Calls", "Refused call records",
     ]  # fmt: skip
     assert viewer["Accounts"] == ["API keys"]
     assert viewer["System"] == ["Platform settings"]
 
+    operator = sidebar_of(client_as(Role.OPERATOR))
+    assert operator["System"] == ["Logs", "Platform settings"]
+
     admin = sidebar_of(client_as(Role.ADMIN))
     assert admin["Accounts"] == ["API keys", "Users", "Roles (groups)"]
-    assert admin["System"] == ["Platform settings", "Scheduled tasks"]
+    assert admin["System"] == ["Logs", "Platform settings", "Scheduled tasks"]
     # The plug-in app's entry names a page no ModelAdmin serves: left out, not an error.
     assert "Plug-ins" not in admin
 

@@ -76,10 +76,12 @@ def pages() -> list[str]:
         f"/admin/providers/provider/{provider.pk}/change/",
         "/admin/providers/llmmodel/",
         "/admin/providers/llmcall/",
+        "/admin/providers/llmcall/?provider_name=p0&status__exact=error&caller=nobody",
         f"/admin/providers/llmcall/{call.pk}/change/",
         "/admin/providers/callrecorddeadletter/",
         "/admin/accounts/apikey/",
         "/admin/auth/user/",
+        "/admin/logs/",
     ]
 
 
@@ -91,9 +93,8 @@ def count_queries(client: Client) -> dict[str, int]:
             response = client.get(url)
         assert response.status_code == 200, url
         parts = url.strip("/").split("/")
-        counts["/".join(parts[1:3] + parts[-1:] if "change" in url else parts[1:3]) or "home"] = (
-            len(queries)
-        )
+        name = "/".join(parts[1:3] + parts[-1:] if "change" in url else parts[1:3]) or "home"
+        counts[url if "?" in url else name] = len(queries)
     return counts
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from decimal import Decimal
 
 import pytest
@@ -11,6 +13,8 @@ from playwright.sync_api import Page, expect
 
 from apps.accounts.models import ApiKey, Role
 from apps.accounts.services import api_key_create
+from apps.core.logging import live_log_key, live_log_recent
+from apps.core.redis import redis_client
 from apps.providers.models import CallRecordDeadLetter, CallStatus, LlmCall, LlmModel
 from apps.providers.services import provider_create
 from tests.dashboard.conftest import call_record, member, open_circuit
@@ -37,7 +41,26 @@ def platform_data():
     LlmCall.objects.bulk_create(calls)
     CallRecordDeadLetter.objects.create(reason="value too long for type", payload="{}")
     open_circuit("beta", "connection refused: http://127.0.0.1:9/v1/chat/completions")
+    log_lines()
     return {"alpha": alpha, "beta": beta, "call": calls[0]}
+
+
+def log_lines() -> None:
+    """A few kept log lines for the Logs page, one with a traceback and one with a secret."""
+    redis_client().delete(live_log_key())
+    logger = logging.getLogger("apps.providers.engine")
+    logger.warning("deployment beta/fake-model rests for 30 s after a 429")
+    logger.warning("calling alpha with Authorization: Bearer %s failed", SECRET)
+    try:
+        raise ConnectionError("connection refused: http://127.0.0.1:9/v1/chat/completions")
+    except ConnectionError:
+        logger.exception("provider beta failed; trying the next deployment")
+    logging.getLogger("django.request").warning("Not Found: /favicon.ico")
+    for _ in range(100):
+        if len(live_log_recent()) >= 4:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the log lines were not kept")
 
 
 def pages(data) -> list[tuple[str, str]]:
@@ -53,12 +76,14 @@ def pages(data) -> list[tuple[str, str]]:
         ("models", "/admin/providers/llmmodel/"),
         ("routing-settings", "/admin/providers/routingsettings/"),
         ("llm-calls", "/admin/providers/llmcall/"),
+        ("calls-filtered", "/admin/providers/llmcall/?provider_name=beta&status__exact=error"),
         ("llm-call", f"/admin/providers/llmcall/{call.pk}/change/"),
         ("refused-records", "/admin/providers/callrecorddeadletter/"),
         ("api-keys", "/admin/accounts/apikey/"),
         ("users", "/admin/auth/user/"),
         ("groups", "/admin/auth/group/"),
         ("scheduled-tasks", "/admin/django_celery_beat/periodictask/"),
+        ("logs", "/admin/logs/"),
     ]
 
 

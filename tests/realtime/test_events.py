@@ -97,15 +97,28 @@ async def test_gateway_publishes_an_alert_when_a_circuit_opens(
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_only_operators_may_subscribe_to_the_logs(asgi_server):
+    ws = await subscribed(asgi_server, await issue_key(role=Role.VIEWER), "alerts")
+    async with ws:
+        await ws.send(json.dumps({"type": "subscribe", "channel": "logs"}))
+        answer = json.loads(await ws.recv())
+        assert answer["type"] == "error" and answer["code"] == "forbidden"
+        await ws.send(json.dumps({"type": "ping", "id": "p"}))  # the connection stays open
+        assert json.loads(await ws.recv()) == {"type": "pong", "id": "p"}
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_unsubscribed_channels_are_not_delivered(asgi_server):
-    key = await issue_key(role=Role.VIEWER)
+    key = await issue_key(role=Role.OPERATOR)
     ws = await subscribed(asgi_server, key, "logs")
     async with ws:
         await ws.send(json.dumps({"type": "unsubscribe", "channel": "logs"}))
         assert json.loads(await ws.recv()) == {"type": "unsubscribed", "channel": "logs"}
         await asyncio.to_thread(
-            publish, "logs", "log.record", {"level": "INFO", "logger": "x", "message": "m"}
-        )
+            publish, "logs", "log.record",
+            {"at": "2025-01-01T00:00:00+00:00", "level": "WARNING", "logger": "x",
+             "message": "m", "request_id": "-"},
+        )  # fmt: skip
         await ws.send(json.dumps({"type": "ping", "id": "p"}))
         assert json.loads(await ws.recv()) == {"type": "pong", "id": "p"}
 
