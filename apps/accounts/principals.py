@@ -14,7 +14,6 @@ or given another role) are seen at once here; other processes see them within th
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
@@ -23,6 +22,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
+
+from apps.core.runtime import SingleFlight
 
 from .models import ApiKey
 from .permissions import OPERATE, VIEW
@@ -60,6 +61,7 @@ def _principal_for_key(raw_key: str) -> Principal | None:
 
 
 _cache: dict[str, tuple[float, Principal]] = {}
+_key_lookups = SingleFlight()  # concurrent requests with one key share one lookup
 
 
 async def authenticate_bearer(raw_key: str) -> Principal | None:
@@ -69,6 +71,10 @@ async def authenticate_bearer(raw_key: str) -> Principal | None:
     now = time.monotonic()
     if cached and cached[0] > now:
         return cached[1]
+    return await _key_lookups.run(digest, lambda: _authenticate(raw_key, digest))
+
+
+async def _authenticate(raw_key: str, digest: str) -> Principal | None:
     principal = await database_sync_to_async(_principal_for_key)(raw_key)
     ttl = settings.API_KEY_CACHE_SECONDS
     if principal is None:
@@ -76,14 +82,14 @@ async def authenticate_bearer(raw_key: str) -> Principal | None:
     elif ttl > 0:
         if len(_cache) >= MAX_CACHED_KEYS:
             _cache.clear()
-        _cache[digest] = (now + ttl, principal)
+        _cache[digest] = (time.monotonic() + ttl, principal)
     return principal
 
 
 PrincipalId = tuple[int, int | None]  # (user id, API key id or None for a session)
 
 _current: dict[PrincipalId, tuple[float, Principal | None]] = {}
-_lookups: dict[PrincipalId, asyncio.Task] = {}
+_principal_lookups = SingleFlight()
 _forgotten = 0  # bumped by every change: a lookup that raced one must not cache its answer
 
 
@@ -106,21 +112,12 @@ async def principal_current(principal: Principal) -> Principal | None:
     cached = _current.get(key)
     if cached and cached[0] > time.monotonic():
         return cached[1]
-    loop = asyncio.get_running_loop()
-    lookup = _lookups.get(key)
-    if lookup is None or lookup.done() or lookup.get_loop() is not loop:
-        lookup = _lookups[key] = loop.create_task(_look_up(key))
-    # Shielded: a caller that goes away must not cancel the lookup others are waiting for.
-    return await asyncio.shield(lookup)
+    return await _principal_lookups.run(key, lambda: _look_up(key))
 
 
 async def _look_up(key: PrincipalId) -> Principal | None:
     started = _forgotten
-    try:
-        current = await database_sync_to_async(_principal_now)(*key)
-    finally:
-        if _lookups.get(key) is asyncio.current_task():
-            del _lookups[key]
+    current = await database_sync_to_async(_principal_now)(*key)
     ttl = settings.API_KEY_CACHE_SECONDS
     if ttl > 0 and started == _forgotten:
         if len(_current) >= MAX_CACHED_KEYS:

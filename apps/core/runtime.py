@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, TypeVar
 
 from .request_context import current_request_id, request_id_var
@@ -46,3 +46,26 @@ def run_sync(coroutine: Coroutine[Any, Any, T], timeout: float | None = None) ->
     context.run(request_id_var.set, current_request_id())
     future = context.run(asyncio.run_coroutine_threadsafe, coroutine, _running_loop())
     return future.result(timeout)
+
+
+class SingleFlight:
+    """Concurrent callers asking for the same key share one call: when a cached answer expires
+    under load, one database lookup runs instead of one per waiting request (a burst that
+    showed in the gateway's p99). The call is shielded, so a caller that goes away does not
+    cancel it for the others; a call belongs to one event loop, and a caller on another loop
+    starts its own."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Task] = {}
+
+    async def run(self, key: Hashable, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        loop = asyncio.get_running_loop()
+        task = self._running.get(key)
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = self._running[key] = loop.create_task(call())
+            task.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(task)
+
+    def _forget(self, key: Hashable, task: asyncio.Task) -> None:
+        if self._running.get(key) is task:
+            del self._running[key]

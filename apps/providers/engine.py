@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from apps.core.events import apublish
 from apps.core.registry import request_hooks
+from apps.core.runtime import SingleFlight
 
 from . import errors, metrics
 from .calls import LlmRequest
@@ -44,6 +45,7 @@ latency_tracker = LatencyTracker()
 # --- the routing config of this process ------------------------------------------------------
 
 _config: RoutingConfig | None = None
+_reloads = SingleFlight()  # the requests that find the snapshot stale share one reload
 
 
 async def routing_config(version: int | None = None) -> RoutingConfig:
@@ -53,6 +55,11 @@ async def routing_config(version: int | None = None) -> RoutingConfig:
     fresh = current and time.monotonic() - current.loaded_at < MAX_AGE_SECONDS
     if current and fresh and (version is None or version == current.version):
         return current
+    return await _reloads.run(version, lambda: _reload(version))
+
+
+async def _reload(version: int | None) -> RoutingConfig:
+    global _config
     if version is None:
         version = await routing_state().version()
     _config = await database_sync_to_async(load_routing_config)(version)
