@@ -39,6 +39,7 @@ from playwright.sync_api import (
     Page,
     ViewportSize,
     WebError,
+    expect,
 )
 
 from apps.accounts.models import Role
@@ -60,6 +61,7 @@ SCREENSHOT_DIR = REPO_ROOT / "var" / "screenshots"
 DESKTOP: ViewportSize = {"width": 1440, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 PASSWORD = "browser-test-password"
+EXPECT_TIMEOUT_MS = 15_000
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,6 +69,9 @@ def pytest_configure(config: pytest.Config) -> None:
     deprecated = "Session-scoped fixtures defined as instance methods"
     warning = "pytest.PytestRemovedIn10Warning"
     config.addinivalue_line("filterwarnings", f"ignore:{deprecated}:{warning}")
+    # A page's answer may wait on a Celery worker and the fake upstream on 2 loaded cores (CI):
+    # expectations wait up to 15 s instead of Playwright's 5, and pass as soon as they hold.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
