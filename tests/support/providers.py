@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.accounts.models import Role
-from apps.providers.models import LlmCall, LlmModel, Provider, RoutingSettings
+from apps.providers.models import CallStatus, LlmCall, LlmModel, Provider, RoutingSettings
 from apps.providers.recorder import recorder
 from apps.providers.records import call_records_store
 from apps.providers.state import EPOCH, bump_sync, state_key
@@ -97,7 +97,8 @@ def recorded_calls() -> Callable[..., list[LlmCall]]:
     """Waits for this test's call records, which servers ship in bulk a moment after answering.
 
     Records of an earlier test may still arrive meanwhile; only those made since this test
-    started count.
+    started count. A stream's record is stored while it runs and replaced when it ends: it
+    counts once it has ended (a client may see the end before the final record is stored).
     """
     started = timezone.now()
 
@@ -106,9 +107,10 @@ def recorded_calls() -> Callable[..., list[LlmCall]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             call_records_store()  # what a worker does; servers under test ship to Redis
-            calls = list(recent.prefetch_related("attempts").order_by("created_at"))
-            if len(calls) >= count:
-                return calls
+            calls = recent.exclude(status=CallStatus.RUNNING).prefetch_related("attempts")
+            ended = list(calls.order_by("created_at"))
+            if len(ended) >= count:
+                return ended
             time.sleep(0.05)
         raise AssertionError(f"expected {count} call records, found {recent.count()}")
 
