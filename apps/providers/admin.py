@@ -404,7 +404,7 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
                                 "attempt_count"]}),
         ("Usage", {"fields": ["input_tokens", "output_tokens", "tokens_estimated", "cost",
                               "latency_ms", "time_to_first_token_ms"]}),
-        ("Links", {"fields": ["experiment_variant_id", "build_step_id", "agent_id"]}),
+        ("Links", {"fields": ["experiment_variant_id", "build_id", "build_step_id", "agent_id"]}),
     ]  # fmt: skip
 
     search_help_text = "A call id, a request id, or part of the requested model's name."

@@ -44,6 +44,7 @@ class LlmRequest:
     endpoint: str = Endpoint.CHAT
     request_id: str = ""
     experiment_variant_id: int | None = None
+    build_id: int | None = None
     build_step_id: int | None = None
     agent_id: int | None = None
     call_id: uuid.UUID = field(default_factory=new_call_id)

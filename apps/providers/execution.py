@@ -163,6 +163,7 @@ class Execution:
             "time_to_first_token_ms": ttft * 1000 if ttft is not None else None,
             "attempt_count": len(self.attempts),
             "experiment_variant_id": request.experiment_variant_id,
+            "build_id": request.build_id,
             "build_step_id": request.build_step_id,
             "agent_id": request.agent_id,
         }

@@ -380,6 +380,8 @@ class EntryPoint(models.TextChoices):
     QUERY = "query", "Query API"
     SSE = "sse", "Streaming API"
     WEBSOCKET = "websocket", "WebSocket"
+    BUILD = "build", "Build step"
+    AGENT = "agent", "Agent task"
     INTERNAL = "internal", "Internal"
 
 
@@ -425,6 +427,7 @@ class LlmCall(models.Model):
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
     attempt_count = models.PositiveSmallIntegerField(default=0)
     experiment_variant_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    build_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     build_step_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     agent_id = models.BigIntegerField(null=True, blank=True, db_index=True)
 

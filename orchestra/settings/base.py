@@ -58,6 +58,10 @@ INSTALLED_APPS = [
     "apps.providers",
     "apps.gateway",
     "apps.realtime",
+    "apps.agents",
+    "apps.approvals",
+    "apps.builds",
+    "apps.artifacts",
     "apps.dashboard",
 ]
 
@@ -183,6 +187,20 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Builds, agent tasks and artifacts ---------------------------------------------------------
+# A build step or agent task may run this long (seconds) before its worker stops it.
+BUILD_STEP_TIME_LIMIT = env.int("BUILD_STEP_TIME_LIMIT", default=900)
+# A running step or task whose worker has not reported for this long lost its worker: the
+# sweep (every BUILD_SWEEP_INTERVAL seconds) fails it, and its build.
+BUILD_STEP_STALE_SECONDS = env.float("BUILD_STEP_STALE_SECONDS", default=120.0)
+BUILD_SWEEP_INTERVAL = env.float("BUILD_SWEEP_INTERVAL", default=30.0)
+# An approval a build step waits for expires (and fails the build) after this long.
+APPROVAL_TIMEOUT_SECONDS = env.int("APPROVAL_TIMEOUT_SECONDS", default=86400)
+# Artifacts are stored through Django's storage API: local files under MEDIA_ROOT by default.
+MEDIA_ROOT = env("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+MEDIA_URL = "/media/"
+
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "probe-providers": {
@@ -191,6 +209,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "store-call-records": {"task": "providers.store_call_records", "schedule": 5.0},
     "sweep-call-records": {"task": "providers.sweep_call_records", "schedule": 60.0},
+    "sweep-builds": {"task": "builds.sweep", "schedule": BUILD_SWEEP_INTERVAL},
+    "expire-approvals": {"task": "approvals.expire_overdue", "schedule": 30.0},
     # Home's live figures (requests, tokens, cost, latency, health) on the ``metrics`` channel.
     "publish-dashboard-figures": {
         "task": "dashboard.publish_figures",

@@ -192,7 +192,7 @@ class LlmCallOutputSerializer(serializers.ModelSerializer):
             "requested_model", "provider", "model", "provider_name", "model_name", "stream",
             "status", "error_code", "error_message", "finish_reason", "input_tokens",
             "output_tokens", "tokens_estimated", "cost", "latency_ms", "time_to_first_token_ms",
-            "attempt_count", "experiment_variant_id", "build_step_id", "agent_id",
+            "attempt_count", "experiment_variant_id", "build_id", "build_step_id", "agent_id",
         ]  # fmt: skip
 
 

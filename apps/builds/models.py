@@ -1,0 +1,127 @@
+"""Builds: multi-step LLM pipelines. Each step is run by an agent (or a raw model config) from a
+prompt template; steps run in order on Celery and may wait for a person's approval."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+from apps.agents.models import ModelConfig, RunRecord, RunStatus
+
+
+class BuildStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+BUILD_FINISHED = (BuildStatus.SUCCEEDED, BuildStatus.FAILED, BuildStatus.CANCELLED)
+
+
+class BuildTemplate(models.Model):
+    """A saved pipeline: its steps as they are given to ``build_create`` (``steps``)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    steps = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Build(models.Model):
+    title = models.CharField(max_length=200)
+    input = models.TextField(blank=True, help_text="What the build works on; {input} in prompts.")
+    status = models.CharField(
+        max_length=20, choices=BuildStatus.choices, default=BuildStatus.QUEUED, db_index=True
+    )
+    error = models.CharField(max_length=500, blank=True)
+    template = models.ForeignKey(
+        BuildTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="builds"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="builds",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.title}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in BUILD_FINISHED
+
+
+class BuildStep(ModelConfig, RunRecord):
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=100)
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="build_steps",
+    )  # fmt: skip
+    prompt_template = models.TextField(
+        help_text="May use {input} and earlier steps' outputs: {steps[plan]} or {previous}."
+    )
+    requires_approval = models.BooleanField(default=False)
+    approval = models.ForeignKey(
+        "approvals.ApprovalRequest", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )  # fmt: skip
+
+    class Meta:
+        ordering = ["build", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["build", "position"], name="build_step_position"),
+            models.UniqueConstraint(fields=["build", "name"], name="build_step_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.build_id}.{self.position} {self.name}"
+
+
+class BuildEvent(models.Model):
+    """The build's lifecycle, kept: queued, started, retried (with the count), waiting for
+    approval, approved, rejected, finished — for the build and for each step."""
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="events")
+    step = models.ForeignKey(
+        BuildStep, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    event = models.CharField(max_length=32)
+    status = models.CharField(max_length=20, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=0)
+    detail = models.CharField(max_length=500, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.build_id} {self.event}"
+
+
+__all__ = ["Build", "BuildEvent", "BuildStatus", "BuildStep", "BuildTemplate", "RunStatus"]
