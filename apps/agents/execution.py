@@ -90,14 +90,14 @@ class RunOutcome:
     model: str
 
 
-class RunFailed(Exception):
+class RunFailedError(Exception):
     def __init__(self, message: str, call_id: UUID | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.call_id = call_id
 
 
-class RunCancelled(Exception):
+class RunCancelledError(Exception):
     pass
 
 
@@ -111,12 +111,12 @@ async def run_prompt(
     on_token: Callable[[str], Awaitable[None]],
     still_wanted: Callable[[], Awaitable[bool]],
 ) -> RunOutcome:
-    """Run ``prompt`` to its end; raises ``RunCancelled`` when ``still_wanted`` says no and
-    ``RunFailed`` when the LLM core could not answer."""
+    """Run ``prompt`` to its end; raises ``RunCancelledError`` when ``still_wanted`` says no and
+    ``RunFailedError`` when the LLM core could not answer."""
     try:
         request = llm_request_from(settings.payload(prompt), caller=caller, entry_point=entry_point)
     except ValueError as error:
-        raise RunFailed(str(error)) from error
+        raise RunFailedError(str(error)) from error
     current_attribution.set(attribution)
     work = asyncio.ensure_future(_stream(request, on_token))
     watch = asyncio.ensure_future(_watch(still_wanted))
@@ -126,7 +126,7 @@ async def run_prompt(
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
-            raise RunCancelled()
+            raise RunCancelledError()
         return work.result()
     finally:
         watch.cancel()
@@ -160,5 +160,5 @@ async def _stream(request: LlmRequest, on_token: Callable[[str], Awaitable[None]
                         model=chunk.model,
                     )
     except ProviderError as error:
-        raise RunFailed(error.message, request.call_id) from error
-    raise RunFailed("The stream ended without its final usage.", request.call_id)
+        raise RunFailedError(error.message, request.call_id) from error
+    raise RunFailedError("The stream ended without its final usage.", request.call_id)
