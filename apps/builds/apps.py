@@ -4,3 +4,23 @@ from django.apps import AppConfig
 class BuildsConfig(AppConfig):
     name = "apps.builds"
     label = "builds"
+    verbose_name = "Builds"
+
+    def ready(self) -> None:
+        from apps.approvals.signals import approval_decided
+        from apps.core.events import register_channels, register_event_types
+        from apps.core.registry import NavItem, register_navigation, register_operator_models
+
+        from .events import CHANNELS, EVENT_TYPES
+        from .services import approval_decided_receiver
+
+        register_channels(*CHANNELS)
+        register_event_types(*EVENT_TYPES)
+        register_operator_models(self.label, "buildtemplate")
+        register_navigation(
+            NavItem("Builds", "admin:builds_build_changelist", "Builds", icon="construction",
+                    permission="builds.view_build", order=10),
+            NavItem("Build templates", "admin:builds_buildtemplate_changelist", "Builds",
+                    icon="account_tree", permission="builds.view_buildtemplate", order=15),
+        )  # fmt: skip
+        approval_decided.connect(approval_decided_receiver, dispatch_uid="builds.approval")

@@ -195,6 +195,8 @@ BUILD_STEP_TIME_LIMIT = env.int("BUILD_STEP_TIME_LIMIT", default=900)
 # sweep (every BUILD_SWEEP_INTERVAL seconds) fails it, and its build.
 BUILD_STEP_STALE_SECONDS = env.float("BUILD_STEP_STALE_SECONDS", default=120.0)
 BUILD_SWEEP_INTERVAL = env.float("BUILD_SWEEP_INTERVAL", default=30.0)
+# The Celery queue build steps go to (a deployment may give builds workers of their own).
+BUILD_TASK_QUEUE = env("BUILD_TASK_QUEUE", default="celery")
 # An approval a build step waits for expires (and fails the build) after this long.
 APPROVAL_TIMEOUT_SECONDS = env.int("APPROVAL_TIMEOUT_SECONDS", default=86400)
 # Artifacts are stored through Django's storage API: local files under MEDIA_ROOT by default.
