@@ -9,10 +9,16 @@ class BuildsConfig(AppConfig):
     def ready(self) -> None:
         from apps.approvals.signals import approval_decided
         from apps.core.events import register_channels, register_event_types
-        from apps.core.registry import NavItem, register_navigation, register_operator_models
+        from apps.core.registry import (
+            NavItem,
+            SocketAction,
+            register_navigation,
+            register_operator_models,
+            register_socket_action,
+        )
 
         from .events import CHANNELS, EVENT_TYPES
-        from .services import approval_decided_receiver
+        from .services import approval_decided_receiver, build_socket_action
 
         register_channels(*CHANNELS)
         register_event_types(*EVENT_TYPES)
@@ -23,4 +29,5 @@ class BuildsConfig(AppConfig):
             NavItem("Build templates", "admin:builds_buildtemplate_changelist", "Builds",
                     icon="account_tree", permission="builds.view_buildtemplate", order=15),
         )  # fmt: skip
+        register_socket_action(SocketAction("build", build_socket_action, "build_started"))
         approval_decided.connect(approval_decided_receiver, dispatch_uid="builds.approval")

@@ -42,6 +42,7 @@ from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
 from apps.approvals.services import approval_request_create
 from apps.artifacts.services import artifacts_store_for_step
 from apps.core.events import apublish, publish_on_commit
+from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
 from apps.providers.core import Caller, EntryPoint
 from apps.providers.models import Provider
@@ -594,3 +595,29 @@ def _announce_step(step: BuildStep) -> None:
         {"build": step.build_id, "step": step.pk, "position": step.position, "name": step.name,
          "status": step.status, "error": step.error, "attempt": step.attempts},
     )  # fmt: skip
+
+
+# --- the /ws/ protocol's "build" message -----------------------------------------------------
+
+
+def build_socket_action(message: dict[str, Any], user: AbstractBaseUser) -> SocketReply:
+    """``{"type": "build", "id": ..., "title", "input", "steps": [...]}`` or ``"template": id``:
+    starts a build as ``POST /api/v1/builds`` does; the client follows it on ``build:<id>``."""
+    title, build_input = message.get("title", ""), message.get("input", "")
+    if not isinstance(title, str) or not isinstance(build_input, str):
+        raise ValidationError("'title' and 'input' are strings.")
+    if "template" in message:
+        template = BuildTemplate.objects.filter(pk=message["template"]).first() if isinstance(
+            message["template"], int) else None  # fmt: skip
+        if template is None:
+            raise ValidationError({"template": "No such template."})
+        build = build_create_from_template(template=template, by=user, input=build_input,
+                                           title=title)  # fmt: skip
+    else:
+        if not title:
+            raise ValidationError({"title": "Required."})
+        build = build_create(title=title, input=build_input, steps=message.get("steps"), by=user)
+    return SocketReply(
+        {"build": build.pk, "status": build.status, "steps": build.steps.count()},
+        subscribe=f"build:{build.pk}",
+    )

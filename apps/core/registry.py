@@ -13,7 +13,9 @@ Registries of this module (the event bus and health checks have modules of their
 - ``navigation``: the dashboard's sidebar entries (links to admin pages and other URLs);
 - ``pages``: the dashboard's own pages, custom views served inside the admin site at
   ``/admin/<slug>/`` with its header and sidebar (and listed in the sidebar themselves);
-- ``request_hooks``: what the LLM core runs on each request before routing it.
+- ``request_hooks``: what the LLM core runs on each request before routing it;
+- ``socket_actions``: message types of the ``/ws/`` protocol that start work in an app (a
+  build, an agent task) the way its REST API does.
 """
 
 from __future__ import annotations
@@ -162,3 +164,35 @@ request_hooks: Registry[RequestHook] = Registry("request hook")
 
 def register_request_hook(name: str, hook: RequestHook) -> None:
     request_hooks.register(name, hook)
+
+
+# --- actions of the /ws/ protocol ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SocketReply:
+    """What an action answers: the reply's fields, and the channel its client is subscribed to
+    (before the reply is sent) to follow the work it started."""
+
+    data: dict[str, Any]
+    subscribe: str | None = None
+
+
+@dataclass(frozen=True)
+class SocketAction:
+    """A ``/ws/`` message type ``type`` handled by ``handler(message, user) -> SocketReply``, a
+    synchronous function (run in a thread, with database access) that raises Django's
+    ``ValidationError`` for bad input and ``PermissionDenied`` for a refusal. The caller needs
+    ``permission``; the reply has type ``reply_type``."""
+
+    type: str
+    handler: Callable[[dict[str, Any], Any], SocketReply]
+    reply_type: str
+    permission: str = "accounts.operate_platform"
+
+
+socket_actions: Registry[SocketAction] = Registry("socket action")
+
+
+def register_socket_action(action: SocketAction) -> None:
+    socket_actions.register(action.type, action)

@@ -34,10 +34,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 
 from apps.accounts.limits import Refusal, limiter, scope_client, usage_tokens
 from apps.accounts.principals import Principal, principal_current, principal_for
 from apps.core.events import channel_family, channel_names, group_name, valid_channel
+from apps.core.registry import SocketAction, SocketReply, socket_actions
 from apps.core.request_context import request_id_from
 from orchestra.celery import app as celery_app
 
@@ -69,6 +72,20 @@ RELAY_DOWN = "the relay to the workers (Redis) does not answer; try again shortl
 def _forget_result(task: asyncio.Future) -> None:
     if not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+def run_socket_action(action: SocketAction, message: dict[str, Any], user: Any) -> SocketReply:
+    if not user.has_perm(action.permission):
+        raise DjangoPermissionDenied(f"Your role may not send {action.type} messages.")
+    return action.handler(message, user)
+
+
+def validation_text(error: DjangoValidationError) -> str:
+    if hasattr(error, "error_dict"):
+        return " ".join(
+            f"{field}: {text}" for field, texts in error.message_dict.items() for text in texts
+        )
+    return " ".join(error.messages)
 
 
 class UnavailableError(ProtocolError):
@@ -333,6 +350,8 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
             return
         kind = message.get("type")
         handler = self.HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None and isinstance(kind, str) and kind in socket_actions:
+            handler = OrchestraConsumer.on_action
         if handler is None:
             text = f"Unknown message type {message.get('type')!r}."
             await self.send_json(error_message("unknown_type", text, message))
@@ -419,6 +438,9 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         family = channel_family(channel)
         if family and family.operators_only and not (self.principal and self.principal.can_operate):
             raise ProtocolError("forbidden", f"Your role may not subscribe to {channel}.")
+        await self.subscribe(channel)
+
+    async def subscribe(self, channel: str) -> None:
         if self.relay_error:
             raise UnavailableError("live events")
         try:
@@ -428,6 +450,25 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
             raise UnavailableError("live events") from error
         self.subscriptions.add(channel)
         await self.send_json({"type": "subscribed", "channel": channel})
+
+    async def on_action(self, message: dict[str, Any]) -> None:
+        """A message type an app registered (``apps.core.registry.socket_actions``): a build,
+        an agent task. The app's handler does what its REST API does; the client is subscribed
+        to the work's channel before the reply, so it misses none of its events."""
+        action = socket_actions[message["type"]]
+        if not await self.still_allowed():
+            return
+        try:
+            reply = await database_sync_to_async(run_socket_action)(
+                action, message, self.scope["user"]
+            )
+        except DjangoPermissionDenied as error:
+            raise ProtocolError("forbidden", str(error) or "Your role may not do this.") from error
+        except DjangoValidationError as error:
+            raise ProtocolError("invalid_request", validation_text(error)) from error
+        if reply.subscribe:
+            await self.subscribe(reply.subscribe)
+        await self.send_json({"type": action.reply_type, **reply_id(message), **reply.data})
 
     async def on_unsubscribe(self, message: dict[str, Any]) -> None:
         channel = self.channel_of(message)

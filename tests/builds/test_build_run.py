@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from apps.accounts.models import Role
-from apps.agents.models import Agent, AgentActivity
+from apps.agents.models import AgentActivity
 from apps.approvals.models import ApprovalStatus
 from apps.approvals.services import approval_decide, approvals_expire_overdue
 from apps.builds.models import Build, BuildStatus, BuildStep, RunStatus
@@ -30,15 +30,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PLAN = "## Plan\n1. Add a model.\n2. Add a view."
 CODE = "Here it is.\n\n```python app/models.py\nclass Widget:\n    pass\n```\n"
 REVIEW = "Looks good."
-
-
-@pytest.fixture
-def agents(two_providers) -> dict[str, Agent]:
-    return {
-        "planner": Agent.objects.create(name="planner", role="planner", model="chat",
-                                        system_prompt="You plan."),
-        "reviewer": Agent.objects.create(name="reviewer", role="reviewer", model="chat"),
-    }  # fmt: skip
 
 
 def three_steps(approval: bool = False) -> list[dict]:
