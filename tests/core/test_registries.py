@@ -4,7 +4,11 @@ and a navigation entry, and each takes effect here without any other app knowing
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
+from channels.db import database_sync_to_async
 from django.contrib.auth.models import Group
 from django.test import Client
 from rest_framework.test import APIClient
@@ -108,3 +112,26 @@ def test_request_hooks_run_before_routing_and_may_change_or_refuse(
     assert [request.model for request in hook] == ["chat", "refused"]
     calls = {call.id: call for call in recorded_calls(2)}
     assert calls[completion.call_id].agent_id == 99
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_its_socket_action_answers_over_the_websocket(asgi_server):
+    from tests.realtime.test_events import subscribed
+
+    async def ask(role: Role, message: dict) -> list[dict]:
+        key = await database_sync_to_async(api_key_issue)(role=role)
+        ws = await subscribed(asgi_server, key)
+        await ws.send(json.dumps(message))
+        replies = [json.loads(await asyncio.wait_for(ws.recv(), 10))]
+        if replies[0]["type"] == "subscribed":
+            replies.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        await ws.close()
+        return replies
+
+    (refused,) = await ask(Role.VIEWER, {"type": "widget", "id": 1, "name": "w"})
+    assert refused["code"] == "forbidden" and refused["id"] == 1
+    (bad,) = await ask(Role.OPERATOR, {"type": "widget", "id": 2})
+    assert bad["code"] == "invalid_request" and "name" in bad["message"]
+    subscribed_to, made = await ask(Role.OPERATOR, {"type": "widget", "id": 3, "name": "w"})
+    assert made == {"type": "widget_made", "id": 3, "widget": made["widget"]}
+    assert subscribed_to == {"type": "subscribed", "channel": f"widget:{made['widget']}"}

@@ -1,7 +1,7 @@
 """A throw-away app, installed only by the test settings, that plugs into the platform through
 its ``AppConfig`` alone: an event channel and type, a health check, a model operators may edit,
-a navigation entry and a request hook. ``tests/core/test_registries.py`` checks each takes
-effect."""
+a navigation entry, a ``/ws/`` message type and a request hook. ``tests/core/test_registries.py``
+checks each takes effect."""
 
 from django.apps import AppConfig
 
@@ -13,7 +13,13 @@ class PluginAppConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.core.events import Channel, EventType, register_channels, register_event_types
-        from apps.core.registry import NavItem, register_navigation, register_operator_models
+        from apps.core.registry import (
+            NavItem,
+            SocketAction,
+            register_navigation,
+            register_operator_models,
+            register_socket_action,
+        )
 
         from . import checks  # noqa: F401  (registers the health check)
 
@@ -22,7 +28,25 @@ class PluginAppConfig(AppConfig):
             EventType("widget.updated", "widget", {"id": int, "status": str}, "A widget changed.")
         )
         register_operator_models(self.label, "widget")
+        register_socket_action(
+            SocketAction("widget", widget_socket_action, "widget_made", "plugin_app.add_widget")
+        )
         register_navigation(
             NavItem("Widgets", "admin:plugin_app_widget_changelist", "Plug-ins",
                     permission="plugin_app.view_widget"),
         )  # fmt: skip
+
+
+def widget_socket_action(message, user):
+    """``{"type": "widget", "name": ...}`` makes a widget; the client follows ``widget:<id>``."""
+    from django.core.exceptions import ValidationError
+
+    from apps.core.registry import SocketReply
+
+    from .models import Widget
+
+    name = message.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValidationError({"name": "Required."})
+    widget = Widget.objects.create(name=name)
+    return SocketReply({"widget": widget.pk}, subscribe=f"widget:{widget.pk}")
