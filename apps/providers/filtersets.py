@@ -16,4 +16,7 @@ class LlmCallFilter(filters.FilterSet):
 
     class Meta:
         model = LlmCall
-        fields = ["provider_name", "model_name", "status", "entry_point", "stream", "user"]
+        fields = [
+            "provider_name", "model_name", "status", "entry_point", "stream", "user", "build_id",
+            "build_step_id", "agent_id",
+        ]  # fmt: skip
