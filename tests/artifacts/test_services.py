@@ -187,3 +187,23 @@ def test_the_archive_serves_a_lost_file_from_its_text(media_root):
 def test_an_empty_build_is_an_empty_zip():
     archive = zipfile.ZipFile(io.BytesIO(artifact_archive(build=build_make())))
     assert archive.namelist() == []
+
+
+@pytest.mark.django_db
+def test_archive_paths_are_safe_even_for_rows_written_elsewhere(media_root):
+    """A row not made by the extraction (a hostile name, a step-less artifact) still lands
+    inside the archive's folders, once each."""
+    from django.core.files.base import ContentFile
+
+    build = build_make()
+    step = step_make(build, name="../../up")
+    for name, attached in (("../../../etc/evil.sh", step), ("a.txt", None), ("a.txt", None)):
+        artifact = Artifact(
+            build=build, step=attached, name=name, kind="code", content="x",
+            content_type="text/plain", size=1, checksum="",
+        )  # fmt: skip
+        artifact.file.save("f.txt", ContentFile(b"x"), save=True)
+
+    names = zipfile.ZipFile(io.BytesIO(artifact_archive(build=build))).namelist()
+
+    assert sorted(names) == ["build/a-2.txt", "build/a.txt", "step-1-..-..-up/etc/evil.sh"]
