@@ -344,6 +344,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Choice sets of fields sharing a name (``status``) need names of their own.
+    "ENUM_NAME_OVERRIDES": {
+        "CallStatusEnum": "apps.providers.models.CallStatus",
+        "RunStatusEnum": "apps.agents.models.RunStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.gateway.schema.add_openai_and_streaming",
