@@ -212,6 +212,7 @@ CELERY_BEAT_SCHEDULE = {
     "store-call-records": {"task": "providers.store_call_records", "schedule": 5.0},
     "sweep-call-records": {"task": "providers.sweep_call_records", "schedule": 60.0},
     "sweep-builds": {"task": "builds.sweep", "schedule": BUILD_SWEEP_INTERVAL},
+    "sweep-agent-tasks": {"task": "agents.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "expire-approvals": {"task": "approvals.expire_overdue", "schedule": 30.0},
     # Home's live figures (requests, tokens, cost, latency, health) on the ``metrics`` channel.
     "publish-dashboard-figures": {
@@ -345,10 +346,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # Fields named alike with other choices: each keeps a stable name (providers' is KindEnum).
+    # Choice sets of fields sharing a name (``kind``, ``status``) keep stable names of their own.
     "ENUM_NAME_OVERRIDES": {
         "KindEnum": "apps.providers.models.ProviderKind",
         "ArtifactKindEnum": "apps.artifacts.models.ArtifactKind",
+        "CallStatusEnum": "apps.providers.models.CallStatus",
+        "RunStatusEnum": "apps.agents.models.RunStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
