@@ -10,18 +10,22 @@ class AgentsConfig(AppConfig):
         from apps.core.events import register_channels, register_event_types
         from apps.core.registry import (
             NavItem,
+            SocketAction,
             register_navigation,
             register_operator_models,
             register_request_hook,
+            register_socket_action,
         )
 
         from .events import CHANNELS, EVENT_TYPES
         from .execution import attribute_call
+        from .services import agent_socket_action
 
         register_request_hook("agents.attribution", attribute_call)
         register_channels(*CHANNELS)
         register_event_types(*EVENT_TYPES)
         register_operator_models(self.label, "agent")
+        register_socket_action(SocketAction("agent", agent_socket_action, "agent_task_started"))
         register_navigation(
             NavItem("Agents", "admin:agents_agent_changelist", "Builds", icon="smart_toy",
                     permission="agents.view_agent", order=20),

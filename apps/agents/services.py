@@ -24,6 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.events import apublish, publish_on_commit
+from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
 from apps.core.services import instance_update
 from apps.providers.core import Caller, EntryPoint, current_routing_config
@@ -349,3 +350,25 @@ def agent_tasks_sweep() -> int:
             _task_changed(task, "failed", task.error)
             swept += 1
     return swept
+
+
+def agent_socket_action(message: dict[str, Any], user: Actor) -> SocketReply:
+    """``{"type": "agent", "id": ..., "agent": <id or name>, "prompt": "..."}``: runs a task as
+    ``POST /api/v1/agents/{id}/tasks`` does; the client follows it on ``agent_task:<id>``."""
+    ref = message.get("agent")
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        agent = Agent.objects.filter(pk=ref).first()
+    elif isinstance(ref, str) and ref:
+        agent = Agent.objects.filter(name=ref).first()
+    else:
+        raise ValidationError({"agent": "An agent's id or name."})
+    if agent is None:
+        raise ValidationError({"agent": f"No agent {ref!r}."})
+    prompt = message.get("prompt")
+    if not isinstance(prompt, str):
+        raise ValidationError({"prompt": "A string."})
+    task = agent_task_create(agent=agent, prompt=prompt, by=user)
+    return SocketReply(
+        {"task": task.pk, "agent": agent.pk, "status": task.status},
+        subscribe=f"agent_task:{task.pk}",
+    )

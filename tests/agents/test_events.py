@@ -84,3 +84,30 @@ async def test_a_running_tasks_tokens_reach_its_subscribers(
     await asyncio.to_thread(upstream_a.wait_for, lambda s: s["client_disconnects"] == 1, 10)
     status = await database_sync_to_async(lambda: AgentTask.objects.get(pk=task.pk).status)()
     assert status == "cancelled"
+
+
+async def test_an_agent_message_runs_a_task_and_streams_it(
+    agent, asgi_server, celery_worker, upstream_a
+):
+    upstream_a.configure(chunk_delay_ms=20, tokens=12)
+    key = await issue_key(role=Role.OPERATOR)
+    ws = await subscribed(asgi_server, key)
+    async with ws:
+        await ws.send(json.dumps({"type": "agent", "id": "a1", "agent": "planner",
+                                  "prompt": "Plan it"}))  # fmt: skip
+        subscribed_to = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        started = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        text = ""
+        while len(text.split()) < 12:
+            event = await next_event(ws)
+            text += event["data"]["content"]
+        await ws.send(json.dumps({"type": "agent", "id": "a2", "agent": "nobody", "prompt": "x"}))
+        refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    task_id = started["task"]
+    assert subscribed_to == {"type": "subscribed", "channel": f"agent_task:{task_id}"}
+    assert started == {"type": "agent_task_started", "id": "a1", "task": task_id,
+                       "agent": agent.pk, "status": "queued"}  # fmt: skip
+    assert text.startswith("Hello from a")
+    assert refused["type"] == "error" and refused["code"] == "invalid_request"
+    task = await database_sync_to_async(AgentTask.objects.get)(pk=task_id)
+    assert task.prompt == "Plan it" and task.created_by_id is not None
