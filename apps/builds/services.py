@@ -366,7 +366,7 @@ async def _run(step: BuildStep) -> RunOutcome:
         entry_point=EntryPoint.BUILD,
         attribution=Attribution(agent_id=step.agent_id, build_id=build.pk, build_step_id=step.pk),
         on_token=on_token,
-        still_wanted=partial(sync_to_async(_heartbeat), step.pk),
+        still_wanted=partial(sync_to_async(_heartbeat), step.pk, step.attempts),
     )
 
 
@@ -375,11 +375,12 @@ def _alive(step: BuildStep) -> bool:
     return step.heartbeat_at is not None and step.heartbeat_at >= stale
 
 
-def _heartbeat(step_id: int) -> bool:
-    """Report the step alive; whether it should go on (False once cancelled or swept)."""
-    updated = BuildStep.objects.filter(pk=step_id, status=RunStatus.RUNNING).update(
-        heartbeat_at=timezone.now()
-    )
+def _heartbeat(step_id: int, attempt: int) -> bool:
+    """Report the step alive; whether it should go on (False once cancelled, swept or taken
+    over by a later attempt)."""
+    updated = BuildStep.objects.filter(
+        pk=step_id, status=RunStatus.RUNNING, attempts=attempt
+    ).update(heartbeat_at=timezone.now())
     return updated == 1
 
 
