@@ -237,3 +237,18 @@ def test_bad_steps_are_refused(agents):
         with pytest.raises(ValidationError):
             build_create(title="t", steps=steps, by=None)
     assert not Build.objects.exists() and not LlmCall.objects.exists()
+
+
+def test_a_step_past_its_time_limit_fails(agents, upstream_a, server_env, settings):
+    from tests.support.processes import CeleryWorker
+
+    settings.BUILD_TASK_QUEUE = "builds-limit-test"
+    env = {**server_env, "BUILD_TASK_QUEUE": "builds-limit-test", "BUILD_STEP_TIME_LIMIT": "2"}
+    upstream_a.configure(chunk_delay_ms=200, tokens=200)
+    worker = CeleryWorker(env, name="limited", queues="builds-limit-test").start()
+    try:
+        build = finished(build_create(title="slow", steps=three_steps()[:1], by=None))
+    finally:
+        worker.stop()
+    assert build.status == BuildStatus.FAILED and "Time limit of 2 s" in build.error
+    eventually(lambda: upstream_a.stats()["client_disconnects"] >= 1, 10, "the upstream closed")
