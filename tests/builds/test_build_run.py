@@ -8,11 +8,13 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from unidiff import PatchSet
 
 from apps.accounts.models import Role
 from apps.agents.models import AgentActivity
 from apps.approvals.models import ApprovalStatus
 from apps.approvals.services import approval_decide, approvals_expire_overdue
+from apps.artifacts.models import Artifact, ArtifactKind
 from apps.builds.models import Build, BuildStatus, BuildStep, RunStatus
 from apps.builds.services import (
     build_cancel,
@@ -28,7 +30,12 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PLAN = "## Plan\n1. Add a model.\n2. Add a view."
-CODE = "Here it is.\n\n```python app/models.py\nclass Widget:\n    pass\n```\n"
+CODE = (
+    "Here it is.\n\n```python app/models.py\nclass Widget:\n    pass\n```\n\n"
+    "File: app/views.py\n```python\ndef index(request):\n    return None\n```\n\n"
+    "Patch for `app/urls.py`:\n```diff\n--- a/app/urls.py\n+++ b/app/urls.py\n@@ -1,2 +1,3 @@\n urlpatterns = [\n"
+    "+    path('', index),\n ]\n```\n"
+)
 REVIEW = "Looks good."
 
 
@@ -89,6 +96,18 @@ def test_three_steps_run_in_order(agents, upstream_a, celery_worker, recorded_ca
     assert (
         AgentActivity.objects.filter(agent=agents["reviewer"], event="step_succeeded").count() == 1
     )
+    artifacts = {(a.step.name, a.name): a for a in Artifact.objects.filter(build=build)}
+    assert set(artifacts) == {
+        ("plan", "1-plan.md"), ("implement", "2-implement.md"), ("review", "3-review.md"),
+        ("implement", "app/models.py"), ("implement", "app/views.py"),
+        ("implement", "app/urls.py.patch"),
+    }  # fmt: skip
+    assert artifacts[("implement", "app/models.py")].kind == ArtifactKind.CODE
+    assert artifacts[("implement", "app/models.py")].language == "python"
+    patch = artifacts[("implement", "app/urls.py.patch")]
+    assert patch.kind == ArtifactKind.PATCH and not patch.note
+    assert PatchSet(patch.file.open().read().decode())[0].path == "app/urls.py"
+    assert artifacts[("plan", "1-plan.md")].content == PLAN
 
 
 def test_prompts_carry_the_input_and_earlier_outputs(agents, upstream_a, celery_worker):
