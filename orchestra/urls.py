@@ -10,6 +10,8 @@ api_v1 = [
     path("", include("apps.gateway.api.urls")),
     path("", include("apps.monitoring.api.urls")),
     path("", include("apps.realtime.api.urls")),
+    path("", include("apps.builds.api.urls")),
+    path("", include("apps.approvals.api.urls")),
 ]
 
 urlpatterns = [

@@ -225,6 +225,11 @@ def build_template_update(*, template: BuildTemplate, **fields: Any) -> BuildTem
     return template
 
 
+def build_template_delete(*, template: BuildTemplate) -> None:
+    """Delete a template; the builds made from it stay (their ``template`` becomes null)."""
+    template.delete()
+
+
 # --- cancelling and retrying ----------------------------------------------------------------
 
 

@@ -345,6 +345,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status": each choice set is its own named enum.
+    "ENUM_NAME_OVERRIDES": {
+        "BuildStatusEnum": "apps.builds.models.BuildStatus",
+        "RunStatusEnum": "apps.agents.models.RunStatus",
+        "ApprovalStatusEnum": "apps.approvals.models.ApprovalStatus",
+        "CallStatusEnum": "apps.providers.models.CallStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.gateway.schema.add_openai_and_streaming",
