@@ -22,7 +22,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -153,8 +153,10 @@ def _flag(raw: Mapping[str, Any], key: str) -> bool:
 def _agent(value: Any) -> Agent | None:
     if value in (None, ""):
         return None
-    lookup = {"pk": value} if isinstance(value, int) and not isinstance(value, bool) else None
-    if lookup is None and isinstance(value, str):
+    lookup: dict[str, Any] | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        lookup = {"pk": value}
+    elif isinstance(value, str):
         lookup = {"name": value}
     agent = Agent.objects.filter(**lookup).select_related("provider").first() if lookup else None
     if agent is None:
@@ -177,7 +179,7 @@ def build_create(
     *,
     title: str,
     steps: Any,
-    by: AbstractBaseUser | None,
+    by: User | None,
     input: str = "",
     template: BuildTemplate | None = None,
 ) -> Build:
@@ -201,14 +203,14 @@ def build_create(
 
 
 def build_create_from_template(
-    *, template: BuildTemplate, by: AbstractBaseUser | None, input: str = "", title: str = ""
+    *, template: BuildTemplate, by: User | None, input: str = "", title: str = ""
 ) -> Build:
     return build_create(
         title=title or template.name, input=input, steps=template.steps, by=by, template=template
     )
 
 
-def build_template_create(*, by: AbstractBaseUser | None, **fields: Any) -> BuildTemplate:
+def build_template_create(*, by: User | None, **fields: Any) -> BuildTemplate:
     return build_template_update(template=BuildTemplate(created_by=by), **fields)
 
 
@@ -233,7 +235,7 @@ def build_template_delete(*, template: BuildTemplate) -> None:
 # --- cancelling and retrying ----------------------------------------------------------------
 
 
-def build_cancel(*, build: Build, by: AbstractBaseUser | None = None) -> Build:
+def build_cancel(*, build: Build, by: User | None = None) -> Build:
     """Cancel a build that has not finished: the running step stops within half a second (its
     stream is closed, which closes the upstream request) and the rest never start."""
     with transaction.atomic():
@@ -246,7 +248,7 @@ def build_cancel(*, build: Build, by: AbstractBaseUser | None = None) -> Build:
     return build
 
 
-def build_retry(*, build: Build, by: AbstractBaseUser | None = None) -> Build:
+def build_retry(*, build: Build, by: User | None = None) -> Build:
     """Run a failed or cancelled build again from its first step that did not succeed."""
     with transaction.atomic():
         build = Build.objects.select_for_update().get(pk=build.pk)
