@@ -20,8 +20,9 @@ from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     ChoicesDropdownFilter,
     RangeDateTimeFilter,
 )
-from unfold.decorators import action, display  # type: ignore[import-untyped]
+from unfold.decorators import action  # type: ignore[import-untyped]
 from unfold.forms import BaseDialogForm  # type: ignore[import-untyped]
+from unfold.utils import display_for_label  # type: ignore[import-untyped]
 from unfold.widgets import UnfoldAdminTextareaWidget  # type: ignore[import-untyped]
 
 from apps.accounts.permissions import OPERATE
@@ -127,13 +128,15 @@ class ApprovalRequestAdmin(ModelAdmin):
     def action_shown(self, approval: ApprovalRequest) -> str:
         return approval.action if len(approval.action) <= 120 else approval.action[:120] + "…"
 
-    @display(description="Status", ordering="status", label=STATUS_LABELS)
-    def status_badge(self, approval: ApprovalRequest) -> tuple[str, str]:
-        return approval.status, approval.get_status_display()
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, approval: ApprovalRequest) -> str:
+        return display_for_label((approval.status, approval.get_status_display()), "—",
+                                 STATUS_LABELS)  # fmt: skip
 
-    @display(description="Risk", ordering="risk_level", label=RISK_LABELS)
-    def risk_badge(self, approval: ApprovalRequest) -> tuple[str, str]:
-        return approval.risk_level, approval.get_risk_level_display()
+    @admin.display(description="Risk", ordering="risk_level")
+    def risk_badge(self, approval: ApprovalRequest) -> str:
+        return display_for_label((approval.risk_level, approval.get_risk_level_display()), "—",
+                                 RISK_LABELS)  # fmt: skip
 
     def decide(
         self,

@@ -21,8 +21,9 @@ from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     RangeDateTimeFilter,
     RelatedDropdownFilter,
 )
-from unfold.decorators import action, display  # type: ignore[import-untyped]
+from unfold.decorators import action  # type: ignore[import-untyped]
 from unfold.forms import BaseDialogForm  # type: ignore[import-untyped]
+from unfold.utils import display_for_label  # type: ignore[import-untyped]
 from unfold.widgets import (  # type: ignore[import-untyped]
     UnfoldAdminTextareaWidget,
     UnfoldAdminTextInputWidget,
@@ -51,6 +52,11 @@ STATUS_LABELS = {
     BuildStatus.CANCELLED: "",
     RunStatus.PENDING: "",
 }
+
+
+def badge(status: str, text: str) -> str:
+    """The status as a coloured label, in lists and on read-only pages alike."""
+    return display_for_label((status, text), "—", STATUS_LABELS)
 
 
 def acting_user(request: HttpRequest) -> User:
@@ -86,7 +92,7 @@ class OperatedAdmin(ModelAdmin):
         return request.user.has_perm(OPERATE)
 
     def found(self, request: HttpRequest, object_id: str) -> Any:
-        obj = self.found(request, object_id)
+        obj = self.get_object(request, object_id)
         if obj is None:
             raise Http404(f"No {self.opts.verbose_name} {object_id}.")
         return obj
@@ -119,9 +125,9 @@ class BuildStepInline(ReadOnlyInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet[BuildStep]:
         return super().get_queryset(request).select_related("agent", "approval")
 
-    @display(description="Status", label=STATUS_LABELS)
-    def status_badge(self, step: BuildStep) -> tuple[str, str]:
-        return step.status, step.get_status_display()
+    @admin.display(description="Status")
+    def status_badge(self, step: BuildStep) -> str:
+        return badge(step.status, step.get_status_display())
 
     @admin.display(description="Tokens in / out")
     def tokens(self, step: BuildStep) -> str:
@@ -204,9 +210,9 @@ class BuildAdmin(OperatedAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @display(description="Status", ordering="status", label=STATUS_LABELS)
-    def status_badge(self, build: Build) -> tuple[str, str]:
-        return build.status, build.get_status_display()
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, build: Build) -> str:
+        return badge(build.status, build.get_status_display())
 
     @admin.display(description="Steps done")
     def progress(self, build: Build) -> str:
