@@ -238,35 +238,39 @@ class BuildAdmin(OperatedAdmin):
         builds: QuerySet[Build] | list[Build],
         act: Callable[[Build], Build],
         done: str,
-    ) -> None:
+    ) -> list[Build]:
+        """``act`` on each build; what it made of them (those it did not refuse)."""
+        results = []
         for build in builds:
             try:
                 result = act(build)
             except ValidationError as error:
                 self.message_user(request, f"#{build.pk}: {refusal(error)}", messages.ERROR)
             else:
+                results.append(result)
                 self.message_user(
                     request, format_html("{} {}", build_link(result), done), messages.SUCCESS
                 )
+        return results
 
-    def cancel(self, request: HttpRequest, builds: Any) -> None:
-        self.each(
-            request, builds, lambda b: build_cancel(build=b, by=acting_user(request)), "cancelled."
-        )
+    def cancel(self, request: HttpRequest, builds: Any) -> list[Build]:
+        user = acting_user(request)
+        return self.each(request, builds, lambda b: build_cancel(build=b, by=user), "cancelled.")
 
-    def retry(self, request: HttpRequest, builds: Any) -> None:
-        self.each(
-            request, builds, lambda b: build_retry(build=b, by=acting_user(request)), "retried."
-        )
+    def retry(self, request: HttpRequest, builds: Any) -> list[Build]:
+        user = acting_user(request)
+        return self.each(request, builds, lambda b: build_retry(build=b, by=user), "retried.")
 
-    def rerun(self, request: HttpRequest, builds: Any) -> None:
+    def rerun(self, request: HttpRequest, builds: Any) -> list[Build]:
+        user = acting_user(request)
+
         def again(build: Build) -> Build:
             return build_create(
                 title=build.title, input=build.input, steps=build_step_specs(build=build),
-                by=acting_user(request), template=build.template,
+                by=user, template=build.template,
             )  # fmt: skip
 
-        self.each(request, builds, again, "started: the same steps again.")
+        return self.each(request, builds, again, "started: the same steps again.")
 
     @action(description="Cancel", permissions=["operate"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Build]) -> None:
@@ -304,8 +308,9 @@ class BuildAdmin(OperatedAdmin):
                        "input and steps.", "Start"),
     )  # fmt: skip
     def rerun_build(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
-        self.rerun(request, [self.found(request, object_id)])
-        return to_page(request, "admin:builds_build_changelist")
+        started = self.rerun(request, [self.found(request, object_id)])
+        shown = started[0].pk if started else object_id  # the new build, or the refusal
+        return to_page(request, "admin:builds_build_change", shown)
 
 
 # --- templates --------------------------------------------------------------------------------
@@ -372,17 +377,18 @@ class BuildTemplateAdmin(OperatedAdmin):
             obj._state.adding = False
         obj.refresh_from_db()
 
-    def run(self, request: HttpRequest, template: BuildTemplate, title: str, input: str) -> None:
+    def run(
+        self, request: HttpRequest, template: BuildTemplate, title: str, input: str
+    ) -> Build | None:
         try:
             build = build_create_from_template(
                 template=template, by=acting_user(request), title=title, input=input
             )
         except ValidationError as error:
             self.message_user(request, f"{template}: {refusal(error)}", messages.ERROR)
-        else:
-            self.message_user(
-                request, format_html("{} started.", build_link(build)), messages.SUCCESS
-            )
+            return None
+        self.message_user(request, format_html("{} started.", build_link(build)), messages.SUCCESS)
+        return build
 
     @action(description="Run (a build with no input)", permissions=["operate"])
     def run_selected(self, request: HttpRequest, queryset: QuerySet[BuildTemplate]) -> None:
@@ -396,5 +402,7 @@ class BuildTemplateAdmin(OperatedAdmin):
     )  # fmt: skip
     def run_template(self, request: HttpRequest, form: RunForm, object_id: str) -> Any:
         template = self.found(request, object_id)
-        self.run(request, template, form.cleaned_data["title"], form.cleaned_data["input"])
-        return to_page(request, "admin:builds_build_changelist")
+        build = self.run(request, template, form.cleaned_data["title"], form.cleaned_data["input"])
+        if build is None:
+            return to_page(request, "admin:builds_buildtemplate_change", object_id)
+        return to_page(request, "admin:builds_build_change", build.pk)
