@@ -152,7 +152,7 @@ class TestBuildInput:
             format="json",
         )  # fmt: skip
         neither = api.post("/api/v1/builds", {"title": "t"}, format="json")
-        untitled = api.post("/api/v1/builds", {"steps": STEPS}, format="json")
+        untitled = api.post("/api/v1/builds", {"title": "  ", "steps": STEPS}, format="json")
         unknown = api.post("/api/v1/builds", {"template": 999999}, format="json")
         for response in (both, neither, untitled, unknown):
             assert response.status_code == 400
@@ -163,7 +163,7 @@ class TestBuildInput:
     def test_a_build_from_a_template_takes_its_steps_and_name(self, planner):
         template = build_template_create(by=None, name="feature", steps=STEPS)
         response = client().post(
-            "/api/v1/builds", {"template": template.pk, "input": "x"}, format="json"
+            "/api/v1/builds", {"template": template.pk, "title": " ", "input": "x"}, format="json"
         )
         assert response.status_code == 201
         build = Build.objects.get()

@@ -46,8 +46,9 @@ class StepsField(serializers.JSONField):
 
 class BuildInputSerializer(serializers.Serializer):
     title = serializers.CharField(
-        max_length=200, required=False, help_text="Required with steps; a template's name else."
-    )
+        max_length=200, required=False, allow_blank=True,
+        help_text="Required with steps; with a template, its name when left out or blank.",
+    )  # fmt: skip
     input = serializers.CharField(
         required=False, allow_blank=True, default="", trim_whitespace=False,
         help_text="What the build works on: {input} in the prompts.",
