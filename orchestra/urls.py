@@ -12,6 +12,8 @@ api_v1 = [
     path("", include("apps.realtime.api.urls")),
     path("", include("apps.agents.api.urls")),
     path("", include("apps.artifacts.api.urls")),
+    path("", include("apps.builds.api.urls")),
+    path("", include("apps.approvals.api.urls")),
 ]
 
 urlpatterns = [

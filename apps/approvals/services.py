@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.models import Role
+from apps.accounts.services import user_role
 from apps.core.events import publish_on_commit
 
 from .models import ApprovalAuditEntry, ApprovalRequest, ApprovalStatus, RiskLevel
@@ -25,7 +27,7 @@ def approval_request_create(
     reference: str = "",
     risk_level: str = RiskLevel.MEDIUM,
     context: dict[str, Any] | None = None,
-    requested_by: AbstractBaseUser | None = None,
+    requested_by: User | None = None,
     expires_in_seconds: float | None = None,
 ) -> ApprovalRequest:
     if risk_level not in RiskLevel.values:
@@ -44,14 +46,14 @@ def approval_request_create(
 
 
 def approval_decide(
-    *, approval: ApprovalRequest, decision: str, by: AbstractBaseUser, notes: str = ""
+    *, approval: ApprovalRequest, decision: str, by: User, notes: str = ""
 ) -> ApprovalRequest:
     """Approve or reject. Nobody decides their own request; a critical one only an admin."""
     if decision not in DECISIONS:
         raise ValidationError({"decision": "Either approved or rejected."})
     if approval.requested_by_id is not None and approval.requested_by_id == by.pk:
         raise PermissionDenied("Nobody may decide their own request.")
-    if approval.risk_level == RiskLevel.CRITICAL and not by.is_superuser:
+    if approval.risk_level == RiskLevel.CRITICAL and user_role(user=by) != Role.ADMIN:
         raise PermissionDenied("Only an admin may decide a critical request.")
     with transaction.atomic():
         approval = ApprovalRequest.objects.select_for_update().get(pk=approval.pk)
@@ -74,9 +76,7 @@ def approvals_expire_overdue() -> int:
     return expired
 
 
-def _settle(
-    approval: ApprovalRequest, status: str, by: AbstractBaseUser | None, notes: str
-) -> None:
+def _settle(approval: ApprovalRequest, status: str, by: User | None, notes: str) -> None:
     if approval.status != ApprovalStatus.PENDING:
         raise ValidationError(f"This request was already {approval.status}.")
     approval.status = status

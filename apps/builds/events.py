@@ -1,7 +1,7 @@
 """The live events of builds: every build's status on ``builds``; one build's status, steps and
 tokens on ``build:<id>``."""
 
-from apps.core.events import Channel, EventType
+from apps.core.events import Channel, EventType, FieldTypes
 
 CHANNELS = (
     Channel("builds", "Every build's status changes."),
@@ -9,7 +9,7 @@ CHANNELS = (
             per_object=True),
 )  # fmt: skip
 
-BUILD = {"build": int, "title": str, "status": str, "error": str}
+BUILD: dict[str, FieldTypes] = {"build": int, "title": str, "status": str, "error": str}
 
 EVENT_TYPES = (
     EventType("build.updated", "builds", BUILD, "A build was queued, started or finished."),

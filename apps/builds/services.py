@@ -23,7 +23,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -155,8 +155,10 @@ def _flag(raw: Mapping[str, Any], key: str) -> bool:
 def _agent(value: Any) -> Agent | None:
     if value in (None, ""):
         return None
-    lookup = {"pk": value} if isinstance(value, int) and not isinstance(value, bool) else None
-    if lookup is None and isinstance(value, str):
+    lookup: dict[str, Any] | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        lookup = {"pk": value}
+    elif isinstance(value, str):
         lookup = {"name": value}
     agent = Agent.objects.filter(**lookup).select_related("provider").first() if lookup else None
     if agent is None:
@@ -179,7 +181,7 @@ def build_create(
     *,
     title: str,
     steps: Any,
-    by: AbstractBaseUser | None,
+    by: User | None,
     input: str = "",
     template: BuildTemplate | None = None,
 ) -> Build:
@@ -203,14 +205,14 @@ def build_create(
 
 
 def build_create_from_template(
-    *, template: BuildTemplate, by: AbstractBaseUser | None, input: str = "", title: str = ""
+    *, template: BuildTemplate, by: User | None, input: str = "", title: str = ""
 ) -> Build:
     return build_create(
         title=title or template.name, input=input, steps=template.steps, by=by, template=template
     )
 
 
-def build_template_create(*, by: AbstractBaseUser | None, **fields: Any) -> BuildTemplate:
+def build_template_create(*, by: User | None, **fields: Any) -> BuildTemplate:
     return build_template_update(template=BuildTemplate(created_by=by), **fields)
 
 
@@ -227,10 +229,15 @@ def build_template_update(*, template: BuildTemplate, **fields: Any) -> BuildTem
     return template
 
 
+def build_template_delete(*, template: BuildTemplate) -> None:
+    """Delete a template; the builds made from it stay (their ``template`` becomes null)."""
+    template.delete()
+
+
 # --- cancelling and retrying ----------------------------------------------------------------
 
 
-def build_cancel(*, build: Build, by: AbstractBaseUser | None = None) -> Build:
+def build_cancel(*, build: Build, by: User | None = None) -> Build:
     """Cancel a build that has not finished: the running step stops within half a second (its
     stream is closed, which closes the upstream request) and the rest never start."""
     with transaction.atomic():
@@ -243,7 +250,7 @@ def build_cancel(*, build: Build, by: AbstractBaseUser | None = None) -> Build:
     return build
 
 
-def build_retry(*, build: Build, by: AbstractBaseUser | None = None) -> Build:
+def build_retry(*, build: Build, by: User | None = None) -> Build:
     """Run a failed or cancelled build again from its first step that did not succeed."""
     with transaction.atomic():
         build = Build.objects.select_for_update().get(pk=build.pk)

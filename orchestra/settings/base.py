@@ -352,6 +352,8 @@ SPECTACULAR_SETTINGS = {
         "ArtifactKindEnum": "apps.artifacts.models.ArtifactKind",
         "CallStatusEnum": "apps.providers.models.CallStatus",
         "RunStatusEnum": "apps.agents.models.RunStatus",
+        "BuildStatusEnum": "apps.builds.models.BuildStatus",
+        "ApprovalStatusEnum": "apps.approvals.models.ApprovalStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

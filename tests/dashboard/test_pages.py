@@ -76,6 +76,9 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
         "Providers and routing", "Providers", "Models", "Routing settings", "Circuit breakers",
         "Calls", "Refused call records",
     ]  # fmt: skip
+    assert viewer["Builds"] == [
+        "Builds", "Build templates", "Agents", "Agent tasks", "Approvals", "Artifacts",
+    ]  # fmt: skip
     assert viewer["Accounts"] == ["API keys"]
     assert viewer["System"] == ["Platform settings"]
 

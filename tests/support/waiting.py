@@ -10,7 +10,7 @@ T = TypeVar("T")
 
 
 def eventually(
-    check: Callable[[], T], timeout: float = 15.0, what: str = "it", interval: float = 0.2
+    check: Callable[[], T | None], timeout: float = 15.0, what: str = "it", interval: float = 0.2
 ) -> T:
     """The first truthy result of ``check``; AssertionError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -1,0 +1,190 @@
+"""The approvals queue in the dashboard. Requests are made by what needs them (a build step)
+and never edited; Approve and Reject go through ``approval_decide``, so its policy applies here
+as in the API (nobody decides their own request, a critical one only an admin) and what it
+refuses shows as a message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
+from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
+    ChoicesDropdownFilter,
+    RangeDateTimeFilter,
+)
+from unfold.decorators import action  # type: ignore[import-untyped]
+from unfold.forms import BaseDialogForm  # type: ignore[import-untyped]
+from unfold.utils import display_for_label  # type: ignore[import-untyped]
+from unfold.widgets import UnfoldAdminTextareaWidget  # type: ignore[import-untyped]
+
+from apps.accounts.permissions import OPERATE
+
+from .models import ApprovalAuditEntry, ApprovalRequest, ApprovalStatus, RiskLevel
+from .services import approval_decide
+
+STATUS_LABELS = {
+    ApprovalStatus.PENDING: "warning",
+    ApprovalStatus.APPROVED: "success",
+    ApprovalStatus.REJECTED: "danger",
+    ApprovalStatus.EXPIRED: "",
+}
+RISK_LABELS = {
+    RiskLevel.LOW: "",
+    RiskLevel.MEDIUM: "info",
+    RiskLevel.HIGH: "warning",
+    RiskLevel.CRITICAL: "danger",
+}
+
+
+class AuditEntryInline(TabularInline):
+    model = ApprovalAuditEntry
+    fields = readonly_fields = ["created_at", "event", "actor", "notes"]
+    ordering = ["created_at", "id"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = "audit trail"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class NotesForm(BaseDialogForm):
+    notes = forms.CharField(
+        required=False, widget=UnfoldAdminTextareaWidget(attrs={"rows": 4}),
+        help_text="Why; kept in the audit trail.",
+    )  # fmt: skip
+
+
+def acting_user(request: HttpRequest) -> User:
+    """Who decides: the admin's views are behind its login, so a user."""
+    if not isinstance(request.user, User):
+        raise PermissionDenied
+    return request.user
+
+
+def to_page(request: HttpRequest, url: str) -> HttpResponse:
+    """What a dialog action answers: HTMX follows ``HX-Redirect``; a plain post is redirected."""
+    if request.headers.get("HX-Request"):
+        return HttpResponse(headers={"HX-Redirect": url})
+    return HttpResponseRedirect(url)
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(ModelAdmin):
+    list_display = [
+        "id", "kind", "action_shown", "status_badge", "risk_badge", "requested_by",
+        "created_at", "expires_at", "decided_by",
+    ]  # fmt: skip
+    list_display_links = ["id", "action_shown"]
+    list_filter = [
+        ("status", ChoicesDropdownFilter),
+        ("risk_level", ChoicesDropdownFilter),
+        "kind",
+        ("created_at", RangeDateTimeFilter),
+    ]
+    list_filter_submit = True
+    list_select_related = ["requested_by", "decided_by"]
+    search_fields = ["action", "reference", "kind"]
+    search_help_text = "Part of the action, the reference (build_step:42) or the kind."
+    fieldsets = [
+        (None, {"fields": ["kind", "action", "status_badge", "risk_badge", "reference"]}),
+        ("Asked", {"fields": ["requested_by", "created_at", "expires_at", "context"]}),
+        ("Decided", {"fields": ["decided_by", "decided_at", "decision_notes"]}),
+    ]
+    readonly_fields = [
+        "kind", "action", "status_badge", "risk_badge", "reference", "requested_by",
+        "created_at", "expires_at", "context", "decided_by", "decided_at", "decision_notes",
+    ]  # fmt: skip
+    inlines = [AuditEntryInline]
+    actions = ["approve_selected", "reject_selected"]
+    actions_detail = ["approve_request", "reject_request"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_decide_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Operators decide (the operator role); the service's policy applies on top."""
+        return request.user.has_perm(OPERATE)
+
+    @admin.display(description="Action", ordering="action")
+    def action_shown(self, approval: ApprovalRequest) -> str:
+        return approval.action if len(approval.action) <= 120 else approval.action[:120] + "…"
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, approval: ApprovalRequest) -> str:
+        return display_for_label((approval.status, approval.get_status_display()), "—",
+                                 STATUS_LABELS)  # fmt: skip
+
+    @admin.display(description="Risk", ordering="risk_level")
+    def risk_badge(self, approval: ApprovalRequest) -> str:
+        return display_for_label((approval.risk_level, approval.get_risk_level_display()), "—",
+                                 RISK_LABELS)  # fmt: skip
+
+    def decide(
+        self,
+        request: HttpRequest,
+        approvals: Iterable[ApprovalRequest],
+        decision: str,
+        notes: str = "",
+    ) -> None:
+        for approval in approvals:
+            try:
+                approval_decide(
+                    approval=approval, decision=decision, by=acting_user(request), notes=notes
+                )
+            except (PermissionDenied, ValidationError) as error:
+                reason = " ".join(error.messages) if isinstance(error, ValidationError) else error
+                self.message_user(request, f"#{approval.pk}: {reason}", messages.ERROR)
+            else:
+                self.message_user(request, f"#{approval.pk} {decision}.", messages.SUCCESS)
+
+    @action(description="Approve", permissions=["decide"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest]) -> None:
+        self.decide(request, queryset, ApprovalStatus.APPROVED)
+
+    @action(description="Reject", permissions=["decide"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest]) -> None:
+        self.decide(request, queryset, ApprovalStatus.REJECTED)
+
+    def decide_one(
+        self, request: HttpRequest, form: NotesForm, object_id: str, decision: str
+    ) -> HttpResponse:
+        approval = self.get_object(request, object_id)
+        if approval is None:
+            raise Http404(f"No approval request {object_id}.")
+        self.decide(request, [approval], decision, form.cleaned_data["notes"])
+        return to_page(request, reverse("admin:approvals_approvalrequest_change", args=[object_id]))
+
+    @action(
+        description="Approve", url_path="approve", permissions=["decide"], icon="check",
+        dialog={"title": "Approve this request?", "description": "The decision is final.",
+                "form_class": NotesForm, "form_submit_text": "Approve"},
+    )  # fmt: skip
+    def approve_request(self, request: HttpRequest, form: NotesForm, object_id: str) -> Any:
+        return self.decide_one(request, form, object_id, ApprovalStatus.APPROVED)
+
+    @action(
+        description="Reject", url_path="reject", permissions=["decide"], icon="block",
+        dialog={"title": "Reject this request?", "description": "The decision is final; what "
+                "waits on it fails.", "form_class": NotesForm, "form_submit_text": "Reject"},
+    )  # fmt: skip
+    def reject_request(self, request: HttpRequest, form: NotesForm, object_id: str) -> Any:
+        return self.decide_one(request, form, object_id, ApprovalStatus.REJECTED)

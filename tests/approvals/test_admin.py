@@ -1,0 +1,129 @@
+"""The approvals queue in the admin: read-only requests with their audit trail, and Approve /
+Reject through ``approval_decide``, whose refusals show as messages."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from apps.accounts.models import Role
+from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
+from apps.approvals.services import approval_decide, approval_request_create
+from tests.support.factories import user_create
+
+pytestmark = pytest.mark.django_db
+
+APPROVALS = "/admin/approvals/approvalrequest/"
+
+
+def request_made(**fields) -> ApprovalRequest:
+    return approval_request_create(
+        **{"kind": "refund", "action": "Refund $500", "risk_level": RiskLevel.HIGH, **fields}
+    )
+
+
+def logged_in(role: Role):
+    user = user_create(role=role)
+    client = Client()
+    client.force_login(user)
+    return client, user
+
+
+def act(client: Client, action: str, *approvals: ApprovalRequest):
+    selected = [approval.pk for approval in approvals]
+    return client.post(APPROVALS, {"action": action, "_selected_action": selected}, follow=True)
+
+
+def texts(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_the_list_filters_and_the_page_shows_the_audit_trail(admin_client):
+    refund = request_made(reference="order:1001", context={"order_id": 1001})
+    deploy = request_made(kind="deploy", action="Deploy to production",
+                          risk_level=RiskLevel.CRITICAL)  # fmt: skip
+    approval_decide(approval=deploy, decision="rejected", by=user_create(role=Role.ADMIN),
+                    notes="not on a Friday")  # fmt: skip
+
+    listing = admin_client.get(APPROVALS).content.decode()
+    assert "Refund $500" in listing and "Deploy to production" in listing
+    assert "Critical" in listing and "Rejected" in listing
+    pending = admin_client.get(APPROVALS, {"status": "pending"}).content.decode()
+    assert "Refund $500" in pending and "Deploy to production" not in pending
+    critical = admin_client.get(APPROVALS, {"risk_level": "critical"}).content.decode()
+    assert "Deploy to production" in critical and "Refund $500" not in critical
+    found = admin_client.get(APPROVALS, {"q": "order:1001"}).content.decode()
+    assert "Refund $500" in found and "Deploy to production" not in found
+
+    page = admin_client.get(f"{APPROVALS}{deploy.pk}/change/").content.decode()
+    assert "not on a Friday" in page and "requested" in page and "rejected" in page
+    assert 'name="action"' not in page, "a request is not edited"
+    assert admin_client.get(f"{APPROVALS}add/").status_code == 403
+    assert "1001" in admin_client.get(f"{APPROVALS}{refund.pk}/change/").content.decode()
+
+
+def test_approve_goes_through_the_policy_and_says_what_it_refused(admin_client, admin_user):
+    theirs = request_made(requested_by=user_create(role=Role.OPERATOR))
+    own = request_made(requested_by=admin_user)
+    decided = request_made()
+    approval_decide(approval=decided, decision="rejected", by=user_create(role=Role.OPERATOR))
+
+    response = act(admin_client, "approve_selected", theirs, own, decided)
+
+    messages = texts(response)
+    assert f"#{theirs.pk} approved." in messages
+    assert f"#{own.pk}: Nobody may decide their own request." in messages
+    assert f"#{decided.pk}: This request was already rejected." in messages
+    statuses = dict(ApprovalRequest.objects.values_list("pk", "status"))
+    assert statuses == {
+        theirs.pk: ApprovalStatus.APPROVED,
+        own.pk: ApprovalStatus.PENDING,
+        decided.pk: ApprovalStatus.REJECTED,
+    }
+    theirs.refresh_from_db()
+    assert theirs.decided_by == admin_user
+    assert list(theirs.audit.values_list("event", flat=True)) == ["requested", "approved"]
+
+
+def test_operators_decide_but_not_critical_requests_viewers_do_not_decide():
+    operator, _ = logged_in(Role.OPERATOR)
+    high, critical = request_made(), request_made(risk_level=RiskLevel.CRITICAL)
+
+    response = act(operator, "reject_selected", high, critical)
+
+    assert f"#{critical.pk}: Only an admin may decide a critical request." in texts(response)
+    high.refresh_from_db()
+    critical.refresh_from_db()
+    assert (high.status, critical.status) == (ApprovalStatus.REJECTED, ApprovalStatus.PENDING)
+
+    viewer, _ = logged_in(Role.VIEWER)
+    assert viewer.get(APPROVALS).status_code == 200
+    assert viewer.get(f"{APPROVALS}{critical.pk}/change/").status_code == 200
+    act(viewer, "approve_selected", critical)
+    denied = viewer.post(f"{APPROVALS}{critical.pk}/approve/", {"_form_submitted": "True"})
+    assert denied.status_code == 403
+    critical.refresh_from_db()
+    assert critical.status == ApprovalStatus.PENDING
+
+
+def test_the_page_decides_one_request_with_notes(admin_client, admin_user):
+    approval = request_made(requested_by=user_create(role=Role.OPERATOR))
+    url = f"{APPROVALS}{approval.pk}/reject/"
+
+    dialog = admin_client.get(url)
+    assert dialog.status_code == 200 and "Reject this request?" in dialog.content.decode()
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.PENDING
+
+    response = admin_client.post(
+        url, {"_form_submitted": "True", "notes": "Customer withdrew."},
+        headers={"HX-Request": "true"},
+    )  # fmt: skip
+
+    assert response.headers["HX-Redirect"] == f"{APPROVALS}{approval.pk}/change/"
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.REJECTED
+    assert approval.decision_notes == "Customer withdrew." and approval.decided_by == admin_user
+    again = admin_client.post(f"{APPROVALS}{approval.pk}/approve/", {"_form_submitted": "True"},
+                              follow=True)  # fmt: skip
+    assert f"#{approval.pk}: This request was already rejected." in texts(again)
