@@ -615,7 +615,7 @@ def _announce_step(step: BuildStep) -> None:
 # --- the /ws/ protocol's "build" message -----------------------------------------------------
 
 
-def build_socket_action(message: dict[str, Any], user: AbstractBaseUser) -> SocketReply:
+def build_socket_action(message: dict[str, Any], user: User) -> SocketReply:
     """``{"type": "build", "id": ..., "title", "input", "steps": [...]}`` or ``"template": id``:
     starts a build as ``POST /api/v1/builds`` does; the client follows it on ``build:<id>``."""
     title, build_input = message.get("title", ""), message.get("input", "")

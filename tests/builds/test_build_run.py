@@ -33,7 +33,8 @@ PLAN = "## Plan\n1. Add a model.\n2. Add a view."
 CODE = (
     "Here it is.\n\n```python app/models.py\nclass Widget:\n    pass\n```\n\n"
     "File: app/views.py\n```python\ndef index(request):\n    return None\n```\n\n"
-    "Patch for `app/urls.py`:\n```diff\n--- a/app/urls.py\n+++ b/app/urls.py\n@@ -1,2 +1,3 @@\n urlpatterns = [\n"
+    "Patch for `app/urls.py`:\n```diff\n--- a/app/urls.py\n+++ b/app/urls.py\n"
+    "@@ -1,2 +1,3 @@\n urlpatterns = [\n"
     "+    path('', index),\n ]\n```\n"
 )
 REVIEW = "Looks good."
