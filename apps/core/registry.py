@@ -15,7 +15,9 @@ Registries of this module (the event bus and health checks have modules of their
   ``/admin/<slug>/`` with its header and sidebar (and listed in the sidebar themselves);
 - ``request_hooks``: what the LLM core runs on each request before routing it;
 - ``socket_actions``: message types of the ``/ws/`` protocol that start work in an app (a
-  build, an agent task) the way its REST API does.
+  build, an agent task) the way its REST API does;
+- ``features``: optional features an app offers (A/B tests, human approvals), each reported by
+  ``/api/v1/feature-status`` as available or not (switched off in the app's runtime settings).
 """
 
 from __future__ import annotations
@@ -196,3 +198,23 @@ socket_actions: Registry[SocketAction] = Registry("socket action")
 
 def register_socket_action(action: SocketAction) -> None:
     socket_actions.register(action.type, action)
+
+
+# --- optional features -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feature:
+    """An optional feature: ``enabled()`` (a database read, no side effects) says whether it is
+    switched on now."""
+
+    name: str
+    description: str
+    enabled: Callable[[], bool]
+
+
+features: Registry[Feature] = Registry("feature")
+
+
+def register_feature(feature: Feature) -> None:
+    features.register(feature.name, feature)

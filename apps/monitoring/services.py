@@ -8,6 +8,7 @@ from django.conf import settings
 
 from apps.core.health import DEGRADED, ERROR, OK, registered_checks, run_check
 from apps.core.process_report import current_report, process_reports
+from apps.core.registry import features
 from apps.providers.selectors import provider_availability
 
 STARTED_AT = time.monotonic()
@@ -75,6 +76,7 @@ def feature_status() -> dict[str, Any]:
         "available": {
             **up,
             "streaming": True,
+            **{name: feature.enabled() for name, feature in features.items()},
             "providers": {provider["name"]: provider["available"] for provider in providers},
         },
         "fallbacks": {

@@ -135,3 +135,13 @@ async def test_its_socket_action_answers_over_the_websocket(asgi_server):
     subscribed_to, made = await ask(Role.OPERATOR, {"type": "widget", "id": 3, "name": "w"})
     assert made == {"type": "widget_made", "id": 3, "widget": made["widget"]}
     assert subscribed_to == {"type": "subscribed", "channel": f"widget:{made['widget']}"}
+
+
+@pytest.mark.django_db
+def test_its_feature_is_in_the_feature_status():
+    from tests.plugin_app.models import Widget
+
+    admin = APIClient(headers=bearer(api_key_issue(role=Role.ADMIN)))
+    assert admin.get("/api/v1/feature-status").json()["available"]["widgets"] is False
+    Widget.objects.create(name="w")
+    assert admin.get("/api/v1/feature-status").json()["available"]["widgets"] is True

@@ -1,7 +1,7 @@
 """A throw-away app, installed only by the test settings, that plugs into the platform through
 its ``AppConfig`` alone: an event channel and type, a health check, a model operators may edit,
-a navigation entry, a ``/ws/`` message type and a request hook. ``tests/core/test_registries.py``
-checks each takes effect."""
+a navigation entry, a ``/ws/`` message type, a feature and a request hook.
+``tests/core/test_registries.py`` checks each takes effect."""
 
 from django.apps import AppConfig
 
@@ -14,8 +14,10 @@ class PluginAppConfig(AppConfig):
     def ready(self) -> None:
         from apps.core.events import Channel, EventType, register_channels, register_event_types
         from apps.core.registry import (
+            Feature,
             NavItem,
             SocketAction,
+            register_feature,
             register_navigation,
             register_operator_models,
             register_socket_action,
@@ -28,6 +30,7 @@ class PluginAppConfig(AppConfig):
             EventType("widget.updated", "widget", {"id": int, "status": str}, "A widget changed.")
         )
         register_operator_models(self.label, "widget")
+        register_feature(Feature("widgets", "Widgets, while any exist.", widgets_exist))
         register_socket_action(
             SocketAction("widget", widget_socket_action, "widget_made", "plugin_app.add_widget")
         )
@@ -50,3 +53,9 @@ def widget_socket_action(message, user):
         raise ValidationError({"name": "Required."})
     widget = Widget.objects.create(name=name)
     return SocketReply({"widget": widget.pk}, subscribe=f"widget:{widget.pk}")
+
+
+def widgets_exist() -> bool:
+    from .models import Widget
+
+    return Widget.objects.exists()
