@@ -83,7 +83,7 @@ class BuildStep(ModelConfig, RunRecord):
         related_name="build_steps",
     )  # fmt: skip
     prompt_template = models.TextField(
-        help_text="May use {input} and earlier steps' outputs: {steps[plan]} or {previous}."
+        help_text="May use {input} and earlier steps' outputs: {steps.plan} or {previous}."
     )
     requires_approval = models.BooleanField(default=False)
     approval = models.ForeignKey(

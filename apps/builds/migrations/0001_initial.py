@@ -61,7 +61,7 @@ class Migration(migrations.Migration):
                 ('call_id', models.UUIDField(blank=True, help_text='The LLM call record.', null=True)),
                 ('position', models.PositiveSmallIntegerField()),
                 ('name', models.CharField(max_length=100)),
-                ('prompt_template', models.TextField(help_text="May use {input} and earlier steps' outputs: {steps[plan]} or {previous}.")),
+                ('prompt_template', models.TextField(help_text="May use {input} and earlier steps' outputs: {steps.plan} or {previous}.")),
                 ('requires_approval', models.BooleanField(default=False)),
                 ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='build_steps', to='agents.agent')),
                 ('approval', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='approvals.approvalrequest')),
