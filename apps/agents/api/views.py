@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api.shortcuts import validated
 from apps.core.errors import ServiceError
 
 from ..filtersets import AgentActivityFilter, AgentFilter, AgentTaskFilter
@@ -36,14 +35,6 @@ from .serializers import (
     AgentTaskInputSerializer,
     AgentTaskOutputSerializer,
 )
-
-
-def validated(
-    serializer_class: type[serializers.Serializer], request: Request, **kwargs: Any
-) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 class AgentListCreateApi(ListAPIView):

@@ -4,17 +4,15 @@ admin: 403). A request already decided or expired is a 409 ``conflict``."""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import request_user
-from apps.core.errors import ServiceError
+from apps.core.api.shortcuts import state_conflicts
 
 from ..filtersets import ApprovalFilter
 from ..models import ApprovalRequest
@@ -70,13 +68,8 @@ class ApprovalDecideApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = DecisionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with state_conflicts():
             approval = approval_decide(
                 approval=approval_get(pk=pk), by=request_user(request), **data.validated_data
             )
-        except ValidationError as error:
-            if hasattr(error, "error_dict"):
-                raise
-            message = " ".join(error.messages)
-            raise ServiceError("conflict", message, status.HTTP_409_CONFLICT) from error
         return Response(ApprovalDetailOutputSerializer(approval_get(pk=approval.pk)).data)

@@ -4,21 +4,16 @@ not allow (cancelling a finished build, retrying one that did not fail) is a 409
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import request_user
-from apps.core.errors import ServiceError
+from apps.core.api.shortcuts import state_conflicts, validated
 
 from ..filtersets import BuildFilter
 from ..models import Build, BuildEvent, BuildTemplate
@@ -44,26 +39,6 @@ from .serializers import (
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONFLICT = OpenApiResponse(ERROR, description="The build's state does not allow it.")
-
-
-def validated(
-    serializer_class: type[serializers.Serializer], request: Request, **kwargs: Any
-) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
-@contextmanager
-def state_conflicts() -> Iterator[None]:
-    """A service's refusal that names no field (the state does not allow it) is a 409."""
-    try:
-        yield
-    except ValidationError as error:
-        if hasattr(error, "error_dict"):
-            raise
-        message = " ".join(error.messages)
-        raise ServiceError("conflict", message, status.HTTP_409_CONFLICT) from error
 
 
 def created(build: Build) -> Response:

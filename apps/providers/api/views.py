@@ -1,17 +1,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 from uuid import UUID
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api.shortcuts import validated
 from apps.core.errors import ServiceError
 
 from ..errors import ProviderError
@@ -55,15 +55,6 @@ from .serializers import (
     RoutingSettingsOutputSerializer,
     SyncResultOutputSerializer,
 )
-
-
-def validated(
-    serializer_class: type[serializers.Serializer], request: Request, **kwargs: Any
-) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
 
 # --- providers --------------------------------------------------------------------------------
 
