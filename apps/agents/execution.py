@@ -22,6 +22,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings as django_settings
+
 from apps.providers.core import Caller, LlmRequest, ProviderError, llm_request_from, stream
 
 WATCH_SECONDS = 0.5
@@ -112,7 +114,8 @@ async def run_prompt(
     still_wanted: Callable[[], Awaitable[bool]],
 ) -> RunOutcome:
     """Run ``prompt`` to its end; raises ``RunCancelledError`` when ``still_wanted`` says no and
-    ``RunFailedError`` when the LLM core could not answer."""
+    ``RunFailedError`` when the LLM core could not answer or ``BUILD_STEP_TIME_LIMIT`` passed
+    (enforced here: Celery's own time limits do not apply in the threads pool workers run)."""
     try:
         request = llm_request_from(settings.payload(prompt), caller=caller, entry_point=entry_point)
     except ValueError as error:
@@ -121,11 +124,14 @@ async def run_prompt(
     work = asyncio.ensure_future(_stream(request, on_token))
     watch = asyncio.ensure_future(_watch(still_wanted))
     try:
-        await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+        limit = django_settings.BUILD_STEP_TIME_LIMIT
+        await asyncio.wait((work, watch), timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         if not work.done():
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
+            if not watch.done():
+                raise RunFailedError(f"Time limit of {limit} s reached.", request.call_id)
             raise RunCancelledError()
         return work.result()
     finally:

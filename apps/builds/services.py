@@ -13,7 +13,6 @@ applies to the attempt that is still running, so a step's outputs and artifacts 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -367,7 +366,7 @@ async def _run(step: BuildStep) -> RunOutcome:
             channel, "build.token", {"build": build.pk, "step": step.pk, "content": content}
         )
 
-    run = run_prompt(
+    return await run_prompt(
         prompt=prompt,
         settings=model_settings,
         caller=Caller(user_id=build.created_by_id),
@@ -376,12 +375,6 @@ async def _run(step: BuildStep) -> RunOutcome:
         on_token=on_token,
         still_wanted=partial(sync_to_async(_heartbeat), step.pk, step.attempts),
     )
-    # Celery's own time limits do not apply in the threads pool the workers run.
-    limit = settings.BUILD_STEP_TIME_LIMIT
-    try:
-        return await asyncio.wait_for(run, limit)
-    except TimeoutError as error:
-        raise RunFailedError(f"Time limit of {limit} s reached.") from error
 
 
 def _alive(step: BuildStep) -> bool:
