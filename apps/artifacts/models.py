@@ -35,6 +35,10 @@ class Artifact(models.Model):
     content_type = models.CharField(max_length=100)
     size = models.PositiveBigIntegerField()
     checksum = models.CharField(max_length=64, help_text="SHA-256 of the file.")
+    note = models.CharField(
+        max_length=500, blank=True,
+        help_text="Why the artifact is not what its block claimed (a diff that does not parse).",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
