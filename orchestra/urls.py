@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("apps.gateway.api.urls")),
     path("", include("apps.monitoring.api.urls")),
     path("", include("apps.realtime.api.urls")),
+    path("", include("apps.agents.api.urls")),
     path("", include("apps.artifacts.api.urls")),
 ]
 

@@ -1,10 +1,122 @@
-"""Placeholder until the agents services land (the agents branch replaces this file)."""
+"""Writes and actions on agents and their tasks.
+
+A task is queued here (``agent_task_create``) and run by a Celery worker (``agent_task_run``,
+called by ``tasks.run_task``) through the one runner, ``execution.run_prompt``. Its row is the
+truth about it: a worker starts it only while it is queued (or running, when the broker
+redelivers it after a worker died), finishes it only while it still holds the same attempt, and
+stops streaming within ``execution.WATCH_SECONDS`` once the row says it is no longer wanted
+(cancelled, failed by the sweep, taken over by a newer attempt).
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from datetime import timedelta
 from typing import Any
 
-from .models import Agent, AgentActivity
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.events import apublish, publish_on_commit
+from apps.core.runtime import run_sync
+from apps.core.services import instance_update
+from apps.providers.core import Caller, EntryPoint, current_routing_config
+from apps.providers.models import Provider
+
+from .execution import (
+    Attribution,
+    ModelSettings,
+    RunCancelledError,
+    RunFailedError,
+    RunOutcome,
+    run_prompt,
+)
+from .models import Agent, AgentActivity, AgentTask, RunStatus
+from .selectors import agent_status
+
+logger = logging.getLogger(__name__)
+
+AGENT_FIELDS = (
+    "name", "role", "description", "system_prompt", "enabled", "model", "provider",
+    "temperature", "max_tokens",
+)  # fmt: skip
+MAX_ERROR_LENGTH = 500
+
+Actor = User | AnonymousUser | None
+
+
+class AgentTaskFinishedError(Exception):
+    """A finished task cannot be cancelled (nor changed otherwise)."""
+
+    def __init__(self, task: AgentTask) -> None:
+        super().__init__(f"Task #{task.pk} has already finished ({task.status}).")
+        self.task = task
+
+
+# --- agents ------------------------------------------------------------------------------------
+
+
+def agent_model_check(*, model: str, provider: Provider | None) -> None:
+    """The model (or, empty, the routing default) must be served, by the pinned provider if
+    one is: a typo would otherwise show only when the agent's first task fails."""
+    config = run_sync(current_routing_config())
+    provider_name = provider.name if provider is not None else None
+    if provider is not None and not provider.enabled:
+        raise ValidationError({"provider": f"Provider {provider_name!r} is disabled."})
+    if config.deployments_for(model, provider_name):
+        return
+    if not model and not config.policy.default_model:
+        raise ValidationError(
+            {"model": "Name a model: the routing settings name no default model."}
+        )
+    where = f" on provider {provider_name!r}" if provider_name else ""
+    field = "model" if model or provider is None else "provider"
+    served = model or config.policy.default_model
+    raise ValidationError({field: f"No enabled deployment serves model {served!r}{where}."})
+
+
+@transaction.atomic
+def agent_create(*, by: Actor = None, **fields: Any) -> Agent:
+    """Create an agent; its model must resolve (see ``agent_model_check``). ``by`` is who asked."""
+    agent_model_check(model=fields.get("model", ""), provider=fields.get("provider"))
+    agent = instance_update(instance=Agent(), fields=AGENT_FIELDS, data=fields)
+    _status_publish(agent)
+    return agent
+
+
+@transaction.atomic
+def agent_update(*, agent: Agent, **fields: Any) -> Agent:
+    """Update fields; the model is checked again when the model or the provider changes (an
+    agent whose model went away can still be disabled or renamed)."""
+    if "model" in fields or "provider" in fields:
+        agent_model_check(
+            model=fields.get("model", agent.model), provider=fields.get("provider", agent.provider)
+        )
+    agent = instance_update(instance=agent, fields=AGENT_FIELDS, data=fields)
+    _status_publish(agent)
+    return agent
+
+
+def agent_delete(*, agent: Agent) -> None:
+    agent.delete()
+
+
+@transaction.atomic
+def agents_enable(*, agents: Any, enabled: bool) -> int:
+    """Enable or disable many agents at once (the admin's actions); returns how many changed."""
+    changed = 0
+    for agent in agents:
+        if agent.enabled != enabled:
+            agent.enabled = enabled
+            agent.save(update_fields=["enabled", "updated_at"])
+            changed += 1
+    return changed
 
 
 def agent_activity_add(
@@ -12,9 +124,226 @@ def agent_activity_add(
     agent: Agent,
     event: str,
     message: str = "",
-    task: Any = None,
+    task: AgentTask | None = None,
     build_step_id: int | None = None,
 ) -> AgentActivity:
+    """Log what the agent did (builds log their steps here too)."""
     return AgentActivity.objects.create(
-        agent=agent, event=event, message=message, task=task, build_step_id=build_step_id
+        agent=agent, event=event[:32], message=message[:500], task=task,
+        build_step_id=build_step_id,
+    )  # fmt: skip
+
+
+def _status_publish(agent: Agent) -> None:
+    """The agent's status as of this transaction, sent once it commits."""
+    publish_on_commit(
+        "agents",
+        "agent.status",
+        {"agent": agent.pk, "name": agent.name, "status": agent_status(agent)},
     )
+
+
+def _task_changed(task: AgentTask, event: str, message: str = "") -> None:
+    """Log the change, and announce it and the agent's status once the transaction commits."""
+    agent_activity_add(agent=task.agent, event=event, message=message, task=task)
+    publish_on_commit(
+        "agents",
+        "agent.task",
+        {"agent": task.agent_id, "task": task.pk, "status": str(task.status), "error": task.error},
+    )
+    _status_publish(task.agent)
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+def agent_task_create(*, agent: Agent, prompt: str, by: Actor = None) -> AgentTask:
+    """Queue ``prompt`` for ``agent``; a worker runs it once the task is committed."""
+    from .tasks import run_task
+
+    if not agent.enabled:
+        raise ValidationError({"agent": f"Agent {agent.name!r} is disabled."})
+    if not prompt or not prompt.strip():
+        raise ValidationError({"prompt": "Give the task a prompt."})
+    celery_task_id = str(uuid.uuid4())
+    with transaction.atomic():
+        task = AgentTask.objects.create(
+            agent=agent,
+            prompt=prompt,
+            created_by=by if by is not None and by.is_authenticated else None,
+            status=RunStatus.QUEUED,
+            queued_at=timezone.now(),
+            celery_task_id=celery_task_id,
+        )
+        _task_changed(task, "queued")
+        transaction.on_commit(lambda: run_task.apply_async(args=[task.pk], task_id=celery_task_id))
+    return task
+
+
+def agent_task_cancel(*, task: AgentTask, by: Actor = None) -> AgentTask:
+    """Cancel a queued or running task. A worker running it stops within
+    ``execution.WATCH_SECONDS``, closing its stream (and with it the upstream request)."""
+    with transaction.atomic():
+        locked = AgentTask.objects.select_for_update().select_related("agent").get(pk=task.pk)
+        if locked.finished:
+            raise AgentTaskFinishedError(locked)
+        locked.status = RunStatus.CANCELLED
+        locked.finished_at = timezone.now()
+        locked.save(update_fields=["status", "finished_at"])
+        who = by.get_username() if by is not None and by.is_authenticated else ""
+        _task_changed(locked, "cancelled", f"Cancelled by {who}." if who else "Cancelled.")
+    return locked
+
+
+def agent_task_run(*, task_id: int, celery_task_id: str) -> None:
+    """Run a queued task to its end (what the Celery task does).
+
+    Idempotent: a task that is finished (or cancelled, or gone) is left alone, so a message the
+    broker delivers again never runs a task twice. A task found running was started by a
+    worker that died (the message came back because it was never acknowledged): it runs again
+    as a new attempt, logged as "retried".
+    """
+    attempt = _task_start(task_id, celery_task_id)
+    if attempt is None:
+        return
+    task = AgentTask.objects.select_related("agent", "agent__provider").get(pk=task_id)
+    deadline = time.monotonic() + settings.BUILD_STEP_TIME_LIMIT
+    timed_out = False
+
+    async def on_token(content: str) -> None:
+        data = {"task": task_id, "content": content}
+        await apublish(f"agent_task:{task_id}", "agent_task.token", data)
+
+    async def still_wanted() -> bool:
+        nonlocal timed_out
+        if time.monotonic() > deadline:
+            timed_out = True
+            return False
+        try:
+            return await database_sync_to_async(_heartbeat)(task_id, attempt)
+        except Exception:  # a blip of the database: go on; the sweep is the backstop
+            logger.warning("agent task %s: could not report its heartbeat", task_id, exc_info=True)
+            return True
+
+    agent = task.agent
+    try:
+        outcome = run_sync(
+            run_prompt(
+                prompt=task.prompt,
+                settings=ModelSettings.of(agent, agent.system_prompt),
+                caller=Caller(user_id=task.created_by_id),
+                entry_point=EntryPoint.AGENT,
+                attribution=Attribution(agent_id=agent.pk),
+                on_token=on_token,
+                still_wanted=still_wanted,
+            )
+        )
+    except RunFailedError as error:
+        _task_finish(task_id, attempt, RunStatus.FAILED, error=error.message, call_id=error.call_id)
+    except RunCancelledError:
+        if timed_out:
+            limit = f"Time limit of {settings.BUILD_STEP_TIME_LIMIT} s reached."
+            _task_finish(task_id, attempt, RunStatus.FAILED, error=limit)
+    except Exception as error:  # Celery's soft time limit, a lost database: the row says so
+        logger.exception("agent task %s failed", task_id)
+        _task_finish(task_id, attempt, RunStatus.FAILED, error=f"{type(error).__name__}: {error}")
+    else:
+        _task_finish(task_id, attempt, RunStatus.SUCCEEDED, outcome=outcome)
+
+
+def _task_start(task_id: int, celery_task_id: str) -> int | None:
+    """Mark the task running as a new attempt; None when it is not to run."""
+    with transaction.atomic():
+        task = (
+            AgentTask.objects.select_for_update(of=("self",))
+            .select_related("agent")
+            .filter(pk=task_id)
+            .first()
+        )
+        if task is None or task.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            return None
+        retried = task.status == RunStatus.RUNNING
+        now = timezone.now()
+        task.attempts += 1
+        task.status = RunStatus.RUNNING
+        task.started_at = task.started_at or now
+        task.heartbeat_at = now
+        task.celery_task_id = celery_task_id or task.celery_task_id
+        task.save(
+            update_fields=["attempts", "status", "started_at", "heartbeat_at", "celery_task_id"]
+        )
+        if retried:
+            _task_changed(task, "retried", f"Attempt {task.attempts}: its worker was lost.")
+        else:
+            _task_changed(task, "started")
+        return task.attempts
+
+
+def _heartbeat(task_id: int, attempt: int) -> bool:
+    """Report the worker alive; False once the task is no longer this attempt's to run."""
+    return bool(
+        AgentTask.objects.filter(pk=task_id, status=RunStatus.RUNNING, attempts=attempt).update(
+            heartbeat_at=timezone.now()
+        )
+    )
+
+
+def _task_finish(
+    task_id: int,
+    attempt: int,
+    status: RunStatus,
+    *,
+    outcome: RunOutcome | None = None,
+    error: str = "",
+    call_id: uuid.UUID | None = None,
+) -> bool:
+    """Store the end of an attempt, unless the task moved on meanwhile (cancelled, failed by the
+    sweep, taken over by a newer attempt); says whether it was stored."""
+    with transaction.atomic():
+        task = (
+            AgentTask.objects.select_for_update(of=("self",))
+            .select_related("agent")
+            .filter(pk=task_id, status=RunStatus.RUNNING, attempts=attempt)
+            .first()
+        )
+        if task is None:
+            return False
+        task.status = status
+        task.finished_at = timezone.now()
+        task.error = error[:MAX_ERROR_LENGTH]
+        task.call_id = call_id
+        if outcome is not None:
+            task.output = outcome.text
+            task.input_tokens = outcome.input_tokens
+            task.output_tokens = outcome.output_tokens
+            task.cost = outcome.cost
+            task.call_id = outcome.call_id
+        task.save()
+        _task_changed(task, str(status), task.error)
+        return True
+
+
+def agent_tasks_sweep() -> int:
+    """Fail running tasks whose worker stopped reporting (``BUILD_STEP_STALE_SECONDS``): it
+    died without its message coming back. Queued tasks wait for a worker, however long."""
+    stale_before = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
+    swept = 0
+    candidates = AgentTask.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=stale_before)
+    for task_id in candidates.values_list("pk", flat=True):
+        with transaction.atomic():
+            task = (
+                AgentTask.objects.select_for_update(of=("self",))
+                .select_related("agent")
+                .filter(pk=task_id, status=RunStatus.RUNNING, heartbeat_at__lt=stale_before)
+                .first()
+            )
+            if task is None:
+                continue
+            task.status = RunStatus.FAILED
+            task.finished_at = timezone.now()
+            seconds = settings.BUILD_STEP_STALE_SECONDS
+            task.error = f"Worker lost: no heartbeat for {seconds:g} s."
+            task.save(update_fields=["status", "finished_at", "error"])
+            _task_changed(task, "failed", task.error)
+            swept += 1
+    return swept

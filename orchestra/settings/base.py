@@ -212,6 +212,7 @@ CELERY_BEAT_SCHEDULE = {
     "store-call-records": {"task": "providers.store_call_records", "schedule": 5.0},
     "sweep-call-records": {"task": "providers.sweep_call_records", "schedule": 60.0},
     "sweep-builds": {"task": "builds.sweep", "schedule": BUILD_SWEEP_INTERVAL},
+    "sweep-agent-tasks": {"task": "agents.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "expire-approvals": {"task": "approvals.expire_overdue", "schedule": 30.0},
     # Home's live figures (requests, tokens, cost, latency, health) on the ``metrics`` channel.
     "publish-dashboard-figures": {
