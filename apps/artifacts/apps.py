@@ -11,5 +11,5 @@ class ArtifactsConfig(AppConfig):
 
         register_navigation(
             NavItem("Artifacts", "admin:artifacts_artifact_changelist", "Builds",
-                    icon="description", permission="artifacts.view_artifact", order=30),
+                    icon="description", permission="artifacts.view_artifact", order=300),
         )  # fmt: skip

@@ -34,13 +34,13 @@ ALLOWED_TAGS = (set(nh3.ALLOWED_TAGS) | {"tfoot"}) - {"img", "area", "map"}
 
 
 def _allowed_attributes() -> dict[str, set[str]]:
-    """nh3's defaults for the tags kept, and: a table cell's alignment (``style``, only
-    ``text-align``), the highlighting's classes (only Pygments' own)."""
+    """nh3's defaults for the tags kept, and a table cell's alignment (``style``, only
+    ``text-align``). Classes are not here: ``ALLOWED_CLASSES`` lets Pygments' own through."""
     attributes = {
         tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items() if tag in ALLOWED_TAGS
     }
-    for tag, name in (("th", "style"), ("td", "style"), ("div", "class"), ("span", "class")):
-        attributes.setdefault(tag, set()).add(name)
+    for cell in ("th", "td"):
+        attributes.setdefault(cell, set()).add("style")
     return attributes
 
 

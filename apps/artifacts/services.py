@@ -31,6 +31,15 @@ def step_report_name(*, step: Any) -> str:
     return name_sanitize(f"{step.position}-{str(step.name).replace('/', '-')}.md") or "report.md"
 
 
+def _files_delete(artifacts: list[Artifact]) -> None:
+    for artifact in artifacts:
+        try:
+            if artifact.file.name:
+                default_storage.delete(artifact.file.name)
+        except OSError:
+            logger.exception("artifact file %r could not be removed", artifact.file.name)
+
+
 def artifacts_store_for_step(*, step: models.Model, text: str) -> list[Artifact]:
     """Store the artifacts of a step's output ``text`` (its report, code files, patches) and
     return them; if the step has artifacts already, return those and write nothing.
@@ -67,12 +76,9 @@ def artifacts_store_for_step(*, step: models.Model, text: str) -> list[Artifact]
                 )
                 artifact.file.save(extracted.name, ContentFile(data), save=False)
                 artifacts.append(artifact)
-            with transaction.atomic():
-                Artifact.objects.bulk_create(artifacts)
+            Artifact.objects.bulk_create(artifacts)
         except BaseException:
-            for artifact in artifacts:
-                if artifact.file.name:
-                    default_storage.delete(artifact.file.name)
+            _files_delete(artifacts)
             raise
     logger.info(
         "stored %d artifacts of step %s", len(artifacts), step.pk,

@@ -346,6 +346,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Fields named alike with other choices: each keeps a stable name (providers' is KindEnum).
+    "ENUM_NAME_OVERRIDES": {
+        "KindEnum": "apps.providers.models.ProviderKind",
+        "ArtifactKindEnum": "apps.artifacts.models.ArtifactKind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.gateway.schema.add_openai_and_streaming",

@@ -69,7 +69,8 @@ def sidebar_of(client: Client, path: str = "/admin/") -> dict[str, list[str]]:
 
 def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     viewer = sidebar_of(client_as(Role.VIEWER))
-    assert list(viewer) == ["Dashboard", "LLM core", "Accounts", "System"]
+    assert list(viewer) == ["Dashboard", "LLM core", "Builds", "Accounts", "System"]
+    assert "Artifacts" in viewer["Builds"]
     assert viewer["Dashboard"] == ["Home", "Playground"]  # the Playground read-only
     assert viewer["LLM core"] == [
         "Providers and routing", "Providers", "Models", "Routing settings", "Circuit breakers",
