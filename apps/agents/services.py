@@ -206,7 +206,9 @@ def agent_task_run(*, task_id: int, celery_task_id: str) -> None:
     attempt = _task_start(task_id, celery_task_id)
     if attempt is None:
         return
-    task = AgentTask.objects.select_related("agent", "agent__provider").get(pk=task_id)
+    task = AgentTask.objects.select_related("agent", "agent__provider").filter(pk=task_id).first()
+    if task is None:  # deleted with its agent meanwhile
+        return
     deadline = time.monotonic() + settings.BUILD_STEP_TIME_LIMIT
     timed_out = False
 

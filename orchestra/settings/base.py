@@ -346,10 +346,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # Fields named alike with other choices: each keeps a stable name (providers' is KindEnum).
+    # Fields named alike with other choices: each keeps a stable name (providers' is KindEnum;
+    # choice sets of fields sharing a name, ``status``, need names of their own).
     "ENUM_NAME_OVERRIDES": {
         "KindEnum": "apps.providers.models.ProviderKind",
         "ArtifactKindEnum": "apps.artifacts.models.ArtifactKind",
+        "CallStatusEnum": "apps.providers.models.CallStatus",
+        "RunStatusEnum": "apps.agents.models.RunStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -23,12 +23,20 @@ def agent(two_providers: dict[str, Provider]) -> Agent:
 
 
 @pytest.fixture
+def bare_agent(db) -> Agent:
+    """An agent saved without the services: no routing config needed, so it serves tests that
+    run in a transaction (which other connections, such as the core's, cannot see into)."""
+    return Agent.objects.create(name="reviewer", role="reviewer", model="chat")
+
+
+@pytest.fixture
 def task_reaches() -> Callable[..., AgentTask]:
     def wait(task: AgentTask, *statuses: str, timeout: float = 20.0) -> AgentTask:
-        def reached() -> AgentTask | None:
+        def reached() -> bool:
             task.refresh_from_db()
-            return task if task.status in statuses else None
+            return task.status in statuses
 
-        return eventually(reached, timeout, f"task #{task.pk} {' or '.join(statuses)}", 0.1)
+        eventually(reached, timeout, f"task #{task.pk} {' or '.join(statuses)}", 0.1)
+        return task
 
     return wait

@@ -198,3 +198,23 @@ def test_call_records_of_other_entry_points_carry_no_agent(agent, gateway, recor
     gateway.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
     (call,) = recorded_calls(1)
     assert call.agent_id is None and not LlmCall.objects.filter(agent_id=agent.pk).exists()
+
+
+def test_a_task_over_its_time_limit_fails_and_closes_the_upstream(
+    agent, recorded_calls, upstream_a
+):
+    """Run here, in the test process, as a worker would: the limit is this process's setting."""
+    upstream_a.configure(chunk_delay_ms=100, tokens=600)
+    task = AgentTask.objects.create(
+        agent=agent, prompt="Plan a long trip", queued_at=timezone.now(), celery_task_id="t1"
+    )
+    started = time.monotonic()
+    with override_settings(BUILD_STEP_TIME_LIMIT=1):
+        agent_task_run(task_id=task.pk, celery_task_id="t1")
+    assert time.monotonic() - started < 5
+    task.refresh_from_db()
+    assert task.status == RunStatus.FAILED and task.error == "Time limit of 1 s reached."
+    upstream_a.wait_for(lambda stats: stats["client_disconnects"] == 1, timeout=10)
+    (call,) = recorded_calls(1)
+    assert call.status == CallStatus.CANCELLED and call.agent_id == agent.pk
+    assert events(task) == ["started", "failed"]

@@ -64,7 +64,7 @@ class AgentOutputSerializer(serializers.ModelSerializer):
             "current_task", "performance", "created_at", "updated_at",
         ]  # fmt: skip
 
-    @extend_schema_field(serializers.ChoiceField(choices=["idle", "busy", "error"]))
+    @extend_schema_field(serializers.CharField())
     def get_status(self, agent: Agent) -> str:
         return agent_status(agent)
 
