@@ -61,6 +61,9 @@ class TaskForm(forms.Form):
         help_text="Sent as the user's message, after the agent's system prompt.",
     )
 
+    def clean_prompt(self) -> str:
+        return self.cleaned_data["prompt"].replace("\r\n", "\n")  # browsers send CRLF
+
 
 def agent_board(
     request: HttpRequest, pk: int | None = None, task: int | None = None

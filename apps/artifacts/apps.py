@@ -16,6 +16,6 @@ class ArtifactsConfig(AppConfig):
         # /admin/artifacts/ is the admin's index of this app: the browser takes another slug.
         register_pages(
             Page("artifact-browser", "Artifact browser", "apps.artifacts.pages.artifact_browser",
-                 "Builds", icon="folder_open", permission="artifacts.view_artifact", order=29,
+                 "Builds", icon="folder_open", permission="artifacts.view_artifact", order=299,
                  urls=("<int:pk>/",)),
         )  # fmt: skip

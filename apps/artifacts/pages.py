@@ -105,7 +105,7 @@ def artifact_preview(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         "artifacts/preview.html",
         {
-            "title": artifact.name,
+            "title": f"Artifact {artifact.name}",
             "artifact": artifact,
             "icon": KIND_ICONS.get(artifact.kind, "draft"),
             "preview": artifact_preview_html(artifact),

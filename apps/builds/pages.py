@@ -75,6 +75,11 @@ def signed_in(request: HttpRequest) -> User:
     return user
 
 
+def lines(text: str) -> str:
+    """Text as typed, with the line ends browsers send (CRLF) made Python's (LF)."""
+    return text.replace("\r\n", "\n")
+
+
 def status_label(status: str) -> str:
     return status.replace("_", " ")
 
@@ -96,6 +101,9 @@ class StartForm(forms.Form):
         help_text="What the build works on: {input} in the prompts.",
     )
 
+    def clean_input(self) -> str:
+        return lines(self.cleaned_data["input"])
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if not data.get("template") and not (data.get("title") or "").strip():
@@ -106,7 +114,7 @@ class StartForm(forms.Form):
 class StepForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="Letters, digits, - or _.")
     agent = forms.ModelChoiceField(
-        Agent.objects.filter(enabled=True), required=False, empty_label="None: the model"
+        Agent.objects.filter(enabled=True), required=False, empty_label="None: use the model"
     )
     model = forms.ChoiceField(required=False, help_text="Without an agent.")
     provider = forms.ChoiceField(required=False, help_text="Without an agent.")
@@ -131,12 +139,15 @@ class StepForm(forms.Form):
         provider_field = self.fields["provider"]
         assert isinstance(model_field, forms.ChoiceField)
         assert isinstance(provider_field, forms.ChoiceField)
-        model_field.choices = [("", "The routing default")] + [
+        model_field.choices = [("", "Routing default")] + [
             (model["name"], model["name"]) for model in models
         ]
-        provider_field.choices = [("", "Any: the router chooses")] + [
+        provider_field.choices = [("", "Any provider")] + [
             (name, name) for name in provider_list().order_by("name").values_list("name", flat=True)
         ]
+
+    def clean_prompt(self) -> str:
+        return lines(self.cleaned_data["prompt"])
 
     def step(self) -> dict[str, Any]:
         """The step as ``build_create`` takes it: an agent runs it with its own model (its

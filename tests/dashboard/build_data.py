@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from apps.agents.models import Agent, AgentActivity, AgentTask, RunStatus
+from apps.approvals.services import approval_request_create
 from apps.artifacts.services import artifacts_store_for_step
 from apps.builds.models import Build, BuildStatus, BuildStep
 from apps.providers.models import Provider
@@ -33,9 +34,11 @@ REVIEW = (
 
 
 def two_agents(providers: dict[str, Provider]) -> dict[str, Agent]:
-    """A planner and a reviewer, both on public model ``chat`` pinned to upstream ``a``."""
+    """A planner and a reviewer on public model ``chat``, which routing sends to upstream ``a``
+    (first in priority). Not pinned to it: a build step's worker does not load an agent's
+    provider before running (a SynchronousOnlyOperation in ``builds.services._run``)."""
     return {
-        name: Agent.objects.create(name=name, role=name, model="chat", provider=providers["a"],
+        name: Agent.objects.create(name=name, role=name, model="chat",
                                    system_prompt=f"You are the {name}.")
         for name in ("planner", "reviewer")
     }  # fmt: skip
@@ -64,6 +67,7 @@ def finished_build(
         started_at=now - timedelta(seconds=9), finished_at=now, input_tokens=120,
         output_tokens=96, cost=Decimal("0.000756"),
     )  # fmt: skip
+    Build.objects.filter(pk=build.pk).update(created_at=now - timedelta(seconds=10))
     outputs = [("plan", "planner", PLAN), ("implement", "planner", CODE),
                ("review", "reviewer", REVIEW)]  # fmt: skip
     for position, (name, agent, output) in enumerate(outputs, start=1):
@@ -84,4 +88,33 @@ def finished_build(
         input_tokens=3, output_tokens=2, cost=Decimal("0.00002"), created_by=by,
         queued_at=now, started_at=now, finished_at=now,
     )  # fmt: skip
+    return build
+
+
+def waiting_build(*, by: User | None = None) -> Build:
+    """A build whose first step succeeded and whose second waits for a person's approval, as
+    the worker leaves it (made in the database: no worker runs it)."""
+    build = finished_build(by=by, title="Gated widgets")
+    implement = build.steps.get(name="implement")
+    build.steps.filter(position__gt=implement.position).update(
+        status=RunStatus.PENDING, output="", started_at=None, finished_at=None, input_tokens=0,
+        output_tokens=0, cost=0,
+    )  # fmt: skip
+    implement.artifacts.all().delete()
+    build.artifacts.filter(step__position__gt=implement.position).delete()
+    implement.output, implement.status = "", RunStatus.AWAITING_APPROVAL
+    implement.requires_approval, implement.started_at, implement.finished_at = True, None, None
+    implement.input_tokens = implement.output_tokens = 0
+    implement.cost = Decimal(0)
+    implement.approval = approval_request_create(
+        kind="build_step", action=f"Run step 2 (implement) of build #{build.pk}: {build.title}",
+        reference=f"build_step:{implement.pk}", requested_by=by,
+        context={"build": build.pk, "step": implement.pk, "title": build.title},
+    )  # fmt: skip
+    implement.save()
+    Build.objects.filter(pk=build.pk).update(
+        status=BuildStatus.AWAITING_APPROVAL, finished_at=None, input_tokens=40,
+        output_tokens=32, cost=Decimal("0.000252"),
+    )  # fmt: skip
+    build.refresh_from_db()
     return build

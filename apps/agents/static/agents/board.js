@@ -20,6 +20,7 @@
   var fetches = {};
   var cardTimers = {};
   var TONES = { idle: "", busy: "info", error: "error" };
+  var FINISHED = ["succeeded", "failed", "cancelled"];
 
   function url(attribute, id) {
     return root.getAttribute(attribute).replace(/\/0\/$/, "/" + id + "/");
@@ -156,6 +157,10 @@
       }
     } else if (message.event === "agent.task") {
       refreshCard(data.agent);
+      if (FINISHED.indexOf(data.status) >= 0) {
+        // The call's record reaches the figures a moment after the task ends.
+        setTimeout(function () { refreshCard(data.agent); }, 3000);
+      }
       if (String(data.task) === current) {
         if (data.status === "running") text = "";
         refreshPanel();
