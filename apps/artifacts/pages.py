@@ -16,8 +16,6 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from apps.agents.models import Agent
-
 from .models import Artifact, ArtifactKind
 from .rendering import artifact_preview_html, highlight_css
 from .selectors import artifact_get, artifact_list
@@ -41,7 +39,12 @@ class BrowseForm(forms.Form):
         required=False, label="Type", choices=[("", "Any type"), *ArtifactKind.choices]
     )
     build = forms.IntegerField(required=False, min_value=1, label="Build #")
-    agent = forms.ModelChoiceField(Agent.objects.all(), required=False, empty_label="Any agent")
+    # The agents app imports this one (previews): its model is reached through the relation.
+    agent = forms.ModelChoiceField(
+        Artifact._meta.get_field("agent").related_model._default_manager.order_by("name"),
+        required=False,
+        empty_label="Any agent",
+    )
     since = forms.DateField(
         required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
     )

@@ -106,7 +106,16 @@ def test_a_three_step_build_streams_from_the_form_to_success(
 
     build = start(page)
     page.evaluate(WATCH_STEPS)
+    # The history, open beside it, follows the build's status from the "builds" channel.
+    history = page.context.new_page()
+    open_build_page(history)
+    history.evaluate("window.stayed = true")
+    listed = history.locator(f'.build-history tr[data-build="{build.pk}"] .build-status')
+    assert listed.text_content() in ("queued", "running"), "the build takes seconds to run"
     expect(page.locator("#build-status")).to_have_text("succeeded", timeout=45_000)
+    expect(listed).to_have_text("succeeded")
+    assert history.evaluate("window.stayed") is True
+    history.close()
 
     build.refresh_from_db()
     assert build.status == BuildStatus.SUCCEEDED, build.error
