@@ -10,9 +10,11 @@ class AgentsConfig(AppConfig):
         from apps.core.events import register_channels, register_event_types
         from apps.core.registry import (
             NavItem,
+            Page,
             SocketAction,
             register_navigation,
             register_operator_models,
+            register_pages,
             register_request_hook,
             register_socket_action,
         )
@@ -31,4 +33,10 @@ class AgentsConfig(AppConfig):
                     permission="agents.view_agent", order=20),
             NavItem("Agent tasks", "admin:agents_agenttask_changelist", "Builds", icon="task",
                     permission="agents.view_agenttask", order=30),
+        )  # fmt: skip
+        # /admin/agents/ is the admin's index of this app: the board takes another slug.
+        register_pages(
+            Page("agent-board", "Agent board", "apps.agents.pages.agent_board", "Builds",
+                 icon="groups", permission="agents.view_agent", order=19,
+                 urls=("<int:pk>/", "tasks/<int:task>/")),
         )  # fmt: skip

@@ -8,13 +8,19 @@ class ApprovalsConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.core.events import register_channels, register_event_types
-        from apps.core.registry import NavItem, register_navigation
+        from apps.core.registry import NavItem, Page, register_navigation, register_pages
 
         from .events import CHANNELS, EVENT_TYPES
+        from .pages import pending_count
 
         register_channels(*CHANNELS)
         register_event_types(*EVENT_TYPES)
         register_navigation(
             NavItem("Approvals", "admin:approvals_approvalrequest_changelist", "Builds",
                     icon="approval", permission="approvals.view_approvalrequest", order=40),
+        )  # fmt: skip
+        register_pages(
+            Page("approval-queue", "Approval queue", "apps.approvals.pages.approvals", "Builds",
+                 icon="fact_check", permission="approvals.view_approvalrequest", order=39,
+                 badge=pending_count),
         )  # fmt: skip

@@ -11,9 +11,11 @@ class BuildsConfig(AppConfig):
         from apps.core.events import register_channels, register_event_types
         from apps.core.registry import (
             NavItem,
+            Page,
             SocketAction,
             register_navigation,
             register_operator_models,
+            register_pages,
             register_socket_action,
         )
 
@@ -30,4 +32,9 @@ class BuildsConfig(AppConfig):
                     icon="account_tree", permission="builds.view_buildtemplate", order=15),
         )  # fmt: skip
         register_socket_action(SocketAction("build", build_socket_action, "build_started"))
+        register_pages(
+            Page("build", "Build", "apps.builds.pages.build", "Builds", icon="rocket_launch",
+                 permission="builds.view_build", order=8,
+                 urls=("<int:pk>/", "<int:pk>/<slug:part>/", "<int:pk>/steps/<int:step>/")),
+        )  # fmt: skip
         approval_decided.connect(approval_decided_receiver, dispatch_uid="builds.approval")

@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 from apps.accounts.models import Role
 from apps.core.logging import live_log_recent
 from apps.providers.services import provider_create
+from tests.dashboard.build_data import finished_build, waiting_build
 from tests.dashboard.conftest import member, open_circuit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,6 +42,21 @@ LIVE_LOG = ("/admin/logs/", "/admin/providers/llmcall/")
 
 
 @pytest.fixture
+def build_pages() -> tuple[str, ...]:
+    """The Build, Agent board, Artifact browser and Approval queue pages, with a build whose
+    second step waits for an approval (its form in view), its artifacts and agents."""
+    build, waiting = finished_build(), waiting_build()
+    code = build.artifacts.get(kind="code")
+    return (
+        "/admin/build/", f"/admin/build/{build.pk}/", f"/admin/build/{waiting.pk}/",
+        "/admin/agent-board/",
+        "/admin/artifact-browser/", f"/admin/artifact-browser/{code.pk}/",
+        f"/admin/artifact-browser/{build.artifacts.get(step__name='plan').pk}/",
+        "/admin/approval-queue/",
+    )  # fmt: skip
+
+
+@pytest.fixture
 def an_open_circuit():
     provider_create(name="beta", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
     open_circuit("beta")
@@ -60,7 +76,9 @@ def choose_theme(page: Page, name: str) -> None:
     page.keyboard.press("Escape")
 
 
-def test_text_has_enough_contrast_in_both_themes(logged_in_page, an_open_circuit, browser_errors):
+def test_text_has_enough_contrast_in_both_themes(
+    logged_in_page, an_open_circuit, build_pages, browser_errors
+):
     page: Page = logged_in_page(user=member(Role.OPERATOR))
     dark = re.compile(r"\bdark\b")
     for theme in ("Light", "Dark"):
@@ -72,6 +90,7 @@ def test_text_has_enough_contrast_in_both_themes(logged_in_page, an_open_circuit
             "/admin/circuits/",
             "/admin/providers/provider/",
             *LIVE_LOG,
+            *build_pages,
         ):
             page.goto(url)
             html = expect(page.locator("html"))
@@ -81,7 +100,7 @@ def test_text_has_enough_contrast_in_both_themes(logged_in_page, an_open_circuit
     assert browser_errors.console_errors == []
 
 
-def test_every_control_has_a_name(logged_in_page, an_open_circuit):
+def test_every_control_has_a_name(logged_in_page, an_open_circuit, build_pages):
     page: Page = logged_in_page(user=member(Role.OPERATOR))
     for url in (
         "/admin/",
@@ -89,6 +108,7 @@ def test_every_control_has_a_name(logged_in_page, an_open_circuit):
         "/admin/circuits/",
         "/admin/providers/provider/add/",
         *LIVE_LOG,
+        *build_pages,
     ):
         page.goto(url)
         assert page.evaluate(UNLABELLED) == [], url

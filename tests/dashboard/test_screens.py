@@ -17,6 +17,7 @@ from apps.core.logging import live_log_key, live_log_recent
 from apps.core.redis import redis_client
 from apps.providers.models import CallRecordDeadLetter, CallStatus, LlmCall, LlmModel
 from apps.providers.services import provider_create
+from tests.dashboard.build_data import finished_build, waiting_build
 from tests.dashboard.conftest import call_record, member, open_circuit
 from tests.support.browser import screenshot
 
@@ -42,7 +43,10 @@ def platform_data():
     CallRecordDeadLetter.objects.create(reason="value too long for type", payload="{}")
     open_circuit("beta", "connection refused: http://127.0.0.1:9/v1/chat/completions")
     log_lines()
-    return {"alpha": alpha, "beta": beta, "call": calls[0]}
+    build = finished_build()
+    waiting = waiting_build()
+    return {"alpha": alpha, "beta": beta, "call": calls[0], "build": build, "waiting": waiting,
+            "artifact": build.artifacts.get(kind="report", step__name="plan")}  # fmt: skip
 
 
 def log_lines() -> None:
@@ -84,6 +88,13 @@ def pages(data) -> list[tuple[str, str]]:
         ("groups", "/admin/auth/group/"),
         ("scheduled-tasks", "/admin/django_celery_beat/periodictask/"),
         ("logs", "/admin/logs/"),
+        ("build", "/admin/build/"),
+        ("build-succeeded", f"/admin/build/{data['build'].pk}/"),
+        ("build-waiting", f"/admin/build/{data['waiting'].pk}/"),
+        ("agent-board", "/admin/agent-board/"),
+        ("artifact-browser", "/admin/artifact-browser/"),
+        ("artifact-report", f"/admin/artifact-browser/{data['artifact'].pk}/"),
+        ("approval-queue", "/admin/approval-queue/"),
     ]
 
 
@@ -123,6 +134,12 @@ def test_home_for_a_viewer_in_the_dark_and_the_phone_menu(
     screenshot(page, "home-dark")
     page.goto("/admin/config/")
     screenshot(page, "config-dark")
+    page.goto(f"/admin/build/{platform_data['waiting'].pk}/")
+    screenshot(page, "build-dark")
+    page.goto("/admin/agent-board/")
+    screenshot(page, "agent-board-dark")
+    page.goto(f"/admin/artifact-browser/{platform_data['build'].artifacts.get(kind='code').pk}/")
+    screenshot(page, "artifact-dark")
     page.goto("/admin/providers/provider/")
     screenshot(page, "providers-dark")
 
