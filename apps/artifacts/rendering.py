@@ -10,6 +10,7 @@ code and diffs are escaped by Pygments and by ``html.escape``.
 from __future__ import annotations
 
 import html
+import re
 from functools import cache
 
 import markdown  # type: ignore[import-untyped]
@@ -22,6 +23,7 @@ from pygments.lexers.special import TextLexer  # type: ignore[import-untyped]
 from pygments.token import STANDARD_TYPES  # type: ignore[import-untyped]
 from pygments.util import ClassNotFound  # type: ignore[import-untyped]
 
+from .extraction import info_parse
 from .models import Artifact, ArtifactKind
 
 CSS_CLASS = "highlight"
@@ -88,12 +90,26 @@ def markdown_html(text: str) -> SafeString:
     """Markdown (fenced code highlighted, tables) as sanitised HTML."""
     text, note = _cut(text)
     rendered = markdown.markdown(
-        text,
+        _fences_with_language_only(text),
         extensions=["fenced_code", "tables", "codehilite"],
         extension_configs={"codehilite": {"css_class": CSS_CLASS, "guess_lang": False}},
         output_format="html",
     )
     return mark_safe(note + sanitize_html(rendered))
+
+
+FENCE_OPENING = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*\S[^`\n]*)$", re.M)
+
+
+def _fences_with_language_only(text: str) -> str:
+    """Python-Markdown reads a fence's info string as one language: ```` ```python app.py ````
+    (which the extraction names a file by) would not be a code block at all. Keep the language."""
+
+    def opening(match: re.Match[str]) -> str:
+        language, _ = info_parse(match["info"])
+        return f"{match['indent']}{match['fence']}{language}"
+
+    return FENCE_OPENING.sub(opening, text)
 
 
 def _lexer(language: str) -> object:

@@ -289,7 +289,7 @@ def build_step_run(*, step_id: int, celery_task_id: str = "") -> None:
     attempt = _step_start(step_id, celery_task_id)
     if attempt is None:
         return
-    step = BuildStep.objects.select_related("build", "agent", "provider").get(pk=step_id)
+    step = BuildStep.objects.select_related("build", "agent__provider", "provider").get(pk=step_id)
     try:
         outcome = run_sync(_run(step), timeout=None)
         _step_succeed(step_id, attempt, outcome)

@@ -111,3 +111,9 @@ def test_the_stylesheet_covers_the_classes_and_touches_nothing_else():
     for rule in css.splitlines():
         if "{" in rule:
             assert rule.lstrip().startswith((".highlight", ".dark", ".artifact")), rule
+
+
+def test_a_code_block_whose_fence_names_its_file_is_highlighted_code():
+    html = markdown_html("Here:\n\n```python app/models.py\nclass Widget:\n    pass\n```\n")
+    assert "<pre" in html and "Widget" in html
+    assert "```" not in html and "app/models.py" not in html

@@ -12,5 +12,6 @@ def agents(two_providers) -> dict[str, Agent]:
     return {
         "planner": Agent.objects.create(name="planner", role="planner", model="chat",
                                         system_prompt="You plan."),
-        "reviewer": Agent.objects.create(name="reviewer", role="reviewer", model="chat"),
+        "reviewer": Agent.objects.create(name="reviewer", role="reviewer", model="chat",
+                                         provider=two_providers["a"]),
     }  # fmt: skip
