@@ -98,7 +98,9 @@ def markdown_html(text: str) -> SafeString:
     return mark_safe(note + sanitize_html(rendered))
 
 
-FENCE_OPENING = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*\S[^`\n]*)$", re.M)
+FENCE_OPENING = re.compile(
+    r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*\S[^`\n]*)$", re.MULTILINE
+)
 
 
 def _fences_with_language_only(text: str) -> str:
