@@ -173,7 +173,8 @@ class ExperimentForm(forms.ModelForm):
     """Saved through ``experiment_create`` / ``experiment_update``; the variants are a JSON
     list checked by ``variants_validate`` (each problem names its variant)."""
 
-    variants = forms.JSONField(
+    variant_list = forms.JSONField(
+        label="Variants",
         widget=UnfoldAdminTextareaWidget(attrs={"rows": 12}),
         help_text='A JSON list: [{"name": "control", "type": "control", "traffic_percentage": '
         '50, "config": {}}, {"name": "low_temp", "type": "treatment", "traffic_percentage": 50, '
@@ -189,13 +190,13 @@ class ExperimentForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None:
-            self.fields["variants"].initial = variants_json(self.instance)
+            self.fields["variant_list"].initial = variants_json(self.instance)
             if self.instance.status == ExperimentStatus.STOPPED:
-                self.fields["variants"].disabled = True
+                self.fields["variant_list"].disabled = True
                 self.fields["user_percentage"].disabled = True
 
-    def clean_variants(self) -> Any:
-        variants = self.cleaned_data["variants"]
+    def clean_variant_list(self) -> Any:
+        variants = self.cleaned_data["variant_list"]
         try:
             variants_validate(variants)
         except ValidationError as error:
@@ -230,8 +231,12 @@ class ExperimentAdmin(OperatedAdmin):
             .annotate(variants_total=Count("variants"))
         )
 
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else []
+
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        editable = ["name", "description", "hypothesis", "metric", "user_percentage", "variants"]
+        editable = ["name", "description", "hypothesis", "metric", "user_percentage",
+                    "variant_list"]  # fmt: skip
         if obj is None:
             return [(None, {"fields": editable})]
         return [
@@ -249,6 +254,11 @@ class ExperimentAdmin(OperatedAdmin):
     def variant_count(self, experiment: Experiment) -> int:
         return experiment.variants_total  # type: ignore[attr-defined]
 
+    @admin.display(description="Variants")
+    def variant_list(self, experiment: Experiment) -> str:
+        """The variants as JSON, for those who may only look."""
+        return json.dumps(variants_json(experiment), indent=1)
+
     @admin.display(description="Statistics")
     def statistics(self, experiment: Experiment) -> SafeString:
         return stats_block(experiment_stats(experiment=experiment))
@@ -260,20 +270,23 @@ class ExperimentAdmin(OperatedAdmin):
         fields = {name: form.cleaned_data[name] for name in ExperimentForm.Meta.fields}
         if change:
             if obj.status != ExperimentStatus.STOPPED:
-                fields["variants"] = form.cleaned_data["variants"]
+                fields["variants"] = form.cleaned_data["variant_list"]
             else:
                 fields.pop("user_percentage")
             saved = experiment_update(experiment=Experiment.objects.get(pk=obj.pk), **fields)
         else:
             saved = experiment_create(
-                by=acting_user(request), variants=form.cleaned_data["variants"], **fields
+                by=acting_user(request), variants=form.cleaned_data["variant_list"], **fields
             )
         obj.pk = saved.pk
         obj._state.adding = False
         obj.refresh_from_db()
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        """The inlines are read-only: the services wrote the variants and phases."""
+        """The inlines are read-only: the services wrote the variants and phases (nothing
+        saved here, for the change message either)."""
+        for formset in formsets:
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
     def start(self, request: HttpRequest, experiments: Iterable[Experiment]) -> None:
         user = acting_user(request)
@@ -414,6 +427,9 @@ class CanaryRolloutAdmin(OperatedAdmin):
     list_select_related = ["experiment", "treatment"]
     inlines = [CanaryEventInline]
     actions_detail = ["advance_canary", "rollback_canary"]
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else []
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         settings = ["steps", "step_interval_seconds", "error_rate_margin", "latency_margin",

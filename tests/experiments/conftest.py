@@ -8,7 +8,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
+from apps.experiments.assignment import RunningExperiment
 from apps.experiments.hooks import snapshot_clear
+from apps.experiments.models import Experiment
+from apps.experiments.selectors import experiment_phase, running_experiment_of
 from tests.support.factories import api_key_issue, bearer
 
 # Seed 004's example, as its README posts it.
@@ -26,7 +29,7 @@ SEED_EXPERIMENT: dict[str, Any] = {
     ],
 }  # fmt: skip
 
-HELLO = [{"role": "user", "content": "say hello please"}]
+HELLO: list[Any] = [{"role": "user", "content": "say hello please"}]
 
 
 def variants(treatment: dict[str, Any] | None = None, split: int = 50) -> list[dict[str, Any]]:
@@ -36,6 +39,21 @@ def variants(treatment: dict[str, Any] | None = None, split: int = 50) -> list[d
         {"name": "treatment", "type": "treatment", "traffic_percentage": split,
          "config": treatment or {}},
     ]  # fmt: skip
+
+
+def assigner(experiment: Experiment) -> RunningExperiment:
+    """The experiment's current phase as the request hook assigns by it (fresh from the DB)."""
+    experiment.refresh_from_db()
+    phase = experiment_phase(experiment=experiment)
+    assert phase is not None, "not started"
+    return running_experiment_of(experiment, phase, list(experiment.variants.all()))
+
+
+def planned(experiment: Experiment, users: list[str]) -> dict[str, str]:
+    """The variant each user gets now (all users inside the user percentage)."""
+    running = assigner(experiment)
+    names = {user: running.variant_for(user) for user in users}
+    return {user: variant.name for user, variant in names.items() if variant is not None}
 
 
 def client(role: Role = Role.OPERATOR) -> APIClient:

@@ -16,14 +16,12 @@ from django.conf import settings
 
 from apps.core.runtime import run_sync
 from apps.experiments import hooks
-from apps.experiments.assignment import RunningExperiment, buckets, pick
+from apps.experiments.assignment import buckets, pick
 from apps.experiments.hooks import experiment_request_hook, snapshot_clear
 from apps.experiments.models import Assignment, Experiment
 from apps.experiments.selectors import (
-    experiment_phase,
     experiment_stats,
     experiments_health,
-    running_experiment_of,
 )
 from apps.experiments.services import (
     experiment_create,
@@ -33,7 +31,7 @@ from apps.experiments.services import (
 )
 from apps.providers.core import Caller, LlmRequest
 
-from .conftest import HELLO
+from .conftest import HELLO, assigner
 
 USERS = [f"user-{n}" for n in range(10_000)]
 THREE_WAY = [
@@ -43,11 +41,6 @@ THREE_WAY = [
     {"name": "cold", "type": "treatment", "traffic_percentage": 50,
      "config": {"temperature": 0.1}},
 ]  # fmt: skip
-
-
-def running(experiment: Experiment) -> RunningExperiment:
-    phase = experiment_phase(experiment=experiment)
-    return running_experiment_of(experiment, phase, list(experiment.variants.all()))
 
 
 def started(name: str, variants: list, user_percentage: int = 100) -> Experiment:
@@ -68,8 +61,8 @@ def record(experiment: Experiment, assigned: dict[str, int]) -> None:
 @pytest.mark.django_db
 def test_ten_thousand_users_split_as_planned_and_the_srm_check_passes():
     experiment = started("split", THREE_WAY)
-    assigner = running(experiment)
-    assigned = {user: assigner.variant_for(user).id for user in USERS}
+    running = assigner(experiment)
+    assigned = {user: running.variant_for(user).id for user in USERS}
     counts = Counter(assigned.values())
     for variant in experiment.variants.all():
         share = float(variant.traffic_percentage) / 100
@@ -176,14 +169,19 @@ def test_the_hook_applies_the_variant_and_records_the_assignment_once(two_provid
     assert request.params == {"temperature": 0.2, "max_tokens": 64}
     assert request.messages == [{"role": "system", "content": "Be brief."}, *HELLO]
     assert request.experiment_variant_id == experiment.variants.get(name="all").pk
-    system = LlmRequest(messages=[{"role": "system", "content": "Be long."}, *HELLO],
-                        experiment="overrides", user="bob", params={"max_completion_tokens": 9})
+    system = LlmRequest(
+        messages=[{"role": "system", "content": "Be long."}, *HELLO],
+        experiment="overrides",
+        user="bob",
+        params={"max_completion_tokens": 9},
+    )
     run_sync(experiment_request_hook(system))
     assert system.messages[0] == {"role": "system", "content": "Be brief."}
     assert system.params == {"max_completion_tokens": 64, "temperature": 0.2}
     hooked("overrides", "ann")
     assert list(Assignment.objects.values_list("user_id", flat=True).order_by("user_id")) == [
-        "ann", "bob"
+        "ann",
+        "bob",
     ]
 
 

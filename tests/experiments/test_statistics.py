@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import integrate, stats
+from scipy import integrate, stats  # type: ignore[import-untyped]
 
 from apps.experiments.models import Assignment, Experiment, TrackedEvent, TrackedEventKind
 from apps.experiments.selectors import experiment_stats
@@ -106,7 +106,9 @@ def test_welch_and_percentiles_match_numpy_and_scipy():
                         len(b))  # fmt: skip
     assert got == pytest.approx(expected)
     assert welch_p_value(4, 1, 1, 3, 1, 5) is None
-    assert percentile([1.0, 2.0, 3.0, 10.0], 0.95) == pytest.approx(np.percentile([1, 2, 3, 10], 95))
+    assert percentile([1.0, 2.0, 3.0, 10.0], 0.95) == pytest.approx(
+        np.percentile([1, 2, 3, 10], 95)
+    )
     assert percentile([], 0.5) is None
 
 
