@@ -56,14 +56,6 @@ def experiment_get(*, pk: int) -> Experiment:
     return get_object_or_404(experiment_list(), pk=pk)
 
 
-def experiment_find(*, ref: str) -> Experiment | None:
-    """The experiment a request names: its name, else its id."""
-    found = experiment_list().filter(name=ref).first()
-    if found is None and ref.isdigit():
-        found = experiment_list().filter(pk=int(ref)).first()
-    return found
-
-
 def experiment_phases(*, experiment: Experiment) -> QuerySet[ExperimentPhase]:
     return ExperimentPhase.objects.filter(experiment=experiment).order_by("number")
 

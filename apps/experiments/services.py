@@ -1,5 +1,8 @@
 """Experiments: create, change, start, stop; assignments, conversions and feedback; canaries.
 
+Locks are taken experiment first, then its canary, everywhere, so that a stop and a canary's
+step never wait on each other.
+
 Every change that alters what requests get (start, stop, a new split, the settings) bumps the
 shared version on commit, so every process's request hook reloads its snapshot. A running
 experiment's split or variants never change in place: ``experiment_update`` and every canary
@@ -702,10 +705,10 @@ def canary_advance(*, rollout: CanaryRollout, now: datetime | None = None) -> st
     ``step_interval_seconds`` (completed at 100%). Returns what happened, None for nothing."""
     now = now or timezone.now()
     with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=rollout.experiment_id)
         rollout = (
             CanaryRollout.objects.select_for_update().select_related("treatment").get(pk=rollout.pk)
         )
-        experiment = Experiment.objects.select_for_update().get(pk=rollout.experiment_id)
         if rollout.status != CanaryStatus.RUNNING or experiment.status != ExperimentStatus.RUNNING:
             return None
         phase = experiment_phase(experiment=experiment)
@@ -751,12 +754,12 @@ def canary_rollback(
 ) -> CanaryRollout:
     """Roll a running canary back by hand: its treatment gets no traffic from a new phase."""
     with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=rollout.experiment_id)
         rollout = (
             CanaryRollout.objects.select_for_update().select_related("treatment").get(pk=rollout.pk)
         )
         if rollout.status != CanaryStatus.RUNNING:
             raise ValidationError(f"The canary is {rollout.get_status_display().lower()}.")
-        experiment = Experiment.objects.select_for_update().get(pk=rollout.experiment_id)
         message = reason or f"Rolled back by {by or 'an operator'}."
         _canary_roll_back(rollout, experiment, _control(experiment), message, {})
     return rollout
