@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("apps.artifacts.api.urls")),
     path("", include("apps.builds.api.urls")),
     path("", include("apps.approvals.api.urls")),
+    path("", include("apps.experiments.api.urls")),
 ]
 
 urlpatterns = [

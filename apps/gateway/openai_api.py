@@ -216,6 +216,7 @@ def validate_call(
         require_model=True,
         provider=header(scope, b"x-orchestra-provider") or "",
         strategy=header(scope, b"x-orchestra-strategy") or "",
+        experiment=header(scope, b"x-orchestra-experiment"),
     )
     if not isinstance(payload.get("stream", False), bool):
         raise InvalidRequestError("'stream' must be a boolean.", "stream")

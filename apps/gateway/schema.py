@@ -41,7 +41,8 @@ SAMPLING = {
     "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
     "seed": INTEGER,
     "stop": {"oneOf": [STRING, {"type": "array", "items": STRING, "maxItems": 4}]},
-    "user": STRING,
+    "user": {**STRING, "description": "The end user; an experiment assigns its variant by it."},
+    "experiment": {**STRING, "description": "Join this running A/B experiment (name or id)."},
 }
 USAGE = obj({"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER})
 MESSAGE = obj(
@@ -227,6 +228,9 @@ OPENAI_HEADERS = [
      "description": "Pin a provider by name."},
     {"name": "X-Orchestra-Strategy", "in": "header", "required": False, "schema": STRING,
      "description": "A routing strategy for this request (round-robin, least-latency, …)."},
+    {"name": "X-Orchestra-Experiment", "in": "header", "required": False, "schema": STRING,
+     "description": "Join this running A/B experiment (name or id), as the body's "
+                    "`experiment`; the variant is picked by `user` (or the key's user)."},
 ]  # fmt: skip
 SSE_DESCRIPTION = (
     "Server-sent events: `start` ({streamId, model, timestamp}), `token` ({content, tokenCount})"

@@ -34,6 +34,11 @@ class Caller:
 
 @dataclass
 class LlmRequest:
+    """One call for the core to make. Request hooks may change ``model``, ``provider``,
+    ``params`` and ``messages`` before routing; the pass-through sends the caller's body with
+    those applied. ``experiment`` (the experiment the caller asks to join) and ``user`` (the end
+    user it acts for, OpenAI's ``user``) are for hooks: neither goes upstream as such."""
+
     messages: list[dict[str, Any]]
     model: str = ""
     provider: str = ""
@@ -43,6 +48,8 @@ class LlmRequest:
     entry_point: str = EntryPoint.INTERNAL
     endpoint: str = Endpoint.CHAT
     request_id: str = ""
+    experiment: str = ""
+    user: str = ""
     experiment_variant_id: int | None = None
     build_id: int | None = None
     build_step_id: int | None = None

@@ -1,7 +1,9 @@
 """The byte pass-through of the OpenAI-compatible API: the core's routing, retries, fallback and
 recording around an upstream request whose answer is forwarded as it came.
 
-The caller's JSON body goes upstream with only ``model`` replaced by the deployment's model id;
+The caller's JSON body goes upstream with ``model`` replaced by the deployment's model id, the
+request's params and chat messages applied (request hooks may change them: an experiment's
+variant) and our own fields (``experiment``) left out;
 the answer is parsed (orjson) only to read what the core accounts for (``wire.py``) and to catch
 malformed bodies, and the upstream bytes themselves are returned. Chat and completion streams
 ask the provider for usage; when the caller did not ask for it, the usage-only event is not
@@ -39,6 +41,8 @@ logger = logging.getLogger(__name__)
 DONE = b"[DONE]"
 CHAT_PATH = READINGS[Endpoint.CHAT].path
 RESPONSE_OWNER_SECONDS = 30 * 24 * 3600
+# Fields of a caller's body that are ours (read into the ``LlmRequest``), never sent upstream.
+OWN_FIELDS = ("experiment",)
 
 
 def _translated(request: LlmRequest, deployment: Deployment) -> bool:
@@ -51,6 +55,19 @@ def _encode(body: dict[str, Any]) -> bytes:
         return orjson.dumps(body)
     except (orjson.JSONEncodeError, TypeError) as exc:  # our request, never the provider's fault
         raise ProviderError(errors.BAD_REQUEST, f"the request cannot be encoded: {exc}") from exc
+
+
+def _upstream_body(
+    request: LlmRequest, payload: dict[str, Any], deployment: Deployment
+) -> dict[str, Any]:
+    """The caller's body as the deployment gets it: its model id, the request's params and (for
+    chat) messages as the request hooks left them, none of our own fields."""
+    body = {**payload, **request.params, "model": deployment.model.name}
+    if request.endpoint == Endpoint.CHAT:
+        body["messages"] = request.messages
+    for name in OWN_FIELDS:
+        body.pop(name, None)
+    return body
 
 
 def _chat_body(request: LlmRequest, payload: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +126,7 @@ async def relay(request: LlmRequest, payload: dict[str, Any]) -> bytes:
             said = chat_answer(data)
             answer = Translated(payload, f"resp_{request.call_id.hex}", request.model)
             return orjson.dumps(answer.from_chat(data)), said
-        body = _encode({**payload, "model": deployment.model.name})
+        body = _encode(_upstream_body(request, payload, deployment))
         reply = await transports.post(deployment.provider, reading.path, body)
         if reply.status != 200:
             raise errors.error_from_status(reply.status, reply.body, reply.retry_after)
@@ -218,7 +235,7 @@ async def relay_stream(request: LlmRequest, payload: dict[str, Any]) -> AsyncGen
             answer = Translated(payload, f"resp_{request.call_id.hex}", request.model)
             translation = TranslatedStream(answer)
         else:
-            body = {**payload, "model": deployment.model.name, "stream": True}
+            body = {**_upstream_body(request, payload, deployment), "stream": True}
             path, read = reading.path, reading.event
             if deployment.provider.stream_usage and request.endpoint != Endpoint.RESPONSES:
                 body["stream_options"] = {

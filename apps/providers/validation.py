@@ -94,6 +94,17 @@ def name_from(payload: Mapping[str, Any], param: str) -> str:
     return value
 
 
+def user_from(payload: Mapping[str, Any]) -> str:
+    """OpenAI's ``user``: the end user the caller acts for, any string."""
+    value = payload.get("user")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequestError("'user' must be a string.", "user")
+    _check_encodable(value, "user")
+    return value
+
+
 def strategy_from(value: Any, param: str = "strategy") -> str:
     if value in (None, ""):
         return ""
@@ -215,11 +226,13 @@ def llm_request_from(
     require_model: bool = False,
     provider: str | None = None,
     strategy: str | None = None,
+    experiment: str | None = None,
 ) -> LlmRequest:
     """The one builder of an ``LlmRequest`` from a caller's JSON object.
 
-    ``provider`` and ``strategy`` given here (from headers, say) win over the payload's; the
-    OpenAI-compatible API passes them so, since OpenAI's body has no room for them.
+    ``provider``, ``strategy`` and ``experiment`` given here (from headers, say) win over the
+    payload's; the OpenAI-compatible API passes them so, since OpenAI's body has no room for
+    them. ``experiment`` names the experiment the call joins, ``user`` (OpenAI's) the end user.
     ``allow_prompt`` takes a ``prompt`` string instead of ``messages`` (chat). Other endpoints
     than chat read their own fields (``prompt``, ``input``) into the request's messages.
     """
@@ -240,6 +253,8 @@ def llm_request_from(
         model=model,
         provider=name_from(payload, "provider") if provider is None else provider,
         strategy=strategy_from(payload.get("strategy") if strategy is None else strategy),
+        experiment=name_from(payload, "experiment") if experiment is None else experiment,
+        user=user_from(payload),
         params={name: payload[name] for name in LLM_PARAMS if payload.get(name) is not None},
         caller=caller,
         entry_point=entry_point,

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "apps.approvals",
     "apps.builds",
     "apps.artifacts",
+    "apps.experiments",
     "apps.dashboard",
 ]
 
@@ -214,6 +215,11 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-builds": {"task": "builds.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "sweep-agent-tasks": {"task": "agents.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "expire-approvals": {"task": "approvals.expire_overdue", "schedule": 30.0},
+    # Canary rollouts: next step, completion or rollback of each running one.
+    "advance-canaries": {
+        "task": "experiments.advance_canaries",
+        "schedule": env.float("CANARY_ADVANCE_INTERVAL", default=30.0),
+    },
     # Home's live figures (requests, tokens, cost, latency, health) on the ``metrics`` channel.
     "publish-dashboard-figures": {
         "task": "dashboard.publish_figures",
@@ -354,6 +360,8 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "apps.agents.models.RunStatus",
         "BuildStatusEnum": "apps.builds.models.BuildStatus",
         "ApprovalStatusEnum": "apps.approvals.models.ApprovalStatus",
+        "ExperimentStatusEnum": "apps.experiments.models.ExperimentStatus",
+        "CanaryStatusEnum": "apps.experiments.models.CanaryStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
