@@ -93,15 +93,18 @@ def context_items(context: Any) -> list[tuple[str, str]]:
 
 
 def duration_words(seconds: float | None) -> str:
-    """The first unit that is not zero and the next one: ``95`` → ``1 min 35 s``."""
+    """The first unit that is not zero and the next one unless zero: ``95`` → ``1 min 35 s``,
+    ``7200`` → ``2 h``."""
     if seconds is None:
         return "—"
     left = int(round(seconds))
     parts: list[str] = []
     for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
         amount, left = divmod(left, size)
-        if len(parts) == 1 or (not parts and amount):
+        if amount and len(parts) < 2:
             parts.append(f"{amount} {unit}")
+        elif parts:
+            break
     return " ".join(parts) or "0 s"
 
 

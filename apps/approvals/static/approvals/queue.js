@@ -74,8 +74,7 @@
 
   // The sidebar's entry of this page: its badge counts the requests waiting.
   function setBadge(count) {
-    document.querySelectorAll('a[href$="/approval-queue/"]').forEach(function (link) {
-      if (root.contains(link)) return;
+    document.querySelectorAll('#nav-sidebar-apps a[href$="/approval-queue/"]').forEach(function (link) {
       var badge = link.querySelector("span.min-w-\\[18px\\]");
       if (count === "0") {
         if (badge) badge.remove();
@@ -115,15 +114,17 @@
     timer = setTimeout(refresh, 100);
   }
 
-  // The first unit that is not zero and the next one: "23 h 59 min", "4 min 0 s", "12 s".
+  // The first unit that is not zero and the next one unless zero: "23 h 59 min", "4 min",
+  // "3 min 59 s" (as the page's server-side figures).
   function span(seconds) {
     var units = [[86400, "d"], [3600, "h"], [60, "min"], [1, "s"]];
     var parts = [];
-    units.forEach(function (unit) {
-      var amount = Math.floor(seconds / unit[0]);
-      seconds -= amount * unit[0];
-      if (parts.length === 1 || (parts.length === 0 && amount)) parts.push(amount + " " + unit[1]);
-    });
+    for (var i = 0; i < units.length; i++) {
+      var amount = Math.floor(seconds / units[i][0]);
+      seconds -= amount * units[i][0];
+      if (amount && parts.length < 2) parts.push(amount + " " + units[i][1]);
+      else if (parts.length) break;
+    }
     return parts.join(" ") || "0 s";
   }
 
