@@ -356,6 +356,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "apps.agents.models.RunStatus",
         "BuildStatusEnum": "apps.builds.models.BuildStatus",
         "ApprovalStatusEnum": "apps.approvals.models.ApprovalStatus",
+        "DeciderRoleEnum": "apps.approvals.models.DeciderRole",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -106,6 +106,7 @@ class ApprovalHistoryApi(ListAPIView):
     expired, each with who (none: the platform) and the notes."""
 
     serializer_class = AuditEntryOutputSerializer
+    queryset = ApprovalAuditEntry.objects.none()  # the schema's model; requests use the below
 
     def get_queryset(self) -> QuerySet[ApprovalAuditEntry]:
         return approval_history(pk=self.kwargs["pk"])
