@@ -1,7 +1,8 @@
-"""The approvals queue in the dashboard. Requests are made by what needs them (a build step)
-and never edited; Approve and Reject go through ``approval_decide``, so its policy applies here
-as in the API (nobody decides their own request, a critical one only an admin) and what it
-refuses shows as a message."""
+"""The approvals in the admin. Requests are made by what needs them (a build step) and never
+edited nor deleted; Approve and Reject go through ``approval_decide``, so the policy applies
+here as in the API (nobody decides their own request, a critical one only an admin, ...) and
+what it refuses shows as a message. The policy itself is one row, saved through
+``approval_policy_update``."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from unfold.widgets import UnfoldAdminTextareaWidget  # type: ignore[import-unty
 
 from apps.accounts.permissions import OPERATE
 
-from .models import ApprovalAuditEntry, ApprovalRequest, ApprovalStatus, RiskLevel
-from .services import approval_decide
+from .models import ApprovalAuditEntry, ApprovalPolicy, ApprovalRequest, ApprovalStatus, RiskLevel
+from .services import APPROVAL_POLICY_FIELDS, approval_decide, approval_policy_update
 
 STATUS_LABELS = {
     ApprovalStatus.PENDING: "warning",
@@ -87,8 +88,8 @@ def to_page(request: HttpRequest, url: str) -> HttpResponse:
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(ModelAdmin):
     list_display = [
-        "id", "kind", "action_shown", "status_badge", "risk_badge", "requested_by",
-        "created_at", "expires_at", "decided_by",
+        "id", "kind", "action_shown", "status_badge", "risk_badge", "required_role",
+        "requested_by", "created_at", "expires_at", "decided_by",
     ]  # fmt: skip
     list_display_links = ["id", "action_shown"]
     list_filter = [
@@ -103,12 +104,14 @@ class ApprovalRequestAdmin(ModelAdmin):
     search_help_text = "Part of the action, the reference (build_step:42) or the kind."
     fieldsets = [
         (None, {"fields": ["kind", "action", "status_badge", "risk_badge", "reference"]}),
-        ("Asked", {"fields": ["requested_by", "created_at", "expires_at", "context"]}),
+        ("Asked", {"fields": ["requested_by", "created_at", "expires_at", "context",
+                              "required_role", "escalated_at"]}),
         ("Decided", {"fields": ["decided_by", "decided_at", "decision_notes"]}),
-    ]
+    ]  # fmt: skip
     readonly_fields = [
         "kind", "action", "status_badge", "risk_badge", "reference", "requested_by",
-        "created_at", "expires_at", "context", "decided_by", "decided_at", "decision_notes",
+        "created_at", "expires_at", "context", "required_role", "escalated_at", "decided_by",
+        "decided_at", "decision_notes",
     ]  # fmt: skip
     inlines = [AuditEntryInline]
     actions = ["approve_selected", "reject_selected"]
@@ -119,6 +122,9 @@ class ApprovalRequestAdmin(ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # decisions and their trail are kept
 
     def has_decide_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """Operators decide (the operator role); the service's policy applies on top."""
@@ -188,3 +194,38 @@ class ApprovalRequestAdmin(ModelAdmin):
     )  # fmt: skip
     def reject_request(self, request: HttpRequest, form: NotesForm, object_id: str) -> Any:
         return self.decide_one(request, form, object_id, ApprovalStatus.REJECTED)
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(ModelAdmin):
+    """A single row: who decides each risk level, auto-approval, expiry, escalation and the
+    human-in-the-loop switch; applies to the next request and decision."""
+
+    list_display = ["__str__", "enabled", "high_role", "auto_approve_enabled", "expiry_outcome",
+                    "escalation_seconds", "updated_at"]  # fmt: skip
+    fieldsets = [
+        (None, {"fields": ["enabled"]}),
+        ("Who decides", {"fields": ["low_role", "medium_role", "high_role"],
+                         "description": "A critical request is always an admin's to decide; "
+                         "nobody decides their own."}),
+        ("Auto-approval", {"fields": ["auto_approve_enabled", "auto_approve_max_risk",
+                                      "auto_approve_max_cost"]}),
+        ("Expiry and escalation", {"fields": ["default_expiry_seconds", "expiry_outcome",
+                                              "escalation_seconds"]}),
+    ]  # fmt: skip
+
+    def save_model(
+        self, request: HttpRequest, obj: ApprovalPolicy, form: forms.ModelForm, change: bool
+    ) -> None:
+        """Through ``approval_policy_update`` (the model's checks show as form errors)."""
+        fields = {k: v for k, v in form.cleaned_data.items() if k in APPROVAL_POLICY_FIELDS}
+        saved = approval_policy_update(**fields)
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not ApprovalPolicy.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

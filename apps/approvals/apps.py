@@ -8,13 +8,27 @@ class ApprovalsConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.core.events import register_channels, register_event_types
-        from apps.core.registry import NavItem, Page, register_navigation, register_pages
+        from apps.core.registry import (
+            Feature,
+            NavItem,
+            Page,
+            register_feature,
+            register_navigation,
+            register_operator_models,
+            register_pages,
+        )
 
         from .events import CHANNELS, EVENT_TYPES
         from .pages import pending_count
+        from .selectors import hitl_enabled
 
         register_channels(*CHANNELS)
         register_event_types(*EVENT_TYPES)
+        register_operator_models(self.label, "approvalpolicy")
+        register_feature(
+            Feature("hitl", "Human-in-the-loop approvals: gated actions wait for a person's "
+                    "decision (off: they are approved at once).", hitl_enabled),
+        )  # fmt: skip
         register_navigation(
             NavItem("Approvals", "admin:approvals_approvalrequest_changelist", "Builds",
                     icon="approval", permission="approvals.view_approvalrequest", order=40),

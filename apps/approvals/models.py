@@ -1,13 +1,21 @@
 """Human-in-the-loop approval requests: a risky action waits here until a person decides.
 
-This is the part the build approval gate needs; the policy (who may decide what, auto-approval,
-escalation) and the dashboard's queue belong to the approvals issue.
+``ApprovalRequest`` is one decision asked of a person; ``ApprovalAuditEntry`` the append-only
+trail of what happened to it; ``ApprovalPolicy`` the one row of runtime settings that says who
+decides what, which requests approve themselves, what expiry means and when to escalate.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from apps.accounts.models import Role
 
 
 class RiskLevel(models.TextChoices):
@@ -17,11 +25,21 @@ class RiskLevel(models.TextChoices):
     CRITICAL = "critical"
 
 
+RISK_ORDER = list(RiskLevel)
+
+
 class ApprovalStatus(models.TextChoices):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+
+
+class DeciderRole(models.TextChoices):
+    """The roles that may decide (viewers never do), weakest first."""
+
+    OPERATOR = Role.OPERATOR.value, "Operator"
+    ADMIN = Role.ADMIN.value, "Admin"
 
 
 class ApprovalRequest(models.Model):
@@ -41,11 +59,17 @@ class ApprovalRequest(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="approval_requests",
     )  # fmt: skip
+    required_role = models.CharField(
+        max_length=16, choices=DeciderRole.choices, default=DeciderRole.OPERATOR,
+        help_text="The weakest role that may decide: the policy's for the risk level when "
+        "asked, raised by escalation.",
+    )  # fmt: skip
     status = models.CharField(
         max_length=16, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING,
         db_index=True,
     )  # fmt: skip
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="approval_decisions",
@@ -61,11 +85,20 @@ class ApprovalRequest(models.Model):
         return f"{self.kind} #{self.pk} ({self.status})"
 
 
+class AuditEvent(models.TextChoices):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    ESCALATED = "escalated"
+
+
 class ApprovalAuditEntry(models.Model):
-    """The append-only trail of what happened to a request: asked, approved, rejected, expired."""
+    """The append-only trail of what happened to a request: asked, escalated, approved,
+    rejected, expired. An entry is written once and never changed nor deleted on its own."""
 
     approval = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="audit")
-    event = models.CharField(max_length=16)
+    event = models.CharField(max_length=16, choices=AuditEvent.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -78,3 +111,108 @@ class ApprovalAuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.approval_id} {self.event}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ValueError("An audit entry is never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("An audit entry is never deleted.")
+
+
+class ExpiryOutcome(models.TextChoices):
+    REJECT = "reject", "Reject (status expired; what waits on it fails)"
+    APPROVE = "approve", "Approve (what waits on it goes on)"
+
+
+class ApprovalPolicy(models.Model):
+    """The approvals' runtime settings: one row (pk 1), read on each request and decision.
+
+    A critical request is always an admin's to decide; the other levels name the weakest role
+    that may decide them, never a weaker one for a riskier level."""
+
+    SINGLETON_PK = 1
+
+    enabled = models.BooleanField(
+        default=True,
+        help_text="Human-in-the-loop (the 'hitl' feature). Off: every new request is approved "
+        "at once by the platform (noted in its trail), so nothing waits for a person.",
+    )
+    low_role = models.CharField(
+        max_length=16, choices=DeciderRole.choices, default=DeciderRole.OPERATOR,
+        help_text="Who may decide a low-risk request.",
+    )  # fmt: skip
+    medium_role = models.CharField(
+        max_length=16, choices=DeciderRole.choices, default=DeciderRole.OPERATOR,
+        help_text="Who may decide a medium-risk request.",
+    )  # fmt: skip
+    high_role = models.CharField(
+        max_length=16, choices=DeciderRole.choices, default=DeciderRole.OPERATOR,
+        help_text="Who may decide a high-risk request. Critical ones: always an admin.",
+    )  # fmt: skip
+    auto_approve_enabled = models.BooleanField(
+        default=False,
+        help_text="Approve a new request at once when it is at most the risk below and its "
+        "context's cost is at most the threshold.",
+    )
+    auto_approve_max_risk = models.CharField(
+        max_length=16,
+        choices=[(level.value, level.label) for level in RISK_ORDER[:-1]],
+        default=RiskLevel.LOW,
+        help_text="The riskiest level approved automatically (never critical).",
+    )
+    auto_approve_max_cost = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True, default=Decimal("1.00"),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="The highest 'cost' in a request's context approved automatically; a request "
+        "without a cost is then left to a person. Blank: no cost condition.",
+    )  # fmt: skip
+    expiry_outcome = models.CharField(
+        max_length=16, choices=ExpiryOutcome.choices, default=ExpiryOutcome.REJECT,
+        help_text="What a request nobody decided in time becomes.",
+    )  # fmt: skip
+    escalation_seconds = models.PositiveIntegerField(
+        default=3600, validators=[MaxValueValidator(30 * 86400)],
+        help_text="A request still pending after this long is announced once more, to the next "
+        "role up (an admin), who then alone decides it. 0: never.",
+    )  # fmt: skip
+    default_expiry_seconds = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(365 * 86400)],
+        help_text="How long a request that says nothing waits; blank: APPROVAL_TIMEOUT_SECONDS "
+        "from the environment.",
+    )  # fmt: skip
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "approval policy"
+        verbose_name_plural = "approval policy"
+
+    def __str__(self) -> str:
+        return "Approval policy"
+
+    def clean(self) -> None:
+        order = DeciderRole.values
+        roles = (self.low_role, self.medium_role, self.high_role)
+        if not all(role in order for role in roles):
+            return  # the field's own choices say what is wrong
+        low, medium, high = (order.index(role) for role in roles)
+        weaker = "A riskier level may not need a weaker role than a safer one."
+        if medium < low:
+            raise ValidationError({"medium_role": weaker})
+        if high < medium:
+            raise ValidationError({"high_role": weaker})
+
+    def role_for(self, risk_level: str) -> DeciderRole:
+        """The weakest role that may decide a request of ``risk_level``."""
+        roles = {
+            RiskLevel.LOW: self.low_role,
+            RiskLevel.MEDIUM: self.medium_role,
+            RiskLevel.HIGH: self.high_role,
+            RiskLevel.CRITICAL: DeciderRole.ADMIN,
+        }
+        return DeciderRole(roles[RiskLevel(risk_level)])
+
+    @property
+    def expiry_seconds(self) -> int:
+        return self.default_expiry_seconds or settings.APPROVAL_TIMEOUT_SECONDS

@@ -1,8 +1,28 @@
-"""Asking for a decision, deciding, expiring. Decisions are final, each kept in the audit trail."""
+"""Asking for a decision, deciding, expiring, escalating, and the policy that governs them.
+
+The policy (``ApprovalPolicy``, one row of runtime settings):
+
+- who decides: a viewer never; nobody their own request; otherwise the request's
+  ``required_role`` or stronger: the policy's role for its risk level when it was asked (a
+  critical one always an admin's), raised to admin by escalation;
+- auto-approval (when enabled): a new request at most ``auto_approve_max_risk`` whose
+  context's ``cost`` is at most ``auto_approve_max_cost`` (any cost when that is blank) is
+  approved at once by the platform; with human-in-the-loop switched off every new request is;
+- expiry: a request nobody decided by ``expires_at`` is expired (rejected: what waits on it
+  fails) or approved, as ``expiry_outcome`` says; a decision that comes too late is refused;
+- escalation: a request still pending ``escalation_seconds`` after it was asked is announced
+  once more (``approval.escalated``), to admins, who alone may then decide it.
+
+Decisions are final: each settles a pending request under a row lock, so of two concurrent ones
+exactly one is recorded and the other refused. Each is kept in the append-only audit trail and
+sent as ``approval_decided`` inside the same transaction (the builds app resumes or fails the
+step that waits), then published on ``approvals`` once committed.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -13,11 +33,99 @@ from django.utils import timezone
 from apps.accounts.models import Role
 from apps.accounts.services import user_role
 from apps.core.events import publish_on_commit
+from apps.core.services import instance_update
 
-from .models import ApprovalAuditEntry, ApprovalRequest, ApprovalStatus, RiskLevel
+from .models import (
+    RISK_ORDER,
+    ApprovalAuditEntry,
+    ApprovalPolicy,
+    ApprovalRequest,
+    ApprovalStatus,
+    AuditEvent,
+    DeciderRole,
+    ExpiryOutcome,
+    RiskLevel,
+)
+from .selectors import approval_policy
 from .signals import approval_decided
 
 DECISIONS = (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED)
+ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+HITL_OFF_NOTE = "Human-in-the-loop is switched off: approved without a person."
+EXPIRED_NOTE = "Expired before anyone decided."
+EXPIRED_APPROVED_NOTE = "Nobody decided before it expired: approved, as the policy says on expiry."
+APPROVAL_POLICY_FIELDS = (
+    "enabled", "low_role", "medium_role", "high_role", "auto_approve_enabled",
+    "auto_approve_max_risk", "auto_approve_max_cost", "expiry_outcome", "escalation_seconds",
+    "default_expiry_seconds",
+)  # fmt: skip
+
+
+# --- the policy ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def approval_policy_update(**fields: Any) -> ApprovalPolicy:
+    """Change the policy (``APPROVAL_POLICY_FIELDS``); it applies to the next request and
+    decision. Requests already asked keep the role they need."""
+    row, _ = ApprovalPolicy.objects.select_for_update().get_or_create(
+        pk=ApprovalPolicy.SINGLETON_PK
+    )
+    return instance_update(instance=row, fields=APPROVAL_POLICY_FIELDS, data=fields)
+
+
+def approval_refusal(*, approval: ApprovalRequest, user: User | None) -> str | None:
+    """Why ``user`` may not decide ``approval`` under the policy, or None when they may.
+
+    Says nothing of the request's state (decided, expired): ``approval_decide`` does."""
+    role = user_role(user=user) if user is not None and user.is_active else None
+    if user is None or role is None or role == Role.VIEWER:
+        return "Deciding an approval needs the operator role."
+    if approval.requested_by_id is not None and approval.requested_by_id == user.pk:
+        return "Nobody may decide their own request."
+    if ROLE_RANK[role] < ROLE_RANK[Role(approval.required_role)]:
+        if approval.risk_level == RiskLevel.CRITICAL:
+            return "Only an admin may decide a critical request."
+        if approval.escalated_at is not None:
+            return "Only an admin may decide this request: it was escalated."
+        return f"Only an admin may decide a {approval.risk_level}-risk request."
+    return None
+
+
+def auto_approval_rule(
+    *, policy: ApprovalPolicy, risk_level: str, context: dict[str, Any]
+) -> str | None:
+    """The rule that approves a new request at once, told in words, or None."""
+    if not policy.auto_approve_enabled:
+        return None
+    if RISK_ORDER.index(RiskLevel(risk_level)) > RISK_ORDER.index(
+        RiskLevel(policy.auto_approve_max_risk)
+    ):
+        return None
+    rule = f"risk {risk_level} is at most {policy.auto_approve_max_risk}"
+    if policy.auto_approve_max_cost is None:
+        return rule
+    cost = _cost(context.get("cost"))
+    if cost is None or cost > policy.auto_approve_max_cost:
+        return None
+    return f"{rule} and cost {_number(cost)} is at most {_number(policy.auto_approve_max_cost)}"
+
+
+def _number(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def _cost(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        cost = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return cost if cost.is_finite() and cost >= 0 else None
+
+
+# --- requests and decisions ----------------------------------------------------------------------
 
 
 def approval_request_create(
@@ -30,39 +138,70 @@ def approval_request_create(
     requested_by: User | None = None,
     expires_in_seconds: float | None = None,
 ) -> ApprovalRequest:
+    """Ask for a decision. It expires after ``expires_in_seconds`` (the policy's default when
+    None). The returned request may already be approved: by an auto-approval rule, or because
+    human-in-the-loop is off; ``approval_decided`` was then sent in this transaction."""
     if risk_level not in RiskLevel.values:
         raise ValidationError({"risk_level": f"One of: {', '.join(RiskLevel.values)}."})
-    expires_at = (
-        timezone.now() + timedelta(seconds=expires_in_seconds) if expires_in_seconds else None
-    )
+    if not kind.strip():
+        raise ValidationError({"kind": "Say what asks (e.g. build_step)."})
+    if not action.strip():
+        raise ValidationError({"action": "Say what would be done."})
+    if context is not None and not isinstance(context, dict):
+        raise ValidationError({"context": "An object."})
+    if expires_in_seconds is not None and not expires_in_seconds > 0:
+        raise ValidationError({"expires_in_seconds": "More than 0."})
+    policy = approval_policy()
+    seconds = expires_in_seconds or policy.expiry_seconds
     with transaction.atomic():
         approval = ApprovalRequest.objects.create(
             kind=kind, action=action, reference=reference, risk_level=risk_level,
-            context=context or {}, requested_by=requested_by, expires_at=expires_at,
+            context=context or {}, requested_by=requested_by,
+            required_role=policy.role_for(risk_level),
+            expires_at=timezone.now() + timedelta(seconds=seconds),
         )  # fmt: skip
-        ApprovalAuditEntry.objects.create(approval=approval, event="requested", actor=requested_by)
-        _announce(approval)
+        _audit(approval, AuditEvent.REQUESTED, requested_by)
+        rule = auto_approval_rule(policy=policy, risk_level=risk_level, context=approval.context)
+        if not policy.enabled:
+            _settle(approval, ApprovalStatus.APPROVED, None, HITL_OFF_NOTE)
+        elif rule is not None:
+            _settle(approval, ApprovalStatus.APPROVED, None, f"Auto-approved by rule: {rule}.")
+        else:
+            _announce(approval)
     return approval
 
 
 def approval_decide(
     *, approval: ApprovalRequest, decision: str, by: User, notes: str = ""
 ) -> ApprovalRequest:
-    """Approve or reject. Nobody decides their own request; a critical one only an admin."""
+    """Approve or reject, as the policy allows ``by`` (``PermissionDenied`` otherwise, saying
+    why). A request no longer pending is refused (``ValidationError`` naming no field); one past
+    its time is expired now, by the policy's outcome on expiry, and the decision refused."""
     if decision not in DECISIONS:
         raise ValidationError({"decision": "Either approved or rejected."})
-    if approval.requested_by_id is not None and approval.requested_by_id == by.pk:
-        raise PermissionDenied("Nobody may decide their own request.")
-    if approval.risk_level == RiskLevel.CRITICAL and user_role(user=by) != Role.ADMIN:
-        raise PermissionDenied("Only an admin may decide a critical request.")
     with transaction.atomic():
         approval = ApprovalRequest.objects.select_for_update().get(pk=approval.pk)
-        _settle(approval, decision, by, notes)
+        refusal = approval_refusal(approval=approval, user=by)
+        if refusal is not None:
+            raise PermissionDenied(refusal)
+        _check_pending(approval)
+        late = approval.expires_at is not None and approval.expires_at <= timezone.now()
+        if late:
+            _expire(approval, approval_policy())
+        else:
+            _settle(approval, decision, by, notes)
+    if late:
+        raise ValidationError(
+            f"This request expired at {approval.expires_at:%Y-%m-%d %H:%M:%S %Z} before the "
+            f"decision came: it is {approval.status} now."
+        )
     return approval
 
 
 def approvals_expire_overdue() -> int:
-    """Expire every pending request past its time (run by Celery beat); their waiters fail."""
+    """Settle every pending request past its time (run by Celery beat) by the policy's
+    outcome on expiry: expired (what waits on it fails) or approved. Returns how many."""
+    policy = approval_policy()
     expired = 0
     overdue = ApprovalRequest.objects.filter(
         status=ApprovalStatus.PENDING, expires_at__lte=timezone.now()
@@ -71,27 +210,80 @@ def approvals_expire_overdue() -> int:
         with transaction.atomic():
             approval = ApprovalRequest.objects.select_for_update().get(pk=pk)
             if approval.status == ApprovalStatus.PENDING:
-                _settle(approval, ApprovalStatus.EXPIRED, None, "Expired before anyone decided.")
+                _expire(approval, policy)
                 expired += 1
     return expired
 
 
-def _settle(approval: ApprovalRequest, status: str, by: User | None, notes: str) -> None:
+def approvals_escalate_overdue() -> int:
+    """Escalate, once, every request still pending ``escalation_seconds`` after it was asked
+    (run by Celery beat): an admin alone may decide it from now on, and admins hear of it
+    (``approval.escalated``). Returns how many."""
+    policy = approval_policy()
+    if not policy.escalation_seconds:
+        return 0
+    cutoff = timezone.now() - timedelta(seconds=policy.escalation_seconds)
+    due = ApprovalRequest.objects.filter(
+        status=ApprovalStatus.PENDING, escalated_at__isnull=True, created_at__lte=cutoff
+    ).values_list("pk", flat=True)
+    escalated = 0
+    for pk in due:
+        with transaction.atomic():
+            approval = ApprovalRequest.objects.select_for_update().get(pk=pk)
+            if approval.status != ApprovalStatus.PENDING or approval.escalated_at is not None:
+                continue
+            approval.required_role = DeciderRole.ADMIN
+            approval.escalated_at = timezone.now()
+            approval.save(update_fields=["required_role", "escalated_at"])
+            waited = int((approval.escalated_at - approval.created_at).total_seconds())
+            _audit(approval, AuditEvent.ESCALATED, None,
+                   f"Escalated to admin: pending for {waited} s, longer than the policy's "
+                   f"{policy.escalation_seconds} s.")  # fmt: skip
+            publish_on_commit("approvals", "approval.escalated", {
+                **_event_data(approval), "waited_seconds": waited,
+            })  # fmt: skip
+            escalated += 1
+    return escalated
+
+
+# --- settling ------------------------------------------------------------------------------------
+
+
+def _check_pending(approval: ApprovalRequest) -> None:
     if approval.status != ApprovalStatus.PENDING:
         raise ValidationError(f"This request was already {approval.status}.")
+
+
+def _expire(approval: ApprovalRequest, policy: ApprovalPolicy) -> None:
+    if policy.expiry_outcome == ExpiryOutcome.APPROVE:
+        _settle(approval, ApprovalStatus.APPROVED, None, EXPIRED_APPROVED_NOTE)
+    else:
+        _settle(approval, ApprovalStatus.EXPIRED, None, EXPIRED_NOTE)
+
+
+def _settle(approval: ApprovalRequest, status: str, by: User | None, notes: str) -> None:
+    _check_pending(approval)
     approval.status = status
     approval.decided_by = by
     approval.decision_notes = notes
     approval.decided_at = timezone.now()
     approval.save(update_fields=["status", "decided_by", "decision_notes", "decided_at"])
-    ApprovalAuditEntry.objects.create(approval=approval, event=status, actor=by, notes=notes)
+    _audit(approval, status, by, notes)
     approval_decided.send(sender=ApprovalRequest, approval=approval)
     _announce(approval)
 
 
+def _audit(approval: ApprovalRequest, event: str, actor: User | None, notes: str = "") -> None:
+    ApprovalAuditEntry.objects.create(approval=approval, event=event, actor=actor, notes=notes)
+
+
+def _event_data(approval: ApprovalRequest) -> dict[str, Any]:
+    return {
+        "id": approval.pk, "kind": approval.kind, "status": approval.status,
+        "risk_level": approval.risk_level, "reference": approval.reference,
+        "required_role": approval.required_role,
+    }  # fmt: skip
+
+
 def _announce(approval: ApprovalRequest) -> None:
-    publish_on_commit(
-        "approvals", "approval.updated",
-        {"id": approval.pk, "kind": approval.kind, "status": approval.status,
-         "risk_level": approval.risk_level, "reference": approval.reference},
-    )  # fmt: skip
+    publish_on_commit("approvals", "approval.updated", _event_data(approval))

@@ -517,7 +517,6 @@ def _await_approval(step: BuildStep) -> None:
         risk_level=RiskLevel.MEDIUM,
         context={"build": build.pk, "step": step.pk, "title": build.title, "step_name": step.name},
         requested_by=build.created_by,
-        expires_in_seconds=settings.APPROVAL_TIMEOUT_SECONDS,
     )
     step.approval = approval
     step.status = RunStatus.AWAITING_APPROVAL
@@ -527,6 +526,8 @@ def _await_approval(step: BuildStep) -> None:
     build.status = BuildStatus.AWAITING_APPROVAL
     build.save(update_fields=["status"])
     _announce_build(build)
+    if approval.status != ApprovalStatus.PENDING:  # approved at once by the approval policy
+        approval_decided_receiver(sender=ApprovalRequest, approval=approval)
 
 
 def approval_decided_receiver(sender: type, approval: ApprovalRequest, **kwargs: Any) -> None:

@@ -198,7 +198,8 @@ BUILD_STEP_STALE_SECONDS = env.float("BUILD_STEP_STALE_SECONDS", default=120.0)
 BUILD_SWEEP_INTERVAL = env.float("BUILD_SWEEP_INTERVAL", default=30.0)
 # The Celery queue build steps go to (a deployment may give builds workers of their own).
 BUILD_TASK_QUEUE = env("BUILD_TASK_QUEUE", default="celery")
-# An approval a build step waits for expires (and fails the build) after this long.
+# An approval request that says nothing expires after this long (the approval policy's default
+# expiry, editable at runtime, overrides it); a build step waiting on it then fails.
 APPROVAL_TIMEOUT_SECONDS = env.int("APPROVAL_TIMEOUT_SECONDS", default=86400)
 # Artifacts are stored through Django's storage API: local files under MEDIA_ROOT by default.
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(VAR_DIR / "media"))
@@ -220,6 +221,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "experiments.advance_canaries",
         "schedule": env.float("CANARY_ADVANCE_INTERVAL", default=30.0),
     },
+    "escalate-approvals": {"task": "approvals.escalate_overdue", "schedule": 60.0},
     # Home's live figures (requests, tokens, cost, latency, health) on the ``metrics`` channel.
     "publish-dashboard-figures": {
         "task": "dashboard.publish_figures",
@@ -362,6 +364,7 @@ SPECTACULAR_SETTINGS = {
         "ApprovalStatusEnum": "apps.approvals.models.ApprovalStatus",
         "ExperimentStatusEnum": "apps.experiments.models.ExperimentStatus",
         "CanaryStatusEnum": "apps.experiments.models.CanaryStatus",
+        "DeciderRoleEnum": "apps.approvals.models.DeciderRole",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

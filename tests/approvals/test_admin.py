@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from apps.accounts.models import Role
-from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
+from apps.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalStatus, RiskLevel
 from apps.approvals.services import approval_decide, approval_request_create
 from tests.support.factories import user_create
 
@@ -127,3 +127,55 @@ def test_the_page_decides_one_request_with_notes(admin_client, admin_user):
     again = admin_client.post(f"{APPROVALS}{approval.pk}/approve/", {"_form_submitted": "True"},
                               follow=True)  # fmt: skip
     assert f"#{approval.pk}: This request was already rejected." in texts(again)
+
+
+POLICY = "/admin/approvals/approvalpolicy/"
+
+
+def policy_form(**fields) -> dict:
+    return {
+        "enabled": "on", "low_role": "operator", "medium_role": "operator",
+        "high_role": "operator", "auto_approve_max_risk": "low", "auto_approve_max_cost": "1",
+        "expiry_outcome": "reject", "escalation_seconds": "3600", "default_expiry_seconds": "",
+        **fields,
+    }  # fmt: skip
+
+
+def test_operators_edit_the_policy_in_the_admin_and_its_checks_show_as_form_errors():
+    operator, _ = logged_in(Role.OPERATOR)
+    assert operator.get(POLICY).status_code == 200
+    added = operator.post(f"{POLICY}add/", policy_form(high_role="admin", escalation_seconds="60"))
+    assert added.status_code == 302, added.context["adminform"].form.errors
+    policy = ApprovalPolicy.objects.get()
+    assert (policy.pk, policy.high_role, policy.escalation_seconds) == (1, "admin", 60)
+    assert operator.get(f"{POLICY}add/").status_code == 403, "one row"
+
+    refused = operator.post(f"{POLICY}1/change/", policy_form(high_role="operator",
+                                                               medium_role="admin"))  # fmt: skip
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors == {
+        "high_role": ["A riskier level may not need a weaker role than a safer one."]
+    }
+    changed = operator.post(f"{POLICY}1/change/", policy_form(expiry_outcome="approve"))
+    assert changed.status_code == 302
+    policy.refresh_from_db()
+    assert (policy.high_role, policy.expiry_outcome) == ("operator", "approve")
+    assert operator.post(f"{POLICY}1/delete/", {"post": "yes"}).status_code == 403
+
+    viewer, _ = logged_in(Role.VIEWER)
+    assert viewer.get(f"{POLICY}1/change/").status_code == 200
+    assert viewer.post(f"{POLICY}1/change/", policy_form(enabled="")).status_code == 403
+    assert ApprovalPolicy.objects.get().enabled
+
+
+def test_requests_and_their_trail_are_never_deleted(admin_client):
+    approval = request_made()
+    response = admin_client.post(f"{APPROVALS}{approval.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 403
+    assert ApprovalRequest.objects.filter(pk=approval.pk).exists()
+    entry = approval.audit.get()
+    with pytest.raises(ValueError, match="never changed"):
+        entry.notes = "rewritten"
+        entry.save()
+    with pytest.raises(ValueError, match="never deleted"):
+        entry.delete()

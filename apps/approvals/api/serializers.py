@@ -1,21 +1,87 @@
-"""Approval requests as the API publishes them, and the one write: a decision."""
+"""Approval requests as the API publishes them, and its writes: a request (in seed 004's
+words), a decision (ours or seed 004's), the policy."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
-from ..models import ApprovalAuditEntry, ApprovalRequest
-from ..services import DECISIONS
+from ..models import (
+    ApprovalAuditEntry,
+    ApprovalPolicy,
+    ApprovalRequest,
+    ApprovalStatus,
+    DeciderRole,
+    ExpiryOutcome,
+    RiskLevel,
+)
+from ..services import APPROVAL_POLICY_FIELDS, DECISIONS
+
+MAX_EXPIRY_SECONDS = 365 * 86400
+
+
+class ApprovalRequestInputSerializer(serializers.Serializer):
+    """Seed 004's ``POST /approvals/request``: ``orchestration_id`` is kept as the request's
+    ``reference``, ``approval_type`` as its ``kind``, ``proposed_action`` as its ``action``.
+    The requester is the caller; ``requester_id``, if given, must be the caller's id."""
+
+    orchestration_id = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default="",
+        help_text="What the decision applies to (kept as reference), e.g. orch_123.",
+    )  # fmt: skip
+    approval_type = serializers.CharField(max_length=64, help_text="Kept as kind, e.g. financial.")
+    proposed_action = serializers.CharField(help_text="Kept as action: what would be done.")
+    risk_level = serializers.ChoiceField(choices=RiskLevel.choices, default=RiskLevel.MEDIUM)
+    requester_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Your own user id, or leave it out."
+    )
+    context = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
+    expires_in_seconds = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_EXPIRY_SECONDS,
+        help_text="How long it waits; the policy's default expiry when left out.",
+    )  # fmt: skip
 
 
 class DecisionInputSerializer(serializers.Serializer):
+    """Ours, ``{"decision": "approved" | "rejected", "notes"}``, or seed 004's,
+    ``{"approved": true | false, "approver_id", "approval_notes"}``. The approver is the
+    caller; ``approver_id``, if given, must be the caller's id."""
+
     decision = serializers.ChoiceField(
-        choices=[(decision.value, decision.label) for decision in DECISIONS],
+        choices=[(decision.value, decision.label) for decision in DECISIONS], required=False,
         error_messages={"invalid_choice": '"{input}" is not a decision; use approved or rejected.'},
-    )
+    )  # fmt: skip
+    approved = serializers.BooleanField(required=False, help_text="Seed 004's decision.")
     notes = serializers.CharField(
-        required=False, allow_blank=True, default="", help_text="Why; kept in the audit trail."
+        required=False, allow_blank=True, max_length=2000, help_text="Why; kept in the trail."
     )
+    approval_notes = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, help_text="Seed 004's notes."
+    )
+    approver_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Your own user id, or leave it out."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        decision = attrs.get("decision")
+        if "approved" in attrs:
+            said = ApprovalStatus.APPROVED if attrs["approved"] else ApprovalStatus.REJECTED
+            if decision is not None and decision != said:
+                raise serializers.ValidationError({"decision": "Contradicts approved."})
+            decision = said
+        if decision is None:
+            raise serializers.ValidationError(
+                {"decision": "Say approved or rejected (or approved: true or false)."}
+            )
+        notes = attrs.get("notes")
+        if notes is not None and attrs.get("approval_notes") not in (None, notes):
+            raise serializers.ValidationError({"notes": "Give notes or approval_notes, not both."})
+        return {
+            "decision": decision,
+            "notes": (notes if notes is not None else attrs.get("approval_notes", "")).strip(),
+            "approver_id": attrs.get("approver_id"),
+        }
 
 
 class AuditEntryOutputSerializer(serializers.ModelSerializer):
@@ -38,8 +104,9 @@ class ApprovalOutputSerializer(serializers.ModelSerializer):
         model = ApprovalRequest
         fields = [
             "id", "kind", "action", "risk_level", "context", "reference", "status",
-            "requested_by", "requested_by_username", "created_at", "expires_at",
-            "decided_by", "decided_by_username", "decision_notes", "decided_at",
+            "required_role", "requested_by", "requested_by_username", "created_at",
+            "expires_at", "escalated_at", "decided_by", "decided_by_username", "decision_notes",
+            "decided_at",
         ]  # fmt: skip
 
 
@@ -48,3 +115,44 @@ class ApprovalDetailOutputSerializer(ApprovalOutputSerializer):
 
     class Meta(ApprovalOutputSerializer.Meta):
         fields = [*ApprovalOutputSerializer.Meta.fields, "audit"]
+
+
+class ApprovalStatsOutputSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(
+        child=serializers.IntegerField(), help_text="pending, approved, rejected, expired."
+    )
+    by_risk = serializers.DictField(
+        child=serializers.IntegerField(), help_text="low, medium, high, critical."
+    )
+    decided_by_people = serializers.IntegerField(
+        help_text="Requests a person approved or rejected (the median's sample)."
+    )
+    median_seconds_to_decision = serializers.FloatField(
+        allow_null=True,
+        help_text="From asking to a person's decision; null before any. Auto-approvals and "
+        "expiries are not a person's decision and are left out.",
+    )
+
+
+class ApprovalPolicyOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApprovalPolicy
+        fields = [*APPROVAL_POLICY_FIELDS, "updated_at"]
+
+
+class ApprovalPolicyInputSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(required=False)
+    low_role = serializers.ChoiceField(choices=DeciderRole.choices, required=False)
+    medium_role = serializers.ChoiceField(choices=DeciderRole.choices, required=False)
+    high_role = serializers.ChoiceField(choices=DeciderRole.choices, required=False)
+    auto_approve_enabled = serializers.BooleanField(required=False)
+    auto_approve_max_risk = serializers.ChoiceField(
+        choices=[c for c in RiskLevel.choices if c[0] != RiskLevel.CRITICAL], required=False
+    )
+    auto_approve_max_cost = serializers.DecimalField(
+        max_digits=12, decimal_places=4, required=False, allow_null=True, min_value=0
+    )
+    expiry_outcome = serializers.ChoiceField(choices=ExpiryOutcome.choices, required=False)
+    escalation_seconds = serializers.IntegerField(required=False, min_value=0)
+    default_expiry_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)

@@ -1,30 +1,52 @@
-"""Approval requests: reads for the viewer role; a decision needs the operator role, and the
-service's policy applies on top (nobody decides their own request: 403; a critical one only an
-admin: 403). A request already decided or expired is a 409 ``conflict``."""
+"""Approval requests: reads for the viewer role; asking, deciding and changing the policy need
+the operator role, and the policy applies on top (a decision on your own request, a critical
+one by a non-admin, ...: 403 saying why). A request already decided or expired is a 409
+``conflict``. Callers act as themselves only: a ``requester_id`` or ``approver_id`` that is not
+the caller's id is a 403."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import request_user
-from apps.core.api.shortcuts import state_conflicts
+from apps.core.api.shortcuts import state_conflicts, validated
 
 from ..filtersets import ApprovalFilter
-from ..models import ApprovalRequest
-from ..selectors import approval_get, approval_list, approval_pending_list
-from ..services import approval_decide
+from ..models import ApprovalAuditEntry, ApprovalRequest
+from ..selectors import (
+    approval_get,
+    approval_history,
+    approval_list,
+    approval_pending_list,
+    approval_policy,
+    approval_stats,
+)
+from ..services import approval_decide, approval_policy_update, approval_request_create
 from .serializers import (
     ApprovalDetailOutputSerializer,
     ApprovalOutputSerializer,
+    ApprovalPolicyInputSerializer,
+    ApprovalPolicyOutputSerializer,
+    ApprovalRequestInputSerializer,
+    ApprovalStatsOutputSerializer,
+    AuditEntryOutputSerializer,
     DecisionInputSerializer,
 )
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def only_yourself(request: Request, given: int | None, what: str) -> None:
+    """Nobody acts as someone else: a given id must be the caller's own."""
+    if given is not None and given != request_user(request).pk:
+        raise PermissionDenied(f"{what} is you, the caller (user {request_user(request).pk}).")
 
 
 class ApprovalListApi(ListAPIView):
@@ -47,29 +69,93 @@ class ApprovalPendingListApi(ListAPIView):
         return approval_pending_list()
 
 
+class ApprovalRequestApi(APIView):
+    """Ask for a decision (seed 004's payload). The answer may already be approved: by an
+    auto-approval rule of the policy, or because human-in-the-loop is switched off."""
+
+    @extend_schema(
+        request=ApprovalRequestInputSerializer,
+        responses={
+            201: ApprovalDetailOutputSerializer,
+            403: OpenApiResponse(ERROR, description="requester_id is not the caller."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(ApprovalRequestInputSerializer, request)
+        only_yourself(request, data.get("requester_id"), "The requester")
+        approval = approval_request_create(
+            kind=data["approval_type"], action=data["proposed_action"],
+            reference=data["orchestration_id"], risk_level=data["risk_level"],
+            context=data["context"], requested_by=request_user(request),
+            expires_in_seconds=data.get("expires_in_seconds"),
+        )  # fmt: skip
+        return Response(
+            ApprovalDetailOutputSerializer(approval_get(pk=approval.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
 class ApprovalDetailApi(APIView):
     @extend_schema(responses=ApprovalDetailOutputSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(ApprovalDetailOutputSerializer(approval_get(pk=pk)).data)
 
 
+class ApprovalHistoryApi(ListAPIView):
+    """A request's audit trail, oldest first: requested, escalated, approved / rejected /
+    expired, each with who (none: the platform) and the notes."""
+
+    serializer_class = AuditEntryOutputSerializer
+    queryset = ApprovalAuditEntry.objects.none()  # the schema's model; requests use the below
+
+    def get_queryset(self) -> QuerySet[ApprovalAuditEntry]:
+        return approval_history(pk=self.kwargs["pk"])
+
+
 class ApprovalDecideApi(APIView):
     """Approve or reject: final, kept in the audit trail; what waits on it (a build step)
-    goes on or fails in the same transaction."""
+    goes on or fails in the same transaction. Served at ``approvals/{id}/decide`` and at seed
+    004's ``approvals/pending/{id}/decide``; both take either payload."""
 
     @extend_schema(
         request=DecisionInputSerializer,
         responses={
             200: ApprovalDetailOutputSerializer,
-            403: OpenApiResponse(ERROR, description="Your own request, or a critical one."),
-            409: OpenApiResponse(ERROR, description="Already decided or expired."),
+            403: OpenApiResponse(
+                ERROR, description="Refused by the policy (your own request, a role too weak "
+                "for its risk or escalation), or approver_id is not the caller."
+            ),
+            409: OpenApiResponse(ERROR, description="Already decided, or expired."),
         },
-    )
+    )  # fmt: skip
     def post(self, request: Request, pk: int) -> Response:
-        data = DecisionInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = validated(DecisionInputSerializer, request)
+        only_yourself(request, data["approver_id"], "The approver")
         with state_conflicts():
             approval = approval_decide(
-                approval=approval_get(pk=pk), by=request_user(request), **data.validated_data
-            )
+                approval=approval_get(pk=pk), decision=data["decision"],
+                by=request_user(request), notes=data["notes"],
+            )  # fmt: skip
         return Response(ApprovalDetailOutputSerializer(approval_get(pk=approval.pk)).data)
+
+
+class ApprovalStatsApi(APIView):
+    """Counts by status and by risk level, and the median time to a person's decision."""
+
+    @extend_schema(responses=ApprovalStatsOutputSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(ApprovalStatsOutputSerializer(approval_stats()).data)
+
+
+class ApprovalPolicyApi(APIView):
+    """The approval policy (runtime settings): who decides each risk level, auto-approval,
+    the outcome on expiry, escalation, the default expiry, and the ``hitl`` switch."""
+
+    @extend_schema(responses=ApprovalPolicyOutputSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(ApprovalPolicyOutputSerializer(approval_policy()).data)
+
+    @extend_schema(request=ApprovalPolicyInputSerializer, responses=ApprovalPolicyOutputSerializer)
+    def patch(self, request: Request) -> Response:
+        data = validated(ApprovalPolicyInputSerializer, request, partial=True)
+        return Response(ApprovalPolicyOutputSerializer(approval_policy_update(**data)).data)
