@@ -77,7 +77,8 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
         "Calls", "Refused call records",
     ]  # fmt: skip
     assert viewer["Builds"] == [
-        "Builds", "Build templates", "Agents", "Agent tasks", "Approvals", "Artifacts",
+        "Build", "Builds", "Build templates", "Agent board", "Agents", "Agent tasks",
+        "Approval queue", "Approvals", "Artifact browser", "Artifacts",
     ]  # fmt: skip
     assert viewer["Accounts"] == ["API keys"]
     assert viewer["System"] == ["Platform settings"]
