@@ -11,12 +11,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
-from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
+from django.http import Http404, HttpRequest, HttpResponse
+from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
 from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     ChoicesDropdownFilter,
     RangeDateTimeFilter,
@@ -27,6 +25,7 @@ from unfold.utils import display_for_label  # type: ignore[import-untyped]
 from unfold.widgets import UnfoldAdminTextareaWidget  # type: ignore[import-untyped]
 
 from apps.accounts.permissions import OPERATE
+from apps.core.admin_support import ReadOnlyInline, acting_user, to_page
 
 from .models import ApprovalAuditEntry, ApprovalPolicy, ApprovalRequest, ApprovalStatus, RiskLevel
 from .services import APPROVAL_POLICY_FIELDS, approval_decide, approval_policy_update
@@ -45,23 +44,11 @@ RISK_LABELS = {
 }
 
 
-class AuditEntryInline(TabularInline):
+class AuditEntryInline(ReadOnlyInline):
     model = ApprovalAuditEntry
     fields = readonly_fields = ["created_at", "event", "actor", "notes"]
     ordering = ["created_at", "id"]
-    extra = 0
-    max_num = 0
-    can_delete = False
     verbose_name_plural = "audit trail"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class NotesForm(BaseDialogForm):
@@ -69,20 +56,6 @@ class NotesForm(BaseDialogForm):
         required=False, widget=UnfoldAdminTextareaWidget(attrs={"rows": 4}),
         help_text="Why; kept in the audit trail.",
     )  # fmt: skip
-
-
-def acting_user(request: HttpRequest) -> User:
-    """Who decides: the admin's views are behind its login, so a user."""
-    if not isinstance(request.user, User):
-        raise PermissionDenied
-    return request.user
-
-
-def to_page(request: HttpRequest, url: str) -> HttpResponse:
-    """What a dialog action answers: HTMX follows ``HX-Redirect``; a plain post is redirected."""
-    if request.headers.get("HX-Request"):
-        return HttpResponse(headers={"HX-Redirect": url})
-    return HttpResponseRedirect(url)
 
 
 @admin.register(ApprovalRequest)
@@ -177,7 +150,7 @@ class ApprovalRequestAdmin(ModelAdmin):
         if approval is None:
             raise Http404(f"No approval request {object_id}.")
         self.decide(request, [approval], decision, form.cleaned_data["notes"])
-        return to_page(request, reverse("admin:approvals_approvalrequest_change", args=[object_id]))
+        return to_page(request, "admin:approvals_approvalrequest_change", object_id)
 
     @action(
         description="Approve", url_path="approve", permissions=["decide"], icon="check",

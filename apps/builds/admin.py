@@ -9,13 +9,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
-from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
+from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
 from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     ChoicesDropdownFilter,
     RangeDateTimeFilter,
@@ -30,6 +29,7 @@ from unfold.widgets import (  # type: ignore[import-untyped]
 )
 
 from apps.accounts.permissions import OPERATE
+from apps.core.admin_support import ReadOnlyInline, acting_user, confirm, refusal, to_page
 
 from .models import Build, BuildEvent, BuildStatus, BuildStep, BuildTemplate, RunStatus
 from .selectors import build_list_with_progress, build_step_specs
@@ -59,29 +59,9 @@ def badge(status: str, text: str) -> str:
     return display_for_label((status, text), "—", STATUS_LABELS)
 
 
-def acting_user(request: HttpRequest) -> User:
-    """Who acts: the admin's views are behind its login, so a user."""
-    if not isinstance(request.user, User):
-        raise PermissionDenied
-    return request.user
-
-
-def refusal(error: ValidationError) -> str:
-    return " ".join(error.messages)
-
-
 def build_link(build: Build) -> str:
     url = reverse("admin:builds_build_change", args=[build.pk])
     return format_html('<a href="{}">{}</a>', url, build)
-
-
-def to_page(request: HttpRequest, url_name: str, *args: Any) -> HttpResponse:
-    """What a dialog action answers: the page to show next (the dialog posts with HTMX, which
-    follows ``HX-Redirect``; a plain form post is redirected)."""
-    url = reverse(url_name, args=args)
-    if request.headers.get("HX-Request"):
-        return HttpResponse(headers={"HX-Redirect": url})
-    return HttpResponseRedirect(url)
 
 
 class OperatedAdmin(ModelAdmin):
@@ -96,22 +76,6 @@ class OperatedAdmin(ModelAdmin):
         if obj is None:
             raise Http404(f"No {self.opts.verbose_name} {object_id}.")
         return obj
-
-
-class ReadOnlyInline(TabularInline):
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class BuildStepInline(ReadOnlyInline):
@@ -166,10 +130,6 @@ def seconds_shown(started: Any, finished: Any) -> str:
         return "—"
     seconds = (finished - started).total_seconds()
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def confirm(title: str, description: str, submit: str) -> dict[str, Any]:
-    return {"title": title, "description": description, "form_submit_text": submit}
 
 
 @admin.register(Build)

@@ -10,14 +10,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
+from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
 from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     ChoicesDropdownFilter,
     RangeDateTimeFilter,
@@ -29,6 +27,7 @@ from unfold.utils import display_for_label  # type: ignore[import-untyped]
 from unfold.widgets import UnfoldAdminTextareaWidget  # type: ignore[import-untyped]
 
 from apps.accounts.permissions import OPERATE
+from apps.core.admin_support import ReadOnlyInline, acting_user, confirm, refusal, to_page
 
 from .models import (
     CanaryEvent,
@@ -69,27 +68,6 @@ def badge(status: str, text: str) -> str:
     return display_for_label((status, text), "—", STATUS_LABELS)
 
 
-def acting_user(request: HttpRequest) -> User:
-    if not isinstance(request.user, User):
-        raise PermissionDenied
-    return request.user
-
-
-def to_page(request: HttpRequest, url: str) -> HttpResponse:
-    """What a dialog action answers: the page to show next (HTMX follows ``HX-Redirect``)."""
-    if request.headers.get("HX-Request"):
-        return HttpResponse(headers={"HX-Redirect": url})
-    return HttpResponseRedirect(url)
-
-
-def confirm(title: str, description: str, submit: str) -> dict[str, Any]:
-    return {"title": title, "description": description, "form_submit_text": submit}
-
-
-def refusal(error: Exception) -> str:
-    return " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
-
-
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.2f}%"
 
@@ -120,22 +98,6 @@ class OperatedAdmin(ModelAdmin):
                 self.message_user(request, f"{obj}: {refusal(error)}", messages.ERROR)
             else:
                 self.message_user(request, f"{obj} {done}", messages.SUCCESS)
-
-
-class ReadOnlyInline(TabularInline):
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class VariantInline(ReadOnlyInline):
@@ -317,7 +279,7 @@ class ExperimentAdmin(OperatedAdmin):
     )  # fmt: skip
     def start_experiment(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
         self.start(request, [self.found(request, object_id)])
-        return to_page(request, reverse("admin:experiments_experiment_change", args=[object_id]))
+        return to_page(request, "admin:experiments_experiment_change", object_id)
 
     @action(
         description="Stop", url_path="stop", permissions=["operate"], icon="stop",
@@ -326,7 +288,7 @@ class ExperimentAdmin(OperatedAdmin):
     )  # fmt: skip
     def stop_experiment(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
         self.stop(request, [self.found(request, object_id)])
-        return to_page(request, reverse("admin:experiments_experiment_change", args=[object_id]))
+        return to_page(request, "admin:experiments_experiment_change", object_id)
 
 
 def stats_block(stats: dict[str, Any]) -> SafeString:
@@ -494,7 +456,7 @@ class CanaryRolloutAdmin(OperatedAdmin):
         rollout = self.found(request, object_id)
         outcome = canary_advance(rollout=rollout)
         self.message_user(request, f"{rollout}: {outcome or 'nothing to do yet'}.", messages.INFO)
-        return to_page(request, reverse("admin:experiments_canaryrollout_change", args=[object_id]))
+        return to_page(request, "admin:experiments_canaryrollout_change", object_id)
 
     @action(
         description="Roll back", url_path="rollback", permissions=["operate"], icon="undo",
@@ -507,7 +469,7 @@ class CanaryRolloutAdmin(OperatedAdmin):
             request, [self.found(request, object_id)],
             lambda r: canary_rollback(rollout=r, by=user), "rolled back.",
         )  # fmt: skip
-        return to_page(request, reverse("admin:experiments_canaryrollout_change", args=[object_id]))
+        return to_page(request, "admin:experiments_canaryrollout_change", object_id)
 
 
 @admin.register(ExperimentSettings)

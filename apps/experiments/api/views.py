@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -20,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import request_user
+from apps.core.api.shortcuts import validated
 from apps.core.errors import ServiceError
 
 from ..filtersets import CanaryFilter, ExperimentFilter
@@ -73,14 +73,6 @@ CONFLICT = OpenApiResponse(
     ERROR, description="The state does not allow it (conflict), or A/B testing is switched off "
     "(feature_disabled).",
 )  # fmt: skip
-
-
-def validated(
-    serializer_class: type[serializers.Serializer], request: Request, **kwargs: Any
-) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 @contextmanager
