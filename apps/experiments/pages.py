@@ -150,7 +150,9 @@ def experiment_board(request: HttpRequest, pk: int | None = None, part: str | No
         return experiment_index(request)
     if part == "figures":
         experiment = experiment_get(pk=pk)
-        return render(request, "experiments/includes/figures.html", figures_context(request, experiment))
+        return render(
+            request, "experiments/includes/figures.html", figures_context(request, experiment)
+        )
     if part is not None:
         raise Http404("No such part of an experiment's page.")
     return experiment_detail(request, pk)
@@ -261,12 +263,13 @@ def verdict(stats: dict[str, Any]) -> list[str]:
             sentences.append(f"{row['name']}: no users to compare with {control['name']} yet.")
             continue
         chance = versus["chance_to_beat_control"]
-        if chance >= 0.5:
+        if not row["converted_users"] and not control["converted_users"]:
+            parts = [f"no {stats['metric']} conversions tracked yet"]
+        elif chance >= 0.5:
             parts = [f"{row['name']} is better on {stats['metric']} with {_share(chance)} chance"]
         else:
             parts = [
-                f"{control['name']} is better on {stats['metric']} with {_share(1 - chance)} "
-                f"chance"
+                f"{control['name']} is better on {stats['metric']} with {_share(1 - chance)} chance"
             ]
         mine, theirs = row["calls"]["cost_per_success"], control["calls"]["cost_per_success"]
         if mine is not None and theirs:
@@ -281,7 +284,7 @@ def verdict(stats: dict[str, Any]) -> list[str]:
         holding = [
             GUARDRAILS[name]
             for name, check in checks.items()
-            if not check["breached"] and check["treatment"] is not None and check["limit"] is not None
+            if not check["breached"] and None not in (check["treatment"], check["limit"])
         ]
         if breached:
             parts.append(f"{' and '.join(breached)} guardrail{'s' if len(breached) > 1 else ''} "

@@ -1,19 +1,22 @@
-"""The Experiments page in Chromium, against a real daphne and the fake upstreams: an experiment with two variants, one on each provider, is
-created and started from its page, its request counts move without a reload as requests name it
-through /v1, and it is stopped from the page."""
+"""The Experiments page in Chromium, against a real daphne and the fake upstreams: an
+experiment with two variants, one on each provider, is created and started from its page, its
+request counts move without a reload as requests name it through /v1, and it is stopped from
+the page."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from apps.accounts.models import Role
 from apps.experiments.hooks import snapshot_clear
-from apps.experiments.models import Experiment, ExperimentStatus, VariantKind
-from apps.experiments.services import experiment_create
-from tests.dashboard.conftest import member
+from apps.experiments.models import CanaryStatus, Experiment, ExperimentStatus, VariantKind
+from apps.experiments.services import canary_advance, canary_create, experiment_create
+from apps.providers.models import CallStatus, LlmCall
+from tests.dashboard.conftest import call_record, member
 from tests.support.browser import screenshot
 from tests.support.providers import deploy
 
@@ -34,6 +37,40 @@ def fresh_hook_cache():
 def treatment_model(two_providers):
     """Public model 'chat-b': fake-model-2, on provider b only."""
     return deploy(two_providers["b"], name="fake-model-2", aliases=["chat-b"])
+
+
+def canary_experiment() -> Experiment:
+    """An experiment whose canary took a step and was rolled back, with call records on both
+    variants (the pages' screenshots and accessibility checks show it)."""
+    experiment = experiment_create(
+        name="canary of chat-b", metric="accuracy", hypothesis="chat-b answers as well.",
+        variants=[
+            {"name": "control", "type": "control", "traffic_percentage": 100, "config": {}},
+            {"name": "chat-b", "type": "treatment", "traffic_percentage": 0,
+             "config": {"model": "chat-b", "temperature": 0.3}},
+        ],
+    )  # fmt: skip
+    rollout = canary_create(experiment=experiment, treatment="chat-b", min_requests=1)
+    experiment.refresh_from_db()
+    calls = []
+    for variant in experiment.variants.all():
+        failing = variant.name == "chat-b"
+        for number in range(6):
+            call = call_record(
+                at=timezone.now(), latency_ms=200 + number * 10,
+                status=CallStatus.ERROR if failing and number < 3 else CallStatus.SUCCESS,
+            )  # fmt: skip
+            call.experiment_variant_id = variant.pk
+            calls.append(call)
+    LlmCall.objects.bulk_create(calls)
+    assert canary_advance(rollout=rollout) == CanaryStatus.ROLLED_BACK
+    control = experiment.variants.get(name="control")
+    later = [call_record(at=timezone.now(), latency_ms=180) for _ in range(4)]
+    for call in later:
+        call.experiment_variant_id = control.pk
+    LlmCall.objects.bulk_create(later)
+    experiment.refresh_from_db()
+    return experiment
 
 
 def requests_of(page: Page, variant: str):
@@ -143,6 +180,15 @@ def test_a_viewer_reads_but_may_not_create_start_or_stop(
     assert viewer.post("/admin/experiment-board/", {"name": "x"}).status_code == 403
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.DRAFT
+
+
+def test_a_rolled_back_canary_shows_its_steps_and_why(client_as):
+    experiment = canary_experiment()
+    page = client_as(Role.VIEWER).get(f"/admin/experiment-board/{experiment.pk}/figures/")
+    html = page.content.decode()
+    assert "Rolled back" in html and "error rate 50.0% against the control&#x27;s 0.0%" in html
+    assert page.context["phases"][0].number == 2
+    assert [row["requests"] for row in page.context["rows"]] == [4, 0]  # phase 2's only
 
 
 def test_a_form_whose_shares_do_not_add_up_is_shown_again_with_the_reason(client_as):
