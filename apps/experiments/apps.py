@@ -10,8 +10,12 @@ class ExperimentsConfig(AppConfig):
         from apps.core.events import register_channels, register_event_types
         from apps.core.registry import (
             Feature,
+            NavItem,
+            Page,
             register_feature,
+            register_navigation,
             register_operator_models,
+            register_pages,
             register_request_hook,
         )
 
@@ -27,3 +31,16 @@ class ExperimentsConfig(AppConfig):
                     experiments_enabled)
         )  # fmt: skip
         register_operator_models(self.label, "experiment", "canaryrollout", "experimentsettings")
+        register_pages(
+            Page("experiment-board", "Experiments", "apps.experiments.pages.experiment_board",
+                 "Experiments", icon="science", permission="experiments.view_experiment",
+                 order=400, urls=("<int:pk>/", "<int:pk>/<slug:part>/")),
+        )  # fmt: skip
+        register_navigation(
+            NavItem("Canary rollouts", "admin:experiments_canaryrollout_changelist",
+                    "Experiments", icon="trending_up",
+                    permission="experiments.view_canaryrollout", order=410),
+            NavItem("Experiment settings", "admin:experiments_experimentsettings_changelist",
+                    "Experiments", icon="tune",
+                    permission="experiments.view_experimentsettings", order=420),
+        )  # fmt: skip

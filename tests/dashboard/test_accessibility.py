@@ -16,6 +16,7 @@ from apps.core.logging import live_log_recent
 from apps.providers.services import provider_create
 from tests.dashboard.build_data import finished_build, waiting_build
 from tests.dashboard.conftest import member, open_circuit
+from tests.dashboard.test_experiment_page import canary_experiment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,8 +44,9 @@ LIVE_LOG = ("/admin/logs/", "/admin/providers/llmcall/")
 
 @pytest.fixture
 def build_pages() -> tuple[str, ...]:
-    """The Build, Agent board, Artifact browser and Approval queue pages, with a build whose
-    second step waits for an approval (its form in view), its artifacts and agents."""
+    """The Build, Agent board, Artifact browser, Approval queue and Experiments pages, with a
+    build whose second step waits for an approval (its form in view), its artifacts and agents,
+    and an experiment whose canary was rolled back."""
     build, waiting = finished_build(), waiting_build()
     code = build.artifacts.get(kind="code")
     return (
@@ -53,6 +55,7 @@ def build_pages() -> tuple[str, ...]:
         "/admin/artifact-browser/", f"/admin/artifact-browser/{code.pk}/",
         f"/admin/artifact-browser/{build.artifacts.get(step__name='plan').pk}/",
         "/admin/approval-queue/",
+        "/admin/experiment-board/", f"/admin/experiment-board/{canary_experiment().pk}/",
     )  # fmt: skip
 
 

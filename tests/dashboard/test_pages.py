@@ -69,7 +69,7 @@ def sidebar_of(client: Client, path: str = "/admin/") -> dict[str, list[str]]:
 
 def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     viewer = sidebar_of(client_as(Role.VIEWER))
-    assert list(viewer) == ["Dashboard", "LLM core", "Builds", "Accounts", "System"]
+    assert list(viewer) == ["Dashboard", "LLM core", "Builds", "Experiments", "Accounts", "System"]
     assert "Artifacts" in viewer["Builds"]
     assert viewer["Dashboard"] == ["Home", "Playground"]  # the Playground read-only
     assert viewer["LLM core"] == [
@@ -80,6 +80,7 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
         "Build", "Builds", "Build templates", "Agent board", "Agents", "Agent tasks",
         "Approval queue", "Approvals", "Artifact browser", "Artifacts",
     ]  # fmt: skip
+    assert viewer["Experiments"] == ["Experiments", "Canary rollouts", "Experiment settings"]
     assert viewer["Accounts"] == ["API keys"]
     assert viewer["System"] == ["Platform settings"]
 

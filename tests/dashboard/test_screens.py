@@ -19,6 +19,7 @@ from apps.providers.models import CallRecordDeadLetter, CallStatus, LlmCall, Llm
 from apps.providers.services import provider_create
 from tests.dashboard.build_data import finished_build, waiting_build
 from tests.dashboard.conftest import call_record, member, open_circuit
+from tests.dashboard.test_experiment_page import canary_experiment
 from tests.support.browser import screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,7 +47,8 @@ def platform_data():
     build = finished_build()
     waiting = waiting_build()
     return {"alpha": alpha, "beta": beta, "call": calls[0], "build": build, "waiting": waiting,
-            "artifact": build.artifacts.get(kind="report", step__name="plan")}  # fmt: skip
+            "artifact": build.artifacts.get(kind="report", step__name="plan"),
+            "experiment": canary_experiment()}  # fmt: skip
 
 
 def log_lines() -> None:
@@ -95,6 +97,8 @@ def pages(data) -> list[tuple[str, str]]:
         ("artifact-browser", "/admin/artifact-browser/"),
         ("artifact-report", f"/admin/artifact-browser/{data['artifact'].pk}/"),
         ("approval-queue", "/admin/approval-queue/"),
+        ("experiment-board", "/admin/experiment-board/"),
+        ("experiment", f"/admin/experiment-board/{data['experiment'].pk}/"),
     ]
 
 
