@@ -18,7 +18,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
@@ -34,6 +33,7 @@ from apps.approvals.models import ApprovalStatus
 from apps.approvals.pages import approval_decide_posted
 from apps.artifacts.models import Artifact
 from apps.artifacts.rendering import highlight_css, markdown_html
+from apps.core.admin_support import acting_user
 from apps.providers.selectors import provider_list, public_model_list
 
 from .models import Build, BuildStatus, BuildStep, BuildTemplate, RunStatus
@@ -66,13 +66,6 @@ STATUS_FILTERS = (
     (BuildStatus.CANCELLED, "Cancelled"),
 )
 ACTIVE = (BuildStatus.QUEUED, BuildStatus.RUNNING, BuildStatus.AWAITING_APPROVAL)
-
-
-def signed_in(request: HttpRequest) -> User:
-    """The person asking: the admin site lets no one else reach its pages."""
-    user = request.user
-    assert user.is_authenticated
-    return user
 
 
 def lines(text: str) -> str:
@@ -222,7 +215,7 @@ def _start(request: HttpRequest, form: StartForm, steps: Any, errors: list[str])
     try:
         if template is not None:
             return build_create_from_template(
-                template=template, by=signed_in(request), input=build_input, title=title
+                template=template, by=acting_user(request), input=build_input, title=title
             )
         if not steps.is_valid():
             return None
@@ -230,7 +223,7 @@ def _start(request: HttpRequest, form: StartForm, steps: Any, errors: list[str])
             title=title,
             input=build_input,
             steps=[step_form.step() for step_form in steps.forms],
-            by=signed_in(request),
+            by=acting_user(request),
         )
     except ValidationError as error:
         errors.extend(_messages(error))
@@ -342,7 +335,7 @@ def build_action(request: HttpRequest, the_build: Build) -> HttpResponse:
         return back
     service, done = actions[action]
     try:
-        service(build=the_build, by=signed_in(request))
+        service(build=the_build, by=acting_user(request))
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:

@@ -26,7 +26,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from apps.accounts.permissions import OPERATE
-from apps.builds.pages import signed_in
+from apps.core.admin_support import acting_user
 from apps.providers.selectors import provider_list, public_model_list
 
 from .models import CanaryStatus, Experiment, ExperimentStatus, VariantKind
@@ -170,7 +170,7 @@ def experiment_index(request: HttpRequest) -> HttpResponse:
             try:
                 experiment = experiment_create(
                     name=data["name"], variants=[f.variant() for f in variants.forms],
-                    by=signed_in(request), hypothesis=data["hypothesis"].replace("\r\n", "\n"),
+                    by=acting_user(request), hypothesis=data["hypothesis"].replace("\r\n", "\n"),
                     metric=data["metric"], user_percentage=data["user_percentage"],
                 )  # fmt: skip
             except ValidationError as error:
@@ -223,7 +223,7 @@ def experiment_action(request: HttpRequest, experiment: Experiment) -> HttpRespo
         return back
     service, done = actions[action]
     try:
-        experiment = service(experiment=experiment, by=signed_in(request))
+        experiment = service(experiment=experiment, by=acting_user(request))
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     except FeatureDisabledError as error:
