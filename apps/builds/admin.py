@@ -4,17 +4,15 @@ operate the platform; what a service refuses shows as a message."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
-from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
 from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     ChoicesDropdownFilter,
     RangeDateTimeFilter,
@@ -28,8 +26,14 @@ from unfold.widgets import (  # type: ignore[import-untyped]
     UnfoldAdminTextInputWidget,
 )
 
-from apps.accounts.permissions import OPERATE
-from apps.core.admin_support import ReadOnlyInline, acting_user, confirm, refusal, to_page
+from apps.core.admin_support import (
+    OperatedAdmin,
+    ReadOnlyInline,
+    acting_user,
+    confirm,
+    refusal,
+    to_page,
+)
 
 from .models import Build, BuildEvent, BuildStatus, BuildStep, BuildTemplate, RunStatus
 from .selectors import build_list_with_progress, build_step_specs
@@ -62,20 +66,6 @@ def badge(status: str, text: str) -> str:
 def build_link(build: Build) -> str:
     url = reverse("admin:builds_build_change", args=[build.pk])
     return format_html('<a href="{}">{}</a>', url, build)
-
-
-class OperatedAdmin(ModelAdmin):
-    """Builds are started, cancelled and retried by whoever may operate the platform (the
-    operator role), as in the API; the model permissions only say who sees them."""
-
-    def has_operate_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(OPERATE)
-
-    def found(self, request: HttpRequest, object_id: str) -> Any:
-        obj = self.get_object(request, object_id)
-        if obj is None:
-            raise Http404(f"No {self.opts.verbose_name} {object_id}.")
-        return obj
 
 
 class BuildStepInline(ReadOnlyInline):
@@ -192,26 +182,8 @@ class BuildAdmin(OperatedAdmin):
 
     # --- actions: each build through the service; a refusal is a message ---------------------
 
-    def each(
-        self,
-        request: HttpRequest,
-        builds: QuerySet[Build] | list[Build],
-        act: Callable[[Build], Build],
-        done: str,
-    ) -> list[Build]:
-        """``act`` on each build; what it made of them (those it did not refuse)."""
-        results = []
-        for build in builds:
-            try:
-                result = act(build)
-            except ValidationError as error:
-                self.message_user(request, f"#{build.pk}: {refusal(error)}", messages.ERROR)
-            else:
-                results.append(result)
-                self.message_user(
-                    request, format_html("{} {}", build_link(result), done), messages.SUCCESS
-                )
-        return results
+    def shown(self, obj: Any) -> str:
+        return build_link(obj)
 
     def cancel(self, request: HttpRequest, builds: Any) -> list[Build]:
         user = acting_user(request)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from unfold.admin import TabularInline  # type: ignore[import-untyped]
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
+
+# The operator role's permission (``apps.accounts.permissions.OPERATE``; the core imports no app).
+OPERATE = "accounts.operate_platform"
 
 
 def acting_user(request: HttpRequest) -> User:
@@ -53,3 +59,41 @@ class ReadOnlyInline(TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class OperatedAdmin(ModelAdmin):
+    """Actions that start, stop or change work need the operator role, as in the API; the
+    model permissions only say who sees what. ``refused`` are the errors a service refuses
+    with, shown as messages."""
+
+    refused: tuple[type[Exception], ...] = (ValidationError,)
+
+    def has_operate_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(OPERATE)
+
+    def found(self, request: HttpRequest, object_id: str) -> Any:
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} {object_id}.")
+        return obj
+
+    def each(
+        self, request: HttpRequest, objects: Iterable[Any], act: Callable[[Any], Any], done: str
+    ) -> list[Any]:
+        """``act`` on each object, saying for each what came of it; what it made of those it
+        did not refuse."""
+        results = []
+        for obj in objects:
+            try:
+                result = act(obj)
+            except self.refused as error:
+                self.message_user(request, f"{obj}: {refusal(error)}", messages.ERROR)
+            else:
+                results.append(result)
+                shown = self.shown(result if result is not None else obj)
+                self.message_user(request, format_html("{} {}", shown, done), messages.SUCCESS)
+        return results
+
+    def shown(self, obj: Any) -> str:
+        """How an action's message names what it acted on."""
+        return str(obj)

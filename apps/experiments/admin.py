@@ -5,14 +5,14 @@ shows its statistics, as ``GET /api/v1/experiments/{id}/stats`` has them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
-from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseRedirect
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
@@ -26,8 +26,14 @@ from unfold.forms import BaseDialogForm  # type: ignore[import-untyped]
 from unfold.utils import display_for_label  # type: ignore[import-untyped]
 from unfold.widgets import UnfoldAdminTextareaWidget  # type: ignore[import-untyped]
 
-from apps.accounts.permissions import OPERATE
-from apps.core.admin_support import ReadOnlyInline, acting_user, confirm, refusal, to_page
+from apps.core.admin_support import (
+    OperatedAdmin,
+    ReadOnlyInline,
+    acting_user,
+    confirm,
+    refusal,
+    to_page,
+)
 
 from .models import (
     CanaryEvent,
@@ -74,30 +80,6 @@ def _percent(value: float | None) -> str:
 
 def _number(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
-
-
-class OperatedAdmin(ModelAdmin):
-    """Writes need the operator role, as in the API; model permissions say who sees what."""
-
-    def has_operate_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(OPERATE)
-
-    def found(self, request: HttpRequest, object_id: str) -> Any:
-        obj = self.get_object(request, object_id)
-        if obj is None:
-            raise Http404(f"No {self.opts.verbose_name} {object_id}.")
-        return obj
-
-    def each(
-        self, request: HttpRequest, objects: Iterable[Any], act: Callable[[Any], Any], done: str
-    ) -> None:
-        for obj in objects:
-            try:
-                act(obj)
-            except (ValidationError, FeatureDisabledError) as error:
-                self.message_user(request, f"{obj}: {refusal(error)}", messages.ERROR)
-            else:
-                self.message_user(request, f"{obj} {done}", messages.SUCCESS)
 
 
 class VariantInline(ReadOnlyInline):
@@ -169,6 +151,7 @@ class ExperimentForm(forms.ModelForm):
 
 @admin.register(Experiment)
 class ExperimentAdmin(OperatedAdmin):
+    refused = (ValidationError, FeatureDisabledError)
     form = ExperimentForm
     list_display = ["name", "status_badge", "phase", "variant_count", "user_percentage",
                     "winner", "created_at", "started_at"]  # fmt: skip
@@ -381,6 +364,7 @@ class CanaryForm(forms.ModelForm):
 
 @admin.register(CanaryRollout)
 class CanaryRolloutAdmin(OperatedAdmin):
+    refused = (ValidationError, FeatureDisabledError)
     form = CanaryForm
     list_display = ["id", "experiment", "treatment", "status_badge", "percentage_shown",
                     "steps", "step_started_at", "finished_at"]  # fmt: skip

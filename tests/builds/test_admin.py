@@ -89,7 +89,7 @@ def test_cancel_and_retry_actions_say_what_the_services_refused(admin_client, pl
     assert queued.status == BuildStatus.CANCELLED
     messages = texts(response)
     assert any(m.endswith("cancelled.") and "queued" in m for m in messages), messages
-    assert f"#{cancelled.pk}: The build already cancelled." in messages
+    assert f"{cancelled}: The build already cancelled." in messages
 
     running = build_create(title="running", steps=STEPS, by=None)
     response = act(admin_client, "retry_selected", queued, running)
