@@ -97,7 +97,7 @@ def test_cancel_and_retry_actions_say_what_the_services_refused(admin_client, pl
     queued.refresh_from_db()
     assert queued.status == BuildStatus.QUEUED
     assert queued.steps.get(name="plan").status == RunStatus.QUEUED
-    assert f"#{running.pk}: Only a failed or cancelled build can be retried." in texts(response)
+    assert f"{running}: Only a failed or cancelled build can be retried." in texts(response)
 
 
 def test_rerun_starts_a_new_build_with_the_same_steps(admin_client, planner, admin_user):
