@@ -210,3 +210,34 @@ async def test_a_finished_stream_replaces_its_running_record(
     await stored(record.refresh_from_db)
     assert record.status == CallStatus.SUCCESS and record.output_tokens == 8
     assert await stored(call_records_sweep, older_than=timedelta(0)) == 0
+
+
+def test_one_batch_with_a_running_record_and_its_final_twice_stores_the_final_once(
+    no_records_waiting,
+):
+    running = call(status="running", stream=True)
+    final = {
+        **running, "status": "success", "input_tokens": 12, "output_tokens": 7,
+        "cost": "0.00012345", "latency_ms": 81.5, "time_to_first_token_ms": 9.25,
+        "error_message": "tab\there, newline\nthere, back\\slash", "attempt_count": 1,
+    }  # fmt: skip
+    attempt = {
+        "number": 1, "provider_name": "a", "model_name": "m", "status": "success",
+        "latency_ms": 80.0, "started_at": running["created_at"],
+    }  # fmt: skip
+    ship_batch(
+        [
+            CallRecord(running, [], final=False),
+            CallRecord(final, [attempt]),
+            CallRecord(final, [attempt]),
+            CallRecord(running, [], final=False),
+        ]
+    )
+    assert call_records_store() == 4
+    record = LlmCall.objects.get()
+    assert (record.status, record.input_tokens, record.output_tokens) == ("success", 12, 7)
+    assert record.cost == Decimal("0.00012345") and record.time_to_first_token_ms == 9.25
+    assert record.error_message == final["error_message"] and record.stream is True
+    assert record.created_at.isoformat() == running["created_at"]
+    (stored_attempt,) = record.attempts.all()
+    assert (stored_attempt.number, stored_attempt.latency_ms) == (1, 80.0)
