@@ -11,7 +11,7 @@ storing side.
 Nothing is lost on a clean shutdown: interpreter exit (daphne, uvicorn, commands), the ASGI
 lifespan shutdown and Celery's ``worker_process_shutdown`` flush the queue. A process killed
 outright loses at most its last ``FLUSH_INTERVAL`` seconds of records (a stream is recorded as
-``running`` when it starts, so one that outlives that half second leaves a record the sweep
+``running`` when it starts, so one that outlives that quarter second leaves a record the sweep
 fails); records waiting in Redis survive any web or worker crash. If Redis is away, the thread
 writes to the database itself; if both are away, records are kept and retried, up to
 ``MAX_PENDING``.
@@ -36,10 +36,10 @@ from .records import Attempts, Call, CallRecord, ship_batch, write_records
 
 logger = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 0.5
+FLUSH_INTERVAL = 0.25
 FLUSH_BATCH = 500
 MAX_PENDING = 200_000
-STORE_REQUEST_INTERVAL = 1.0
+STORE_REQUEST_INTERVAL = 0.25
 STORE_TASK = "providers.store_call_records"
 
 
@@ -105,7 +105,8 @@ class CallRecorder:
             return False
 
     def _request_store(self) -> None:
-        """Ask a worker to store what waits, at most once a second per process."""
+        """Ask a worker to store what waits, at most every ``STORE_REQUEST_INTERVAL`` seconds per
+        process: small, frequent stores keep the worker's share of the CPU even."""
         now = time.monotonic()
         if now - self._store_requested_at < STORE_REQUEST_INTERVAL:
             return
