@@ -190,8 +190,11 @@ def _executemany_insert(
 
 def write_records(batch: list[CallRecord]) -> None:
     """Store a batch in one transaction. A call's final record replaces its ``running`` one
-    (the last final wins within a batch: one statement cannot update a row twice)."""
-    finals = list({record.call["id"]: record for record in batch if record.final}.values())
+    (the last final wins within a batch: one statement cannot update a row twice; a running
+    record whose final is in the batch is not written at all)."""
+    finals_by_id = {record.call["id"]: record for record in batch if record.final}
+    finals = list(finals_by_id.values())
+    running = [r.call for r in batch if not r.final and r.call["id"] not in finals_by_id]
     attempts = [
         {**attempt, "call_id": record.call["id"]}
         for record in finals
@@ -199,7 +202,7 @@ def write_records(batch: list[CallRecord]) -> None:
     ]
     with transaction.atomic():
         _insert(LlmCall, [record.call for record in finals], "update")
-        _insert(LlmCall, [record.call for record in batch if not record.final], "ignore")
+        _insert(LlmCall, running, "ignore")
         _insert(LlmCallAttempt, attempts, "ignore")
 
 
