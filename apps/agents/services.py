@@ -22,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.dispatch import send_on_commit, stale_queued_before
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
@@ -176,7 +177,7 @@ def agent_task_create(*, agent: Agent, prompt: str, by: Actor = None) -> AgentTa
             celery_task_id=celery_task_id,
         )
         _task_changed(task, "queued")
-        transaction.on_commit(lambda: run_task.apply_async(args=[task.pk], task_id=celery_task_id))
+        send_on_commit(run_task, args=[task.pk], task_id=celery_task_id)
     return task
 
 
@@ -198,10 +199,11 @@ def agent_task_cancel(*, task: AgentTask, by: Actor = None) -> AgentTask:
 def agent_task_run(*, task_id: int, celery_task_id: str) -> None:
     """Run a queued task to its end (what the Celery task does).
 
-    Idempotent: a task that is finished (or cancelled, or gone) is left alone, so a message the
-    broker delivers again never runs a task twice. A task found running was started by a
-    worker that died (the message came back because it was never acknowledged): it runs again
-    as a new attempt, logged as "retried".
+    Idempotent: a task that is finished (or cancelled, or gone) is left alone, and so is one
+    still running with a fresh heartbeat (a message sent again by the sweep), so a message
+    delivered twice never runs a task twice. A task found running without a fresh heartbeat
+    was started by a worker that died (the message came back because it was never
+    acknowledged): it runs again as a new attempt, logged as "retried".
     """
     attempt = _task_start(task_id, celery_task_id)
     if attempt is None:
@@ -256,6 +258,10 @@ def _task_start(task_id: int, celery_task_id: str) -> int | None:
         )
         if task is None or task.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
             return None
+        if celery_task_id and celery_task_id != task.celery_task_id:
+            return None
+        if task.status == RunStatus.RUNNING and task.heartbeat_fresh:
+            return None  # a message sent again while its first worker still runs it
         retried = task.status == RunStatus.RUNNING
         now = timezone.now()
         task.attempts += 1
@@ -319,7 +325,34 @@ def _task_finish(
 
 def agent_tasks_sweep() -> int:
     """Fail running tasks whose worker stopped reporting (``BUILD_STEP_STALE_SECONDS``): it
-    died without its message coming back. Queued tasks wait for a worker, however long."""
+    died without its message coming back. Send again the message of tasks queued that long and
+    not started (the broker was away when they were queued). Returns how many it failed or
+    sent again."""
+    return _tasks_resend() + _tasks_fail_stale()
+
+
+def _tasks_resend() -> int:
+    from .tasks import run_task
+
+    resent = 0
+    cutoff = stale_queued_before()
+    queued = AgentTask.objects.filter(status=RunStatus.QUEUED, queued_at__lt=cutoff)
+    for task_id in queued.values_list("pk", flat=True):
+        with transaction.atomic():
+            task = (
+                AgentTask.objects.select_for_update(of=("self",)).select_related("agent")
+                .filter(pk=task_id, status=RunStatus.QUEUED, queued_at__lt=cutoff).first()
+            )  # fmt: skip
+            if task is None:
+                continue
+            task.queued_at = timezone.now()
+            task.save(update_fields=["queued_at"])
+            send_on_commit(run_task, args=[task.pk], task_id=task.celery_task_id)
+            resent += 1
+    return resent
+
+
+def _tasks_fail_stale() -> int:
     stale_before = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
     swept = 0
     candidates = AgentTask.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=stale_before)

@@ -41,6 +41,7 @@ from apps.agents.services import agent_activity_add
 from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
 from apps.approvals.services import approval_request_create
 from apps.artifacts.services import artifacts_store_for_step
+from apps.core.dispatch import send_on_commit, stale_queued_before
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
@@ -315,7 +316,7 @@ def _step_start(step_id: int, celery_task_id: str) -> int | None:
             return None
         if celery_task_id and celery_task_id != step.celery_task_id:
             return None  # a message of an earlier run of this step (before a retry)
-        if step.status == RunStatus.RUNNING and _alive(step):
+        if step.status == RunStatus.RUNNING and step.heartbeat_fresh:
             return None  # redelivered while its first worker still runs it
         if step.requires_approval and not _approved(step):
             if step.status != RunStatus.AWAITING_APPROVAL:
@@ -375,11 +376,6 @@ async def _run(step: BuildStep) -> RunOutcome:
         on_token=on_token,
         still_wanted=partial(sync_to_async(_heartbeat), step.pk, step.attempts),
     )
-
-
-def _alive(step: BuildStep) -> bool:
-    stale = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
-    return step.heartbeat_at is not None and step.heartbeat_at >= stale
 
 
 def _heartbeat(step_id: int, attempt: int) -> bool:
@@ -493,11 +489,8 @@ def _enqueue(step: BuildStep | None) -> None:
     step.save(update_fields=["status", "celery_task_id", "queued_at"])
     _event(step.build, step, "queued")
     _announce_step(step)
-    task_id = step.celery_task_id
-    transaction.on_commit(
-        lambda: run_step.apply_async(
-            args=[step.pk], task_id=task_id, queue=settings.BUILD_TASK_QUEUE
-        )
+    send_on_commit(
+        run_step, args=[step.pk], task_id=step.celery_task_id, queue=settings.BUILD_TASK_QUEUE
     )
 
 
@@ -559,7 +552,38 @@ def approval_decided_receiver(sender: type, approval: ApprovalRequest, **kwargs:
 
 def builds_sweep() -> int:
     """Fail the steps whose worker vanished (no heartbeat for ``BUILD_STEP_STALE_SECONDS``),
-    and their builds, so nothing stays running forever. Returns how many it failed."""
+    and their builds, so nothing stays running forever; send again the message of steps queued
+    that long and not started (the broker was away when they were queued). Returns how many
+    steps it failed or sent again."""
+    return _steps_resend() + _steps_fail_stale()
+
+
+def _steps_resend() -> int:
+    from .tasks import run_step
+
+    resent = 0
+    cutoff = stale_queued_before()
+    queued = BuildStep.objects.filter(status=RunStatus.QUEUED, queued_at__lt=cutoff)
+    for step_id in queued.values_list("pk", flat=True):
+        with transaction.atomic():
+            step = (
+                BuildStep.objects.select_for_update(of=("self",)).select_related("build")
+                .filter(pk=step_id, status=RunStatus.QUEUED, queued_at__lt=cutoff).first()
+            )  # fmt: skip
+            if step is None:
+                continue
+            step.queued_at = timezone.now()
+            step.save(update_fields=["queued_at"])
+            _event(step.build, step, "resent", detail="Not started yet: its message sent again.")
+            send_on_commit(
+                run_step, args=[step.pk], task_id=step.celery_task_id,
+                queue=settings.BUILD_TASK_QUEUE,
+            )  # fmt: skip
+            resent += 1
+    return resent
+
+
+def _steps_fail_stale() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
     stale = BuildStep.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
     failed = 0

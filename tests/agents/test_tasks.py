@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
@@ -125,11 +126,13 @@ def test_a_redelivered_message_never_runs_a_finished_task_again(
 def test_a_task_found_running_is_retried_as_a_new_attempt(
     agent, celery_worker, task_reaches, recorded_calls
 ):
-    """The worker that started it died before acknowledging; the broker delivers it again."""
+    """The worker that started it died before acknowledging (its heartbeat went stale); the
+    broker delivers it again."""
+    silent_since = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS + 1)
     task = AgentTask.objects.create(
         agent=agent, prompt="Plan a trip", status=RunStatus.RUNNING, attempts=1,
-        celery_task_id=str(uuid.uuid4()), queued_at=timezone.now(), started_at=timezone.now(),
-        heartbeat_at=timezone.now(),
+        celery_task_id=str(uuid.uuid4()), queued_at=silent_since, started_at=silent_since,
+        heartbeat_at=silent_since,
     )  # fmt: skip
     run_task.apply_async(args=[task.pk], task_id=task.celery_task_id)
     task_reaches(task, RunStatus.SUCCEEDED, RunStatus.FAILED)
@@ -152,12 +155,13 @@ def test_the_sweep_fails_running_tasks_whose_worker_went_silent(agent):
     stale = make(RunStatus.RUNNING, long_ago)
     alive = make(RunStatus.RUNNING, timezone.now())
     waiting = make(RunStatus.QUEUED)
-    assert agent_tasks_sweep() == 1
+    assert agent_tasks_sweep() == 2  # the stale one failed, the waiting one's message sent again
     for task in (stale, alive, waiting):
         task.refresh_from_db()
     assert stale.status == RunStatus.FAILED and stale.error.startswith("Worker lost")
     assert stale.finished_at is not None and events(stale) == ["failed"]
     assert alive.status == RunStatus.RUNNING and waiting.status == RunStatus.QUEUED
+    assert waiting.queued_at > long_ago  # sent again now: not again before it is stale again
     assert agent_tasks_sweep() == 0
 
 

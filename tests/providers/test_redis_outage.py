@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,8 +13,7 @@ import redis
 
 from apps.providers.models import EntryPoint, LlmCall, Provider
 from apps.providers.records import records_key
-from orchestra import embedded_redis
-from tests.support.processes import AsgiServer
+from tests.support.processes import AsgiServer, PrivateRedis
 from tests.support.providers import routing
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -23,30 +21,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 HELLO = [{"role": "user", "content": "say hello please"}]
 
 
-class PrivateRedis:
-    def __init__(self, directory: Path) -> None:
-        self.path = embedded_redis.socket_path(directory, "outage")
-        self.process = embedded_redis.start(self.path)
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.path}"
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-    def restart(self) -> None:
-        self.process = embedded_redis.start(self.path)
-
-
 @pytest.fixture
-def outage(tmp_path, server_env) -> Iterator[tuple[PrivateRedis, AsgiServer]]:
-    private = PrivateRedis(tmp_path)
+def outage(server_env) -> Iterator[tuple[PrivateRedis, AsgiServer]]:
+    private = PrivateRedis()
     server = AsgiServer({**server_env, "REDIS_URL": private.url}, name="daphne-outage").start()
     yield private, server
     server.stop()
-    private.kill()
+    private.close()
 
 
 def post(server: AsgiServer, key: str, path: str, payload: dict, **kwargs) -> httpx.Response:

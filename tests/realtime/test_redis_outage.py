@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import websockets
@@ -22,32 +19,13 @@ from celery import Celery
 from channels.db import database_sync_to_async
 
 from apps.accounts.models import Role
-from orchestra import embedded_redis
 from tests.support.factories import api_key_issue, bearer
-from tests.support.processes import AsgiServer, CeleryWorker
+from tests.support.processes import AsgiServer, CeleryWorker, PrivateRedis
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 HELLO = [{"role": "user", "content": "hello there"}]
 issue_key = database_sync_to_async(api_key_issue)
-
-
-class PrivateRedis:
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="ao-outage-"))
-        self.path = self.directory / "redis.sock"
-        self.process = embedded_redis.start(self.path)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-    def restart(self) -> None:
-        self.process = embedded_redis.start(self.path)
-
-    def close(self) -> None:
-        self.kill()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @pytest.fixture

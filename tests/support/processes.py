@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -149,3 +151,32 @@ class CeleryWorker(ServerProcess):
             return bool(app.control.ping(destination=[self.hostname], timeout=0.5))
 
         return super().start(ready or answers, timeout)
+
+
+class PrivateRedis:
+    """A Redis server of a test's own (the embedded one, on a Unix socket), to kill (SIGKILL)
+    and start again without touching the Redis every other test shares."""
+
+    def __init__(self) -> None:
+        from orchestra import embedded_redis
+
+        self._embedded = embedded_redis
+        self.directory = Path(tempfile.mkdtemp(prefix="ao-private-redis-"))
+        self.path = self.directory / "redis.sock"
+        self.process = embedded_redis.start(self.path)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        self.process = self._embedded.start(self.path)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
