@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.dispatch import send_on_commit, stale_queued_before
+from apps.core.dispatch import resend_stale_queued, send_on_commit
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
@@ -334,22 +334,7 @@ def agent_tasks_sweep() -> int:
 def _tasks_resend() -> int:
     from .tasks import run_task
 
-    resent = 0
-    cutoff = stale_queued_before()
-    queued = AgentTask.objects.filter(status=RunStatus.QUEUED, queued_at__lt=cutoff)
-    for task_id in queued.values_list("pk", flat=True):
-        with transaction.atomic():
-            task = (
-                AgentTask.objects.select_for_update(of=("self",)).select_related("agent")
-                .filter(pk=task_id, status=RunStatus.QUEUED, queued_at__lt=cutoff).first()
-            )  # fmt: skip
-            if task is None:
-                continue
-            task.queued_at = timezone.now()
-            task.save(update_fields=["queued_at"])
-            send_on_commit(run_task, args=[task.pk], task_id=task.celery_task_id)
-            resent += 1
-    return resent
+    return resend_stale_queued(AgentTask, run_task, status=RunStatus.QUEUED)
 
 
 def _tasks_fail_stale() -> int:

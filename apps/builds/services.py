@@ -41,7 +41,7 @@ from apps.agents.services import agent_activity_add
 from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
 from apps.approvals.services import approval_request_create
 from apps.artifacts.services import artifacts_store_for_step
-from apps.core.dispatch import send_on_commit, stale_queued_before
+from apps.core.dispatch import resend_stale_queued, send_on_commit
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
@@ -561,26 +561,13 @@ def builds_sweep() -> int:
 def _steps_resend() -> int:
     from .tasks import run_step
 
-    resent = 0
-    cutoff = stale_queued_before()
-    queued = BuildStep.objects.filter(status=RunStatus.QUEUED, queued_at__lt=cutoff)
-    for step_id in queued.values_list("pk", flat=True):
-        with transaction.atomic():
-            step = (
-                BuildStep.objects.select_for_update(of=("self",)).select_related("build")
-                .filter(pk=step_id, status=RunStatus.QUEUED, queued_at__lt=cutoff).first()
-            )  # fmt: skip
-            if step is None:
-                continue
-            step.queued_at = timezone.now()
-            step.save(update_fields=["queued_at"])
-            _event(step.build, step, "resent", detail="Not started yet: its message sent again.")
-            send_on_commit(
-                run_step, args=[step.pk], task_id=step.celery_task_id,
-                queue=settings.BUILD_TASK_QUEUE,
-            )  # fmt: skip
-            resent += 1
-    return resent
+    def note(step: BuildStep) -> None:
+        _event(step.build, step, "resent", detail="Not started yet: its message sent again.")
+
+    return resend_stale_queued(
+        BuildStep, run_step, status=RunStatus.QUEUED, queue=settings.BUILD_TASK_QUEUE,
+        on_resent=note,
+    )  # fmt: skip
 
 
 def _steps_fail_stale() -> int:

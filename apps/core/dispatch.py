@@ -3,19 +3,21 @@
 The row is written first, with the task id, and the message leaves once the transaction
 commits. A broker that does not answer then must not turn a request that has been saved into a
 500, nor leave the row queued forever: the send is logged and dropped, and the owner's sweep
-sends the message again for rows that stayed queued too long (``stale_queued``). Sending the
-same task id twice is safe: the tasks start a row only once (they lock it and check its state
-and heartbeat).
+sends the message again for rows that stayed queued too long (``resend_stale_queued``).
+Sending the same task id twice is safe: the tasks start a row only once (they lock it and
+check its state and heartbeat).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,29 @@ def send_on_commit(task: Any, *, args: list[Any], task_id: str, queue: str | Non
     transaction.on_commit(send)
 
 
-def stale_queued_before() -> datetime:
-    """Rows queued before this long ago have not been started: their message is sent again."""
-    return timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
+def resend_stale_queued(
+    model: type[Model],
+    task: Any,
+    *,
+    status: str,
+    queue: str | None = None,
+    on_resent: Callable[[Any], None] | None = None,
+) -> int:
+    """Send again the message of every ``model`` row still in ``status`` (queued) that was
+    queued more than ``BUILD_STEP_STALE_SECONDS`` ago; its ``queued_at`` restarts, so it is
+    not sent again before it is stale again. Returns how many were sent."""
+    cutoff = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
+    stale = model.objects.filter(status=status, queued_at__lt=cutoff)  # type: ignore[attr-defined]
+    resent = 0
+    for pk in stale.values_list("pk", flat=True):
+        with transaction.atomic():
+            row = stale.select_for_update(of=("self",)).filter(pk=pk).first()
+            if row is None:
+                continue
+            row.queued_at = timezone.now()
+            row.save(update_fields=["queued_at"])
+            if on_resent is not None:
+                on_resent(row)
+            send_on_commit(task, args=[row.pk], task_id=row.celery_task_id, queue=queue)
+            resent += 1
+    return resent
