@@ -160,6 +160,13 @@ class BuildAdmin(OperatedAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """A build still queued, running or waiting for an approval has a worker or a person
+        acting on it: it is cancelled first (the bulk delete refuses it too)."""
+        if obj is not None and not obj.finished:
+            return False
+        return super().has_delete_permission(request, obj)
+
     @admin.display(description="Status", ordering="status")
     def status_badge(self, build: Build) -> str:
         return badge(build.status, build.get_status_display())

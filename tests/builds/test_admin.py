@@ -229,3 +229,16 @@ def test_running_a_template_whose_agent_is_gone_is_refused(admin_client, planner
 
     assert not Build.objects.exists()
     assert any(m.startswith("feature: Step 1: agent: No agent") for m in texts(response))
+
+
+def test_a_build_at_work_is_not_deleted_a_finished_one_is(admin_client, planner):
+    queued = build_create(title="queued", steps=STEPS, by=None)
+    done = build_cancel(build=build_create(title="done", steps=STEPS, by=None))
+
+    assert admin_client.get(f"{BUILDS}{queued.pk}/delete/").status_code == 403
+    both = {"action": "delete_selected", "_selected_action": [queued.pk, done.pk], "post": "yes"}
+    assert admin_client.post(BUILDS, both).status_code == 403
+    assert Build.objects.filter(pk__in=[queued.pk, done.pk]).count() == 2
+
+    admin_client.post(f"{BUILDS}{done.pk}/delete/", {"post": "yes"})
+    assert list(Build.objects.values_list("pk", flat=True)) == [queued.pk]
