@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.utils import timezone
+
+from apps.core.dispatch import stale_before
 
 
 class ModelConfig(models.Model):
@@ -93,8 +93,7 @@ class RunRecord(models.Model):
     @property
     def heartbeat_fresh(self) -> bool:
         """Its worker reported within ``BUILD_STEP_STALE_SECONDS`` (so it still runs it)."""
-        stale = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
-        return self.heartbeat_at is not None and self.heartbeat_at >= stale
+        return self.heartbeat_at is not None and self.heartbeat_at >= stale_before()
 
 
 class AgentTask(RunRecord):

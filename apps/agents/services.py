@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -22,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.dispatch import resend_stale_queued, send_on_commit
+from apps.core.dispatch import resend_stale_queued, send_on_commit, stale_before
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
@@ -338,15 +337,15 @@ def _tasks_resend() -> int:
 
 
 def _tasks_fail_stale() -> int:
-    stale_before = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
+    cutoff = stale_before()
     swept = 0
-    candidates = AgentTask.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=stale_before)
+    candidates = AgentTask.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
     for task_id in candidates.values_list("pk", flat=True):
         with transaction.atomic():
             task = (
                 AgentTask.objects.select_for_update(of=("self",))
                 .select_related("agent")
-                .filter(pk=task_id, status=RunStatus.RUNNING, heartbeat_at__lt=stale_before)
+                .filter(pk=task_id, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
                 .first()
             )
             if task is None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -41,7 +40,7 @@ from apps.agents.services import agent_activity_add
 from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
 from apps.approvals.services import approval_request_create
 from apps.artifacts.services import artifacts_store_for_step
-from apps.core.dispatch import resend_stale_queued, send_on_commit
+from apps.core.dispatch import resend_stale_queued, send_on_commit, stale_before
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
@@ -571,7 +570,7 @@ def _steps_resend() -> int:
 
 
 def _steps_fail_stale() -> int:
-    cutoff = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
+    cutoff = stale_before()
     stale = BuildStep.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
     failed = 0
     for step_id in stale.values_list("pk", flat=True):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +40,11 @@ def send_on_commit(task: Any, *, args: list[Any], task_id: str, queue: str | Non
     transaction.on_commit(send)
 
 
+def stale_before() -> datetime:
+    """Work queued, or last reported, before this is stale: ``BUILD_STEP_STALE_SECONDS`` ago."""
+    return timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
+
+
 def resend_stale_queued(
     model: type[Model],
     task: Any,
@@ -51,7 +56,7 @@ def resend_stale_queued(
     """Send again the message of every ``model`` row still in ``status`` (queued) that was
     queued more than ``BUILD_STEP_STALE_SECONDS`` ago; its ``queued_at`` restarts, so it is
     not sent again before it is stale again. Returns how many were sent."""
-    cutoff = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS)
+    cutoff = stale_before()
     stale = model.objects.filter(status=status, queued_at__lt=cutoff)  # type: ignore[attr-defined]
     resent = 0
     for pk in stale.values_list("pk", flat=True):

@@ -88,29 +88,44 @@ _PLAIN_FIELDS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _InsertPlan:
+    """What an ``INSERT`` of a model's rows needs: its fields (all but a database-made primary
+    key), the quoted table and column list, and the ``ON CONFLICT`` clause."""
+
+    fields: list[Any]
+    table: str
+    columns: str
+    on_conflict: str
+
+    @property
+    def values_sql(self) -> str:
+        placeholders = ", ".join(["%s"] * len(self.fields))
+        return (
+            f"INSERT INTO {self.table} ({self.columns}) VALUES ({placeholders}){self.on_conflict}"
+        )
+
+
 @lru_cache
-def _insert_plan(model: type[models.Model], conflict: str) -> tuple[list[Any], str]:
-    """Fields and SQL of an ``INSERT``: ``conflict`` is ``"update"`` (the row replaces one with
-    its primary key), ``"ignore"`` (an existing row wins) or ``""``."""
+def _insert_plan(model: type[models.Model], conflict: str) -> _InsertPlan:
+    """``conflict`` is ``"update"`` (the row replaces one with its primary key), ``"ignore"``
+    (an existing row wins) or ``""``."""
     fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.db_returning)]
     quote = connections["default"].ops.quote_name
 
     def column(field: Any) -> str:
         return quote(field.column)
 
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        quote(model._meta.db_table),
-        ", ".join(column(f) for f in fields),
-        ", ".join(["%s"] * len(fields)),
-    )
+    on_conflict = ""
     if conflict == "update":
         pk = model._meta.pk
         assert pk is not None
         updates = ", ".join(f"{column(f)} = excluded.{column(f)}" for f in fields)
-        sql += f" ON CONFLICT ({column(pk)}) DO UPDATE SET {updates}"
+        on_conflict = f" ON CONFLICT ({column(pk)}) DO UPDATE SET {updates}"
     elif conflict == "ignore":
-        sql += " ON CONFLICT DO NOTHING"
-    return fields, sql
+        on_conflict = " ON CONFLICT DO NOTHING"
+    columns = ", ".join(column(f) for f in fields)
+    return _InsertPlan(fields, quote(model._meta.db_table), columns, on_conflict)
 
 
 def _insert(model: type[models.Model], records: list[dict[str, Any]], conflict: str) -> None:
@@ -135,32 +150,31 @@ def _copy_insert(
     JSON made of them (UUIDs, datetimes and decimals as strings): PostgreSQL parses them, and a
     value it refuses fails the batch, which ``_write_or_split`` then splits.
     """
-    fields, sql = _insert_plan(model, conflict)
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
-    defaults = [(field.attname, field.get_default()) for field in fields]
-    conflict_clause = sql.partition(") VALUES (")[2].partition(")")[2]
+    plan = _insert_plan(model, conflict)
+    defaults = [(field.attname, field.get_default()) for field in plan.fields]
     with connection.cursor() as cursor:
-        staging = _staging_table(cursor, quote, model._meta.db_table, columns, conflict)
-        with cursor.cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
+        staging = _staging_table(cursor, connection.ops.quote_name, model, plan, conflict)
+        with cursor.cursor.copy(f"COPY {staging} ({plan.columns}) FROM STDIN") as copy:
             for record in records:
                 copy.write_row([record.get(name, default) for name, default in defaults])
         cursor.execute(
-            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {columns} FROM {staging}"
-            + conflict_clause
+            f"INSERT INTO {plan.table} ({plan.columns}) SELECT {plan.columns} FROM {staging}"
+            + plan.on_conflict
         )
 
 
-def _staging_table(cursor: Any, quote: Any, table: str, columns: str, conflict: str) -> str:
-    """A temporary table shaped like ``columns`` of ``table``, emptied at each commit and kept
-    for the connection's life (creating one per batch cost about 2 ms). One per conflict mode,
+def _staging_table(
+    cursor: Any, quote: Any, model: type[models.Model], plan: _InsertPlan, conflict: str
+) -> str:
+    """A temporary table shaped like the plan's columns, emptied at each commit and kept for
+    the connection's life (creating one per batch cost about 2 ms). One per conflict mode,
     since a batch stages both final and running records; the name carries a digest of the
     columns, so a model that gains a column gets a new one."""
-    digest = hashlib.sha256(columns.encode()).hexdigest()[:12]
-    staging = quote(f"staging_{table}_{conflict or 'plain'}_{digest}")
+    digest = hashlib.sha256(plan.columns.encode()).hexdigest()[:12]
+    staging = quote(f"staging_{model._meta.db_table}_{conflict or 'plain'}_{digest}")
     cursor.execute(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-        f"SELECT {columns} FROM {quote(table)} WITH NO DATA"
+        f"SELECT {plan.columns} FROM {plan.table} WITH NO DATA"
     )
     return staging
 
@@ -171,7 +185,8 @@ def _executemany_insert(
     """Other databases: one ``executemany``. Values of other than plain fields (UUIDs,
     decimals, datetimes, foreign keys, also as the strings JSON made of them) go through the
     field's ``get_db_prep_save``, so every database backend gets what it expects."""
-    fields, sql = _insert_plan(model, conflict)
+    plan = _insert_plan(model, conflict)
+    fields = plan.fields
     converters = [
         None if isinstance(f, _PLAIN_FIELDS) and not f.is_relation else f.get_db_prep_save
         for f in fields
@@ -185,7 +200,7 @@ def _executemany_insert(
             values.append(value if convert is None or value is None else convert(value, connection))
         rows.append(values)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        cursor.executemany(plan.values_sql, rows)
 
 
 def write_records(batch: list[CallRecord]) -> None:
