@@ -1,6 +1,7 @@
-"""Logging pieces referenced by ``settings.LOGGING``: the request id on every record, the JSON
-formatter, the redaction of secrets, and the live log (``LiveLogHandler``) behind the dashboard's
-Logs page."""
+"""Logging pieces referenced by ``settings.LOGGING``: the request id on every record, the text
+and JSON formatters, the redaction of secrets, and the live log (``LiveLogHandler``) behind the
+dashboard's Logs page. Every line leaves the process with its secrets redacted: the console's
+formatters and the live log both pass it through ``redact``."""
 
 from __future__ import annotations
 
@@ -30,8 +31,16 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """A line of text (the traceback under it), secrets redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 class JsonFormatter(_JsonFormatter):
-    """One JSON object per line: timestamp, level, logger, message, request id and any extras."""
+    """One JSON object per line: timestamp, level, logger, message, request id and any extras;
+    every text in it (the traceback included) with its secrets redacted."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("fmt", "{levelname}{name}{message}{request_id}")
@@ -39,6 +48,12 @@ class JsonFormatter(_JsonFormatter):
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         kwargs.setdefault("timestamp", True)
         super().__init__(*args, **kwargs)
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: redact(value) if isinstance(value, str) else value
+            for name, value in super().process_log_record(log_data).items()
+        }
 
 
 # --- secrets --------------------------------------------------------------------------------

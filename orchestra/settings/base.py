@@ -386,6 +386,7 @@ LOGGING: dict[str, Any] = {  # typed: the other settings modules adjust it
     "formatters": {
         "json": {"()": "apps.core.logging.JsonFormatter"},
         "text": {
+            "()": "apps.core.logging.TextFormatter",
             "format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s",
         },
     },
