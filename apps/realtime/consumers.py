@@ -320,7 +320,19 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
             await self.refuse("Your API key was revoked or has expired, or your account is off.")
             return False
         self.principal = current
+        await self.leave_forbidden_channels()
         return True
+
+    def may_subscribe(self, channel: str) -> bool:
+        family = channel_family(channel)
+        return not (family and family.operators_only) or bool(
+            self.principal and self.principal.can_operate
+        )
+
+    async def leave_forbidden_channels(self) -> None:
+        """A caller demoted since it subscribed stops hearing what its role may no longer see."""
+        for channel in [c for c in self.subscriptions if not self.may_subscribe(c)]:
+            await self.leave(channel, reason=f"Your role may no longer subscribe to {channel}.")
 
     async def watch_principal(self) -> None:
         period = max(settings.API_KEY_CACHE_SECONDS, MIN_PRINCIPAL_CHECK_SECONDS)
@@ -435,8 +447,7 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         channel = self.channel_of(message)
         if not await self.still_allowed():
             return
-        family = channel_family(channel)
-        if family and family.operators_only and not (self.principal and self.principal.can_operate):
+        if not self.may_subscribe(channel):
             raise ProtocolError("forbidden", f"Your role may not subscribe to {channel}.")
         await self.subscribe(channel)
 
@@ -471,13 +482,17 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": action.reply_type, **reply_id(message), **reply.data})
 
     async def on_unsubscribe(self, message: dict[str, Any]) -> None:
-        channel = self.channel_of(message)
+        await self.leave(self.channel_of(message))
+
+    async def leave(self, channel: str, reason: str = "") -> None:
         self.subscriptions.discard(channel)
         try:
             await self.channel_layer.group_discard(group_name(channel), self.channel_name)
         except Exception:  # nothing reaches us from it meanwhile; the entry expires
             logger.info("could not leave %s", channel, exc_info=True)
-        await self.send_json({"type": "unsubscribed", "channel": channel})
+        await self.send_json(
+            {"type": "unsubscribed", "channel": channel, **({"reason": reason} if reason else {})}
+        )
 
     @staticmethod
     def channel_of(message: dict[str, Any]) -> str:
@@ -578,6 +593,8 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
             await self.send_json({**event, "type": kind})
 
     async def bus_event(self, event: dict[str, Any]) -> None:
+        if event["channel"] not in self.subscriptions:  # left meanwhile (demoted, unsubscribed)
+            return
         await self.send_json(
             {"type": "event", "channel": event["channel"], "event": event["event"],
              "data": event["data"]}

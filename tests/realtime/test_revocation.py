@@ -1,6 +1,7 @@
 """An open ``/ws/`` connection does not outlive its credentials: real daphne, Celery and
 database. A key revoked (or a user deactivated) is closed with 4401, at the next query or
-within a few seconds when idle; a user demoted to viewer is refused queries and stays."""
+within a few seconds when idle; a user demoted to viewer is refused queries, leaves the channels
+only operators may hear, and stays."""
 
 from __future__ import annotations
 
@@ -138,6 +139,31 @@ async def test_demoted_elsewhere_queries_are_forbidden_within_the_cache_period(q
         assert answer["type"] == "error" and answer["code"] == "forbidden"
         await ws.send(json.dumps({"type": "ping", "id": "still"}))
         assert await receive(ws) == {"type": "pong", "id": "still"}
+
+
+async def test_demoted_elsewhere_leaves_the_logs_channel_within_the_cache_period(quick_server):
+    user = await database_sync_to_async(user_create)(role=Role.OPERATOR)
+    key = await issue_key(user=user)
+    async with connect(quick_server, key) as ws:
+        for channel in ("logs", "alerts"):
+            await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
+            assert await receive(ws) == {"type": "subscribed", "channel": channel}
+        await database_sync_to_async(user_set_role)(user=user, role=Role.VIEWER)
+        demoted_at = time.monotonic()
+        left = await receive(ws, timeout=3 * CACHE_SECONDS)
+        while left["type"] == "event":  # what the logs channel said before the check
+            left = await receive(ws, timeout=3 * CACHE_SECONDS)
+        assert left == {
+            "type": "unsubscribed",
+            "channel": "logs",
+            "reason": "Your role may no longer subscribe to logs.",
+        }
+        assert time.monotonic() - demoted_at < 2 * CACHE_SECONDS + 1
+        await ws.send(json.dumps({"type": "subscribe", "channel": "logs"}))
+        refused = await receive(ws)
+        assert refused["type"] == "error" and refused["code"] == "forbidden"
+        await ws.send(json.dumps({"type": "unsubscribe", "channel": "alerts"}))
+        assert await receive(ws) == {"type": "unsubscribed", "channel": "alerts"}  # kept until now
 
 
 def session_cookie(user: User) -> str:
