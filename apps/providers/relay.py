@@ -19,7 +19,6 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from apps.core.redis import async_redis, key
@@ -151,7 +150,7 @@ class SseEvent:
 class SseReader:
     """Splits an upstream SSE body into events, each with its raw bytes and parsed JSON."""
 
-    def __init__(self, reply: aiohttp.ClientResponse, timeout: float) -> None:
+    def __init__(self, reply: transports.Answer, timeout: float) -> None:
         self.reply = reply
         self.timeout = timeout
         self.buffer = b""
@@ -162,11 +161,11 @@ class SseReader:
         while not self.done:
             try:
                 async with asyncio.timeout(self.timeout):
-                    chunk = await self.reply.content.readany()
+                    chunk = await self.reply.readany()
             except TimeoutError as exc:
                 raise ProviderError(errors.TIMEOUT, "the provider stopped sending") from exc
-            except (aiohttp.ClientError, OSError) as exc:
-                raise transports.error_from_aiohttp(exc, str(self.reply.url)) from exc
+            except OSError as exc:
+                raise transports.error_from_transport(exc, self.reply.url) from exc
             if not chunk:
                 if self.buffer.strip():
                     raise malformed("stream ended inside an event")

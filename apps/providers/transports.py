@@ -1,10 +1,12 @@
-"""How bytes reach a provider: the ``openai`` SDK, or a lean aiohttp pass-through for the hot path.
+"""How bytes reach a provider: the ``openai`` SDK, or a lean HTTP/1.1 pass-through
+(``http1.py``) for the hot path.
 
 Both keep one pooled client per provider per event loop (clients are bound to the loop they
 were made on), rebuilt only when the provider's URL, key, timeout or headers change, and both
 map every failure to a ``ProviderError``. The SDK serves the core's ``complete``/``stream``
-(query API, WebSocket, builds); the pass-through serves ``/v1/chat/completions``, where the
-SDK's own request handling would cost more than the whole latency budget (measured in `bench/`).
+(query API, WebSocket, builds); the pass-through serves ``/v1``, where the SDK's own request
+handling, and even aiohttp's, would cost more than the rest of the gateway (measured in
+`bench/`).
 
 Each client's pool holds at most ``HTTP_MAX_CONNECTIONS`` connections to its provider and keeps
 at most ``HTTP_MAX_KEEPALIVE`` of them open while idle; ``http_pools()`` says how full they are
@@ -34,6 +36,7 @@ from apps.core.pools import Figures, figures_of, register_pool_source
 from . import errors
 from .config import ProviderConfig
 from .errors import ProviderError
+from .http1 import Answer, AnswerCutError, ConnectError, Pool
 
 NO_KEY = "no-key"  # the SDK insists on a key; local servers (Ollama, vLLM) ignore it
 
@@ -66,11 +69,15 @@ def _connector(keepalive_timeout: float, **options: Any) -> PoolConnector:
     )  # fmt: skip
 
 
+# What a client's pool figures are read from: aiohttp's connector (the SDK) or ours.
+Pooled = PoolConnector | Pool
+
+
 class _PerLoop:
     """Clients of the running event loop, keyed by provider id, tagged with the config used;
     each with the provider's name and a function giving its connector (for its figures)."""
 
-    def __init__(self, connector_of: Callable[[Any], PoolConnector | None]) -> None:
+    def __init__(self, connector_of: Callable[[Any], Pooled | None]) -> None:
         self._loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.connector_of = connector_of
 
@@ -85,7 +92,7 @@ class _PerLoop:
         clients[provider.id] = (provider.fingerprint, client, provider.name)
         return client
 
-    def connectors(self) -> list[tuple[str, PoolConnector]]:
+    def connectors(self) -> list[tuple[str, Pooled]]:
         """(provider name, connector) of every client of every loop (read from any thread)."""
         found = []
         for clients in list(self._loops.values()):
@@ -184,7 +191,7 @@ def error_from_sdk(exc: Exception, url: str = "") -> ProviderError:
         url = url or str(exc.request.url)
         cause = _cause(exc)
         if cause is not exc:
-            return error_from_aiohttp(cause, url)
+            return error_from_transport(cause, url)
         if isinstance(exc, openai.APITimeoutError):
             return ProviderError(errors.TIMEOUT, f"no answer in time from {url}")
         return ProviderError(errors.UNAVAILABLE, f"cannot reach {url}: {exc}")
@@ -193,7 +200,7 @@ def error_from_sdk(exc: Exception, url: str = "") -> ProviderError:
             exc.status_code, exc.response.content, exc.response.headers.get("retry-after")
         )
     if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError):
-        return error_from_aiohttp(exc, url)
+        return error_from_transport(exc, url)
     if isinstance(exc, ValueError | openai.APIResponseValidationError):
         return ProviderError(errors.MALFORMED_RESPONSE, "the provider sent a malformed answer")
     raise exc
@@ -201,50 +208,49 @@ def error_from_sdk(exc: Exception, url: str = "") -> ProviderError:
 
 # --- the lean pass-through --------------------------------------------------------------------
 
-
-def _session_connector(session: aiohttp.ClientSession) -> PoolConnector | None:
-    connector = session.connector
-    return connector if isinstance(connector, PoolConnector) else None
+PASS_THROUGH_KEEPALIVE_SECONDS = 30.0
 
 
-_sessions = _PerLoop(_session_connector)
-
-
-def _build_session(provider: ProviderConfig) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=_connector(keepalive_timeout=30),
+def _build_pool(provider: ProviderConfig) -> Pool:
+    return Pool(
+        provider.base_url,
         headers={**_auth_headers(provider), "Content-Type": "application/json"},
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-        skip_auto_headers=("User-Agent",),
-        auto_decompress=True,
+        limit=settings.HTTP_MAX_CONNECTIONS,
+        max_idle=settings.HTTP_MAX_KEEPALIVE,
+        keepalive=PASS_THROUGH_KEEPALIVE_SECONDS,
     )
 
 
-def http_session(provider: ProviderConfig) -> aiohttp.ClientSession:
-    return _sessions.get(provider, _build_session)
+_pools = _PerLoop(lambda pool: pool)
 
 
-def error_from_aiohttp(exc: BaseException, url: str = "") -> ProviderError:
-    """Our error for a transport failure, saying what happened and the URL tried."""
+def http_pool(provider: ProviderConfig) -> Pool:
+    return _pools.get(provider, _build_pool)
+
+
+def error_from_transport(exc: BaseException, url: str = "") -> ProviderError:
+    """Our error for a transport failure (the pass-through's or aiohttp's, under the SDK),
+    saying what happened and the URL tried."""
     at = f" {url}" if url else " the provider"
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return ProviderError(errors.TIMEOUT, f"no answer in time from{at}")
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
         return ProviderError(errors.UNAVAILABLE, f"cannot resolve the host of{at} (DNS)")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
         reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", exc)
         return ProviderError(errors.UNAVAILABLE, f"TLS failed with{at}: {reason}"[:400])
     if isinstance(exc, ssl.SSLError):
         return ProviderError(errors.UNAVAILABLE, f"TLS failed with{at}: {exc}"[:400])
-    if isinstance(exc, socket.gaierror):
-        return ProviderError(errors.UNAVAILABLE, f"cannot resolve the host of{at} (DNS)")
     if isinstance(exc, aiohttp.ClientConnectorError):
         if isinstance(exc.os_error, ConnectionRefusedError):
             return ProviderError(errors.UNAVAILABLE, f"connection refused by{at}")
         return ProviderError(errors.UNAVAILABLE, f"cannot connect to{at}: {exc.os_error}"[:400])
     if isinstance(exc, ConnectionRefusedError):
         return ProviderError(errors.UNAVAILABLE, f"connection refused by{at}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+    if isinstance(exc, ConnectError):
+        return ProviderError(errors.UNAVAILABLE, f"cannot connect to{at}: {exc.strerror}"[:400])
+    cut = AnswerCutError | aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError
+    if isinstance(exc, cut):
         return ProviderError(
             errors.UNAVAILABLE, f"the provider closed the connection{at} mid-answer"
         )
@@ -267,45 +273,43 @@ async def request(
     provider: ProviderConfig, method: str, path: str, body: bytes | None = None
 ) -> HttpReply:
     """Send a request and read the whole answer, within the provider's timeout."""
-    url = provider.base_url + path
     try:
         async with asyncio.timeout(provider.timeout_seconds):
-            async with http_session(provider).request(method, url, data=body) as reply:
-                return HttpReply(reply.status, await reply.read(), reply.headers.get("Retry-After"))
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise error_from_aiohttp(exc, url) from exc
+            answer, content = await http_pool(provider).fetch(method, path, body)
+    except (TimeoutError, OSError) as exc:
+        raise error_from_transport(exc, provider.base_url + path) from exc
+    return HttpReply(answer.status, content, answer.header("Retry-After"))
 
 
-async def open_stream(provider: ProviderConfig, path: str, body: bytes) -> aiohttp.ClientResponse:
-    """POST and return the open response once its headers say 200; pair with ``end_stream``."""
-    url = provider.base_url + path
+async def open_stream(provider: ProviderConfig, path: str, body: bytes) -> Answer:
+    """POST and return the open answer once its headers say 200; pair with ``end_stream``."""
     try:
         async with asyncio.timeout(provider.timeout_seconds):
-            reply = await http_session(provider).post(url, data=body)
-            if reply.status != 200:
-                content = await reply.read()
-                reply.release()
-                raise errors.error_from_status(
-                    reply.status, content, reply.headers.get("Retry-After")
-                )
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise error_from_aiohttp(exc, url) from exc
-    return reply
+            answer = await http_pool(provider).send("POST", path, body)
+            if answer.status != 200:
+                try:
+                    content = await answer.read()
+                finally:
+                    answer.release()
+                raise errors.error_from_status(answer.status, content, answer.header("Retry-After"))
+    except (TimeoutError, OSError) as exc:
+        raise error_from_transport(exc, provider.base_url + path) from exc
+    return answer
 
 
-def end_stream(reply: aiohttp.ClientResponse) -> None:
+def end_stream(answer: Answer) -> None:
     """A stream read to its end returns its connection to the pool; one left early (cancelled,
     failed) closes it, so the upstream sees the request stop."""
-    if reply.content.at_eof():
-        reply.release()
+    if answer.at_eof():
+        answer.release()
     else:
-        reply.close()
+        answer.close()
 
 
 async def close_clients() -> None:
     """Close every client of the running loop (on shutdown)."""
     await _sdk_clients.close_all()
-    await _sessions.close_all()
+    await _pools.close_all()
 
 
 # --- pool figures -------------------------------------------------------------------------------
@@ -313,8 +317,8 @@ async def close_clients() -> None:
 
 def http_pools() -> dict[str, Figures]:
     """Per provider: both clients' pools in every event loop of this process, summed."""
-    by_provider: dict[str, list[PoolConnector]] = {}
-    for name, connector in [*_sessions.connectors(), *_sdk_clients.connectors()]:
+    by_provider: dict[str, list[Pooled]] = {}
+    for name, connector in [*_pools.connectors(), *_sdk_clients.connectors()]:
         by_provider.setdefault(name, []).append(connector)
     return {
         name: figures_of(
