@@ -69,8 +69,12 @@ def _encode(value: Any) -> str:
 
 
 def ship_batch(batch: list[CallRecord]) -> None:
-    """Push a batch onto the Redis list, stamped with when it was shipped."""
-    blob = orjson.dumps([record.as_json() for record in batch], default=_encode)
+    """Push a batch onto the Redis list, stamped with when it was shipped. The record of a
+    stream's start is left out when its final record goes in the same batch (a stream that
+    lasted less than a flush): nobody would see it, and it would double a stream's storing."""
+    ended = {record.call["id"] for record in batch if record.final}
+    shipped = [record for record in batch if record.final or record.call["id"] not in ended]
+    blob = orjson.dumps([record.as_json() for record in shipped], default=_encode)
     redis_client().rpush(records_key(), b"%.3f\n" % time.time() + blob)
 
 

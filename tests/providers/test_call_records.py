@@ -212,7 +212,24 @@ async def test_a_finished_stream_replaces_its_running_record(
     assert await stored(call_records_sweep, older_than=timedelta(0)) == 0
 
 
-def test_one_batch_with_a_running_record_and_its_final_twice_stores_the_final_once(
+def test_a_running_record_is_not_shipped_with_its_final_one(no_records_waiting):
+    running = call(status="running", stream=True)
+    other = call(status="running", stream=True)
+    ship_batch(
+        [
+            CallRecord(running, [], final=False),
+            CallRecord(other, [], final=False),
+            CallRecord({**running, "status": "success"}, []),
+        ]
+    )
+    assert call_records_store() == 2  # the other stream's start, and the first one's end
+    assert dict(LlmCall.objects.values_list("id", "status")) == {
+        uuid.UUID(running["id"]): "success",
+        uuid.UUID(other["id"]): "running",
+    }
+
+
+def test_one_store_with_a_running_record_and_its_final_twice_stores_the_final_once(
     no_records_waiting,
 ):
     running = call(status="running", stream=True)
@@ -225,14 +242,9 @@ def test_one_batch_with_a_running_record_and_its_final_twice_stores_the_final_on
         "number": 1, "provider_name": "a", "model_name": "m", "status": "success",
         "latency_ms": 80.0, "started_at": running["created_at"],
     }  # fmt: skip
-    ship_batch(
-        [
-            CallRecord(running, [], final=False),
-            CallRecord(final, [attempt]),
-            CallRecord(final, [attempt]),
-            CallRecord(running, [], final=False),
-        ]
-    )
+    ship_batch([CallRecord(running, [], final=False)])  # three processes' flushes, one store
+    ship_batch([CallRecord(final, [attempt]), CallRecord(final, [attempt])])
+    ship_batch([CallRecord(running, [], final=False)])
     assert call_records_store() == 4
     record = LlmCall.objects.get()
     assert (record.status, record.input_tokens, record.output_tokens) == ("success", 12, 7)
