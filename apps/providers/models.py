@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 
 
 class ProviderKind(models.TextChoices):
@@ -403,7 +404,7 @@ class LlmCall(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    request_id = models.CharField(max_length=128, blank=True, db_index=True)
+    request_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(db_index=True)
     entry_point = models.CharField(max_length=16, choices=EntryPoint.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="llm_calls", **LOG_REFERENCE)
@@ -415,7 +416,7 @@ class LlmCall(models.Model):
     model_name = models.CharField(max_length=200, blank=True)
     endpoint = models.CharField(max_length=16, choices=Endpoint.choices, default=Endpoint.CHAT)
     stream = models.BooleanField(default=False)
-    status = models.CharField(max_length=16, choices=CallStatus.choices, db_index=True)
+    status = models.CharField(max_length=16, choices=CallStatus.choices)
     error_code = models.CharField(max_length=32, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
@@ -426,15 +427,33 @@ class LlmCall(models.Model):
     latency_ms = models.FloatField(default=0)
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
     attempt_count = models.PositiveSmallIntegerField(default=0)
-    experiment_variant_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    build_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    build_step_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    agent_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    experiment_variant_id = models.BigIntegerField(null=True, blank=True)
+    build_id = models.BigIntegerField(null=True, blank=True)
+    build_step_id = models.BigIntegerField(null=True, blank=True)
+    agent_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name = "LLM call"
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["provider_name", "created_at"])]
+        # Every index is written with every call (the busiest table): the columns most calls
+        # leave empty are indexed only where set, ``status`` only where a call still runs (the
+        # sweep), and ``request_id`` without PostgreSQL's second index for LIKE.
+        indexes = [
+            models.Index(fields=["provider_name", "created_at"]),
+            models.Index(fields=["request_id"], name="llmcall_request_id"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status=CallStatus.RUNNING),
+                name="llmcall_running",
+            ),
+            *(
+                models.Index(
+                    fields=[column], condition=Q(**{f"{column}__isnull": False}),
+                    name=f"llmcall_{column.removesuffix('_id')}",
+                )
+                for column in ("experiment_variant_id", "build_id", "build_step_id", "agent_id")
+            ),
+        ]  # fmt: skip
 
     def __str__(self) -> str:
         return (
@@ -445,7 +464,10 @@ class LlmCall(models.Model):
 class LlmCallAttempt(models.Model):
     """One try at one deployment on behalf of an ``LlmCall`` (retries and fallbacks included)."""
 
-    call = models.ForeignKey(LlmCall, on_delete=models.CASCADE, related_name="attempts")
+    # Indexed by the unique (call, number) constraint, which leads with it.
+    call = models.ForeignKey(
+        LlmCall, on_delete=models.CASCADE, related_name="attempts", db_index=False
+    )
     number = models.PositiveSmallIntegerField()
     provider = models.ForeignKey(Provider, related_name="+", **LOG_REFERENCE)
     provider_name = models.CharField(max_length=64)
