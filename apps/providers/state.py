@@ -205,12 +205,21 @@ _states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoutingState] = (
 )
 
 
+_last: tuple[asyncio.AbstractEventLoop, RoutingState] | None = None
+
+
 def routing_state() -> RoutingState:
-    """The routing state of the running event loop."""
+    """The routing state of the running event loop (the last one asked for, at once: a request
+    asks several times, and a web process runs one loop)."""
+    global _last
     loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0] is loop:
+        return last[1]
     state = _states.get(loop)
     if state is None:
         state = _states[loop] = RoutingState()
+    _last = (loop, state)
     return state
 
 
