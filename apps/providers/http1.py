@@ -295,8 +295,6 @@ class Pool:
             connection.answer = None
             connection.close()
             raise
-        if answer.sized is False and answer.complete is False:
-            answer.keep_alive = False
         return answer
 
     # --- connections --------------------------------------------------------------------------

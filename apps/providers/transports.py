@@ -254,6 +254,8 @@ def error_from_transport(exc: BaseException, url: str = "") -> ProviderError:
         return ProviderError(
             errors.UNAVAILABLE, f"the provider closed the connection{at} mid-answer"
         )
+    if isinstance(exc, ValueError):  # a URL or header the pass-through cannot send
+        return ProviderError(errors.UNAVAILABLE, f"cannot reach{at}: {exc}"[:400])
     return ProviderError(errors.UNAVAILABLE, f"cannot reach{at}: {type(exc).__name__}")
 
 
@@ -276,7 +278,7 @@ async def request(
     try:
         async with asyncio.timeout(provider.timeout_seconds):
             answer, content = await http_pool(provider).fetch(method, path, body)
-    except (TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError, ValueError) as exc:
         raise error_from_transport(exc, provider.base_url + path) from exc
     return HttpReply(answer.status, content, answer.header("Retry-After"))
 
@@ -292,7 +294,7 @@ async def open_stream(provider: ProviderConfig, path: str, body: bytes) -> Answe
                 finally:
                     answer.release()
                 raise errors.error_from_status(answer.status, content, answer.header("Retry-After"))
-    except (TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError, ValueError) as exc:
         raise error_from_transport(exc, provider.base_url + path) from exc
     return answer
 
