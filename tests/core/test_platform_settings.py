@@ -26,7 +26,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def level_restored() -> Iterator[None]:
+    """Back to the started level here and in every process that follows the settings (a
+    server of the session, which would otherwise log only errors for the tests after these)."""
     yield
+    platform_settings_update(log_level="")
     platform_settings.log_level_apply("")
 
 
