@@ -7,7 +7,9 @@ serve several deployments (and several test runs).
 
 ``redis_client()`` is the process's synchronous client (threads share its pool; a forked child
 makes its own); ``async_redis()`` is the client of the running event loop (a ``redis.asyncio``
-client is bound to the loop it was made on).
+client is bound to the loop it was made on). Its pool (``REDIS_MAX_CONNECTIONS``, else 100)
+makes a command wait for a free connection, up to ``ASYNC_TIMEOUT``, when all are busy: a
+burst of requests must queue, not be told that Redis does not answer.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from django.conf import settings
 CONNECT_TIMEOUT = 2.0
 SYNC_TIMEOUT = 5.0
 ASYNC_TIMEOUT = 2.0
+ASYNC_POOL_SIZE = 100  # redis-py's own default, when the URL sets none
 
 
 def text(value: bytes | str) -> str:
@@ -64,9 +67,11 @@ def async_redis() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = _async_clients[loop] = aioredis.Redis.from_url(
-            redis_url(), socket_timeout=ASYNC_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
-        )
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url(), max_connections=ASYNC_POOL_SIZE, timeout=ASYNC_TIMEOUT,
+            socket_timeout=ASYNC_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
+        )  # fmt: skip
+        client = _async_clients[loop] = aioredis.Redis.from_pool(pool)
     return client
 
 
