@@ -68,7 +68,7 @@ class _Connection(asyncio.Protocol):
         self.pool.forget(self)
         answer = self.answer
         if answer is not None and not answer.complete:
-            if answer.started and not answer.sized:  # an answer that ends with the connection
+            if answer.started and not answer.sized():  # an answer that ends with the connection
                 self.on_message_complete()
             else:
                 self._fail(AnswerCutError("the connection closed before the answer ended"))
@@ -89,8 +89,6 @@ class _Connection(asyncio.Protocol):
         if answer is None:
             return
         answer.status = self.parser.get_status_code()
-        names = {name.lower() for name, _ in answer.raw_headers}
-        answer.sized = b"content-length" in names or b"transfer-encoding" in names
         answer.started = True
         if not answer.head.done():
             answer.head.set_result(None)
@@ -134,7 +132,6 @@ class Answer:
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.started = False
-        self.sized = True
         self.complete = False
         self.keep_alive = False
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -142,6 +139,11 @@ class Answer:
         self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._released = False
+
+    def sized(self) -> bool:
+        """Whether the answer says where its body ends (else the connection's close does)."""
+        framing = (b"content-length", b"transfer-encoding")
+        return any(name.lower() in framing for name, _ in self.raw_headers)
 
     def header(self, name: str) -> str | None:
         wanted = name.lower().encode("latin-1")

@@ -79,10 +79,17 @@ class _PerLoop:
 
     def __init__(self, connector_of: Callable[[Any], Pooled | None]) -> None:
         self._loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._last: tuple[asyncio.AbstractEventLoop, dict] | None = None  # found without a weakref
         self.connector_of = connector_of
 
     def get(self, provider: ProviderConfig, build):
-        clients = self._loops.setdefault(asyncio.get_running_loop(), {})
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            clients = last[1]
+        else:
+            clients = self._loops.setdefault(loop, {})
+            self._last = (loop, clients)
         found = clients.get(provider.id)
         if found and found[0] == provider.fingerprint:
             return found[1]
@@ -103,6 +110,7 @@ class _PerLoop:
         return found
 
     async def close_all(self) -> None:
+        self._last = None
         clients = self._loops.pop(asyncio.get_running_loop(), {})
         for _, client, _ in clients.values():
             await _close(client)
@@ -280,7 +288,8 @@ async def request(
             answer, content = await http_pool(provider).fetch(method, path, body)
     except (TimeoutError, OSError, ValueError) as exc:
         raise error_from_transport(exc, provider.base_url + path) from exc
-    return HttpReply(answer.status, content, answer.header("Retry-After"))
+    retry_after = answer.header("Retry-After") if answer.status != 200 else None
+    return HttpReply(answer.status, content, retry_after)
 
 
 async def open_stream(provider: ProviderConfig, path: str, body: bytes) -> Answer:
