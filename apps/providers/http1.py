@@ -73,12 +73,6 @@ class _Connection(asyncio.Protocol):
             else:
                 self._fail(AnswerCutError("the connection closed before the answer ended"))
 
-    def pause_writing(self) -> None:  # bodies are written at once; the transport buffers them
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # --- httptools callbacks ----------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.answer is not None:
@@ -122,8 +116,8 @@ class _Connection(asyncio.Protocol):
 
 class Answer:
     """The answer to one request: status and headers once they came, then the body, whole
-    (``read``) or as it comes (``readany``). ``release`` hands the connection back (or closes
-    it if the answer was not read to its end)."""
+    (``read``) or as it comes (``readany``). ``release`` hands the connection back, or closes
+    it if the answer was not read to its end (so the server sees the request stop)."""
 
     def __init__(self, connection: _Connection, url: str) -> None:
         self.connection = connection
@@ -211,12 +205,6 @@ class Answer:
         reusable = self.at_eof() and self.keep_alive
         self.connection.pool.put_back(self.connection, reusable=reusable)
 
-    def close(self) -> None:
-        """Done with the answer before its end: the connection is closed."""
-        if not self._released:
-            self._released = True
-            self.connection.pool.put_back(self.connection, reusable=False)
-
 
 class Pool:
     """Keep-alive connections to one origin (``scheme://host:port``), for one event loop."""
@@ -229,7 +217,6 @@ class Pool:
         limit: int,
         max_idle: int,
         keepalive: float,
-        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -247,7 +234,7 @@ class Pool:
         self.limit = limit
         self.max_idle = max_idle
         self.keepalive = keepalive
-        self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
+        self._ssl = ssl.create_default_context() if self.tls else None
         self._idle: collections.deque[_Connection] = collections.deque()
         self._in_use = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -317,7 +304,7 @@ class Pool:
                 ssl=self._ssl,
                 server_hostname=self.host if self._ssl else None,
             )
-        except (ConnectionRefusedError, ssl.SSLError, OSError) as exc:
+        except OSError as exc:
             if isinstance(exc, ConnectionRefusedError | ssl.SSLError | socket.gaierror):
                 raise
             raise ConnectError(exc.errno, str(exc)) from exc

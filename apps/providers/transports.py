@@ -311,10 +311,7 @@ async def open_stream(provider: ProviderConfig, path: str, body: bytes) -> Answe
 def end_stream(answer: Answer) -> None:
     """A stream read to its end returns its connection to the pool; one left early (cancelled,
     failed) closes it, so the upstream sees the request stop."""
-    if answer.at_eof():
-        answer.release()
-    else:
-        answer.close()
+    answer.release()
 
 
 async def close_clients() -> None:
