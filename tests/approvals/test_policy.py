@@ -15,6 +15,7 @@ from apps.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalStatu
 from apps.approvals.selectors import approval_policy
 from apps.approvals.services import (
     HITL_OFF_NOTE,
+    SELF_DECIDED_NOTE,
     approval_decide,
     approval_policy_update,
     approval_refusal,
@@ -329,3 +330,47 @@ class TestPolicyApi:
         assert response.status_code == 400
         assert field in response.json()["error"]["details"]
         assert approval_policy().low_role == "operator"
+
+
+class TestSelfApproval:
+    def test_off_by_default_and_on_for_low_risk_only_recorded_as_such(self):
+        solo = user_create(role=Role.ADMIN)
+        low = request_made(risk_level=RiskLevel.LOW, requested_by=solo)
+        with pytest.raises(PermissionDenied, match="Nobody may decide their own request."):
+            approval_decide(approval=low, decision="approved", by=solo)
+        assert_untouched(low)
+
+        approval_policy_update(self_approve_low_risk=True)
+        for risk in (RiskLevel.MEDIUM, RiskLevel.HIGH, RiskLevel.CRITICAL):
+            risky = request_made(risk_level=risk, requested_by=solo)
+            with pytest.raises(PermissionDenied, match="their own request above low risk"):
+                approval_decide(approval=risky, decision="approved", by=solo)
+            assert_untouched(risky)
+
+        decided = approval_decide(approval=low, decision="approved", by=solo, notes="ok")
+        assert decided.status == ApprovalStatus.APPROVED and decided.self_decided
+        assert low.audit.last().notes == f"{SELF_DECIDED_NOTE} ok"
+        other = request_made(risk_level=RiskLevel.LOW, requested_by=solo)
+        by_another = approval_decide(approval=other, decision="approved",
+                                     by=user_create(role=Role.OPERATOR))  # fmt: skip
+        assert not by_another.self_decided
+
+    def test_the_api_shows_it_and_a_client_cannot_claim_it(self):
+        approval_policy_update(self_approve_low_risk=True)
+        solo = user_create(role=Role.OPERATOR)
+        client = APIClient(headers=bearer(api_key_issue(user=solo)))
+        medium = request_made(risk_level=RiskLevel.MEDIUM, requested_by=solo)
+        refused = client.post(f"/api/v1/approvals/{medium.pk}/decide",
+                              {"decision": "approved", "self_decided": True, "risk_level": "low",
+                               "requested_by": None}, format="json")  # fmt: skip
+        assert refused.status_code == 403
+        assert refused.json()["error"]["message"] == (
+            "Nobody may decide their own request above low risk."
+        )
+        assert_untouched(medium)
+        low = request_made(risk_level=RiskLevel.LOW, requested_by=solo)
+        decided = client.post(f"/api/v1/approvals/{low.pk}/decide", {"decision": "approved"},
+                              format="json")  # fmt: skip
+        assert decided.status_code == 200 and decided.json()["self_decided"] is True
+        listed = client.get("/api/v1/approvals?status=approved").json()["results"]
+        assert [(a["id"], a["self_decided"]) for a in listed] == [(low.pk, True)]
