@@ -5,14 +5,11 @@ from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
-from unfold.forms import (  # type: ignore[import-untyped]
-    AdminPasswordChangeForm,
-    UserChangeForm,
-    UserCreationForm,
-)
+from unfold.forms import AdminPasswordChangeForm  # type: ignore[import-untyped]
 
-from .models import ApiKey
-from .services import api_key_create, api_key_revoke, user_role, user_staff_sync
+from .forms import UserRoleChangeForm, UserRoleCreationForm
+from .models import ApiKey, Role
+from .services import api_key_create, api_key_revoke, user_role, user_set_role
 
 # Django registers these with its own ModelAdmins; the dashboard's look needs unfold's.
 admin.site.unregister(User)
@@ -21,21 +18,40 @@ admin.site.unregister(Group)
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin, ModelAdmin):
-    """A user's role is one of the role groups; ``is_staff`` follows it (see ``roles.py``)."""
+    """A person's role is one field of the form (one of the role groups underneath; ``is_staff``
+    follows it, see ``roles.py``): no groups picker nor raw permissions. A superuser also sees
+    *Superuser status* and the individual permissions, under *Advanced*."""
 
-    form = UserChangeForm
-    add_form = UserCreationForm
+    form = UserRoleChangeForm
+    add_form = UserRoleCreationForm
     change_password_form = AdminPasswordChangeForm
     list_display = ["username", "email", "first_name", "last_name", "role", "is_active"]
     list_filter = ["groups", "is_active", "is_superuser"]
     readonly_fields = ["is_staff", "last_login", "date_joined"]
+    add_fieldsets = [(None, {"fields": ["username", "password1", "password2", "role"]})]
+    fieldsets = [
+        (None, {"fields": ["username", "password"]}),
+        ("Personal info", {"fields": ["first_name", "last_name", "email"]}),
+        ("Access", {"fields": ["role", "is_active", "is_staff"]}),
+        ("Important dates", {"fields": ["last_login", "date_joined"]}),
+    ]
+    advanced_fieldset = (
+        "Advanced",
+        {"fields": ["is_superuser", "user_permissions"], "classes": ["collapse"]},
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: User | None = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and request.user.is_superuser:
+            return [*fieldsets, self.advanced_fieldset]
+        return fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).prefetch_related("groups")
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        user_staff_sync(user=form.instance)  # is_superuser may have changed, not the groups
+        user_set_role(user=form.instance, role=Role(form.cleaned_data["role"]))
 
     @admin.display(description="Role")
     def role(self, user: User) -> str:

@@ -1,8 +1,10 @@
 """The approvals in the admin. Requests are made by what needs them (a build step) and never
 edited nor deleted; Approve and Reject go through ``approval_decide``, so the policy applies
 here as in the API (nobody decides their own request, a critical one only an admin, ...) and
-what it refuses shows as a message. The policy itself is one row, saved through
-``approval_policy_update``."""
+what it refuses shows as a message. The policy itself is one row, an admin's to change (its
+model permissions are given to no other role), saved through ``approval_policy_update``, which
+keeps each change with who made it (shown below the policy and under *Approval policy
+changes*)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
 from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     ChoicesDropdownFilter,
@@ -27,8 +31,18 @@ from unfold.widgets import UnfoldAdminTextareaWidget  # type: ignore[import-unty
 from apps.accounts.permissions import OPERATE
 from apps.core.admin_support import ReadOnlyInline, acting_user, to_page
 
-from .models import ApprovalAuditEntry, ApprovalPolicy, ApprovalRequest, ApprovalStatus, RiskLevel
+from .models import (
+    ApprovalAuditEntry,
+    ApprovalPolicy,
+    ApprovalPolicyChange,
+    ApprovalRequest,
+    ApprovalStatus,
+    RiskLevel,
+)
+from .selectors import approval_policy_changes
 from .services import APPROVAL_POLICY_FIELDS, approval_decide, approval_policy_update
+
+CHANGES_SHOWN = 10
 
 STATUS_LABELS = {
     ApprovalStatus.PENDING: "warning",
@@ -62,7 +76,7 @@ class NotesForm(BaseDialogForm):
 class ApprovalRequestAdmin(ModelAdmin):
     list_display = [
         "id", "kind", "action_shown", "status_badge", "risk_badge", "required_role",
-        "requested_by", "created_at", "expires_at", "decided_by",
+        "requested_by", "created_at", "expires_at", "decided_by", "self_decided",
     ]  # fmt: skip
     list_display_links = ["id", "action_shown"]
     list_filter = [
@@ -79,12 +93,12 @@ class ApprovalRequestAdmin(ModelAdmin):
         (None, {"fields": ["kind", "action", "status_badge", "risk_badge", "reference"]}),
         ("Asked", {"fields": ["requested_by", "created_at", "expires_at", "context",
                               "required_role", "escalated_at"]}),
-        ("Decided", {"fields": ["decided_by", "decided_at", "decision_notes"]}),
+        ("Decided", {"fields": ["decided_by", "self_decided", "decided_at", "decision_notes"]}),
     ]  # fmt: skip
     readonly_fields = [
         "kind", "action", "status_badge", "risk_badge", "reference", "requested_by",
         "created_at", "expires_at", "context", "required_role", "escalated_at", "decided_by",
-        "decided_at", "decision_notes",
+        "self_decided", "decided_at", "decision_notes",
     ]  # fmt: skip
     inlines = [AuditEntryInline]
     actions = ["approve_selected", "reject_selected"]
@@ -171,34 +185,82 @@ class ApprovalRequestAdmin(ModelAdmin):
 
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(ModelAdmin):
-    """A single row: who decides each risk level, auto-approval, expiry, escalation and the
-    human-in-the-loop switch; applies to the next request and decision."""
+    """A single row: who decides each risk level, auto-approval, self-approval, expiry,
+    escalation and the human-in-the-loop switch; applies to the next request and decision."""
 
-    list_display = ["__str__", "enabled", "high_role", "auto_approve_enabled", "expiry_outcome",
-                    "escalation_seconds", "updated_at"]  # fmt: skip
+    list_display = ["__str__", "enabled", "high_role", "auto_approve_enabled",
+                    "self_approve_low_risk", "expiry_outcome", "escalation_seconds",
+                    "updated_at"]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["enabled"]}),
-        ("Who decides", {"fields": ["low_role", "medium_role", "high_role"],
+        ("Who decides", {"fields": ["low_role", "medium_role", "high_role",
+                                    "self_approve_low_risk"],
                          "description": "A critical request is always an admin's to decide; "
-                         "nobody decides their own."}),
+                         "nobody decides their own, but with self-approval a low-risk one."}),
         ("Auto-approval", {"fields": ["auto_approve_enabled", "auto_approve_max_risk",
-                                      "auto_approve_max_cost"]}),
+                                      "auto_approve_max_cost"],
+                           "description": "Never a critical request, never a level only admins "
+                           "decide, and a person's own request at most at low risk."}),
         ("Expiry and escalation", {"fields": ["default_expiry_seconds", "expiry_outcome",
                                               "escalation_seconds"]}),
+        ("Changes", {"fields": ["changes_shown"]}),
     ]  # fmt: skip
+    readonly_fields = ["changes_shown"]
+
+    @admin.display(description="Latest changes")
+    def changes_shown(self, policy: ApprovalPolicy) -> str:
+        return change_lines(approval_policy_changes()[:CHANGES_SHOWN]) or "—"
 
     def save_model(
         self, request: HttpRequest, obj: ApprovalPolicy, form: forms.ModelForm, change: bool
     ) -> None:
-        """Through ``approval_policy_update`` (the model's checks show as form errors)."""
+        """Through ``approval_policy_update`` as the person saving (the model's checks show as
+        form errors, and the change is kept with their name)."""
         fields = {k: v for k, v in form.cleaned_data.items() if k in APPROVAL_POLICY_FIELDS}
-        saved = approval_policy_update(**fields)
+        saved = approval_policy_update(by=acting_user(request), **fields)
         obj.pk = saved.pk
         obj.refresh_from_db()
         obj._state.adding = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not ApprovalPolicy.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def change_words(change: ApprovalPolicyChange) -> str:
+    """``field: before → after; ...``"""
+    return "; ".join(f"{name}: {old} → {new}" for name, (old, new) in change.changes.items())
+
+
+def change_lines(changes: Iterable[ApprovalPolicyChange]) -> SafeString:
+    """Changes as lines: when, who, what."""
+    return format_html_join(
+        mark_safe("<br>"), "{} · {} · {}",
+        ((f"{change.created_at:%Y-%m-%d %H:%M:%S}", change.actor or "the platform",
+          change_words(change)) for change in changes),
+    )  # fmt: skip
+
+
+@admin.register(ApprovalPolicyChange)
+class ApprovalPolicyChangeAdmin(ModelAdmin):
+    """The policy's trail: read-only, never deleted."""
+
+    list_display = ["created_at", "actor", "changes_shown"]
+    list_select_related = ["actor"]
+    list_filter = [("created_at", RangeDateTimeFilter)]
+    fields = readonly_fields = ["created_at", "actor", "changes_shown"]
+
+    @admin.display(description="Changes")
+    def changes_shown(self, change: ApprovalPolicyChange) -> str:
+        return change_words(change)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

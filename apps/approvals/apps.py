@@ -14,7 +14,6 @@ class ApprovalsConfig(AppConfig):
             Page,
             register_feature,
             register_navigation,
-            register_operator_models,
             register_pages,
         )
 
@@ -24,7 +23,6 @@ class ApprovalsConfig(AppConfig):
 
         register_channels(*CHANNELS)
         register_event_types(*EVENT_TYPES)
-        register_operator_models(self.label, "approvalpolicy")
         register_feature(
             Feature("hitl", "Human-in-the-loop approvals: gated actions wait for a person's "
                     "decision (off: they are approved at once).", hitl_enabled),

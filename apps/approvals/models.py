@@ -2,7 +2,8 @@
 
 ``ApprovalRequest`` is one decision asked of a person; ``ApprovalAuditEntry`` the append-only
 trail of what happened to it; ``ApprovalPolicy`` the one row of runtime settings that says who
-decides what, which requests approve themselves, what expiry means and when to escalate.
+decides what, which requests approve themselves, what expiry means and when to escalate;
+``ApprovalPolicyChange`` the append-only trail of who changed the policy and how.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ class ApprovalRequest(models.Model):
     )  # fmt: skip
     decision_notes = models.TextField(blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    self_decided = models.BooleanField(
+        default=False,
+        help_text="Decided by its own requester, as the policy's self-approval option allows "
+        "for a low-risk request.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -168,6 +174,11 @@ class ApprovalPolicy(models.Model):
         help_text="The highest 'cost' in a request's context approved automatically; a request "
         "without a cost is then left to a person. Blank: no cost condition.",
     )  # fmt: skip
+    self_approve_low_risk = models.BooleanField(
+        default=False,
+        help_text="Let a requester decide their own low-risk requests (a team of one); the "
+        "decision is recorded as self-approved. Medium risk and above: never.",
+    )
     expiry_outcome = models.CharField(
         max_length=16, choices=ExpiryOutcome.choices, default=ExpiryOutcome.REJECT,
         help_text="What a request nobody decided in time becomes.",
@@ -202,6 +213,15 @@ class ApprovalPolicy(models.Model):
             raise ValidationError({"medium_role": weaker})
         if high < medium:
             raise ValidationError({"high_role": weaker})
+        if (
+            self.auto_approve_enabled
+            and self.auto_approve_max_risk in RiskLevel.values
+            and self.role_for(self.auto_approve_max_risk) == DeciderRole.ADMIN
+        ):
+            raise ValidationError({"auto_approve_max_risk": (
+                f"{RiskLevel(self.auto_approve_max_risk).label}-risk requests are an admin's to "
+                "decide: auto-approval goes no further than the levels operators decide."
+            )})  # fmt: skip
 
     def role_for(self, risk_level: str) -> DeciderRole:
         """The weakest role that may decide a request of ``risk_level``."""
@@ -216,3 +236,30 @@ class ApprovalPolicy(models.Model):
     @property
     def expiry_seconds(self) -> int:
         return self.default_expiry_seconds or settings.APPROVAL_TIMEOUT_SECONDS
+
+
+class ApprovalPolicyChange(models.Model):
+    """One change of the policy: who made it and each field's value before and after
+    (``{"enabled": [true, false]}``). Written once and never changed nor deleted."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", help_text="Who changed it; none: the platform (a script, a migration).",
+    )  # fmt: skip
+    changes = models.JSONField(help_text="Each changed field: [before, after].")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "approval policy change"
+
+    def __str__(self) -> str:
+        return f"Policy change #{self.pk}: {', '.join(self.changes)}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ValueError("A policy change is never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("A policy change is never deleted.")

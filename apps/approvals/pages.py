@@ -119,6 +119,7 @@ def policy_summary(policy: ApprovalPolicy) -> dict[str, Any]:
             rule += f" and a cost up to {policy.auto_approve_max_cost.normalize():f}"
     return {
         "enabled": policy.enabled,
+        "self_approval": policy.self_approve_low_risk,
         "deciders": deciders,
         "auto_rule": rule,
         "expiry": duration_words(policy.expiry_seconds),

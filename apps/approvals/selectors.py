@@ -1,4 +1,4 @@
-"""Reads of approval requests, their audit trail, their figures and the policy."""
+"""Reads of approval requests, their audit trail, their figures, the policy and its changes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from .models import (
     ApprovalAuditEntry,
     ApprovalPolicy,
+    ApprovalPolicyChange,
     ApprovalRequest,
     ApprovalStatus,
     RiskLevel,
@@ -23,6 +24,11 @@ def approval_policy() -> ApprovalPolicy:
     return ApprovalPolicy.objects.filter(pk=ApprovalPolicy.SINGLETON_PK).first() or (
         ApprovalPolicy(pk=ApprovalPolicy.SINGLETON_PK)
     )
+
+
+def approval_policy_changes() -> QuerySet[ApprovalPolicyChange]:
+    """Every change of the policy with who made it, the latest first."""
+    return ApprovalPolicyChange.objects.select_related("actor").order_by("-created_at", "-id")
 
 
 def hitl_enabled() -> bool:

@@ -1,13 +1,19 @@
 """Asking for a decision, deciding, expiring, escalating, and the policy that governs them.
 
-The policy (``ApprovalPolicy``, one row of runtime settings):
+The policy (``ApprovalPolicy``, one row of runtime settings), an admin's alone to change (each
+change kept in ``ApprovalPolicyChange`` with who made it and what changed):
 
-- who decides: a viewer never; nobody their own request; otherwise the request's
+- who decides: a viewer never; nobody their own request (with ``self_approve_low_risk``, a
+  requester their own low-risk one, recorded as ``self_decided``); otherwise the request's
   ``required_role`` or stronger: the policy's role for its risk level when it was asked (a
   critical one always an admin's), raised to admin by escalation;
 - auto-approval (when enabled): a new request at most ``auto_approve_max_risk`` whose
   context's ``cost`` is at most ``auto_approve_max_cost`` (any cost when that is blank) is
-  approved at once by the platform; with human-in-the-loop switched off every new request is;
+  approved at once by the platform, but never one the platform may not approve
+  (``_rule_may_approve``): a critical one, one only an admin may decide, one a person
+  asked above low risk (else an operator could approve their own request by the rule); with
+  human-in-the-loop switched off every new request is approved at once but a critical one,
+  which waits for an admin;
 - expiry: a request nobody decided by ``expires_at`` is expired (rejected: what waits on it
   fails) or approved, as ``expiry_outcome`` says; a decision that comes too late is refused;
 - escalation: a request still pending ``escalation_seconds`` after it was asked is announced
@@ -39,6 +45,7 @@ from .models import (
     RISK_ORDER,
     ApprovalAuditEntry,
     ApprovalPolicy,
+    ApprovalPolicyChange,
     ApprovalRequest,
     ApprovalStatus,
     AuditEvent,
@@ -52,26 +59,48 @@ from .signals import approval_decided
 DECISIONS = (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED)
 ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 HITL_OFF_NOTE = "Human-in-the-loop is switched off: approved without a person."
+SELF_DECIDED_NOTE = "Decided by its own requester, as the policy allows for a low-risk request."
 EXPIRED_NOTE = "Expired before anyone decided."
 EXPIRED_APPROVED_NOTE = "Nobody decided before it expired: approved, as the policy says on expiry."
 APPROVAL_POLICY_FIELDS = (
     "enabled", "low_role", "medium_role", "high_role", "auto_approve_enabled",
-    "auto_approve_max_risk", "auto_approve_max_cost", "expiry_outcome", "escalation_seconds",
-    "default_expiry_seconds",
+    "auto_approve_max_risk", "auto_approve_max_cost", "self_approve_low_risk", "expiry_outcome",
+    "escalation_seconds", "default_expiry_seconds",
 )  # fmt: skip
+POLICY_CHANGE_REFUSAL = "Changing the approval policy needs the admin role."
 
 
 # --- the policy ----------------------------------------------------------------------------------
 
 
-@transaction.atomic
-def approval_policy_update(**fields: Any) -> ApprovalPolicy:
-    """Change the policy (``APPROVAL_POLICY_FIELDS``); it applies to the next request and
-    decision. Requests already asked keep the role they need."""
-    row, _ = ApprovalPolicy.objects.select_for_update().get_or_create(
-        pk=ApprovalPolicy.SINGLETON_PK
-    )
-    return instance_update(instance=row, fields=APPROVAL_POLICY_FIELDS, data=fields)
+def approval_policy_update(*, by: User | None = None, **fields: Any) -> ApprovalPolicy:
+    """Change the policy (``APPROVAL_POLICY_FIELDS``) as ``by``, who must be an admin (None:
+    the platform itself, a script); it applies to the next request and decision, and requests
+    already asked keep the role they need. What changed is kept, with who changed it, in
+    ``ApprovalPolicyChange`` (nothing when nothing changed)."""
+    if by is not None and user_role(user=by) != Role.ADMIN:
+        raise PermissionDenied(POLICY_CHANGE_REFUSAL)
+    with transaction.atomic():
+        row, _ = ApprovalPolicy.objects.select_for_update().get_or_create(
+            pk=ApprovalPolicy.SINGLETON_PK
+        )
+        before = _policy_values(row)
+        row = instance_update(instance=row, fields=APPROVAL_POLICY_FIELDS, data=fields)
+        after = _policy_values(row)
+        changes = {
+            name: [before[name], after[name]] for name in after if before[name] != after[name]
+        }
+        if changes:
+            ApprovalPolicyChange.objects.create(actor=by, changes=changes)
+    return row
+
+
+def _policy_values(policy: ApprovalPolicy) -> dict[str, Any]:
+    """The policy's fields as JSON keeps them (a cost as its text, as the API shows it)."""
+    values = {name: getattr(policy, name) for name in APPROVAL_POLICY_FIELDS}
+    cost = values["auto_approve_max_cost"]
+    values["auto_approve_max_cost"] = None if cost is None else _number(Decimal(cost))
+    return values
 
 
 def approval_refusal(*, approval: ApprovalRequest, user: User | None) -> str | None:
@@ -81,8 +110,12 @@ def approval_refusal(*, approval: ApprovalRequest, user: User | None) -> str | N
     role = user_role(user=user) if user is not None and user.is_active else None
     if user is None or role is None or role == Role.VIEWER:
         return "Deciding an approval needs the operator role."
-    if approval.requested_by_id is not None and approval.requested_by_id == user.pk:
-        return "Nobody may decide their own request."
+    if _own(approval, user):
+        self_approval = approval_policy().self_approve_low_risk
+        if not self_approval:
+            return "Nobody may decide their own request."
+        if approval.risk_level != RiskLevel.LOW:
+            return "Nobody may decide their own request above low risk."
     if ROLE_RANK[role] < ROLE_RANK[Role(approval.required_role)]:
         if approval.risk_level == RiskLevel.CRITICAL:
             return "Only an admin may decide a critical request."
@@ -92,8 +125,29 @@ def approval_refusal(*, approval: ApprovalRequest, user: User | None) -> str | N
     return None
 
 
+def _own(approval: ApprovalRequest, user: User) -> bool:
+    return approval.requested_by_id is not None and approval.requested_by_id == user.pk
+
+
+def _rule_may_approve(
+    *, policy: ApprovalPolicy, risk_level: str, requested_by: User | None
+) -> bool:
+    """Whether an auto-approval rule may approve a new request of ``risk_level`` at all.
+
+    Never a critical request (always an admin's), never further than the levels operators
+    may decide, and a person's own request no further than low risk, so that nobody gets their
+    own risky request approved by a rule they set."""
+    if risk_level == RiskLevel.CRITICAL or policy.role_for(risk_level) == DeciderRole.ADMIN:
+        return False
+    return requested_by is None or risk_level == RiskLevel.LOW
+
+
 def auto_approval_rule(
-    *, policy: ApprovalPolicy, risk_level: str, context: dict[str, Any]
+    *,
+    policy: ApprovalPolicy,
+    risk_level: str,
+    context: dict[str, Any],
+    requested_by: User | None = None,
 ) -> str | None:
     """The rule that approves a new request at once, told in words, or None."""
     if not policy.auto_approve_enabled:
@@ -101,6 +155,8 @@ def auto_approval_rule(
     if RISK_ORDER.index(RiskLevel(risk_level)) > RISK_ORDER.index(
         RiskLevel(policy.auto_approve_max_risk)
     ):
+        return None
+    if not _rule_may_approve(policy=policy, risk_level=risk_level, requested_by=requested_by):
         return None
     rule = f"risk {risk_level} is at most {policy.auto_approve_max_risk}"
     if policy.auto_approve_max_cost is None:
@@ -161,8 +217,11 @@ def approval_request_create(
             expires_at=timezone.now() + timedelta(seconds=seconds),
         )  # fmt: skip
         _audit(approval, AuditEvent.REQUESTED, requested_by)
-        rule = auto_approval_rule(policy=policy, risk_level=risk_level, context=approval.context)
-        if not policy.enabled:
+        rule = auto_approval_rule(
+            policy=policy, risk_level=risk_level, context=approval.context,
+            requested_by=requested_by,
+        )  # fmt: skip
+        if not policy.enabled and risk_level != RiskLevel.CRITICAL:
             _settle(approval, ApprovalStatus.APPROVED, None, HITL_OFF_NOTE)
         elif rule is not None:
             _settle(approval, ApprovalStatus.APPROVED, None, f"Auto-approved by rule: {rule}.")
@@ -189,7 +248,7 @@ def approval_decide(
         if late:
             _expire(approval, approval_policy())
         else:
-            _settle(approval, decision, by, notes)
+            _settle(approval, decision, by, notes, self_decided=_own(approval, by))
     if late:
         raise ValidationError(
             f"This request expired at {approval.expires_at:%Y-%m-%d %H:%M:%S %Z} before the "
@@ -261,14 +320,25 @@ def _expire(approval: ApprovalRequest, policy: ApprovalPolicy) -> None:
         _settle(approval, ApprovalStatus.EXPIRED, None, EXPIRED_NOTE)
 
 
-def _settle(approval: ApprovalRequest, status: str, by: User | None, notes: str) -> None:
+def _settle(
+    approval: ApprovalRequest,
+    status: str,
+    by: User | None,
+    notes: str,
+    *,
+    self_decided: bool = False,
+) -> None:
     _check_pending(approval)
     approval.status = status
     approval.decided_by = by
     approval.decision_notes = notes
     approval.decided_at = timezone.now()
-    approval.save(update_fields=["status", "decided_by", "decision_notes", "decided_at"])
-    _audit(approval, status, by, notes)
+    approval.self_decided = self_decided
+    approval.save(
+        update_fields=["status", "decided_by", "decision_notes", "decided_at", "self_decided"]
+    )
+    trail_notes = " ".join(filter(None, [SELF_DECIDED_NOTE if self_decided else "", notes]))
+    _audit(approval, status, by, trail_notes)
     approval_decided.send(sender=ApprovalRequest, approval=approval)
     _announce(approval)
 

@@ -7,7 +7,13 @@ import pytest
 from django.test import Client
 
 from apps.accounts.models import Role
-from apps.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalStatus, RiskLevel
+from apps.approvals.models import (
+    ApprovalPolicy,
+    ApprovalPolicyChange,
+    ApprovalRequest,
+    ApprovalStatus,
+    RiskLevel,
+)
 from apps.approvals.services import approval_decide, approval_request_create
 from tests.support.factories import user_create
 
@@ -141,31 +147,55 @@ def policy_form(**fields) -> dict:
     }  # fmt: skip
 
 
-def test_operators_edit_the_policy_in_the_admin_and_its_checks_show_as_form_errors():
+def test_only_admins_change_the_policy_in_the_admin_and_each_change_is_kept():
     operator, _ = logged_in(Role.OPERATOR)
-    assert operator.get(POLICY).status_code == 200
-    added = operator.post(f"{POLICY}add/", policy_form(high_role="admin", escalation_seconds="60"))
+    assert operator.get(POLICY).status_code == 200, "operators still read it"
+    assert operator.get(f"{POLICY}add/").status_code == 403
+    assert operator.post(f"{POLICY}add/", policy_form(enabled="")).status_code == 403
+    assert not ApprovalPolicy.objects.exists()
+
+    admin, boss = logged_in(Role.ADMIN)
+    added = admin.post(f"{POLICY}add/", policy_form(high_role="admin", escalation_seconds="60"))
     assert added.status_code == 302, added.context["adminform"].form.errors
     policy = ApprovalPolicy.objects.get()
     assert (policy.pk, policy.high_role, policy.escalation_seconds) == (1, "admin", 60)
-    assert operator.get(f"{POLICY}add/").status_code == 403, "one row"
+    assert admin.get(f"{POLICY}add/").status_code == 403, "one row"
 
-    refused = operator.post(f"{POLICY}1/change/", policy_form(high_role="operator",
-                                                               medium_role="admin"))  # fmt: skip
+    for who in (operator, logged_in(Role.VIEWER)[0]):
+        assert who.get(f"{POLICY}1/change/").status_code == 200
+        assert who.post(f"{POLICY}1/change/", policy_form(enabled="")).status_code == 403
+    assert ApprovalPolicy.objects.get().enabled
+
+    refused = admin.post(f"{POLICY}1/change/", policy_form(high_role="operator",
+                                                            medium_role="admin"))  # fmt: skip
     assert refused.status_code == 200
     assert refused.context["adminform"].form.errors == {
         "high_role": ["A riskier level may not need a weaker role than a safer one."]
     }
-    changed = operator.post(f"{POLICY}1/change/", policy_form(expiry_outcome="approve"))
+    form = policy_form(expiry_outcome="approve", escalation_seconds="60")
+    changed = admin.post(f"{POLICY}1/change/", form)
     assert changed.status_code == 302
     policy.refresh_from_db()
     assert (policy.high_role, policy.expiry_outcome) == ("operator", "approve")
-    assert operator.post(f"{POLICY}1/delete/", {"post": "yes"}).status_code == 403
+    assert admin.post(f"{POLICY}1/delete/", {"post": "yes"}).status_code == 403
 
-    viewer, _ = logged_in(Role.VIEWER)
-    assert viewer.get(f"{POLICY}1/change/").status_code == 200
-    assert viewer.post(f"{POLICY}1/change/", policy_form(enabled="")).status_code == 403
-    assert ApprovalPolicy.objects.get().enabled
+    kept = list(ApprovalPolicyChange.objects.order_by("id").values_list("actor", "changes"))
+    assert kept == [
+        (boss.pk, {"high_role": ["operator", "admin"], "escalation_seconds": [3600, 60]}),
+        (boss.pk, {"high_role": ["admin", "operator"], "expiry_outcome": ["reject", "approve"]}),
+    ]
+    page = admin.get(f"{POLICY}1/change/").content.decode()
+    assert (
+        f"{boss.username} · high_role: admin → operator; expiry_outcome: reject → approve" in page
+    )
+    trail_page = operator.get("/admin/approvals/approvalpolicychange/")
+    assert trail_page.status_code == 200 and "escalation_seconds: 3600 → 60" in (
+        trail_page.content.decode()
+    )
+    change = ApprovalPolicyChange.objects.first()
+    assert admin.post(f"/admin/approvals/approvalpolicychange/{change.pk}/delete/",
+                      {"post": "yes"}).status_code == 403  # fmt: skip
+    assert ApprovalPolicyChange.objects.count() == 2
 
 
 def test_requests_and_their_trail_are_never_deleted(admin_client):

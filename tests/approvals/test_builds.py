@@ -87,12 +87,21 @@ class TestTheWaitingStep:
     def test_an_auto_approval_does_not_leave_it_waiting(self, planner):
         approval_policy_update(auto_approve_enabled=True, auto_approve_max_risk="medium",
                                auto_approve_max_cost=None)  # fmt: skip
-        build, step = gated_build(by=user_create(role=Role.OPERATOR))
+        build, step = gated_build(by=None)
         assert step.approval.status == ApprovalStatus.APPROVED
         assert step.approval.decision_notes.startswith("Auto-approved by rule: risk medium")
         assert trail(step.approval) == ["requested", "approved"]
         assert step.status == RunStatus.QUEUED and build.status == BuildStatus.RUNNING
         assert events(build)[-3:] == ["awaiting_approval", "approved", "queued"]
+
+    def test_a_rule_never_approves_a_persons_own_step_above_low_risk(self, planner):
+        approval_policy_update(auto_approve_enabled=True, auto_approve_max_risk="medium",
+                               auto_approve_max_cost=None)  # fmt: skip
+        build, step = gated_build(by=user_create(role=Role.OPERATOR))
+        assert step.approval.status == ApprovalStatus.PENDING
+        assert trail(step.approval) == ["requested"]
+        assert step.status == RunStatus.AWAITING_APPROVAL
+        assert build.status == BuildStatus.AWAITING_APPROVAL
 
     def test_with_hitl_switched_off_nothing_waits(self, planner):
         approval_policy_update(enabled=False)

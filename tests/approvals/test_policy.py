@@ -15,6 +15,7 @@ from apps.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalStatu
 from apps.approvals.selectors import approval_policy
 from apps.approvals.services import (
     HITL_OFF_NOTE,
+    SELF_DECIDED_NOTE,
     approval_decide,
     approval_policy_update,
     approval_refusal,
@@ -179,6 +180,15 @@ class TestThePolicyItself:
             approval_policy_update(high_role="viewer")
         assert approval_policy().high_role == "operator"
 
+    @pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR])
+    def test_the_service_refuses_anyone_below_admin(self, role):
+        with pytest.raises(PermissionDenied, match="needs the admin role"):
+            approval_policy_update(by=user_create(role=role), enabled=False)
+        assert not ApprovalPolicy.objects.exists()
+        assert (
+            approval_policy_update(by=user_create(role=Role.ADMIN), enabled=False).enabled is False
+        )
+
     def test_one_row(self):
         approval_policy_update(escalation_seconds=10)
         approval_policy_update(expiry_outcome="approve")
@@ -228,15 +238,32 @@ class TestAutoApproval:
 
 
 class TestHitlSwitch:
-    def test_off_every_request_is_approved_at_once_and_says_why(self):
+    def test_off_every_request_but_a_critical_one_is_approved_at_once_and_says_why(self):
         approval_policy_update(enabled=False)
-        critical = request_made(risk_level=RiskLevel.CRITICAL)
-        assert critical.status == ApprovalStatus.APPROVED and critical.decided_by is None
-        assert critical.decision_notes == HITL_OFF_NOTE
-        assert trail(critical) == ["requested", "approved"]
+        asker = user_create(role=Role.OPERATOR)
+        for risk in (RiskLevel.LOW, RiskLevel.MEDIUM, RiskLevel.HIGH):
+            approval = request_made(risk_level=risk, requested_by=asker)
+            assert approval.status == ApprovalStatus.APPROVED and approval.decided_by is None
+            assert approval.decision_notes == HITL_OFF_NOTE
+            assert trail(approval) == ["requested", "approved"]
+
+        critical = request_made(risk_level=RiskLevel.CRITICAL, requested_by=asker)
+
+        assert_untouched(critical)
+        assert critical.required_role == "admin"
+        with pytest.raises(PermissionDenied, match="Only an admin may decide a critical"):
+            approval_decide(
+                approval=critical, decision="approved", by=user_create(role=Role.OPERATOR)
+            )
+        assert (
+            approval_decide(
+                approval=critical, decision="approved", by=user_create(role=Role.ADMIN)
+            ).status
+            == ApprovalStatus.APPROVED
+        )
 
     def test_the_feature_status_reports_it_and_the_policy_api_switches_it(self):
-        operator = APIClient(headers=bearer(api_key_issue(role=Role.OPERATOR)))
+        admin = APIClient(headers=bearer(api_key_issue(role=Role.ADMIN)))
         viewer = APIClient(headers=bearer(api_key_issue(role=Role.VIEWER)))
 
         def hitl() -> bool:
@@ -248,11 +275,11 @@ class TestHitlSwitch:
         assert viewer.patch("/api/v1/approvals/policy", {"enabled": False},
                             format="json").status_code == 403  # fmt: skip
         assert hitl() is True
-        switched = operator.patch("/api/v1/approvals/policy", {"enabled": False}, format="json")
+        switched = admin.patch("/api/v1/approvals/policy", {"enabled": False}, format="json")
         assert switched.status_code == 200 and switched.json()["enabled"] is False
         assert hitl() is False
         assert request_made().status == ApprovalStatus.APPROVED
-        operator.patch("/api/v1/approvals/policy", {"enabled": True}, format="json")
+        admin.patch("/api/v1/approvals/policy", {"enabled": True}, format="json")
         assert hitl() is True
         assert request_made().status == ApprovalStatus.PENDING
 
@@ -266,7 +293,7 @@ class TestPolicyApi:
             "enabled": True, "low_role": "operator", "medium_role": "operator",
             "high_role": "operator", "auto_approve_enabled": False,
             "auto_approve_max_risk": "low", "auto_approve_max_cost": "1.0000",
-            "expiry_outcome": "reject", "escalation_seconds": 3600,
+            "self_approve_low_risk": False, "expiry_outcome": "reject", "escalation_seconds": 3600,
             "default_expiry_seconds": None, "updated_at": None,
         }  # fmt: skip
         assert APIClient().get("/api/v1/approvals/policy").status_code == 401
@@ -298,8 +325,52 @@ class TestPolicyApi:
         ],
     )
     def test_refuses_what_does_not_hold(self, body, field):
-        operator = APIClient(headers=bearer(api_key_issue(role=Role.OPERATOR)))
-        response = operator.patch("/api/v1/approvals/policy", body, format="json")
+        admin = APIClient(headers=bearer(api_key_issue(role=Role.ADMIN)))
+        response = admin.patch("/api/v1/approvals/policy", body, format="json")
         assert response.status_code == 400
         assert field in response.json()["error"]["details"]
         assert approval_policy().low_role == "operator"
+
+
+class TestSelfApproval:
+    def test_off_by_default_and_on_for_low_risk_only_recorded_as_such(self):
+        solo = user_create(role=Role.ADMIN)
+        low = request_made(risk_level=RiskLevel.LOW, requested_by=solo)
+        with pytest.raises(PermissionDenied, match="Nobody may decide their own request."):
+            approval_decide(approval=low, decision="approved", by=solo)
+        assert_untouched(low)
+
+        approval_policy_update(self_approve_low_risk=True)
+        for risk in (RiskLevel.MEDIUM, RiskLevel.HIGH, RiskLevel.CRITICAL):
+            risky = request_made(risk_level=risk, requested_by=solo)
+            with pytest.raises(PermissionDenied, match="their own request above low risk"):
+                approval_decide(approval=risky, decision="approved", by=solo)
+            assert_untouched(risky)
+
+        decided = approval_decide(approval=low, decision="approved", by=solo, notes="ok")
+        assert decided.status == ApprovalStatus.APPROVED and decided.self_decided
+        assert low.audit.last().notes == f"{SELF_DECIDED_NOTE} ok"
+        other = request_made(risk_level=RiskLevel.LOW, requested_by=solo)
+        by_another = approval_decide(approval=other, decision="approved",
+                                     by=user_create(role=Role.OPERATOR))  # fmt: skip
+        assert not by_another.self_decided
+
+    def test_the_api_shows_it_and_a_client_cannot_claim_it(self):
+        approval_policy_update(self_approve_low_risk=True)
+        solo = user_create(role=Role.OPERATOR)
+        client = APIClient(headers=bearer(api_key_issue(user=solo)))
+        medium = request_made(risk_level=RiskLevel.MEDIUM, requested_by=solo)
+        refused = client.post(f"/api/v1/approvals/{medium.pk}/decide",
+                              {"decision": "approved", "self_decided": True, "risk_level": "low",
+                               "requested_by": None}, format="json")  # fmt: skip
+        assert refused.status_code == 403
+        assert refused.json()["error"]["message"] == (
+            "Nobody may decide their own request above low risk."
+        )
+        assert_untouched(medium)
+        low = request_made(risk_level=RiskLevel.LOW, requested_by=solo)
+        decided = client.post(f"/api/v1/approvals/{low.pk}/decide", {"decision": "approved"},
+                              format="json")  # fmt: skip
+        assert decided.status_code == 200 and decided.json()["self_decided"] is True
+        listed = client.get("/api/v1/approvals?status=approved").json()["results"]
+        assert [(a["id"], a["self_decided"]) for a in listed] == [(low.pk, True)]

@@ -10,6 +10,7 @@ from rest_framework import serializers
 from ..models import (
     ApprovalAuditEntry,
     ApprovalPolicy,
+    ApprovalPolicyChange,
     ApprovalRequest,
     ApprovalStatus,
     DeciderRole,
@@ -106,7 +107,7 @@ class ApprovalOutputSerializer(serializers.ModelSerializer):
             "id", "kind", "action", "risk_level", "context", "reference", "status",
             "required_role", "requested_by", "requested_by_username", "created_at",
             "expires_at", "escalated_at", "decided_by", "decided_by_username", "decision_notes",
-            "decided_at",
+            "decided_at", "self_decided",
         ]  # fmt: skip
 
 
@@ -141,7 +142,20 @@ class ApprovalPolicyOutputSerializer(serializers.ModelSerializer):
         fields = [*APPROVAL_POLICY_FIELDS, "updated_at"]
 
 
+class ApprovalPolicyChangeOutputSerializer(serializers.ModelSerializer):
+    actor_username = serializers.CharField(source="actor.username", read_only=True, allow_null=True)
+    changes = serializers.DictField(
+        child=serializers.ListField(), help_text="Each changed field: [before, after]."
+    )
+
+    class Meta:
+        model = ApprovalPolicyChange
+        fields = ["id", "actor", "actor_username", "changes", "created_at"]
+
+
 class ApprovalPolicyInputSerializer(serializers.Serializer):
+    """PATCH: any of the fields."""
+
     enabled = serializers.BooleanField(required=False)
     low_role = serializers.ChoiceField(choices=DeciderRole.choices, required=False)
     medium_role = serializers.ChoiceField(choices=DeciderRole.choices, required=False)
@@ -153,6 +167,17 @@ class ApprovalPolicyInputSerializer(serializers.Serializer):
     auto_approve_max_cost = serializers.DecimalField(
         max_digits=12, decimal_places=4, required=False, allow_null=True, min_value=0
     )
+    self_approve_low_risk = serializers.BooleanField(required=False)
     expiry_outcome = serializers.ChoiceField(choices=ExpiryOutcome.choices, required=False)
     escalation_seconds = serializers.IntegerField(required=False, min_value=0)
     default_expiry_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+
+class ApprovalPolicyReplaceSerializer(ApprovalPolicyInputSerializer):
+    """PUT: the whole policy, every field given."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for field in fields.values():
+            field.required = True
+        return fields

@@ -10,6 +10,8 @@ urlpatterns = [
          name="approval-pending-decide"),
     path("approvals/stats", views.ApprovalStatsApi.as_view(), name="approval-stats"),
     path("approvals/policy", views.ApprovalPolicyApi.as_view(), name="approval-policy"),
+    path("approvals/policy/history", views.ApprovalPolicyHistoryApi.as_view(),
+         name="approval-policy-history"),
     path("approvals/<int:pk>", views.ApprovalDetailApi.as_view(), name="approval-detail"),
     path("approvals/<int:pk>/history", views.ApprovalHistoryApi.as_view(),
          name="approval-history"),

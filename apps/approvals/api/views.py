@@ -1,8 +1,8 @@
-"""Approval requests: reads for the viewer role; asking, deciding and changing the policy need
-the operator role, and the policy applies on top (a decision on your own request, a critical
-one by a non-admin, ...: 403 saying why). A request already decided or expired is a 409
-``conflict``. Callers act as themselves only: a ``requester_id`` or ``approver_id`` that is not
-the caller's id is a 403."""
+"""Approval requests: reads for the viewer role; asking and deciding need the operator role,
+changing the policy the admin role, and the policy applies on top (a decision on your own
+request, a critical one by a non-admin, ...: 403 saying why). A request already decided or
+expired is a 409 ``conflict``. Callers act as themselves only: a ``requester_id`` or
+``approver_id`` that is not the caller's id is a 403."""
 
 from __future__ import annotations
 
@@ -19,21 +19,24 @@ from apps.accounts.authentication import request_user
 from apps.core.api.shortcuts import state_conflicts, validated
 
 from ..filtersets import ApprovalFilter
-from ..models import ApprovalAuditEntry, ApprovalRequest
+from ..models import ApprovalAuditEntry, ApprovalPolicyChange, ApprovalRequest
 from ..selectors import (
     approval_get,
     approval_history,
     approval_list,
     approval_pending_list,
     approval_policy,
+    approval_policy_changes,
     approval_stats,
 )
 from ..services import approval_decide, approval_policy_update, approval_request_create
 from .serializers import (
     ApprovalDetailOutputSerializer,
     ApprovalOutputSerializer,
+    ApprovalPolicyChangeOutputSerializer,
     ApprovalPolicyInputSerializer,
     ApprovalPolicyOutputSerializer,
+    ApprovalPolicyReplaceSerializer,
     ApprovalRequestInputSerializer,
     ApprovalStatsOutputSerializer,
     AuditEntryOutputSerializer,
@@ -147,15 +150,51 @@ class ApprovalStatsApi(APIView):
         return Response(ApprovalStatsOutputSerializer(approval_stats()).data)
 
 
+POLICY_PERMISSION = "approvals.change_approvalpolicy"
+
+
 class ApprovalPolicyApi(APIView):
     """The approval policy (runtime settings): who decides each risk level, auto-approval,
-    the outcome on expiry, escalation, the default expiry, and the ``hitl`` switch."""
+    self-approval, the outcome on expiry, escalation, the default expiry, and the ``hitl``
+    switch. Everyone reads it; an admin alone changes it (PATCH some fields, PUT all), and
+    each change is kept (``approvals/policy/history``)."""
+
+    write_permission = POLICY_PERMISSION
 
     @extend_schema(responses=ApprovalPolicyOutputSerializer)
     def get(self, request: Request) -> Response:
         return Response(ApprovalPolicyOutputSerializer(approval_policy()).data)
 
-    @extend_schema(request=ApprovalPolicyInputSerializer, responses=ApprovalPolicyOutputSerializer)
+    @extend_schema(
+        request=ApprovalPolicyInputSerializer,
+        responses={200: ApprovalPolicyOutputSerializer,
+                   403: OpenApiResponse(ERROR, description="Not an admin.")},
+    )  # fmt: skip
     def patch(self, request: Request) -> Response:
-        data = validated(ApprovalPolicyInputSerializer, request, partial=True)
-        return Response(ApprovalPolicyOutputSerializer(approval_policy_update(**data)).data)
+        return self.update(request, ApprovalPolicyInputSerializer)
+
+    @extend_schema(
+        request=ApprovalPolicyReplaceSerializer,
+        responses={200: ApprovalPolicyOutputSerializer,
+                   403: OpenApiResponse(ERROR, description="Not an admin.")},
+    )  # fmt: skip
+    def put(self, request: Request) -> Response:
+        return self.update(request, ApprovalPolicyReplaceSerializer)
+
+    def update(
+        self, request: Request, serializer_class: type[ApprovalPolicyInputSerializer]
+    ) -> Response:
+        data = validated(serializer_class, request)
+        policy = approval_policy_update(by=request_user(request), **data)
+        return Response(ApprovalPolicyOutputSerializer(policy).data)
+
+
+class ApprovalPolicyHistoryApi(ListAPIView):
+    """Every change of the policy, the latest first: who made it and each field's value
+    before and after."""
+
+    serializer_class = ApprovalPolicyChangeOutputSerializer
+    queryset = ApprovalPolicyChange.objects.none()  # the schema's model; requests use the below
+
+    def get_queryset(self) -> QuerySet[ApprovalPolicyChange]:
+        return approval_policy_changes()

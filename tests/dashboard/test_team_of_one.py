@@ -1,0 +1,105 @@
+"""A lone admin's first day, in a real browser: they add a second person with a role through
+the user form (one field, no groups picker), that person logs in and decides the admin's
+request; or, with the policy's self-approval option, the admin decides their own low-risk
+request (recorded as self-approved) and still not a riskier one."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import Page, expect
+
+from apps.accounts.models import Role
+from apps.accounts.services import user_role
+from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
+from apps.approvals.services import approval_policy_update, approval_request_create
+from tests.dashboard.conftest import member
+from tests.dashboard.test_admin_login import log_in
+from tests.support.browser import PASSWORD, screenshot
+
+QUEUE = "/admin/approval-queue/"
+
+
+def asked(by: User, risk: str, action: str) -> ApprovalRequest:
+    return approval_request_create(kind="deploy", action=action, risk_level=risk,
+                                   requested_by=by, expires_in_seconds=3600)  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lone_admin_adds_a_second_person_who_logs_in_and_decides(
+    logged_in_page, new_context, browser_errors
+):
+    solo = member(Role.ADMIN, username="solo")
+    gate = asked(solo, RiskLevel.MEDIUM, "Deploy the release")
+    page: Page = logged_in_page(user=solo)
+
+    page.goto("/admin/auth/user/add/")
+    expect(page.locator("#id_groups")).to_have_count(0)
+    expect(page.locator("#id_user_permissions")).to_have_count(0)
+    expect(page.locator("#id_is_superuser")).to_have_count(0)
+    page.get_by_label("Username").fill("pat")
+    page.locator("#id_password1").fill(PASSWORD)
+    page.locator("#id_password2").fill(PASSWORD)
+    page.get_by_label("Role").select_option("operator")
+    screenshot(page, "user-add-with-role")
+    page.locator("button[name='_save'], input[name='_save']").first.click()
+    expect(page).to_have_url(re.compile(r"/admin/auth/user/(\d+/change/)?$"))
+    pat = User.objects.get(username="pat")
+    assert user_role(user=pat) == Role.OPERATOR and pat.is_staff
+    page.goto(f"/admin/auth/user/{pat.pk}/change/")
+    expect(page.get_by_label("Role")).to_have_value("operator")
+    screenshot(page, "user-change-with-role")
+
+    second = new_context().new_page()
+    second.goto("/admin/")  # /admin/login/ itself lands elsewhere: issue 18's item 12, not ours
+    log_in(second, "pat", PASSWORD)
+    expect(second).to_have_url(re.compile(r"/admin/$"))
+    second.goto(QUEUE)
+    card = second.locator(f"#approval-{gate.pk}")
+    card.get_by_label("Notes").fill("Checked with solo")
+    card.get_by_role("button", name=re.compile("^Approve")).click()
+    expect(second.locator("#approval-history")).to_contain_text("Deploy the release")
+    screenshot(second, "approval-decided-by-second-person")
+
+    gate.refresh_from_db()
+    assert gate.status == ApprovalStatus.APPROVED and gate.decided_by == pat
+    assert not gate.self_decided
+    assert browser_errors.console_errors == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_self_approval_lets_the_requester_decide_low_risk_only(logged_in_page, browser_errors):
+    approval_policy_update(self_approve_low_risk=True)
+    solo = member(Role.ADMIN, username="solo")
+    low = asked(solo, RiskLevel.LOW, "Rotate the log files")
+    medium = asked(solo, RiskLevel.MEDIUM, "Deploy the release")
+    page: Page = logged_in_page(user=solo)
+
+    page.goto(QUEUE)
+    expect(page.locator(f"#approval-{medium.pk}")).to_contain_text(
+        "You asked for it: someone else must decide."
+    )
+    expect(page.locator(f"#approval-{medium.pk} form")).to_have_count(0)
+    own = page.locator(f"#approval-{low.pk}")
+    expect(own).to_contain_text("the policy lets you decide it")
+    screenshot(page, "approval-queue-self-approval")
+    own.get_by_role("button", name=re.compile("^Approve")).click()
+
+    history = page.locator("#approval-history")
+    expect(history.locator(f"tr[data-approval='{low.pk}']")).to_contain_text("self-approved")
+    screenshot(page, "approval-queue-self-approved")
+    low.refresh_from_db()
+    medium.refresh_from_db()
+    assert low.status == ApprovalStatus.APPROVED and low.self_decided and low.decided_by == solo
+    assert medium.status == ApprovalStatus.PENDING
+    # A forged POST for the medium one is refused by the same policy.
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(QUEUE, form={
+        "csrfmiddlewaretoken": token, "approval": str(medium.pk), "decision": "approved",
+    }, headers={"Referer": page.url})  # fmt: skip
+    assert response.ok
+    medium.refresh_from_db()
+    assert medium.status == ApprovalStatus.PENDING and medium.decided_by is None
+    assert browser_errors.console_errors == []
