@@ -254,6 +254,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
+# A login with no ``next`` (/admin/login/ opened directly) lands on the dashboard's Home, not
+# Django's default /accounts/profile/, which does not exist here.
+LOGIN_REDIRECT_URL = "admin:index"
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 # Fernet keys for provider API keys at rest, newest first; empty: derived from SECRET_KEY.
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
@@ -292,6 +295,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 SERVE_STATIC = env.bool("SERVE_STATIC", default=DEBUG)
 
 # --- The dashboard: the admin site, themed by django-unfold ----------------------------------
+FAVICON = "dashboard/favicon.svg"  # linked from every page; /favicon.ico redirects to it
 # Its pages and sidebar come from the apps' registrations (apps/core/registry.py); see
 # apps/dashboard. Styles use unfold's compiled CSS plus our own small file.
 UNFOLD: dict[str, Any] = {
@@ -299,6 +303,9 @@ UNFOLD: dict[str, Any] = {
     "SITE_HEADER": "AI Orchestra",
     "SITE_SUBHEADER": "Site administration",
     "SITE_SYMBOL": "hub",
+    "SITE_FAVICONS": [
+        {"rel": "icon", "type": "image/svg+xml", "href": lambda request: _static(FAVICON)},
+    ],
     "SITE_URL": None,  # the dashboard is the site: no "View site" link
     "SHOW_VIEW_ON_SITE": False,
     "LOGIN": {"form": "apps.dashboard.forms.LoginForm"},
