@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "channels",
     "corsheaders",
+    "axes",
     "apps.core",
     "apps.accounts",
     "apps.monitoring",
@@ -79,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "orchestra.urls"
@@ -257,6 +260,23 @@ LOGIN_URL = "/admin/login/"
 # A login with no ``next`` (/admin/login/ opened directly) lands on the dashboard's Home, not
 # Django's default /accounts/profile/, which does not exist here.
 LOGIN_REDIRECT_URL = "admin:index"
+# Login throttling (django-axes): AXES_FAILURE_LIMIT wrong passwords in a row for one username
+# from one address lock that pair out for AXES_COOLOFF_MINUTES; admins see and clear lockouts
+# in the admin (Accounts > Login lockouts). The address is the platform's one client address
+# (TRUSTED_PROXIES). API keys never go through a password login, so they are not affected.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.middleware.login_client"
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_ENABLE_ADMIN = False  # registered by apps/accounts/admin.py, in the dashboard's look
+AXES_VERBOSE = False  # its start-up banner; lockouts are still logged as warnings
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 # Fernet keys for provider API keys at rest, newest first; empty: derived from SECRET_KEY.
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
