@@ -40,7 +40,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.monitoring.urls")),
-    path("", include("django_prometheus.urls")),
 ]
 
 handler400 = "apps.core.errors.bad_request"

@@ -296,11 +296,24 @@ RATE_LIMIT_MAX = env.int("RATE_LIMIT_MAX", default=6_000)
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 if RATE_LIMIT_WINDOW_MS < 1000 or RATE_LIMIT_MAX < 1:
     raise ImproperlyConfigured("RATE_LIMIT_WINDOW_MS must be >= 1000 and RATE_LIMIT_MAX >= 1.")
-for _proxy in TRUSTED_PROXIES:
-    try:
-        ipaddress.ip_network(_proxy.strip(), strict=False)
-    except ValueError as _error:
-        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_error}") from None
+# /metrics answers scrapers from these networks (the client as above) or with this bearer
+# token; anyone else gets 403. The bundled nginx does not proxy it at all.
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+for _setting, _networks in (
+    ("TRUSTED_PROXIES", TRUSTED_PROXIES),
+    ("METRICS_ALLOWED_NETWORKS", METRICS_ALLOWED_NETWORKS),
+):
+    for _network in _networks:
+        try:
+            ipaddress.ip_network(_network.strip(), strict=False)
+        except ValueError as _error:
+            raise ImproperlyConfigured(f"{_setting}: {_error}") from None
+METRICS_ALLOWED_NETWORKS = [
+    str(ipaddress.ip_network(n.strip(), strict=False))
+    for n in METRICS_ALLOWED_NETWORKS
+    if n.strip()
+]
 
 # --- Internationalisation, static files ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
