@@ -24,4 +24,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
 # uvicorn with one worker per core: measured in bench/, daphne (one process) reaches about 60%
 # of the throughput target; the same ASGI application serves HTTP, SSE and WebSockets.
-CMD ["sh", "-c", "exec uvicorn orchestra.asgi:application --host 0.0.0.0 --port 8000 --workers $WEB_WORKERS --loop uvloop --http httptools --proxy-headers --forwarded-allow-ips '*' --no-access-log --lifespan on"]
+# --no-proxy-headers: the application alone decides who the client is, from TRUSTED_PROXIES
+# (apps/accounts/limits.py); uvicorn's own rewriting would believe what a client writes.
+CMD ["sh", "-c", "exec uvicorn orchestra.asgi:application --host 0.0.0.0 --port 8000 --workers $WEB_WORKERS --loop uvloop --http httptools --no-proxy-headers --no-access-log --lifespan on"]

@@ -1,7 +1,22 @@
+from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
+
+from apps.core.api.views import SchemaApi
+
+
+class FaviconView(RedirectView):
+    """Browsers ask for /favicon.ico whatever the page links; without an answer each page load
+    logged a ``Not Found`` warning (and reached the live log)."""
+
+    permanent = True
+
+    def get_redirect_url(self, *args: object, **kwargs: object) -> str:
+        return static(settings.FAVICON)
+
 
 api_v1 = [
     path("", include("apps.core.api.urls")),
@@ -20,13 +35,13 @@ api_v1 = [
 urlpatterns = [
     # The dashboard is the admin site: its Home is /admin/.
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
+    path("favicon.ico", FaviconView.as_view(), name="favicon"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/streaming/", include("apps.gateway.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.monitoring.urls")),
-    path("", include("django_prometheus.urls")),
 ]
 
 handler400 = "apps.core.errors.bad_request"

@@ -1,3 +1,5 @@
+from axes.admin import AccessAttemptAdmin as BaseAccessAttemptAdmin
+from axes.models import AccessAttempt
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -62,6 +64,12 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):
 @admin.register(Group)
 class GroupAdmin(BaseGroupAdmin, ModelAdmin):
     pass
+
+
+@admin.register(AccessAttempt)
+class LoginLockoutAdmin(BaseAccessAttemptAdmin, ModelAdmin):
+    """django-axes' failed logins per username and address (the lockout); deleting one clears
+    it. Passwords are masked in the stored form data (``AXES_SENSITIVE_PARAMETERS``)."""
 
 
 @admin.register(ApiKey)

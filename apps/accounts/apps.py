@@ -22,6 +22,8 @@ class AccountsConfig(AppConfig):
                     permission="auth.view_user", order=910),
             NavItem("Roles (groups)", "admin:auth_group_changelist", "Accounts", icon="group",
                     permission="auth.view_group", order=920),
+            NavItem("Login lockouts", "admin:axes_accessattempt_changelist", "Accounts",
+                    icon="lock_person", permission="axes.view_accessattempt", order=930),
         )  # fmt: skip
 
         post_migrate.connect(roles_sync_after_migrate, dispatch_uid="accounts.roles_sync")

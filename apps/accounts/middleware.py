@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 
 from apps.core.errors import error_response
 
-from .limits import Refusal, client_address, limiter
+from .limits import UNKNOWN_CLIENT, Refusal, client_address, limiter
 
 LIMITED_PREFIX = "/api/"
 
@@ -30,6 +30,13 @@ def refusal_response(refusal: Refusal) -> HttpResponse:
 def request_client(request: HttpRequest) -> str:
     """The client's address (``limits.client_address``) of a Django request."""
     return client_address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"))
+
+
+def login_client(request: HttpRequest) -> str | None:
+    """``request_client`` for the login lockout (django-axes' ``AXES_CLIENT_IP_CALLABLE``),
+    which stores an address: None when there is none."""
+    client = request_client(request)
+    return None if client == UNKNOWN_CLIENT else client
 
 
 class ClientIpLimitMiddleware:

@@ -4,4 +4,5 @@ from . import views
 
 urlpatterns = [
     path("health", views.HealthApi.as_view(), name="health"),
+    path("metrics", views.metrics, name="prometheus-django-metrics"),
 ]

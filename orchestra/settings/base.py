@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "channels",
     "corsheaders",
+    "axes",
     "apps.core",
     "apps.accounts",
     "apps.monitoring",
@@ -79,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "orchestra.urls"
@@ -254,6 +257,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
+# A login with no ``next`` (/admin/login/ opened directly) lands on the dashboard's Home, not
+# Django's default /accounts/profile/, which does not exist here.
+LOGIN_REDIRECT_URL = "admin:index"
+# Login throttling (django-axes): AXES_FAILURE_LIMIT wrong passwords in a row for one username
+# from one address lock that pair out for AXES_COOLOFF_MINUTES; admins see and clear lockouts
+# in the admin (Accounts > Login lockouts). The address is the platform's one client address
+# (TRUSTED_PROXIES). API keys never go through a password login, so they are not affected.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.middleware.login_client"
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_ENABLE_ADMIN = False  # registered by apps/accounts/admin.py, in the dashboard's look
+AXES_VERBOSE = False  # its start-up banner; lockouts are still logged as warnings
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 # Fernet keys for provider API keys at rest, newest first; empty: derived from SECRET_KEY.
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
@@ -273,11 +296,24 @@ RATE_LIMIT_MAX = env.int("RATE_LIMIT_MAX", default=6_000)
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 if RATE_LIMIT_WINDOW_MS < 1000 or RATE_LIMIT_MAX < 1:
     raise ImproperlyConfigured("RATE_LIMIT_WINDOW_MS must be >= 1000 and RATE_LIMIT_MAX >= 1.")
-for _proxy in TRUSTED_PROXIES:
-    try:
-        ipaddress.ip_network(_proxy.strip(), strict=False)
-    except ValueError as _error:
-        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_error}") from None
+# /metrics answers scrapers from these networks (the client as above) or with this bearer
+# token; anyone else gets 403. The bundled nginx does not proxy it at all.
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+for _setting, _networks in (
+    ("TRUSTED_PROXIES", TRUSTED_PROXIES),
+    ("METRICS_ALLOWED_NETWORKS", METRICS_ALLOWED_NETWORKS),
+):
+    for _network in _networks:
+        try:
+            ipaddress.ip_network(_network.strip(), strict=False)
+        except ValueError as _error:
+            raise ImproperlyConfigured(f"{_setting}: {_error}") from None
+METRICS_ALLOWED_NETWORKS = [
+    str(ipaddress.ip_network(n.strip(), strict=False))
+    for n in METRICS_ALLOWED_NETWORKS
+    if n.strip()
+]
 
 # --- Internationalisation, static files ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -292,6 +328,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 SERVE_STATIC = env.bool("SERVE_STATIC", default=DEBUG)
 
 # --- The dashboard: the admin site, themed by django-unfold ----------------------------------
+FAVICON = "dashboard/favicon.svg"  # linked from every page; /favicon.ico redirects to it
 # Its pages and sidebar come from the apps' registrations (apps/core/registry.py); see
 # apps/dashboard. Styles use unfold's compiled CSS plus our own small file.
 UNFOLD: dict[str, Any] = {
@@ -299,6 +336,9 @@ UNFOLD: dict[str, Any] = {
     "SITE_HEADER": "AI Orchestra",
     "SITE_SUBHEADER": "Site administration",
     "SITE_SYMBOL": "hub",
+    "SITE_FAVICONS": [
+        {"rel": "icon", "type": "image/svg+xml", "href": lambda request: _static(FAVICON)},
+    ],
     "SITE_URL": None,  # the dashboard is the site: no "View site" link
     "SHOW_VIEW_ON_SITE": False,
     "LOGIN": {"form": "apps.dashboard.forms.LoginForm"},

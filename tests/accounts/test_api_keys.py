@@ -97,6 +97,24 @@ def test_api_creates_a_key_once_and_never_shows_it_again():
     assert new_key not in str(detail)
 
 
+def test_a_viewers_own_key_is_read_only_like_the_viewer(client):
+    """Viewers may hold keys of their own (scripts that read), never more than their role."""
+    viewer = user_create(role=Role.VIEWER)
+    client.force_login(viewer)
+    raw_key = client.post("/api/v1/api-keys", {"name": "read"}, content_type="application/json")
+    keyed = APIClient(headers=bearer(raw_key.json()["key"]))
+
+    assert keyed.get("/api/v1/llm-calls").status_code == 200
+    assert keyed.post("/api/v1/query", {"prompt": "hi"}, format="json").status_code == 403
+    created = keyed.post("/api/v1/providers", {"name": "x", "kind": "openai"}, format="json")
+    assert created.status_code == 403
+    # What the client writes does not raise the key above its owner.
+    minted = keyed.post("/api/v1/api-keys", {"name": "more", "role": "admin"}, format="json")
+    assert minted.status_code == 201
+    assert get_me(minted.json()["key"]).json()["role"] == "viewer"
+    assert keyed.post("/api/v1/approvals/policy", {}, format="json").status_code in (403, 405)
+
+
 def test_api_revokes_own_key_but_not_someone_elses():
     owner_key = api_key_issue(role=Role.VIEWER)
     other_key = api_key_issue(role=Role.VIEWER)

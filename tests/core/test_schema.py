@@ -50,3 +50,20 @@ def test_interactive_docs_use_packaged_assets_not_a_cdn():
     page = response.content.decode()
     assert "swagger-ui" in page
     assert "cdn.jsdelivr" not in page and "unpkg.com" not in page
+
+
+@pytest.mark.parametrize("query", ["", "?format=json", "?format=bogus"])
+def test_schema_errors_answer_in_the_json_error_shape(query):
+    from apps.accounts.services import api_key_create, api_key_revoke
+    from tests.support.factories import bearer, user_create
+
+    api_key, raw = api_key_create(user=user_create(), name="old")
+    api_key_revoke(api_key=api_key)
+
+    anonymous = Client().get("/api/schema/")
+    revoked = Client().get(f"/api/schema/{query}", headers=bearer(raw))
+
+    assert anonymous.status_code == 200, "the schema is public"
+    assert revoked.status_code == (404 if query == "?format=bogus" else 401)
+    assert revoked["Content-Type"] == "application/json"
+    assert set(revoked.json()["error"]) == {"code", "message", "details"}

@@ -42,6 +42,17 @@ def test_the_dashboard_sends_a_person_to_log_in_and_welcomes_them(page: Page, br
     assert browser_errors.console_errors == []
 
 
+def test_logging_in_at_the_login_page_itself_lands_on_home(page: Page, browser_errors):
+    admin_person()
+
+    page.goto("/admin/login/")
+    log_in(page, "ada", PASSWORD)
+
+    expect(page).to_have_url(re.compile(r"/admin/$"))
+    expect(page.get_by_role("heading", name="Home", exact=True)).to_be_visible()
+    assert browser_errors.console_errors == []
+
+
 def test_a_wrong_password_is_refused_with_a_message(page: Page, browser_errors):
     admin_person()
 

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
@@ -208,8 +207,7 @@ class BrowserErrors:
 
     def _on_console(self, message: ConsoleMessage) -> None:
         where = message.location.get("url") or (message.page.url if message.page else "?")
-        # Chromium asks every site for /favicon.ico by itself; the app has none.
-        if message.type == "error" and urlsplit(where).path != "/favicon.ico":
+        if message.type == "error":
             self.console_errors.append(f"{where}: {message.text}")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -98,17 +101,36 @@ def port_open(port: int) -> Callable[[], bool]:
     return ready
 
 
+def image_web_command(port: int) -> list[str]:
+    """The production image's web command, read from the Dockerfile's ``CMD`` (so a test of it
+    cannot drift from it), listening on 127.0.0.1:``port`` with the image's ``WEB_WORKERS``."""
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
+    workers = re.search(r"\bWEB_WORKERS=(\d+)", dockerfile)
+    assert cmd and workers, "the Dockerfile has a CMD and sets WEB_WORKERS"
+    shell, flag, script = json.loads(cmd.group(1))
+    assert (shell, flag) == ("sh", "-c"), cmd.group(1)
+    words = shlex.split(script.replace("$WEB_WORKERS", workers.group(1)))
+    assert words[:2] == ["exec", "uvicorn"], script
+    command = [sys.executable, "-m", "uvicorn", *words[2:]]
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    return command
+
+
 class AsgiServer(ServerProcess):
-    """``orchestra.asgi:application`` on a free port, under daphne (as ``make run``) or uvicorn
-    (as the production image)."""
+    """``orchestra.asgi:application`` on a free port, under daphne (as ``make run``), uvicorn
+    (as the production image, one worker) or ``image``: the production image's own command."""
 
     def __init__(self, env: dict[str, str], name: str = "daphne", server: str = "daphne") -> None:
         port = free_port()
         app = "orchestra.asgi:application"
-        if server == "uvicorn":
+        if server == "image":
+            command = image_web_command(port)
+        elif server == "uvicorn":
             command = [
                 sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port",
-                str(port), "--lifespan", "on", "--no-access-log",
+                str(port), "--lifespan", "on", "--no-access-log", "--no-proxy-headers",
             ]  # fmt: skip
         else:
             command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
