@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 
+import psycopg
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
@@ -14,8 +17,29 @@ from apps.core.health import CheckResult, health_check
 
 @health_check("database", critical=True)
 def database() -> CheckResult:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    """PostgreSQL through a connection of its own, bounded by ``HEALTH_DATABASE_TIMEOUT``: a
+    pooled one could wait for a busy pool, or for a database that does not answer, longer
+    than a load balancer waits for ``/health``."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return CheckResult("ok", connection.vendor)
+    timeout = settings.HEALTH_DATABASE_TIMEOUT
+    params = {
+        name: value
+        for name, value in connection.get_connection_params().items()
+        if name in ("dbname", "user", "password", "host", "port", "sslmode", "service")
+    }
+    try:
+        with psycopg.connect(
+            **params,
+            connect_timeout=max(1, math.ceil(timeout)),
+            options=f"-c statement_timeout={int(timeout * 1000)}",
+            autocommit=True,
+        ) as direct:
+            direct.execute("SELECT 1")
+    except psycopg.Error as error:
+        return CheckResult("error", f"the database does not answer ({type(error).__name__})")
     return CheckResult("ok", connection.vendor)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.core.health import DEGRADED, ERROR, OK, registered_checks, run_check
+from apps.core.health import DEGRADED, ERROR, OK, CheckResult, registered_checks, run_check
 from apps.core.process_report import current_report, process_reports
 from apps.core.registry import features
 from apps.providers.selectors import provider_availability
@@ -21,8 +21,11 @@ def health_report() -> tuple[dict[str, Any], bool]:
     capabilities: dict[str, str] = {}
     healthy = True
     degraded = False
-    for check in registered_checks():
-        result, latency_ms = run_check(check)
+    for check in sorted(registered_checks(), key=lambda check: check.needs_database):
+        if check.needs_database and not healthy:
+            result, latency_ms = CheckResult(ERROR, "not run: the database does not answer"), 0.0
+        else:
+            result, latency_ms = run_check(check)
         services[check.name] = result.status
         checks[check.name] = {
             "status": result.status,

@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.DebugApiErrorMiddleware",  # used only with DEBUG
+    "apps.core.middleware.DatabaseUnavailableMiddleware",  # before DEBUG's: a 503, not a 500
     "apps.accounts.middleware.ClientIpLimitMiddleware",  # /api/: before authentication
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -115,6 +116,13 @@ elif _db["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_POO
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
+    # The pool checks a connection (one round trip) before handing it out (Django passes
+    # psycopg_pool's ``check_connection``): after a database restart the idle ones are dead,
+    # and a request given one would fail (a 500) instead of getting a new connection.
+    _db["CONN_HEALTH_CHECKS"] = True
+# /health's own connection to the database: it waits at most this long to connect or for its
+# query, so it says the database is down instead of hanging (or waiting for a busy pool).
+HEALTH_DATABASE_TIMEOUT = env.float("HEALTH_DATABASE_TIMEOUT", default=2.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, channel layer, Celery broker ---------------------------------------------
@@ -255,6 +263,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/admin/login/"
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
+# While the database does not answer, a key this process checked within this many seconds keeps
+# working (/v1, the SSE API): a revoked key stops within this bound at most, even in an outage.
+API_KEY_OUTAGE_SECONDS = env.float("API_KEY_OUTAGE_SECONDS", default=300.0)
 # Fernet keys for provider API keys at rest, newest first; empty: derived from SECRET_KEY.
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
 
