@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
+from apps.core.beat import beat_heartbeat_age
 from apps.core.health import CheckResult, health_check
 
 
@@ -93,3 +94,24 @@ def celery_workers() -> CheckResult:
     if not replies:
         return CheckResult("error", "no worker answered")
     return CheckResult("ok", f"{len(replies)} worker(s) answered")
+
+
+@health_check("beat")
+def beat() -> CheckResult:
+    """Celery beat's heartbeat: without beat nothing runs on a schedule (sweeps, approval
+    expiry and escalation, canaries, provider probes, Home's figures)."""
+    bound = settings.BEAT_HEARTBEAT_MAX_AGE
+    try:
+        age = beat_heartbeat_age()
+    except Exception as exc:
+        return CheckResult("error", f"beat's heartbeat cannot be read ({type(exc).__name__})")
+    if age is None:
+        return CheckResult("error", "Celery beat has left no heartbeat: is it running?")
+    if age > bound:
+        return CheckResult(
+            "error",
+            f"Celery beat last ticked {age:.0f} s ago (more than {bound:g} s): sweeps, approval "
+            "expiry and canaries are not running",
+            {"age_seconds": round(age, 1)},
+        )
+    return CheckResult("ok", f"ticked {age:.1f} s ago", {"age_seconds": round(age, 1)})

@@ -67,6 +67,12 @@ OPTIONAL_PARTS = [
         "records wait in Redis until one stores them; the HTTP APIs (/v1, /api/v1/query, "
         "/api/streaming) answer in the web process",
     ),
+    (
+        "celery_beat",
+        "beat",
+        "nothing runs on a schedule: stale build steps and agent tasks are not swept, approvals "
+        "neither expire nor escalate, canaries do not advance, providers are not probed",
+    ),
 ]
 
 

@@ -213,7 +213,10 @@ APPROVAL_TIMEOUT_SECONDS = env.int("APPROVAL_TIMEOUT_SECONDS", default=86400)
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 MEDIA_URL = "/media/"
 
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's scheduler, leaving a heartbeat at each tick (apps/core/beat.py): /health
+# and the feature status report beat down once its heartbeat is older than this (seconds).
+CELERY_BEAT_SCHEDULER = "apps.core.beat:HeartbeatScheduler"
+BEAT_HEARTBEAT_MAX_AGE = env.float("BEAT_HEARTBEAT_MAX_AGE", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     "probe-providers": {
         "task": "providers.probe_all",

@@ -154,6 +154,27 @@ class CeleryWorker(ServerProcess):
         return super().start(ready or answers, timeout)
 
 
+class CeleryBeat(ServerProcess):
+    """A real Celery beat process (the platform's scheduler); ready once its heartbeat is
+    fresher than when it was started."""
+
+    def __init__(self, env: dict[str, str], name: str = "beat") -> None:
+        command = [sys.executable, "-m", "celery", "-A", "orchestra", "beat", "-l", "info",
+                   "--pidfile", ""]  # fmt: skip
+        super().__init__(name, command, env)
+
+    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> Self:
+        from apps.core.beat import beat_heartbeat_age
+
+        started = time.monotonic()
+
+        def ticked() -> bool:
+            age = beat_heartbeat_age()
+            return age is not None and age < time.monotonic() - started
+
+        return super().start(ready or ticked, timeout)
+
+
 class PrivateRedis:
     """A Redis server of a test's own (the embedded one, on a Unix socket), to kill (SIGKILL)
     and start again without touching the Redis every other test shares."""
