@@ -2,7 +2,10 @@
 
 ``authenticate_bearer`` looks a key up once and then trusts the answer for
 ``API_KEY_CACHE_SECONDS`` in this process, so a revoked or expired key can keep working for
-that long in a process that has just seen it (5 s by default; 0 checks every request).
+that long in a process that has just seen it (5 s by default; 0 checks every request). While
+the database does not answer, a key found valid within the last ``API_KEY_OUTAGE_SECONDS`` keeps
+working (so LLM calls go on through a database restart); past that, the caller gets the
+database's error (a 503). Only a failed lookup reads this fallback: the hit path is unchanged.
 
 ``principal_current`` answers the same question for a caller that authenticated earlier and is
 still there (an open WebSocket): is its key still valid, its user still active, and what may it
@@ -23,6 +26,7 @@ from django.contrib.auth.models import User
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
+from apps.core.database import is_database_unavailable
 from apps.core.runtime import SingleFlight
 
 from .models import ApiKey
@@ -60,7 +64,8 @@ def _principal_for_key(raw_key: str) -> Principal | None:
     return principal_for(api_key.user, api_key) if api_key else None
 
 
-_cache: dict[str, tuple[float, Principal]] = {}
+# digest -> (trusted until, known valid at, principal)
+_cache: dict[str, tuple[float, float, Principal]] = {}
 _key_lookups = SingleFlight()  # concurrent requests with one key share one lookup
 
 
@@ -68,21 +73,30 @@ async def authenticate_bearer(raw_key: str) -> Principal | None:
     """The principal of an API key; only valid keys are cached, so garbage cannot fill it."""
     digest = hash_api_key(raw_key)
     cached = _cache.get(digest)
-    now = time.monotonic()
-    if cached and cached[0] > now:
-        return cached[1]
+    if cached and cached[0] > time.monotonic():
+        return cached[2]
     return await _key_lookups.run(digest, lambda: _authenticate(raw_key, digest))
 
 
 async def _authenticate(raw_key: str, digest: str) -> Principal | None:
-    principal = await database_sync_to_async(_principal_for_key)(raw_key)
+    try:
+        principal = await database_sync_to_async(_principal_for_key)(raw_key)
+    except Exception as error:
+        cached = _cache.get(digest)
+        if not is_database_unavailable(error) or cached is None:
+            raise
+        if time.monotonic() - cached[1] > settings.API_KEY_OUTAGE_SECONDS:
+            _cache.pop(digest, None)
+            raise
+        return cached[2]
     ttl = settings.API_KEY_CACHE_SECONDS
     if principal is None:
         _cache.pop(digest, None)
-    elif ttl > 0:
+    elif ttl > 0 or settings.API_KEY_OUTAGE_SECONDS > 0:
         if len(_cache) >= MAX_CACHED_KEYS:
             _cache.clear()
-        _cache[digest] = (time.monotonic() + ttl, principal)
+        now = time.monotonic()
+        _cache[digest] = (now + ttl, now, principal)
     return principal
 
 

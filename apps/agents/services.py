@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.database import is_database_unavailable, retry_once_on_dead_connection
 from apps.core.dispatch import resend_stale_queued, send_on_commit, stale_before
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
@@ -241,7 +242,10 @@ def agent_task_run(*, task_id: int, celery_task_id: str) -> None:
         pass
     except Exception as error:  # Celery's soft time limit, a lost database: the row says so
         logger.exception("agent task %s failed", task_id)
-        _task_finish(task_id, attempt, RunStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        message = f"{type(error).__name__}: {error}"
+        if is_database_unavailable(error):
+            message = f"The database was unavailable ({type(error).__name__})."
+        _task_finish(task_id, attempt, RunStatus.FAILED, error=message)
     else:
         _task_finish(task_id, attempt, RunStatus.SUCCEEDED, outcome=outcome)
 
@@ -287,6 +291,7 @@ def _heartbeat(task_id: int, attempt: int) -> bool:
     )
 
 
+@retry_once_on_dead_connection  # the attempt check makes it safe to repeat
 def _task_finish(
     task_id: int,
     attempt: int,

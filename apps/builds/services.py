@@ -13,6 +13,7 @@ applies to the attempt that is still running, so a step's outputs and artifacts 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -40,6 +42,7 @@ from apps.agents.services import agent_activity_add
 from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
 from apps.approvals.services import approval_request_create
 from apps.artifacts.services import artifacts_store_for_step
+from apps.core.database import is_database_unavailable, retry_once_on_dead_connection
 from apps.core.dispatch import resend_stale_queued, send_on_commit, stale_before
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
@@ -56,6 +59,8 @@ from .models import (
     BuildTemplate,
     RunStatus,
 )
+
+logger = logging.getLogger(__name__)
 
 MAX_STEPS = 20
 STEP_FIELDS = ("name", "prompt", "agent", "model", "provider", "temperature", "max_tokens",
@@ -298,7 +303,11 @@ def build_step_run(*, step_id: int, celery_task_id: str = "") -> None:
     except RunFailedError as error:
         _step_fail(step_id, attempt, error.message, error.call_id)
     except Exception as error:  # a bug must not leave the step running until the sweep
-        _step_fail(step_id, attempt, f"Internal error: {type(error).__name__}.", None)
+        if is_database_unavailable(error):
+            message = f"The database was unavailable ({type(error).__name__}); retry the build."
+        else:
+            message = f"Internal error: {type(error).__name__}."
+        _step_fail(step_id, attempt, message, None)
         raise
 
 
@@ -373,8 +382,21 @@ async def _run(step: BuildStep) -> RunOutcome:
         entry_point=EntryPoint.BUILD,
         attribution=Attribution(agent_id=step.agent_id, build_id=build.pk, build_step_id=step.pk),
         on_token=on_token,
-        still_wanted=partial(sync_to_async(_heartbeat), step.pk, step.attempts),
+        still_wanted=partial(_still_wanted, step.pk, step.attempts),
     )
+
+
+async def _still_wanted(step_id: int, attempt: int) -> bool:
+    """A connection per heartbeat (``database_sync_to_async`` gives it back to the pool): one
+    kept across a database restart would be dead for every heartbeat after it. While the
+    database does not answer the step goes on; the sweep is the backstop."""
+    try:
+        return await database_sync_to_async(_heartbeat)(step_id, attempt)
+    except Exception as error:
+        if not is_database_unavailable(error):
+            raise
+        logger.warning("build step %s: could not report its heartbeat (%s)", step_id, error)
+        return True
 
 
 def _heartbeat(step_id: int, attempt: int) -> bool:
@@ -403,6 +425,7 @@ def _running_attempt(step_id: int, attempt: int) -> BuildStep | None:
     return step
 
 
+@retry_once_on_dead_connection  # the attempt check makes it safe to repeat
 def _step_succeed(step_id: int, attempt: int, outcome: RunOutcome) -> None:
     with transaction.atomic():
         step = _running_attempt(step_id, attempt)
@@ -430,6 +453,7 @@ def _step_succeed(step_id: int, attempt: int, outcome: RunOutcome) -> None:
             _enqueue(following)
 
 
+@retry_once_on_dead_connection
 def _step_fail(step_id: int, attempt: int, message: str, call_id: uuid.UUID | None) -> None:
     with transaction.atomic():
         step = _running_attempt(step_id, attempt)

@@ -23,6 +23,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from .database import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, is_database_unavailable
 from .request_context import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -47,11 +48,32 @@ def error_response(code: str, message: str, status_code: int, details: Any = Non
     return JsonResponse(error_body(code, message, details), status=status_code)
 
 
+def _unavailable(path: str) -> tuple[dict[str, Any], dict[str, str]]:
+    logger.warning("the database is unavailable: answered 503 to %s", path)
+    body = error_body(
+        "database_unavailable",
+        UNAVAILABLE_MESSAGE,
+        {"request_id": current_request_id(), "retry_after": RETRY_AFTER_SECONDS},
+    )
+    return body, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+def database_unavailable(request: HttpRequest) -> JsonResponse:
+    """503 with ``Retry-After``: the database is down or restarting, which a retry outlives."""
+    body, headers = _unavailable(request.path)
+    return JsonResponse(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """Reshape every error DRF knows into the one shape; unknown ones become a logged 500.
 
-    A Django ``ValidationError`` raised by a service (``full_clean``) is a 400 like DRF's own.
+    A Django ``ValidationError`` raised by a service (``full_clean``) is a 400 like DRF's own;
+    a database that does not answer is a 503 with ``Retry-After``.
     """
+    if is_database_unavailable(exc):
+        request = context.get("request")
+        body, headers = _unavailable(request.path if request else "")
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
@@ -137,6 +159,8 @@ def exception_response(request: HttpRequest, exc: Exception) -> HttpResponse:
     """
     if isinstance(exc, Http404):
         return page_not_found(request, exc)
+    if is_database_unavailable(exc):
+        return database_unavailable(request)
     if isinstance(exc, DjangoPermissionDenied):
         return permission_denied(request, exc)
     if isinstance(exc, BadRequest | SuspiciousOperation | MultiPartParserError):

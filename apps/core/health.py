@@ -37,6 +37,7 @@ class HealthCheck:
     run: Callable[[], CheckResult]
     critical: bool
     cache_seconds: float
+    needs_database: bool = False  # not run while a critical check fails: it would only wait
 
 
 health_checks: Registry[HealthCheck] = Registry("health check")
@@ -44,10 +45,14 @@ _cached: dict[str, tuple[float, CheckResult]] = {}
 
 
 def health_check(
-    name: str, *, critical: bool = False, cache_seconds: float = 0.0
+    name: str, *, critical: bool = False, cache_seconds: float = 0.0, needs_database: bool = False
 ) -> Callable[[Callable[[], CheckResult]], Callable[[], CheckResult]]:
+    """``needs_database``: the check queries the database, so ``/health`` skips it while the
+    database (a critical check) does not answer, and answers within its own timeout."""
+
     def register(run: Callable[[], CheckResult]) -> Callable[[], CheckResult]:
-        health_checks.register(name, HealthCheck(name, run, critical, cache_seconds))
+        check = HealthCheck(name, run, critical, cache_seconds, needs_database)
+        health_checks.register(name, check)
         return run
 
     return register

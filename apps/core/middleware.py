@@ -7,7 +7,8 @@ from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse
 
-from .errors import exception_response, is_api_path, page_not_found
+from .database import is_database_unavailable
+from .errors import database_unavailable, exception_response, is_api_path, page_not_found
 from .request_context import REQUEST_ID_HEADER, request_id_from, request_id_var
 
 
@@ -87,3 +88,25 @@ class DebugApiErrorMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return exception_response(request, exception) if is_api_path(request) else None
+
+
+class DatabaseUnavailableMiddleware:
+    """Under the API paths, a view that fails because the database does not answer (down,
+    restarting) answers 503 with ``Retry-After``, not a 500: the caller may retry. DRF views
+    get the same from the exception handler; this covers the async views beside them."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if is_api_path(request) and is_database_unavailable(exception):
+            return database_unavailable(request)
+        return None

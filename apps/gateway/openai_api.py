@@ -29,6 +29,7 @@ import orjson
 from apps.accounts.authentication import bearer_token
 from apps.accounts.limits import ADMITTED, Refusal, limiter, scope_client, usage_tokens
 from apps.accounts.principals import Principal, authenticate_bearer
+from apps.core.database import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, is_database_unavailable
 from apps.core.http import scope_header as header
 from apps.core.request_context import request_id_from, request_id_var
 from apps.providers.core import (
@@ -139,7 +140,13 @@ async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send_json(send, error.status, error.body(), [*headers, *error.headers])
     except ClientGoneError:
         pass
-    except Exception:
+    except Exception as error:
+        if is_database_unavailable(error):
+            logger.warning("the database is unavailable: answered 503 to %s", scope["path"])
+            retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+            unavailable = ApiError(503, UNAVAILABLE_MESSAGE, "database_unavailable", headers=retry)
+            await send_json(send, 503, unavailable.body(), [*headers, *unavailable.headers])
+            return
         logger.exception("unhandled error in %s", scope["path"])
         failure = ApiError(500, f"Internal error (request id {request_id}).", "server_error")
         await send_json(send, 500, failure.body(), [*headers, *NO_RETRY])

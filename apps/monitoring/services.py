@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.core.health import DEGRADED, ERROR, OK, registered_checks, run_check
+from apps.core.health import DEGRADED, ERROR, OK, CheckResult, registered_checks, run_check
 from apps.core.process_report import current_report, process_reports
 from apps.core.registry import features
 from apps.providers.selectors import provider_availability
@@ -21,8 +21,11 @@ def health_report() -> tuple[dict[str, Any], bool]:
     capabilities: dict[str, str] = {}
     healthy = True
     degraded = False
-    for check in registered_checks():
-        result, latency_ms = run_check(check)
+    for check in sorted(registered_checks(), key=lambda check: check.needs_database):
+        if check.needs_database and not healthy:
+            result, latency_ms = CheckResult(ERROR, "not run: the database does not answer"), 0.0
+        else:
+            result, latency_ms = run_check(check)
         services[check.name] = result.status
         checks[check.name] = {
             "status": result.status,
@@ -63,6 +66,12 @@ OPTIONAL_PARTS = [
         "WebSocket queries and builds wait in the queue until a worker starts, and LLM call "
         "records wait in Redis until one stores them; the HTTP APIs (/v1, /api/v1/query, "
         "/api/streaming) answer in the web process",
+    ),
+    (
+        "celery_beat",
+        "beat",
+        "nothing runs on a schedule: stale build steps and agent tasks are not swept, approvals "
+        "neither expire nor escalate, canaries do not advance, providers are not probed",
     ),
 ]
 

@@ -12,7 +12,7 @@ from .models import CallRecordDeadLetter, HealthStatus, Provider
 from .records import call_records_backlog
 
 
-@health_check("providers")
+@health_check("providers", needs_database=True)
 def providers() -> CheckResult:
     enabled = list(Provider.objects.filter(enabled=True).values_list("name", "health_status"))
     if not enabled:
@@ -38,7 +38,7 @@ def routing_state() -> CheckResult:
     return CheckResult(OK, "shared by every process", capabilities={"routing_state": "shared"})
 
 
-@health_check("call_records")
+@health_check("call_records", needs_database=True)
 def call_records() -> CheckResult:
     """The queue of call records waiting to be stored, and the records the database refused."""
     refused = CallRecordDeadLetter.objects.count()

@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.DebugApiErrorMiddleware",  # used only with DEBUG
+    "apps.core.middleware.DatabaseUnavailableMiddleware",  # before DEBUG's: a 503, not a 500
     "apps.accounts.middleware.ClientIpLimitMiddleware",  # /api/: before authentication
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -118,6 +119,13 @@ elif _db["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_POO
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
+    # The pool checks a connection (one round trip) before handing it out (Django passes
+    # psycopg_pool's ``check_connection``): after a database restart the idle ones are dead,
+    # and a request given one would fail (a 500) instead of getting a new connection.
+    _db["CONN_HEALTH_CHECKS"] = True
+# /health's own connection to the database: it waits at most this long to connect or for its
+# query, so it says the database is down instead of hanging (or waiting for a busy pool).
+HEALTH_DATABASE_TIMEOUT = env.float("HEALTH_DATABASE_TIMEOUT", default=2.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, channel layer, Celery broker ---------------------------------------------
@@ -208,7 +216,10 @@ APPROVAL_TIMEOUT_SECONDS = env.int("APPROVAL_TIMEOUT_SECONDS", default=86400)
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 MEDIA_URL = "/media/"
 
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's scheduler, leaving a heartbeat at each tick (apps/core/beat.py): /health
+# and the feature status report beat down once its heartbeat is older than this (seconds).
+CELERY_BEAT_SCHEDULER = "apps.core.beat:HeartbeatScheduler"
+BEAT_HEARTBEAT_MAX_AGE = env.float("BEAT_HEARTBEAT_MAX_AGE", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     "probe-providers": {
         "task": "providers.probe_all",
@@ -278,6 +289,9 @@ AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_ENABLE_ADMIN = False  # registered by apps/accounts/admin.py, in the dashboard's look
 AXES_VERBOSE = False  # its start-up banner; lockouts are still logged as warnings
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
+# While the database does not answer, a key this process checked within this many seconds keeps
+# working (/v1, the SSE API): a revoked key stops within this bound at most, even in an outage.
+API_KEY_OUTAGE_SECONDS = env.float("API_KEY_OUTAGE_SECONDS", default=300.0)
 # Fernet keys for provider API keys at rest, newest first; empty: derived from SECRET_KEY.
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from django.test import Client
 
-from tests.support.processes import AsgiServer
+from tests.support.processes import AsgiServer, CeleryBeat
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +25,12 @@ def test_health_has_the_documented_shape():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_health_is_ok_with_every_service_up(asgi_server, celery_worker):
-    body = httpx.get(f"{asgi_server.url}/health").json()
+def test_health_is_ok_with_every_service_up(asgi_server, celery_worker, server_env):
+    beat = CeleryBeat(server_env).start()
+    try:
+        body = httpx.get(f"{asgi_server.url}/health").json()
+    finally:
+        beat.stop()
     assert body["status"] == "ok", body
     assert set(body["services"].values()) <= {"ok", "disabled"}
     assert body["services"]["celery"] == "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -175,6 +176,27 @@ class CeleryWorker(ServerProcess):
         return super().start(ready or answers, timeout)
 
 
+class CeleryBeat(ServerProcess):
+    """A real Celery beat process (the platform's scheduler); ready once its heartbeat is
+    fresher than when it was started."""
+
+    def __init__(self, env: dict[str, str], name: str = "beat") -> None:
+        command = [sys.executable, "-m", "celery", "-A", "orchestra", "beat", "-l", "info",
+                   "--pidfile", ""]  # fmt: skip
+        super().__init__(name, command, env)
+
+    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> Self:
+        from apps.core.beat import beat_heartbeat_age
+
+        started = time.monotonic()
+
+        def ticked() -> bool:
+            age = beat_heartbeat_age()
+            return age is not None and age < time.monotonic() - started
+
+        return super().start(ready or ticked, timeout)
+
+
 class PrivateRedis:
     """A Redis server of a test's own (the embedded one, on a Unix socket), to kill (SIGKILL)
     and start again without touching the Redis every other test shares."""
@@ -201,4 +223,71 @@ class PrivateRedis:
     def close(self) -> None:
         if self.process.poll() is None:
             self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+POSTGRES_BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of a test's own (in a temporary directory, on a free port), to
+    restart or stop without touching the PostgreSQL every other test shares. PostgreSQL refuses
+    to run as root, so as root its commands run as the ``postgres`` user. Skips the test when
+    the binaries are not there."""
+
+    def __init__(self) -> None:
+        import pytest
+
+        self._as_postgres: list[str] = []
+        if os.geteuid() == 0:
+            self._as_postgres = ["runuser", "-u", "postgres", "--"]
+        if not (POSTGRES_BIN / "pg_ctl").exists() or (
+            self._as_postgres and shutil.which("runuser") is None
+        ):
+            pytest.skip(f"a private PostgreSQL needs initdb and pg_ctl in {POSTGRES_BIN}")
+        self.directory = Path(tempfile.mkdtemp(prefix="ao-private-postgres-"))
+        if self._as_postgres:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self.data = self.directory / "data"
+        self.port = free_port()
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--no-sync")  # fmt: skip
+        self.start()
+
+    def _run(self, command: str, *args: str) -> None:
+        subprocess.run(
+            [*self._as_postgres, str(POSTGRES_BIN / command), *args],
+            check=True, capture_output=True, timeout=60, cwd=self.directory,
+        )  # fmt: skip
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off "
+            "-c max_connections=100"
+        )
+        log = str(self.directory / "postgres.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: a clean shutdown (clients disconnected, as a restart for maintenance)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def create_database(self, name: str) -> str:
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return self.url(name)
+
+    def log(self) -> str:
+        path = self.directory / "postgres.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def close(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            self.stop("immediate")
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -7,8 +7,8 @@ Celery beat and supervises them until Ctrl-C or SIGTERM:
 * a child that exits is logged and restarted after a back-off (0.5 s, doubling up to 10 s with
   each crash in the last minute); one that crashes more than 5 times within 60 s stops the
   whole platform, which then exits with status 1;
-* the URLs are printed once the web server answers and a Celery worker answers a ping, and
-  only those that answer;
+* the URLs are printed once the web server answers, a Celery worker answers a ping and beat
+  has left its heartbeat, and only those that answer;
 * ``var/runplatform.json`` holds the supervisor's pid and each child's pid (``null`` while it
   waits to be restarted), rewritten on every change and removed on a clean stop;
 * stopping stops the web first (it flushes its buffers) and the embedded Redis last.
@@ -203,7 +203,7 @@ class Command(BaseCommand):
                 self.watch(child)
             if not announced and not self.stopping:
                 web = self.web_answers()
-                if web and self.worker_answers():
+                if web and self.worker_answers() and self.beat_ticks():
                     self.announce()
                     announced = True
                 elif not warned and time.monotonic() > ready_deadline:
@@ -288,6 +288,16 @@ class Command(BaseCommand):
             return False
         return bool(replies)
 
+    def beat_ticks(self) -> bool:
+        """Beat has left a fresh heartbeat, so /health is ok once the banner shows."""
+        from apps.core.beat import beat_heartbeat_age
+
+        try:
+            age = beat_heartbeat_age()
+        except Exception:  # the embedded Redis restarting: not ready yet
+            return False
+        return age is not None and age <= settings.BEAT_HEARTBEAT_MAX_AGE
+
     def status_of(self, path: str | None) -> int | None:
         """The status the web server answers for ``path`` (None: the WebSocket handshake)."""
         connection = http.client.HTTPConnection(self.probe_host, self.port, timeout=10)
@@ -322,7 +332,7 @@ class Command(BaseCommand):
 
     def warn_not_ready(self, web: bool) -> None:
         missing = (
-            "no Celery worker answers a ping"
+            "no Celery worker answers a ping, or Celery beat has left no heartbeat"
             if web
             else f"the web server does not answer on {self.base_url}"
         )
