@@ -77,3 +77,21 @@ def test_a_viewer_may_not_set_the_responses_api_flag():
     assert refused.status_code == 403
     provider.refresh_from_db()
     assert provider.responses_api is None
+
+
+def test_the_admin_sets_and_clears_the_responses_api_flag(admin_client):
+    form = {
+        "name": "p1", "kind": "openai_compatible", "base_url": "http://h/v1", "enabled": "on",
+        "priority": 100, "weight": 1, "timeout_seconds": 30, "max_retries": 2, "api_key": "",
+        "models-TOTAL_FORMS": 0, "models-INITIAL_FORMS": 0,
+    }  # fmt: skip
+    admin_client.post("/admin/providers/provider/add/", {**form, "responses_api": "true"})
+    provider = Provider.objects.get()
+    assert provider.responses_api is True
+    page = admin_client.get(f"/admin/providers/provider/{provider.pk}/change/").content.decode()
+    assert 'name="responses_api"' in page
+
+    change = f"/admin/providers/provider/{provider.pk}/change/"
+    admin_client.post(change, {**form, "responses_api": "unknown"})
+    provider.refresh_from_db()
+    assert provider.responses_api is None
