@@ -384,7 +384,8 @@ class CanaryRolloutAdmin(OperatedAdmin):
             return [(None, {"fields": ["experiment", "treatment_name", *settings]})]
         return [
             (None, {"fields": ["experiment", "treatment", "status_badge", "percentage_shown",
-                               "current_step", "step_started_at", "finished_at", "reason"]}),
+                               "current_step", "step_started_at", "finished_at", "reason",
+                               "created_by"]}),
             ("Settings", {"fields": settings}),
         ]  # fmt: skip
 
@@ -392,8 +393,9 @@ class CanaryRolloutAdmin(OperatedAdmin):
         if obj is None:
             return []
         return ["experiment", "treatment", "status_badge", "percentage_shown", "current_step",
-                "step_started_at", "finished_at", "reason", "steps", "step_interval_seconds",
-                "error_rate_margin", "latency_margin", "min_requests"]  # fmt: skip
+                "step_started_at", "finished_at", "reason", "created_by", "steps",
+                "step_interval_seconds", "error_rate_margin", "latency_margin",
+                "min_requests"]  # fmt: skip
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)

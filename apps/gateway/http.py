@@ -11,10 +11,17 @@ import orjson
 T = TypeVar("T")
 Headers = list[tuple[bytes, bytes]]
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
+# Every /v1 answer is one caller's and is never to be stored by a cache, nor read by a browser
+# as anything but what it says it is. Built once: the hot path adds them as they are.
+SECURITY_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+JSON_HEADERS = [(b"content-type", b"application/json"), *SECURITY_HEADERS]
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
+    *SECURITY_HEADERS,
     (b"x-accel-buffering", b"no"),
 ]
 

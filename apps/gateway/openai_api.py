@@ -12,6 +12,10 @@ retried and failed over, an error it answers carries ``x-should-retry: false`` (
 official SDKs honour), so a client does not multiply the attempts; a 429 that says how long to
 wait leaves the client free to wait and retry.
 
+An answer to an LLM call names its call record (``x-orchestra-call-id``) and, once served,
+the deployment (``x-orchestra-provider``, ``x-orchestra-model``: ``Deployment.answer_headers``,
+encoded once per config snapshot); an unknown model's 404 names the models there are.
+
 Every request counts against the per-IP limit before its key is looked up, and an LLM call
 against its key's limits (``apps.accounts.limits``); a key with limits gets OpenAI's
 ``x-ratelimit-*`` headers on every answer to an LLM call.
@@ -40,6 +44,7 @@ from apps.providers.core import (
     LlmRequest,
     ProviderError,
     current_routing_config,
+    errors,
     llm_request_from,
     relay,
     relay_stream,
@@ -84,6 +89,7 @@ LLM_PATHS = {
 }
 NO_RETRY: Headers = [(b"x-should-retry", b"false")]
 RESPONSE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+MODELS_NAMED = 10  # at most, in the message of an unknown model's 404
 
 
 class ApiError(Exception):
@@ -119,6 +125,27 @@ def api_error_from(error: ProviderError) -> ApiError:
         headers += NO_RETRY
     code = OPENAI_CODES.get(error.code, error.code)
     return ApiError(status, error.message, code, headers=headers)
+
+
+async def unknown_model(message: str, endpoint: str | None = None) -> str:
+    """An unknown model's message, with the models there are (a few) and how to list them."""
+    config = await current_routing_config()
+    names = [
+        name
+        for name in config.public_models()
+        if endpoint is None or config.deployments_for(name, endpoint=endpoint)
+    ]
+    shown = ", ".join(names[:MODELS_NAMED]) or "none"
+    more = f" and {len(names) - MODELS_NAMED} more" if len(names) > MODELS_NAMED else ""
+    return f"{message}. Models here: {shown}{more} (GET /v1/models lists them)."
+
+
+async def call_failed(error: ProviderError, endpoint: str) -> ApiError:
+    """``api_error_from``, an unknown model's message naming the models there are."""
+    failure = api_error_from(error)
+    if error.code == errors.MODEL_NOT_FOUND:
+        failure.message = await unknown_model(failure.message, endpoint)
+    return failure
 
 
 def rate_limited(refusal: Refusal) -> ApiError:
@@ -255,6 +282,7 @@ async def _llm_call(
     except InvalidRequestError as error:
         code = "model_required" if error.param == "model" else "invalid_value"
         raise ApiError(400, error.message, code, error.param) from None
+    headers.append((b"x-orchestra-call-id", str(request.call_id).encode()))
     tokens = StreamTokens(request) if principal.tpm_limit is not None else None
     if payload.get("stream"):
         try:
@@ -268,16 +296,16 @@ async def _llm_call(
                 )
         return
     try:
-        answer = await until_disconnect(relay(request, payload), receive)
+        answer, deployment = await until_disconnect(relay(request, payload), receive)
     except ProviderError as error:
-        raise api_error_from(error) from error
+        raise await call_failed(error, endpoint) from error
     if tokens is not None:
         limiter.note_tokens(
             api_key_id=principal.api_key_id,
             tpm_limit=principal.tpm_limit,
             tokens=answer_tokens(answer),
         )
-    await send_bytes(send, 200, answer, [*JSON_HEADERS, *headers])
+    await send_bytes(send, 200, answer, [*JSON_HEADERS, *headers, *deployment.answer_headers])
 
 
 def answer_tokens(answer: bytes) -> int:
@@ -335,12 +363,12 @@ async def _stream(
     headers: Headers,
     tokens: StreamTokens | None = None,
 ) -> None:
-    chunks = relay_stream(request, payload)
+    chunks = relay_stream(request, payload, lambda served: headers.extend(served.answer_headers))
     try:
         try:
             first = await anext(chunks)
         except ProviderError as error:
-            api_error = api_error_from(error)
+            api_error = await call_failed(error, request.endpoint)
             await send_json(
                 send, api_error.status, api_error.body(), [*headers, *api_error.headers]
             )
@@ -394,5 +422,6 @@ async def _models(send: Any, model_id: str, headers: Headers) -> None:
         return
     found = next((m for m in listed if m["id"] == model_id), None)
     if found is None:
-        raise ApiError(404, f"The model '{model_id}' does not exist.", "model_not_found", "model")
+        message = await unknown_model(f"The model '{model_id[:200]}' does not exist")
+        raise ApiError(404, message, "model_not_found", "model")
     await send_json(send, 200, found, headers)

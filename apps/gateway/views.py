@@ -21,13 +21,15 @@ from apps.providers.core import (
     InvalidRequestError,
     LlmRequest,
     ProviderError,
+    header_value,
     llm_request_from,
 )
 
 from . import streaming
 from .auth import api_view
+from .streaming import _prepend
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 class UnreadableBodyError(Exception):
@@ -74,11 +76,16 @@ async def _stream(request: HttpRequest, principal: Principal, *, from_prompt: bo
         if error.status_for_client == 429:
             refused["Retry-After"] = str(max(1, math.ceil(error.retry_after or 1)))
         return refused
+    first = await anext(chunks)  # already received: it names who serves the stream
+    chunks = _prepend(first, chunks)
     if principal.tpm_limit is not None:
         chunks = _tokens_counted(chunks, principal)
     events = streaming.stream_events(stream_id, llm_request.model, chunks)
     response = StreamingHttpResponse(events, content_type="text/event-stream", headers=SSE_HEADERS)
     response["X-Stream-ID"] = stream_id
+    response["X-Orchestra-Provider"] = header_value(first.provider)
+    response["X-Orchestra-Model"] = header_value(first.model)
+    response["X-Orchestra-Call-Id"] = str(llm_request.call_id)
     return response
 
 

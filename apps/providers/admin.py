@@ -107,7 +107,7 @@ class ProviderForm(forms.ModelForm):
         model = Provider
         fields = [
             "name", "kind", "base_url", "enabled", "priority", "weight", "timeout_seconds",
-            "max_retries", "rpm_limit", "tpm_limit",
+            "max_retries", "rpm_limit", "tpm_limit", "responses_api",
         ]  # fmt: skip
 
     def save(self, commit: bool = True) -> Provider:
@@ -172,6 +172,7 @@ class ProviderAdmin(ModelAdmin):
                     "max_retries",
                     "rpm_limit",
                     "tpm_limit",
+                    "responses_api",
                     "extra_headers_masked",
                     "new_extra_headers",
                 ]

@@ -93,8 +93,8 @@ class Completion:
 
 @dataclass
 class Chunk:
-    """A streamed piece: content, or (last) the finish reason, usage, call id, cost and timings
-    (as the call record has them)."""
+    """A streamed piece: content (with the provider and model serving it), or (last) the finish
+    reason, usage, call id, cost and timings (as the call record has them)."""
 
     content: str = ""
     finish_reason: str | None = None

@@ -11,6 +11,8 @@ import logging
 import time
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from functools import cached_property
+from urllib.parse import quote
 
 from .crypto import decrypt
 from .models import MODES_SERVING, Endpoint, LlmModel, ModelMode, Provider, RoutingSettings
@@ -20,6 +22,13 @@ logger = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 60.0
 MILLION = Decimal(1_000_000)
+# What a header value may hold as is: visible ASCII but "%", which escapes the rest.
+HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def header_value(text: str) -> str:
+    """``text`` as an HTTP header value: visible ASCII as it is, the rest percent-encoded."""
+    return quote(text, safe=HEADER_SAFE)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,16 @@ class Deployment:
     @property
     def key(self) -> str:
         return f"{self.provider.name}/{self.model.name}"
+
+    @cached_property
+    def answer_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """``x-orchestra-provider`` and ``x-orchestra-model``: who served an answer, encoded once
+        per snapshot (the hot path adds them as they are); a model id with characters a
+        header cannot hold is percent-encoded."""
+        return (
+            (b"x-orchestra-provider", header_value(self.provider.name).encode()),
+            (b"x-orchestra-model", header_value(self.model.name).encode()),
+        )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from apps.core.runtime import run_sync
 
 from . import errors
 from .calls import Caller, Chunk, Completion, LlmRequest, Usage, new_call_id
+from .config import header_value
 from .engine import current_routing_config, routing_config
 from .errors import ProviderError
 from .models import CallStatus, Endpoint, EntryPoint, RoutingStrategy
@@ -33,7 +34,8 @@ __all__ = [
     "ROLES", "CallStatus", "Caller", "Chunk", "Completion", "Endpoint", "EntryPoint",
     "InvalidRequestError", "stored_response",
     "LlmRequest", "ProviderError", "RoutingStrategy", "Usage", "collect", "complete",
-    "complete_sync", "current_routing_config", "error_event", "errors", "llm_request_from",
+    "complete_sync", "current_routing_config", "error_event", "errors", "header_value",
+    "llm_request_from",
     "new_call_id", "relay", "relay_stream", "routing_config", "shutdown", "stream",
     "strategy_from",
 ]  # fmt: skip

@@ -110,8 +110,9 @@ async def stored_response(method: str, response_id: str) -> transports.HttpReply
     return await transports.request(provider, method, f"/responses/{response_id}")
 
 
-async def relay(request: LlmRequest, payload: dict[str, Any]) -> bytes:
-    """One answer, not streamed; returns the provider's JSON body unchanged (or translated)."""
+async def relay(request: LlmRequest, payload: dict[str, Any]) -> tuple[bytes, Deployment]:
+    """One answer, not streamed: the provider's JSON body unchanged (or translated), and the
+    deployment that gave it."""
     execution = Execution(request, stream=False)
     reading = READINGS[request.endpoint]
 
@@ -138,7 +139,8 @@ async def relay(request: LlmRequest, payload: dict[str, Any]) -> bytes:
     body, said = await run_recorded(request, execution, attempt)
     usage = usage_from(said.usage, request.messages, said.text)
     execution.finish(status=CallStatus.SUCCESS, usage=usage, finish_reason=said.finish_reason)
-    return body
+    assert execution.deployment is not None, "an answer comes from a deployment"
+    return body, execution.deployment
 
 
 @dataclass
@@ -216,10 +218,15 @@ class _Opened:
     translation: TranslatedStream | None
 
 
-async def relay_stream(request: LlmRequest, payload: dict[str, Any]) -> AsyncGenerator[bytes, None]:
+async def relay_stream(
+    request: LlmRequest,
+    payload: dict[str, Any],
+    on_route: Callable[[Deployment], None] | None = None,
+) -> AsyncGenerator[bytes, None]:
     """SSE bytes as the provider sends them (or translated). The first ``__anext__`` routes and
     waits for the first content, so a failure until then is still an error response (or a
-    fallback), not a broken stream; a failure later ends the stream with an error event."""
+    fallback), not a broken stream; a failure later ends the stream with an error event.
+    ``on_route`` is told the deployment that serves the stream before its first bytes."""
     execution = Execution(request, stream=True)
     reading = READINGS[request.endpoint]
     options = payload.get("stream_options")
@@ -253,6 +260,8 @@ async def relay_stream(request: LlmRequest, payload: dict[str, Any]) -> AsyncGen
         return _Opened(reader, events, read, translation)
 
     opened = await run_recorded(request, execution, attempt)
+    if on_route is not None and execution.deployment is not None:
+        on_route(execution.deployment)
     reader, events, read, translation = (
         opened.reader, opened.events, opened.read, opened.translation
     )  # fmt: skip

@@ -114,6 +114,7 @@ async def stream(request: LlmRequest) -> AsyncGenerator[Chunk, None]:
     upstream, events = await run_recorded(request, execution, attempt)
     deployment = execution.deployment
     assert deployment is not None
+    provider, model = deployment.provider.name, deployment.model.name
     run = StreamRun(execution)
     status, error = CallStatus.CANCELLED, None
     try:
@@ -121,7 +122,7 @@ async def stream(request: LlmRequest) -> AsyncGenerator[Chunk, None]:
             for event in events:
                 text = run.add(chat_event(event))
                 if text:
-                    yield Chunk(content=text)
+                    yield Chunk(content=text, provider=provider, model=model)
             events = await _read(upstream, deployment)
         run.check_complete()
         status = CallStatus.SUCCESS
@@ -134,8 +135,8 @@ async def stream(request: LlmRequest) -> AsyncGenerator[Chunk, None]:
     yield Chunk(
         finish_reason=run.finish_reason,
         usage=run.usage,
-        provider=deployment.provider.name,
-        model=deployment.model.name,
+        provider=provider,
+        model=model,
         call_id=request.call_id,
         cost=run.cost,
         latency_ms=run.latency_ms,

@@ -44,7 +44,7 @@ UNCHANGED = object()
 
 PROVIDER_FIELDS = (
     "name", "kind", "base_url", "enabled", "priority", "weight", "timeout_seconds",
-    "max_retries", "rpm_limit", "tpm_limit", "extra_headers",
+    "max_retries", "rpm_limit", "tpm_limit", "extra_headers", "responses_api",
 )  # fmt: skip
 MODEL_FIELDS = (
     "provider", "name", "display_name", "mode", "context_window", "input_price_per_million",

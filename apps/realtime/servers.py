@@ -15,6 +15,9 @@ daphne (Twisted and autobahn), which ``make run`` uses:
   with 1009 and a reason. Messages under the cap but over the protocol's 64 KiB limit get the
   protocol's own ``message_too_large`` error and the connection stays open.
 
+- Twisted's table of reason phrases stops at 418 and skips 422 and 429, so a rate-limited
+  answer went out as ``429 Unknown Status``: the table is completed from Python's
+  ``http.HTTPStatus`` (``429 Too Many Requests``), never overriding Twisted's own phrases.
 - daphne has no ASGI lifespan protocol, so nothing told the LLM core to flush its counters and
   close its provider connections at shutdown ("Unclosed client session" on every Ctrl-C): a
   Twisted before-shutdown trigger now does what the lifespan does under uvicorn.
@@ -48,9 +51,19 @@ def _tune_daphne() -> None:
 
     request_class.requestReceived = requestReceived
     request_class.orchestra_tuned = True
+    _complete_reason_phrases()
     # autobahn copies each option from the factory unless the protocol class sets it.
     ws_protocol.WebSocketProtocol.failByDrop = False
     _shutdown_with_daphne()
+
+
+def _complete_reason_phrases() -> None:
+    from http import HTTPStatus
+
+    from twisted.web import http
+
+    for status in HTTPStatus:
+        http.RESPONSES.setdefault(status.value, status.phrase.encode())
 
 
 def _shutdown_with_daphne() -> None:

@@ -13,6 +13,7 @@ from ..models import (
     LlmCall,
     LlmCallAttempt,
     LlmModel,
+    ModelMode,
     Provider,
     ProviderKind,
     RoutingSettings,
@@ -21,7 +22,7 @@ from ..models import (
 
 PROVIDER_FIELDS = [
     "id", "name", "kind", "base_url", "enabled", "priority", "weight", "timeout_seconds",
-    "max_retries", "rpm_limit", "tpm_limit", "extra_headers",
+    "max_retries", "rpm_limit", "tpm_limit", "extra_headers", "responses_api",
 ]  # fmt: skip
 HEALTH_FIELDS = ["health_status", "health_latency_ms", "health_error", "health_checked_at"]
 MASK = "********"
@@ -68,6 +69,11 @@ class ProviderInputSerializer(serializers.Serializer):
         help_text="Write-only: replaces every extra header. Left out: they are kept; changing "
         "base_url or kind without them removes them.",
     )
+    responses_api = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text=Provider._meta.get_field("responses_api").help_text,
+    )
     api_key = serializers.CharField(
         write_only=True, required=False, allow_blank=True, trim_whitespace=True,
         help_text="Write-only. Left out: the stored key is kept (but removed when base_url or "
@@ -87,9 +93,9 @@ class ModelOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = LlmModel
         fields = [
-            "id", "provider", "provider_name", "name", "display_name", "context_window",
+            "id", "provider", "provider_name", "name", "display_name", "mode", "context_window",
             "input_price_per_million", "output_price_per_million", "enabled", "aliases",
-            "fallbacks", "created_at", "updated_at",
+            "fallbacks", "owned_by", "upstream_created", "created_at", "updated_at",
         ]  # fmt: skip
 
 
@@ -97,6 +103,15 @@ class ModelInputSerializer(serializers.Serializer):
     provider = serializers.PrimaryKeyRelatedField(queryset=Provider.objects.all())
     name = serializers.CharField(max_length=200)
     display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    mode = serializers.ChoiceField(
+        choices=ModelMode.choices,
+        required=False,
+        help_text=LlmModel._meta.get_field("mode").help_text,
+        error_messages={
+            "invalid_choice": f'"{{input}}" is not a mode; use one of: '
+            f"{', '.join(ModelMode.values)}."
+        },
+    )
     context_window = serializers.IntegerField(required=False, allow_null=True)
     input_price_per_million = serializers.DecimalField(
         max_digits=12, decimal_places=6, required=False
@@ -189,7 +204,8 @@ class LlmCallOutputSerializer(serializers.ModelSerializer):
         model = LlmCall
         fields = [
             "id", "request_id", "created_at", "entry_point", "user", "api_key",
-            "requested_model", "provider", "model", "provider_name", "model_name", "stream",
+            "requested_model", "provider", "model", "provider_name", "model_name", "endpoint",
+            "stream",
             "status", "error_code", "error_message", "finish_reason", "input_tokens",
             "output_tokens", "tokens_estimated", "cost", "latency_ms", "time_to_first_token_ms",
             "attempt_count", "experiment_variant_id", "build_id", "build_step_id", "agent_id",
