@@ -99,7 +99,7 @@ async def stream_open(request: LlmRequest, user_id: int) -> tuple[str, AsyncGene
     _opened[stream_id] = entry
     try:
         pipe = async_redis().pipeline(transaction=False)
-        pipe.set(_lease_key(entry["process"]), "1", px=LEASE_SECONDS * 1000)
+        pipe.set(_lease_key(_process_id()), "1", px=LEASE_SECONDS * 1000)
         pipe.hset(_key("active"), stream_id, json.dumps(entry))
         pipe.hincrby(_key("stats"), "started", 1)
         await pipe.execute()
