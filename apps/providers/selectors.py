@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 
 from apps.core.runtime import run_sync
 
-from .breakers import OPEN, BreakerView
+from .breakers import HALF_OPEN, OPEN, BreakerView
 from .config import RoutingPolicy
 from .engine import current_routing_config
 from .models import CallStatus, Endpoint, HealthStatus, LlmCall, LlmModel, Provider
@@ -130,6 +130,53 @@ async def _breaker_views(names: list[str]) -> list[BreakerView]:
     return await routing_state().breakers.views(names, policy)
 
 
+@dataclass(frozen=True)
+class ProviderHealth:
+    """A provider's health as every page and ``/health`` show it (``status`` picks the pill's
+    colour: ``ok``, ``warning``, ``error`` or ``unknown``)."""
+
+    status: str
+    label: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == HealthStatus.OK
+
+    @property
+    def failing(self) -> bool:
+        return self.status == HealthStatus.ERROR
+
+
+def provider_health(provider: Provider, circuit: str) -> ProviderHealth:
+    """The one rule for a provider's health: an open circuit means unhealthy, whatever the last
+    probe or Test said (requests skip it); a half-open one is not healthy until its probe
+    succeeds; otherwise the last probe or Test decides, and never probed is unknown."""
+    if circuit == OPEN:
+        return ProviderHealth(HealthStatus.ERROR, "circuit open")
+    if circuit == HALF_OPEN:
+        return ProviderHealth("warning", "circuit half-open")
+    return ProviderHealth(provider.health_status, str(provider.health_status))
+
+
+def providers_health(
+    providers: list[Provider] | None = None,
+) -> list[tuple[Provider, BreakerView | None, ProviderHealth]]:
+    """Each provider (every one, by name, unless given) with its circuit as every process sees
+    it and its health: one query, one Redis read."""
+    if providers is None:
+        providers = list(Provider.objects.order_by("name"))
+    circuits = {
+        view.provider: view for view in circuit_breaker_list(names=[p.name for p in providers])
+    }
+    rows = []
+    for provider in providers:
+        circuit = circuits.get(provider.name)
+        rows.append(
+            (provider, circuit, provider_health(provider, circuit.state if circuit else "closed"))
+        )
+    return rows
+
+
 def circuit_breaker_list(*, names: list[str] | None = None) -> list[BreakerView]:
     """The circuit of every provider (or of those named), as every process shares it."""
     if names is None:
@@ -140,19 +187,17 @@ def circuit_breaker_list(*, names: list[str] | None = None) -> list[BreakerView]
 def provider_availability() -> tuple[list[dict[str, Any]], dict[str, list[str]], bool]:
     """Each provider's availability, each public model's failover order, and whether failover
     is on (for the feature status)."""
-    breakers = {view.provider: view for view in circuit_breaker_list()}
     providers = []
-    for provider in Provider.objects.order_by("priority", "name"):
-        circuit = breakers[provider.name].state if provider.name in breakers else "closed"
+    for provider, circuit, health in providers_health(
+        list(Provider.objects.order_by("priority", "name"))
+    ):
         providers.append(
             {
                 "name": provider.name,
                 "enabled": provider.enabled,
                 "health": provider.health_status,
-                "circuit": circuit,
-                "available": provider.enabled
-                and circuit != OPEN
-                and provider.health_status != HealthStatus.ERROR,
+                "circuit": circuit.state if circuit else "closed",
+                "available": provider.enabled and not health.failing,
             }
         )
     available = {p["name"] for p in providers if p["available"]}
