@@ -76,6 +76,47 @@ class Percentile(Aggregate):
         super().__init__(expression, fraction=repr(float(fraction)), **extra)
 
 
+LATENCY_SAMPLE = 10_000
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Linear interpolation between the nearest ranks, as ``percentile_cont``."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def call_latency_percentiles(
+    *, calls: QuerySet[LlmCall], groups: dict[str, Q], fractions: tuple[float, ...]
+) -> dict[str, tuple[float | None, ...]]:
+    """The one way to compute latency percentiles (ms) of the successful ``calls``, for each
+    group (a filter of them): PostgreSQL's ``percentile_cont``, all groups in one query;
+    elsewhere (SQLite in ``make run``) the same interpolation over each group's latest
+    ``LATENCY_SAMPLE`` successful calls, one query per group. Home and the Calls page use it."""
+    succeeded = calls.filter(status=CallStatus.SUCCESS).order_by()
+    if connection.vendor == "postgresql":
+        aggregates = {
+            f"{name}_{index}": Percentile(F("latency_ms"), fraction, filter=where)
+            for name, where in groups.items()
+            for index, fraction in enumerate(fractions)
+        }
+        row = succeeded.aggregate(**aggregates) if aggregates else {}
+        return {
+            name: tuple(row[f"{name}_{index}"] for index in range(len(fractions)))
+            for name in groups
+        }
+    result = {}
+    for name, where in groups.items():
+        latest = succeeded.filter(where).order_by("-created_at")[:LATENCY_SAMPLE]
+        values = list(latest.values_list("latency_ms", flat=True))
+        result[name] = tuple(percentile(values, fraction) for fraction in fractions)
+    return result
+
+
 @dataclass(frozen=True)
 class CallTotals:
     calls: int
@@ -84,7 +125,7 @@ class CallTotals:
     cost: Decimal
     errors: int
     finished: int
-    p50_ms: float | None  # of successful calls; None without PostgreSQL or without any
+    p50_ms: float | None  # of successful calls (``call_latency_percentiles``); None before any
 
     @property
     def tokens(self) -> int:
@@ -101,8 +142,8 @@ class CallTotals:
 
 
 def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
-    """Count, tokens, cost, errors and the median latency of ``calls`` in one aggregate query
-    (the median only where the database has ``percentile_cont``)."""
+    """Count, tokens, cost and errors of ``calls`` in one aggregate query, and the median
+    latency of the successful ones (``call_latency_percentiles``)."""
     aggregates: dict[str, Any] = {
         "calls": Count("id"),
         "input_tokens": Sum("input_tokens"),
@@ -111,9 +152,10 @@ def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
         "errors": Count("id", filter=Q(status=CallStatus.ERROR)),
         "finished": Count("id", filter=~Q(status=CallStatus.RUNNING)),
     }
-    if connection.vendor == "postgresql":
-        aggregates["p50_ms"] = Percentile(F("latency_ms"), 0.5, filter=Q(status=CallStatus.SUCCESS))
     row = calls.order_by().aggregate(**aggregates)
+    ((p50_ms,),) = call_latency_percentiles(
+        calls=calls, groups={"all": Q()}, fractions=(0.5,)
+    ).values()
     return CallTotals(
         calls=row["calls"] or 0,
         input_tokens=row["input_tokens"] or 0,
@@ -121,7 +163,7 @@ def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
         cost=row["cost"] or Decimal(0),
         errors=row["errors"] or 0,
         finished=row["finished"] or 0,
-        p50_ms=row.get("p50_ms"),
+        p50_ms=p50_ms,
     )
 
 
