@@ -149,7 +149,8 @@ class AgentAdmin(ModelAdmin):
         return (
             f"{figures['tasks_done']} tasks done "
             f"({'-' if rate is None else f'{rate:.0%}'} succeeded, "
-            f"{figures['tasks_cancelled']} cancelled); {figures['calls']} calls, "
+            f"{figures['tasks_cancelled']} cancelled); {figures['steps_done']} build steps "
+            f"done ({figures['steps_succeeded']} succeeded); {figures['calls']} calls, "
             f"average latency {figures['avg_latency_ms'] or '-'} ms, "
             f"p95 {'-' if latency is None else latency} ms; "
             f"tokens {figures['input_tokens']:,} in / {figures['output_tokens']:,} out; "

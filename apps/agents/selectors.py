@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
 from django.db.models import Avg, Count, F, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from apps.providers.models import CallStatus, LlmCall
-from apps.providers.selectors import Percentile
+from apps.providers.selectors import call_latency_percentiles
 
 from .models import Agent, AgentActivity, AgentTask, RunStatus
 
@@ -76,31 +74,28 @@ def _latest_finished(runs: QuerySet[Any]) -> dict[str, Any] | None:
     return ended.order_by("-finished_at", "-pk").values("status", "finished_at").first()
 
 
-def percentile(values: list[float], fraction: float) -> float | None:
-    """Linear interpolation between the closest ranks, as PostgreSQL's ``percentile_cont``."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def agent_performance(agent: Agent) -> dict[str, Any]:
     """What the agent did and what it cost.
 
     Tasks: ``tasks_done`` (succeeded or failed; cancelled ones are not done), how many
-    succeeded, and ``success_rate`` among those done (None before any). Calls: every LLM call
+    succeeded, and ``success_rate`` among those done (None before any). Build steps the agent
+    ran: ``steps_done`` and ``steps_succeeded``, counted the same way (a build's work is not a
+    task, yet it is the agent's work). Calls: every LLM call
     record attributed to the agent (its tasks' and its build steps'), ended ones only:
     ``calls``, tokens in and out, ``cost``, and the average and 95th percentile latency (ms) of
-    the successful ones (None before any). The percentile is PostgreSQL's ``percentile_cont``
-    there, and the same interpolation in Python elsewhere.
+    the successful ones (None before any), computed as every page computes it
+    (``call_latency_percentiles``).
     """
     tasks = AgentTask.objects.filter(agent=agent).aggregate(
         done=Count("pk", filter=Q(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED])),
         succeeded=Count("pk", filter=Q(status=RunStatus.SUCCEEDED)),
         failed=Count("pk", filter=Q(status=RunStatus.FAILED)),
         cancelled=Count("pk", filter=Q(status=RunStatus.CANCELLED)),
+    )
+    ended = [RunStatus.SUCCEEDED, RunStatus.FAILED]
+    steps = agent.build_steps.aggregate(
+        done=Count("pk", filter=Q(status__in=ended)),
+        succeeded=Count("pk", filter=Q(status=RunStatus.SUCCEEDED)),
     )
     calls = LlmCall.objects.filter(agent_id=agent.pk).exclude(status=CallStatus.RUNNING)
     succeeded = Q(status=CallStatus.SUCCESS)
@@ -111,18 +106,18 @@ def agent_performance(agent: Agent) -> dict[str, Any]:
         "cost": Sum("cost"),
         "avg_latency_ms": Avg("latency_ms", filter=succeeded),
     }
-    if connection.vendor == "postgresql":
-        aggregates["p95_latency_ms"] = Percentile(F("latency_ms"), 0.95, filter=succeeded)
     totals = calls.order_by().aggregate(**aggregates)
-    if connection.vendor != "postgresql":
-        latencies = list(calls.filter(succeeded).values_list("latency_ms", flat=True))
-        totals["p95_latency_ms"] = percentile(latencies, 0.95)
+    ((totals["p95_latency_ms"],),) = call_latency_percentiles(
+        calls=calls, groups={"all": Q()}, fractions=(0.95,)
+    ).values()
     done = tasks["done"]
     return {
         "tasks_done": done,
         "tasks_succeeded": tasks["succeeded"],
         "tasks_failed": tasks["failed"],
         "tasks_cancelled": tasks["cancelled"],
+        "steps_done": steps["done"],
+        "steps_succeeded": steps["succeeded"],
         "success_rate": tasks["succeeded"] / done if done else None,
         "calls": totals["calls"] or 0,
         "input_tokens": totals["input_tokens"] or 0,

@@ -4,9 +4,10 @@ active streams, open circuits and the health of each service.
 Bounded whatever the number of call records: the windows are read through the ``created_at``
 index in one aggregate query, and the latency percentiles come from PostgreSQL's
 ``percentile_cont`` in one more, or, on a database without it (SQLite in ``make run``), from a
-sample: the latest ``LATENCY_SAMPLE`` successful calls of the day (all of them when fewer),
-sorted here. Latency is that of successful calls; the error rate is errors among finished calls
-(cancelled ones included, running streams not).
+sample: the latest ``LATENCY_SAMPLE`` successful calls of each window (all of them when
+fewer), sorted in Python (``call_latency_percentiles``, which the Calls page uses too).
+Latency is that of successful calls; the error rate is errors among finished calls (cancelled
+ones included, running streams not).
 
 ``figures_snapshot()`` is what pages render first: the figures the beat task published last
 (kept in the cache for ``SNAPSHOT_SECONDS``), or fresh ones when there are none.
@@ -23,19 +24,17 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from apps.core.health import registered_checks, run_check
 from apps.core.runtime import run_sync
 from apps.providers.models import CallStatus, EntryPoint, LlmCall
-from apps.providers.selectors import Percentile, circuit_breaker_list
+from apps.providers.selectors import call_latency_percentiles, circuit_breaker_list
 
 logger = logging.getLogger(__name__)
 
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
-LATENCY_SAMPLE = 10_000
 SNAPSHOT_KEY = "dashboard:figures"
 SNAPSHOT_SECONDS = 20
 
@@ -65,16 +64,6 @@ class Figures:
         data = asdict(self)
         data["display"] = display(self)
         return data
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float | None:
-    """Linear interpolation between the nearest ranks, as ``percentile_cont``."""
-    if not sorted_values:
-        return None
-    position = fraction * (len(sorted_values) - 1)
-    low = int(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
 def _starts(now: datetime) -> dict[str, datetime]:
@@ -113,25 +102,12 @@ def window_totals(now: datetime) -> dict[str, Window]:
 def window_latencies(now: datetime) -> dict[str, tuple[float | None, float | None]]:
     """(p50, p95) of successful calls' latency per window, in ms."""
     starts = _starts(now)
-    succeeded = LlmCall.objects.filter(
-        created_at__gte=min(starts.values()), status=CallStatus.SUCCESS
+    found = call_latency_percentiles(
+        calls=LlmCall.objects.filter(created_at__gte=min(starts.values())),
+        groups={name: Q(created_at__gte=start) for name, start in starts.items()},
+        fractions=(0.5, 0.95),
     )
-    if connection.vendor == "postgresql":
-        aggregates = {}
-        for name, start in starts.items():
-            within = Q(created_at__gte=start)
-            aggregates[f"{name}_p50"] = Percentile("latency_ms", 0.5, filter=within)
-            aggregates[f"{name}_p95"] = Percentile("latency_ms", 0.95, filter=within)
-        row = succeeded.aggregate(**aggregates)
-        return {name: (row[f"{name}_p50"], row[f"{name}_p95"]) for name in starts}
-    sample = list(
-        succeeded.order_by("-created_at").values_list("created_at", "latency_ms")[:LATENCY_SAMPLE]
-    )
-    result = {}
-    for name, start in starts.items():
-        values = sorted(latency for created_at, latency in sample if created_at >= start)
-        result[name] = (percentile(values, 0.5), percentile(values, 0.95))
-    return result
+    return {name: (p50, p95) for name, (p50, p95) in found.items()}
 
 
 def active_streams(now: datetime) -> dict[str, int]:

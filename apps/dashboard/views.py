@@ -21,7 +21,7 @@ from apps.core.logging import live_log_recent
 from apps.core.services import platform_settings_get, platform_settings_update
 from apps.providers.core import ProviderError
 from apps.providers.models import Provider
-from apps.providers.selectors import circuit_breaker_list, model_list, provider_list
+from apps.providers.selectors import model_list, provider_list, providers_health
 from apps.providers.services import (
     circuit_breaker_reset,
     provider_sync_models,
@@ -102,17 +102,12 @@ def provider_circuit_rows(request: HttpRequest, *ordering: str) -> tuple[Page, l
     """The request's page of providers (50 to a page), each with its circuit as every process
     sees it: one query for the providers, one Redis read for their circuits."""
     page = Paginator(provider_list().order_by(*ordering), 50).get_page(request.GET.get("page"))
-    providers = list(page.object_list)
-    circuits = {
-        view.provider: view for view in circuit_breaker_list(names=[p.name for p in providers])
-    }
     rows = []
-    for provider in providers:
-        circuit = circuits.get(provider.name)
+    for provider, circuit, health in providers_health(list(page.object_list)):
         state = circuit.state if circuit else "closed"
         rows.append(
             {"provider": provider, "circuit": circuit, "state": state,
-             "label": state.replace("_", "-")}
+             "label": state.replace("_", "-"), "health": health}
         )  # fmt: skip
     return page, rows
 

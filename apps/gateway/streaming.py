@@ -5,8 +5,11 @@ so it can be cancelled from outside (``DELETE /api/streaming/{id}``, from any we
 a Redis channel every process with streams follows) and still end with an ``error`` event.
 A client that goes away cancels the response; the pump is cancelled with it, which closes the
 upstream request. Running streams are listed in a Redis hash and counted in another, so
-``/active`` and ``/statistics`` cover every web process. Without Redis, streams still run:
-each process lists and cancels its own, and the statistics are unavailable.
+``/active`` and ``/statistics`` cover every web process. Each entry names the process that
+serves it, and that process holds a lease in Redis (renewed every ``LEASE_SECONDS / 4``): when
+a process dies without unregistering its streams (SIGKILL, OOM), its lease lapses and its
+entries leave the list within ``LEASE_SECONDS``. Without Redis, streams still run: each process
+lists and cancels its own, and the statistics are unavailable.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -31,10 +35,26 @@ logger = logging.getLogger(__name__)
 
 MAX_STREAM_SECONDS = 300
 CANCELLED = "cancelled"
+LEASE_SECONDS = 10
 
 
 def _key(name: str) -> str:
     return key("llm", "streams", name)
+
+
+_process: tuple[int, str] | None = None
+
+
+def _process_id() -> str:
+    """This process's name in the registry, new in a forked child."""
+    global _process
+    if _process is None or _process[0] != os.getpid():
+        _process = (os.getpid(), f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    return _process[1]
+
+
+def _lease_key(process: str) -> str:
+    return key("llm", "streams", "process", process)
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -72,19 +92,21 @@ async def stream_open(request: LlmRequest, user_id: int) -> tuple[str, AsyncGene
     stream_id = f"stream_{uuid.uuid4().hex}"
     entry = {
         "streamId": stream_id, "model": request.model, "user": user_id,
-        "startedAt": time.time(), "callId": str(request.call_id),
+        "startedAt": time.time(), "callId": str(request.call_id), "process": _process_id(),
     }  # fmt: skip
     for stale in [k for k, v in _opened.items() if v["startedAt"] < time.time() - 60]:
         del _opened[stale]  # opened, then never read: the client left at once
     _opened[stream_id] = entry
     try:
         pipe = async_redis().pipeline(transaction=False)
+        pipe.set(_lease_key(_process_id()), "1", px=LEASE_SECONDS * 1000)
         pipe.hset(_key("active"), stream_id, json.dumps(entry))
         pipe.hincrby(_key("stats"), "started", 1)
         await pipe.execute()
     except REDIS_ERRORS:
         logger.warning("Redis does not answer: stream %s is listed in this process only", stream_id)
     _ensure_listener()
+    _ensure_lease()
     return stream_id, _prepend(first, chunks)
 
 
@@ -183,29 +205,50 @@ def _local_entry(stream_id: str) -> dict[str, Any] | None:
 async def stream_get(stream_id: str) -> dict[str, Any] | None:
     try:
         raw = await async_redis().hget(_key("active"), stream_id)
+        if raw and await _stale({stream_id: json.loads(raw)}):
+            return _local_entry(stream_id)
     except REDIS_ERRORS:
         return _local_entry(stream_id)
     return json.loads(raw) if raw else _local_entry(stream_id)
 
 
-async def streams_active() -> tuple[list[dict[str, Any]], bool]:
-    """Running streams of every process (entries left by a crashed process are pruned), and
-    whether that is all of them: without Redis, only this process's are known."""
+async def _stale(entries: dict[str, dict[str, Any]]) -> list[str]:
+    """The entries whose process no longer holds its lease (it died), or that outlived any
+    stream; removed from the registry."""
     redis = async_redis()
-    try:
-        raw = await redis.hgetall(_key("active"))
-    except REDIS_ERRORS:
-        mine = [local.entry for local in _local.values()]
-        return sorted(mine, key=lambda entry: entry["startedAt"]), False
-    entries = {text(k): json.loads(v) for k, v in raw.items()}
+    processes = sorted({entry["process"] for entry in entries.values() if "process" in entry})
+    leases = await redis.mget([_lease_key(process) for process in processes]) if processes else []
+    alive = {process for process, lease in zip(processes, leases, strict=True) if lease}
     stale = [
-        k for k, v in entries.items() if time.time() - v["startedAt"] > MAX_STREAM_SECONDS + 60
+        stream_id
+        for stream_id, entry in entries.items()
+        if time.time() - entry["startedAt"] > MAX_STREAM_SECONDS + 60
+        or ("process" in entry and entry["process"] not in alive)
     ]
     if stale:
         await redis.hdel(_key("active"), *stale)
+    return stale
+
+
+def _shown(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as ``/active`` lists it: which process serves it is the registry's business."""
+    return {name: value for name, value in entry.items() if name != "process"}
+
+
+async def streams_active() -> tuple[list[dict[str, Any]], bool]:
+    """Running streams of every process (entries left by a dead process are pruned), and
+    whether that is all of them: without Redis, only this process's are known."""
+    try:
+        raw = await async_redis().hgetall(_key("active"))
+        entries = {text(k): json.loads(v) for k, v in raw.items()}
+        stale = await _stale(entries)
+    except REDIS_ERRORS:
+        mine = [_shown(local.entry) for local in _local.values()]
+        return sorted(mine, key=lambda entry: entry["startedAt"]), False
     listed = sorted(
-        (v for k, v in entries.items() if k not in stale), key=lambda entry: entry["startedAt"]
-    )
+        (_shown(v) for k, v in entries.items() if k not in stale),
+        key=lambda entry: entry["startedAt"],
+    )  # fmt: skip
     return listed, True
 
 
@@ -225,6 +268,31 @@ def _cancel_local(stream_id: str) -> bool:
         local.pump.cancel()
         return True
     return False
+
+
+_lease: asyncio.Task | None = None
+
+
+def _ensure_lease() -> None:
+    global _lease
+    if _lease is None or _lease.done():
+        _lease = asyncio.ensure_future(_renew_lease())
+
+
+async def _renew_lease() -> None:
+    """Hold this process's lease for as long as it lives: its streams stay listed."""
+    lost = False
+    while True:
+        try:
+            await async_redis().set(_lease_key(_process_id()), "1", px=LEASE_SECONDS * 1000)
+            lost = False
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if not lost:
+                logger.warning("could not renew this process's stream lease", exc_info=True)
+            lost = True
+        await asyncio.sleep(LEASE_SECONDS / 4)
 
 
 def _ensure_listener() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -8,6 +9,8 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
 from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     BooleanRadioFilter,
@@ -315,9 +318,21 @@ class ReadOnlyAdminMixin:
         return False
 
 
+def milliseconds(value: float | None) -> str:
+    """A duration as the Calls pages show it: two decimals under 10 ms, whole ms above."""
+    if value is None:
+        return "—"
+    return f"{value:.2f} ms" if value < 10 else f"{value:,.0f} ms"
+
+
+def seconds_clock(value: datetime | None) -> str:
+    """A time to the second, in the active time zone (the admin's default drops the seconds)."""
+    return date_format(localtime(value), "Y-m-d H:i:s") if value else "—"
+
+
 ATTEMPT_FIELDS = (
     "number", "provider_name", "model_name", "status", "error_code", "error_message",
-    "http_status", "latency_ms", "started_at",
+    "http_status", "latency", "started",
 )  # fmt: skip
 
 
@@ -326,6 +341,14 @@ class LlmCallAttemptInline(ReadOnlyAdminMixin, TabularInline):
     fields = ATTEMPT_FIELDS
     readonly_fields = ATTEMPT_FIELDS
     extra = 0
+
+    @admin.display(description="Latency")
+    def latency(self, attempt: LlmCallAttempt) -> str:
+        return milliseconds(attempt.latency_ms)
+
+    @admin.display(description="Started at")
+    def started(self, attempt: LlmCallAttempt) -> str:
+        return seconds_clock(attempt.started_at)
 
 
 class ProviderNameFilter(DropdownFilter):
@@ -379,8 +402,8 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     set is counted (``show_full_result_count`` off)."""
 
     list_display = [
-        "created_at", "entry_point", "provider_name", "model_name", "status", "error_code",
-        "tokens", "cost_shown", "latency", "attempts", "stream",
+        "created", "entry_point", "provider_name", "model_name", "status", "error_code",
+        "tokens", "cost_shown", "latency", "attempts", "streamed",
     ]  # fmt: skip
     list_filter = [
         ("created_at", RangeDateTimeFilter),
@@ -398,20 +421,34 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     search_fields = ["=request_id", "requested_model"]
     inlines = [LlmCallAttemptInline]
     fieldsets = [
-        (None, {"fields": ["id", "request_id", "created_at", "entry_point", "endpoint",
-                           "stream", "status", "finish_reason", "error_code", "error_message"]}),
+        (None, {"fields": ["id", "request_id", "created", "entry_point", "endpoint",
+                           "streamed", "status", "finish_reason", "error_code", "error_message"]}),
         ("Caller", {"fields": ["user", "api_key"]}),
         ("Routing", {"fields": ["requested_model", "provider_name", "model_name",
                                 "attempt_count"]}),
         ("Usage", {"fields": ["input_tokens", "output_tokens", "tokens_estimated", "cost",
-                              "latency_ms", "time_to_first_token_ms"]}),
+                              "latency", "time_to_first_token"]}),
         ("Links", {"fields": ["experiment_variant_id", "build_id", "build_step_id", "agent_id"]}),
     ]  # fmt: skip
 
     search_help_text = "A call id, a request id, or part of the requested model's name."
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        return [field.name for field in LlmCall._meta.fields]
+        shown = ["created", "streamed", "latency", "time_to_first_token"]
+        return [field.name for field in LlmCall._meta.fields] + shown
+
+    @admin.display(description="Created at", ordering="created_at")
+    def created(self, call: LlmCall) -> str:
+        return seconds_clock(call.created_at)
+
+    @admin.display(description="Stream", ordering="stream")
+    def streamed(self, call: LlmCall) -> str:
+        """Words, not the admin's boolean icons: a red cross read as a failed call."""
+        return "yes" if call.stream else "no"
+
+    @admin.display(description="Time to first token", ordering="time_to_first_token_ms")
+    def time_to_first_token(self, call: LlmCall) -> str:
+        return milliseconds(call.time_to_first_token_ms)
 
     @admin.display(description="Tokens in / out", ordering="input_tokens")
     def tokens(self, call: LlmCall) -> str:
@@ -423,7 +460,7 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
     @admin.display(description="Latency", ordering="latency_ms")
     def latency(self, call: LlmCall) -> str:
-        return f"{call.latency_ms:,.0f} ms"
+        return milliseconds(call.latency_ms)
 
     @admin.display(description="Attempts", ordering="attempt_count")
     def attempts(self, call: LlmCall) -> int:

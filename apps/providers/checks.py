@@ -10,17 +10,27 @@ from apps.core.redis import redis_client
 
 from .models import CallRecordDeadLetter, HealthStatus, Provider
 from .records import call_records_backlog
+from .selectors import providers_health
 
 
 @health_check("providers", needs_database=True)
 def providers() -> CheckResult:
-    enabled = list(Provider.objects.filter(enabled=True).values_list("name", "health_status"))
+    """The enabled providers' health by the rule every page shows (``provider_health``)."""
+    enabled = providers_health(list(Provider.objects.filter(enabled=True).order_by("name")))
     if not enabled:
         return CheckResult(DISABLED, "no provider configured")
-    failing = [name for name, status in enabled if status == HealthStatus.ERROR]
-    if len(failing) == len(enabled):
-        return CheckResult(ERROR, f"every provider failed its last probe: {', '.join(failing)}")
-    return CheckResult(OK, f"{len(enabled) - len(failing)}/{len(enabled)} providers healthy")
+    healthy = sum(health.healthy for _, _, health in enabled)
+    summary = f"{healthy}/{len(enabled)} providers healthy"
+    failing = [f"{provider.name} ({health.label})" for provider, _, health in enabled
+               if not health.healthy and health.status != HealthStatus.UNKNOWN]  # fmt: skip
+    if failing and len(failing) == len(enabled):
+        return CheckResult(ERROR, f"{summary}; failing: {', '.join(failing)}")
+    if failing:
+        return CheckResult(DEGRADED, f"{summary}; failing: {', '.join(failing)}")
+    unknown = [provider.name for provider, _, health in enabled if not health.healthy]
+    return CheckResult(
+        OK, f"{summary}; not probed yet: {', '.join(unknown)}" if unknown else summary
+    )
 
 
 @health_check("routing_state")

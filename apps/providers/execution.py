@@ -41,6 +41,7 @@ class Execution:
         self.attempts: list[dict[str, Any]] = []
         self.first_token_at: float | None = None
         self.deployment: Deployment | None = None
+        self.last_tried: Deployment | None = None
         self.finished = False
         # Set by the engine when the serving attempt may clear the provider's circuit: at once
         # for a completion, at the end for a stream (one cut mid-answer is a failure).
@@ -78,6 +79,7 @@ class Execution:
                 "started_at": started_at,
             }
         )
+        self.last_tried = deployment
         if error:
             metrics.attempt_failures_total.labels(deployment.provider.name, error.code).inc()
 
@@ -130,6 +132,8 @@ class Execution:
         error: ProviderError | None = None,
     ) -> dict[str, Any]:
         deployment, request = self.deployment, self.request
+        # A failed call names the last deployment it tried (its attempts name each one).
+        named = deployment or self.last_tried
         cost = (
             min(deployment.model.cost(usage.input_tokens, usage.output_tokens), MAX_COST)
             if deployment
@@ -146,10 +150,10 @@ class Execution:
             "user_id": request.caller.user_id,
             "api_key_id": request.caller.api_key_id,
             "requested_model": request.model[:200],
-            "provider_id": deployment.provider.id if deployment else None,
-            "model_id": deployment.model.id if deployment else None,
-            "provider_name": deployment.provider.name if deployment else "",
-            "model_name": deployment.model.name if deployment else "",
+            "provider_id": named.provider.id if named else None,
+            "model_id": named.model.id if named else None,
+            "provider_name": named.provider.name if named else "",
+            "model_name": named.model.name if named else "",
             "stream": self.stream,
             "status": status,
             "error_code": error.code if error else ("cancelled" if cancelled else ""),

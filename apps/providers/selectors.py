@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 
 from apps.core.runtime import run_sync
 
-from .breakers import OPEN, BreakerView
+from .breakers import HALF_OPEN, OPEN, BreakerView
 from .config import RoutingPolicy
 from .engine import current_routing_config
 from .models import CallStatus, Endpoint, HealthStatus, LlmCall, LlmModel, Provider
@@ -76,6 +76,47 @@ class Percentile(Aggregate):
         super().__init__(expression, fraction=repr(float(fraction)), **extra)
 
 
+LATENCY_SAMPLE = 10_000
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Linear interpolation between the nearest ranks, as ``percentile_cont``."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def call_latency_percentiles(
+    *, calls: QuerySet[LlmCall], groups: dict[str, Q], fractions: tuple[float, ...]
+) -> dict[str, tuple[float | None, ...]]:
+    """The one way to compute latency percentiles (ms) of the successful ``calls``, for each
+    group (a filter of them): PostgreSQL's ``percentile_cont``, all groups in one query;
+    elsewhere (SQLite in ``make run``) the same interpolation over each group's latest
+    ``LATENCY_SAMPLE`` successful calls, one query per group. Home and the Calls page use it."""
+    succeeded = calls.filter(status=CallStatus.SUCCESS).order_by()
+    if connection.vendor == "postgresql":
+        aggregates = {
+            f"{name}_{index}": Percentile(F("latency_ms"), fraction, filter=where)
+            for name, where in groups.items()
+            for index, fraction in enumerate(fractions)
+        }
+        row = succeeded.aggregate(**aggregates) if aggregates else {}
+        return {
+            name: tuple(row[f"{name}_{index}"] for index in range(len(fractions)))
+            for name in groups
+        }
+    result = {}
+    for name, where in groups.items():
+        latest = succeeded.filter(where).order_by("-created_at")[:LATENCY_SAMPLE]
+        values = list(latest.values_list("latency_ms", flat=True))
+        result[name] = tuple(percentile(values, fraction) for fraction in fractions)
+    return result
+
+
 @dataclass(frozen=True)
 class CallTotals:
     calls: int
@@ -84,7 +125,7 @@ class CallTotals:
     cost: Decimal
     errors: int
     finished: int
-    p50_ms: float | None  # of successful calls; None without PostgreSQL or without any
+    p50_ms: float | None  # of successful calls (``call_latency_percentiles``); None before any
 
     @property
     def tokens(self) -> int:
@@ -101,8 +142,8 @@ class CallTotals:
 
 
 def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
-    """Count, tokens, cost, errors and the median latency of ``calls`` in one aggregate query
-    (the median only where the database has ``percentile_cont``)."""
+    """Count, tokens, cost and errors of ``calls`` in one aggregate query, and the median
+    latency of the successful ones (``call_latency_percentiles``)."""
     aggregates: dict[str, Any] = {
         "calls": Count("id"),
         "input_tokens": Sum("input_tokens"),
@@ -111,9 +152,10 @@ def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
         "errors": Count("id", filter=Q(status=CallStatus.ERROR)),
         "finished": Count("id", filter=~Q(status=CallStatus.RUNNING)),
     }
-    if connection.vendor == "postgresql":
-        aggregates["p50_ms"] = Percentile(F("latency_ms"), 0.5, filter=Q(status=CallStatus.SUCCESS))
     row = calls.order_by().aggregate(**aggregates)
+    ((p50_ms,),) = call_latency_percentiles(
+        calls=calls, groups={"all": Q()}, fractions=(0.5,)
+    ).values()
     return CallTotals(
         calls=row["calls"] or 0,
         input_tokens=row["input_tokens"] or 0,
@@ -121,13 +163,60 @@ def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
         cost=row["cost"] or Decimal(0),
         errors=row["errors"] or 0,
         finished=row["finished"] or 0,
-        p50_ms=row.get("p50_ms"),
+        p50_ms=p50_ms,
     )
 
 
 async def _breaker_views(names: list[str]) -> list[BreakerView]:
     policy = (await current_routing_config()).policy
     return await routing_state().breakers.views(names, policy)
+
+
+@dataclass(frozen=True)
+class ProviderHealth:
+    """A provider's health as every page and ``/health`` show it (``status`` picks the pill's
+    colour: ``ok``, ``warning``, ``error`` or ``unknown``)."""
+
+    status: str
+    label: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == HealthStatus.OK
+
+    @property
+    def failing(self) -> bool:
+        return self.status == HealthStatus.ERROR
+
+
+def provider_health(provider: Provider, circuit: str) -> ProviderHealth:
+    """The one rule for a provider's health: an open circuit means unhealthy, whatever the last
+    probe or Test said (requests skip it); a half-open one is not healthy until its probe
+    succeeds; otherwise the last probe or Test decides, and never probed is unknown."""
+    if circuit == OPEN:
+        return ProviderHealth(HealthStatus.ERROR, "circuit open")
+    if circuit == HALF_OPEN:
+        return ProviderHealth("warning", "circuit half-open")
+    return ProviderHealth(provider.health_status, str(provider.health_status))
+
+
+def providers_health(
+    providers: list[Provider] | None = None,
+) -> list[tuple[Provider, BreakerView | None, ProviderHealth]]:
+    """Each provider (every one, by name, unless given) with its circuit as every process sees
+    it and its health: one query, one Redis read."""
+    if providers is None:
+        providers = list(Provider.objects.order_by("name"))
+    circuits = {
+        view.provider: view for view in circuit_breaker_list(names=[p.name for p in providers])
+    }
+    rows = []
+    for provider in providers:
+        circuit = circuits.get(provider.name)
+        rows.append(
+            (provider, circuit, provider_health(provider, circuit.state if circuit else "closed"))
+        )
+    return rows
 
 
 def circuit_breaker_list(*, names: list[str] | None = None) -> list[BreakerView]:
@@ -140,19 +229,17 @@ def circuit_breaker_list(*, names: list[str] | None = None) -> list[BreakerView]
 def provider_availability() -> tuple[list[dict[str, Any]], dict[str, list[str]], bool]:
     """Each provider's availability, each public model's failover order, and whether failover
     is on (for the feature status)."""
-    breakers = {view.provider: view for view in circuit_breaker_list()}
     providers = []
-    for provider in Provider.objects.order_by("priority", "name"):
-        circuit = breakers[provider.name].state if provider.name in breakers else "closed"
+    for provider, circuit, health in providers_health(
+        list(Provider.objects.order_by("priority", "name"))
+    ):
         providers.append(
             {
                 "name": provider.name,
                 "enabled": provider.enabled,
                 "health": provider.health_status,
-                "circuit": circuit,
-                "available": provider.enabled
-                and circuit != OPEN
-                and provider.health_status != HealthStatus.ERROR,
+                "circuit": circuit.state if circuit else "closed",
+                "available": provider.enabled and not health.failing,
             }
         )
     available = {p["name"] for p in providers if p["available"]}

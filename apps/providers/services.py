@@ -14,12 +14,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.core.environment import AppliedSettings
-from apps.core.events import publish_on_commit
+from apps.core.events import apublish, publish_on_commit
 from apps.core.runtime import run_sync
 from apps.core.services import instance_update
 
 from . import errors
-from .breakers import HALF_OPEN, BreakerView
+from .breakers import CLOSED, HALF_OPEN, BreakerView
 from .config import ProviderConfig, provider_config_from
 from .crypto import encrypt
 from .engine import current_routing_config
@@ -186,19 +186,22 @@ class ConnectionTest:
 
 
 def provider_test(*, provider: Provider) -> ConnectionTest:
-    """Try the provider now (list its models) and say exactly what happened; it changes nothing
-    (no stored health, no circuit)."""
+    """Try the provider now (list its models) and say exactly what happened. What it found is
+    the provider's health from now on, as a probe's would be; its circuit is left alone (only
+    calls and the scheduled probes count against it)."""
     config = provider_config_from(provider)
     started = time.perf_counter()
     try:
         listed = run_sync(_list_models(config))
     except ProviderError as error:
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        _provider_health_note(provider, latency_ms, error)
         return ConnectionTest(
             f"{config.base_url}/models", False, latency_ms, [], error.code, error.message,
             error.http_status,
         )  # fmt: skip
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    _provider_health_note(provider, latency_ms, None)
     return ConnectionTest(
         f"{config.base_url}/models", True, latency_ms, [model.id for model in listed]
     )
@@ -245,27 +248,35 @@ async def _probe(config: ProviderConfig) -> tuple[float, ProviderError | None]:
     breakers = routing_state().breakers
     policy = (await current_routing_config()).policy
     if error and error.counts_against_circuit:
-        await breakers.failure(config.name, f"health probe: {error.message}", policy)
+        description = f"health probe: {error.message}"
+        _, opened = await breakers.failure(config.name, description, policy)
+        if opened:
+            await apublish(
+                "alerts", "circuit.opened", {"provider": config.name, "error": description}
+            )
     elif error is None:
         (breaker,) = await breakers.views([config.name], policy)
         if breaker.state == HALF_OPEN:
             await breakers.success(config.name)
+            await apublish("alerts", "circuit.closed", {"provider": config.name})
     return latency_ms, error
 
 
 def provider_probe(*, provider: Provider) -> Provider:
     """Probe one provider now and store the result (feeds least-latency and the breaker)."""
     latency_ms, error = run_sync(_probe(provider_config_from(provider)))
+    _provider_health_note(provider, latency_ms, error)
+    return provider
+
+
+def _provider_health_note(
+    provider: Provider, latency_ms: float, error: ProviderError | None
+) -> None:
+    """Store the outcome of a probe or a Test as the provider's health, and announce it."""
     provider.health_status = HealthStatus.ERROR if error else HealthStatus.OK
     provider.health_latency_ms = round(latency_ms, 2)
     provider.health_error = f"{error.code}: {error.message}"[:500] if error else ""
     provider.health_checked_at = timezone.now()
-    with transaction.atomic():
-        _provider_health_store(provider)
-    return provider
-
-
-def _provider_health_store(provider: Provider) -> None:
     Provider.objects.filter(pk=provider.pk).update(
         health_status=provider.health_status,
         health_latency_ms=provider.health_latency_ms,
@@ -307,10 +318,17 @@ def routing_settings_update(**fields: Any) -> RoutingSettings:
 
 
 def circuit_breaker_reset(*, provider: Provider) -> BreakerView:
+    """Close the provider's circuit and clear its failures; a circuit that was not closed is
+    announced closed on ``alerts``, as one closed by a probe is."""
+
     async def reset() -> BreakerView:
         breakers = routing_state().breakers
+        policy = (await current_routing_config()).policy
+        (before,) = await breakers.views([provider.name], policy)
         await breakers.reset(provider.name)
-        (view,) = await breakers.views([provider.name], (await current_routing_config()).policy)
+        (view,) = await breakers.views([provider.name], policy)
+        if before.state != CLOSED:
+            await apublish("alerts", "circuit.closed", {"provider": provider.name})
         return view
 
     return run_sync(reset())

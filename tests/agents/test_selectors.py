@@ -10,10 +10,11 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.agents.models import Agent, AgentTask, RunStatus
-from apps.agents.selectors import agent_current_task, agent_performance, agent_status, percentile
+from apps.agents.selectors import agent_current_task, agent_performance, agent_status
 from apps.agents.services import agent_task_create
 from apps.builds.models import Build, BuildStep
 from apps.providers.models import CallStatus, EntryPoint, LlmCall
+from apps.providers.selectors import percentile
 
 
 def task(agent: Agent, status: str, finished_minutes_ago: int | None = None) -> AgentTask:

@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from apps.accounts.models import Role
 from apps.agents.models import AgentTask, RunStatus
+from apps.builds.models import Build, BuildStep
 from tests.dashboard.build_data import two_agents
 from tests.dashboard.conftest import member
 from tests.support.browser import screenshot
@@ -96,3 +97,20 @@ def test_a_viewer_watches_the_board_but_may_not_run_tasks(logged_in_page, agents
     assert status == 403 and not AgentTask.objects.exists()
     (refused,) = browser_errors.console_errors  # the browser reports the refusal itself
     assert "status of 403" in refused
+
+
+def test_the_board_counts_the_build_steps_an_agent_ran(logged_in_page, agents, browser_errors):
+    agent = agents["planner"]
+    build = Build.objects.create(title="with a step")
+    BuildStep.objects.create(
+        build=build, position=0, name="plan", agent=agent, prompt_template="x",
+        status=RunStatus.SUCCEEDED,
+    )  # fmt: skip
+    page: Page = logged_in_page(user=member(Role.VIEWER))
+    page.goto("/admin/agent-board/")
+    card = page.locator(f'[data-agent="{agent.pk}"]')
+    expect(card.locator('[data-figure="steps_done"]')).to_have_text("1")
+    expect(card.locator('[data-figure="tasks_done"]')).to_have_text("0")
+    expect(card).to_contain_text("Task success rate")
+    screenshot(page, "agent-board-build-steps")
+    assert browser_errors.console_errors == []

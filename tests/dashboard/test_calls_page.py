@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 
 from apps.accounts.models import Role
 from apps.accounts.services import api_key_create
+from apps.providers.admin import seconds_clock
 from apps.providers.models import (
     CallStatus,
     EntryPoint,
@@ -26,6 +27,7 @@ from apps.providers.models import (
 )
 from apps.providers.selectors import llm_call_totals
 from tests.dashboard.conftest import call_record, member
+from tests.support.browser import screenshot
 
 URL = "/admin/providers/llmcall/"
 
@@ -182,7 +184,7 @@ def test_the_detail_shows_every_attempt_with_tokens_cost_and_latency():
     for code in ("upstream_timeout", "rate_limited", "504", "429"):
         assert code in html
     assert html.count("fake-model") >= 3
-    for text in ("123", "456", "0.0789", "4321"):
+    for text in ("123", "456", "0.0789", "4,321 ms", "100 ms", "300 ms"):
         assert text in html
 
 
@@ -210,4 +212,36 @@ def test_a_person_filters_the_calls_by_provider_and_status(logged_in_page, brows
     expect(page.get_by_role("heading", name="Totals of the filtered calls")).to_be_visible()
     expect(page.locator('[data-total="calls"]')).to_have_text(str(len(chosen)))
     expect(page.locator('[data-total="error_rate"]')).to_have_text("100.0%")
+    assert browser_errors.console_errors == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_times_to_the_second_durations_rounded_words_for_streams_and_one_p50_everywhere(
+    logged_in_page, browser_errors
+):
+    at = timezone.now().replace(microsecond=0) - timedelta(minutes=2, seconds=17)
+    fast = call_record(at=at, latency_ms=1.5479749999940395, stream=True)
+    fast.time_to_first_token_ms = 0.7301
+    slow = [call_record(latency_ms=ms) for ms in (100.0, 300.0)]
+    LlmCall.objects.bulk_create([fast, *slow])
+    page: Page = logged_in_page(user=member(Role.VIEWER))
+
+    page.goto(URL)
+    row = page.locator("#result_list tbody tr", has_text=seconds_clock(at))
+    expect(row).to_have_count(1)
+    expect(row.locator(".field-streamed")).to_have_text("yes")
+    expect(row.locator(".field-latency")).to_have_text("1.55 ms")
+    expect(page.locator("#result_list .field-streamed", has_text="no")).to_have_count(2)
+    expect(page.locator("#result_list img, #result_list .field-streamed span")).to_have_count(0)
+    expect(page.locator('[data-total="p50"]')).to_have_text("100 ms")
+    screenshot(page, "calls-list-truthful")
+
+    page.goto(f"{URL}{fast.pk}/change/")
+    content = page.locator("#content").inner_text()
+    assert "1.55 ms" in content and "0.73 ms" in content and seconds_clock(at) in content
+    assert "1.5479749999940395" not in page.content()
+    screenshot(page, "calls-detail-truthful")
+
+    page.goto("/admin/")
+    expect(page.locator('[data-figure="hour.p50"]')).to_have_text("100 ms")
     assert browser_errors.console_errors == []

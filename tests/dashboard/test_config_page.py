@@ -138,8 +138,9 @@ def test_test_connection_shows_the_url_tried_and_the_real_error(
     expect(message).to_contain_text("the provider refused our credentials (HTTP 401)")
     screenshot(page, "config-test-connection")
     assert SECRET not in page.content()
-    # A test changes nothing: no stored health, no circuit.
-    assert Provider.objects.get(pk=refused.pk).health_checked_at is None
+    # A test's outcome is the provider's health; it leaves the circuit alone.
+    assert Provider.objects.get(pk=refused.pk).health_status == "error"
+    expect(page.locator('tr[data-provider="refused"] .provider-health')).to_have_text("error")
     assert circuit_of("refused") == "closed"
     assert browser_errors.console_errors == []
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from apps.accounts.models import Role
+from apps.gateway.streaming import LEASE_SECONDS
 from tests.support.factories import api_key_issue, user_create
 from tests.support.processes import AsgiServer
 
@@ -220,3 +221,23 @@ def test_statistics_count_completed_streams(two_providers, asgi_server, operator
     assert after["completed"] == before["completed"] + 1
     assert after["tokens"] == before["tokens"] + 8
     assert after["averageTimeToFirstTokenMs"] is not None
+
+
+def test_streams_of_a_killed_web_process_leave_the_active_list_within_the_lease(
+    two_providers, asgi_server, server_env, operator_key, upstream_a
+):
+    upstream_a.configure(chunk_delay_ms=200, tokens=200)
+    doomed = AsgiServer(server_env, name="daphne-doomed").start()
+    try:
+        with open_stream(doomed, operator_key) as response:
+            stream_id = response.headers["x-stream-id"]
+            assert stream_id in active_ids(asgi_server, operator_key)
+            doomed.kill()  # SIGKILL: nothing unregisters the stream
+            killed_at = time.monotonic()
+            assert stream_id in active_ids(asgi_server, operator_key), "listed while leased"
+            while stream_id in active_ids(asgi_server, operator_key):
+                assert time.monotonic() - killed_at < LEASE_SECONDS + 2, "still listed"
+                time.sleep(0.2)
+    finally:
+        doomed.stop()
+    assert time.monotonic() - killed_at >= 1, "a live lease kept it listed for a while"

@@ -124,3 +124,17 @@ def test_breakers_are_listed_and_reset_through_a_real_server(fragile_a, asgi_ser
         f"{asgi_server.url}/api/v1/circuit-breakers/a/reset", headers=headers, timeout=10
     )
     assert reset.status_code == 200 and reset.json()["state"] == "closed"
+
+
+def test_a_failed_calls_record_names_the_last_provider_tried(
+    two_providers, gateway, upstream_a, upstream_b, recorded_calls
+):
+    for upstream in (upstream_a, upstream_b):
+        upstream.configure(status=500)
+    with pytest.raises(openai.APIStatusError):
+        gateway.chat.completions.create(model="chat", messages=HELLO)
+    (call,) = recorded_calls(1)
+    tried = [attempt.provider_name for attempt in call.attempts.order_by("number")]
+    assert call.status == "error" and tried[0] == "a" and tried[-1] == "b"
+    assert (call.provider_name, call.model_name) == ("b", "fake-model")
+    assert call.provider_id == two_providers["b"].pk

@@ -40,8 +40,10 @@ class AgentPerformanceOutputSerializer(serializers.Serializer):
     tasks_failed = serializers.IntegerField()
     tasks_cancelled = serializers.IntegerField()
     success_rate = serializers.FloatField(
-        allow_null=True, help_text="Succeeded among done (0 to 1); null before any."
+        allow_null=True, help_text="Tasks succeeded among done (0 to 1); null before any."
     )
+    steps_done = serializers.IntegerField(help_text="Build steps it ran that succeeded or failed.")
+    steps_succeeded = serializers.IntegerField()
     calls = serializers.IntegerField(help_text="Ended LLM calls of its tasks and build steps.")
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()

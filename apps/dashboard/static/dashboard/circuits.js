@@ -11,5 +11,12 @@
     pill.setAttribute("data-status", state);
     pill.textContent = state;
     if (message.data.error) row.querySelector(".circuit-error").textContent = message.data.error;
+    // The one rule (providers.selectors.provider_health): an open circuit is unhealthy; once
+    // closed, the last probe or Test decides again.
+    var health = row.querySelector(".provider-health");
+    if (!health) return;
+    var probe = health.getAttribute("data-probe");
+    health.setAttribute("data-status", state === "open" ? "error" : probe);
+    health.textContent = state === "open" ? "circuit open" : probe;
   });
 })();
