@@ -107,17 +107,19 @@ def test_a_real_debug_server_answers_json_errors_under_the_api(debug_server):
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "not_found"
 
-    # The key lookup fails in the view: the database cannot be opened.
+    # The key lookup fails in the view: the database cannot be opened, which a retry may outlive.
     failing = httpx.get(
         f"{debug_server.url}/api/v1/me",
-        headers={"Authorization": "Bearer ao_abcdefgh_secret", "X-Request-ID": "req-real-500"},
+        headers={"Authorization": "Bearer ao_abcdefgh_secret", "X-Request-ID": "req-real-503"},
     )
-    assert failing.status_code == 500
+    assert failing.status_code == 503
+    assert failing.headers["Retry-After"] == "2"
     assert failing.json() == {
         "error": {
-            "code": "server_error",
-            "message": "Internal server error. Quote the request id when reporting it.",
-            "details": {"request_id": "req-real-500"},
+            "code": "database_unavailable",
+            "message": "The database is unavailable; retry shortly.",
+            "details": {"request_id": "req-real-503", "retry_after": 2},
         }
     }
-    assert "Traceback" in debug_server.output()  # logged, not shown
+    assert "the database is unavailable" in debug_server.output()  # logged, not shown
+    assert "Traceback" not in failing.text
