@@ -219,6 +219,11 @@ class OutcomeFigures:
 
 
 def outcome_figures(*, experiment: Experiment, phase: int) -> dict[int, OutcomeFigures]:
+    """Users, conversions and feedback per variant of a phase, in two queries.
+
+    The feedback scores' sample standard deviation is taken only over variants with two scores
+    or more: over one, PostgreSQL's ``stddev_samp`` is NULL but SQLite's (Python's
+    ``statistics.stdev``, registered by Django) raises, failing the whole query."""
     users = dict(
         Assignment.objects.filter(experiment=experiment, phase=phase)
         .order_by()
@@ -228,6 +233,7 @@ def outcome_figures(*, experiment: Experiment, phase: int) -> dict[int, OutcomeF
     events = TrackedEvent.objects.filter(experiment=experiment, phase=phase).order_by()
     conversion = Q(kind=TrackedEventKind.CONVERSION)
     feedback = Q(kind=TrackedEventKind.FEEDBACK)
+    spread = events.filter(feedback).values("variant_id").annotate(n=Count("id")).filter(n__gte=2)
     rows = {
         row["variant_id"]: row
         for row in events.values("variant_id").annotate(
@@ -236,7 +242,11 @@ def outcome_figures(*, experiment: Experiment, phase: int) -> dict[int, OutcomeF
             conversion_value=Sum("value", filter=conversion),
             feedback_count=Count("id", filter=feedback),
             feedback_mean=Avg("value", filter=feedback),
-            feedback_stddev=StdDev("value", filter=feedback, sample=True),
+            feedback_stddev=StdDev(
+                "value",
+                filter=feedback & Q(variant_id__in=spread.values("variant_id")),
+                sample=True,
+            ),
         )
     }
     figures = {}
@@ -343,6 +353,7 @@ def experiment_stats(*, experiment: Experiment, phase_number: int | None = None)
             "conversion_rate_interval": list(interval) if interval else None,
             "feedback_count": outcome.feedback_count,
             "feedback_mean": outcome.feedback_mean,
+            "feedback_stddev": outcome.feedback_stddev,
             "calls": call.as_dict(),
             "versus_control": None,
         }

@@ -4,12 +4,15 @@ state conflicts, phases, the runtime switch, canaries."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
 from apps.experiments.models import Assignment, Experiment, ExperimentStatus
+from tests.dashboard.conftest import member
 
 from .conftest import SEED_EXPERIMENT, client, variants
 
@@ -291,3 +294,34 @@ def test_canaries_through_the_api(two_providers):
     assert api.post(f"{url}/{canary['id']}/rollback", format="json").status_code == 409
     assert Experiment.objects.get(pk=pk).status == ExperimentStatus.RUNNING
     assert api.get(f"{url}/{canary['id']}").json()["reason"] == "Not today."
+
+
+def test_one_feedback_score_gives_no_standard_deviation_and_no_error():
+    """SQLite's sample standard deviation raises over a single value; PostgreSQL's is NULL:
+    every figure built on it answers, in both databases."""
+    api = client()
+    pk = created(api)["id"]
+    api.post(f"{API}/{pk}/start")
+    api.get(f"{API}/{pk}/variant/7")
+    tracked = api.post(f"{API}/{pk}/track/feedback", {"user_id": "7", "score": 4}, format="json")
+    assert tracked.status_code == 201, tracked.json()
+    name = tracked.json()["variant_name"]
+
+    stats = api.get(f"{API}/{pk}/stats")
+
+    assert stats.status_code == 200, stats.content
+    mine = next(v for v in stats.json()["variants"] if v["name"] == name)
+    assert (mine["feedback_count"], mine["feedback_mean"], mine["feedback_stddev"]) == (
+        1,
+        4.0,
+        None,
+    )
+    assert api.get(f"{API}/stats/summary").status_code == 200
+    assert api.get(f"{API}/health").json()["status"] == "healthy"
+    page = Client()
+    page.force_login(member(Role.VIEWER))
+    assert page.get(f"/admin/experiment-board/{pk}/").status_code == 200
+
+    api.post(f"{API}/{pk}/track/feedback", {"user_id": "7", "score": 2}, format="json")
+    two = next(v for v in api.get(f"{API}/{pk}/stats").json()["variants"] if v["name"] == name)
+    assert two["feedback_stddev"] == pytest.approx(math.sqrt(2))

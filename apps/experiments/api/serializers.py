@@ -302,6 +302,9 @@ class VariantStatsSerializer(serializers.Serializer):
     )  # fmt: skip
     feedback_count = serializers.IntegerField()
     feedback_mean = serializers.FloatField(allow_null=True)
+    feedback_stddev = serializers.FloatField(
+        allow_null=True, help_text="Sample standard deviation; null below two scores."
+    )
     calls = CallFiguresSerializer()
     versus_control = VersusControlSerializer(allow_null=True)
 
