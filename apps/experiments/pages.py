@@ -284,16 +284,22 @@ def verdict(stats: dict[str, Any]) -> list[str]:
         holding = [
             GUARDRAILS[name]
             for name, check in checks.items()
-            if not check["breached"] and None not in (check["treatment"], check["limit"])
+            if check["judged"] and not check["breached"]
         ]
+        waiting = [GUARDRAILS[name] for name, check in checks.items() if not check["judged"]]
         if breached:
-            parts.append(f"{' and '.join(breached)} guardrail{'s' if len(breached) > 1 else ''} "
-                         "breached")  # fmt: skip
+            parts.append(f"{_guardrails(breached)} breached")
         if holding:
-            parts.append(f"{' and '.join(holding)} guardrail{'s' if len(holding) > 1 else ''} "
-                         f"hold{'' if len(holding) > 1 else 's'}")  # fmt: skip
+            parts.append(f"{_guardrails(holding)} hold{'' if len(holding) > 1 else 's'}")
+        if waiting:
+            parts.append(f"{_guardrails(waiting)} wait{'' if len(waiting) > 1 else 's'} for "
+                         f"{stats['guardrail_min_calls']} calls a side")  # fmt: skip
         sentences.append("; ".join(parts) + ".")
     return sentences
+
+
+def _guardrails(names: list[str]) -> str:
+    return f"{' and '.join(names)} guardrail{'s' if len(names) > 1 else ''}"
 
 
 def _percent(value: float | None) -> str:

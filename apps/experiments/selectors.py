@@ -278,12 +278,18 @@ def _planned(phase: ExperimentPhase | None, variants: list[Variant]) -> dict[int
 def _guardrails(
     control: CallFigures, treatment: CallFigures, settings_row: ExperimentSettings
 ) -> dict[str, Any]:
-    """Error rate (absolute margin), p95 latency and cost per successful answer (relative
-    margins) against the control's: each breached when the treatment is worse by more."""
+    """Error rate (absolute margin), p95 latency (relative margin, at least the latency floor)
+    and cost per successful answer (relative margin) against the control's: each breached when
+    the treatment is worse by more, judged only once both arms have ``guardrail_min_calls``
+    calls (successful ones for latency and cost): a few calls say nothing about either."""
+    minimum = settings_row.guardrail_min_calls
 
-    def check(mine: Any, theirs: Any, limit: Any) -> dict[str, Any]:
-        breached = mine is not None and limit is not None and mine > limit
-        return {"treatment": mine, "control": theirs, "limit": limit, "breached": breached}
+    def check(mine: Any, theirs: Any, limit: Any, sample: int) -> dict[str, Any]:
+        judged = sample >= minimum and None not in (mine, limit)
+        return {
+            "treatment": mine, "control": theirs, "limit": limit, "sample": sample,
+            "judged": judged, "breached": judged and mine > limit,
+        }  # fmt: skip
 
     error_limit = (
         None if control.error_rate is None else control.error_rate + settings_row.error_rate_margin
@@ -291,21 +297,28 @@ def _guardrails(
     latency_limit = (
         None
         if control.latency_p95_ms is None
-        else control.latency_p95_ms * (1 + settings_row.latency_margin)
+        else statistics.latency_limit(
+            control.latency_p95_ms, settings_row.latency_margin, settings_row.latency_floor_ms
+        )
     )
     cost_limit = (
         None
         if control.cost_per_success is None
         else control.cost_per_success * Decimal(str(1 + settings_row.cost_margin))
     )
+    requests = min(control.requests, treatment.requests)
+    successes = min(control.successes, treatment.successes)
     return {
-        "error_rate": check(treatment.error_rate, control.error_rate, error_limit),
+        "error_rate": check(treatment.error_rate, control.error_rate, error_limit, requests),
         "latency_p95_ms": check(
             _rounded(treatment.latency_p95_ms),
             _rounded(control.latency_p95_ms),
             _rounded(latency_limit),
+            successes,
         ),  # fmt: skip
-        "cost_per_success": check(treatment.cost_per_success, control.cost_per_success, cost_limit),
+        "cost_per_success": check(
+            treatment.cost_per_success, control.cost_per_success, cost_limit, successes
+        ),
     }
 
 
@@ -377,6 +390,7 @@ def experiment_stats(*, experiment: Experiment, phase_number: int | None = None)
         "phase_ended_at": phase.ended_at if phase else None,
         "significance_level": alpha,
         "comparison_significance_level": comparison_alpha,
+        "guardrail_min_calls": settings_row.guardrail_min_calls,
         "users": users_total,
         "srm": None
         if srm is None

@@ -325,3 +325,23 @@ def test_one_feedback_score_gives_no_standard_deviation_and_no_error():
     api.post(f"{API}/{pk}/track/feedback", {"user_id": "7", "score": 2}, format="json")
     two = next(v for v in api.get(f"{API}/{pk}/stats").json()["variants"] if v["name"] == name)
     assert two["feedback_stddev"] == pytest.approx(math.sqrt(2))
+
+
+def test_the_guardrails_minimum_and_latency_floor_are_settings_an_operator_changes():
+    api = client()
+    assert api.get(f"{API}/settings").json()["guardrail_min_calls"] == 30
+    changed = api.patch(
+        f"{API}/settings", {"guardrail_min_calls": 100, "latency_floor_ms": 250}, format="json"
+    )
+    assert changed.status_code == 200, changed.json()
+    assert (changed.json()["guardrail_min_calls"], changed.json()["latency_floor_ms"]) == (100, 250)
+    for bad in ({"guardrail_min_calls": 0}, {"latency_floor_ms": -1}, {"latency_floor_ms": "x"}):
+        refused = api.patch(f"{API}/settings", bad, format="json")
+        assert refused.status_code == 400 and set(refused.json()["error"]["details"]) == set(bad)
+    viewer = client(Role.VIEWER)
+    assert (
+        viewer.patch(f"{API}/settings", {"latency_floor_ms": 0}, format="json").status_code == 403
+    )
+    assert api.get(f"{API}/settings").json()["latency_floor_ms"] == 250
+    pk = created(api)["id"]
+    assert api.get(f"{API}/{pk}/stats").json()["guardrail_min_calls"] == 100
