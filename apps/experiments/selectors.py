@@ -324,13 +324,16 @@ def _guardrails(
 
 def experiment_stats(*, experiment: Experiment, phase_number: int | None = None) -> dict[str, Any]:
     """An experiment's figures per variant in a phase (the current one by default), its
-    statistics against the control, the sample-ratio check and what stopping would decide.
+    statistics against the control, the sample-ratio check, what stopping would decide, and
+    every phase there is (another one's figures: ``phase_number``).
 
     Treatments are each compared with the control at the significance level divided by the
     number of treatments (Bonferroni), so that several treatments do not multiply the chance of
     a false winner."""
     settings_row = experiment_settings_get()
-    phase = experiment_phase(experiment=experiment, number=phase_number)
+    phases = list(experiment_phases(experiment=experiment))
+    wanted = experiment.phase if phase_number is None else phase_number
+    phase = next((p for p in phases if p.number == wanted), None)
     variants = list(experiment.variants.order_by("position", "id"))
     planned = _planned(phase, variants)
     calls: dict[int, CallFigures] = {}
@@ -388,6 +391,7 @@ def experiment_stats(*, experiment: Experiment, phase_number: int | None = None)
         "phase": phase.number if phase else 0,
         "phase_started_at": phase.started_at if phase else None,
         "phase_ended_at": phase.ended_at if phase else None,
+        "phases": phases,
         "significance_level": alpha,
         "comparison_significance_level": comparison_alpha,
         "guardrail_min_calls": settings_row.guardrail_min_calls,

@@ -207,6 +207,17 @@ def test_changing_a_running_experiments_split_starts_a_new_phase():
     assert api.get(f"{API}/{pk}/stats").json()["users"] == 0
     earlier = api.get(f"{API}/{pk}/stats?phase=1").json()
     assert earlier["users"] == 20 and earlier["phase"] == 1
+    current = api.get(f"{API}/{pk}/stats").json()
+    assert [(p["number"], p["ended_at"] is None) for p in current["phases"]] == [
+        (1, False),
+        (2, True),
+    ]
+    assert current["phases"] == earlier["phases"] and current["phases"][1]["reason"]
+    unknown = api.get(f"{API}/{pk}/stats?phase=3")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["details"]["phase"] == (
+        "No phase 3: this experiment's phases are 1, 2."
+    )
     assert [v["traffic_percentage"] for v in earlier["variants"]] == [50.0, 50.0]
     lookup = api.get(f"{API}/{pk}/variant/0").json()
     assert lookup["phase"] == 2

@@ -341,6 +341,9 @@ class ExperimentStatsOutputSerializer(serializers.Serializer):
     phase = serializers.IntegerField()
     phase_started_at = serializers.DateTimeField(allow_null=True)
     phase_ended_at = serializers.DateTimeField(allow_null=True)
+    phases = PhaseOutputSerializer(
+        many=True, help_text="Every phase, oldest first: ?phase=<number> gives its figures."
+    )
     significance_level = serializers.FloatField()
     comparison_significance_level = serializers.FloatField()
     guardrail_min_calls = serializers.IntegerField(
