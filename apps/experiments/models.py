@@ -199,8 +199,9 @@ def default_canary_steps() -> list[int]:
 
 
 class ExperimentSettings(models.Model):
-    """One row: the feature's switch, the significance level and the guardrails' margins (also
-    a new canary's defaults). Every process follows it within seconds."""
+    """One row: the feature's switch, the significance level, the guardrails' margins, minimum
+    sample and latency floor (also a new canary's defaults). Every process follows it within
+    seconds."""
 
     enabled = models.BooleanField(
         default=True,
@@ -229,6 +230,16 @@ class ExperimentSettings(models.Model):
         help_text="Guardrail: a treatment's cost per successful answer may exceed the "
         "control's by this fraction.",
     )
+    guardrail_min_calls = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text="Guardrails are judged once the control and the treatment each have this "
+        "many calls (successful ones for latency and cost); before, they wait.",
+    )  # fmt: skip
+    latency_floor_ms = models.FloatField(
+        default=100, validators=[MinValueValidator(0), MaxValueValidator(600_000)],
+        help_text="Guardrail and canaries: a p95 latency within this many milliseconds of the "
+        "control's never breaches, whatever the ratio (2 ms against 3 ms is noise).",
+    )  # fmt: skip
     canary_steps = models.JSONField(
         default=default_canary_steps, help_text="A new canary's traffic steps, in percent."
     )

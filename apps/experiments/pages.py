@@ -29,7 +29,7 @@ from apps.accounts.permissions import OPERATE
 from apps.core.admin_support import acting_user
 from apps.providers.selectors import provider_list, public_model_list
 
-from .models import CanaryStatus, Experiment, ExperimentStatus, VariantKind
+from .models import CanaryStatus, Experiment, ExperimentPhase, ExperimentStatus, VariantKind
 from .selectors import experiment_get, experiment_list, experiment_phases, experiment_stats
 from .services import (
     MAX_VARIANTS,
@@ -284,16 +284,22 @@ def verdict(stats: dict[str, Any]) -> list[str]:
         holding = [
             GUARDRAILS[name]
             for name, check in checks.items()
-            if not check["breached"] and None not in (check["treatment"], check["limit"])
+            if check["judged"] and not check["breached"]
         ]
+        waiting = [GUARDRAILS[name] for name, check in checks.items() if not check["judged"]]
         if breached:
-            parts.append(f"{' and '.join(breached)} guardrail{'s' if len(breached) > 1 else ''} "
-                         "breached")  # fmt: skip
+            parts.append(f"{_guardrails(breached)} breached")
         if holding:
-            parts.append(f"{' and '.join(holding)} guardrail{'s' if len(holding) > 1 else ''} "
-                         f"hold{'' if len(holding) > 1 else 's'}")  # fmt: skip
+            parts.append(f"{_guardrails(holding)} hold{'' if len(holding) > 1 else 's'}")
+        if waiting:
+            parts.append(f"{_guardrails(waiting)} wait{'' if len(waiting) > 1 else 's'} for "
+                         f"{stats['guardrail_min_calls']} calls a side")  # fmt: skip
         sentences.append("; ".join(parts) + ".")
     return sentences
+
+
+def _guardrails(names: list[str]) -> str:
+    return f"{' and '.join(names)} guardrail{'s' if len(names) > 1 else ''}"
 
 
 def _percent(value: float | None) -> str:
@@ -302,6 +308,12 @@ def _percent(value: float | None) -> str:
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms"
+
+
+def _feedback(mean: float | None, count: int) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.2f} ({count} score{'' if count == 1 else 's'})"
 
 
 def variant_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
@@ -322,12 +334,31 @@ def variant_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
             "latency": f"{_ms(calls['latency_p50_ms'])} / {_ms(calls['latency_p95_ms'])}",
             "tokens": calls["tokens"], "cost": calls["cost"],
             "cost_per_success": calls["cost_per_success"],
+            "feedback": _feedback(variant["feedback_mean"], variant["feedback_count"]),
             "conversions": variant["converted_users"], "conversion_rate": rate,
             "chance": "control" if variant["type"] == VariantKind.CONTROL
             else _percent(versus["chance_to_beat_control"]) if versus else "—",
             "p_value": "—" if p_value is None else f"{p_value:.3g}",
         })  # fmt: skip
     return rows
+
+
+def earlier_phases(
+    experiment: Experiment, phases: list[ExperimentPhase], current: int
+) -> list[dict[str, Any]]:
+    """The figures of each phase before the current one, newest first: a new split (a canary's
+    step, changed shares) counts apart, and what the earlier splits saw stays in view."""
+    shown = []
+    for phase in phases:
+        if phase.number == current:
+            continue
+        stats = experiment_stats(experiment=experiment, phase_number=phase.number)
+        shown.append({
+            "number": phase.number, "reason": phase.reason, "users": stats["users"],
+            "rows": variant_rows(stats),
+            "caption": f"Figures per variant in phase {phase.number}",
+        })  # fmt: skip
+    return shown
 
 
 def figures_context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
@@ -341,6 +372,7 @@ def figures_context(request: HttpRequest, experiment: Experiment) -> dict[str, A
         health = {"tone": "success", "label": f"split healthy (p = {srm['p_value']:.2g})"}
     can_operate = request.user.has_perm(OPERATE)
     canaries = experiment.canaries.select_related("treatment").prefetch_related("log")
+    phases = list(experiment_phases(experiment=experiment).order_by("-number"))
     return {
         "experiment": experiment,
         "tone": TONES.get(experiment.status, ""),
@@ -349,7 +381,8 @@ def figures_context(request: HttpRequest, experiment: Experiment) -> dict[str, A
         "confidence": f"{(1 - stats['significance_level']) * 100:g}%",
         "verdict": verdict(stats),
         "health": health,
-        "phases": list(experiment_phases(experiment=experiment).order_by("-number")),
+        "phases": phases,
+        "earlier_phases": earlier_phases(experiment, phases, current=stats["phase"]),
         "canaries": [
             {"rollout": c, "tone": TONES.get(c.status, "info"), "log": list(c.log.all())}
             for c in canaries.order_by("-created_at", "-id")

@@ -219,6 +219,11 @@ class OutcomeFigures:
 
 
 def outcome_figures(*, experiment: Experiment, phase: int) -> dict[int, OutcomeFigures]:
+    """Users, conversions and feedback per variant of a phase, in two queries.
+
+    The feedback scores' sample standard deviation is taken only over variants with two scores
+    or more: over one, PostgreSQL's ``stddev_samp`` is NULL but SQLite's (Python's
+    ``statistics.stdev``, registered by Django) raises, failing the whole query."""
     users = dict(
         Assignment.objects.filter(experiment=experiment, phase=phase)
         .order_by()
@@ -228,6 +233,7 @@ def outcome_figures(*, experiment: Experiment, phase: int) -> dict[int, OutcomeF
     events = TrackedEvent.objects.filter(experiment=experiment, phase=phase).order_by()
     conversion = Q(kind=TrackedEventKind.CONVERSION)
     feedback = Q(kind=TrackedEventKind.FEEDBACK)
+    spread = events.filter(feedback).values("variant_id").annotate(n=Count("id")).filter(n__gte=2)
     rows = {
         row["variant_id"]: row
         for row in events.values("variant_id").annotate(
@@ -236,7 +242,11 @@ def outcome_figures(*, experiment: Experiment, phase: int) -> dict[int, OutcomeF
             conversion_value=Sum("value", filter=conversion),
             feedback_count=Count("id", filter=feedback),
             feedback_mean=Avg("value", filter=feedback),
-            feedback_stddev=StdDev("value", filter=feedback, sample=True),
+            feedback_stddev=StdDev(
+                "value",
+                filter=feedback & Q(variant_id__in=spread.values("variant_id")),
+                sample=True,
+            ),
         )
     }
     figures = {}
@@ -268,12 +278,18 @@ def _planned(phase: ExperimentPhase | None, variants: list[Variant]) -> dict[int
 def _guardrails(
     control: CallFigures, treatment: CallFigures, settings_row: ExperimentSettings
 ) -> dict[str, Any]:
-    """Error rate (absolute margin), p95 latency and cost per successful answer (relative
-    margins) against the control's: each breached when the treatment is worse by more."""
+    """Error rate (absolute margin), p95 latency (relative margin, at least the latency floor)
+    and cost per successful answer (relative margin) against the control's: each breached when
+    the treatment is worse by more, judged only once both arms have ``guardrail_min_calls``
+    calls (successful ones for latency and cost): a few calls say nothing about either."""
+    minimum = settings_row.guardrail_min_calls
 
-    def check(mine: Any, theirs: Any, limit: Any) -> dict[str, Any]:
-        breached = mine is not None and limit is not None and mine > limit
-        return {"treatment": mine, "control": theirs, "limit": limit, "breached": breached}
+    def check(mine: Any, theirs: Any, limit: Any, sample: int) -> dict[str, Any]:
+        judged = sample >= minimum and None not in (mine, limit)
+        return {
+            "treatment": mine, "control": theirs, "limit": limit, "sample": sample,
+            "judged": judged, "breached": judged and mine > limit,
+        }  # fmt: skip
 
     error_limit = (
         None if control.error_rate is None else control.error_rate + settings_row.error_rate_margin
@@ -281,33 +297,43 @@ def _guardrails(
     latency_limit = (
         None
         if control.latency_p95_ms is None
-        else control.latency_p95_ms * (1 + settings_row.latency_margin)
+        else statistics.latency_limit(
+            control.latency_p95_ms, settings_row.latency_margin, settings_row.latency_floor_ms
+        )
     )
     cost_limit = (
         None
         if control.cost_per_success is None
         else control.cost_per_success * Decimal(str(1 + settings_row.cost_margin))
     )
+    requests = min(control.requests, treatment.requests)
+    successes = min(control.successes, treatment.successes)
     return {
-        "error_rate": check(treatment.error_rate, control.error_rate, error_limit),
+        "error_rate": check(treatment.error_rate, control.error_rate, error_limit, requests),
         "latency_p95_ms": check(
             _rounded(treatment.latency_p95_ms),
             _rounded(control.latency_p95_ms),
             _rounded(latency_limit),
+            successes,
         ),  # fmt: skip
-        "cost_per_success": check(treatment.cost_per_success, control.cost_per_success, cost_limit),
+        "cost_per_success": check(
+            treatment.cost_per_success, control.cost_per_success, cost_limit, successes
+        ),
     }
 
 
 def experiment_stats(*, experiment: Experiment, phase_number: int | None = None) -> dict[str, Any]:
     """An experiment's figures per variant in a phase (the current one by default), its
-    statistics against the control, the sample-ratio check and what stopping would decide.
+    statistics against the control, the sample-ratio check, what stopping would decide, and
+    every phase there is (another one's figures: ``phase_number``).
 
     Treatments are each compared with the control at the significance level divided by the
     number of treatments (Bonferroni), so that several treatments do not multiply the chance of
     a false winner."""
     settings_row = experiment_settings_get()
-    phase = experiment_phase(experiment=experiment, number=phase_number)
+    phases = list(experiment_phases(experiment=experiment))
+    wanted = experiment.phase if phase_number is None else phase_number
+    phase = next((p for p in phases if p.number == wanted), None)
     variants = list(experiment.variants.order_by("position", "id"))
     planned = _planned(phase, variants)
     calls: dict[int, CallFigures] = {}
@@ -343,6 +369,7 @@ def experiment_stats(*, experiment: Experiment, phase_number: int | None = None)
             "conversion_rate_interval": list(interval) if interval else None,
             "feedback_count": outcome.feedback_count,
             "feedback_mean": outcome.feedback_mean,
+            "feedback_stddev": outcome.feedback_stddev,
             "calls": call.as_dict(),
             "versus_control": None,
         }
@@ -364,8 +391,10 @@ def experiment_stats(*, experiment: Experiment, phase_number: int | None = None)
         "phase": phase.number if phase else 0,
         "phase_started_at": phase.started_at if phase else None,
         "phase_ended_at": phase.ended_at if phase else None,
+        "phases": phases,
         "significance_level": alpha,
         "comparison_significance_level": comparison_alpha,
+        "guardrail_min_calls": settings_row.guardrail_min_calls,
         "users": users_total,
         "srm": None
         if srm is None

@@ -31,6 +31,7 @@ from apps.core.redis import key, redis_client
 from apps.core.services import instance_update
 from apps.providers.models import Provider
 
+from . import statistics
 from .models import (
     Assignment,
     CanaryEvent,
@@ -64,7 +65,8 @@ CONFIG_FIELDS = ("provider", "model", "temperature", "max_tokens", "system_promp
 EXPERIMENT_FIELDS = ("name", "description", "hypothesis", "metric", "user_percentage")
 SETTINGS_FIELDS = (
     "enabled", "significance_level", "error_rate_margin", "latency_margin", "cost_margin",
-    "canary_steps", "canary_step_interval_seconds", "canary_min_requests",
+    "guardrail_min_calls", "latency_floor_ms", "canary_steps", "canary_step_interval_seconds",
+    "canary_min_requests",
 )  # fmt: skip
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
@@ -678,11 +680,11 @@ def _figures_json(control: CallFigures, treatment: CallFigures) -> dict[str, Any
 
 
 def canary_problems(
-    rollout: CanaryRollout, control: CallFigures, treatment: CallFigures
+    rollout: CanaryRollout, control: CallFigures, treatment: CallFigures, latency_floor_ms: float
 ) -> list[str]:
     """What makes the treatment unhealthy against the control, if anything: an error rate
     above the control's plus ``error_rate_margin``, a p95 latency above the control's times
-    ``1 + latency_margin``."""
+    ``1 + latency_margin`` and above the control's plus the settings' latency floor."""
     problems = []
     treatment_errors, control_errors = treatment.error_rate or 0.0, control.error_rate or 0.0
     if treatment_errors > control_errors + rollout.error_rate_margin:
@@ -691,10 +693,15 @@ def canary_problems(
             f"(margin {rollout.error_rate_margin:.1%})"
         )
     mine, theirs = treatment.latency_p95_ms, control.latency_p95_ms
-    if mine is not None and theirs is not None and mine > theirs * (1 + rollout.latency_margin):
+    limit = (
+        None
+        if theirs is None
+        else statistics.latency_limit(theirs, rollout.latency_margin, latency_floor_ms)
+    )
+    if mine is not None and limit is not None and mine > limit:
         problems.append(
             f"p95 latency {mine:.0f} ms against the control's {theirs:.0f} ms "
-            f"(margin {rollout.latency_margin:.0%})"
+            f"(margin {rollout.latency_margin:.0%}, floor {latency_floor_ms:g} ms)"
         )
     return problems
 
@@ -723,7 +730,10 @@ def canary_advance(*, rollout: CanaryRollout, now: datetime | None = None) -> st
         if treatment_figures.requests < rollout.min_requests:
             return None
         snapshot = _figures_json(control_figures, treatment_figures)
-        problems = canary_problems(rollout, control_figures, treatment_figures)
+        problems = canary_problems(
+            rollout, control_figures, treatment_figures,
+            experiment_settings_get().latency_floor_ms,
+        )  # fmt: skip
         if problems:
             _canary_roll_back(rollout, experiment, control, "; ".join(problems), snapshot)
             return CanaryStatus.ROLLED_BACK

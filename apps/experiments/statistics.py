@@ -11,6 +11,9 @@
   ``Σ_{i<α_t} B(α_c + i, β_c + β_t) / ((β_t + i) B(1 + i, β_t) B(α_c, β_c))``), exact and
   deterministic, summed over the smaller of the two alphas.
 - Feedback scores: Welch's t-test of the means (unequal variances).
+- Guardrails (error rate, p95 latency, cost per successful answer) are judged only once each
+  arm has a minimum of calls, and the latency one has an absolute floor besides its relative
+  margin (``latency_limit``).
 - Sample ratio mismatch: Pearson's chi-square goodness of fit of the assigned users against the
   planned split; mismatched below ``SRM_ALPHA`` (0.001), the usual threshold, so that a real
   skew is caught while a healthy experiment is almost never flagged.
@@ -171,6 +174,13 @@ def srm_check(observed: Sequence[int], planned: Sequence[float]) -> SrmCheck | N
     _, _, stats = _scipy()
     chi2, p_value = stats.chisquare([count for count, _ in kept], expected)
     return SrmCheck(chi2=float(chi2), p_value=float(p_value), mismatch=bool(p_value < SRM_ALPHA))
+
+
+def latency_limit(control_ms: float, margin: float, floor_ms: float) -> float:
+    """The highest p95 latency a treatment may have against the control's: the control's times
+    ``1 + margin``, but never less than the control's plus ``floor_ms``, so that a ratio of
+    tiny latencies (2 ms against 3 ms, timer noise) is not a regression."""
+    return max(control_ms * (1 + margin), control_ms + floor_ms)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:

@@ -13,7 +13,15 @@ from playwright.sync_api import Page, expect
 
 from apps.accounts.models import Role
 from apps.experiments.hooks import snapshot_clear
-from apps.experiments.models import CanaryStatus, Experiment, ExperimentStatus, VariantKind
+from apps.experiments.models import (
+    Assignment,
+    CanaryStatus,
+    Experiment,
+    ExperimentStatus,
+    TrackedEvent,
+    TrackedEventKind,
+    VariantKind,
+)
 from apps.experiments.services import canary_advance, canary_create, experiment_create
 from apps.providers.models import CallStatus, LlmCall
 from tests.dashboard.conftest import call_record, member
@@ -189,6 +197,50 @@ def test_a_rolled_back_canary_shows_its_steps_and_why(client_as):
     assert "Rolled back" in html and "error rate 50.0% against the control&#x27;s 0.0%" in html
     assert page.context["phases"][0].number == 2
     assert [row["requests"] for row in page.context["rows"]] == [4, 0]  # phase 2's only
+
+
+def test_the_page_shows_feedback_means_and_each_earlier_phases_figures(
+    logged_in_page, browser_errors
+):
+    experiment = canary_experiment()  # phase 1: 6 calls a side; the rollback's phase 2: 4
+    control, treatment = (experiment.variants.get(name=name) for name in ("control", "chat-b"))
+    for phase, variant, scores in [(1, control, [4, 5]), (1, treatment, [2]), (2, control, [3])]:
+        for n, score in enumerate(scores):
+            user = f"{variant.name}-{phase}-{n}"
+            Assignment.objects.create(
+                experiment=experiment, phase=phase, variant=variant, user_id=user
+            )
+            TrackedEvent.objects.create(
+                experiment=experiment, phase=phase, variant=variant, user_id=user,
+                kind=TrackedEventKind.FEEDBACK, value=score,
+            )  # fmt: skip
+
+    page: Page = logged_in_page(user=member(Role.VIEWER))
+    page.goto(f"/admin/experiment-board/{experiment.pk}/")
+
+    def figure(scope, variant: str, name: str):
+        return scope.locator(f'tr[data-variant="{variant}"] [data-figure="{name}"]')
+
+    current = page.locator("#current-figures")
+    expect(current.get_by_role("heading", level=2)).to_contain_text("phase 2")
+    expect(figure(current, "control", "requests")).to_have_text("4")
+    expect(figure(current, "control", "feedback")).to_have_text("3.00 (1 score)")
+    expect(figure(current, "chat-b", "feedback")).to_have_text("—")
+    expect(current.get_by_role("columnheader", name="Feedback mean (scores)")).to_be_visible()
+    earlier = page.locator('.exp-earlier[data-phase="1"]')
+    expect(earlier.get_by_role("heading", level=3)).to_contain_text("Figures of phase 1")
+    expect(earlier.get_by_role("heading", level=3)).to_contain_text("3 users")
+    expect(figure(earlier, "control", "requests")).to_have_text("6")
+    expect(figure(earlier, "chat-b", "requests")).to_have_text("6")
+    expect(figure(earlier, "control", "feedback")).to_have_text("4.50 (2 scores)")
+    expect(figure(earlier, "chat-b", "feedback")).to_have_text("2.00 (1 score)")
+    expect(earlier.locator('tr[data-variant="chat-b"] td[data-label="Success"]')).to_have_text(
+        "50.0%"
+    )
+    expect(page.locator(".exp-earlier")).to_have_count(1)
+    earlier.scroll_into_view_if_needed()
+    screenshot(page, "experiment-phases")
+    assert browser_errors.console_errors == []
 
 
 def test_a_form_whose_shares_do_not_add_up_is_shown_again_with_the_reason(client_as):

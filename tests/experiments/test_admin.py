@@ -148,9 +148,11 @@ def test_the_settings_switch_goes_through_the_service(admin_client):
     assert page.status_code == 200
     admin_client.post("/admin/experiments/experimentsettings/add/", {
         "significance_level": 0.01, "error_rate_margin": 0.05, "latency_margin": 0.5,
-        "cost_margin": 0.5, "canary_steps": "[10, 100]", "canary_step_interval_seconds": 60,
+        "cost_margin": 0.5, "guardrail_min_calls": 20, "latency_floor_ms": 250,
+        "canary_steps": "[10, 100]", "canary_step_interval_seconds": 60,
         "canary_min_requests": 10,
     })  # fmt: skip
     row = ExperimentSettings.objects.get()
     assert row.enabled is False and row.significance_level == 0.01  # unchecked box: off
+    assert (row.guardrail_min_calls, row.latency_floor_ms) == (20, 250)
     assert row.canary_steps == [10, 100]

@@ -4,12 +4,15 @@ state conflicts, phases, the runtime switch, canaries."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
 from apps.experiments.models import Assignment, Experiment, ExperimentStatus
+from tests.dashboard.conftest import member
 
 from .conftest import SEED_EXPERIMENT, client, variants
 
@@ -204,6 +207,17 @@ def test_changing_a_running_experiments_split_starts_a_new_phase():
     assert api.get(f"{API}/{pk}/stats").json()["users"] == 0
     earlier = api.get(f"{API}/{pk}/stats?phase=1").json()
     assert earlier["users"] == 20 and earlier["phase"] == 1
+    current = api.get(f"{API}/{pk}/stats").json()
+    assert [(p["number"], p["ended_at"] is None) for p in current["phases"]] == [
+        (1, False),
+        (2, True),
+    ]
+    assert current["phases"] == earlier["phases"] and current["phases"][1]["reason"]
+    unknown = api.get(f"{API}/{pk}/stats?phase=3")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["details"]["phase"] == (
+        "No phase 3: this experiment's phases are 1, 2."
+    )
     assert [v["traffic_percentage"] for v in earlier["variants"]] == [50.0, 50.0]
     lookup = api.get(f"{API}/{pk}/variant/0").json()
     assert lookup["phase"] == 2
@@ -291,3 +305,54 @@ def test_canaries_through_the_api(two_providers):
     assert api.post(f"{url}/{canary['id']}/rollback", format="json").status_code == 409
     assert Experiment.objects.get(pk=pk).status == ExperimentStatus.RUNNING
     assert api.get(f"{url}/{canary['id']}").json()["reason"] == "Not today."
+
+
+def test_one_feedback_score_gives_no_standard_deviation_and_no_error():
+    """SQLite's sample standard deviation raises over a single value; PostgreSQL's is NULL:
+    every figure built on it answers, in both databases."""
+    api = client()
+    pk = created(api)["id"]
+    api.post(f"{API}/{pk}/start")
+    api.get(f"{API}/{pk}/variant/7")
+    tracked = api.post(f"{API}/{pk}/track/feedback", {"user_id": "7", "score": 4}, format="json")
+    assert tracked.status_code == 201, tracked.json()
+    name = tracked.json()["variant_name"]
+
+    stats = api.get(f"{API}/{pk}/stats")
+
+    assert stats.status_code == 200, stats.content
+    mine = next(v for v in stats.json()["variants"] if v["name"] == name)
+    assert (mine["feedback_count"], mine["feedback_mean"], mine["feedback_stddev"]) == (
+        1,
+        4.0,
+        None,
+    )
+    assert api.get(f"{API}/stats/summary").status_code == 200
+    assert api.get(f"{API}/health").json()["status"] == "healthy"
+    page = Client()
+    page.force_login(member(Role.VIEWER))
+    assert page.get(f"/admin/experiment-board/{pk}/").status_code == 200
+
+    api.post(f"{API}/{pk}/track/feedback", {"user_id": "7", "score": 2}, format="json")
+    two = next(v for v in api.get(f"{API}/{pk}/stats").json()["variants"] if v["name"] == name)
+    assert two["feedback_stddev"] == pytest.approx(math.sqrt(2))
+
+
+def test_the_guardrails_minimum_and_latency_floor_are_settings_an_operator_changes():
+    api = client()
+    assert api.get(f"{API}/settings").json()["guardrail_min_calls"] == 30
+    changed = api.patch(
+        f"{API}/settings", {"guardrail_min_calls": 100, "latency_floor_ms": 250}, format="json"
+    )
+    assert changed.status_code == 200, changed.json()
+    assert (changed.json()["guardrail_min_calls"], changed.json()["latency_floor_ms"]) == (100, 250)
+    for bad in ({"guardrail_min_calls": 0}, {"latency_floor_ms": -1}, {"latency_floor_ms": "x"}):
+        refused = api.patch(f"{API}/settings", bad, format="json")
+        assert refused.status_code == 400 and set(refused.json()["error"]["details"]) == set(bad)
+    viewer = client(Role.VIEWER)
+    assert (
+        viewer.patch(f"{API}/settings", {"latency_floor_ms": 0}, format="json").status_code == 403
+    )
+    assert api.get(f"{API}/settings").json()["latency_floor_ms"] == 250
+    pk = created(api)["id"]
+    assert api.get(f"{API}/{pk}/stats").json()["guardrail_min_calls"] == 100

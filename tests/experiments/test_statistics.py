@@ -3,21 +3,40 @@ and through an experiment's stored assignments and conversions."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from django.utils import timezone
 from scipy import integrate, stats  # type: ignore[import-untyped]
 
-from apps.experiments.models import Assignment, Experiment, TrackedEvent, TrackedEventKind
-from apps.experiments.selectors import experiment_stats
-from apps.experiments.services import experiment_create, experiment_start, experiment_stop
+from apps.experiments.models import (
+    Assignment,
+    CanaryRollout,
+    Experiment,
+    TrackedEvent,
+    TrackedEventKind,
+)
+from apps.experiments.pages import verdict
+from apps.experiments.selectors import CallFigures, experiment_stats
+from apps.experiments.services import (
+    canary_problems,
+    experiment_create,
+    experiment_settings_update,
+    experiment_start,
+    experiment_stop,
+)
 from apps.experiments.statistics import (
     chance_to_beat,
+    latency_limit,
     percentile,
     srm_check,
     two_proportion_test,
     welch_p_value,
     wilson_interval,
 )
+from apps.providers.models import LlmCall
+from tests.dashboard.conftest import call_record
 
 from .conftest import variants
 
@@ -173,3 +192,87 @@ def test_without_a_significant_difference_stopping_names_no_winner():
     assert stopped.winner is None
     assert stopped.conclusion.startswith("No significant difference at the 0.05 level")
     assert f"lowest p = {reference_p_value((110, 1000), (100, 1000)):.3g}" in stopped.conclusion
+
+
+def test_the_latency_limit_is_the_relative_margin_but_never_below_the_floor():
+    assert latency_limit(3.0, 0.5, 100) == 103.0  # tiny latencies: the floor decides
+    assert latency_limit(2000.0, 0.5, 100) == 3000.0  # real ones: the margin decides
+    assert latency_limit(200.0, 0.5, 0) == 300.0
+
+
+def store_calls(experiment: Experiment, latencies: dict[str, list[float]]) -> None:
+    """Successful call records of each variant with these latencies, in the current phase."""
+    calls = []
+    for variant in experiment.variants.all():
+        for latency in latencies[variant.name]:
+            call = call_record(at=timezone.now(), latency_ms=latency)
+            call.experiment_variant_id = variant.pk
+            calls.append(call)
+    LlmCall.objects.bulk_create(calls)
+
+
+def latency_check(experiment: Experiment) -> tuple[dict, list[str]]:
+    stats_ = experiment_stats(experiment=experiment)
+    treatment = stats_["variants"][1]
+    return treatment["versus_control"]["guardrails"]["latency_p95_ms"], verdict(stats_)
+
+
+@pytest.mark.django_db
+def test_a_latency_guardrail_of_a_few_milliseconds_holds_and_a_real_regression_breaches():
+    experiment = experiment_create(name="latency", variants=variants())
+    experiment_start(experiment=experiment)
+    experiment.refresh_from_db()
+    store_outcomes(experiment, {"control": (1, 40), "treatment": (1, 40)})
+    store_calls(experiment, {"control": [2.0] * 40, "treatment": [3.5] * 40})
+
+    check, sentences = latency_check(experiment)
+
+    assert (check["control"], check["treatment"], check["limit"]) == (2.0, 3.5, 102.0)
+    assert check["judged"] and not check["breached"]
+    assert "latency guardrail breached" not in sentences[0]
+    assert "latency" in sentences[0] and "hold" in sentences[0]
+    experiment_settings_update(latency_floor_ms=0)  # a bare ratio: 3.5 ms > 2 ms × 1.5
+    assert latency_check(experiment)[0]["breached"]
+    experiment_settings_update(latency_floor_ms=100)
+
+    store_calls(experiment, {"control": [], "treatment": [400.0] * 40})
+    check, sentences = latency_check(experiment)
+    assert check["treatment"] == 400.0 and check["judged"] and check["breached"]
+    assert "latency guardrail breached" in sentences[0]
+    stats_ = experiment_stats(experiment=experiment)
+    assert stats_["variants"][1]["versus_control"]["guardrails_breached"] == ["latency_p95_ms"]
+
+
+@pytest.mark.django_db
+def test_guardrails_wait_for_their_minimum_of_calls_on_both_sides():
+    experiment = experiment_create(name="few calls", variants=variants())
+    experiment_start(experiment=experiment)
+    experiment.refresh_from_db()
+    store_outcomes(experiment, {"control": (1, 40), "treatment": (1, 29)})
+    store_calls(experiment, {"control": [2.0] * 40, "treatment": [900.0] * 29})
+
+    check, sentences = latency_check(experiment)
+
+    assert check["sample"] == 29 and not check["judged"] and not check["breached"]
+    assert "guardrails wait for 30 calls a side" in sentences[0]
+    assert "breached" not in sentences[0]
+
+    experiment_settings_update(guardrail_min_calls=29)
+    check, sentences = latency_check(experiment)
+    assert check["judged"] and check["breached"]
+    assert "latency guardrail breached" in sentences[0]
+
+    experiment_settings_update(guardrail_min_calls=5, latency_floor_ms=1000)
+    check, _ = latency_check(experiment)
+    assert check["judged"] and check["limit"] == 1002.0 and not check["breached"]
+
+
+def test_a_canary_is_not_rolled_back_for_milliseconds_but_is_for_a_real_regression():
+    rollout = CanaryRollout(latency_margin=0.5, error_rate_margin=0.05)
+    control = CallFigures(requests=50, successes=50, latency_p95_ms=2.0)
+    assert canary_problems(rollout, control, replace(control, latency_p95_ms=3.0), 100) == []
+    slow = replace(control, latency_p95_ms=150.0)
+    assert canary_problems(rollout, control, slow, 100)[0].startswith(
+        "p95 latency 150 ms against the control's 2 ms"
+    )
+    assert canary_problems(rollout, control, slow, 200) == []

@@ -107,6 +107,8 @@ class SettingsInputSerializer(serializers.Serializer):
     error_rate_margin = serializers.FloatField(required=False)
     latency_margin = serializers.FloatField(required=False)
     cost_margin = serializers.FloatField(required=False)
+    guardrail_min_calls = serializers.IntegerField(required=False)
+    latency_floor_ms = serializers.FloatField(required=False)
     canary_steps = serializers.ListField(child=serializers.IntegerField(), required=False)
     canary_step_interval_seconds = serializers.IntegerField(required=False)
     canary_min_requests = serializers.IntegerField(required=False)
@@ -217,8 +219,8 @@ class ExperimentSettingsOutputSerializer(serializers.ModelSerializer):
         model = ExperimentSettings
         fields = [
             "enabled", "significance_level", "error_rate_margin", "latency_margin",
-            "cost_margin", "canary_steps", "canary_step_interval_seconds", "canary_min_requests",
-            "updated_at",
+            "cost_margin", "guardrail_min_calls", "latency_floor_ms", "canary_steps",
+            "canary_step_interval_seconds", "canary_min_requests", "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -249,8 +251,17 @@ class CallFiguresSerializer(serializers.Serializer):
 class GuardrailCheckSerializer(serializers.Serializer):
     treatment = serializers.FloatField(allow_null=True)
     control = serializers.FloatField(allow_null=True)
-    limit = serializers.FloatField(allow_null=True, help_text="The control's value plus margin.")
-    breached = serializers.BooleanField()
+    limit = serializers.FloatField(
+        allow_null=True,
+        help_text="The control's value plus margin (latency: at least plus the latency floor).",
+    )
+    sample = serializers.IntegerField(
+        help_text="The smaller arm's calls (successful ones for latency and cost)."
+    )
+    judged = serializers.BooleanField(
+        help_text="False until both arms have the settings' guardrail_min_calls."
+    )
+    breached = serializers.BooleanField(help_text="Judged and worse than the limit.")
 
 
 class GuardrailsSerializer(serializers.Serializer):
@@ -302,6 +313,9 @@ class VariantStatsSerializer(serializers.Serializer):
     )  # fmt: skip
     feedback_count = serializers.IntegerField()
     feedback_mean = serializers.FloatField(allow_null=True)
+    feedback_stddev = serializers.FloatField(
+        allow_null=True, help_text="Sample standard deviation; null below two scores."
+    )
     calls = CallFiguresSerializer()
     versus_control = VersusControlSerializer(allow_null=True)
 
@@ -327,8 +341,14 @@ class ExperimentStatsOutputSerializer(serializers.Serializer):
     phase = serializers.IntegerField()
     phase_started_at = serializers.DateTimeField(allow_null=True)
     phase_ended_at = serializers.DateTimeField(allow_null=True)
+    phases = PhaseOutputSerializer(
+        many=True, help_text="Every phase, oldest first: ?phase=<number> gives its figures."
+    )
     significance_level = serializers.FloatField()
     comparison_significance_level = serializers.FloatField()
+    guardrail_min_calls = serializers.IntegerField(
+        help_text="Calls each arm needs before its guardrails are judged."
+    )
     users = serializers.IntegerField()
     srm = SrmSerializer(allow_null=True, help_text="Chi-square against the planned split.")
     healthy = serializers.BooleanField(help_text="False on a sample ratio mismatch.")

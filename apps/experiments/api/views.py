@@ -218,7 +218,7 @@ class ExperimentStatsApi(APIView):
     calls (requests, success rate, latency p50/p95, tokens, cost, cost per successful answer);
     per treatment against the control: the difference with its interval and two-sided p-value,
     the chance to beat the control, guardrails; the sample-ratio-mismatch check; what stopping
-    would decide."""
+    would decide; and every phase there is (``?phase=<number>`` gives an earlier one's)."""
 
     @extend_schema(parameters=[PHASE], responses=ExperimentStatsOutputSerializer)
     def get(self, request: Request, pk: int) -> Response:
@@ -227,6 +227,11 @@ class ExperimentStatsApi(APIView):
         if raw is not None and not raw.isdigit():
             raise serializers.ValidationError({"phase": "A phase number."})
         stats = experiment_stats(experiment=experiment, phase_number=int(raw) if raw else None)
+        if raw and stats["phase"] != int(raw):
+            numbers = ", ".join(str(phase.number) for phase in stats["phases"]) or "none yet"
+            raise serializers.ValidationError(
+                {"phase": f"No phase {int(raw)}: this experiment's phases are {numbers}."}
+            )
         return Response(ExperimentStatsOutputSerializer(stats).data)
 
 
