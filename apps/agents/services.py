@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.database import is_database_unavailable, retry_once_on_dead_connection
+from apps.core.database import is_database_unavailable, retry_while_database_unavailable
 from apps.core.dispatch import resend_stale_queued, send_on_commit, stale_before
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
@@ -291,7 +291,7 @@ def _heartbeat(task_id: int, attempt: int) -> bool:
     )
 
 
-@retry_once_on_dead_connection  # the attempt check makes it safe to repeat
+@retry_while_database_unavailable("BUILD_STEP_STALE_SECONDS")  # safe: the attempt check
 def _task_finish(
     task_id: int,
     attempt: int,

@@ -42,7 +42,7 @@ from apps.agents.services import agent_activity_add
 from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
 from apps.approvals.services import approval_request_create
 from apps.artifacts.services import artifacts_store_for_step
-from apps.core.database import is_database_unavailable, retry_once_on_dead_connection
+from apps.core.database import is_database_unavailable, retry_while_database_unavailable
 from apps.core.dispatch import resend_stale_queued, send_on_commit, stale_before
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
@@ -425,7 +425,7 @@ def _running_attempt(step_id: int, attempt: int) -> BuildStep | None:
     return step
 
 
-@retry_once_on_dead_connection  # the attempt check makes it safe to repeat
+@retry_while_database_unavailable("BUILD_STEP_STALE_SECONDS")  # safe: the attempt check
 def _step_succeed(step_id: int, attempt: int, outcome: RunOutcome) -> None:
     with transaction.atomic():
         step = _running_attempt(step_id, attempt)
@@ -453,7 +453,7 @@ def _step_succeed(step_id: int, attempt: int, outcome: RunOutcome) -> None:
             _enqueue(following)
 
 
-@retry_once_on_dead_connection
+@retry_while_database_unavailable("BUILD_STEP_STALE_SECONDS")
 def _step_fail(step_id: int, attempt: int, message: str, call_id: uuid.UUID | None) -> None:
     with transaction.atomic():
         step = _running_attempt(step_id, attempt)

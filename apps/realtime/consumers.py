@@ -60,6 +60,7 @@ from .tasks import llm_ask
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_UNAVAILABLE = 4503  # as HTTP 503; daphne sends only 1000 or 3000-4999
 AUTH_TIMEOUT_SECONDS = 10.0
 WATCHDOG_INTERVAL = 0.5
 RECEIVE_STOP_SECONDS = 0.5
@@ -160,6 +161,7 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()  # no Redis round trip
         self.base_send = send
         self.principal: Principal | None = None
+        self.principal_checked_at = 0.0  # when the database last vouched for the caller
         self.running: dict[str | int, Running] = {}
         self.subscriptions: set[str] = set()
         self.bucket = TokenBucket(
@@ -284,6 +286,7 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         self.principal = await database_sync_to_async(principal_for)(
             self.scope["user"], self.scope.get("api_key")
         )
+        self.principal_checked_at = time.monotonic()
         self.principal_watch = asyncio.ensure_future(self.watch_principal())
 
     async def refuse(self, text: str) -> None:
@@ -308,18 +311,29 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
     async def still_allowed(self) -> bool:
         """Look at the caller again (through the per-process cache): False, and the connection
         closed with 4401, when its key was revoked or expired or its user deactivated; a
-        changed role is kept for the next check. The database not answering changes nothing."""
+        changed role is kept for the next check. While the database does not answer, the caller
+        keeps what it had for ``API_KEY_OUTAGE_SECONDS`` after it was last vouched for, as a
+        key on ``/v1`` does; past that the connection is closed with 4503 (try again later)."""
         if self.principal is None or self.closing:
             return not self.closing
         try:
             current = await principal_current(self.principal)
-        except Exception:
-            logger.warning("could not check the caller again", exc_info=True)
-            return True
+        except Exception as error:
+            unchecked = time.monotonic() - self.principal_checked_at
+            if unchecked <= settings.API_KEY_OUTAGE_SECONDS:
+                logger.warning("could not check the caller again (%s)", type(error).__name__)
+                return True
+            logger.warning("could not check the caller for %.0f s: closing", unchecked)
+            self.closing = True
+            text = "Your API key could not be checked again; reconnect shortly."
+            await self.send(text_data=json.dumps(error_message("unavailable", text)))
+            await self.close(code=CLOSE_UNAVAILABLE)
+            return False
         if current is None:
             await self.refuse("Your API key was revoked or has expired, or your account is off.")
             return False
         self.principal = current
+        self.principal_checked_at = time.monotonic()
         await self.leave_forbidden_channels()
         return True
 

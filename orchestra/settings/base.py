@@ -123,6 +123,10 @@ elif _db["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_POO
     # psycopg_pool's ``check_connection``): after a database restart the idle ones are dead,
     # and a request given one would fail (a 500) instead of getting a new connection.
     _db["CONN_HEALTH_CHECKS"] = True
+    # Django's backend, failing fast for a moment once the pool found the database unavailable
+    # (apps/core/postgresql): callers during an outage get their 503 at once, not after the
+    # pool's timeout each.
+    _db["ENGINE"] = "apps.core.postgresql"
 # /health's own connection to the database: it waits at most this long to connect or for its
 # query, so it says the database is down instead of hanging (or waiting for a busy pool).
 HEALTH_DATABASE_TIMEOUT = env.float("HEALTH_DATABASE_TIMEOUT", default=2.0)
