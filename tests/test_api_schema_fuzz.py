@@ -14,7 +14,8 @@ per operation, mode and role), so it fits CI. Each answer must hold:
 The run's own keys must survive it: revoking an API key and changing a user's role (``LAST``)
 may hit the keys the run uses, so those operations run after every other operation, for every
 role, viewer first and admin last. Failures are gathered (one per operation, role and kind) and
-reported together, each with a curl line that replays it (the key left out).
+reported together, each with a curl line that replays it (the key left out). What the run
+queued for Celery (builds, agent tasks) is purged at its end.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from schemathesis.errors import FailureGroup
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from apps.accounts.models import Role
+from orchestra.celery import app as celery_app
 from tests.support.factories import api_key_issue, bearer
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -150,13 +152,18 @@ def test_the_whole_schema_answers_every_role_without_5xx_or_stray_shapes(asgi_se
         failures.setdefault((failure.operation, failure.role, failure.kind), failure)
 
     ordered = [op for label, op in labelled.items() if label not in LAST]
-    with requests.Session() as session:
-        for role in ROLES:
-            for operation in ordered:
-                run_operation(operation, role, keys[role], session, asgi_server.url, record)
-        for role in ROLES:
-            for label in sorted(LAST):
-                run_operation(labelled[label], role, keys[role], session, asgi_server.url, record)
+    try:
+        with requests.Session() as session:
+            for role in ROLES:
+                for operation in ordered:
+                    run_operation(operation, role, keys[role], session, asgi_server.url, record)
+            for role in ROLES:
+                for label in sorted(LAST):
+                    run_operation(
+                        labelled[label], role, keys[role], session, asgi_server.url, record
+                    )
+    finally:  # the builds and agent tasks it queued must not run in later tests' worker
+        celery_app.control.purge()
 
     report = "\n".join(str(failure) for failure in failures.values())
     assert not failures, f"{len(failures)} failures over the schema:\n{report}"
