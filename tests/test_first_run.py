@@ -17,7 +17,7 @@ from tests.support.processes import READY, ServerProcess, free_port, fresh_check
 
 pytestmark = pytest.mark.slow
 
-ADMIN_PASSWORD = "first-run-password-9"
+PASSWORD_LINE = re.compile(r"Created administrator 'admin', password: (\S+)")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def platform(tmp_path_factory):
     """One platform for the module; the last test stops it with Ctrl-C."""
     port = free_port()
     var_dir = tmp_path_factory.mktemp("first-run") / "var"
-    env = fresh_checkout_env(var_dir, ORCHESTRA_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    env = fresh_checkout_env(var_dir)
     process = ServerProcess(
         "platform", [sys.executable, "manage.py", "runplatform", "--port", str(port)], env
     )
@@ -47,12 +47,17 @@ def banner(output: str) -> dict[str, str]:
     return links
 
 
-def admin_login(base_url: str) -> httpx.Client:
+def admin_password(output: str) -> str:
+    """The generated password, as a person reads it: the last time the output shows it."""
+    return PASSWORD_LINE.findall(output)[-1]
+
+
+def admin_login(base_url: str, password: str) -> httpx.Client:
     client = httpx.Client(base_url=base_url, follow_redirects=True)
     client.get("/admin/login/")
     response = client.post(
         "/admin/login/?next=/admin/",
-        data={"username": "admin", "password": ADMIN_PASSWORD,
+        data={"username": "admin", "password": password,
               "csrfmiddlewaretoken": client.cookies["csrftoken"]},
         headers={"Referer": f"{base_url}/admin/login/"},
     )  # fmt: skip
@@ -78,8 +83,9 @@ def test_run_command_brings_up_the_whole_platform(platform):
     for service in ("database", "cache", "channel_layer", "celery"):
         assert health["services"][service] == "ok", health
     assert health["checks"]["database"]["message"] == "sqlite"
+    assert health["environment"] == "development", health
 
-    client = admin_login(base_url)
+    client = admin_login(base_url, admin_password(process.output()))
     assert asyncio.run(websocket_ping(base_url, client.cookies["sessionid"])) == {
         "type": "pong", "id": "first"
     }  # fmt: skip
@@ -104,6 +110,22 @@ def test_the_banner_shows_only_urls_that_answer(platform):
         assert "Dashboard" not in links
     assert links["WebSocket"] == base_url.replace("http://", "ws://") + "/ws/"
     assert process.output().count(READY) == 1
+
+
+def test_the_generated_password_is_shown_again_after_the_banner(platform):
+    """Celery's log lines scroll the first print away: the last lines of start-up repeat it."""
+    process, base_url = platform
+    output = process.output()
+    before, _, after = output.partition(READY)
+    assert PASSWORD_LINE.search(before), "ensure_admin printed no generated password"
+    lines = after.splitlines()
+    end_of_banner = 1 + len(banner(output))
+    shown_again = [n for n, line in enumerate(lines) if PASSWORD_LINE.search(line)]
+    assert shown_again, f"no password after the banner:\n{after[:2000]}"
+    assert shown_again[0] <= end_of_banner + 2, lines[: end_of_banner + 3]
+    assert PASSWORD_LINE.findall(before) == PASSWORD_LINE.findall(after)
+    assert "changepassword admin" in lines[shown_again[0] + 1]
+    admin_login(base_url, PASSWORD_LINE.findall(after)[0]).close()
 
 
 def test_no_debug_pages_without_debug(platform):

@@ -43,7 +43,7 @@ def health_report() -> tuple[dict[str, Any], bool]:
         "timestamp": datetime.now(UTC).isoformat(),
         "uptime": round(time.monotonic() - STARTED_AT, 3),
         "version": settings.VERSION,
-        "environment": "development" if settings.DEBUG else "production",
+        "environment": settings.ENVIRONMENT,
         "capabilities": capabilities,
         "services": services,
         "checks": checks,

@@ -27,6 +27,9 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 VERSION = "0.1.0"
+# What /health calls this deployment: each settings module names itself; another module (a
+# project's own ``orchestra.settings.staging``) is called by its own name.
+ENVIRONMENT = os.environ.get("DJANGO_SETTINGS_MODULE", "").rpartition(".")[2] or "base"
 
 SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
 # Django's debug pages show tracebacks and settings to anyone: only when asked for (DEBUG=1).

@@ -9,6 +9,7 @@ embedded Redis and localhost-only hosts are the base defaults anyway.
 from .base import *  # noqa: F403
 from .base import LOGGING, env
 
+ENVIRONMENT = "development"
 SERVE_STATIC = env.bool("SERVE_STATIC", default=True)
 LOG_FORMAT = env("LOG_FORMAT", default="text")
 LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT

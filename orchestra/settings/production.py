@@ -7,6 +7,7 @@ TLS is expected to end at nginx, which sets ``X-Forwarded-Proto``. ``python mana
 from .base import *  # noqa: F403
 from .base import REST_FRAMEWORK, env
 
+ENVIRONMENT = "production"
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")

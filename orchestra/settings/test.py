@@ -46,6 +46,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif _suffix:
     DATABASES["default"]["TEST"] = {"NAME": f"test_orchestra{_suffix}"}
 
+ENVIRONMENT = "test"
 DEBUG = False
 SERVE_STATIC = True  # daphne under test serves the admin's and dashboard's files (browser tests)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from tests.support.processes import READY, ServerProcess, free_port, fresh_checkout_env
-from tests.test_first_run import ADMIN_PASSWORD, banner
+from tests.test_first_run import admin_password, banner
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ async def first_figures(base_url: str, session_id: str, timeout: float = 30.0) -
 
 def test_the_banner_s_dashboard_url_answers_after_login(tmp_path):
     port = free_port()
-    env = fresh_checkout_env(tmp_path / "var", ORCHESTRA_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    env = fresh_checkout_env(tmp_path / "var")
     platform = ServerProcess(
         "platform-dashboard",
         [sys.executable, "manage.py", "runplatform", "--port", str(port)],
@@ -50,7 +50,7 @@ def test_the_banner_s_dashboard_url_answers_after_login(tmp_path):
             assert login.url.path == "/admin/login/" and login.status_code == 200
             response = client.post(
                 str(login.url),
-                data={"username": "admin", "password": ADMIN_PASSWORD,
+                data={"username": "admin", "password": admin_password(platform.output()),
                       "csrfmiddlewaretoken": client.cookies["csrftoken"]},
                 headers={"Referer": str(login.url)},
             )  # fmt: skip

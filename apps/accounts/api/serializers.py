@@ -65,7 +65,7 @@ class ApiKeyCreateInputSerializer(serializers.Serializer):
 class MeOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
-    email = serializers.EmailField()
+    email = serializers.CharField(help_text="An email address, or empty when none is set.")
     role = serializers.CharField(allow_null=True)
     api_key = serializers.CharField(allow_null=True, help_text="Prefix of the key used, if any.")
 
@@ -73,7 +73,7 @@ class MeOutputSerializer(serializers.Serializer):
 class UserOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
-    email = serializers.EmailField()
+    email = serializers.CharField(help_text="An email address, or empty when none is set.")
     is_active = serializers.BooleanField()
     role = serializers.SerializerMethodField()
 

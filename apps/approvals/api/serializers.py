@@ -137,6 +137,10 @@ class ApprovalStatsOutputSerializer(serializers.Serializer):
 
 
 class ApprovalPolicyOutputSerializer(serializers.ModelSerializer):
+    updated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="null until the policy is first changed."
+    )
+
     class Meta:
         model = ApprovalPolicy
         fields = [*APPROVAL_POLICY_FIELDS, "updated_at"]

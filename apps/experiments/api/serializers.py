@@ -215,6 +215,10 @@ class TrackedEventOutputSerializer(serializers.ModelSerializer):
 
 
 class ExperimentSettingsOutputSerializer(serializers.ModelSerializer):
+    updated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="null until the settings are first saved."
+    )
+
     class Meta:
         model = ExperimentSettings
         fields = [

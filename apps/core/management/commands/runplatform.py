@@ -8,7 +8,8 @@ Celery beat and supervises them until Ctrl-C or SIGTERM:
   each crash in the last minute); one that crashes more than 5 times within 60 s stops the
   whole platform, which then exits with status 1;
 * the URLs are printed once the web server answers, a Celery worker answers a ping and beat
-  has left its heartbeat, and only those that answer;
+  has left its heartbeat, and only those that answer, followed by the first administrator's
+  password when this run created it (the workers' log lines would have scrolled it away by then);
 * ``var/runplatform.json`` holds the supervisor's pid and each child's pid (``null`` while it
   waits to be restarted), rewritten on every change and removed on a clean stop;
 * stopping stops the web first (it flushes its buffers) and the embedded Redis last.
@@ -126,12 +127,19 @@ class Command(BaseCommand):
             env = self.prepare_environment()
             call_command("migrate", interactive=False, verbosity=1)
             call_command("bootstrap_providers")
-            call_command("ensure_admin")
+            self.first_admin = self.ensure_admin()
             if not self.stopping:
                 self.start_services(env, host, port, concurrency)
                 self.supervise()
         finally:
             self.stop_all()
+
+    def ensure_admin(self) -> str:
+        """Create the first administrator if needed: what it printed (its password), if it did."""
+        printed = io.StringIO()
+        call_command("ensure_admin", stdout=printed)
+        self.stdout.write(printed.getvalue(), ending="")
+        return printed.getvalue().strip()
 
     def check_port_free(self, host: str, port: int) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -318,7 +326,8 @@ class Command(BaseCommand):
             connection.close()
 
     def announce(self) -> None:
-        """Print the URLs, leaving out any that does not answer (or answers 404)."""
+        """Print the URLs, leaving out any that does not answer (or answers 404), then the password
+        of the administrator this run created."""
         lines = []
         for label, shown, checked in LINKS:
             status = self.status_of(checked)
@@ -326,6 +335,8 @@ class Command(BaseCommand):
                 continue
             base = self.base_url.replace("http://", "ws://") if checked is None else self.base_url
             lines.append(f"\n  {label:<16} {base}{shown}")
+        if self.first_admin:  # one write: no other process's line comes between
+            lines.append("\n\n" + self.style.SUCCESS(self.first_admin))
         self.stdout.write(
             self.style.SUCCESS("AI Orchestra is ready. Ctrl-C stops everything.") + "".join(lines)
         )
