@@ -518,6 +518,10 @@ WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=[])
 WEBSOCKET_MAX_CONCURRENT = env.int("WEBSOCKET_MAX_CONCURRENT", default=4)
 WEBSOCKET_MESSAGES_PER_SECOND = env.float("WEBSOCKET_MESSAGES_PER_SECOND", default=10.0)
 WEBSOCKET_MESSAGE_BURST = env.int("WEBSOCKET_MESSAGE_BURST", default=30)
+# Connections open at once, across every web process, per API key (or logged-in user) and per
+# client address (apps/realtime/slots.py); 0: no cap.
+WEBSOCKET_MAX_PER_KEY = env.int("WEBSOCKET_MAX_PER_KEY", default=100)
+WEBSOCKET_MAX_PER_ADDRESS = env.int("WEBSOCKET_MAX_PER_ADDRESS", default=200)
 # A query or stream whose worker says nothing for this long is answered with an error.
 WEBSOCKET_WORKER_SILENCE_SECONDS = env.float("WEBSOCKET_WORKER_SILENCE_SECONDS", default=30.0)
 WEBSOCKET_TASK_QUEUE = env("WEBSOCKET_TASK_QUEUE", default="celery")
