@@ -145,6 +145,9 @@ def environment() -> Iterator[Environment]:
         # Every load generator calls from 127.0.0.1: the per-IP limit stays on (its cost is
         # measured) but never refuses.
         "RATE_LIMIT_MAX": "1000000000",
+        # The idle-connection benchmark holds thousands on one key from one address.
+        "WEBSOCKET_MAX_PER_KEY": "0",
+        "WEBSOCKET_MAX_PER_ADDRESS": "0",
     }
     if _answers(5432):
         _fresh_postgres_database()

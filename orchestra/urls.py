@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from apps.core.api.views import SchemaApi
 
@@ -40,7 +40,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/streaming/", include("apps.gateway.urls")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.monitoring.urls")),
 ]
 

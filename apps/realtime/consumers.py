@@ -37,7 +37,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 
-from apps.accounts.limits import Refusal, limiter, scope_client, usage_tokens
+from apps.accounts.limits import Refusal, ip_bucket, limiter, scope_client, usage_tokens
 from apps.accounts.principals import Principal, principal_current, principal_for
 from apps.core.events import channel_family, channel_names, group_name, valid_channel
 from apps.core.registry import SocketAction, SocketReply, socket_actions
@@ -55,12 +55,14 @@ from .protocol import (
     parse_message,
     reply_id,
 )
+from .slots import Cap, key_bucket, slots
 from .tasks import llm_ask
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNAVAILABLE = 4503  # as HTTP 503; daphne sends only 1000 or 3000-4999
+CLOSE_TOO_MANY_CONNECTIONS = 4429
 AUTH_TIMEOUT_SECONDS = 10.0
 WATCHDOG_INTERVAL = 0.5
 RECEIVE_STOP_SECONDS = 0.5
@@ -173,6 +175,7 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         finally:
             metrics.connections.dec()
             self.stop_background_tasks()
+            await slots.release(self.channel_name)
 
     async def receive_relayed(self) -> dict[str, Any]:
         """The next message on this connection's channel. Channels' loop would end the consumer
@@ -238,7 +241,16 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         offered = self.scope.get("subprotocols") or []
         await self.accept(BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offered else None)
-        if self.scope.get("auth_error"):
+        address = ip_bucket(scope_client(self.scope))
+        cap = await slots.take(
+            bucket=f"address:{address}",
+            what="address",
+            limit=settings.WEBSOCKET_MAX_PER_ADDRESS,
+            member=self.channel_name,
+        )
+        if cap is not None:
+            await self.refuse_over_cap(cap)
+        elif self.scope.get("auth_error"):
             await self.refuse(self.scope["auth_error"])
         elif self.authenticated:
             await self.load_principal()
@@ -282,12 +294,34 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         return bool(user and user.is_authenticated)
 
-    async def load_principal(self) -> None:
-        self.principal = await database_sync_to_async(principal_for)(
+    async def load_principal(self) -> bool:
+        """Who the caller is, once it authenticated; False (and the connection closed) when
+        its key or user already holds ``WEBSOCKET_MAX_PER_KEY`` connections."""
+        principal = await database_sync_to_async(principal_for)(
             self.scope["user"], self.scope.get("api_key")
         )
+        what, bucket = key_bucket(api_key_id=principal.api_key_id, user_id=principal.user_id)
+        cap = await slots.take(
+            bucket=bucket,
+            what=what,
+            limit=settings.WEBSOCKET_MAX_PER_KEY,
+            member=self.channel_name,
+        )
+        if cap is not None:
+            await self.refuse_over_cap(cap)
+            return False
+        self.principal = principal
         self.principal_checked_at = time.monotonic()
         self.principal_watch = asyncio.ensure_future(self.watch_principal())
+        return True
+
+    async def refuse_over_cap(self, cap: Cap) -> None:
+        """Like ``refuse``: the error first, then the close, with the reason in both."""
+        if self.closing:
+            return
+        self.closing = True
+        await self.send(text_data=json.dumps(error_message("too_many_connections", cap.message)))
+        await self.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason=cap.message)
 
     async def refuse(self, text: str) -> None:
         if self.closing:
@@ -305,8 +339,8 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         if self.auth_deadline:
             self.auth_deadline.cancel()
         self.scope["user"], self.scope["api_key"] = api_key.user, api_key
-        await self.load_principal()
-        await self.send_json({"type": "authenticated", "user": api_key.user.get_username()})
+        if await self.load_principal():
+            await self.send_json({"type": "authenticated", "user": api_key.user.get_username()})
 
     async def still_allowed(self) -> bool:
         """Look at the caller again (through the per-process cache): False, and the connection

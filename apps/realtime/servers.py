@@ -14,6 +14,8 @@ daphne (Twisted and autobahn), which ``make run`` uses:
   the TCP connection (its ``failByDrop`` default), so clients saw no close frame. It now closes
   with 1009 and a reason. Messages under the cap but over the protocol's 64 KiB limit get the
   protocol's own ``message_too_large`` error and the connection stays open.
+- daphne drops the ``reason`` of the application's ``websocket.close`` (ASGI 2.3+), so a
+  connection refused for a cap closed with the code alone; it now sends the reason too.
 
 - Twisted's table of reason phrases stops at 418 and skips 422 and 429, so a rate-limited
   answer went out as ``429 Unknown Status``: the table is completed from Python's
@@ -54,6 +56,7 @@ def _tune_daphne() -> None:
     _complete_reason_phrases()
     # autobahn copies each option from the factory unless the protocol class sets it.
     ws_protocol.WebSocketProtocol.failByDrop = False
+    _close_with_reason(ws_protocol.WebSocketProtocol)
     _shutdown_with_daphne()
 
 
@@ -64,6 +67,22 @@ def _complete_reason_phrases() -> None:
 
     for status in HTTPStatus:
         http.RESPONSES.setdefault(status.value, status.phrase.encode())
+
+
+def _close_with_reason(protocol_class: Any) -> None:
+    handle_reply = protocol_class.handle_reply
+
+    def handle_reply_with_reason(self, message):
+        if (
+            message.get("type") == "websocket.close"
+            and message.get("reason")
+            and self.state == self.STATE_OPEN
+        ):
+            self.sendClose(code=message.get("code") or 1000, reason=message["reason"])
+            return None
+        return handle_reply(self, message)
+
+    protocol_class.handle_reply = handle_reply_with_reason
 
 
 def _shutdown_with_daphne() -> None:

@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.core.middleware.ContentSecurityPolicyMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
     "axes.middleware.AxesMiddleware",  # last: it turns a lockout into the lockout page
 ]
@@ -379,6 +380,30 @@ def _static(path: str) -> str:
     return static(path)
 
 
+# --- Browser security headers ------------------------------------------------------------------
+# Content-Security-Policy of every page, in Django 6.0's shape (apps/core/middleware.py). Nothing
+# loads from another origin and no page runs an inline script. unfold's Alpine.js is its
+# standard build, which evaluates x-data/x-on expressions with `new Function` ('unsafe-eval');
+# unfold and Alpine write inline styles. 'self' covers the page's own WebSocket (ws:/wss: to the
+# same host and port). SecurityMiddleware's defaults add X-Content-Type-Options: nosniff,
+# Referrer-Policy: same-origin and Cross-Origin-Opener-Policy: same-origin; clickjacking's
+# X-Frame-Options: DENY matches frame-ancestors 'none'.
+SECURE_CSP: dict[str, list[str]] = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "'unsafe-eval'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -514,6 +539,10 @@ WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=[])
 WEBSOCKET_MAX_CONCURRENT = env.int("WEBSOCKET_MAX_CONCURRENT", default=4)
 WEBSOCKET_MESSAGES_PER_SECOND = env.float("WEBSOCKET_MESSAGES_PER_SECOND", default=10.0)
 WEBSOCKET_MESSAGE_BURST = env.int("WEBSOCKET_MESSAGE_BURST", default=30)
+# Connections open at once, across every web process, per API key (or logged-in user) and per
+# client address (apps/realtime/slots.py); 0: no cap.
+WEBSOCKET_MAX_PER_KEY = env.int("WEBSOCKET_MAX_PER_KEY", default=100)
+WEBSOCKET_MAX_PER_ADDRESS = env.int("WEBSOCKET_MAX_PER_ADDRESS", default=200)
 # A query or stream whose worker says nothing for this long is answered with an error.
 WEBSOCKET_WORKER_SILENCE_SECONDS = env.float("WEBSOCKET_WORKER_SILENCE_SECONDS", default=30.0)
 WEBSOCKET_TASK_QUEUE = env("WEBSOCKET_TASK_QUEUE", default="celery")

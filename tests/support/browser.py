@@ -3,8 +3,10 @@
 Loaded for the whole suite by ``tests/conftest.py``. Playwright cannot download its own browsers
 here, so ``browser`` launches ``/usr/bin/chromium`` (``apt-get install chromium``); without it
 browser tests are skipped, or fail when ``CI`` is set. Contexts open at 1440×900 with the
-``asgi_server`` as base URL, so ``page.goto("/admin/")`` works. Uncaught JavaScript errors in
-any page fail the test; console errors are collected (``browser_errors``) and reported. Browser
+``asgi_server`` as base URL, so ``page.goto("/admin/")`` works. Uncaught JavaScript errors and
+Content-Security-Policy violations (a script, style, image or connection the policy refused,
+which Chromium reports on the console) in any page fail the test; other console errors are
+collected (``browser_errors``) and reported. Browser
 tests need ``@pytest.mark.django_db(transaction=True)``: the server reads what the test commits.
 
 Playwright's sync API runs an event loop of its own in this thread and leaves it marked as
@@ -61,6 +63,7 @@ DESKTOP: ViewportSize = {"width": 1440, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 PASSWORD = "browser-test-password"
 EXPECT_TIMEOUT_MS = 15_000
+CSP_VIOLATION = "Content Security Policy"  # in every refusal Chromium logs
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -195,6 +198,7 @@ class BrowserErrors:
 
     page_errors: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
 
     def watch(self, context: BrowserContext) -> BrowserContext:
         context.on("weberror", self._on_page_error)
@@ -209,6 +213,8 @@ class BrowserErrors:
         where = message.location.get("url") or (message.page.url if message.page else "?")
         if message.type == "error":
             self.console_errors.append(f"{where}: {message.text}")
+            if CSP_VIOLATION in message.text:
+                self.csp_violations.append(f"{where}: {message.text}")
 
 
 _errors_key = pytest.StashKey[BrowserErrors]()
@@ -240,12 +246,16 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         for title, lines in (
             ("browser page errors", errors.page_errors),
             ("browser console errors", errors.console_errors),
+            ("Content-Security-Policy violations", errors.csp_violations),
         ):
             if lines:
                 item.add_report_section("call", title, "\n".join(lines))
     if errors.page_errors:
         listed = "\n".join(f"  {error}" for error in errors.page_errors)
         pytest.fail(f"uncaught JavaScript errors in the page:\n{listed}", pytrace=False)
+    if errors.csp_violations:
+        listed = "\n".join(f"  {violation}" for violation in errors.csp_violations)
+        pytest.fail(f"the Content-Security-Policy refused:\n{listed}", pytrace=False)
     return result
 
 
