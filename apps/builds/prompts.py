@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 
 from django.conf import settings
 
+from apps.core.limits import PROMPT_MAX_CHARS
+
 STEP_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 PLACEHOLDER = re.compile(r"\{(input|previous|steps\.([A-Za-z0-9_-]+))\}")
 MAX_PLACEHOLDERS = 100
-MAX_TEMPLATE_CHARS = 200_000
+MAX_TEMPLATE_CHARS = PROMPT_MAX_CHARS
 
 
 class PromptTooLargeError(ValueError):
