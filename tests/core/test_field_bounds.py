@@ -65,3 +65,15 @@ def test_an_agent_task_prompt_past_its_bound_is_a_400():
     response = client.post(f"/api/v1/agents/{agent.pk}/tasks", {"prompt": PROMPT}, format="json")
     assert response.status_code == 400 and "prompt" in response.json()["error"]["details"]
     assert not agent.tasks.exists()
+
+
+@pytest.mark.django_db
+def test_a_rest_body_past_the_upload_limit_is_a_400_in_the_error_shape(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    client = APIClient(headers=bearer(api_key_issue(role=Role.ADMIN)))
+    response = client.post(
+        "/api/v1/agents", {"name": "a", "role": "r", "description": "d" * 1000}, "json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+    assert not Agent.objects.exists()
