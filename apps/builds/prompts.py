@@ -47,6 +47,8 @@ def template_errors(
     errors = []
     if not template.strip():
         errors.append("The prompt is empty.")
+    if "\x00" in template:  # the admin's JSON form reaches here without the API's parser
+        errors.append("NUL characters (\\u0000) are not accepted.")
     placeholders = sum(1 for _ in PLACEHOLDER.finditer(template))
     if placeholders > MAX_PLACEHOLDERS:
         return [*errors, f"At most {MAX_PLACEHOLDERS} placeholders ({placeholders:,} given)."]

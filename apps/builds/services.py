@@ -186,6 +186,8 @@ def build_create(
     template: BuildTemplate | None = None,
 ) -> Build:
     """Create a build and enqueue its first step."""
+    if "\x00" in input:
+        raise ValidationError({"input": "NUL characters (\\u0000) are not accepted."})
     if len(input.encode("utf-8", "surrogatepass")) > settings.PROMPT_MAX_BYTES:
         raise ValidationError(
             {"input": f"At most {settings.PROMPT_MAX_BYTES:,} bytes (PROMPT_MAX_BYTES)."}
