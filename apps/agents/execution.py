@@ -8,6 +8,11 @@ closed, which closes the upstream request and records the call as cancelled.
 Which agent, build and step a call serves reaches its call record through the core's request
 hook ``attribute_call``: the run sets ``current_attribution`` and every LLM call made inside it
 carries those ids, so cost and tokens roll up per build and per agent exactly.
+
+What a model returns is stored as it came, but for NUL characters (``\\u0000``): PostgreSQL
+cannot hold one in text, and a model that emits one failed its step with a ``DataError``. They
+are removed here, from every token and from provider error messages, so build steps, agent tasks,
+artifacts and the live tokens all hold the same text.
 """
 
 from __future__ import annotations
@@ -92,8 +97,14 @@ class RunOutcome:
     model: str
 
 
+def storable(text: str) -> str:
+    """``text`` without NUL characters (see the module's docstring)."""
+    return text.replace("\x00", "")
+
+
 class RunFailedError(Exception):
     def __init__(self, message: str, call_id: UUID | None = None) -> None:
+        message = storable(message)
         super().__init__(message)
         self.message = message
         self.call_id = call_id
@@ -152,9 +163,10 @@ async def _stream(request: LlmRequest, on_token: Callable[[str], Awaitable[None]
     try:
         async with aclosing(stream(request)) as chunks:
             async for chunk in chunks:
-                if chunk.content:
-                    parts.append(chunk.content)
-                    await on_token(chunk.content)
+                content = storable(chunk.content or "")
+                if content:
+                    parts.append(content)
+                    await on_token(content)
                 elif chunk.usage is not None:
                     return RunOutcome(
                         text="".join(parts),

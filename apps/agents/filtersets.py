@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django_filters import rest_framework as filters
 
+from apps.core.filters import DateTimeRangeFilter
+
 from .models import Agent, AgentActivity, AgentTask
 
 
@@ -12,7 +14,7 @@ class AgentFilter(filters.FilterSet):
 
 
 class AgentTaskFilter(filters.FilterSet):
-    created_at = filters.IsoDateTimeFromToRangeFilter()
+    created_at = DateTimeRangeFilter()
 
     class Meta:
         model = AgentTask

@@ -5,6 +5,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 
+from apps.core.filters import DateTimeRangeFilter
+
 from .models import Artifact, ArtifactKind
 
 
@@ -24,7 +26,7 @@ class ArtifactFilter(filters.FilterSet):
     type = filters.ChoiceFilter(
         field_name="kind", choices=ArtifactKind.choices, label="Kind (same as kind)"
     )
-    created_at = filters.IsoDateTimeFromToRangeFilter()
+    created_at = DateTimeRangeFilter()
     q = filters.CharFilter(method="search", label="Words in the name or the content")
     ordering = StableOrderingFilter(
         fields=("name", "created_at", "size", "kind"),

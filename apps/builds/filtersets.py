@@ -3,12 +3,14 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 
+from apps.core.filters import DateTimeRangeFilter
+
 from .models import Build, BuildStatus
 
 
 class BuildFilter(filters.FilterSet):
     status = filters.MultipleChoiceFilter(choices=BuildStatus.choices)
-    created_at = filters.IsoDateTimeFromToRangeFilter()
+    created_at = DateTimeRangeFilter()
     search = filters.CharFilter(method="search_title", label="Part of the title.")
 
     class Meta:

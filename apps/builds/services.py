@@ -84,10 +84,11 @@ class StepSpec:
     requires_approval: bool
 
 
-def build_steps_validate(steps: Any) -> list[StepSpec]:
+def build_steps_validate(steps: Any, build_input: str = "") -> list[StepSpec]:
     """The steps of a build or template, checked: a list of objects, each with a unique
-    ``name`` and a ``prompt`` whose placeholders name earlier steps, run by an ``agent`` (id or
-    name) or a model config (``model``, ``provider``, ``temperature``, ``max_tokens``)."""
+    ``name`` and a ``prompt`` whose placeholders name earlier steps and which, rendered with
+    ``build_input``, stays within ``PROMPT_MAX_BYTES``, run by an ``agent`` (id or name) or a
+    model config (``model``, ``provider``, ``temperature``, ``max_tokens``)."""
     if not isinstance(steps, list) or not steps:
         raise ValidationError({"steps": "A non-empty list of steps."})
     if len(steps) > MAX_STEPS:
@@ -96,7 +97,7 @@ def build_steps_validate(steps: Any) -> list[StepSpec]:
     problems: list[str] = []
     for number, raw in enumerate(steps, start=1):
         try:
-            specs.append(_step_spec(raw, [spec.name for spec in specs]))
+            specs.append(_step_spec(raw, [spec.name for spec in specs], build_input))
         except ValidationError as error:
             problems.extend(f"Step {number}: {text}" for text in _flat(error))
     if problems:
@@ -110,7 +111,7 @@ def _flat(error: ValidationError) -> list[str]:
     return list(error.messages)
 
 
-def _step_spec(raw: Any, earlier: list[str]) -> StepSpec:
+def _step_spec(raw: Any, earlier: list[str], build_input: str) -> StepSpec:
     if not isinstance(raw, Mapping):
         raise ValidationError("Each step is an object.")
     unknown = sorted(set(raw) - set(STEP_FIELDS))
@@ -124,7 +125,7 @@ def _step_spec(raw: Any, earlier: list[str]) -> StepSpec:
     prompt = raw.get("prompt")
     if not isinstance(prompt, str):
         raise ValidationError({"prompt": "A string."})
-    problems = prompts.template_errors(prompt, earlier)
+    problems = prompts.template_errors(prompt, earlier, build_input)
     if problems:
         raise ValidationError({"prompt": problems})
     step = BuildStep(
@@ -190,7 +191,13 @@ def build_create(
     template: BuildTemplate | None = None,
 ) -> Build:
     """Create a build and enqueue its first step."""
-    specs = build_steps_validate(steps)
+    if "\x00" in input:
+        raise ValidationError({"input": "NUL characters (\\u0000) are not accepted."})
+    if len(input.encode("utf-8", "surrogatepass")) > settings.PROMPT_MAX_BYTES:
+        raise ValidationError(
+            {"input": f"At most {settings.PROMPT_MAX_BYTES:,} bytes (PROMPT_MAX_BYTES)."}
+        )
+    specs = build_steps_validate(steps, input)
     build = Build(title=title, input=input, template=template, created_by=by)
     build.full_clean(exclude=["created_by", "template"])
     with transaction.atomic():
@@ -356,7 +363,10 @@ def _step_start(step_id: int, celery_task_id: str) -> int | None:
 async def _run(step: BuildStep) -> RunOutcome:
     build = step.build
     outputs = await sync_to_async(_earlier_outputs)(step)
-    prompt = prompts.render(step.prompt_template, build_input=build.input, outputs=outputs)
+    try:
+        prompt = prompts.render(step.prompt_template, build_input=build.input, outputs=outputs)
+    except prompts.PromptTooLargeError as error:
+        raise RunFailedError(str(error)) from error
     agent = step.agent
     if agent is not None:
         model_settings = ModelSettings.of(agent, agent.system_prompt)

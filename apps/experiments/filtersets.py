@@ -3,12 +3,14 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 
+from apps.core.filters import DateTimeRangeFilter
+
 from .models import CanaryRollout, CanaryStatus, Experiment, ExperimentStatus
 
 
 class ExperimentFilter(filters.FilterSet):
     status = filters.MultipleChoiceFilter(choices=ExperimentStatus.choices)
-    created_at = filters.IsoDateTimeFromToRangeFilter()
+    created_at = DateTimeRangeFilter()
     search = filters.CharFilter(method="search_text", label="Part of the name or description.")
 
     class Meta:

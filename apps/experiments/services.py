@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.events import publish_on_commit
+from apps.core.limits import PROMPT_MAX_CHARS
 from apps.core.redis import key, redis_client
 from apps.core.services import instance_update
 from apps.providers.models import Provider
@@ -235,6 +236,8 @@ def _config_spec(
         if not isinstance(value, str):
             problems[f"config.{field}"] = "A string."
         texts[field] = value if isinstance(value, str) else ""
+    if len(texts["system_prompt"]) > PROMPT_MAX_CHARS:
+        problems["config.system_prompt"] = f"At most {PROMPT_MAX_CHARS:,} characters."
     temperature = config.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool)

@@ -215,6 +215,8 @@ BUILD_STEP_TIME_LIMIT = env.int("BUILD_STEP_TIME_LIMIT", default=900)
 # sweep (every BUILD_SWEEP_INTERVAL seconds) fails it, and its build.
 BUILD_STEP_STALE_SECONDS = env.float("BUILD_STEP_STALE_SECONDS", default=120.0)
 BUILD_SWEEP_INTERVAL = env.float("BUILD_SWEEP_INTERVAL", default=30.0)
+# A build step's prompt, rendered, may be this large (UTF-8 bytes); see apps/builds/prompts.py.
+PROMPT_MAX_BYTES = env.int("PROMPT_MAX_BYTES", default=4 * 1024 * 1024)
 # The Celery queue build steps go to (a deployment may give builds workers of their own).
 BUILD_TASK_QUEUE = env("BUILD_TASK_QUEUE", default="celery")
 # An approval request that says nothing expires after this long (the approval policy's default

@@ -202,6 +202,18 @@ def test_a_template_is_saved_through_the_service_and_bad_steps_are_form_errors(p
     assert "feature" in page and "Changed." in page
 
 
+def test_a_nul_in_a_templates_steps_is_a_form_error_not_a_500(planner):
+    client = Client()
+    client.force_login(user_create(role=Role.OPERATOR))
+    bad = '[{"name": "plan", "agent": "planner", "prompt": "Plan\\u0000"}]'
+
+    refused = client.post(f"{TEMPLATES}add/", template_form(steps=bad))
+
+    assert refused.status_code == 200
+    assert "Step 1: prompt: NUL characters" in refused.content.decode()
+    assert not BuildTemplate.objects.exists()
+
+
 def test_run_starts_a_build_from_the_list_or_with_a_title_and_input(admin_client, planner,
                                                                      admin_user):  # fmt: skip
     template = build_template_create(by=None, name="feature", steps=STEPS)

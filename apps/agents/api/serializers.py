@@ -8,6 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.limits import PROMPT_MAX_CHARS, TEXT_MAX_CHARS
 from apps.providers.models import Provider
 
 from ..models import Agent, AgentActivity, AgentTask
@@ -83,8 +84,10 @@ class AgentOutputSerializer(serializers.ModelSerializer):
 class AgentInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     role = serializers.CharField(max_length=100)
-    description = serializers.CharField(required=False, allow_blank=True)
-    system_prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_MAX_CHARS)
+    system_prompt = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=PROMPT_MAX_CHARS
+    )
     enabled = serializers.BooleanField(required=False)
     model = serializers.CharField(
         max_length=200, required=False, allow_blank=True,
@@ -101,7 +104,7 @@ class AgentInputSerializer(serializers.Serializer):
 
 
 class AgentTaskInputSerializer(serializers.Serializer):
-    prompt = serializers.CharField(max_length=200_000, trim_whitespace=False)
+    prompt = serializers.CharField(max_length=PROMPT_MAX_CHARS, trim_whitespace=False)
 
 
 class AgentActivityOutputSerializer(serializers.ModelSerializer):

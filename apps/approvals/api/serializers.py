@@ -7,6 +7,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.core.limits import TEXT_MAX_CHARS, json_size_error
+
 from ..models import (
     ApprovalAuditEntry,
     ApprovalPolicy,
@@ -32,7 +34,9 @@ class ApprovalRequestInputSerializer(serializers.Serializer):
         help_text="What the decision applies to (kept as reference), e.g. orch_123.",
     )  # fmt: skip
     approval_type = serializers.CharField(max_length=64, help_text="Kept as kind, e.g. financial.")
-    proposed_action = serializers.CharField(help_text="Kept as action: what would be done.")
+    proposed_action = serializers.CharField(
+        max_length=TEXT_MAX_CHARS, help_text="Kept as action: what would be done."
+    )
     risk_level = serializers.ChoiceField(choices=RiskLevel.choices, default=RiskLevel.MEDIUM)
     requester_id = serializers.IntegerField(
         required=False, allow_null=True, help_text="Your own user id, or leave it out."
@@ -42,6 +46,12 @@ class ApprovalRequestInputSerializer(serializers.Serializer):
         required=False, allow_null=True, min_value=1, max_value=MAX_EXPIRY_SECONDS,
         help_text="How long it waits; the policy's default expiry when left out.",
     )  # fmt: skip
+
+    def validate_context(self, value: dict[str, Any]) -> dict[str, Any]:
+        error = json_size_error(value)
+        if error:
+            raise serializers.ValidationError(error)
+        return value
 
 
 class DecisionInputSerializer(serializers.Serializer):

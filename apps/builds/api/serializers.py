@@ -9,6 +9,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.limits import PROMPT_MAX_CHARS, TEXT_MAX_CHARS
+
 from ..models import Build, BuildEvent, BuildStep, BuildTemplate, RunStatus
 
 
@@ -20,8 +22,9 @@ class StepSpecSerializer(serializers.Serializer):
         r"^[A-Za-z0-9_-]{1,100}$", help_text="Unique within the build; later prompts use it."
     )
     prompt = serializers.CharField(
+        max_length=PROMPT_MAX_CHARS,
         help_text="May use {input}, an earlier step's output as {steps.<name>}, and the step "
-        "just before's as {previous}; other braces are left as written."
+        "just before's as {previous}; other braces are left as written.",
     )
     agent = serializers.JSONField(
         required=False, help_text="An enabled agent's id or name; its model and system prompt."
@@ -80,7 +83,7 @@ class TemplateRunInputSerializer(serializers.Serializer):
 
 class TemplateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_MAX_CHARS)
     steps = StepsField(help_text="The steps, in order, as a build takes them.")
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.limits import PROMPT_MAX_CHARS, TEXT_MAX_CHARS
+
 from ..models import (
     CanaryEvent,
     CanaryRollout,
@@ -31,7 +33,9 @@ class VariantConfigSerializer(serializers.Serializer):
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
     max_tokens = serializers.IntegerField(required=False, min_value=1)
     system_prompt = serializers.CharField(
-        required=False, help_text="Replaces the request's system message (or comes first)."
+        required=False,
+        max_length=PROMPT_MAX_CHARS,
+        help_text="Replaces the request's system message (or comes first).",
     )
 
 
@@ -57,8 +61,12 @@ class ExperimentInputSerializer(serializers.Serializer):
         max_length=100, help_text="Requests join by it (the body's 'experiment', the "
         "X-Orchestra-Experiment header); not only digits.",
     )  # fmt: skip
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    hypothesis = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=TEXT_MAX_CHARS
+    )
+    hypothesis = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=TEXT_MAX_CHARS
+    )
     metric = serializers.CharField(
         max_length=100, required=False, default="conversion",
         help_text="The primary metric: what a tracked conversion stands for (accuracy, …).",
@@ -75,8 +83,8 @@ class ExperimentUpdateInputSerializer(serializers.Serializer):
     (list every variant; 0% retires one)."""
 
     name = serializers.CharField(max_length=100, required=False)
-    description = serializers.CharField(required=False, allow_blank=True)
-    hypothesis = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_MAX_CHARS)
+    hypothesis = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_MAX_CHARS)
     metric = serializers.CharField(max_length=100, required=False)
     user_percentage = serializers.DecimalField(**PERCENT, required=False)
     variants = VariantsField(required=False)
