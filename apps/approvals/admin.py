@@ -29,7 +29,7 @@ from unfold.utils import display_for_label  # type: ignore[import-untyped]
 from unfold.widgets import UnfoldAdminTextareaWidget  # type: ignore[import-untyped]
 
 from apps.accounts.permissions import OPERATE
-from apps.core.admin_support import ReadOnlyInline, acting_user, to_page
+from apps.core.admin_support import ReadOnlyAdminMixin, ReadOnlyInline, acting_user, to_page
 
 from .models import (
     ApprovalAuditEntry,
@@ -73,7 +73,7 @@ class NotesForm(BaseDialogForm):
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(ModelAdmin):
+class ApprovalRequestAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = [
         "id", "kind", "action_shown", "status_badge", "risk_badge", "required_role",
         "requested_by", "created_at", "expires_at", "decided_by", "self_decided",
@@ -103,15 +103,6 @@ class ApprovalRequestAdmin(ModelAdmin):
     inlines = [AuditEntryInline]
     actions = ["approve_selected", "reject_selected"]
     actions_detail = ["approve_request", "reject_request"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # decisions and their trail are kept
 
     def has_decide_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """Operators decide (the operator role); the service's policy applies on top."""
@@ -244,7 +235,7 @@ def change_lines(changes: Iterable[ApprovalPolicyChange]) -> SafeString:
 
 
 @admin.register(ApprovalPolicyChange)
-class ApprovalPolicyChangeAdmin(ModelAdmin):
+class ApprovalPolicyChangeAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """The policy's trail: read-only, never deleted."""
 
     list_display = ["created_at", "actor", "changes_shown"]
@@ -255,12 +246,3 @@ class ApprovalPolicyChangeAdmin(ModelAdmin):
     @admin.display(description="Changes")
     def changes_shown(self, change: ApprovalPolicyChange) -> str:
         return change_words(change)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -15,6 +13,8 @@ from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     RelatedDropdownFilter,
     TextFilter,
 )
+
+from apps.core.admin_support import ReadOnlyAdminMixin
 
 from .models import Artifact
 from .rendering import artifact_preview_html, highlight_css
@@ -45,7 +45,7 @@ class BuildIdFilter(TextFilter):
 
 
 @admin.register(Artifact)
-class ArtifactAdmin(ModelAdmin):
+class ArtifactAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Artifacts are produced by build steps: read, previewed and downloaded here, never
     edited."""
 
@@ -74,15 +74,6 @@ class ArtifactAdmin(ModelAdmin):
         "name", "kind", "language", "content_type", "note", "download", "build", "step",
         "agent", "created_at", "stored_as", "size", "checksum", "preview",
     ]  # fmt: skip
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Build", ordering="build")
     def build_shown(self, artifact: Artifact) -> str:

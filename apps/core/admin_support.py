@@ -43,13 +43,8 @@ def to_page(request: HttpRequest, url_name: str, *args: Any) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
-class ReadOnlyInline(TabularInline):
-    """Rows shown with their parent, never added, changed or deleted there."""
-
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = False
+class ReadOnlyAdminMixin:
+    """Rows the platform writes and people only read: never added, changed or deleted here."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -59,6 +54,15 @@ class ReadOnlyInline(TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyInline(ReadOnlyAdminMixin, TabularInline):
+    """Rows shown with their parent, never added, changed or deleted there."""
+
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
 
 
 class OperatedAdmin(ModelAdmin):

@@ -51,7 +51,33 @@ class RequestIdMiddleware:
         return response
 
 
-class DebugApiErrorMiddleware:
+class ResponseMiddleware:
+    """A middleware that changes each response, sync or async without a hop to a thread (as
+    Django's ``MiddlewareMixin`` would make for ``process_response``): subclasses write
+    ``finish``."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self.is_async:
+            return self.__acall__(request)  # type: ignore[return-value]  # awaited by Django
+        return self.finish(request, self.get_response(request))
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        return self.finish(request, await self.get_response(request))
+
+    def finish(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        return response
+
+
+class DebugApiErrorMiddleware(ResponseMiddleware):
     """Keep the API's JSON errors when DEBUG is on.
 
     With DEBUG, Django answers an unknown URL and an exception with its technical pages (a
@@ -61,27 +87,12 @@ class DebugApiErrorMiddleware:
     handlers already do that, so the middleware is not used at all.
     """
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response) -> None:
         if not settings.DEBUG:
             raise MiddlewareNotUsed
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        super().__init__(get_response)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if self.is_async:
-            return self.__acall__(request)  # type: ignore[return-value]  # awaited by Django
-        return self._unknown_url(request, self.get_response(request))
-
-    async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        return self._unknown_url(request, await self.get_response(request))
-
-    @staticmethod
-    def _unknown_url(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    def finish(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if response.status_code == 404 and request.resolver_match is None and is_api_path(request):
             return page_not_found(request)
         return response
@@ -112,7 +123,7 @@ class DatabaseUnavailableMiddleware:
         return None
 
 
-class ContentSecurityPolicyMiddleware:
+class ContentSecurityPolicyMiddleware(ResponseMiddleware):
     """``Content-Security-Policy`` on every answer from Django, built from ``SECURE_CSP``.
 
     Django 6.0 has this built in, with the same setting name and shape (a directive mapped to
@@ -122,27 +133,13 @@ class ContentSecurityPolicyMiddleware:
     site runs an inline script (the API docs load their start-up script from a URL).
     """
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response) -> None:
         self.header = csp_header(settings.SECURE_CSP)
         if not self.header:
             raise MiddlewareNotUsed
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        super().__init__(get_response)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if self.is_async:
-            return self.__acall__(request)  # type: ignore[return-value]  # awaited by Django
-        return self._add(self.get_response(request))
-
-    async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        return self._add(await self.get_response(request))
-
-    def _add(self, response: HttpResponse) -> HttpResponse:
+    def finish(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response.headers.setdefault("Content-Security-Policy", self.header)
         return response
 

@@ -26,6 +26,8 @@ from unfold.widgets import (  # type: ignore[import-untyped]
     UnfoldBooleanWidget,
 )
 
+from apps.core.admin_support import ReadOnlyAdminMixin
+
 from .errors import ProviderError
 from .models import (
     MAX_API_KEY_LENGTH,
@@ -302,17 +304,6 @@ class RoutingSettingsAdmin(ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not RoutingSettings.objects.exists() and super().has_add_permission(request)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
-class ReadOnlyAdminMixin:
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
