@@ -350,7 +350,8 @@ def _step_start(step_id: int, celery_task_id: str) -> int | None:
         _event(step.build, step, "started")
         _announce_step(step)
         build = step.build
-        if build.status != BuildStatus.RUNNING:
+        if build.status != BuildStatus.RUNNING or build.started_at is None:
+            # An approval of a first step's gate has already made it running: not yet started.
             build.status = BuildStatus.RUNNING
             build.started_at = build.started_at or step.started_at
             build.save(update_fields=["status", "started_at"])

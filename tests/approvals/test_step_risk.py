@@ -107,6 +107,8 @@ def test_a_lone_admin_passes_their_own_low_risk_gate_not_a_medium_one(
     done = build_shown(api, created.json()["id"], "succeeded", "failed")
     assert done["status"] == "succeeded", done["error"]
     assert done["steps"][1]["output"] == "released"
+    assert done["started_at"] is not None, "a build whose first step waited still started"
+    assert done["totals"]["duration_seconds"] > 0
 
 
 @pytest.mark.django_db
