@@ -72,7 +72,8 @@ class BuildStepInline(ReadOnlyInline):
     model = BuildStep
     fields = readonly_fields = [
         "position", "name", "agent", "model", "status_badge", "attempts", "tokens", "cost",
-        "started_at", "duration", "approval_link", "celery_task_id", "error", "output_preview",
+        "started_at", "duration", "gate", "approval_link", "celery_task_id", "error",
+        "output_preview",
     ]  # fmt: skip
     ordering = ["position"]
 
@@ -90,6 +91,11 @@ class BuildStepInline(ReadOnlyInline):
     @admin.display(description="Duration")
     def duration(self, step: BuildStep) -> str:
         return seconds_shown(step.started_at, step.finished_at)
+
+    @admin.display(description="Gate")
+    def gate(self, step: BuildStep) -> str:
+        """The risk its approval request is (or will be) asked at; "—" for an ungated step."""
+        return f"{step.get_approval_risk_display()} risk" if step.requires_approval else "—"
 
     @admin.display(description="Approval")
     def approval_link(self, step: BuildStep) -> str:
@@ -265,8 +271,10 @@ class BuildTemplateForm(forms.ModelForm):
         help_texts = {
             "steps": 'A JSON list: [{"name": "plan", "agent": "planner", "prompt": "Plan: '
             '{input}"}, {"name": "review", "model": "gpt-4o", "prompt": "Review: '
-            '{steps.plan}", "requires_approval": true}]. Each step: name, prompt, and an agent '
-            "(id or name) or a model (with provider, temperature, max_tokens).",
+            '{steps.plan}", "requires_approval": true, "approval_risk": "low"}]. Each step: '
+            "name, prompt, and an agent (id or name) or a model (with provider, temperature, "
+            "max_tokens); a gated step's approval_risk (low, medium, high, critical; medium "
+            "when left out) sets who may approve it.",
         }
 
     def clean_steps(self) -> Any:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 
 from apps.agents.models import ModelConfig, RunRecord, RunStatus
+from apps.approvals.models import RiskLevel
 
 
 class BuildStatus(models.TextChoices):
@@ -86,6 +87,12 @@ class BuildStep(ModelConfig, RunRecord):
         help_text="May use {input} and earlier steps' outputs: {steps.plan} or {previous}."
     )
     requires_approval = models.BooleanField(default=False)
+    approval_risk = models.CharField(
+        max_length=16, choices=RiskLevel.choices, default=RiskLevel.MEDIUM,
+        help_text="The risk of the approval request its gate asks (with requires_approval): "
+        "the policy's role for that level decides it, and with self-approval a low one may be "
+        "decided by whoever started the build.",
+    )  # fmt: skip
     approval = models.ForeignKey(
         "approvals.ApprovalRequest", null=True, blank=True, on_delete=models.SET_NULL,
         related_name="+",

@@ -18,6 +18,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
@@ -29,8 +30,9 @@ from django.utils.http import urlencode
 
 from apps.accounts.permissions import OPERATE
 from apps.agents.models import Agent
-from apps.approvals.models import ApprovalStatus
+from apps.approvals.models import ApprovalStatus, RiskLevel
 from apps.approvals.pages import approval_decide_posted
+from apps.approvals.services import approval_refusal
 from apps.artifacts.models import Artifact
 from apps.artifacts.rendering import highlight_css, markdown_html
 from apps.core.admin_support import acting_user
@@ -124,6 +126,10 @@ class StepForm(forms.Form):
         "{steps.<name>}: the output of an earlier step, by its name.",
     )
     requires_approval = forms.BooleanField(required=False)
+    approval_risk = forms.ChoiceField(
+        choices=RiskLevel.choices, initial=RiskLevel.MEDIUM, required=False,
+        label="Approval risk",
+    )  # fmt: skip
 
     def __init__(self, *args: Any, models: list[dict[str, Any]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -151,6 +157,8 @@ class StepForm(forms.Form):
             "prompt": data["prompt"],
             "requires_approval": bool(data.get("requires_approval")),
         }
+        if step["requires_approval"]:
+            step["approval_risk"] = data.get("approval_risk") or RiskLevel.MEDIUM
         if data.get("agent") is not None:
             step["agent"] = data["agent"].pk
         else:
@@ -376,6 +384,13 @@ def step_context(request: HttpRequest, the_build: Build, step: BuildStep) -> dic
         and approval.status == ApprovalStatus.PENDING
     )
     own = waiting and approval is not None and approval.requested_by_id == request.user.pk
+    user = request.user if isinstance(request.user, User) else None
+    can_decide = (
+        waiting
+        and approval is not None
+        and request.user.has_perm(OPERATE)
+        and approval_refusal(approval=approval, user=user) is None
+    )
     started, finished = step.started_at, step.finished_at
     return {
         "build": the_build,
@@ -385,7 +400,7 @@ def step_context(request: HttpRequest, the_build: Build, step: BuildStep) -> dic
         "output_html": markdown_html(step.output) if step.output else "",
         "duration": (finished - started).total_seconds() if started and finished else None,
         "approval": approval if waiting else None,
-        "can_decide": waiting and request.user.has_perm(OPERATE) and not own,
+        "can_decide": can_decide,
         "own_request": own,
     }
 

@@ -53,6 +53,7 @@ def build_step_specs(*, build: Build) -> list[dict[str, Any]]:
                 spec[name] = getattr(step, name)
         if step.requires_approval:
             spec["requires_approval"] = True
+            spec["approval_risk"] = step.approval_risk
         specs.append(spec)
     return specs
 

@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 MAX_STEPS = 20
 STEP_FIELDS = ("name", "prompt", "agent", "model", "provider", "temperature", "max_tokens",
-               "requires_approval")  # fmt: skip
+               "requires_approval", "approval_risk")  # fmt: skip
 TEMPLATE_FIELDS = ("name", "description", "steps")
 APPROVAL_KIND = "build_step"
 
@@ -82,13 +82,15 @@ class StepSpec:
     temperature: float | None
     max_tokens: int | None
     requires_approval: bool
+    approval_risk: str
 
 
 def build_steps_validate(steps: Any, build_input: str = "") -> list[StepSpec]:
     """The steps of a build or template, checked: a list of objects, each with a unique
     ``name`` and a ``prompt`` whose placeholders name earlier steps and which, rendered with
     ``build_input``, stays within ``PROMPT_MAX_BYTES``, run by an ``agent`` (id or name) or a
-    model config (``model``, ``provider``, ``temperature``, ``max_tokens``)."""
+    model config (``model``, ``provider``, ``temperature``, ``max_tokens``); a step with
+    ``requires_approval`` may give its gate's ``approval_risk`` (medium when left out)."""
     if not isinstance(steps, list) or not steps:
         raise ValidationError({"steps": "A non-empty list of steps."})
     if len(steps) > MAX_STEPS:
@@ -132,6 +134,7 @@ def _step_spec(raw: Any, earlier: list[str], build_input: str) -> StepSpec:
         name=name, prompt_template=prompt, model=_text(raw, "model"),
         temperature=raw.get("temperature"), max_tokens=raw.get("max_tokens"),
         requires_approval=_flag(raw, "requires_approval"),
+        approval_risk=_approval_risk(raw),
     )  # fmt: skip
     step.agent = _agent(raw.get("agent"))
     step.provider = _provider(raw.get("provider"))
@@ -139,8 +142,21 @@ def _step_spec(raw: Any, earlier: list[str], build_input: str) -> StepSpec:
     return StepSpec(
         name=name, prompt=prompt, agent=step.agent, model=step.model, provider=step.provider,
         temperature=step.temperature, max_tokens=step.max_tokens,
-        requires_approval=step.requires_approval,
+        requires_approval=step.requires_approval, approval_risk=step.approval_risk,
     )  # fmt: skip
+
+
+def _approval_risk(raw: Mapping[str, Any]) -> str:
+    """The gate's risk level: only with ``requires_approval``, where it decides who may approve
+    the step (and whether its requester may, with the policy's self-approval)."""
+    value = raw.get("approval_risk")
+    if value is None:
+        return RiskLevel.MEDIUM
+    if value not in RiskLevel.values:
+        raise ValidationError({"approval_risk": f"One of {', '.join(RiskLevel.values)}."})
+    if raw.get("requires_approval") is not True:
+        raise ValidationError({"approval_risk": "Only with requires_approval."})
+    return value
 
 
 def _text(raw: Mapping[str, Any], key: str) -> str:
@@ -207,7 +223,8 @@ def build_create(
                 build=build, position=position, name=spec.name, prompt_template=spec.prompt,
                 agent=spec.agent, model=spec.model, provider=spec.provider,
                 temperature=spec.temperature, max_tokens=spec.max_tokens,
-                requires_approval=spec.requires_approval, status=RunStatus.PENDING,
+                requires_approval=spec.requires_approval, approval_risk=spec.approval_risk,
+                status=RunStatus.PENDING,
             )  # fmt: skip
         _event(build, None, "queued")
         _announce_build(build)
@@ -349,7 +366,8 @@ def _step_start(step_id: int, celery_task_id: str) -> int | None:
         _event(step.build, step, "started")
         _announce_step(step)
         build = step.build
-        if build.status != BuildStatus.RUNNING:
+        if build.status != BuildStatus.RUNNING or build.started_at is None:
+            # An approval of a first step's gate has already made it running: not yet started.
             build.status = BuildStatus.RUNNING
             build.started_at = build.started_at or step.started_at
             build.save(update_fields=["status", "started_at"])
@@ -540,7 +558,7 @@ def _await_approval(step: BuildStep) -> None:
         kind=APPROVAL_KIND,
         action=f"Run step {step.position} ({step.name}) of build #{build.pk}: {build.title}",
         reference=f"build_step:{step.pk}",
-        risk_level=RiskLevel.MEDIUM,
+        risk_level=step.approval_risk,
         context={"build": build.pk, "step": step.pk, "title": build.title, "step_name": step.name},
         requested_by=build.created_by,
     )

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 STEPS = [
     {"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"},
     {"name": "implement", "model": "chat", "prompt": "Implement:\n{steps.plan}",
-     "temperature": 0.2, "requires_approval": True},
+     "temperature": 0.2, "requires_approval": True, "approval_risk": "high"},
 ]  # fmt: skip
 BUILDS = "/admin/builds/build/"
 TEMPLATES = "/admin/builds/buildtemplate/"
@@ -73,6 +73,7 @@ def test_the_change_page_shows_steps_and_lifecycle_read_only(admin_client, plann
     assert page.status_code == 200
     html = page.content.decode()
     assert "a widget app" in html and "implement" in html and "planner" in html
+    assert "High risk" in html, "the gate's risk is shown with its step"
     assert "lifecycle" in html.lower() and "queued" in html
     assert 'name="title"' not in html, "a build is not edited here"
     assert "/cancel/" in html and "/retry/" in html and "/rerun/" in html
@@ -110,7 +111,8 @@ def test_rerun_starts_a_new_build_with_the_same_steps(admin_client, planner, adm
     again = Build.objects.exclude(pk=first.pk).get()
     assert (again.title, again.input, again.template) == ("Widgets", "a widget app", template)
     assert again.created_by == admin_user and again.status == BuildStatus.QUEUED
-    fields = ["name", "prompt_template", "agent", "model", "temperature", "requires_approval"]
+    fields = ["name", "prompt_template", "agent", "model", "temperature", "requires_approval",
+              "approval_risk"]  # fmt: skip
     assert list(again.steps.values_list(*fields)) == list(first.steps.values_list(*fields))
     assert any("started" in m for m in texts(response))
 

@@ -1,7 +1,9 @@
 """A lone admin's first day, in a real browser: they add a second person with a role through
 the user form (one field, no groups picker), that person logs in and decides the admin's
 request; or, with the policy's self-approval option, the admin decides their own low-risk
-request (recorded as self-approved) and still not a riskier one."""
+request (recorded as self-approved) and still not a riskier one, and composes a build whose
+gated step they mark low risk, approve in the queue and see finish (a real Celery worker runs
+it against the fake upstream)."""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from apps.accounts.models import Role
 from apps.accounts.services import user_role
 from apps.approvals.models import ApprovalRequest, ApprovalStatus, RiskLevel
 from apps.approvals.services import approval_policy_update, approval_request_create
+from apps.builds.models import BuildStatus
+from tests.dashboard.build_data import two_agents
 from tests.dashboard.conftest import member
 from tests.dashboard.test_admin_login import log_in
+from tests.dashboard.test_build_pages import card, compose, open_build_page, start
 from tests.support.browser import PASSWORD, screenshot
 
 QUEUE = "/admin/approval-queue/"
@@ -102,4 +107,54 @@ def test_self_approval_lets_the_requester_decide_low_risk_only(logged_in_page, b
     assert response.ok
     medium.refresh_from_db()
     assert medium.status == ApprovalStatus.PENDING and medium.decided_by is None
+    assert browser_errors.console_errors == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lone_admin_passes_their_own_low_risk_build_gate_and_sees_the_build_finish(
+    logged_in_page, two_providers, upstream_a, celery_worker, browser_errors
+):
+    approval_policy_update(self_approve_low_risk=True)
+    two_agents(two_providers)
+    upstream_a.enqueue({"content": "Release notes for v2"})
+    solo = member(Role.ADMIN, username="solo")
+    page: Page = logged_in_page(user=solo)
+
+    open_build_page(page)
+    risk = page.locator("[data-step-form]").first.get_by_label("Approval risk")
+    expect(risk).to_be_disabled()  # it counts only with "Requires approval"
+    step = {"name": "notes", "agent": "planner", "prompt": "Notes for {input}"}
+    compose(page, "Ship v2", [{**step, "requires_approval": True}])
+    expect(risk).to_be_enabled()
+    expect(risk).to_have_value(RiskLevel.MEDIUM)
+    risk.select_option(label="Low")
+    screenshot(page, "build-form-low-risk-gate")
+    build = start(page)
+    notes = card(page, build, "notes")
+    expect(notes.locator(".build-step-status")).to_have_text("awaiting approval", timeout=30_000)
+    expect(notes).to_contain_text("risk low")
+    expect(notes).to_contain_text("the policy lets you approve it yourself")
+    screenshot(page, "build-own-low-risk-gate")
+    gate = build.steps.get().approval
+    assert gate is not None and gate.risk_level == RiskLevel.LOW and gate.requested_by == solo
+
+    page.goto(QUEUE)
+    own = page.locator(f"#approval-{gate.pk}")
+    expect(own).to_contain_text("the policy lets you decide it")
+    own.get_by_label("Notes").fill("My own release notes")
+    own.get_by_role("button", name=re.compile("^Approve")).click()
+    decided = page.locator("#approval-history").locator(f"tr[data-approval='{gate.pk}']")
+    expect(decided).to_contain_text("self-approved")
+    screenshot(page, "approval-queue-own-build-gate")
+
+    page.goto(f"/admin/build/{build.pk}/")
+    expect(page.locator("#build-status")).to_have_text("succeeded", timeout=30_000)
+    expect(card(page, build, "notes").locator(".rendered-output")).to_contain_text(
+        "Release notes for v2"
+    )
+    screenshot(page, "build-own-low-risk-gate-finished")
+    build.refresh_from_db()
+    gate.refresh_from_db()
+    assert build.status == BuildStatus.SUCCEEDED, build.error
+    assert gate.status == ApprovalStatus.APPROVED and gate.self_decided and gate.decided_by == solo
     assert browser_errors.console_errors == []

@@ -9,6 +9,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.approvals.models import RiskLevel
 from apps.core.limits import PROMPT_MAX_CHARS, TEXT_MAX_CHARS
 
 from ..models import Build, BuildEvent, BuildStep, BuildTemplate, RunStatus
@@ -40,6 +41,12 @@ class StepSpecSerializer(serializers.Serializer):
     requires_approval = serializers.BooleanField(
         required=False, default=False, help_text="Wait for a person's approval before it runs."
     )
+    approval_risk = serializers.ChoiceField(
+        choices=RiskLevel.choices, required=False,
+        help_text="With requires_approval: the risk level of the approval request (medium when "
+        "left out). The policy's role for that level decides it; with the policy's "
+        "self_approve_low_risk, whoever started the build may approve a low one.",
+    )  # fmt: skip
 
 
 @extend_schema_field(StepSpecSerializer(many=True))
@@ -111,8 +118,8 @@ class StepOutputSerializer(StepSummaryOutputSerializer):
     class Meta(StepSummaryOutputSerializer.Meta):
         fields = [
             "id", "position", "name", "agent", "agent_name", "model", "provider", "temperature",
-            "max_tokens", "prompt_template", "requires_approval", "status", "attempts",
-            "output", "error", "input_tokens", "output_tokens", "cost", "call_id",
+            "max_tokens", "prompt_template", "requires_approval", "approval_risk", "status",
+            "attempts", "output", "error", "input_tokens", "output_tokens", "cost", "call_id",
             "celery_task_id", "approval", "queued_at", "started_at", "finished_at",
             "heartbeat_at", "duration_seconds",
         ]  # fmt: skip

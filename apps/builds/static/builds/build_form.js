@@ -55,6 +55,13 @@
     });
   }
 
+  // A step's approval risk counts only when it requires approval.
+  function followGate(row) {
+    var gated = row.querySelector("input[name$='-requires_approval']");
+    var risk = row.querySelector("select[name$='-approval_risk']");
+    if (gated && risk) risk.disabled = !gated.checked;
+  }
+
   function addStep() {
     if (rows().length >= max) return;
     var fragment = template.content.cloneNode(true);
@@ -62,6 +69,7 @@
     renumber();
     var row = rows()[rows().length - 1];
     followAgent(row);
+    followGate(row);
     row.querySelector("input[name$='-name']").focus();
   }
 
@@ -85,6 +93,7 @@
     });
     if (!chosen) {
       rows().forEach(followAgent);
+      rows().forEach(followGate);
       renumber();
     }
   }
@@ -94,11 +103,14 @@
     if (button) removeStep(button.closest("[data-step-form]"));
   });
   list.addEventListener("change", function (event) {
-    if (event.target.matches("select[name$='-agent']")) followAgent(event.target.closest("[data-step-form]"));
+    var row = event.target.closest("[data-step-form]");
+    if (event.target.matches("select[name$='-agent']")) followAgent(row);
+    if (event.target.matches("input[name$='-requires_approval']")) followGate(row);
   });
   addButton.addEventListener("click", addStep);
   templateSelect.addEventListener("change", followTemplate);
   rows().forEach(followAgent);
+  rows().forEach(followGate);
   renumber();
   if (templateSelect.value) followTemplate();
 
