@@ -35,6 +35,7 @@ from apps.accounts.limits import ADMITTED, Refusal, limiter, scope_client, usage
 from apps.accounts.principals import Principal, authenticate_bearer
 from apps.core.database import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, is_database_unavailable
 from apps.core.http import scope_header as header
+from apps.core.json import NulCharacterError, nul_path
 from apps.core.request_context import request_id_from, request_id_var
 from apps.providers.core import (
     Caller,
@@ -261,6 +262,15 @@ def validate_call(
     return request
 
 
+def _refuse_nul(payload: Any) -> None:
+    """NUL is refused in every entry point's JSON (``apps.core.json``), so /v1 takes what the
+    others take; only a body holding the escape is walked."""
+    path = nul_path(payload)
+    if path is not None:
+        error = NulCharacterError(path)
+        raise InvalidRequestError(str(error), path)
+
+
 async def _llm_call(
     scope: dict[str, Any],
     receive: Any,
@@ -276,6 +286,8 @@ async def _llm_call(
         raise ApiError(413, f"The body exceeds {MAX_BODY_BYTES} bytes.", "body_too_large") from None
     try:
         payload = orjson.loads(body)
+        if b"\\u0000" in body:
+            _refuse_nul(payload)
         request = validate_call(payload, scope, principal, request_id, endpoint)
     except orjson.JSONDecodeError:
         raise ApiError(400, "The body is not valid JSON.", "invalid_json") from None

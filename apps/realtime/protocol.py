@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from apps.core.json import JsonError, loads
+from apps.core.json import JsonError, NulCharacterError, loads
 from apps.providers.core import Caller, EntryPoint, InvalidRequestError, llm_request_from
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -27,6 +27,8 @@ def parse_message(text_data: str | None, bytes_data: bytes | None) -> dict[str, 
         )
     try:
         message = loads(raw)
+    except NulCharacterError as exc:  # valid JSON, but a value no entry point accepts
+        raise ProtocolError("invalid_request", f"{exc}.") from exc
     except JsonError as exc:  # RecursionError included: 60,000 "[" fit in 64 KiB
         raise ProtocolError("invalid_json", f"Message is not valid JSON: {exc}.") from exc
     if not isinstance(message, dict):

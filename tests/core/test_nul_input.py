@@ -145,7 +145,8 @@ async def test_a_nul_in_a_websocket_build_is_an_error_reply(asgi_server):
     async with websockets.connect(asgi_server.ws_url, additional_headers=headers) as ws:
         await ws.send(json.dumps(message))
         reply = json.loads(await ws.recv())
-        assert reply["type"] == "error" and "steps.0.prompt" in reply["message"], reply
+        assert reply["type"] == "error" and reply["code"] == "invalid_request", reply
+        assert "steps.0.prompt" in reply["message"], reply
         await ws.send(json.dumps({"type": "ping", "id": "p"}))
         assert json.loads(await ws.recv())["type"] == "pong"
     assert not await database_sync_to_async(Build.objects.exists)()

@@ -40,9 +40,11 @@ REFUSED = {
     "model a number": {**BASE, "model": 5},
     "lone surrogate": with_content("broken \ud800 text"),
     "lone surrogate in stop": {**BASE, "stop": "\udfff"},
+    "NUL in content": with_content("a\x00b"),
+    "NUL in model": {**BASE, "model": "ch\x00at"},
+    "NUL in user": {**BASE, "user": "\x00"},
 }
 ACCEPTED = {
-    "NUL in content": with_content("a\x00b"),
     "content parts": with_content([{"type": "text", "text": "hi"}]),
     "max_tokens": {**BASE, "max_tokens": 10},
     "one stop string": {**BASE, "stop": "x"},
@@ -111,10 +113,16 @@ def test_every_entry_point_refuses_and_accepts_the_same_values(
     assert {view.provider: view.failures for view in circuit_breaker_list()}["a"] == 0
 
 
-def test_nul_reaches_the_provider_as_sent(two_providers, asgi_server, operator_key, upstream_a):
-    assert http("/api/v1/query")(asgi_server, operator_key, ACCEPTED["NUL in content"])
-    sent = upstream_a.stats()["last_request"]["body"]["messages"][0]["content"]
-    assert sent == "a\x00b"
+def test_a_nul_is_refused_on_v1_naming_where_it_is(two_providers, asgi_server, operator_key):
+    response = httpx.post(
+        f"{asgi_server.url}/v1/chat/completions",
+        content=raw(with_content("a\x00b")),
+        headers={"Authorization": f"Bearer {operator_key}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "messages.0.content"
+    assert "NUL" in error["message"]
 
 
 def test_text_the_core_cannot_encode_never_counts_against_a_provider(two_providers, upstream_a):
