@@ -48,7 +48,8 @@ NOT_IN_INPUT: dict[str, dict[str, str]] = {
         "required_role": "decided by the approval policy from the risk",
         "expires_at": "from expires_in_seconds or the policy's default",
         **dict.fromkeys(
-            ["status", "escalated_at", "decided_by", "decision_notes", "decided_at"], STATE
+            ["status", "escalated_at", "decided_by", "decision_notes", "decided_at",
+             "self_decided"], STATE,
         ),
     },
     "builds.Build": {
@@ -92,22 +93,30 @@ NOT_IN_ADMIN: dict[str, dict[str, str]] = {
         ["provider", "model"], "shown by name (provider_name, model_name), kept if it is deleted"
     ),
     "artifacts.Artifact": {"file": "shown as stored_as and download", "content": "as preview"},
+    "auth.User": {"groups": "one role field instead (accounts.forms; the role is a group)"},
+    "approvals.ApprovalPolicyChange": {"changes": "as words (changes_shown)"},
 }
 
 # label -> field -> why the admin shows it but its form does not take it (the admin may change
 # the row otherwise).
 READ_ONLY_IN_ADMIN: dict[str, dict[str, str]] = {
+    **NOT_IN_ADMIN,
     "auth.User": {
         "last_login": "Django's own", "date_joined": "Django's own",
         "is_staff": "follows the role (see accounts.roles)",
+        **NOT_IN_ADMIN["auth.User"],
     },
+    "axes.AccessAttempt": dict.fromkeys(
+        ["username", "ip_address", "user_agent", "http_accept", "path_info", "get_data",
+         "post_data", "failures_since_start"],
+        "django-axes counts failed logins; an admin reads them, or deletes one to unlock",
+    ),
     "accounts.ApiKey": {"user": "a key's owner never changes"},
     "builds.BuildTemplate": {"created_by": OWNER},
     "experiments.Experiment": dict.fromkeys(
         ["status", "phase", "winner", "conclusion", "created_by", "started_at", "stopped_at"],
         STATE,
     ),
-    **NOT_IN_ADMIN,
 }  # fmt: skip
 
 

@@ -53,7 +53,8 @@ def test_the_test_button_says_what_it_found(upstream_a):
     found = client().post(f"/api/v1/providers/{pk}/test").json()
     assert found["ok"] and found["url"] == f"{upstream_a.base_url}/models"
     assert found["models"] == ["fake-model", "fake-model-2"] and found["latency_ms"] > 0
-    assert not Provider.objects.get(pk=pk).health_checked_at  # a test changes nothing
+    tested = Provider.objects.get(pk=pk)  # the result is its health from now on, as a probe's
+    assert tested.health_status == "ok" and tested.health_checked_at and not tested.health_error
     assert client(Role.VIEWER).post(f"/api/v1/providers/{pk}/test").status_code == 403
 
 
