@@ -13,6 +13,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -147,8 +148,12 @@ REDIS_URL = env("REDIS_URL", default=f"unix://{EMBEDDED_REDIS_SOCKET}")
 
 
 def _celery_broker_url(redis_url: str) -> str:
+    """Celery's URL for the same Redis: kombu's socket transport names the database
+    ``virtual_host`` (a ``db`` there is overwritten with 0)."""
     if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url.removeprefix("unix://")
+        path, _, query = redis_url.removeprefix("unix://").partition("?")
+        params = [("virtual_host" if k == "db" else k, v) for k, v in parse_qsl(query)]
+        return "redis+socket://" + path + (f"?{urlencode(params)}" if params else "")
     return redis_url
 
 
@@ -453,6 +458,7 @@ SPECTACULAR_SETTINGS = {
         "ExperimentStatusEnum": "apps.experiments.models.ExperimentStatus",
         "CanaryStatusEnum": "apps.experiments.models.CanaryStatus",
         "DeciderRoleEnum": "apps.approvals.models.DeciderRole",
+        "RiskLevelEnum": "apps.approvals.models.RiskLevel",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
