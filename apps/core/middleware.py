@@ -101,21 +101,10 @@ class DebugApiErrorMiddleware(ResponseMiddleware):
         return exception_response(request, exception) if is_api_path(request) else None
 
 
-class DatabaseUnavailableMiddleware:
+class DatabaseUnavailableMiddleware(ResponseMiddleware):
     """Under the API paths, a view that fails because the database does not answer (down,
     restarting) answers 503 with ``Retry-After``, not a 500: the caller may retry. DRF views
     get the same from the exception handler; this covers the async views beside them."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if is_api_path(request) and is_database_unavailable(exception):
