@@ -188,7 +188,7 @@ class TestBadRisk:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_the_socket_build_message_takes_the_same_spec(planner, asgi_server):
+async def test_the_socket_build_message_takes_the_same_spec(planner, asgi_server, celery_worker):
     key = await database_sync_to_async(api_key_issue)(role=Role.OPERATOR)
     headers = {"Authorization": f"Bearer {key}"}
     async with websockets.connect(asgi_server.ws_url, additional_headers=headers) as ws:
@@ -205,3 +205,10 @@ async def test_the_socket_build_message_takes_the_same_spec(planner, asgi_server
         lambda: Build.objects.get(pk=started["build"]).steps.get()
     )()
     assert step.requires_approval and step.approval_risk == RiskLevel.LOW
+    # The worker asks for the approval at that level; waiting for it also leaves no worker
+    # writing while the test's tables are emptied.
+    asked = await database_sync_to_async(eventually)(
+        lambda: ApprovalRequest.objects.filter(reference=f"build_step:{step.pk}").first(),
+        what="the gate's approval request",
+    )
+    assert asked.risk_level == RiskLevel.LOW
