@@ -1,4 +1,4 @@
-"""HTTP metrics of every entry point, counted once at the ASGI level (seed 000's names).
+"""HTTP metrics of every entry point, counted once at the ASGI level (``ai_orchestra_http_*``).
 
 ``ai_orchestra_http_requests_total{method,route,status}`` and
 ``ai_orchestra_http_request_duration_seconds{method,route}`` cover Django's paths, ``/v1``

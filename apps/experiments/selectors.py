@@ -547,8 +547,9 @@ def experiments_summary() -> dict[str, Any]:
 
 
 def experiments_health() -> dict[str, Any]:
-    """The feature's state (seed 004's shape): ``unhealthy`` while a running experiment's
-    assignment is skewed (sample ratio mismatch), ``disabled`` when switched off."""
+    """The feature's state (``status``, ``enabled``, the unhealthy experiments): ``unhealthy``
+    while a running experiment's assignment is skewed (sample ratio mismatch), ``disabled``
+    when switched off."""
     enabled = experiments_enabled()
     unhealthy = []
     running = experiment_list().filter(status=ExperimentStatus.RUNNING)

@@ -355,7 +355,8 @@ class BootstrapError(ValueError):
 
 @dataclass(frozen=True)
 class EnvProvider:
-    """A provider the environment may define (the names earlier versions used, seed 000)."""
+    """A provider the environment may define, under each variable name it is known by (e.g.
+    ``XAI_API_KEY`` or ``GROK_API_KEY``)."""
 
     name: str
     kind: str

@@ -312,7 +312,7 @@ ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
 
 # --- Inbound rate limits (apps/accounts/limits.py) ------------------------------------------
 # Per API key: rpm_limit/tpm_limit on the key. Per client IP, on /v1, the REST and SSE APIs
-# and WebSocket queries: RATE_LIMIT_MAX requests per RATE_LIMIT_WINDOW_MS. The seed's 100 per
+# and WebSocket queries: RATE_LIMIT_MAX requests per RATE_LIMIT_WINDOW_MS. A web app's usual 100 per
 # 15 minutes suits a web page; a team's services call a gateway many times a minute from one
 # address (or one NAT), so the default is 6,000 a minute (100/s on average): far above what
 # they send, yet it keeps one runaway client or key-guessing scanner to a twentieth of what a

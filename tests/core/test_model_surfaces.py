@@ -28,7 +28,7 @@ from tests.support.factories import user_create
 STATE = "written by the platform as the work runs (or by its actions), never set directly"
 OWNER = "the caller who makes it, never a field of the request"
 PARENT = "named by the URL it is read or made under"
-SEED = "seed 004's payload names it differently (see the input serializer)"
+SEED = "the request API's payload names it differently (see the input serializer)"
 SYNCED = "as the provider lists it (Sync models); not ours to set"
 SECRET = "a secret: written through a write-only field, shown masked"
 

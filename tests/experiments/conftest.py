@@ -1,4 +1,4 @@
-"""Experiments on the fake upstreams' providers: seed 004's example and a model test."""
+"""Experiments on the fake upstreams' providers: the README's example and a model test."""
 
 from __future__ import annotations
 

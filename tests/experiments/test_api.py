@@ -1,4 +1,4 @@
-"""The REST API of experiments: seed 004's walk-through under /api/v1/, validation, roles,
+"""The REST API of experiments: the documented walk-through under /api/v1/, validation, roles,
 state conflicts, phases, the runtime switch, canaries."""
 
 from __future__ import annotations

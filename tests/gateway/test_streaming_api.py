@@ -1,4 +1,4 @@
-"""The SSE streaming API (seed 002) through a real daphne, read by an HTTP client."""
+"""The SSE streaming API (``/api/streaming/…``) through a real daphne, read by an HTTP client."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``GET /api/v1/connection-stats`` (seed 004): every process's connection pools (HTTP per
+"""``GET /api/v1/connection-stats``: every process's connection pools (HTTP per
 provider, the database, Redis), per process and summed, from real servers and a Celery worker
 that publish their figures through Redis every ``PROCESS_STATS_SECONDS``."""
 

@@ -91,7 +91,7 @@ def test_every_entry_point_is_counted_by_route_and_summed_over_processes(
         duration = "ai_orchestra_http_request_duration_seconds_count"
         assert sample(text, duration, method="POST", route="/v1/chat/completions") == 6
         assert sample(text, duration, method="GET", route="/health") == 2
-        # Memory and CPU of each process, labelled with its pid (seed 000's memory panels).
+        # Memory and CPU of each process, labelled with its pid (for per-process memory panels).
         pids = {server.process.pid for server in servers}
         for name in ("process_resident_memory_bytes", "process_cpu_seconds_total",
                      "process_virtual_memory_bytes", "process_open_fds"):  # fmt: skip

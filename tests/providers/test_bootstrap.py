@@ -1,4 +1,5 @@
-"""Providers and routing settings from the environment on first run (seed 000's variables).
+"""Providers and routing settings from the environment on first run (``OPENAI_API_KEY``,
+``GROK_API_KEY``, … and ours).
 
 ``providers_bootstrap_from_env`` applies each value once: running it again changes nothing, an
 operator's later edit stands until the environment's value itself changes, and a bad value is an

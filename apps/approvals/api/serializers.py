@@ -1,5 +1,5 @@
-"""Approval requests as the API publishes them, and its writes: a request (in seed 004's
-words), a decision (ours or seed 004's), the policy."""
+"""Approval requests as the API publishes them, and its writes: a request (in the request
+API's words: ``action_type``, ``proposed_action``…), a decision (either shape), the policy."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class ApprovalRequestInputSerializer(serializers.Serializer):
 
 
 class DecisionInputSerializer(serializers.Serializer):
-    """Ours, ``{"decision": "approved" | "rejected", "notes"}``, or seed 004's,
+    """Ours, ``{"decision": "approved" | "rejected", "notes"}``, or the pending queue's,
     ``{"approved": true | false, "approver_id", "approval_notes"}``. The approver is the
     caller; ``approver_id``, if given, must be the caller's id."""
 

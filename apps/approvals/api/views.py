@@ -73,8 +73,9 @@ class ApprovalPendingListApi(ListAPIView):
 
 
 class ApprovalRequestApi(APIView):
-    """Ask for a decision (seed 004's payload). The answer may already be approved: by an
-    auto-approval rule of the policy, or because human-in-the-loop is switched off."""
+    """Ask for a decision (``action_type``, ``proposed_action``, ``risk_level``…). The answer
+    may already be approved: by an auto-approval rule of the policy, or because
+    human-in-the-loop is switched off."""
 
     @extend_schema(
         request=ApprovalRequestInputSerializer,

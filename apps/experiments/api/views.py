@@ -1,4 +1,4 @@
-"""A/B experiments and canary rollouts (seed 004's ``/experiments`` paths under ``/api/v1/``).
+"""A/B experiments and canary rollouts (the ``/experiments`` paths under ``/api/v1/``).
 Reads need the viewer role, writes (create, change, start, stop, track, canaries, settings)
 the operator role (the default ``RolePermission``). What the state does not allow (starting a
 stopped experiment) is a 409 ``conflict``; anything that needs the feature while it is switched
