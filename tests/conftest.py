@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from apps.providers.recorder import recorder
+from apps.providers.llm.recording.recorder import recorder
 from orchestra import embedded_redis
 from tests.support.processes import AsgiServer, CeleryWorker
 

@@ -29,7 +29,7 @@ from uuid import UUID
 
 from django.conf import settings as django_settings
 
-from apps.providers.core import Caller, LlmRequest, ProviderError, llm_request_from, stream
+from apps.providers.llm import Caller, LlmRequest, ProviderError, llm_request_from, stream
 
 WATCH_SECONDS = 0.5
 

@@ -27,7 +27,7 @@ from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
 from apps.core.services import instance_update
-from apps.providers.core import Caller, EntryPoint, current_routing_config
+from apps.providers.llm import Caller, EntryPoint, current_routing_config
 from apps.providers.models import Provider
 
 from .execution import (

@@ -47,7 +47,7 @@ from apps.core.dispatch import resend_stale_queued, send_on_commit, stale_before
 from apps.core.events import apublish, publish_on_commit
 from apps.core.registry import SocketReply
 from apps.core.runtime import run_sync
-from apps.providers.core import Caller, EntryPoint
+from apps.providers.llm import Caller, EntryPoint
 from apps.providers.models import Provider
 
 from . import prompts

@@ -1,7 +1,7 @@
 """The platform's runtime settings (``models.PlatformSettings``: the log level) in every process.
 
-The same mechanism as the routing settings (``apps.providers.shared_state``): a save bumps a
-version counter in Redis and publishes the bump on a channel. Each long-running process (the
+The same mechanism as the routing settings (``apps.providers.llm.routing.shared_state``): a save
+bumps a version counter in Redis and publishes the bump on a channel. Each long-running process (the
 web's ASGI application on its first event, Celery's worker and beat at start) runs a daemon
 thread, ``SettingsFollower``, that listens to the channel, and on a bump it has not applied
 yet reads the row and applies it. It also reads the counter every ``CHECK_SECONDS`` in case a

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from apps.accounts.permissions import OPERATE
-from apps.providers.core import RoutingStrategy
+from apps.providers.llm import RoutingStrategy
 from apps.providers.selectors import public_model_list, routing_policy_current
 
 # Replaced by the call record's id in the page (a UUID, as the admin's URL takes).

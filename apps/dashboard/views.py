@@ -19,7 +19,7 @@ from django.urls import reverse
 
 from apps.core.logging import live_log_recent
 from apps.core.services import platform_settings_get, platform_settings_update
-from apps.providers.core import ProviderError
+from apps.providers.llm import ProviderError
 from apps.providers.models import Provider
 from apps.providers.selectors import model_list, provider_list, providers_health
 from apps.providers.services import (

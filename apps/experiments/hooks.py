@@ -28,7 +28,7 @@ from channels.db import database_sync_to_async
 
 from apps.core.redis import async_redis
 from apps.core.runtime import SingleFlight
-from apps.providers.core import Endpoint, LlmRequest
+from apps.providers.llm import Endpoint, LlmRequest
 
 from .assignment import RunningExperiment, VariantConfig
 from .selectors import experiments_enabled, running_experiments

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from apps.core.cors import AsgiCors
 from apps.core.http_metrics import django_route
-from apps.providers.core import shutdown
+from apps.providers.llm import shutdown
 
 from . import openai_api
 

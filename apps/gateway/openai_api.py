@@ -37,7 +37,7 @@ from apps.core.database import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, is_data
 from apps.core.http import scope_header as header
 from apps.core.json import NulCharacterError, nul_path
 from apps.core.request_context import request_id_from, request_id_var
-from apps.providers.core import (
+from apps.providers.llm import (
     Caller,
     Endpoint,
     EntryPoint,

@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from apps.core.redis import async_redis, key, text
-from apps.providers.core import Chunk, LlmRequest, ProviderError, stream
+from apps.providers.llm import Chunk, LlmRequest, ProviderError, stream
 
 logger = logging.getLogger(__name__)
 

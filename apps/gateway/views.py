@@ -14,7 +14,7 @@ from apps.accounts.principals import Principal
 from apps.core.errors import error_response
 from apps.core.json import JsonError, loads
 from apps.core.request_context import current_request_id
-from apps.providers.core import (
+from apps.providers.llm import (
     Caller,
     Chunk,
     EntryPoint,

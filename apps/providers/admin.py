@@ -28,7 +28,7 @@ from unfold.widgets import (  # type: ignore[import-untyped]
 
 from apps.core.admin_support import ReadOnlyAdminMixin
 
-from .errors import ProviderError
+from .llm.errors import ProviderError
 from .models import (
     MAX_API_KEY_LENGTH,
     CallRecordDeadLetter,

@@ -23,7 +23,7 @@ class ProvidersConfig(AppConfig):
 
         from . import checks, signals  # noqa: F401  (health check, config version receivers)
         from .events import EVENT_TYPES
-        from .recorder import recorder
+        from .llm.recording.recorder import recorder
 
         register_event_types(*EVENT_TYPES)
         register_operator_models(self.label, "provider", "llmmodel", "routingsettings")

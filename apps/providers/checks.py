@@ -8,8 +8,8 @@ from django.conf import settings
 from apps.core.health import DEGRADED, DISABLED, ERROR, OK, CheckResult, health_check
 from apps.core.redis import redis_client
 
+from .llm.recording.records import call_records_backlog
 from .models import CallRecordDeadLetter, HealthStatus, Provider
-from .records import call_records_backlog
 from .selectors import providers_health
 
 

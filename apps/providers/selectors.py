@@ -12,11 +12,11 @@ from django.shortcuts import get_object_or_404
 
 from apps.core.runtime import run_sync
 
-from .breakers import HALF_OPEN, OPEN, BreakerView
-from .config import RoutingPolicy
-from .engine import current_routing_config
+from .llm.config import RoutingPolicy
+from .llm.engine import current_routing_config
+from .llm.routing.breakers import HALF_OPEN, OPEN, BreakerView
+from .llm.routing.state import routing_state
 from .models import CallStatus, Endpoint, HealthStatus, LlmCall, LlmModel, Provider
-from .state import routing_state
 
 
 def provider_list() -> QuerySet[Provider]:

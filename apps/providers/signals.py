@@ -10,8 +10,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from .llm.routing.state import VERSION, bump_sync
 from .models import LlmModel, Provider, RoutingSettings
-from .state import VERSION, bump_sync
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from .records import call_records_store, call_records_sweep
+from .llm.recording.records import call_records_store, call_records_sweep
 from .services import providers_probe_all
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from apps.providers.core import (
+from apps.providers.llm import (
     Caller,
     EntryPoint,
     LlmRequest,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.core.json import JsonError, NulCharacterError, loads
-from apps.providers.core import Caller, EntryPoint, InvalidRequestError, llm_request_from
+from apps.providers.llm import Caller, EntryPoint, InvalidRequestError, llm_request_from
 
 MAX_MESSAGE_BYTES = 64 * 1024
 

@@ -90,7 +90,7 @@ def _shutdown_with_daphne() -> None:
 
     from twisted.internet import defer, reactor
 
-    from apps.providers.core import shutdown
+    from apps.providers.llm import shutdown
 
     def before_shutdown() -> defer.Deferred:
         return defer.Deferred.fromFuture(asyncio.ensure_future(shutdown()))

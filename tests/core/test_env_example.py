@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from apps.providers.services import ENV_VARIABLES
+from apps.providers.bootstrap import ENV_VARIABLES
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = r"([A-Z][A-Z0-9_]*)"

@@ -25,7 +25,7 @@ from apps.core.registry import (
     request_hooks,
 )
 from apps.core.runtime import run_sync
-from apps.providers.core import (
+from apps.providers.llm import (
     Caller,
     LlmRequest,
     ProviderError,

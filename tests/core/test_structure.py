@@ -8,7 +8,7 @@ from pathlib import Path
 
 APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
 # What other apps may import of the LLM core's app: its public face and its Django surface.
-PROVIDERS_PUBLIC = {"core", "models", "selectors", "services"}
+PROVIDERS_PUBLIC = {"llm", "models", "selectors", "services"}
 
 
 def _module_of(path: Path) -> str:

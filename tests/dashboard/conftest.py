@@ -74,8 +74,8 @@ def call_record(
 def open_circuit(provider: str, error: str = "connection refused") -> None:
     """Count enough failures against ``provider`` to open its circuit (as every process sees)."""
     from apps.core.runtime import run_sync
-    from apps.providers.engine import current_routing_config
-    from apps.providers.state import routing_state
+    from apps.providers.llm.engine import current_routing_config
+    from apps.providers.llm.routing.state import routing_state
 
     async def fail() -> None:
         policy = (await current_routing_config()).policy

@@ -152,7 +152,7 @@ def debug_lines(server: AsgiServer) -> list[dict]:
             record = json.loads(line)
         except ValueError:
             continue
-        if record.get("level") == "DEBUG" and record.get("logger") == "apps.providers.engine":
+        if record.get("level") == "DEBUG" and record.get("logger") == "apps.providers.llm.engine":
             lines.append(record)
     return lines
 

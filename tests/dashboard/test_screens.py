@@ -54,7 +54,7 @@ def platform_data():
 def log_lines() -> None:
     """A few kept log lines for the Logs page, one with a traceback and one with a secret."""
     redis_client().delete(live_log_key())
-    logger = logging.getLogger("apps.providers.engine")
+    logger = logging.getLogger("apps.providers.llm.engine")
     logger.warning("deployment beta/fake-model rests for 30 s after a 429")
     logger.warning("calling alpha with Authorization: Bearer %s failed", SECRET)
     try:

@@ -29,7 +29,7 @@ from apps.experiments.services import (
     experiment_stop,
     experiment_variant_for_user,
 )
-from apps.providers.core import Caller, LlmRequest
+from apps.providers.llm import Caller, LlmRequest
 
 from .conftest import HELLO, assigner
 

@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from apps.core.runtime import run_sync
-from apps.providers.core import Caller, LlmRequest, ProviderError, complete
+from apps.providers.llm import Caller, LlmRequest, ProviderError, complete
 from apps.providers.selectors import circuit_breaker_list
 from tests.support.processes import AsgiServer
 

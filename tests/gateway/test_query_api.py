@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
-from apps.providers.recorder import recorder
+from apps.providers.llm.recording.recorder import recorder
 from tests.support.factories import api_key_issue, bearer
 
 

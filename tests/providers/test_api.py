@@ -8,8 +8,8 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
 from apps.providers.crypto import decrypt
+from apps.providers.llm.recording.recorder import recorder
 from apps.providers.models import Provider
-from apps.providers.recorder import recorder
 from tests.support.factories import api_key_issue, bearer
 
 SECRET = "sk-very-secret-key-123"

@@ -20,16 +20,10 @@ import pytest
 from django.core.management import call_command
 
 from apps.core.models import AppliedSetting
+from apps.providers.bootstrap import ENV_VARIABLES, BootstrapError, providers_bootstrap_from_env
 from apps.providers.crypto import decrypt
 from apps.providers.models import LlmModel, Provider, ProviderKind, RoutingSettings
-from apps.providers.services import (
-    ENV_VARIABLES,
-    BootstrapError,
-    provider_delete,
-    provider_update,
-    providers_bootstrap_from_env,
-    routing_settings_update,
-)
+from apps.providers.services import provider_delete, provider_update, routing_settings_update
 from tests.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.django_db

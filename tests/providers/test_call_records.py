@@ -21,8 +21,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.core.health import forget_results
-from apps.providers.models import CallRecordDeadLetter, CallStatus, LlmCall
-from apps.providers.records import (
+from apps.providers.llm.recording.records import (
     CallRecord,
     call_records_backlog,
     call_records_store,
@@ -30,6 +29,7 @@ from apps.providers.records import (
     records_key,
     ship_batch,
 )
+from apps.providers.models import CallRecordDeadLetter, CallStatus, LlmCall
 from apps.providers.services import call_record_dead_letters_requeue
 from apps.providers.tasks import store_call_records
 from orchestra.celery import app as celery_app

@@ -8,11 +8,10 @@ from contextlib import aclosing
 import pytest
 
 from apps.core.runtime import run_sync
-from apps.providers import errors
-from apps.providers.core import Caller, LlmRequest, collect, complete, stream
-from apps.providers.errors import ProviderError
+from apps.providers.llm import Caller, LlmRequest, collect, complete, errors, stream
+from apps.providers.llm.errors import ProviderError
+from apps.providers.llm.recording.recorder import recorder
 from apps.providers.models import CallStatus, EntryPoint
-from apps.providers.recorder import recorder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from apps.core.runtime import run_sync
-from apps.providers.core import Caller, LlmRequest, stream
+from apps.providers.llm import Caller, LlmRequest, stream
 from apps.providers.models import Provider
 from apps.providers.selectors import circuit_breaker_list
 from tests.support.processes import AsgiServer

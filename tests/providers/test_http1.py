@@ -1,6 +1,6 @@
-"""The pass-through's HTTP/1.1 client (``apps.providers.http1``) against real sockets: a small
-server written here answers the ways servers do (sized, chunked, until close), closes idle
-connections, stalls and refuses, and counts the connections it was sent."""
+"""The pass-through's HTTP/1.1 client (``apps.providers.llm.transport.http1``) against real
+sockets: a small server written here answers the ways servers do (sized, chunked, until close),
+closes idle connections, stalls and refuses, and counts the connections it was sent."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from apps.providers.http1 import AnswerCutError, Pool
+from apps.providers.llm.transport.http1 import AnswerCutError, Pool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import redis
 
+from apps.providers.llm.recording.records import records_key
 from apps.providers.models import EntryPoint, LlmCall, Provider
-from apps.providers.records import records_key
 from tests.support.processes import AsgiServer, PrivateRedis
 from tests.support.providers import routing
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from apps.providers.breakers import CLOSED, HALF_OPEN, OPEN, BreakerView
-from apps.providers.config import Deployment, ModelConfig, ProviderConfig, routing_policy_from
-from apps.providers.router import LatencyTracker, StateView, order, plan
+from apps.providers.llm.config import Deployment, ModelConfig, ProviderConfig, routing_policy_from
+from apps.providers.llm.routing.breakers import CLOSED, HALF_OPEN, OPEN, BreakerView
+from apps.providers.llm.routing.router import LatencyTracker, StateView, order, plan
 
 
 def deployment(name: str, *, priority=1, weight=1, price="1", rpm=None, tpm=None) -> Deployment:

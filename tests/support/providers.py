@@ -14,10 +14,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.accounts.models import Role
+from apps.providers.llm.recording.recorder import recorder
+from apps.providers.llm.recording.records import call_records_store
+from apps.providers.llm.routing.state import EPOCH, bump_sync, state_key
 from apps.providers.models import CallStatus, LlmCall, LlmModel, Provider, RoutingSettings
-from apps.providers.recorder import recorder
-from apps.providers.records import call_records_store
-from apps.providers.state import EPOCH, bump_sync, state_key
 from tests.fake_upstream import FakeUpstream
 from tests.support.factories import api_key_issue
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.providers.core import ROLES, RoutingStrategy
+from apps.providers.llm import ROLES, RoutingStrategy
 
 
 class MessageSerializer(serializers.Serializer):

@@ -15,7 +15,7 @@ from apps.accounts.permissions import CanOperate
 from apps.accounts.throttles import ApiKeyLimitThrottle
 from apps.core.errors import ServiceError
 from apps.core.request_context import current_request_id
-from apps.providers.core import (
+from apps.providers.llm import (
     Caller,
     EntryPoint,
     InvalidRequestError,

@@ -14,8 +14,8 @@ from rest_framework.views import APIView
 from apps.core.api.shortcuts import validated
 from apps.core.errors import ServiceError
 
-from ..errors import ProviderError
 from ..filtersets import LlmCallFilter, LlmModelFilter
+from ..llm.errors import ProviderError
 from ..models import LlmCall, LlmModel, Provider
 from ..selectors import (
     circuit_breaker_list,

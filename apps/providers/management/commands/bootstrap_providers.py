@@ -2,7 +2,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.providers.services import BootstrapError, providers_bootstrap_from_env
+from apps.providers.bootstrap import BootstrapError, providers_bootstrap_from_env
 
 
 class Command(BaseCommand):

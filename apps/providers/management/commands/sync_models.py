@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.providers.errors import ProviderError
+from apps.providers.llm.errors import ProviderError
 from apps.providers.models import Provider
 from apps.providers.services import provider_sync_models
 

@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..config import Deployment, RoutingPolicy, routing_policy_from
 from .breakers import CLOSED, HALF_OPEN, OPEN, WINDOW_BUCKETS, BreakerView
-from .config import Deployment, RoutingPolicy, routing_policy_from
 from .router import StateView
 
 

@@ -14,9 +14,9 @@ from decimal import Decimal
 from functools import cached_property
 from urllib.parse import quote
 
-from .crypto import decrypt
-from .models import MODES_SERVING, Endpoint, LlmModel, ModelMode, Provider, RoutingSettings
-from .presets import preset_for
+from ..crypto import decrypt
+from ..models import MODES_SERVING, Endpoint, LlmModel, ModelMode, Provider, RoutingSettings
+from ..presets import preset_for
 
 logger = logging.getLogger(__name__)
 

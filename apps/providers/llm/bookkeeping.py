@@ -17,13 +17,13 @@ from typing import Any
 
 from django.utils import timezone
 
+from ..models import CallStatus
 from . import metrics
 from .calls import NO_USAGE, LlmRequest, Usage
 from .config import Deployment
 from .errors import ProviderError
-from .models import CallStatus
-from .recorder import recorder
-from .state import routing_state
+from .recording.recorder import recorder
+from .routing.state import routing_state
 
 logger = logging.getLogger(__name__)
 

@@ -15,17 +15,17 @@ import logging
 from apps.core.redis import close_async_redis
 from apps.core.runtime import run_sync
 
+from ..models import CallStatus, Endpoint, EntryPoint, RoutingStrategy
 from . import errors
 from .calls import Caller, Chunk, Completion, LlmRequest, Usage, new_call_id
 from .config import header_value
 from .engine import current_routing_config, routing_config
 from .errors import ProviderError
-from .models import CallStatus, Endpoint, EntryPoint, RoutingStrategy
-from .recorder import recorder
+from .recording.recorder import recorder
 from .relay import error_event, relay, relay_stream, stored_response
+from .routing.state import routing_state
 from .sdk import collect, complete, stream
-from .state import routing_state
-from .transports import close_clients
+from .transport.transports import close_clients
 from .validation import ROLES, InvalidRequestError, llm_request_from, strategy_from
 
 logger = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..models import Endpoint
 from . import errors
 from .errors import ProviderError
-from .models import Endpoint
 
 Event = dict[str, Any] | None  # a parsed stream event; None is the [DONE] marker
 

@@ -22,8 +22,8 @@ import redis
 
 from apps.core.redis import redis_client
 
+from ..config import Deployment, RoutingPolicy
 from .breakers import BreakerView
-from .config import Deployment, RoutingPolicy
 from .local_state import LocalState
 from .router import StateView
 from .shared_state import (

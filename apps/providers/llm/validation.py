@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
+from ..models import Endpoint, RoutingStrategy
 from .calls import Caller, LlmRequest
-from .models import Endpoint, RoutingStrategy
 
 ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 MAX_NAME_LENGTH = 200

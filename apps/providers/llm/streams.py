@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from ..models import CallStatus
 from . import errors
+from .bookkeeping import Execution
 from .calls import Usage, usage_from
 from .engine import count_failure, count_success
 from .errors import ProviderError
-from .execution import Execution
-from .models import CallStatus
 from .wire import NOTHING, Said
 
 E = TypeVar("E")

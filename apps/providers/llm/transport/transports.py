@@ -33,9 +33,9 @@ from openai._vendor.httpx_aiohttp import AiohttpTransport
 
 from apps.core.pools import Figures, figures_of, register_pool_source
 
-from . import errors
-from .config import ProviderConfig
-from .errors import ProviderError
+from .. import errors
+from ..config import ProviderConfig
+from ..errors import ProviderError
 from .http1 import Answer, AnswerCutError, ConnectError, Pool
 
 NO_KEY = "no-key"  # the SDK insists on a key; local servers (Ollama, vLLM) ignore it

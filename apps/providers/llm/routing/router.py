@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ...models import RoutingStrategy
+from ..config import Deployment, RoutingPolicy
 from .breakers import HALF_OPEN, BreakerView
-from .config import Deployment, RoutingPolicy
-from .models import RoutingStrategy
 
 EWMA_ALPHA = 0.3
 _random = random.Random()  # one generator: seeding a new one per request costs a syscall

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .models import Endpoint, EntryPoint
+from ..models import Endpoint, EntryPoint
 
 CHARS_PER_TOKEN = 4
 MAX_TOKEN_COUNT = 2**31 - 1  # the record's token columns

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from apps.core.redis import key, redis_client
 
-from .models import CallRecordDeadLetter, CallStatus, LlmCall, LlmCallAttempt
+from ...models import CallRecordDeadLetter, CallStatus, LlmCall, LlmCallAttempt
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ For each request the engine resolves the public model name to deployments, takes
 routing state (see ``state.py``), lets the router order and filter the deployments, then tries
 them: each with retries (exponential backoff, full jitter) for retryable errors, falling back to
 the next on failure unless the error is the caller's. Each request's ``Execution``
-(``execution.py``) keeps its attempts and writes its one record. How one attempt talks to a
+(``bookkeeping.py``) keeps its attempts and writes its one record. How one attempt talks to a
 provider is the caller's ``Attempt`` function: the SDK in ``sdk.py``, the byte pass-through in
 ``relay.py``.
 """
@@ -25,14 +25,14 @@ from apps.core.events import apublish
 from apps.core.registry import request_hooks
 from apps.core.runtime import SingleFlight
 
+from ..models import CallStatus, Endpoint, RoutingStrategy
 from . import errors, metrics
+from .bookkeeping import Execution
 from .calls import LlmRequest
 from .config import MAX_AGE_SECONDS, Deployment, RoutingConfig, RoutingPolicy, load_routing_config
 from .errors import ProviderError
-from .execution import Execution
-from .models import CallStatus, Endpoint, RoutingStrategy
-from .router import Candidate, LatencyTracker, StateView, plan
-from .state import routing_state
+from .routing.router import Candidate, LatencyTracker, StateView, plan
+from .routing.state import routing_state
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from apps.core.redis import async_redis
 from apps.core.redis import key as platform_key
 
+from ..config import Deployment, RoutingPolicy, routing_policy_from
 from .breakers import CircuitBreakers, breaker_view
-from .config import Deployment, RoutingPolicy, routing_policy_from
 from .router import StateView
 
 logger = logging.getLogger(__name__)

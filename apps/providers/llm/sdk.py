@@ -13,15 +13,15 @@ from typing import Any
 from openai import AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from ..models import CallStatus
 from . import errors
+from .bookkeeping import Execution
 from .calls import Chunk, Completion, LlmRequest, usage_from
 from .config import Deployment
 from .engine import run_recorded
 from .errors import ProviderError
-from .execution import Execution
-from .models import CallStatus
 from .streams import StreamRun, read_until_content
-from .transports import error_from_sdk, sdk_client
+from .transport.transports import error_from_sdk, sdk_client
 from .wire import Event, chat_event
 
 

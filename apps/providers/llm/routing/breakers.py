@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .config import RoutingPolicy
+from ..config import RoutingPolicy
 
 if TYPE_CHECKING:
     from .shared_state import SharedState

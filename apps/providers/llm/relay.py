@@ -23,15 +23,16 @@ import orjson
 
 from apps.core.redis import async_redis, key
 
-from . import errors, transports
+from ..models import CallStatus, Endpoint
+from . import errors
+from .bookkeeping import Execution
 from .calls import LlmRequest, usage_from
 from .config import Deployment
 from .engine import current_routing_config, run_recorded
 from .errors import ProviderError
-from .execution import Execution
-from .models import CallStatus, Endpoint
 from .responses import Translated, TranslatedStream, chat_request
 from .streams import StreamRun, read_until_content
+from .transport import transports
 from .validation import InvalidRequestError
 from .wire import READINGS, Event, Said, chat_answer, chat_event, malformed
 

@@ -1,0 +1,1 @@
+"""Storing every call: the buffered recorder and the records it writes."""

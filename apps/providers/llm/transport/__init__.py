@@ -1,0 +1,1 @@
+"""Talking to providers: the connection pools and the HTTP/1.1 client."""
