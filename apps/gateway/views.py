@@ -37,8 +37,9 @@ class UnreadableBodyError(Exception):
 
 
 def _llm_request(request: HttpRequest, principal: Principal, *, from_prompt: bool) -> LlmRequest:
-    """Seed 002's body: ``messages`` (chat) or ``prompt`` (generate), ``backend`` for the
-    provider and ``maxTokens`` accepted as aliases."""
+    """The streaming API's body: ``messages`` (chat) or ``prompt`` (generate), with the names
+    earlier versions' clients send accepted as aliases: ``backend`` for ``provider``,
+    ``maxTokens`` for ``max_tokens``."""
     try:
         payload = loads(request.body or b"null")
     except RequestDataTooBig as exc:

@@ -1,6 +1,7 @@
-"""Seed 004's approvals API under /api/v1 (its examples work with the prefix changed): asking
-with its payload, the pending list, deciding with ``{"approved", "approver_id",
-"approval_notes"}``, the stats; and each request's history. Callers act as themselves only."""
+"""The earlier approvals service's API under /api/v1 (its examples work with the prefix
+changed): asking with its payload, the pending list, deciding with ``{"approved",
+"approver_id", "approval_notes"}``, the stats; and each request's history. Callers act as
+themselves only."""
 
 from __future__ import annotations
 

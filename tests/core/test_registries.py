@@ -1,6 +1,7 @@
 """A new app plugs in through its ``AppConfig`` alone: ``tests/plugin_app`` (installed by the
-test settings) registers an event channel and type, a health check, an operator-editable model
-and a navigation entry, and each takes effect here without any other app knowing of it."""
+test settings) fills every registry (an event channel and type, a health check, an
+operator-editable model, a navigation entry, a dashboard page, a request hook, a ``/ws/``
+message type, a feature), and each takes effect here without any other app knowing of it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import Group
 from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
+from apps.core import events, health, registry
 from apps.core.events import EventError, channel_names, publish_on_commit, valid_channel
 from apps.core.health import forget_results
 from apps.core.registry import (
@@ -21,6 +24,7 @@ from apps.core.registry import (
     NavItem,
     Registry,
     navigation,
+    pages,
     register_request_hook,
     request_hooks,
 )
@@ -33,7 +37,41 @@ from apps.providers.llm import (
     errors,
 )
 from tests.plugin_app import checks
-from tests.support.factories import api_key_issue, bearer
+from tests.plugin_app.hooks import REFUSED_MODEL
+from tests.support.factories import api_key_issue, bearer, user_create
+
+REGISTRY_MODULES = (registry, events, health)
+
+
+def _registries() -> dict[str, Registry]:
+    """Every registry of the platform's plug-in points, by its variable's name."""
+    return {
+        name: value
+        for module in REGISTRY_MODULES
+        for name, value in vars(module).items()
+        if isinstance(value, Registry)
+    }
+
+
+# What the plug-in app registers, under which name, in each registry.
+PLUGIN_ENTRIES = {
+    "channels": "widget",
+    "event_types": "widget.updated",
+    "health_checks": "widget_store",
+    "operator_models": "plugin_app.widget",
+    "navigation": "admin:plugin_app_widget_changelist",
+    "pages": "widgets",
+    "request_hooks": "plugin_app.refuse",
+    "socket_actions": "widget",
+    "features": "widgets",
+}
+
+
+def test_it_fills_every_registry():
+    registries = _registries()
+    assert set(registries) == set(PLUGIN_ENTRIES), "a registry the plug-in app does not fill"
+    missing = [name for name, key in PLUGIN_ENTRIES.items() if key not in registries[name]]
+    assert missing == []
 
 
 @pytest.mark.django_db
@@ -75,6 +113,31 @@ def test_its_navigation_entry_is_registered():
         "Widgets", "admin:plugin_app_widget_changelist", "Plug-ins",
         permission="plugin_app.view_widget",
     )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_its_page_is_served_inside_the_admin_site():
+    from tests.plugin_app.models import Widget
+
+    Widget.objects.create(name="sprocket")
+    assert reverse("admin:page-widgets") == "/admin/widgets/"
+    assert Client().get("/admin/widgets/")["Location"].startswith("/admin/login/")
+    client = Client()
+    client.force_login(user_create(role=Role.VIEWER))
+    response = client.get("/admin/widgets/")
+    assert response.status_code == 200 and response.context["page"] == pages["widgets"]
+    assert b"<li>sprocket</li>" in response.content
+    assert b"Widgets | AI Orchestra" in response.content  # the admin's context was added
+
+
+@pytest.mark.django_db(transaction=True)
+def test_its_request_hook_runs_on_every_call():
+    messages = [{"role": "user", "content": "hi"}]
+    with pytest.raises(ProviderError, match="widgets refuse this model"):
+        run_sync(complete(LlmRequest(messages=messages, model=REFUSED_MODEL, caller=Caller())))
+    with pytest.raises(ProviderError) as passed:  # let through, to routing: no such model
+        run_sync(complete(LlmRequest(messages=messages, model="widget-other", caller=Caller())))
+    assert passed.value.code == errors.MODEL_NOT_FOUND
 
 
 def test_a_registry_refuses_a_different_entry_under_a_taken_name():

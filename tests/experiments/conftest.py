@@ -14,7 +14,7 @@ from apps.experiments.models import Experiment
 from apps.experiments.selectors import experiment_phase, running_experiment_of
 from tests.support.factories import api_key_issue, bearer
 
-# Seed 004's example, as its README posts it.
+# The earlier experiments service's documented example, as it posts it.
 SEED_EXPERIMENT: dict[str, Any] = {
     "name": "LLM Temperature Test",
     "description": "Testing different temperature values",

@@ -1,6 +1,6 @@
-"""Seed 000's HTTP metric names for every entry point, and each process's memory and CPU, summed
-over two real servers sharing ``PROMETHEUS_MULTIPROC_DIR`` (as ``make run`` and the production
-image run them)."""
+"""The HTTP metric names earlier versions exported, for every entry point, and each process's
+memory and CPU, summed over two real servers sharing ``PROMETHEUS_MULTIPROC_DIR`` (as
+``make run`` and the production image run them)."""
 
 from __future__ import annotations
 

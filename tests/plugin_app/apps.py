@@ -1,7 +1,7 @@
 """A throw-away app, installed only by the test settings, that plugs into the platform through
-its ``AppConfig`` alone: an event channel and type, a health check, a model operators may edit,
-a navigation entry, a ``/ws/`` message type, a feature and a request hook.
-``tests/core/test_registries.py`` checks each takes effect."""
+its ``AppConfig`` alone, filling every registry: an event channel and type, a health check, a
+model operators may edit, a navigation entry, a dashboard page, a request hook, a ``/ws/``
+message type and a feature. ``tests/core/test_registries.py`` checks each takes effect."""
 
 from django.apps import AppConfig
 
@@ -16,14 +16,18 @@ class PluginAppConfig(AppConfig):
         from apps.core.registry import (
             Feature,
             NavItem,
+            Page,
             SocketAction,
             register_feature,
             register_navigation,
             register_operator_models,
+            register_pages,
+            register_request_hook,
             register_socket_action,
         )
 
         from . import checks  # noqa: F401  (registers the health check)
+        from .hooks import refuse_widget_model
 
         register_channels(Channel("widget", "Changes of one widget.", per_object=True))
         register_event_types(
@@ -38,6 +42,12 @@ class PluginAppConfig(AppConfig):
             NavItem("Widgets", "admin:plugin_app_widget_changelist", "Plug-ins",
                     permission="plugin_app.view_widget"),
         )  # fmt: skip
+        # Out of the sidebar, which the dashboard's tests compare entry by entry.
+        register_pages(
+            Page("widgets", "Widgets", "tests.plugin_app.pages.board", "Plug-ins",
+                 permission="plugin_app.view_widget", in_sidebar=False),
+        )  # fmt: skip
+        register_request_hook("plugin_app.refuse", refuse_widget_model)
 
 
 def widget_socket_action(message, user):

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 OPENAI_KEY = "sk-env-bootstrap-secret-0001"
 GROK_KEY = "xai-env-bootstrap-secret-0002"
 
-# Seed 000's .env recipe, as a user would copy it.
+# An earlier version's .env recipe, as a user would copy it.
 SEED_RECIPE = {
     "OPENAI_ENABLED": "true",
     "OPENAI_API_KEY": OPENAI_KEY,

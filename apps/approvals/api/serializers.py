@@ -25,9 +25,10 @@ MAX_EXPIRY_SECONDS = 365 * 86400
 
 
 class ApprovalRequestInputSerializer(serializers.Serializer):
-    """Seed 004's ``POST /approvals/request``: ``orchestration_id`` is kept as the request's
-    ``reference``, ``approval_type`` as its ``kind``, ``proposed_action`` as its ``action``.
-    The requester is the caller; ``requester_id``, if given, must be the caller's id."""
+    """``POST /approvals/request``, in the payload of the earlier approvals service:
+    ``orchestration_id`` is kept as the request's ``reference``, ``approval_type`` as its
+    ``kind``, ``proposed_action`` as its ``action``. The requester is the caller;
+    ``requester_id``, if given, must be the caller's id."""
 
     orchestration_id = serializers.CharField(
         max_length=200, required=False, allow_blank=True, default="",
@@ -63,12 +64,17 @@ class DecisionInputSerializer(serializers.Serializer):
         choices=[(decision.value, decision.label) for decision in DECISIONS], required=False,
         error_messages={"invalid_choice": '"{input}" is not a decision; use approved or rejected.'},
     )  # fmt: skip
-    approved = serializers.BooleanField(required=False, help_text="Seed 004's decision.")
+    approved = serializers.BooleanField(
+        required=False, help_text="True approves, false rejects (the pending queue's payload)."
+    )
     notes = serializers.CharField(
         required=False, allow_blank=True, max_length=2000, help_text="Why; kept in the trail."
     )
     approval_notes = serializers.CharField(
-        required=False, allow_blank=True, max_length=2000, help_text="Seed 004's notes."
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="Why (the pending queue's payload); kept in the trail.",
     )
     approver_id = serializers.IntegerField(
         required=False, allow_null=True, help_text="Your own user id, or leave it out."

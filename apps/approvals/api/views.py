@@ -118,8 +118,8 @@ class ApprovalHistoryApi(ListAPIView):
 
 class ApprovalDecideApi(APIView):
     """Approve or reject: final, kept in the audit trail; what waits on it (a build step)
-    goes on or fails in the same transaction. Served at ``approvals/{id}/decide`` and at seed
-    004's ``approvals/pending/{id}/decide``; both take either payload."""
+    goes on or fails in the same transaction. Served at ``approvals/{id}/decide`` and at the
+    earlier approvals service's ``approvals/pending/{id}/decide``; both take either payload."""
 
     @extend_schema(
         request=DecisionInputSerializer,

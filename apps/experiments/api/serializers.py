@@ -200,7 +200,8 @@ class ExperimentDetailOutputSerializer(ExperimentOutputSerializer):
 
 
 class VariantAssignmentOutputSerializer(serializers.Serializer):
-    """Seed 004's shape, with the variant's id, the phase and why a user is not assigned."""
+    """The assignment as the earlier experiments service answered it, with the variant's id, the
+    phase and why a user is not assigned."""
 
     experiment_id = serializers.IntegerField()
     experiment_name = serializers.CharField()

@@ -242,7 +242,7 @@ class ExperimentSummaryApi(APIView):
 
 
 class ExperimentHealthApi(APIView):
-    """Seed 004's health of the experiments service: ``unhealthy`` while a running experiment's
+    """The experiments service's health: ``unhealthy`` while a running experiment's
     assignment is skewed (sample ratio mismatch), ``disabled`` while A/B testing is off."""
 
     @extend_schema(responses=ExperimentHealthOutputSerializer)

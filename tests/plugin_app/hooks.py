@@ -1,0 +1,10 @@
+from apps.providers.llm import LlmRequest, ProviderError, errors
+
+REFUSED_MODEL = "widget-refused"
+
+
+async def refuse_widget_model(request: LlmRequest) -> None:
+    """The plug-in's request hook: it refuses calls for ``REFUSED_MODEL`` and lets every other
+    call through unchanged, so the rest of the suite never notices it."""
+    if request.model == REFUSED_MODEL:
+        raise ProviderError(errors.BAD_REQUEST, "widgets refuse this model")
