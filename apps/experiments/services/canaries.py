@@ -32,8 +32,8 @@ from apps.core.redis import key, redis_client
 from apps.core.services import instance_update
 from apps.providers.models import Provider
 
-from . import statistics
-from .models import (
+from .. import statistics
+from ..models import (
     Assignment,
     CanaryEvent,
     CanaryEventKind,
@@ -48,7 +48,7 @@ from .models import (
     Variant,
     VariantKind,
 )
-from .selectors import (
+from ..selectors import (
     CallFigures,
     call_figures,
     experiment_phase,
