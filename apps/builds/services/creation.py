@@ -50,8 +50,8 @@ from apps.core.runtime import run_sync
 from apps.providers.llm import Caller, EntryPoint
 from apps.providers.models import Provider
 
-from . import prompts
-from .models import (
+from .. import prompts
+from ..models import (
     Build,
     BuildEvent,
     BuildStatus,
@@ -532,7 +532,7 @@ def _enqueue(step: BuildStep | None) -> None:
     """Queue a step: its task id is stored with it before the message leaves (on commit)."""
     if step is None:
         return
-    from .tasks import run_step
+    from ..tasks import run_step
 
     step.status = RunStatus.QUEUED
     step.celery_task_id = str(uuid.uuid4())
@@ -610,7 +610,7 @@ def builds_sweep() -> int:
 
 
 def _steps_resend() -> int:
-    from .tasks import run_step
+    from ..tasks import run_step
 
     def note(step: BuildStep) -> None:
         _event(step.build, step, "resent", detail="Not started yet: its message sent again.")

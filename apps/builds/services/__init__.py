@@ -1,0 +1,41 @@
+"""The builds app's services (being split by topic; see ``creation``)."""
+
+from .creation import (
+    APPROVAL_KIND,
+    MAX_STEPS,
+    STEP_FIELDS,
+    TEMPLATE_FIELDS,
+    StepSpec,
+    approval_decided_receiver,
+    build_cancel,
+    build_create,
+    build_create_from_template,
+    build_retry,
+    build_socket_action,
+    build_step_run,
+    build_steps_validate,
+    build_template_create,
+    build_template_delete,
+    build_template_update,
+    builds_sweep,
+)
+
+__all__ = [
+    "MAX_STEPS",
+    "STEP_FIELDS",
+    "TEMPLATE_FIELDS",
+    "APPROVAL_KIND",
+    "StepSpec",
+    "build_steps_validate",
+    "build_create",
+    "build_create_from_template",
+    "build_template_create",
+    "build_template_update",
+    "build_template_delete",
+    "build_cancel",
+    "build_retry",
+    "build_step_run",
+    "approval_decided_receiver",
+    "builds_sweep",
+    "build_socket_action",
+]
