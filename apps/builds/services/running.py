@@ -25,6 +25,7 @@ from apps.agents.execution import (
     RunOutcome,
     run_prompt,
 )
+from apps.agents.services import run_start
 from apps.artifacts.services import artifacts_store_for_step
 from apps.core.database import is_database_unavailable, retry_while_database_unavailable
 from apps.core.events import apublish
@@ -51,7 +52,15 @@ logger = logging.getLogger(__name__)
 def build_step_run(*, step_id: int, celery_task_id: str = "") -> None:
     """Run one step: wait for its approval if it needs one, run its prompt, keep its output and
     artifacts, go on to the next step. Idempotent per step (see the module's docstring)."""
-    attempt = _step_start(step_id, celery_task_id)
+    attempt = run_start(
+        model=BuildStep,
+        pk=step_id,
+        celery_task_id=celery_task_id,
+        select_related=("build",),
+        may_start=_may_start,
+        restart_clock=True,
+        on_started=_step_started,
+    )
     if attempt is None:
         return
     step = BuildStep.objects.select_related("build", "agent__provider", "provider").get(pk=step_id)
@@ -71,49 +80,36 @@ def build_step_run(*, step_id: int, celery_task_id: str = "") -> None:
         raise
 
 
-def _step_start(step_id: int, celery_task_id: str) -> int | None:
-    """Mark the step running; the attempt number, or None when there is nothing to run."""
-    with transaction.atomic():
-        step = (
-            BuildStep.objects.select_for_update(of=("self",))
-            .select_related("build")
-            .filter(pk=step_id)
-            .first()
-        )
-        if step is None or step.finished or step.build.finished:
-            return None
-        if celery_task_id and celery_task_id != step.celery_task_id:
-            return None  # a message of an earlier run of this step (before a retry)
-        if step.status == RunStatus.RUNNING and step.heartbeat_fresh:
-            return None  # redelivered while its first worker still runs it
-        if step.requires_approval and not step_approved(step):
-            if step.status != RunStatus.AWAITING_APPROVAL:
-                step_await_approval(step)
-            return None
-        if step.status == RunStatus.RUNNING:
-            event_record(
-                step.build, step, "retried", detail="Started again after its worker was lost."
-            )
-        step.status = RunStatus.RUNNING
-        step.attempts += 1
-        step.celery_task_id = celery_task_id or step.celery_task_id
-        step.started_at = step.heartbeat_at = timezone.now()
-        step.save(
-            update_fields=["status", "attempts", "celery_task_id", "started_at", "heartbeat_at"]
-        )
-        event_record(step.build, step, "started")
-        announce_step(step)
-        build = step.build
-        if build.status != BuildStatus.RUNNING or build.started_at is None:
-            # An approval of a first step's gate has already made it running: not yet started.
-            build.status = BuildStatus.RUNNING
-            build.started_at = build.started_at or step.started_at
-            build.save(update_fields=["status", "started_at"])
-            event_record(build, None, "started")
-            announce_build(build)
-        if step.agent_id:
-            step_activity_add(step, "started", "")
-        return step.attempts
+def _may_start(step: BuildStep) -> bool:
+    """Not in a finished build, and past its approval gate: a step that needs an approval asks
+    for one (once) and waits for it."""
+    if step.build.finished:
+        return False
+    if step.requires_approval and not step_approved(step):
+        if step.status != RunStatus.AWAITING_APPROVAL:
+            step_await_approval(step)
+        return False
+    return True
+
+
+def _step_started(step: BuildStep, lost_attempt: int | None) -> None:
+    if lost_attempt is not None:
+        event_record(
+            step.build, step, "retried", detail="Started again after its worker was lost.",
+            attempt=lost_attempt,
+        )  # fmt: skip
+    event_record(step.build, step, "started")
+    announce_step(step)
+    build = step.build
+    if build.status != BuildStatus.RUNNING or build.started_at is None:
+        # An approval of a first step's gate has already made it running: not yet started.
+        build.status = BuildStatus.RUNNING
+        build.started_at = build.started_at or step.started_at
+        build.save(update_fields=["status", "started_at"])
+        event_record(build, None, "started")
+        announce_build(build)
+    if step.agent_id:
+        step_activity_add(step, "started", "")
 
 
 async def _run(step: BuildStep) -> RunOutcome:

@@ -16,11 +16,14 @@ from apps.core.events import publish_on_commit
 from ..models import Build, BuildEvent, BuildStatus, BuildStep, RunStatus
 
 
-def event_record(build: Build, step: BuildStep | None, event: str, detail: str = "") -> None:
+def event_record(
+    build: Build, step: BuildStep | None, event: str, detail: str = "", attempt: int | None = None
+) -> None:
+    """A row of the build's history; ``attempt`` is the step's current one unless given."""
     BuildEvent.objects.create(
         build=build, step=step, event=event, detail=detail[:500],
         status=(step.status if step else build.status),
-        attempt=step.attempts if step else 0,
+        attempt=attempt if attempt is not None else step.attempts if step else 0,
         celery_task_id=step.celery_task_id if step else "",
     )  # fmt: skip
 
