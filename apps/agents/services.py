@@ -1,4 +1,5 @@
-"""Writes and actions on agents and their tasks.
+"""Writes and actions on agents and their tasks; the start of a run on Celery (``run_start``),
+which agent tasks and build steps share.
 
 A task is queued here (``agent_task_create``) and run by a Celery worker (``agent_task_run``,
 called by ``tasks.run_task``) through the one runner, ``execution.run_prompt``. Its row is the
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -38,7 +40,7 @@ from .execution import (
     RunOutcome,
     run_prompt,
 )
-from .models import Agent, AgentActivity, AgentTask, RunStatus
+from .models import Agent, AgentActivity, AgentTask, RunRecord, RunStatus
 from .selectors import agent_status
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ AGENT_FIELDS = (
 MAX_ERROR_LENGTH = 500
 
 Actor = User | AnonymousUser | None
+RunT = TypeVar("RunT", bound=RunRecord)
 
 
 class AgentTaskFinishedError(Exception):
@@ -155,6 +158,60 @@ def _task_changed(task: AgentTask, event: str, message: str = "") -> None:
     _status_publish(task.agent)
 
 
+# --- runs on Celery (agent tasks, build steps) -------------------------------------------------
+
+
+def run_start(
+    *,
+    model: type[RunT],
+    pk: int,
+    celery_task_id: str,
+    on_started: Callable[[RunT, int | None], None],
+    select_related: Sequence[str] = (),
+    may_start: Callable[[RunT], bool] | None = None,
+    restart_clock: bool = False,
+) -> int | None:
+    """Mark a run (an agent task, a build step) started by the Celery task ``celery_task_id``
+    as a new attempt: its number, or None when there is nothing to run.
+
+    Nothing runs when the row is gone or finished, when the message is of an earlier run of it
+    (another task id: it was run again meanwhile), or when it is running with a fresh heartbeat
+    (the message came again while its first worker still runs it); then ``may_start``, given
+    the locked row, may still refuse. A row found running without a fresh heartbeat was started
+    by a worker that died: it runs again. ``on_started(row, lost_attempt)`` runs in the same
+    transaction once the row is saved; ``lost_attempt`` is the number of the attempt whose
+    worker was lost, None on a first start. ``started_at`` stays the first attempt's, or with
+    ``restart_clock`` becomes the new one's.
+    """
+    with transaction.atomic():
+        row = (
+            model._default_manager.select_for_update(of=("self",))
+            .select_related(*select_related)
+            .filter(pk=pk)
+            .first()
+        )
+        if row is None or row.finished:
+            return None
+        if celery_task_id and celery_task_id != row.celery_task_id:
+            return None
+        if row.status == RunStatus.RUNNING and row.heartbeat_fresh:
+            return None
+        if may_start is not None and not may_start(row):
+            return None
+        lost_attempt = row.attempts if row.status == RunStatus.RUNNING else None
+        now = timezone.now()
+        row.attempts += 1
+        row.status = RunStatus.RUNNING
+        row.started_at = now if restart_clock else (row.started_at or now)
+        row.heartbeat_at = now
+        row.celery_task_id = celery_task_id or row.celery_task_id
+        row.save(
+            update_fields=["attempts", "status", "started_at", "heartbeat_at", "celery_task_id"]
+        )
+        on_started(row, lost_attempt)
+        return row.attempts
+
+
 # --- tasks -------------------------------------------------------------------------------------
 
 
@@ -205,7 +262,13 @@ def agent_task_run(*, task_id: int, celery_task_id: str) -> None:
     was started by a worker that died (the message came back because it was never
     acknowledged): it runs again as a new attempt, logged as "retried".
     """
-    attempt = _task_start(task_id, celery_task_id)
+    attempt = run_start(
+        model=AgentTask,
+        pk=task_id,
+        celery_task_id=celery_task_id,
+        select_related=("agent",),
+        on_started=_task_started,
+    )
     if attempt is None:
         return
     task = AgentTask.objects.select_related("agent", "agent__provider").filter(pk=task_id).first()
@@ -250,36 +313,11 @@ def agent_task_run(*, task_id: int, celery_task_id: str) -> None:
         _task_finish(task_id, attempt, RunStatus.SUCCEEDED, outcome=outcome)
 
 
-def _task_start(task_id: int, celery_task_id: str) -> int | None:
-    """Mark the task running as a new attempt; None when it is not to run."""
-    with transaction.atomic():
-        task = (
-            AgentTask.objects.select_for_update(of=("self",))
-            .select_related("agent")
-            .filter(pk=task_id)
-            .first()
-        )
-        if task is None or task.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
-            return None
-        if celery_task_id and celery_task_id != task.celery_task_id:
-            return None
-        if task.status == RunStatus.RUNNING and task.heartbeat_fresh:
-            return None  # a message sent again while its first worker still runs it
-        retried = task.status == RunStatus.RUNNING
-        now = timezone.now()
-        task.attempts += 1
-        task.status = RunStatus.RUNNING
-        task.started_at = task.started_at or now
-        task.heartbeat_at = now
-        task.celery_task_id = celery_task_id or task.celery_task_id
-        task.save(
-            update_fields=["attempts", "status", "started_at", "heartbeat_at", "celery_task_id"]
-        )
-        if retried:
-            _task_changed(task, "retried", f"Attempt {task.attempts}: its worker was lost.")
-        else:
-            _task_changed(task, "started")
-        return task.attempts
+def _task_started(task: AgentTask, lost_attempt: int | None) -> None:
+    if lost_attempt is None:
+        _task_changed(task, "started")
+    else:
+        _task_changed(task, "retried", f"Attempt {task.attempts}: its worker was lost.")
 
 
 def _heartbeat(task_id: int, attempt: int) -> bool:

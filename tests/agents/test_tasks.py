@@ -137,6 +137,7 @@ def test_a_task_found_running_is_retried_as_a_new_attempt(
     run_task.apply_async(args=[task.pk], task_id=task.celery_task_id)
     task_reaches(task, RunStatus.SUCCEEDED, RunStatus.FAILED)
     assert task.status == RunStatus.SUCCEEDED and task.attempts == 2
+    assert task.started_at == silent_since  # a task's clock is its first attempt's
     retried = task.activity.get(event="retried")
     assert "Attempt 2" in retried.message
     assert events(task) == ["retried", "succeeded"]

@@ -224,6 +224,29 @@ def test_a_redelivered_step_does_not_run_twice(agents, upstream_a, celery_worker
     assert step.attempts == 1
 
 
+def test_a_step_found_running_without_a_heartbeat_runs_again_as_a_new_attempt(agents, upstream_a):
+    """Its worker died before acknowledging; the message comes again. The lost attempt is kept
+    in the "retried" event, the step's clock restarts with the new attempt."""
+    upstream_a.enqueue({"content": REVIEW})
+    silent_since = timezone.now() - timedelta(seconds=300)
+    build = Build.objects.create(title="lost", status=BuildStatus.RUNNING, started_at=silent_since)
+    step = BuildStep.objects.create(
+        build=build, position=1, name="review", prompt_template="Review", agent=agents["reviewer"],
+        status=RunStatus.RUNNING, attempts=1, celery_task_id="lost-worker",
+        started_at=silent_since, heartbeat_at=silent_since,
+    )  # fmt: skip
+
+    build_step_run(step_id=step.pk, celery_task_id="lost-worker")
+
+    step.refresh_from_db()
+    assert step.status == RunStatus.SUCCEEDED and step.output == REVIEW
+    assert step.attempts == 2 and step.started_at > silent_since
+    assert list(step.events.values_list("event", "attempt")) == [
+        ("retried", 1), ("started", 2), ("succeeded", 2)
+    ]  # fmt: skip
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.SUCCEEDED
+
+
 def test_the_sweep_fails_a_step_whose_worker_vanished(agents, settings):
     build = Build.objects.create(title="orphan", status=BuildStatus.RUNNING)
     step = BuildStep.objects.create(

@@ -36,7 +36,7 @@ REVIEW = (
 def two_agents(providers: dict[str, Provider]) -> dict[str, Agent]:
     """A planner and a reviewer on public model ``chat``, which routing sends to upstream ``a``
     (first in priority). Not pinned to it: a build step's worker does not load an agent's
-    provider before running (a SynchronousOnlyOperation in ``builds.services._run``)."""
+    provider before running (a SynchronousOnlyOperation in ``builds.services.running._run``)."""
     return {
         name: Agent.objects.create(name=name, role=name, model="chat",
                                    system_prompt=f"You are the {name}.")
