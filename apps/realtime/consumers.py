@@ -37,7 +37,8 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 
-from apps.accounts.limits import Refusal, ip_bucket, limiter, scope_client, usage_tokens
+from apps.accounts.admission import Refusal, admit, counts_tokens, settle
+from apps.accounts.limits import ip_bucket, scope_client, usage_tokens
 from apps.accounts.principals import Principal, principal_current, principal_for
 from apps.core.events import channel_family, channel_names, group_name, valid_channel
 from apps.core.registry import SocketAction, SocketReply, socket_actions
@@ -441,7 +442,7 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
             raise ProtocolError("too_many_requests", f"At most {limit} queries/streams at once.")
         if self.relay_error:  # replies could not come back
             raise UnavailableError("live queries")
-        refusal = self.rate_limit_refusal()
+        refusal = self.admission_refusal()
         if refusal is not None:
             error = error_message(refusal.code, refusal.message, message)
             await self.send_json({**error, "retry_after": refusal.retry_after_seconds})
@@ -454,20 +455,11 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
         self.running[ask.id] = Running(task_id=task_id)
         self.ensure_watchdog()
 
-    def rate_limit_refusal(self) -> Refusal | None:
-        """The per-IP limit, then the key's (``apps.accounts.limits``), counted here in the web
-        process: a refused query never reaches a worker, and the connection stays open."""
-        client = scope_client(self.scope)
-        refusal = limiter.check_ip(client, entry="WebSocket")
-        if refusal is None and self.principal is not None:
-            refusal = limiter.admit_key(
-                api_key_id=self.principal.api_key_id,
-                rpm_limit=self.principal.rpm_limit,
-                tpm_limit=self.principal.tpm_limit,
-                entry="WebSocket",
-                client=client,
-            ).refusal
-        return refusal
+    def admission_refusal(self) -> Refusal | None:
+        """The admission sequence (``apps.accounts.admission``: the per-IP limit, then the
+        key's), run here in the web process: a refused query never reaches a worker, and the
+        connection stays open."""
+        return admit(scope_client(self.scope), self.principal, entry="WebSocket").refusal
 
     async def enqueue(self, ask: LlmAsk) -> str:
         assert self.principal is not None  # on_ask checked it
@@ -632,12 +624,8 @@ class OrchestraConsumer(AsyncWebsocketConsumer):
 
     async def finish(self, event: dict[str, Any], kind: str) -> None:
         if self.running.pop(event["id"], None) is not None:
-            if self.principal is not None and self.principal.tpm_limit is not None:
-                limiter.note_tokens(
-                    api_key_id=self.principal.api_key_id,
-                    tpm_limit=self.principal.tpm_limit,
-                    tokens=usage_tokens(event.get("usage")),
-                )
+            if self.principal is not None and counts_tokens(self.principal):
+                settle(self.principal, tokens=usage_tokens(event.get("usage")))
             await self.send_json({**event, "type": kind})
 
     async def bus_event(self, event: dict[str, Any]) -> None:
