@@ -45,9 +45,9 @@ from apps.core.registry import SocketAction, SocketReply, socket_actions
 from apps.core.request_context import request_id_from
 from orchestra.celery import app as celery_app
 
-from . import metrics
-from .auth import BEARER_SUBPROTOCOL, authenticate_key
-from .protocol import (
+from .. import metrics
+from ..auth import BEARER_SUBPROTOCOL, authenticate_key
+from ..protocol import (
     LlmAsk,
     ProtocolError,
     error_message,
@@ -56,8 +56,8 @@ from .protocol import (
     parse_message,
     reply_id,
 )
-from .slots import Cap, key_bucket, slots
-from .tasks import llm_ask
+from ..slots import Cap, key_bucket, slots
+from ..tasks import llm_ask
 
 logger = logging.getLogger(__name__)
 
