@@ -1,10 +1,11 @@
 """Inbound rate limits: per API key (LLM requests and tokens per minute, set on the key) and
 per client IP (``RATE_LIMIT_ENABLED``, ``RATE_LIMIT_MAX`` requests per ``RATE_LIMIT_WINDOW_MS``).
 
-Every entry point asks here before anything costly happens: ``/v1`` (``apps/gateway``), the
-REST and SSE APIs (``middleware.py`` for the IP, ``throttles.py`` and the SSE views for keys)
-and the WebSocket's ``query``/``stream`` messages. A refused request never reaches the LLM core,
-so it leaves no call record; the refusal is logged instead.
+Every entry point asks here before anything costly happens, through the one admission
+sequence (``admission.py``): ``/v1`` (``apps/gateway``), the REST and SSE APIs (``middleware.py``
+for the IP, ``throttles.py`` and the SSE views for keys) and the WebSocket's ``query``/``stream``
+messages. A refused request never reaches the LLM core, so it leaves no call record; the refusal
+is logged instead.
 
 Windows are fixed: a key's minute is the clock's minute, an IP's window the clock divided into
 ``RATE_LIMIT_WINDOW_MS`` slices, so every process agrees on them. Counting costs the request no

@@ -1,7 +1,8 @@
 """The per-IP rate limit of the REST and SSE APIs (``/api/``), ahead of authentication.
 
 It runs before any authentication, so a flood of requests with made-up keys is refused before
-each costs a database lookup. ``/v1`` and the WebSocket ask the same limiter themselves.
+each costs a database lookup: step 1 of the admission sequence (``admission.py``), which
+``/v1`` and the WebSocket run themselves.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from django.http import HttpRequest, HttpResponse
 
 from apps.core.errors import error_response
 
-from .limits import UNKNOWN_CLIENT, Refusal, client_address, limiter
+from .admission import admit_client
+from .limits import UNKNOWN_CLIENT, Refusal, client_address
 
 LIMITED_PREFIX = "/api/"
 
@@ -64,5 +66,5 @@ class ClientIpLimitMiddleware:
         if not request.path.startswith(LIMITED_PREFIX):
             return None
         entry = "SSE" if request.path.startswith("/api/streaming/") else "REST"
-        refusal = limiter.check_ip(request_client(request), entry=entry)
+        refusal = admit_client(request_client(request), entry=entry)
         return refusal_response(refusal) if refusal else None

@@ -1,4 +1,4 @@
-"""DRF's side of the API key rate limits (``limits.py``), for REST views that make LLM calls."""
+"""DRF's side of the admission sequence (``admission.py``), for REST views that make LLM calls."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from .admission import KeyLimits, admit_call
 from .authentication import request_api_key
-from .limits import RATE_LIMITED, Refusal, limiter
+from .limits import RATE_LIMITED, Refusal
 from .middleware import request_client
 
 
@@ -33,12 +34,8 @@ class ApiKeyLimitThrottle(BaseThrottle):
         api_key = request_api_key(request)
         if api_key is None or request.method in SAFE_METHODS:  # OPTIONS makes no LLM call
             return True
-        admission = limiter.admit_key(
-            api_key_id=api_key.pk,
-            rpm_limit=api_key.rpm_limit,
-            tpm_limit=api_key.tpm_limit,
-            entry=self.entry,
-            client=request_client(request),
+        admission = admit_call(
+            KeyLimits.of(api_key), entry=self.entry, client=request_client(request)
         )
         if admission.refusal is not None:
             raise RateLimitedError(admission.refusal)

@@ -1,8 +1,9 @@
 """Authentication for the async Django views of the streaming API (DRF has no async views).
 
 An ``Authorization: Bearer`` key, or a session; session-authenticated writes must pass Django's
-CSRF check, as they would through DRF. Views that make LLM calls count them against the key's
-rate limits (the per-IP limit is the middleware's). Failures answer in the one REST error shape.
+CSRF check, as they would through DRF. Views that make LLM calls are admitted against the key's
+limits (``apps.accounts.admission``; the per-IP limit is the middleware's). Failures answer in
+the one REST error shape.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
+from apps.accounts.admission import admit_call
 from apps.accounts.authentication import bearer_token
-from apps.accounts.limits import limiter
 from apps.accounts.middleware import refusal_response, request_client
 from apps.accounts.principals import Principal, authenticate_bearer, principal_for
 from apps.core.errors import error_response
@@ -80,13 +81,7 @@ def api_view(method: str, *, operate: bool, llm_call: bool = False) -> Callable[
             if not (principal.can_operate if operate else principal.can_view):
                 return error_response("permission_denied", "Your role may not do this.", 403)
             if llm_call:
-                admission = limiter.admit_key(
-                    api_key_id=principal.api_key_id,
-                    rpm_limit=principal.rpm_limit,
-                    tpm_limit=principal.tpm_limit,
-                    entry="SSE",
-                    client=request_client(request),
-                )
+                admission = admit_call(principal, entry="SSE", client=request_client(request))
                 if admission.refusal is not None:
                     return refusal_response(admission.refusal)
             return await view(request, principal, *args, **kwargs)

@@ -16,9 +16,10 @@ An answer to an LLM call names its call record (``x-orchestra-call-id``) and, on
 the deployment (``x-orchestra-provider``, ``x-orchestra-model``: ``Deployment.answer_headers``,
 encoded once per config snapshot); an unknown model's 404 names the models there are.
 
-Every request counts against the per-IP limit before its key is looked up, and an LLM call
-against its key's limits (``apps.accounts.limits``); a key with limits gets OpenAI's
-``x-ratelimit-*`` headers on every answer to an LLM call.
+Every request is admitted as every entry point's are (``apps.accounts.admission``): the per-IP
+limit before its key is looked up, then an LLM call against its key's limits, and its tokens
+settled after the answer; a key with limits gets OpenAI's ``x-ratelimit-*`` headers on every
+answer to an LLM call.
 """
 
 from __future__ import annotations
@@ -30,8 +31,16 @@ from typing import Any
 
 import orjson
 
+from apps.accounts.admission import (
+    ADMITTED,
+    Refusal,
+    admit_call,
+    admit_client,
+    counts_tokens,
+    settle,
+)
 from apps.accounts.authentication import bearer_token
-from apps.accounts.limits import ADMITTED, Refusal, limiter, scope_client, usage_tokens
+from apps.accounts.limits import scope_client, usage_tokens
 from apps.accounts.principals import Principal, authenticate_bearer
 from apps.core.database import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, is_database_unavailable
 from apps.core.http import scope_header as header
@@ -163,7 +172,7 @@ async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
     request_id_var.set(request_id)
     headers: Headers = [(b"x-request-id", request_id.encode())]
     try:
-        await _dispatch(scope, receive, send, request_id, headers)
+        await _dispatch(scope, receive, send, request_id=request_id, headers=headers)
     except ApiError as error:
         await send_json(send, error.status, error.body(), [*headers, *error.headers])
     except ClientGoneError:
@@ -181,34 +190,41 @@ async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def _dispatch(
-    scope: dict[str, Any], receive: Any, send: Any, request_id: str, headers: Headers
+    scope: dict[str, Any], receive: Any, send: Any, *, request_id: str, headers: Headers
 ) -> None:
+    """Route a request to its endpoint, admitting it on the way (``apps.accounts.admission``):
+    every request against the per-IP limit, an LLM call against its key's limits too.
+    ``headers`` collects what every answer carries, an error's included."""
     path, method = scope["path"].rstrip("/"), scope["method"]
     endpoint = LLM_PATHS.get(path)
     client = scope_client(scope)
     if endpoint is not None:
         _allow(method, "POST")
         principal = await _authenticate(scope, client, operate=True)
-        admission = limiter.admit_key(
-            api_key_id=principal.api_key_id,
-            rpm_limit=principal.rpm_limit,
-            tpm_limit=principal.tpm_limit,
-            entry="/v1",
-            client=client,
-        )
+        admission = admit_call(principal, entry="/v1", client=client)
         if admission is not ADMITTED:  # the key has limits: say where it stands
             headers.extend((name.encode(), value.encode()) for name, value in admission.headers())
             if admission.refusal is not None:
                 raise rate_limited(admission.refusal)
-        await _llm_call(scope, receive, send, principal, request_id, endpoint, headers)
+        await _llm_call(
+            scope,
+            receive,
+            send,
+            principal=principal,
+            request_id=request_id,
+            endpoint=endpoint,
+            headers=headers,
+        )
     elif path.startswith("/v1/responses/"):
         _allow(method, "GET", "DELETE")
         await _authenticate(scope, client, operate=method == "DELETE")
-        await _stored_response(send, method, path.removeprefix("/v1/responses/"), headers)
+        await _stored_response(
+            send, method=method, response_id=path.removeprefix("/v1/responses/"), headers=headers
+        )
     elif path == "/v1/models" or path.startswith("/v1/models/"):
         _allow(method, "GET")
         await _authenticate(scope, client, operate=False)
-        await _models(send, path.removeprefix("/v1/models").strip("/"), headers)
+        await _models(send, model_id=path.removeprefix("/v1/models").strip("/"), headers=headers)
     else:
         raise ApiError(404, f"Unknown endpoint {scope['path']}.", "unknown_url")
 
@@ -222,7 +238,7 @@ def _allow(method: str, *expected: str) -> None:
 async def _authenticate(scope: dict[str, Any], client: str, *, operate: bool) -> Principal:
     """The caller, once the per-IP limit lets the request from ``client`` through (before the
     key is looked up, so a flood of made-up keys costs no lookups)."""
-    refusal = limiter.check_ip(client, entry="/v1")
+    refusal = admit_client(client, entry="/v1")
     if refusal is not None:
         raise rate_limited(refusal)
     token = bearer_token(header(scope, b"authorization"))
@@ -239,7 +255,12 @@ async def _authenticate(scope: dict[str, Any], client: str, *, operate: bool) ->
 
 
 def validate_call(
-    payload: Any, scope: dict[str, Any], principal: Principal, request_id: str, endpoint: str
+    payload: Any,
+    scope: dict[str, Any],
+    *,
+    principal: Principal,
+    request_id: str,
+    endpoint: str,
 ) -> LlmRequest:
     """The request the core runs; the caller's body itself goes upstream (``relay``)."""
     request = llm_request_from(
@@ -275,11 +296,22 @@ async def _llm_call(
     scope: dict[str, Any],
     receive: Any,
     send: Any,
+    *,
     principal: Principal,
     request_id: str,
     endpoint: str,
     headers: Headers,
 ) -> None:
+    """One admitted LLM call of ``endpoint``: read and validate the body, relay it through the
+    core (streamed when it asks to be), answer, and settle the call's tokens with its key.
+
+    The caller's body goes upstream as it came (``relay``); it is parsed only to validate it and
+    to build the ``LlmRequest`` the core routes and records by. Reading the answer, or the
+    stream, races the client's disconnect (``until_disconnect``), so a client that leaves
+    cancels the upstream call. Tokens are counted only when ``settle`` wants them, and a stream's
+    only once it started (one that failed before its first event spent none). ``headers``
+    already holds the request id and the key's quotas; the call id and, once served, the
+    deployment are added here."""
     try:
         body = await read_body(receive, MAX_BODY_BYTES)
     except BodyTooLargeError:
@@ -288,35 +320,31 @@ async def _llm_call(
         payload = orjson.loads(body)
         if b"\\u0000" in body:
             _refuse_nul(payload)
-        request = validate_call(payload, scope, principal, request_id, endpoint)
+        request = validate_call(
+            payload, scope, principal=principal, request_id=request_id, endpoint=endpoint
+        )
     except orjson.JSONDecodeError:
         raise ApiError(400, "The body is not valid JSON.", "invalid_json") from None
     except InvalidRequestError as error:
         code = "model_required" if error.param == "model" else "invalid_value"
         raise ApiError(400, error.message, code, error.param) from None
     headers.append((b"x-orchestra-call-id", str(request.call_id).encode()))
-    tokens = StreamTokens(request) if principal.tpm_limit is not None else None
+    tokens = StreamTokens(request) if counts_tokens(principal) else None
     if payload.get("stream"):
         try:
-            await until_disconnect(_stream(send, request, payload, headers, tokens), receive)
+            await until_disconnect(
+                _stream(send, request, payload=payload, headers=headers, tokens=tokens), receive
+            )
         finally:
             if tokens is not None and tokens.started:
-                limiter.note_tokens(
-                    api_key_id=principal.api_key_id,
-                    tpm_limit=principal.tpm_limit,
-                    tokens=tokens.total,
-                )
+                settle(principal, tokens=tokens.total)
         return
     try:
         answer, deployment = await until_disconnect(relay(request, payload), receive)
     except ProviderError as error:
         raise await call_failed(error, endpoint) from error
     if tokens is not None:
-        limiter.note_tokens(
-            api_key_id=principal.api_key_id,
-            tpm_limit=principal.tpm_limit,
-            tokens=answer_tokens(answer),
-        )
+        settle(principal, tokens=answer_tokens(answer))
     await send_bytes(send, 200, answer, [*JSON_HEADERS, *headers, *deployment.answer_headers])
 
 
@@ -371,10 +399,14 @@ class StreamTokens:
 async def _stream(
     send: Any,
     request: LlmRequest,
+    *,
     payload: dict[str, Any],
     headers: Headers,
     tokens: StreamTokens | None = None,
 ) -> None:
+    """Relay a stream as server-sent events. The status goes out with the first event: until
+    then the core may still fail over, and a stream that fails before it is answered as an
+    error in OpenAI's shape, with its own status. ``tokens`` sees every event sent."""
     chunks = relay_stream(request, payload, lambda served: headers.extend(served.answer_headers))
     try:
         try:
@@ -400,7 +432,7 @@ async def _stream(
         await chunks.aclose()
 
 
-async def _stored_response(send: Any, method: str, response_id: str, headers: Headers) -> None:
+async def _stored_response(send: Any, *, method: str, response_id: str, headers: Headers) -> None:
     """A response the upstream keeps, fetched or deleted at the provider that made it."""
     if not RESPONSE_ID.match(response_id):
         raise ApiError(404, f"No response '{response_id[:100]}'.", "not_found", "response_id")
@@ -417,7 +449,8 @@ async def _stored_response(send: Any, method: str, response_id: str, headers: He
     await send_bytes(send, reply.status, reply.body, [*JSON_HEADERS, *headers])
 
 
-async def _models(send: Any, model_id: str, headers: Headers) -> None:
+async def _models(send: Any, *, model_id: str, headers: Headers) -> None:
+    """``GET /v1/models`` (every public model) or ``/v1/models/{id}`` (one)."""
     config = await current_routing_config()
     listed = [
         {

@@ -9,7 +9,7 @@ from contextlib import aclosing
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
-from apps.accounts.limits import limiter
+from apps.accounts.admission import counts_tokens, settle
 from apps.accounts.principals import Principal
 from apps.core.errors import error_response
 from apps.core.json import JsonError, loads
@@ -79,7 +79,7 @@ async def _stream(request: HttpRequest, principal: Principal, *, from_prompt: bo
         return refused
     first = await anext(chunks)  # already received: it names who serves the stream
     chunks = _prepend(first, chunks)
-    if principal.tpm_limit is not None:
+    if counts_tokens(principal):
         chunks = _tokens_counted(chunks, principal)
     events = streaming.stream_events(stream_id, llm_request.model, chunks)
     response = StreamingHttpResponse(events, content_type="text/event-stream", headers=SSE_HEADERS)
@@ -93,15 +93,11 @@ async def _stream(request: HttpRequest, principal: Principal, *, from_prompt: bo
 async def _tokens_counted(
     chunks: AsyncGenerator[Chunk, None], principal: Principal
 ) -> AsyncGenerator[Chunk, None]:
-    """The stream, its tokens counted against its key's TPM limit when it ends."""
+    """The stream, its tokens settled (``apps.accounts.admission``) when it ends."""
     async with aclosing(chunks):
         async for chunk in chunks:
             if chunk.usage is not None:
-                limiter.note_tokens(
-                    api_key_id=principal.api_key_id,
-                    tpm_limit=principal.tpm_limit,
-                    tokens=chunk.usage.total_tokens,
-                )
+                settle(principal, tokens=chunk.usage.total_tokens)
             yield chunk
 
 

@@ -46,7 +46,7 @@ def heartbeat_seconds() -> float:
     return max(0.2, settings.WEBSOCKET_WORKER_SILENCE_SECONDS / 3)
 
 
-def request_from(ask: dict[str, Any], caller: dict[str, Any], request_id: str) -> LlmRequest:
+def request_from(ask: dict[str, Any], *, caller: dict[str, Any], request_id: str) -> LlmRequest:
     """The consumer validated the payload already; the same builder makes the request here."""
     return llm_request_from(
         ask["payload"],
@@ -58,16 +58,21 @@ def request_from(ask: dict[str, Any], caller: dict[str, Any], request_id: str) -
 
 
 async def relay_to_connection(
-    reply_channel: str, ask: dict[str, Any], caller: dict[str, Any], request_id: str
+    reply_channel: str, *, ask: dict[str, Any], caller: dict[str, Any], request_id: str
 ) -> None:
+    """Answer one admitted ``query`` or ``stream`` (``ask``, as the consumer parsed it) to the
+    connection's ``reply_channel``, until it ends or the consumer sends ``cancel`` to the
+    control channel announced in ``llm.started``; a heartbeat runs meanwhile."""
     layer = get_channel_layer()
     ask_id = ask["id"]
     control = await layer.new_channel()
     await layer.send(reply_channel, {"type": "llm.started", "id": ask_id, "control": control})
-    request = request_from(ask, caller, request_id)
-    work = asyncio.ensure_future(_answer(layer, reply_channel, ask_id, ask["stream"], request))
+    request = request_from(ask, caller=caller, request_id=request_id)
+    work = asyncio.ensure_future(
+        _answer(layer, reply_channel, ask_id=ask_id, streaming=ask["stream"], request=request)
+    )
     cancel = asyncio.ensure_future(layer.receive(control))
-    heartbeat = asyncio.ensure_future(_heartbeat(layer, reply_channel, ask_id))
+    heartbeat = asyncio.ensure_future(_heartbeat(layer, reply_channel, ask_id=ask_id))
     try:
         await asyncio.wait((work, cancel), return_when=asyncio.FIRST_COMPLETED)
         if not work.done():
@@ -84,16 +89,20 @@ async def relay_to_connection(
             task.cancel()
 
 
-async def _heartbeat(layer, reply_channel: str, ask_id) -> None:
+async def _heartbeat(layer, reply_channel: str, *, ask_id) -> None:
     while True:
         await asyncio.sleep(heartbeat_seconds())
         await layer.send(reply_channel, {"type": "llm.heartbeat", "id": ask_id})
 
 
-async def _answer(layer, reply_channel: str, ask_id, streaming: bool, request: LlmRequest) -> None:
+async def _answer(
+    layer, reply_channel: str, *, ask_id, streaming: bool, request: LlmRequest
+) -> None:
+    """Run the call through the core and send its answer (``llm.response``) or its tokens and
+    end (``llm.token``, ``llm.done``); a failure is sent as ``llm.error``, naming the record."""
     try:
         if streaming:
-            await _stream(layer, reply_channel, ask_id, request)
+            await _stream(layer, reply_channel, ask_id=ask_id, request=request)
         else:
             completion = await complete(request)
             await layer.send(
@@ -119,7 +128,7 @@ async def _answer(layer, reply_channel: str, ask_id, streaming: bool, request: L
         )  # fmt: skip
 
 
-async def _stream(layer, reply_channel: str, ask_id, request: LlmRequest) -> None:
+async def _stream(layer, reply_channel: str, *, ask_id, request: LlmRequest) -> None:
     async with aclosing(stream(request)) as chunks:
         async for chunk in chunks:
             if chunk.content:

@@ -12,4 +12,4 @@ def llm_ask(
     reply_channel: str, ask: dict[str, Any], caller: dict[str, Any], request_id: str
 ) -> None:
     """Answer one WebSocket query or stream, relaying to the connection's channel."""
-    run_sync(relay_to_connection(reply_channel, ask, caller, request_id))
+    run_sync(relay_to_connection(reply_channel, ask=ask, caller=caller, request_id=request_id))

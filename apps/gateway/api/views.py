@@ -9,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.admission import KeyLimits, settle
 from apps.accounts.authentication import request_api_key
-from apps.accounts.limits import limiter
 from apps.accounts.permissions import CanOperate
 from apps.accounts.throttles import ApiKeyLimitThrottle
 from apps.core.errors import ServiceError
@@ -36,8 +36,8 @@ class RetryLaterError(ServiceError):
 
 
 class QueryApi(APIView):
-    """One completion through the LLM core, in our own JSON. Its API key's rate limits are
-    checked before (``ApiKeyLimitThrottle``), and its tokens counted after."""
+    """One completion through the LLM core, in our own JSON. It is admitted before
+    (``ApiKeyLimitThrottle``, after the middleware's per-IP limit) and settled after."""
 
     permission_classes = [CanOperate]
     throttle_classes = [ApiKeyLimitThrottle]
@@ -61,12 +61,7 @@ class QueryApi(APIView):
             if error.status_for_client == 429:
                 raise RetryLaterError(error) from error
             raise ServiceError(error.code, error.message, error.status_for_client) from error
-        if api_key is not None:
-            limiter.note_tokens(
-                api_key_id=api_key.pk,
-                tpm_limit=api_key.tpm_limit,
-                tokens=completion.usage.total_tokens,
-            )
+        settle(KeyLimits.of(api_key), tokens=completion.usage.total_tokens)
         answer = {**asdict(completion), "id": completion.call_id}
         answer["usage"] = completion.usage.as_dict()
         return Response(QueryOutputSerializer(answer).data)

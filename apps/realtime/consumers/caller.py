@@ -1,0 +1,168 @@
+"""Who is calling: authentication (at the handshake, or by a first ``auth`` message), the caps on
+connections per address and per key, and the caller looked at again while the connection lasts.
+
+A connection outlives what it was opened with, so the caller is looked at again before each
+query and subscription and every ``API_KEY_CACHE_SECONDS`` or so (jittered, through the
+per-process cache of ``principal_current``): a revoked key or deactivated user is closed with
+4401, a demoted one is refused (``forbidden``) from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from apps.accounts.limits import ip_bucket, scope_client
+from apps.accounts.principals import Principal, principal_current, principal_for
+
+from ..auth import BEARER_SUBPROTOCOL, authenticate_key
+from ..protocol import error_message
+from ..slots import Cap, key_bucket, slots
+from .connection import ConnectionConsumer
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_UNAVAILABLE = 4503  # as HTTP 503; daphne sends only 1000 or 3000-4999
+CLOSE_TOO_MANY_CONNECTIONS = 4429
+AUTH_TIMEOUT_SECONDS = 10.0
+MIN_PRINCIPAL_CHECK_SECONDS = 1.0  # with API_KEY_CACHE_SECONDS = 0 (no cache)
+
+
+class CallerConsumer(ConnectionConsumer):
+    auth_deadline: asyncio.TimerHandle | None = None
+    principal_watch: asyncio.Task | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.principal: Principal | None = None
+        self.principal_checked_at = 0.0  # when the database last vouched for the caller
+
+    async def connect(self) -> None:
+        offered = self.scope.get("subprotocols") or []
+        await self.accept(BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offered else None)
+        address = ip_bucket(scope_client(self.scope))
+        cap = await slots.take(
+            bucket=f"address:{address}",
+            what="address",
+            limit=settings.WEBSOCKET_MAX_PER_ADDRESS,
+            member=self.channel_name,
+        )
+        if cap is not None:
+            await self.refuse_over_cap(cap)
+        elif self.scope.get("auth_error"):
+            await self.refuse(self.scope["auth_error"])
+        elif self.authenticated:
+            await self.load_principal()
+        else:
+            self.auth_deadline = asyncio.get_running_loop().call_later(
+                AUTH_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self.refuse("Auth timeout."))
+            )
+
+    def stop_background_tasks(self) -> None:
+        super().stop_background_tasks()
+        if self.auth_deadline:
+            self.auth_deadline.cancel()
+        if self.principal_watch:
+            self.principal_watch.cancel()
+
+    @property
+    def authenticated(self) -> bool:
+        user = self.scope.get("user")
+        return bool(user and user.is_authenticated)
+
+    async def load_principal(self) -> bool:
+        """Who the caller is, once it authenticated; False (and the connection closed) when
+        its key or user already holds ``WEBSOCKET_MAX_PER_KEY`` connections."""
+        principal = await database_sync_to_async(principal_for)(
+            self.scope["user"], self.scope.get("api_key")
+        )
+        what, bucket = key_bucket(api_key_id=principal.api_key_id, user_id=principal.user_id)
+        cap = await slots.take(
+            bucket=bucket,
+            what=what,
+            limit=settings.WEBSOCKET_MAX_PER_KEY,
+            member=self.channel_name,
+        )
+        if cap is not None:
+            await self.refuse_over_cap(cap)
+            return False
+        self.principal = principal
+        self.principal_checked_at = time.monotonic()
+        self.principal_watch = asyncio.ensure_future(self.watch_principal())
+        return True
+
+    async def refuse_over_cap(self, cap: Cap) -> None:
+        """Like ``refuse``: the error first, then the close, with the reason in both."""
+        if self.closing:
+            return
+        self.closing = True
+        await self.send(text_data=json.dumps(error_message("too_many_connections", cap.message)))
+        await self.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason=cap.message)
+
+    async def refuse(self, text: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        await self.send(text_data=json.dumps(error_message("unauthorized", text)))
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def authenticate(self, message: dict[str, Any]) -> None:
+        token = message.get("token") if message.get("type") == "auth" else None
+        api_key = await authenticate_key(token) if isinstance(token, str) else None
+        if api_key is None:
+            await self.refuse("Authenticate first: send an auth message with a valid API key.")
+            return
+        if self.auth_deadline:
+            self.auth_deadline.cancel()
+        self.scope["user"], self.scope["api_key"] = api_key.user, api_key
+        if await self.load_principal():
+            await self.send_json({"type": "authenticated", "user": api_key.user.get_username()})
+
+    async def still_allowed(self) -> bool:
+        """Look at the caller again (through the per-process cache): False, and the connection
+        closed with 4401, when its key was revoked or expired or its user deactivated; a
+        changed role is kept for the next check. While the database does not answer, the caller
+        keeps what it had for ``API_KEY_OUTAGE_SECONDS`` after it was last vouched for, as a
+        key on ``/v1`` does; past that the connection is closed with 4503 (try again later)."""
+        if self.principal is None or self.closing:
+            return not self.closing
+        try:
+            current = await principal_current(self.principal)
+        except Exception as error:
+            unchecked = time.monotonic() - self.principal_checked_at
+            if unchecked <= settings.API_KEY_OUTAGE_SECONDS:
+                logger.warning("could not check the caller again (%s)", type(error).__name__)
+                return True
+            logger.warning("could not check the caller for %.0f s: closing", unchecked)
+            self.closing = True
+            text = "Your API key could not be checked again; reconnect shortly."
+            await self.send(text_data=json.dumps(error_message("unavailable", text)))
+            await self.close(code=CLOSE_UNAVAILABLE)
+            return False
+        if current is None:
+            await self.refuse("Your API key was revoked or has expired, or your account is off.")
+            return False
+        self.principal = current
+        self.principal_checked_at = time.monotonic()
+        await self.caller_rechecked()
+        return True
+
+    async def caller_rechecked(self) -> None:
+        """The caller was looked at again and may act on: its role may have changed. Topics
+        that hold on to what the role allowed extend this (subscriptions)."""
+
+    async def watch_principal(self) -> None:
+        period = max(settings.API_KEY_CACHE_SECONDS, MIN_PRINCIPAL_CHECK_SECONDS)
+        while True:
+            # Jittered, so connections opened together do not all ask at the same moment.
+            await asyncio.sleep(period * random.uniform(0.5, 1.0))
+            if not await self.still_allowed():
+                return

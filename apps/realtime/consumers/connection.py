@@ -1,0 +1,170 @@
+"""The connection itself: Channels' consumer loop, the channel layer it reads, and sending.
+
+The channel layer and the Celery broker live in Redis; authentication does not. Without Redis
+a connection stays open and usable for what needs no relay (``ping``), ``query``, ``stream``
+and ``subscribe`` are answered ``unavailable``, and the consumer keeps trying the channel layer
+with a short back-off, so the same connection works again when Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
+
+from .. import metrics
+from ..protocol import ProtocolError
+from ..slots import slots
+
+logger = logging.getLogger(__name__)
+
+RECEIVE_STOP_SECONDS = 0.5
+RELAY_RETRY_SECONDS = (0.2, 2.0)  # first and longest wait between tries of the channel layer
+RELAY_DOWN = "the relay to the workers (Redis) does not answer; try again shortly."
+
+
+def _forget_result(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+class UnavailableError(ProtocolError):
+    def __init__(self, what: str) -> None:
+        super().__init__("unavailable", f"{what} are unavailable: {RELAY_DOWN}")
+
+
+class RelayHealth:
+    """This process's view of the channel layer, so an outage is logged once, not once per
+    connection and retry."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+
+    def down(self, error: BaseException) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            logger.warning(
+                "channel layer unreachable, live queries unavailable: %s: %s",
+                type(error).__name__,
+                error,
+            )
+
+    def up(self) -> None:
+        if self.down_since is not None:
+            logger.warning("channel layer back after %.1f s", time.monotonic() - self.down_since)
+            self.down_since = None
+
+
+relay_health = RelayHealth()
+
+
+class ConnectionConsumer(AsyncWebsocketConsumer):
+    """The lifecycle every topic's consumer builds on (``caller.py`` and the others)."""
+
+    closing = False  # closed by us: nothing more is sent or handled
+    relay_error: str | None = None  # why the channel layer failed last, while it does
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Channels' consumer loop (``AsyncConsumer.__call__``) with two changes: the gauge
+        counts the connection for exactly as long as this runs, whatever ends it (a close by
+        either side, or a crash, when ``disconnect`` is not called), and the channel layer is
+        read through ``receive_relayed``, which outlasts Redis instead of crashing with it."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()  # no Redis round trip
+        self.base_send = send
+        metrics.connections.inc()
+        try:
+            await self.dispatch_until_stopped(receive)
+        finally:
+            metrics.connections.dec()
+            self.stop_background_tasks()
+            await slots.release(self.channel_name)
+
+    async def receive_relayed(self) -> dict[str, Any]:
+        """The next message on this connection's channel. Channels' loop would end the consumer
+        (1011) on the first error of the channel layer, which is every read while Redis is
+        down; this marks the relay down, retries with a growing jittered wait, and, once Redis
+        answers again, marks it up before blocking on the next message."""
+        wait, longest = RELAY_RETRY_SECONDS
+        while True:
+            try:
+                if self.relay_error is not None:
+                    await self.ping_channel_layer()
+                    self.relay_back()
+                return await self.channel_layer.receive(self.channel_name)
+            except Exception as error:
+                self.relay_down(error)
+            await asyncio.sleep(wait * random.uniform(0.5, 1.0))
+            wait = min(wait * 2, longest)
+
+    async def ping_channel_layer(self) -> None:
+        """Redis answers again: the shard holding this connection's channel, that is."""
+        layer = self.channel_layer
+        if isinstance(layer, RedisChannelLayer):
+            await layer.connection(
+                layer.consistent_hash(layer.non_local_name(self.channel_name))
+            ).ping()
+
+    def relay_down(self, error: BaseException) -> None:
+        self.relay_error = repr(error)
+        relay_health.down(error)
+
+    def relay_back(self) -> None:
+        self.relay_error = None
+        relay_health.up()
+
+    async def dispatch_until_stopped(self, receive) -> None:
+        """Channels' ``await_many_dispatch`` over the client and the channel layer, except at
+        the end: with channels-redis 4.3 and redis-py 8 a receive cancelled while its Redis
+        connection is being made loses the cancellation and blocks until the next message for
+        this process, which held the consumer (and the gauge) until daphne killed it 10 s
+        later. A receive that does not stop at once is woken with a message and left to end."""
+        sources = (receive, self.receive_relayed)
+        tasks = [asyncio.ensure_future(source()) for source in sources]
+        try:
+            while True:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for index, task in enumerate(tasks):
+                    if task.done():
+                        await self.dispatch(task.result())
+                        tasks[index] = asyncio.ensure_future(sources[index]())
+        except StopConsumer:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            _, stuck = await asyncio.wait(tasks, timeout=RECEIVE_STOP_SECONDS)
+            if stuck:
+                with contextlib.suppress(Exception):
+                    wake = self.channel_layer.send(self.channel_name, {"type": "consumer.gone"})
+                    await asyncio.wait_for(wake, RECEIVE_STOP_SECONDS)
+                for task in stuck:
+                    task.add_done_callback(_forget_result)
+
+    def stop_background_tasks(self) -> None:
+        """Cancel what runs beside the loop; each topic that starts something extends this."""
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """A bad message from a worker or the bus is logged; it does not end the connection."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            if message.get("type", "").startswith("websocket."):
+                raise
+            logger.exception("could not relay %r", message.get("type"))
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        if not self.closing:
+            await self.send(text_data=json.dumps(content))
