@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
@@ -279,13 +280,7 @@ def agent_task_run(*, task_id: int, celery_task_id: str) -> None:
         data = {"task": task_id, "content": content}
         await apublish(f"agent_task:{task_id}", "agent_task.token", data)
 
-    async def still_wanted() -> bool:
-        try:
-            return await database_sync_to_async(_heartbeat)(task_id, attempt)
-        except Exception:  # a blip of the database: go on; the sweep is the backstop
-            logger.warning("agent task %s: could not report its heartbeat", task_id, exc_info=True)
-            return True
-
+    still_wanted = partial(run_still_wanted, model=AgentTask, pk=task_id, attempt=attempt)
     agent = task.agent
     try:
         outcome = run_sync(
@@ -320,13 +315,26 @@ def _task_started(task: AgentTask, lost_attempt: int | None) -> None:
         _task_changed(task, "retried", f"Attempt {task.attempts}: its worker was lost.")
 
 
-def _heartbeat(task_id: int, attempt: int) -> bool:
-    """Report the worker alive; False once the task is no longer this attempt's to run."""
-    return bool(
-        AgentTask.objects.filter(pk=task_id, status=RunStatus.RUNNING, attempts=attempt).update(
-            heartbeat_at=timezone.now()
-        )
-    )
+async def run_still_wanted(*, model: type[RunT], pk: int, attempt: int) -> bool:
+    """Report a run's worker alive (an agent task, a build step): whether the run should go on
+    (False once cancelled, swept or taken over by a later attempt).
+
+    A connection per heartbeat (``database_sync_to_async`` gives it back to the pool): one kept
+    across a database restart would be dead for every heartbeat after it. While the database
+    does not answer the run goes on; the sweep is the backstop."""
+    try:
+        return await database_sync_to_async(_heartbeat)(model, pk, attempt)
+    except Exception as error:
+        if not is_database_unavailable(error):
+            raise
+        name = model._meta.verbose_name
+        logger.warning("%s %s: could not report its heartbeat (%s)", name, pk, error)
+        return True
+
+
+def _heartbeat(model: type[RunT], pk: int, attempt: int) -> bool:
+    running = model._default_manager.filter(pk=pk, status=RunStatus.RUNNING, attempts=attempt)
+    return running.update(heartbeat_at=timezone.now()) == 1
 
 
 @retry_while_database_unavailable("BUILD_STEP_STALE_SECONDS")  # safe: the attempt check

@@ -44,6 +44,14 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def validation_messages(error: DjangoValidationError) -> list[str]:
+    """A model or form validation error as flat lines, ``field: message`` where a field is named
+    (for an error about one item of a list the caller validates, e.g. a build's step)."""
+    if hasattr(error, "error_dict"):
+        return [f"{field}: {text}" for field, texts in error.message_dict.items() for text in texts]
+    return list(error.messages)
+
+
 def error_response(code: str, message: str, status_code: int, details: Any = None) -> JsonResponse:
     return JsonResponse(error_body(code, message, details), status=status_code)
 

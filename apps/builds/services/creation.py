@@ -14,6 +14,7 @@ from django.db import transaction
 
 from apps.agents.models import Agent
 from apps.approvals.models import RiskLevel
+from apps.core.errors import validation_messages
 from apps.providers.models import Provider
 
 from .. import prompts
@@ -55,16 +56,10 @@ def build_steps_validate(steps: Any, build_input: str = "") -> list[StepSpec]:
         try:
             specs.append(_step_spec(raw, [spec.name for spec in specs], build_input))
         except ValidationError as error:
-            problems.extend(f"Step {number}: {text}" for text in _flat(error))
+            problems.extend(f"Step {number}: {text}" for text in validation_messages(error))
     if problems:
         raise ValidationError({"steps": problems})
     return specs
-
-
-def _flat(error: ValidationError) -> list[str]:
-    if hasattr(error, "error_dict"):
-        return [f"{field}: {text}" for field, texts in error.message_dict.items() for text in texts]
-    return list(error.messages)
 
 
 def _step_spec(raw: Any, earlier: list[str], build_input: str) -> StepSpec:

@@ -12,10 +12,8 @@ import uuid
 from functools import partial
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
 from apps.agents.execution import (
     Attribution,
@@ -25,7 +23,7 @@ from apps.agents.execution import (
     RunOutcome,
     run_prompt,
 )
-from apps.agents.services import run_start
+from apps.agents.services import run_start, run_still_wanted
 from apps.artifacts.services import artifacts_store_for_step
 from apps.core.database import is_database_unavailable, retry_while_database_unavailable
 from apps.core.events import apublish
@@ -144,30 +142,8 @@ async def _run(step: BuildStep) -> RunOutcome:
         entry_point=EntryPoint.BUILD,
         attribution=Attribution(agent_id=step.agent_id, build_id=build.pk, build_step_id=step.pk),
         on_token=on_token,
-        still_wanted=partial(_still_wanted, step.pk, step.attempts),
+        still_wanted=partial(run_still_wanted, model=BuildStep, pk=step.pk, attempt=step.attempts),
     )
-
-
-async def _still_wanted(step_id: int, attempt: int) -> bool:
-    """A connection per heartbeat (``database_sync_to_async`` gives it back to the pool): one
-    kept across a database restart would be dead for every heartbeat after it. While the
-    database does not answer the step goes on; the sweep is the backstop."""
-    try:
-        return await database_sync_to_async(_heartbeat)(step_id, attempt)
-    except Exception as error:
-        if not is_database_unavailable(error):
-            raise
-        logger.warning("build step %s: could not report its heartbeat (%s)", step_id, error)
-        return True
-
-
-def _heartbeat(step_id: int, attempt: int) -> bool:
-    """Report the step alive; whether it should go on (False once cancelled, swept or taken
-    over by a later attempt)."""
-    updated = BuildStep.objects.filter(
-        pk=step_id, status=RunStatus.RUNNING, attempts=attempt
-    ).update(heartbeat_at=timezone.now())
-    return updated == 1
 
 
 def _earlier_outputs(step: BuildStep) -> dict[str, str]:

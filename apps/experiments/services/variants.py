@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from apps.core.errors import validation_messages
 from apps.core.limits import PROMPT_MAX_CHARS
 from apps.providers.models import Provider
 
@@ -75,7 +76,7 @@ def variants_validate(variants: Any) -> list[VariantSpec]:
         try:
             specs.append(_variant_spec(raw))
         except ValidationError as error:
-            problems.extend(f"Variant {number}: {text}" for text in _flat(error))
+            problems.extend(f"Variant {number}: {text}" for text in validation_messages(error))
     if problems:
         raise ValidationError({"variants": problems})
     names = [spec.name for spec in specs]
@@ -92,12 +93,6 @@ def variants_validate(variants: Any) -> list[VariantSpec]:
     if problems:
         raise ValidationError({"variants": problems})
     return specs
-
-
-def _flat(error: ValidationError) -> list[str]:
-    if hasattr(error, "error_dict"):
-        return [f"{field}: {text}" for field, texts in error.message_dict.items() for text in texts]
-    return list(error.messages)
 
 
 def _variant_spec(raw: Any) -> VariantSpec:
