@@ -7,7 +7,7 @@ from apps.core.api.shortcuts import state_conflicts
 from apps.core.errors import ServiceError
 
 
-class SwitchedOff(Exception):
+class SwitchedOffError(Exception):
     pass
 
 
@@ -29,8 +29,10 @@ def test_a_refusal_naming_fields_stays_a_validation_error():
 
 
 def test_an_apps_own_refusal_is_a_409_with_its_code():
-    error = refused(SwitchedOff("The feature is off."), also={SwitchedOff: "feature_disabled"})
+    error = refused(
+        SwitchedOffError("The feature is off."), also={SwitchedOffError: "feature_disabled"}
+    )
     assert error.status_code == 409 and error.get_codes() == "feature_disabled"
     assert str(error.detail) == "The feature is off."
-    with pytest.raises(SwitchedOff), state_conflicts():
-        raise SwitchedOff("not mapped: not a conflict")
+    with pytest.raises(SwitchedOffError), state_conflicts():
+        raise SwitchedOffError("not mapped: not a conflict")

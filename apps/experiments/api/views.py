@@ -71,7 +71,7 @@ CONFLICT = OpenApiResponse(
 
 
 # Besides the state's refusals (409 ``conflict``), the feature switched off is a 409 too.
-REFUSALS = {FeatureDisabledError: "feature_disabled"}
+REFUSALS: dict[type[Exception], str] = {FeatureDisabledError: "feature_disabled"}
 
 
 def detail(experiment: Experiment, code: int = status.HTTP_200_OK) -> Response:
