@@ -15,8 +15,8 @@ from django.db import connection
 from django.db.models import Avg, Count, F, Prefetch, Q, QuerySet, StdDev, Sum
 from django.shortcuts import get_object_or_404
 
+from apps.core.aggregates import Percentile, has_percentile, percentile
 from apps.providers.models import CallStatus, LlmCall
-from apps.providers.selectors import Percentile
 
 from . import statistics
 from .assignment import RunningExperiment, VariantConfig, basis_points
@@ -180,7 +180,7 @@ def call_figures(
         "output_tokens": Sum("output_tokens"),
         "cost": Sum("cost"),
     }
-    postgres = connection.vendor == "postgresql"
+    postgres = has_percentile(calls)
     if postgres:
         aggregates["p50"] = Percentile(F("latency_ms"), 0.5, filter=succeeded)
         aggregates["p95"] = Percentile(F("latency_ms"), 0.95, filter=succeeded)
@@ -196,7 +196,7 @@ def call_figures(
                     "latency_ms", flat=True
                 )
             )
-            p50, p95 = statistics.percentile(latencies, 0.5), statistics.percentile(latencies, 0.95)
+            p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
         figures[variant_id] = CallFigures(
             requests=row["requests"], successes=row["successes"], errors=row["errors"],
             input_tokens=row["input_tokens"] or 0, output_tokens=row["output_tokens"] or 0,

@@ -181,11 +181,3 @@ def latency_limit(control_ms: float, margin: float, floor_ms: float) -> float:
     ``1 + margin``, but never less than the control's plus ``floor_ms``, so that a ratio of
     tiny latencies (2 ms against 3 ms, timer noise) is not a regression."""
     return max(control_ms * (1 + margin), control_ms + floor_ms)
-
-
-def percentile(values: Sequence[float], fraction: float) -> float | None:
-    """Linear interpolation between the closest ranks, as PostgreSQL's ``percentile_cont``."""
-    if not values:
-        return None
-    np, _, _ = _scipy()
-    return float(np.percentile(np.asarray(values, dtype=np.float64), fraction * 100))

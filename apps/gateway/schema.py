@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.providers.llm import MAX_STOP_SEQUENCES, PARAM_RANGES
+
 Schema = dict[str, Any]
 
 STRING: Schema = {"type": "string"}
@@ -35,12 +37,12 @@ def array(items: Schema) -> Schema:
 
 
 SAMPLING = {
-    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-    "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
-    "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    **{
+        param: {"type": "number", "minimum": low, "maximum": high}
+        for param, (low, high) in PARAM_RANGES.items()
+    },
     "seed": INTEGER,
-    "stop": {"oneOf": [STRING, {"type": "array", "items": STRING, "maxItems": 4}]},
+    "stop": {"oneOf": [STRING, {"type": "array", "items": STRING, "maxItems": MAX_STOP_SEQUENCES}]},
     "user": {**STRING, "description": "The end user; an experiment assigns its variant by it."},
     "experiment": {**STRING, "description": "Join this running A/B experiment (name or id)."},
 }

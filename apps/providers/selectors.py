@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-from django.db.models import Aggregate, Count, F, FloatField, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
+from apps.core.aggregates import Percentile, has_percentile, percentile
 from apps.core.runtime import run_sync
 
 from .llm.config import RoutingPolicy
@@ -65,29 +65,7 @@ def routing_policy_current() -> RoutingPolicy:
     return run_sync(current_routing_config()).policy
 
 
-class Percentile(Aggregate):
-    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
-
-    function = "PERCENTILE_CONT"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
-        super().__init__(expression, fraction=repr(float(fraction)), **extra)
-
-
 LATENCY_SAMPLE = 10_000
-
-
-def percentile(values: list[float], fraction: float) -> float | None:
-    """Linear interpolation between the nearest ranks, as ``percentile_cont``."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def call_latency_percentiles(
@@ -98,7 +76,7 @@ def call_latency_percentiles(
     elsewhere (SQLite in ``make run``) the same interpolation over each group's latest
     ``LATENCY_SAMPLE`` successful calls, one query per group. Home and the Calls page use it."""
     succeeded = calls.filter(status=CallStatus.SUCCESS).order_by()
-    if connection.vendor == "postgresql":
+    if has_percentile(succeeded):
         aggregates = {
             f"{name}_{index}": Percentile(F("latency_ms"), fraction, filter=where)
             for name, where in groups.items()

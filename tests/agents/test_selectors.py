@@ -13,8 +13,8 @@ from apps.agents.models import Agent, AgentTask, RunStatus
 from apps.agents.selectors import agent_current_task, agent_performance, agent_status
 from apps.agents.services import agent_task_create
 from apps.builds.models import Build, BuildStep
+from apps.core.aggregates import percentile
 from apps.providers.models import CallStatus, EntryPoint, LlmCall
-from apps.providers.selectors import percentile
 
 
 def task(agent: Agent, status: str, finished_minutes_ago: int | None = None) -> AgentTask:

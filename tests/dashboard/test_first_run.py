@@ -59,7 +59,7 @@ def test_the_banner_s_dashboard_url_answers_after_login(tmp_path):
             assert home.status_code == 200 and home.url.path == "/admin/"
             assert "<title> Home | AI Orchestra</title>" in home.text
             assert 'data-figure="hour.requests"' in home.text
-            live_js = client.get(f"http://127.0.0.1:{port}/static/dashboard/live.js")
+            live_js = client.get(f"http://127.0.0.1:{port}/static/core/live.js")
             assert live_js.status_code == 200
             session = client.cookies["sessionid"]
         figures = asyncio.run(first_figures(f"http://127.0.0.1:{port}", session))

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 from scipy import integrate, stats  # type: ignore[import-untyped]
 
+from apps.core.aggregates import percentile
 from apps.experiments.models import (
     Assignment,
     CanaryRollout,
@@ -29,7 +30,6 @@ from apps.experiments.services import (
 from apps.experiments.statistics import (
     chance_to_beat,
     latency_limit,
-    percentile,
     srm_check,
     two_proportion_test,
     welch_p_value,

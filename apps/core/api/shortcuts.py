@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,10 +23,12 @@ def validated(
 
 
 @contextmanager
-def state_conflicts() -> Iterator[None]:
+def state_conflicts(*, also: Mapping[type[Exception], str] | None = None) -> Iterator[None]:
     """A service's refusal that names no field (the object's state does not allow it: a
     finished build cancelled, a decided request decided again) is a 409 ``conflict``; one that
-    names fields stays a 400."""
+    names fields stays a 400. ``also`` maps an app's own refusals to the code of their 409 (a
+    feature switched off: ``{FeatureDisabledError: "feature_disabled"}``)."""
+    codes = dict(also or {})
     try:
         yield
     except ValidationError as error:
@@ -35,3 +37,6 @@ def state_conflicts() -> Iterator[None]:
         raise ServiceError(
             "conflict", " ".join(error.messages), status.HTTP_409_CONFLICT
         ) from error
+    except tuple(codes) as error:
+        code = next(code for kind, code in codes.items() if isinstance(error, kind))
+        raise ServiceError(code, str(error), status.HTTP_409_CONFLICT) from error

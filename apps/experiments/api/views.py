@@ -6,10 +6,6 @@ off is a 409 ``feature_disabled``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -19,8 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import request_user
-from apps.core.api.shortcuts import validated
-from apps.core.errors import ServiceError
+from apps.core.api.shortcuts import state_conflicts, validated
 
 from ..filtersets import CanaryFilter, ExperimentFilter
 from ..models import CanaryRollout, Experiment
@@ -75,19 +70,8 @@ CONFLICT = OpenApiResponse(
 )  # fmt: skip
 
 
-@contextmanager
-def refusals() -> Iterator[None]:
-    """A refusal that names no field (the state does not allow it) is a 409, and so is the
-    feature switched off."""
-    try:
-        yield
-    except FeatureDisabledError as error:
-        raise ServiceError("feature_disabled", str(error), status.HTTP_409_CONFLICT) from error
-    except ValidationError as error:
-        if hasattr(error, "error_dict"):
-            raise
-        message = " ".join(error.messages)
-        raise ServiceError("conflict", message, status.HTTP_409_CONFLICT) from error
+# Besides the state's refusals (409 ``conflict``), the feature switched off is a 409 too.
+REFUSALS: dict[type[Exception], str] = {FeatureDisabledError: "feature_disabled"}
 
 
 def detail(experiment: Experiment, code: int = status.HTTP_200_OK) -> Response:
@@ -129,7 +113,7 @@ class ExperimentDetailApi(APIView):
     def patch(self, request: Request, pk: int) -> Response:
         experiment = experiment_get(pk=pk)
         data = validated(ExperimentUpdateInputSerializer, request)
-        with refusals():
+        with state_conflicts(also=REFUSALS):
             experiment = experiment_update(experiment=experiment, **data)
         return detail(experiment)
 
@@ -139,7 +123,7 @@ class ExperimentStartApi(APIView):
 
     @extend_schema(request=None, responses={200: ExperimentDetailOutputSerializer, 409: CONFLICT})
     def post(self, request: Request, pk: int) -> Response:
-        with refusals():
+        with state_conflicts(also=REFUSALS):
             experiment = experiment_start(
                 experiment=experiment_get(pk=pk), by=request_user(request)
             )
@@ -152,7 +136,7 @@ class ExperimentStopApi(APIView):
 
     @extend_schema(request=None, responses={200: ExperimentDetailOutputSerializer, 409: CONFLICT})
     def post(self, request: Request, pk: int) -> Response:
-        with refusals():
+        with state_conflicts(also=REFUSALS):
             experiment = experiment_stop(experiment=experiment_get(pk=pk), by=request_user(request))
         return detail(experiment)
 
@@ -190,7 +174,7 @@ class ConversionTrackApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         experiment = experiment_get(pk=pk)
         data = validated(ConversionInputSerializer, request)
-        with refusals():
+        with state_conflicts(also=REFUSALS):
             event = conversion_track(experiment=experiment, **data)
         return Response(TrackedEventOutputSerializer(event).data, status=status.HTTP_201_CREATED)
 
@@ -205,7 +189,7 @@ class FeedbackTrackApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         experiment = experiment_get(pk=pk)
         data = validated(FeedbackInputSerializer, request)
-        with refusals():
+        with state_conflicts(also=REFUSALS):
             event = feedback_track(experiment=experiment, **data)
         return Response(TrackedEventOutputSerializer(event).data, status=status.HTTP_201_CREATED)
 
@@ -282,7 +266,7 @@ class CanaryListCreateApi(ListAPIView):
     )
     def post(self, request: Request) -> Response:
         data = validated(CanaryInputSerializer, request)
-        with refusals():
+        with state_conflicts(also=REFUSALS):
             rollout = canary_create(by=request_user(request), **data)
         body = CanaryDetailOutputSerializer(canary_get(pk=rollout.pk)).data
         return Response(body, status=status.HTTP_201_CREATED)
@@ -314,6 +298,6 @@ class CanaryRollbackApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         rollout = canary_get(pk=pk)
         data = validated(CanaryRollbackInputSerializer, request)
-        with refusals():
+        with state_conflicts(also=REFUSALS):
             canary_rollback(rollout=rollout, reason=data["reason"], by=request_user(request))
         return Response(CanaryDetailOutputSerializer(canary_get(pk=pk)).data)

@@ -26,12 +26,20 @@ from .relay import error_event, relay, relay_stream, stored_response
 from .routing.state import routing_state
 from .sdk import collect, complete, stream
 from .transport.transports import close_clients
-from .validation import ROLES, InvalidRequestError, llm_request_from, strategy_from
+from .validation import (
+    MAX_STOP_SEQUENCES,
+    PARAM_RANGES,
+    ROLES,
+    InvalidRequestError,
+    llm_request_from,
+    strategy_from,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ROLES", "CallStatus", "Caller", "Chunk", "Completion", "Endpoint", "EntryPoint",
+    "MAX_STOP_SEQUENCES", "PARAM_RANGES", "ROLES", "CallStatus", "Caller", "Chunk", "Completion",
+    "Endpoint", "EntryPoint",
     "InvalidRequestError", "stored_response",
     "LlmRequest", "ProviderError", "RoutingStrategy", "Usage", "collect", "complete",
     "complete_sync", "current_routing_config", "error_event", "errors", "header_value",

@@ -21,6 +21,14 @@ MAX_MESSAGES = 10_000
 MAX_TOKENS = 2**31 - 1
 MAX_STOP_SEQUENCES = 4
 SEED_RANGE = (-(2**63), 2**63 - 1)
+# The sampling parameters' closed ranges: what ``check_params`` accepts and the OpenAPI schema
+# says (``apps/gateway/schema.py``).
+PARAM_RANGES: dict[str, tuple[int, int]] = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
+}
 # Sampling parameters our own JSON APIs pass on to the provider (``/v1`` passes its whole body).
 LLM_PARAMS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
@@ -122,10 +130,8 @@ def _check_range(payload: Mapping[str, Any], param: str, low: float, high: float
 
 def check_params(payload: Mapping[str, Any]) -> None:
     """The sampling parameters, where present; others pass through to the provider."""
-    _check_range(payload, "temperature", 0, 2)
-    _check_range(payload, "top_p", 0, 1)
-    _check_range(payload, "presence_penalty", -2, 2)
-    _check_range(payload, "frequency_penalty", -2, 2)
+    for param, (low, high) in PARAM_RANGES.items():
+        _check_range(payload, param, low, high)
     for param in ("max_tokens", "max_completion_tokens", "n"):
         value = payload.get(param)
         if value is not None and not (_is_int(value) and 1 <= value <= MAX_TOKENS):

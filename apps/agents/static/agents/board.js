@@ -17,7 +17,6 @@
   var current = root.getAttribute("data-task"); // the task the panel shows
   var text = ""; // its answer so far, as streamed
   var followed = {};
-  var fetches = {};
   var cardTimers = {};
   var TONES = { idle: "", busy: "info", error: "error" };
   var FINISHED = ["succeeded", "failed", "cancelled"];
@@ -31,22 +30,6 @@
     statusLine.textContent = words;
   }
 
-  function fetchHtml(key, address, apply) {
-    var number = (fetches[key] || 0) + 1;
-    fetches[key] = number;
-    return fetch(address, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
-      .then(function (response) {
-        if (!response.ok) throw new Error(address + ": " + response.status);
-        return response.text();
-      })
-      .then(function (html) {
-        if (fetches[key] === number) apply(html);
-      })
-      .catch(function (error) {
-        console.warn("could not refresh the agent board", error);
-      });
-  }
-
   function showText() {
     var stream = panel.querySelector("[data-stream]");
     if (stream) stream.textContent = text;
@@ -55,7 +38,7 @@
   function refreshPanel() {
     if (!current) return;
     var taskId = current;
-    fetchHtml("panel", url("data-task-url", taskId), function (html) {
+    OrchestraLive.fetchHtml("panel", url("data-task-url", taskId), function (html) {
       if (taskId !== current) return;
       var hadFocus = panel.contains(document.activeElement);
       panel.innerHTML = html;
@@ -75,12 +58,10 @@
   function refreshCard(agentId) {
     clearTimeout(cardTimers[agentId]);
     cardTimers[agentId] = setTimeout(function () {
-      fetchHtml("card-" + agentId, url("data-card-url", agentId), function (html) {
+      OrchestraLive.fetchHtml("card-" + agentId, url("data-card-url", agentId), function (html) {
         var old = document.getElementById("agent-" + agentId);
         if (!old) return;
-        var holder = document.createElement("template");
-        holder.innerHTML = html.trim();
-        old.replaceWith(holder.content.firstElementChild);
+        old.replaceWith(OrchestraLive.fromHtml(html).firstElementChild);
       });
     }, 150);
   }

@@ -13,21 +13,7 @@
   var announce = document.getElementById("queue-announce");
   var BADGE_CLASSES = "font-semibold h-[18px] leading-[18px] ml-2 px-1 relative rounded-xs text-center " +
     "text-[11px] whitespace-nowrap uppercase min-w-[18px] bg-red-100 text-red-700 dark:bg-red-500/20 dark:text-red-400";
-  var fetches = 0;
   var timer = null;
-
-  function fromHtml(html) {
-    var holder = document.createElement("template");
-    holder.innerHTML = html.trim();
-    return holder.content;
-  }
-
-  function keepTyping(old, fresh) {
-    old.querySelectorAll("textarea[id]").forEach(function (area) {
-      var twin = fresh.querySelector("#" + CSS.escape(area.id));
-      if (twin && area.value) twin.value = area.value;
-    });
-  }
 
   function title(card) {
     var heading = card.querySelector(".build-card-title");
@@ -47,7 +33,7 @@
       if (old && old.getAttribute("data-version") === card.getAttribute("data-version")) {
         node = old;
       } else if (old) {
-        keepTyping(old, card);
+        OrchestraLive.keepTyping(old, card);
         old.remove();
       } else {
         added.push(card);
@@ -90,23 +76,13 @@
   }
 
   function refresh() {
-    var number = ++fetches;
-    fetch(liveUrl, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
-      .then(function (response) {
-        if (!response.ok) throw new Error(liveUrl + ": " + response.status);
-        return response.text();
-      })
-      .then(function (html) {
-        if (number !== fetches) return; // a later fetch is on its way
-        var fresh = fromHtml(html);
-        applyPending(fresh);
-        replaceSection(fresh, "approval-stats");
-        replaceSection(fresh, "approval-history");
-        setBadge(document.getElementById("pending-count").textContent.trim());
-      })
-      .catch(function (error) {
-        console.warn("could not refresh the approval queue", error);
-      });
+    OrchestraLive.fetchHtml("live", liveUrl, function (html) {
+      var fresh = OrchestraLive.fromHtml(html);
+      applyPending(fresh);
+      replaceSection(fresh, "approval-stats");
+      replaceSection(fresh, "approval-history");
+      setBadge(document.getElementById("pending-count").textContent.trim());
+    });
   }
 
   function soon() {

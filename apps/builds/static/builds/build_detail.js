@@ -13,7 +13,6 @@
   var stepUrlTemplate = root.getAttribute("data-step-url");
   var announce = document.getElementById("build-announce");
   var streamed = {}; // step id -> the text streamed since it (last) started running
-  var fetches = {}; // what -> the number of its latest fetch; older answers are dropped
   var sawStart = {}; // steps whose start this page saw: it has all of their text
   var behind = {}; // steps whose card is refreshed because tokens came before "running"
 
@@ -23,36 +22,6 @@
 
   function card(stepId) {
     return document.getElementById("step-" + stepId);
-  }
-
-  function fetchHtml(key, url, apply) {
-    var number = (fetches[key] || 0) + 1;
-    fetches[key] = number;
-    return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
-      .then(function (response) {
-        if (!response.ok) throw new Error(url + ": " + response.status);
-        return response.text();
-      })
-      .then(function (html) {
-        if (fetches[key] === number) apply(html);
-      })
-      .catch(function (error) {
-        console.warn("could not refresh the build's page", error);
-      });
-  }
-
-  function fromHtml(html) {
-    var holder = document.createElement("template");
-    holder.innerHTML = html.trim();
-    return holder.content.firstElementChild;
-  }
-
-  // Keep what the person was typing (an approval's notes) when a card is replaced.
-  function keepTyping(old, fresh) {
-    old.querySelectorAll("textarea[id]").forEach(function (area) {
-      var twin = fresh.querySelector("#" + CSS.escape(area.id));
-      if (twin && area.value) twin.value = area.value;
-    });
   }
 
   function showStream(stepId) {
@@ -68,11 +37,11 @@
   }
 
   function refreshStep(stepId) {
-    return fetchHtml("step-" + stepId, stepUrl(stepId), function (html) {
+    return OrchestraLive.fetchHtml("step-" + stepId, stepUrl(stepId), function (html) {
       var old = card(stepId);
-      var fresh = fromHtml(html);
+      var fresh = OrchestraLive.fromHtml(html).firstElementChild;
       if (!old || !fresh) return;
-      keepTyping(old, fresh);
+      OrchestraLive.keepTyping(old, fresh); // an approval's notes
       var hadFocus = old.contains(document.activeElement);
       old.replaceWith(fresh);
       delete behind[stepId];
@@ -89,7 +58,7 @@
   function refreshSummary() {
     clearTimeout(summaryTimer);
     summaryTimer = setTimeout(function () {
-      fetchHtml("summary", summaryUrl, function (html) {
+      OrchestraLive.fetchHtml("summary", summaryUrl, function (html) {
         document.getElementById("build-summary").innerHTML = html;
       });
     }, 100);

@@ -68,7 +68,6 @@
     var url = root.getAttribute("data-figures-url");
     var holder = document.getElementById("experiment-figures");
     var announce = document.getElementById("experiment-announce");
-    var latest = 0;
 
     function status() {
       var summary = holder.querySelector(".exp-summary");
@@ -76,21 +75,11 @@
     }
 
     function refresh() {
-      var number = ++latest;
-      return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
-        .then(function (response) {
-          if (!response.ok) throw new Error(url + ": " + response.status);
-          return response.text();
-        })
-        .then(function (html) {
-          if (number !== latest) return;
-          var focused = document.activeElement && holder.contains(document.activeElement) ? document.activeElement.id : "";
-          holder.innerHTML = html;
-          if (focused && document.getElementById(focused)) document.getElementById(focused).focus({ preventScroll: true });
-        })
-        .catch(function (error) {
-          console.warn("could not refresh the experiment's figures", error);
-        });
+      return OrchestraLive.fetchHtml("figures", url, function (html) {
+        var focused = document.activeElement && holder.contains(document.activeElement) ? document.activeElement.id : "";
+        holder.innerHTML = html;
+        if (focused && document.getElementById(focused)) document.getElementById(focused).focus({ preventScroll: true });
+      });
     }
 
     OrchestraLive.on("experiments", function (message) {

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..config import Deployment, RoutingPolicy, routing_policy_from
 from .breakers import CLOSED, HALF_OPEN, OPEN, WINDOW_BUCKETS, BreakerView
-from .router import StateView
+from .router import StateReader, StateView
 
 
 @dataclass
@@ -114,7 +114,7 @@ class LocalBreakers:
         return [self.view(provider, policy, now) for provider in providers]
 
 
-class LocalState:
+class LocalState(StateReader):
     def __init__(self) -> None:
         self.policy = routing_policy_from(None)
         self.version = 0  # the config version last seen in Redis

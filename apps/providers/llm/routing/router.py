@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ...models import RoutingStrategy
 from ..config import Deployment, RoutingPolicy
@@ -32,6 +33,22 @@ class StateView:
     tokens_this_minute: dict[str, int]
     cursor: int
     cooldowns: dict[str, float] = field(default_factory=dict)  # deployment key -> seconds left
+
+
+class StateReader(Protocol):
+    """What gives the engine a ``StateView``: the shared state (Redis), this process's own, and
+    the routing state that asks one or the other."""
+
+    async def read(
+        self,
+        deployments: tuple[Deployment, ...],
+        policy: RoutingPolicy,
+        cursor_name: str | None = None,
+        endpoint: str = "chat",
+    ) -> StateView:
+        """The state of ``deployments``; resting is per endpoint (a deployment that does not
+        serve embeddings may well serve chat); a ``cursor_name`` moves that round-robin cursor."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from apps.core.redis import key as platform_key
 
 from ..config import Deployment, RoutingPolicy, routing_policy_from
 from .breakers import CircuitBreakers, breaker_view
-from .router import StateView
+from .router import StateReader, StateView
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class _Fetched:
     cooldowns: dict[str, float]  # deployment key -> when it ends (epoch seconds)
 
 
-class SharedState:
+class SharedState(StateReader):
     """One per event loop: a redis.asyncio client is bound to the loop it was created on."""
 
     def __init__(self) -> None:

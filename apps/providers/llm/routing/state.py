@@ -25,7 +25,7 @@ from apps.core.redis import redis_client
 from ..config import Deployment, RoutingPolicy
 from .breakers import BreakerView
 from .local_state import LocalState
-from .router import StateView
+from .router import StateReader, StateView
 from .shared_state import (
     BUMP_SCRIPT,
     EPOCH,
@@ -49,7 +49,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class RoutingState:
+class RoutingState(StateReader):
     """One per event loop (a ``redis.asyncio`` client is bound to the loop it was made on)."""
 
     def __init__(self) -> None:

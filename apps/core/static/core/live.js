@@ -1,4 +1,5 @@
-/* The dashboard's WebSocket client: the one module every live page uses (plain JavaScript).
+/* The dashboard's WebSocket client: the one module every live page uses (plain JavaScript),
+ * loaded by the live pages' base template (core/live_page.html).
  *
  * A page names its channels on any element, data-live-channels="metrics alerts", and
  * registers handlers with OrchestraLive.on(channel, function (message) { ... }), where message
@@ -18,6 +19,11 @@
  * OrchestraLive.send(message) (false when not connected) and gets every other message the
  * server sends (token, done, response, error...) through OrchestraLive.onMessage(listener).
  * Replies to a connection that was lost never arrive: such a page watches OrchestraLive.onState.
+ *
+ * What a page does on an event is usually to fetch a part of itself again, rendered by the
+ * server: OrchestraLive.fetchHtml(key, url, apply) gets it (the answer to an older fetch of the
+ * same key is dropped), OrchestraLive.fromHtml(html) parses it, and
+ * OrchestraLive.keepTyping(old, fresh) carries what the person was typing into the new part.
  *
  * Settings (for tests): window.OrchestraLiveSettings = {baseDelay: ms, maxAttempts: n,
  * pingEvery: ms, pongWithin: ms}, set before this script runs.
@@ -223,6 +229,44 @@
     start(holder.getAttribute("data-live-channels").split(/\s+/).filter(Boolean));
   }
 
+  // --- the parts of a page fetched again -----------------------------------------------------
+  var fetches = {}; // key -> the number of its latest fetch
+
+  // The HTML at url, handed to apply(html) unless a later fetch of the same key was made
+  // meanwhile (its answer is the one that counts). A failure is logged, not thrown.
+  function fetchHtml(key, url, apply) {
+    var number = (fetches[key] || 0) + 1;
+    fetches[key] = number;
+    return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error(url + ": " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        if (fetches[key] === number) apply(html);
+      })
+      .catch(function (error) {
+        console.warn("could not refresh the page's " + key, error);
+      });
+  }
+
+  // The nodes of an HTML fragment, unattached (scripts in it do not run): the whole fragment,
+  // whose .firstElementChild is the element when the fragment is one element.
+  function fromHtml(html) {
+    var holder = document.createElement("template");
+    holder.innerHTML = html.trim();
+    return holder.content;
+  }
+
+  // What the person typed in old's text areas (an approval's notes), carried into fresh, the
+  // same part rendered again, before it replaces old.
+  function keepTyping(old, fresh) {
+    old.querySelectorAll("textarea[id]").forEach(function (area) {
+      var twin = fresh.querySelector("#" + CSS.escape(area.id));
+      if (twin && area.value) twin.value = area.value;
+    });
+  }
+
   window.addEventListener("online", function () {
     if (state === "disconnected") retry();
   });
@@ -239,7 +283,10 @@
     state: function () { return state; },
     channels: function () { return channels.slice(); },
     send: send,
-    retry: retry
+    retry: retry,
+    fetchHtml: fetchHtml,
+    fromHtml: fromHtml,
+    keepTyping: keepTyping
   };
 
   if (document.readyState === "loading") {
