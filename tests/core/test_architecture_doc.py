@@ -354,7 +354,7 @@ TRUE = """Real names: `apps/core/registry.py`, `apps/core/json.loads`, `apps.pro
 `apps.core.dispatch.send_on_commit`, `TRUSTED_PROXIES`, `register_channels(Channel(...))`,
 `register_pages(Page(slug, title, view, section, icon=, in_sidebar=))`, `builds.sweep`,
 `build.token`, `unfold.admin.ModelAdmin`, `run_prompt`, `LlmRequest`, `models.py`,
-`dashboard/includes/live_scripts.html`, `GET /api/v1/feature-status`, and prose: `build:<id>`,
+`core/live_page.html`, `GET /api/v1/feature-status`, and prose: `build:<id>`,
 `{"type": "event"}`, `Retry-After`; the example app's `apps/widgets/pages.py`.
 
 ```
