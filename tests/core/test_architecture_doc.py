@@ -1,6 +1,8 @@
 """``docs/architecture.md`` stays true: every path, module, setting, registry and code name it
 gives in backticks exists, the numbers it states match the constants they come from, and the
-LLM core's table lists every module of the core. The README's paths are checked the same way.
+LLM core's table lists every module of the core. The README's and every other page's paths are
+checked the same way, with their relative links, and no hand-written page grows past
+``MAX_PAGE_LINES``.
 
 What a code span names is told by its shape:
 
@@ -44,10 +46,17 @@ from orchestra.celery import app as celery_app
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOC = REPO_ROOT / "docs" / "architecture.md"
 README = REPO_ROOT / "README.md"
+# Every page of the documentation but the generated REST reference (``manage.py api_reference``).
+PAGES = sorted(
+    [README, *(REPO_ROOT / "docs").rglob("*.md")],
+    key=lambda path: path.as_posix(),
+)
+GENERATED = REPO_ROOT / "docs" / "api" / "reference"
+MAX_PAGE_LINES = 400
 EXAMPLE_APP = "widgets"
 PATH_ROOTS = ("apps", "tests", "bench", "orchestra", "docs", "templates", "static", "nginx")
 MODULE_ROOTS = ("apps", "tests", "orchestra", "bench")
-FILE_SUFFIXES = {".py", ".md", ".html", ".js", ".css", ".txt", ".toml", ".yml", ".json"}
+FILE_SUFFIXES = {".py", ".md", ".html", ".js", ".css", ".txt", ".toml", ".yml", ".json", ".conf"}
 CODE_ROOTS = ("apps", "orchestra", "templates")
 CODE_SUFFIXES = {".py", ".js", ".html"}
 REGISTRY_MODULES = ("apps.core.registry", "apps.core.events", "apps.core.health")
@@ -251,6 +260,28 @@ def doc_problems(text: str) -> list[str]:
     return problems
 
 
+def link_problems(page: Path) -> list[str]:
+    """Relative links (``[text](other.md#part)``) to files that do not exist, or to headings
+    the target does not have."""
+    problems = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", without_fences(page.read_text())):
+        if re.match(r"^[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            problems.append(f"no file {target}")
+        elif anchor and file.suffix == ".md" and anchor not in heading_anchors(file):
+            problems.append(f"no heading #{anchor} in {file.name}")
+    return problems
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """GitHub's anchors: lower case, punctuation dropped, spaces made hyphens."""
+    headings = re.findall(r"^#+ (.+)$", without_fences(page.read_text()), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 def readme_problems(text: str) -> list[str]:
     spans = [span for span in code_spans(text) if PATH.match(span)]
     paths = [path for block in fenced_blocks(text) for path in FENCED_PATH.findall(block)]
@@ -321,8 +352,28 @@ def test_the_numbers_of_the_doc_are_the_code_s():
     assert number_problems(DOC.read_text(), NUMBERS) == []
 
 
-def test_every_path_the_readme_gives_exists():
-    assert readme_problems(README.read_text()) == []
+def page_id(page: Path) -> str:
+    return page.relative_to(REPO_ROOT).as_posix()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_path_and_link_a_page_gives_exists(page: Path):
+    assert readme_problems(page.read_text()) + link_problems(page) == []
+
+
+@pytest.mark.parametrize(
+    "page", [page for page in PAGES if GENERATED not in page.parents], ids=page_id
+)
+def test_no_hand_written_page_is_too_long(page: Path):
+    assert len(page.read_text().splitlines()) <= MAX_PAGE_LINES
+
+
+def test_the_link_checker_finds_a_missing_page_and_heading(tmp_path: Path):
+    (tmp_path / "a.md").write_text("# A page\n\n## Its part\n\n[ok](#its-part) [ok](a.md#a-page)")
+    page = tmp_path / "b.md"
+    page.write_text("[x](nowhere.md) [y](a.md#elsewhere) [z](a.md#its-part) [w](https://x.org/a)")
+    assert link_problems(page) == ["no file nowhere.md", "no heading #elsewhere in a.md"]
+    assert link_problems(tmp_path / "a.md") == []
 
 
 def test_the_example_app_is_made_up():
