@@ -36,8 +36,9 @@ class RetryLaterError(ServiceError):
 
 
 class QueryApi(APIView):
-    """One completion through the LLM core, in our own JSON. It is admitted before
-    (``ApiKeyLimitThrottle``, after the middleware's per-IP limit) and settled after."""
+    """One completion through the LLM core, in our own JSON. The per-IP limit and then its API
+    key's rate limits are checked before (``ApiKeyLimitThrottle``), and its tokens counted
+    after."""
 
     permission_classes = [CanOperate]
     throttle_classes = [ApiKeyLimitThrottle]
