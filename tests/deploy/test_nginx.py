@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -197,3 +199,17 @@ def test_static_files_redirects_and_security_headers(operator_key, proxy):
     assert plain.headers["location"] == "https://127.0.0.1/admin/?page=2"
     health = httpx.get(f"{proxy.http_url}/health")  # load balancers' check, over plain HTTP
     assert health.headers["content-type"] == "application/json" and "status" in health.json()
+
+
+def test_the_image_health_check_names_a_host_the_settings_allow(web):
+    """``python -m orchestra.healthcheck`` (the image's HEALTHCHECK and web's compose check)
+    passes against the image's web command, and only with a host Django accepts."""
+
+    def check(allowed_hosts: str) -> int:
+        command = [sys.executable, "-m", "orchestra.healthcheck", str(web.port)]
+        env = {**web.env, "ALLOWED_HOSTS": allowed_hosts}
+        return subprocess.run(command, env=env, timeout=30).returncode
+
+    assert check("localhost,web") == 0
+    assert check(".localhost") == 0
+    assert check("orchestra.example.com") == 1  # refused by the server (not in its hosts)
