@@ -65,7 +65,11 @@ def test_every_resource_is_valid_against_the_kubernetes_schemas(version):
 
 
 def test_the_validator_refuses_what_kubernetes_refuses():
-    (web,) = [d for d in documents() if d["kind"] == "Deployment" and "web" in d["metadata"]["name"]]
+    (web,) = [
+        d
+        for d in documents()
+        if d["metadata"]["name"] == "orchestra-web" and "replicas" in d["spec"]
+    ]
     broken = yaml.safe_load(yaml.safe_dump(web))
     broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["paht"] = "/"
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -89,9 +93,10 @@ def test_the_workloads(resources):
             assert {"secretRef": {"name": SECRET}} in refs, name
         for claim in pod_spec(deployment).get("volumes", []):
             if "persistentVolumeClaim" in claim:
-                assert claim["persistentVolumeClaim"]["claimName"] in resources[
-                    "PersistentVolumeClaim"
-                ]
+                assert (
+                    claim["persistentVolumeClaim"]["claimName"]
+                    in resources["PersistentVolumeClaim"]
+                )
     beat = deployments["orchestra-beat"]
     assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"] == {"type": "Recreate"}
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.prod.yml").read_text())["services"]

@@ -87,7 +87,7 @@ def test_a_v1_stream_arrives_token_by_token(two_providers, upstream_a, operator_
         http_client=client(proxy),
     )  # fmt: skip
     arrivals, text = [], ""
-    for chunk in sdk.chat.completions.create(model="chat", messages=HELLO, stream=True):  # type: ignore[arg-type]
+    for chunk in sdk.chat.completions.create(model="chat", messages=HELLO, stream=True):
         if chunk.choices and chunk.choices[0].delta.content:
             arrivals.append(time.monotonic())
             text += chunk.choices[0].delta.content
