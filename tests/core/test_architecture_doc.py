@@ -191,6 +191,8 @@ def celery_task_names() -> frozenset[str]:
 def path_problem(span: str) -> str | None:
     if span.split("/")[1] == EXAMPLE_APP:
         return None
+    if (REPO_ROOT / span).exists():
+        return None
     head, _, last = span.rstrip("/").rpartition("/")
     stem, dot, attribute = last.partition(".")
     if dot and f".{attribute}" not in FILE_SUFFIXES:

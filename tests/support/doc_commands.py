@@ -159,6 +159,7 @@ PLAIN_PROGRAMS = {
 REPO_PATH = re.compile(r"^(?:\./)?((?:nginx|deploy|docs|apps|tests|orchestra|bench)/[\w./-]*)$")
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 COMPOSE_FILE = "docker-compose.prod.yml"
+COMPOSE_OPTIONS_WITH_VALUE = {"--profile", "-p", "--project-name"}
 
 
 def simple_commands(command: str) -> Iterator[list[str]]:
@@ -306,8 +307,15 @@ def _docker_problems(args: list[str]) -> list[str]:
     while args and args[0].startswith("-"):  # compose's own options, before the subcommand
         if args[0] == "-f":
             compose_file = args[1]
+        elif args[0] == "--env-file":  # made from its example, which must exist
+            if not (REPO_ROOT / f"{args[1]}.example").exists():
+                problems.append(f"no file {args[1]}.example")
+        elif args[0] in COMPOSE_OPTIONS_WITH_VALUE:
+            pass
+        else:
             args = args[1:]
-        args = args[1:]
+            continue
+        args = args[2:]
     path = REPO_ROOT / compose_file
     if not path.exists():
         return [f"no compose file {compose_file}"]
