@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from celery import current_app as celery_app
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -42,7 +43,6 @@ from apps.accounts.principals import Principal, principal_current, principal_for
 from apps.core.events import channel_family, channel_names, group_name, valid_channel
 from apps.core.registry import SocketAction, SocketReply, socket_actions
 from apps.core.request_context import request_id_from
-from orchestra.celery import app as celery_app
 
 from . import metrics
 from .auth import BEARER_SUBPROTOCOL, authenticate_key
