@@ -15,8 +15,8 @@ from django.db import connection
 from django.db.models import Avg, Count, F, Prefetch, Q, QuerySet, StdDev, Sum
 from django.shortcuts import get_object_or_404
 
+from apps.core.aggregates import Percentile
 from apps.providers.models import CallStatus, LlmCall
-from apps.providers.selectors import Percentile
 
 from . import statistics
 from .assignment import RunningExperiment, VariantConfig, basis_points

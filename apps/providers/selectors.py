@@ -7,9 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Aggregate, Count, F, FloatField, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
+from apps.core.aggregates import Percentile
 from apps.core.runtime import run_sync
 
 from .llm.config import RoutingPolicy
@@ -63,17 +64,6 @@ def public_model_list(*, endpoint: str = Endpoint.CHAT) -> list[dict[str, Any]]:
 def routing_policy_current() -> RoutingPolicy:
     """The routing settings every process applies now (strategy, default model, ...)."""
     return run_sync(current_routing_config()).policy
-
-
-class Percentile(Aggregate):
-    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
-
-    function = "PERCENTILE_CONT"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
-        super().__init__(expression, fraction=repr(float(fraction)), **extra)
 
 
 LATENCY_SAMPLE = 10_000
