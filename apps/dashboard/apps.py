@@ -1,5 +1,15 @@
 from django.apps import AppConfig
 
+# What other apps may use of this app: the template tags and the includes of a live page
+# (the WebSocket client, the header's connection state), the pager
+# (tests/core/test_structure.py holds every app to its face).
+PUBLIC = frozenset({"templatetags.dashboard"})
+PUBLIC_TEMPLATES = frozenset({
+    "dashboard/includes/live_scripts.html", "dashboard/includes/live_status.html",
+    "dashboard/includes/pages.html",
+})  # fmt: skip
+PUBLIC_STATIC = frozenset({"dashboard/live.js"})
+
 
 class DashboardConfig(AppConfig):
     """The browser dashboard: the admin site (``sites.py``), its sidebar (``navigation.py``),
