@@ -139,11 +139,12 @@ class Tree:
             elif isinstance(node, ast.ImportFrom):
                 module = self._absolute(path, node)
                 file = self.file_of(module)
+                package = file if file is not None and file.name == "__init__.py" else None
                 names = []
                 for alias in node.names:
                     submodule = f"{module}.{alias.name}"
-                    bound = file is not None and file.name == "__init__.py"
-                    if self.file_of(submodule) and not (bound and self._binds(file, alias.name)):
+                    bound = package is not None and self._binds(package, alias.name)
+                    if self.file_of(submodule) and not bound:
                         found.append((submodule, ()))
                     else:
                         names.append(alias.name)
