@@ -163,7 +163,7 @@ def environment() -> Iterator[Environment]:
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
         redis_kind = "Redis 127.0.0.1:6379"
     else:
-        from orchestra import embedded_redis
+        from apps.core import embedded_redis
 
         socket_path = embedded_redis.socket_path(var)
         cleanups.append(embedded_redis.start(socket_path).terminate)

@@ -15,8 +15,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from apps.core import embedded_redis
 from apps.providers.llm.recording.recorder import recorder
-from orchestra import embedded_redis
 from tests.support.processes import AsgiServer, CeleryWorker
 
 pytest_plugins = ["tests.support.providers", "tests.support.browser"]

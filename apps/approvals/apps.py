@@ -1,5 +1,9 @@
 from django.apps import AppConfig
 
+# What other apps may import of this app (tests/core/test_structure.py holds every app to its
+# face).
+PUBLIC = frozenset({"decisions", "models", "selectors", "services", "signals"})
+
 
 class ApprovalsConfig(AppConfig):
     name = "apps.approvals"

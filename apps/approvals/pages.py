@@ -15,9 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import messages
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.response import TemplateResponse
@@ -25,6 +24,7 @@ from django.urls import NoReverseMatch, reverse
 
 from apps.accounts.permissions import OPERATE
 
+from .decisions import approval_decide_posted
 from .models import ApprovalPolicy, ApprovalRequest, DeciderRole, RiskLevel
 from .selectors import (
     approval_decided_list,
@@ -33,36 +33,16 @@ from .selectors import (
     approval_policy,
     approval_stats,
 )
-from .services import approval_decide, approval_refusal
+from .services import approval_refusal
 
 DECIDED_SHOWN = 20
 PENDING_SHOWN = 100
-MAX_NOTES = 2000
 RISK_TONES = {
     RiskLevel.LOW: "info",
     RiskLevel.MEDIUM: "warning",
     RiskLevel.HIGH: "error",
     RiskLevel.CRITICAL: "critical",
 }
-
-
-def approval_decide_posted(request: HttpRequest, approval: ApprovalRequest) -> bool:
-    """Decide ``approval`` as the POST says (``decision``: approved or rejected, ``notes``),
-    the outcome told as a message; whether it was decided."""
-    if not request.user.has_perm(OPERATE):
-        raise PermissionDenied("Deciding an approval needs the operator role.")
-    user = request.user
-    assert isinstance(user, User)  # the admin site lets no one else in
-    decision = request.POST.get("decision", "")
-    notes = request.POST.get("notes", "").strip()[:MAX_NOTES]
-    try:
-        approval = approval_decide(approval=approval, decision=decision, by=user, notes=notes)
-    except (PermissionDenied, ValidationError) as error:
-        text = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
-        messages.error(request, f"Not decided: {text}")
-        return False
-    messages.success(request, f"{approval.get_status_display()}: {approval.action}")
-    return True
 
 
 def pending_count(request: HttpRequest) -> str | None:

@@ -1,5 +1,10 @@
 from django.apps import AppConfig
 
+# What other apps may import of this app (tests/core/test_structure.py holds every app to its
+# face).
+PUBLIC = frozenset({"models", "rendering", "selectors", "services"})
+PUBLIC_STATIC = frozenset({"artifacts/artifacts.css"})
+
 
 class ArtifactsConfig(AppConfig):
     name = "apps.artifacts"

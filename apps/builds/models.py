@@ -4,6 +4,7 @@ prompt template; steps run in order on Celery and may wait for a person's approv
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -11,14 +12,15 @@ from django.db import models
 from apps.agents.models import ModelConfig, RunRecord, RunStatus
 from apps.approvals.models import RiskLevel
 
-
-class BuildStatus(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    AWAITING_APPROVAL = "awaiting_approval"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+# A build's statuses are a run's (one definition, ``RunStatus``) but ``pending``: a build starts
+# queued; only its later steps wait as pending.
+if TYPE_CHECKING:  # django-stubs types no functional TextChoices: mypy checks them as run statuses
+    BuildStatus = RunStatus
+else:
+    BuildStatus = models.TextChoices(
+        "BuildStatus",
+        [(status.name, status.value) for status in RunStatus if status != RunStatus.PENDING],
+    )
 
 
 BUILD_FINISHED = (BuildStatus.SUCCEEDED, BuildStatus.FAILED, BuildStatus.CANCELLED)

@@ -30,8 +30,8 @@ from django.utils.http import urlencode
 
 from apps.accounts.permissions import OPERATE
 from apps.agents.models import Agent
+from apps.approvals.decisions import approval_decide_posted
 from apps.approvals.models import ApprovalStatus, RiskLevel
-from apps.approvals.pages import approval_decide_posted
 from apps.approvals.services import approval_refusal
 from apps.artifacts.models import Artifact
 from apps.artifacts.rendering import highlight_css, markdown_html

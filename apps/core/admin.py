@@ -7,8 +7,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
 
-from .models import PlatformSettings
-from .services import PLATFORM_SETTINGS_FIELDS, platform_settings_update
+from .models import PLATFORM_SETTINGS_FIELDS, PlatformSettings
+from .services import platform_settings_update
 
 
 @admin.register(PlatformSettings)

@@ -1,5 +1,16 @@
 from django.apps import AppConfig
 
+# What other apps may import of this app: the core is below every app and most of it is the
+# shared plumbing they plug into (tests/core/test_structure.py holds every app to its face).
+PUBLIC = frozenset({
+    "admin_support", "aggregates", "api.shortcuts", "beat", "cors", "database", "dispatch",
+    "environment", "errors", "events", "filters", "health", "http", "http_metrics", "json",
+    "limits", "logging", "models", "platform_settings", "pools", "process_report", "redis",
+    "registry", "request_context", "runtime", "services",
+})  # fmt: skip
+PUBLIC_TEMPLATES = frozenset({"core/live_page.html"})
+PUBLIC_STATIC = frozenset({"core/live.js"})
+
 
 class CoreConfig(AppConfig):
     name = "apps.core"
@@ -12,6 +23,7 @@ class CoreConfig(AppConfig):
         from .events import Channel, EventType, register_channels, register_event_types
         from .logging import live_handler_attach
         from .platform_settings import start_settings_follower
+        from .pools import database_pools, redis_pools, register_pool_source
         from .registry import NavItem, register_navigation, register_operator_models
 
         register_channels(
@@ -32,6 +44,8 @@ class CoreConfig(AppConfig):
             ),
         )  # fmt: skip
         register_operator_models(self.label, "platformsettings")
+        register_pool_source("database", database_pools)
+        register_pool_source("redis", redis_pools)
         register_navigation(
             NavItem("Platform settings", "admin:core_platformsettings_changelist", "System",
                     icon="settings", permission="core.view_platformsettings", order=990),

@@ -54,3 +54,7 @@ class PlatformSettings(models.Model):
 
     def __str__(self) -> str:
         return "Platform settings"
+
+
+# The platform settings an operator edits (``platform_settings_update``, the admin, the dashboard).
+PLATFORM_SETTINGS_FIELDS = ("log_level",)

@@ -141,7 +141,3 @@ def database_pools() -> dict[str, Figures]:
             figures = {"pools": 0, "size": size, "in_use": 0, "idle": 0, "waiting": 0}
         found[alias] = {"engine": connections[alias].vendor, **figures}
     return found
-
-
-register_pool_source("database", database_pools)
-register_pool_source("redis", redis_pools)

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from django.db import models, transaction
 
-from .models import PlatformSettings
+from .models import PLATFORM_SETTINGS_FIELDS, PlatformSettings
 from .platform_settings import log_level_apply, platform_settings_announce
 
 M = TypeVar("M", bound=models.Model)
@@ -31,8 +31,6 @@ def instance_update(*, instance: M, fields: Iterable[str], data: Mapping[str, An
 
 
 # --- the platform's runtime settings ------------------------------------------------------------
-
-PLATFORM_SETTINGS_FIELDS = ("log_level",)
 
 
 def platform_settings_get() -> PlatformSettings:

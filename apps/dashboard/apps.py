@@ -1,5 +1,11 @@
 from django.apps import AppConfig
 
+# What other apps may use of this app: the template tags and the includes of a live page
+# (the WebSocket client, the header's connection state), the pager
+# (tests/core/test_structure.py holds every app to its face).
+PUBLIC = frozenset({"templatetags.dashboard"})
+PUBLIC_TEMPLATES = frozenset({"dashboard/includes/pages.html"})
+
 
 class DashboardConfig(AppConfig):
     """The browser dashboard: the admin site (``sites.py``), its sidebar (``navigation.py``),

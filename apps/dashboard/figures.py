@@ -28,7 +28,6 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from apps.core.health import registered_checks, run_check
-from apps.core.runtime import run_sync
 from apps.providers.models import CallStatus, EntryPoint, LlmCall
 from apps.providers.selectors import call_latency_percentiles, circuit_breaker_list
 
@@ -114,9 +113,8 @@ def active_streams(now: datetime) -> dict[str, int]:
     """Streams running now, by entry point: the SSE API's from its registry (every web
     process's, in Redis), the others' (WebSocket, OpenAI-compatible) from the records streams
     leave as ``running`` when they start."""
-    from apps.gateway.streaming import streams_active
+    from apps.gateway.selectors import sse_stream_count
 
-    sse, _complete = run_sync(streams_active(), timeout=5)
     stale = now - timedelta(seconds=settings.CALL_RECORD_STALE_SECONDS)
     running = (
         LlmCall.objects.filter(status=CallStatus.RUNNING, stream=True, created_at__gte=stale)
@@ -125,7 +123,7 @@ def active_streams(now: datetime) -> dict[str, int]:
         .annotate(count=Count("id"))
         .order_by()
     )
-    counts = {EntryPoint.SSE.value: len(sse)}
+    counts = {EntryPoint.SSE.value: sse_stream_count()}
     for row in running:
         counts[row["entry_point"]] = row["count"]
     counts["total"] = sum(counts.values())

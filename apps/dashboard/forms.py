@@ -10,11 +10,9 @@ from unfold.forms import AuthenticationForm  # type: ignore[import-untyped]
 from unfold.overrides import FORMFIELD_OVERRIDES  # type: ignore[import-untyped]
 from unfold.widgets import UnfoldAdminSelectWidget  # type: ignore[import-untyped]
 
-from apps.core.models import LogLevel, PlatformSettings
+from apps.core.models import PLATFORM_SETTINGS_FIELDS, LogLevel, PlatformSettings
 from apps.core.platform_settings import started_log_level
-from apps.core.services import PLATFORM_SETTINGS_FIELDS
-from apps.providers.models import RoutingSettings
-from apps.providers.services import ROUTING_SETTINGS_FIELDS
+from apps.providers.models import ROUTING_SETTINGS_FIELDS, RoutingSettings
 
 
 class LoginForm(AuthenticationForm):

@@ -83,7 +83,7 @@ def channel_layer() -> CheckResult:
 @health_check("celery", cache_seconds=10.0)
 def celery_workers() -> CheckResult:
     """Cached briefly: a broadcast ping waits its whole timeout when no worker answers."""
-    from orchestra.celery import app
+    from celery import current_app as app
 
     with app.connection_for_write() as connection:
         try:  # fail fast: a ping through a broker that is down retries for seconds

@@ -31,6 +31,7 @@ from apps.core.admin_support import ReadOnlyAdminMixin
 from .llm.errors import ProviderError
 from .models import (
     MAX_API_KEY_LENGTH,
+    ROUTING_SETTINGS_FIELDS,
     CallRecordDeadLetter,
     LlmCall,
     LlmCallAttempt,
@@ -43,7 +44,6 @@ from .models import (
 from .selectors import llm_call_totals
 from .services import (
     PROVIDER_FIELDS,
-    ROUTING_SETTINGS_FIELDS,
     UNCHANGED,
     call_record_dead_letters_requeue,
     circuit_breaker_reset,

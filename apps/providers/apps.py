@@ -1,6 +1,10 @@
 from django.apps import AppConfig
 from django.http import HttpRequest
 
+# What other apps may import of this app: the LLM core's face (apps.providers.llm, its
+# __init__) and the Django surface (tests/core/test_structure.py holds every app to its face).
+PUBLIC = frozenset({"llm", "models", "selectors", "services"})
+
 
 def refused_records_badge(request: HttpRequest) -> str | None:
     """The sidebar's count of call records the database refused (waiting for a decision)."""
@@ -19,13 +23,16 @@ class ProvidersConfig(AppConfig):
         from celery.signals import worker_process_shutdown
 
         from apps.core.events import register_event_types
+        from apps.core.pools import register_pool_source
         from apps.core.registry import NavItem, register_navigation, register_operator_models
 
         from . import checks, signals  # noqa: F401  (health check, config version receivers)
         from .events import EVENT_TYPES
         from .llm.recording.recorder import recorder
+        from .llm.transport.transports import http_pools
 
         register_event_types(*EVENT_TYPES)
+        register_pool_source("http", http_pools)
         register_operator_models(self.label, "provider", "llmmodel", "routingsettings")
         register_navigation(
             NavItem("Providers", "admin:providers_provider_changelist", "LLM core", icon="dns",

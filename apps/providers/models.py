@@ -367,6 +367,14 @@ class RoutingSettings(models.Model):
             )
 
 
+# The routing settings an operator edits (``routing_settings_update``, the admin, the dashboard).
+ROUTING_SETTINGS_FIELDS = (
+    "strategy", "default_provider", "default_model", "fallback_enabled", "retry_base_delay_ms",
+    "retry_max_delay_ms", "breaker_failure_threshold", "breaker_error_rate",
+    "breaker_window_seconds", "breaker_min_requests", "breaker_cooldown_seconds",
+)  # fmt: skip
+
+
 class CallStatus(models.TextChoices):
     SUCCESS = "success", "Success"
     ERROR = "error", "Error"

@@ -27,6 +27,7 @@ from .llm.routing.state import routing_state
 from .llm.transport.transports import error_from_sdk, sdk_client
 from .models import (
     MAX_API_KEY_LENGTH,
+    ROUTING_SETTINGS_FIELDS,
     CallRecordDeadLetter,
     HealthStatus,
     LlmModel,
@@ -45,11 +46,6 @@ PROVIDER_FIELDS = (
 MODEL_FIELDS = (
     "provider", "name", "display_name", "mode", "context_window", "input_price_per_million",
     "output_price_per_million", "enabled", "aliases", "fallbacks",
-)  # fmt: skip
-ROUTING_SETTINGS_FIELDS = (
-    "strategy", "default_provider", "default_model", "fallback_enabled", "retry_base_delay_ms",
-    "retry_max_delay_ms", "breaker_failure_threshold", "breaker_error_rate",
-    "breaker_window_seconds", "breaker_min_requests", "breaker_cooldown_seconds",
 )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from orchestra import embedded_redis
+from apps.core import embedded_redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("ORCHESTRA_VAR_DIR", BASE_DIR / "var"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 from kombu import Connection
 
-from orchestra import embedded_redis
+from apps.core import embedded_redis
 from orchestra.settings.base import _celery_broker_url
 
 

@@ -22,8 +22,8 @@ import redis
 from celery import Celery
 from celery.utils.nodenames import default_nodename
 
+from apps.core import embedded_redis
 from apps.core.management.commands import runplatform
-from orchestra import embedded_redis
 from tests.support.processes import READY, REPO_ROOT, ServerProcess, free_port, fresh_checkout_env
 from tests.support.waiting import eventually
 

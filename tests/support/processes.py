@@ -202,7 +202,7 @@ class PrivateRedis:
     and start again without touching the Redis every other test shares."""
 
     def __init__(self) -> None:
-        from orchestra import embedded_redis
+        from apps.core import embedded_redis
 
         self._embedded = embedded_redis
         self.directory = Path(tempfile.mkdtemp(prefix="ao-private-redis-"))

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from celery import current_app as celery_app
 from django.conf import settings
 
 from apps.accounts.admission import Refusal, admit, counts_tokens, settle
 from apps.accounts.limits import scope_client, usage_tokens
 from apps.core.request_context import request_id_from
-from orchestra.celery import app as celery_app
 
 from ..protocol import LlmAsk, ProtocolError, error_message, message_id, parse_llm_ask
 from ..tasks import llm_ask

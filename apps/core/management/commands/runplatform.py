@@ -38,7 +38,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from orchestra import embedded_redis
+from apps.core import embedded_redis
 
 ASGI_APP = "orchestra.asgi:application"
 STOP_TIMEOUT_SECONDS = 15
@@ -285,7 +285,7 @@ class Command(BaseCommand):
             return False
 
     def worker_answers(self) -> bool:
-        from orchestra.celery import app
+        from celery import current_app as app
 
         try:  # a connection of its own: a pooled one may predate a restart of the broker
             with app.connection_for_write() as connection:

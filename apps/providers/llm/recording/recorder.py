@@ -27,10 +27,9 @@ import time
 from collections import deque
 
 import redis
+from celery import current_app as celery_app
 from django.conf import settings
 from django.db import connections
-
-from orchestra.celery import app as celery_app
 
 from .records import Attempts, Call, CallRecord, ship_batch, write_records
 

@@ -31,7 +31,7 @@ from django.conf import settings
 from openai import AsyncOpenAI, DefaultAioHttpClient
 from openai._vendor.httpx_aiohttp import AiohttpTransport
 
-from apps.core.pools import Figures, figures_of, register_pool_source
+from apps.core.pools import Figures, figures_of
 
 from .. import errors
 from ..config import ProviderConfig
@@ -337,6 +337,3 @@ def http_pools() -> dict[str, Figures]:
         )
         for name, connectors in sorted(by_provider.items())
     }
-
-
-register_pool_source("http", http_pools)
