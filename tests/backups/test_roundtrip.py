@@ -58,11 +58,12 @@ def platform_data(two_providers, upstream_a, backups_worker, gateway, recorded_c
 
 
 def stored_files() -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for artifact in Artifact.objects.all():
-        with default_storage.open(artifact.file.name, "rb") as file:
-            found[artifact.file.name] = sha256(file.read())
-        assert found[artifact.file.name] == artifact.checksum
+        name = str(artifact.file.name)
+        with default_storage.open(name, "rb") as file:
+            found[name] = sha256(file.read())
+        assert found[name] == artifact.checksum
     return found
 
 

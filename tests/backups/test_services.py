@@ -25,7 +25,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def made(status: str, days_ago: float, *, with_file: bool = True) -> Backup:
     backup = Backup.objects.create(status=status, trigger=BackupTrigger.SCHEDULE)
     at = timezone.now() - timedelta(days=days_ago)
-    fields = {"created_at": at, "started_at": at, "finished_at": at + timedelta(seconds=3)}
+    fields: dict[str, object] = {
+        "created_at": at,
+        "started_at": at,
+        "finished_at": at + timedelta(seconds=3),
+    }
     if with_file and status == BackupStatus.SUCCEEDED:
         fields["name"] = backup_storage().save(f"b-{backup.pk}.tar.gz", ContentFile(b"x"))
         fields["size"] = 1

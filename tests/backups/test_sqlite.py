@@ -27,11 +27,12 @@ Provider.objects.create(name="fake", kind="openai_compatible", base_url="http://
 build = Build.objects.create(title="Widgets", input="a widget app", status="succeeded")
 step = BuildStep.objects.create(build=build, position=1, name="code", prompt_template="{input}",
                                 status="succeeded", output="x")
-artifacts_store_for_step(step=step, text="Here.\\n\\n```python app/models.py\\nclass W:\\n    pass\\n```\\n")
+code = "Here.\\n\\n```python app/models.py\\nclass W:\\n    pass\\n```\\n"
+artifacts_store_for_step(step=step, text=code)
 from django.utils import timezone
-LlmCall.objects.create(created_at=timezone.now(), entry_point="openai", provider_name="fake", model_name="m",
-                       requested_model="m", status="success", latency_ms=12.5, input_tokens=3,
-                       output_tokens=4, cost=Decimal("0.0001"))
+LlmCall.objects.create(created_at=timezone.now(), entry_point="openai", provider_name="fake",
+                       model_name="m", requested_model="m", status="success", latency_ms=12.5,
+                       input_tokens=3, output_tokens=4, cost=Decimal("0.0001"))
 """
 
 
