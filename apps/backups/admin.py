@@ -34,8 +34,8 @@ class BackupAdmin(ReadOnlyAdminMixin, ModelAdmin):
         "summary",
         "log",
         "error",
+        "celery_task_id",
     ]
-    exclude = ["celery_task_id"]
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(MANAGE_PERMISSION)

@@ -32,6 +32,7 @@ class BackupOutputSerializer(serializers.ModelSerializer):
             "database_vendor",
             "summary",
             "error",
+            "celery_task_id",
         ]
 
 
