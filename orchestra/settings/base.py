@@ -489,6 +489,8 @@ SPECTACULAR_SETTINGS = {
         "CanaryStatusEnum": "apps.experiments.models.CanaryStatus",
         "DeciderRoleEnum": "apps.approvals.models.DeciderRole",
         "RiskLevelEnum": "apps.approvals.models.RiskLevel",
+        "BackupStatusEnum": "apps.backups.models.BackupStatus",
+        "BackupTriggerEnum": "apps.backups.models.BackupTrigger",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
