@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "apps.builds",
     "apps.artifacts",
     "apps.experiments",
+    "apps.backups",
     "apps.dashboard",
 ]
 
@@ -230,6 +231,35 @@ APPROVAL_TIMEOUT_SECONDS = env.int("APPROVAL_TIMEOUT_SECONDS", default=86400)
 # Artifacts are stored through Django's storage API: local files under MEDIA_ROOT by default.
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 MEDIA_URL = "/media/"
+
+# --- Backups (apps/backups) ------------------------------------------------------------------
+# Archives are kept through the storage named "backups": a local folder by default, any backend
+# Django's storage API has (django-storages' S3Storage for an S3-compatible store) when
+# BACKUP_STORAGE_BACKEND names one, with BACKUP_STORAGE_OPTIONS (JSON) as its options.
+BACKUP_DIR = env("BACKUP_DIR", default=str(VAR_DIR / "backups"))
+BACKUP_STORAGE_BACKEND = env(
+    "BACKUP_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+)
+BACKUP_STORAGE_OPTIONS: dict[str, Any] = env.json(
+    "BACKUP_STORAGE_OPTIONS",
+    default={"location": BACKUP_DIR}
+    if BACKUP_STORAGE_BACKEND.endswith("FileSystemStorage")
+    else {},
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "backups": {"BACKEND": BACKUP_STORAGE_BACKEND, "OPTIONS": BACKUP_STORAGE_OPTIONS},
+}
+# A key (32 random bytes, URL-safe base64: what Fernet.generate_key() prints) encrypts every
+# archive with AES-256-GCM; without it archives are not encrypted. Restoring needs the same key.
+BACKUP_ENCRYPTION_KEY = env("BACKUP_ENCRYPTION_KEY", default="")
+# Retention, applied after each successful backup: at most BACKUP_KEEP_LAST archives, none
+# older than BACKUP_KEEP_DAYS (0: no such limit); the newest successful one is always kept.
+BACKUP_KEEP_LAST = env.int("BACKUP_KEEP_LAST", default=14)
+BACKUP_KEEP_DAYS = env.float("BACKUP_KEEP_DAYS", default=30.0)
+# Home and /health call the backups stale when the last successful one is older than this.
+BACKUP_MAX_AGE_HOURS = env.float("BACKUP_MAX_AGE_HOURS", default=26.0)
 
 # django-celery-beat's scheduler, leaving a heartbeat at each tick (apps/core/beat.py): /health
 # and the feature status report beat down once its heartbeat is older than this (seconds).
@@ -459,6 +489,8 @@ SPECTACULAR_SETTINGS = {
         "CanaryStatusEnum": "apps.experiments.models.CanaryStatus",
         "DeciderRoleEnum": "apps.approvals.models.DeciderRole",
         "RiskLevelEnum": "apps.approvals.models.RiskLevel",
+        "BackupStatusEnum": "apps.backups.models.BackupStatus",
+        "BackupTriggerEnum": "apps.backups.models.BackupTrigger",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

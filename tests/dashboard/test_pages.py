@@ -89,7 +89,7 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
 
     admin = sidebar_of(client_as(Role.ADMIN))
     assert admin["Accounts"] == ["API keys", "Users", "Roles (groups)", "Login lockouts"]
-    assert admin["System"] == ["Logs", "Platform settings", "Scheduled tasks"]
+    assert admin["System"] == ["Logs", "Backups", "Platform settings", "Scheduled tasks"]
     # The plug-in app's entry names a page no ModelAdmin serves: left out, not an error.
     assert "Plug-ins" not in admin
 
