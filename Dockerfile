@@ -31,7 +31,7 @@ ENV PATH=/opt/venv/bin:/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/
     WEB_WORKERS=2
 
 RUN useradd --system --uid 1001 --home-dir /app --shell /usr/sbin/nologin orchestra \
-    && mkdir -p /var/lib/orchestra/media /tmp/prometheus /srv/static \
+    && mkdir -p /var/lib/orchestra/media /var/lib/orchestra/backups /tmp/prometheus /srv/static \
     && chown -R orchestra /var/lib/orchestra /tmp/prometheus /srv/static
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv

@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+PUBLIC = frozenset({"models", "selectors", "services"})
+
 
 class BackupsConfig(AppConfig):
     name = "apps.backups"
