@@ -459,6 +459,7 @@ SPECTACULAR_SETTINGS = {
         "CanaryStatusEnum": "apps.experiments.models.CanaryStatus",
         "DeciderRoleEnum": "apps.approvals.models.DeciderRole",
         "RiskLevelEnum": "apps.approvals.models.RiskLevel",
+        "LogLevelEnum": "apps.core.models.LogLevel",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
