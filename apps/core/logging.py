@@ -111,7 +111,7 @@ class DailyLogFile(logging.handlers.TimedRotatingFileHandler):
     def doRollover(self) -> None:  # noqa: N802  (the standard library's name)
         if self.stream:
             self.stream.close()
-            self.stream = None  # type: ignore[assignment]
+            self.stream = None
         current = int(time.time())
         began = time.gmtime(self.rolloverAt - self.interval)
         dated = self.rotation_filename(f"{self.baseFilename}.{time.strftime(self.suffix, began)}")
