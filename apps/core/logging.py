@@ -1,12 +1,15 @@
 """Logging pieces referenced by ``settings.LOGGING``: the request id on every record, the text
-and JSON formatters, the redaction of secrets, and the live log (``LiveLogHandler``) behind the
-dashboard's Logs page. Every line leaves the process with its secrets redacted: the console's
-formatters and the live log both pass it through ``redact``."""
+and JSON formatters, the redaction of secrets, the daily log files (``DailyLogFile``, with
+``LOG_DIR``) and the live log (``LiveLogHandler``) behind the dashboard's Logs page. Every line
+leaves the process with its secrets redacted: the console's and the files' formatters and the
+live log all pass it through ``redact``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import logging.handlers
 import os
 import queue
 import re
@@ -82,6 +85,49 @@ def redact(text: str) -> str:
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
+
+
+# --- log files -------------------------------------------------------------------------------
+
+
+class DailyLogFile(logging.handlers.TimedRotatingFileHandler):
+    """A log file renamed with its date at midnight (UTC), the last ``backupCount`` days kept,
+    that every process of the platform may write at once.
+
+    The standard rollover renames the file and would, in a second process rolling over the
+    same night, replace the first's dated file with a few lines. Here the first process links
+    the file to its dated name (refused if it exists: atomic) and unlinks the current name;
+    every other process then finds the dated name taken and only reopens the new file. Lines a
+    process writes before it notices go to the dated file: they were written that night.
+    """
+
+    def __init__(self, filename: str, days: int = 30, level: int | str = logging.NOTSET) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
+        super().__init__(
+            filename, when="midnight", backupCount=days, encoding="utf-8", delay=True, utc=True
+        )
+        self.setLevel(level)
+
+    def doRollover(self) -> None:  # noqa: N802  (the standard library's name)
+        if self.stream:
+            self.stream.close()
+            self.stream = None
+        current = int(time.time())
+        began = time.gmtime(self.rolloverAt - self.interval)
+        dated = self.rotation_filename(f"{self.baseFilename}.{time.strftime(self.suffix, began)}")
+        try:
+            os.link(self.baseFilename, dated)
+        except (FileExistsError, FileNotFoundError):
+            pass  # another process rolled this night's file over, or nothing was written
+        else:
+            os.unlink(self.baseFilename)
+        for old in self.getFilesToDelete():
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(old)
+        rollover = self.computeRollover(current)
+        while rollover <= current:
+            rollover += self.interval
+        self.rolloverAt = rollover
 
 
 # --- the live log ---------------------------------------------------------------------------

@@ -6,8 +6,8 @@ environment variables once, then leaves them to the operators: it remembers, per
 digest of the value it applied (never the value: some are API keys), and applies a value again
 only when the environment's value has changed since (``apps.core.environment``).
 
-``PlatformSettings`` is one row (the log level) that every process applies without a restart
-(``apps.core.platform_settings``).
+``PlatformSettings`` is one row (the log level, the live log's level) that every process
+applies without a restart (``apps.core.platform_settings``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ class PlatformSettings(models.Model):
         help_text="The level of the platform's log lines in every process; blank: the level "
         "each process started with (LOG_LEVEL).",
     )
+    live_log_level = models.CharField(
+        "Logs page level",
+        max_length=8,
+        choices=LogLevel.choices,
+        blank=True,
+        default="",
+        help_text="The lowest level of the lines the dashboard's Logs page shows live, in every "
+        "process; blank: LOG_LIVE_LEVEL (WARNING).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -57,4 +66,4 @@ class PlatformSettings(models.Model):
 
 
 # The platform settings an operator edits (``platform_settings_update``, the admin, the dashboard).
-PLATFORM_SETTINGS_FIELDS = ("log_level",)
+PLATFORM_SETTINGS_FIELDS = ("log_level", "live_log_level")

@@ -1,4 +1,5 @@
-"""The platform's runtime settings (``models.PlatformSettings``: the log level) in every process.
+"""The platform's runtime settings (``models.PlatformSettings``: the log level and the live
+log's) in every process.
 
 The same mechanism as the routing settings (``apps.providers.llm.routing.shared_state``): a save
 bumps a version counter in Redis and publishes the bump on a channel. Each long-running process (the
@@ -63,6 +64,17 @@ def log_level_apply(level: str) -> None:
             target.setLevel(level or started)
 
 
+def live_log_level_apply(level: str) -> None:
+    """Set the level of this process's live log (the Logs page); blank: ``LOG_LIVE_LEVEL``."""
+    from django.conf import settings
+
+    from .logging import LiveLogHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LiveLogHandler):
+            handler.setLevel(level or settings.LOG_LIVE_LEVEL)
+
+
 def started_log_level() -> int:
     """The root logger's level when this process started (what a blank level restores)."""
     with _levels_lock:
@@ -75,6 +87,7 @@ def platform_settings_apply() -> None:
 
     row = PlatformSettings.objects.first()
     log_level_apply(row.log_level if row else "")
+    live_log_level_apply(row.live_log_level if row else "")
 
 
 # --- telling every process ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from django.db import models, transaction
 
 from .models import PLATFORM_SETTINGS_FIELDS, PlatformSettings
-from .platform_settings import log_level_apply, platform_settings_announce
+from .platform_settings import live_log_level_apply, log_level_apply, platform_settings_announce
 
 M = TypeVar("M", bound=models.Model)
 
@@ -44,7 +44,8 @@ def platform_settings_update(**fields: Any) -> PlatformSettings:
     row = instance_update(
         instance=platform_settings_get(), fields=PLATFORM_SETTINGS_FIELDS, data=fields
     )
-    level = row.log_level
+    level, live_level = row.log_level, row.live_log_level
     transaction.on_commit(lambda: log_level_apply(level))
+    transaction.on_commit(lambda: live_log_level_apply(live_level))
     transaction.on_commit(platform_settings_announce)
     return row

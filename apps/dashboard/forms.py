@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from unfold.forms import AuthenticationForm  # type: ignore[import-untyped]
@@ -50,7 +51,7 @@ class RoutingSettingsForm(forms.ModelForm):
 
 
 class PlatformSettingsForm(forms.ModelForm):
-    """The log level; saved through ``platform_settings_update``."""
+    """The log level and the live log's; saved through ``platform_settings_update``."""
 
     class Meta:
         model = PlatformSettings
@@ -63,3 +64,6 @@ class PlatformSettingsForm(forms.ModelForm):
         field = self.fields["log_level"]
         assert isinstance(field, forms.ChoiceField)
         field.choices = [("", f"As started ({started})"), *LogLevel.choices]
+        live = self.fields["live_log_level"]
+        assert isinstance(live, forms.ChoiceField)
+        live.choices = [("", f"As configured ({settings.LOG_LIVE_LEVEL})"), *LogLevel.choices]

@@ -266,9 +266,20 @@ def config_context(
 
 def logs(request: HttpRequest) -> HttpResponse:
     """The live tail of the platform's logs: the kept lines first (oldest at the top), then
-    each new one as it comes (``logs.js``)."""
+    each new one as it comes (``logs.js``). Those who may change the platform settings show
+    INFO lines too, or stop, for every process (the live log's level, ``live_log_level``)."""
+    row = platform_settings_get()
+    if request.method == "POST":
+        _require(request, PLATFORM_PERMISSION, "Changing the live log's level")
+        level = request.POST.get("live_log_level", "")
+        if level not in ("", "INFO"):
+            return HttpResponseBadRequest("The live log shows INFO or its configured level.")
+        platform_settings_update(live_log_level=level)
+        shown = level or settings.LOG_LIVE_LEVEL
+        messages.success(request, f"The live log shows {shown} and above, from every process.")
+        return HttpResponseRedirect(reverse("admin:page-logs"))
     lines = [{**line, "clock": clock(line["at"])} for line in reversed(live_log_recent())]
-    threshold = settings.LOG_LIVE_LEVEL
+    threshold = row.live_log_level or settings.LOG_LIVE_LEVEL
     shown_levels = LOG_LEVELS[LOG_LEVELS.index(threshold) :] if threshold in LOG_LEVELS else ()
     return TemplateResponse(
         request,
@@ -279,5 +290,8 @@ def logs(request: HttpRequest) -> HttpResponse:
             "levels": shown_levels[1:],  # the lowest is every line
             "kept": settings.LOG_LIVE_KEPT,
             "live_channels": "logs",
+            "can_change_live_level": request.user.has_perm(PLATFORM_PERMISSION),
+            "showing_info": row.live_log_level == "INFO",
+            "info_possible": settings.LOG_LIVE_LEVEL in LOG_LEVELS[2:],  # above INFO
         },
     )

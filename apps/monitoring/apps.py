@@ -16,6 +16,9 @@ class MonitoringConfig(AppConfig):
         from apps.core.process_report import start_process_reporter
 
         from . import checks  # noqa: F401  (registers the built-in health checks)
+        from .metrics import task_metrics_connect
+
+        task_metrics_connect()
 
         # Celery's processes report their pools and process gauges like the web's (which starts
         # its reporter from the ASGI application); prefork children each report themselves.

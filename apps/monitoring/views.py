@@ -3,8 +3,8 @@ import ipaddress
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django_prometheus import exports
 from drf_spectacular.utils import extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from apps.accounts.middleware import request_client
 from apps.core.errors import error_response
 
+from .metrics import exposition
 from .services import health_report
 
 
@@ -44,8 +45,8 @@ def _scraper_allowed(request: HttpRequest) -> bool:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus' exposition (django-prometheus), for allowed scrapers only: it names every
-    route, provider and model, and weighs megabytes."""
+    """Prometheus' exposition (``metrics.exposition``), for allowed scrapers only: it names
+    every route, provider and model, and weighs megabytes."""
     if not _scraper_allowed(request):
         return error_response(
             "forbidden",
@@ -53,4 +54,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
             "(METRICS_TOKEN).",
             403,
         )
-    return exports.ExportToDjangoView(request)
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

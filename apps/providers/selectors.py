@@ -14,6 +14,7 @@ from apps.core.runtime import run_sync
 
 from .llm.config import RoutingPolicy
 from .llm.engine import current_routing_config
+from .llm.recording.records import call_records_backlog as call_records_backlog
 from .llm.routing.breakers import HALF_OPEN, OPEN, BreakerView
 from .llm.routing.state import routing_state
 from .models import CallStatus, Endpoint, HealthStatus, LlmCall, LlmModel, Provider

@@ -491,6 +491,7 @@ SPECTACULAR_SETTINGS = {
         "RiskLevelEnum": "apps.approvals.models.RiskLevel",
         "BackupStatusEnum": "apps.backups.models.BackupStatus",
         "BackupTriggerEnum": "apps.backups.models.BackupTrigger",
+        "LogLevelEnum": "apps.core.models.LogLevel",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -531,6 +532,25 @@ LOGGING: dict[str, Any] = {  # typed: the other settings modules adjust it
         "daphne": {"level": "WARNING"},
     },
 }
+
+# With LOG_DIR, every process also writes combined.log (every line) and error.log (ERROR and
+# above) there, as JSON lines, renamed with their date at midnight UTC; LOG_FILE_DAYS are kept.
+LOG_DIR = env("LOG_DIR", default="")
+LOG_FILE_DAYS = env.int("LOG_FILE_DAYS", default=30)
+if LOG_DIR:
+    for _name, _file, _level in (
+        ("file", "combined.log", "NOTSET"),
+        ("error_file", "error.log", "ERROR"),
+    ):
+        LOGGING["handlers"][_name] = {
+            "()": "apps.core.logging.DailyLogFile",
+            "filename": os.path.join(LOG_DIR, _file),
+            "days": LOG_FILE_DAYS,
+            "level": _level,
+            "filters": ["request_id"],
+            "formatter": "json",
+        }
+        LOGGING["root"]["handlers"].append(_name)
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
 

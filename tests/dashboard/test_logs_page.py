@@ -1,6 +1,7 @@
 """The Logs page in Chromium against the real daphne: the kept lines on opening, a line the
 server logs afterwards appears without a reload, the filters hide and show lines, pausing holds
-new lines back until Resume. Only operators and admins may read it."""
+new lines back until Resume, INFO lines shown on demand from every process, the lines shown
+exported. Only operators and admins may read it."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from playwright.sync_api import Page, expect
 from apps.accounts.models import Role
 from apps.core.logging import live_log_key, live_log_recent
 from apps.core.redis import redis_client
+from apps.core.services import platform_settings_update
 from tests.dashboard.conftest import member
 from tests.dashboard.test_live import live, mark_the_page, same_page
+from tests.support.browser import screenshot
 from tests.support.processes import AsgiServer
 
 URL = "/admin/logs/"
@@ -157,3 +160,70 @@ def test_lines_arrive_live_and_filter_and_pause(logged_in_page, asgi_server, bro
     expect(page.locator("#logs-count")).not_to_contain_text(re.compile("paused"))
     assert same_page(page)
     assert browser_errors.console_errors == []
+
+
+@pytest.fixture
+def live_level_restored():
+    """Every process follows the live log's level: it must not stay at INFO for later tests."""
+    yield
+    platform_settings_update(live_log_level="")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_info_lines_on_demand_from_every_process_and_export_of_the_lines_shown(
+    logged_in_page, asgi_server, celery_worker, browser_errors, live_level_restored
+):
+    from orchestra.celery import app
+
+    token = uuid.uuid4().hex[:8]
+    page: Page = logged_in_page(user=member(Role.OPERATOR))
+    page.goto(URL)
+    live(page)
+    expect(page.locator(".dash-intro")).to_contain_text("Lines at WARNING and above")
+
+    # A task's INFO lines ("received", "succeeded") are not published at WARNING.
+    app.send_task("dashboard.publish_figures", task_id=f"before-{token}")
+    server_warns(asgi_server, f"marker-{token}")
+    expect(line(page, f"marker-{token}")).to_be_visible(timeout=15_000)
+    assert not [x for x in live_log_recent() if f"before-{token}" in x["message"]]
+
+    page.get_by_role("button", name="Show INFO lines too").click()
+    expect(page.locator(".dash-intro")).to_contain_text("Lines at INFO and above")
+    expect(page.get_by_role("button", name="Stop showing INFO lines")).to_be_visible()
+    live(page)
+    # The worker (another process) follows at once: its INFO lines arrive live.
+    deadline = time.monotonic() + 20
+    while not line(page, f"after-{token}").count() and time.monotonic() < deadline:
+        app.send_task("dashboard.publish_figures", task_id=f"after-{token}-{time.monotonic()}")
+        time.sleep(1)
+    info = line(page, f"after-{token}").first
+    expect(info).to_be_visible()
+    expect(info.locator(".log-level")).to_have_text("INFO")
+    expect(page.get_by_label("Level")).to_contain_text("Warning and above")
+    screenshot(page, "logs-info")
+
+    # Export: the lines shown, and only those.
+    page.get_by_role("searchbox", name="Search", exact=True).fill(token)
+    page.get_by_label("Level").select_option("WARNING")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Export").click()
+    download = download_info.value
+    assert download.suggested_filename.startswith("orchestra-logs-")
+    exported = download.path().read_text(encoding="utf-8").splitlines()
+    assert len(exported) == 1 and f"marker-{token}" in exported[0], exported
+    assert " WARNING django.request " in exported[0]
+
+    page.get_by_role("button", name="Stop showing INFO lines").click()
+    expect(page.locator(".dash-intro")).to_contain_text("Lines at WARNING and above")
+    assert browser_errors.console_errors == []
+
+
+@pytest.mark.django_db
+def test_only_those_who_may_change_the_platform_settings_show_info_lines(client_as):
+    assert client_as(Role.VIEWER).post(URL, {"live_log_level": "INFO"}).status_code == 403
+    operator = client_as(Role.OPERATOR)
+    assert operator.post(URL, {"live_log_level": "DEBUG"}).status_code == 400
+    assert operator.post(URL, {"live_log_level": "INFO"}).status_code == 302
+    assert "Lines at INFO and above" in operator.get(URL).content.decode()
+    assert operator.post(URL, {"live_log_level": ""}).status_code == 302
+    assert "Lines at WARNING and above" in operator.get(URL).content.decode()

@@ -49,3 +49,30 @@ def test_counts_are_summed_over_web_processes(two_providers, server_env, operato
         == 40
     )
     assert "ai_orchestra_llm_query_duration_seconds_bucket" in text
+
+
+def test_a_failed_query_counts_against_the_provider_and_model_it_failed_on(
+    two_providers, upstream_a, upstream_b, server_env, operator_key, tmp_path
+):
+    upstream_a.configure(status=500)
+    upstream_b.configure(status=503)
+    env = {**server_env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    server = AsgiServer(env, name="daphne-metrics-failed").start()
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=operator_key, max_retries=0)
+        with pytest.raises(openai.APIStatusError):
+            client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "x"}]
+            )
+        text = httpx.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
+    # a was tried first, then b: the call failed on b, as its record says.
+    failed = {"model": "fake-model", "status": "error"}
+    assert sample(text, "ai_orchestra_llm_queries_total", provider="b", **failed) == 1
+    assert sample(text, "ai_orchestra_llm_queries_total", provider="a", **failed) == 0
+    assert 'provider="none"' not in text
+    attempts = sample(
+        text, "ai_orchestra_llm_attempt_failures_total", provider="a", error="unavailable"
+    )
+    assert attempts >= 1

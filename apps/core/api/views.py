@@ -14,8 +14,8 @@ from .serializers import PlatformSettingsInputSerializer, PlatformSettingsOutput
 
 
 class PlatformSettingsApi(APIView):
-    """The platform's runtime settings (the log level); a change applies in every process
-    without a restart."""
+    """The platform's runtime settings (the log level, the live log's level); a change applies
+    in every process without a restart."""
 
     @extend_schema(responses=PlatformSettingsOutputSerializer)
     def get(self, request: Request) -> Response:

@@ -175,9 +175,11 @@ class Execution:
     def _observe(
         self, status: str, usage: Usage, cost: Decimal, latency: float, ttft: float | None
     ) -> None:
-        # Without a deployment the label stays fixed: callers' model names are unbounded.
-        provider = self.deployment.provider.name if self.deployment else "none"
-        model = self.deployment.model.name if self.deployment else "none"
+        # A failed call counts against the last deployment it tried, as its record names it;
+        # one that tried none stays "none": callers' model names are unbounded.
+        named = self.deployment or self.last_tried
+        provider = named.provider.name if named else "none"
+        model = named.model.name if named else "none"
         series = metrics.for_deployment(provider, model)
         series.calls[status].inc()
         series.duration.observe(latency)

@@ -1,7 +1,7 @@
 /* Logs: the server renders the kept lines; each "log.record" on the logs channel (live.js) is
  * added at the bottom. Filtering (level, words, request id) hides lines in the page; pausing
  * holds new lines back until Resume; auto-scroll keeps the newest in view. At most data-kept
- * lines stay in the page, the oldest leave first. */
+ * lines stay in the page, the oldest leave first. Export downloads the lines shown, as text. */
 (function () {
   "use strict";
 
@@ -13,6 +13,7 @@
   var search = document.getElementById("logs-search");
   var requestId = document.getElementById("logs-request-id");
   var pause = document.getElementById("logs-pause");
+  var exportButton = document.getElementById("logs-export");
   var autoscroll = document.getElementById("logs-autoscroll");
   var count = document.getElementById("logs-count");
   var empty = document.getElementById("logs-empty");
@@ -100,10 +101,32 @@
     }
   });
 
+  function exportShown() {
+    var text = Array.prototype.filter.call(list.children, function (item) { return !item.hidden; })
+      .map(function (item) {
+        var id = item.getAttribute("data-request-id");
+        return [
+          item.querySelector("time").getAttribute("datetime"),
+          item.getAttribute("data-level"),
+          item.querySelector(".log-logger").textContent,
+          id && id !== "-" ? "[" + id + "]" : "",
+          item.querySelector(".log-message").textContent,
+        ].filter(Boolean).join(" ");
+      }).join("\n");
+    var link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([text + "\n"], { type: "text/plain" }));
+    link.download = "orchestra-logs-" + new Date().toISOString().replace(/[:.]/g, "-") + ".log";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(function () { URL.revokeObjectURL(link.href); }, 1000);
+  }
+
   [level, search, requestId].forEach(function (control) {
     control.addEventListener("input", filter);
   });
   pause.addEventListener("click", function () { setPaused(!paused); });
+  exportButton.addEventListener("click", exportShown);
   autoscroll.addEventListener("change", toBottom);
   // A line's request id shows every line of that request.
   list.addEventListener("click", function (event) {
