@@ -250,6 +250,11 @@ async def _keep(channel: str, event: str, data: dict[str, Any]) -> str:
     return text(event_id)
 
 
+def _kept(entry_id: Any, fields: Any) -> KeptEvent:
+    event, data = json.loads(fields[b"m"])
+    return KeptEvent(id=text(entry_id), event=event, data=data)
+
+
 async def events_since(channel: str, since: str) -> Replay:
     """The events ``channel`` kept after ``since`` (an event id, excluded), oldest first."""
     since_order = event_id_order(since)
@@ -273,9 +278,7 @@ async def events_since(channel: str, since: str) -> Replay:
     start = since
     while True:
         batch = await client.xrange(stream, min=f"({start}", max=last_id, count=REPLAY_BATCH)
-        for entry_id, fields in batch:
-            event, data = json.loads(fields[b"m"])
-            events.append(KeptEvent(id=text(entry_id), event=event, data=data))
-        if len(batch) < REPLAY_BATCH:
+        events.extend(_kept(entry_id, fields) for entry_id, fields in batch or [])
+        if len(batch or []) < REPLAY_BATCH:
             return Replay(events=events, last_id=last_id, complete=complete)
         start = events[-1].id

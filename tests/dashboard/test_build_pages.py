@@ -5,7 +5,6 @@ without a reload."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -15,8 +14,8 @@ from apps.accounts.models import Role
 from apps.approvals.models import ApprovalStatus
 from apps.builds.models import Build, BuildStatus
 from apps.builds.services import build_create
-from apps.core.events import stream_key
-from apps.core.redis import redis_client
+from apps.core.events import events_since
+from apps.core.runtime import run_sync
 from tests.dashboard.build_data import (
     CODE,
     PLAN,
@@ -222,9 +221,8 @@ def test_another_operator_approves_a_step_and_the_first_page_goes_on(
 
 def published_text(build: Build) -> str:
     """The text of the build's tokens published so far, as the bus kept them."""
-    kept = redis_client().xrange(stream_key(f"build:{build.pk}"))
-    events = [json.loads(fields[b"m"]) for _, fields in kept]
-    return "".join(data["content"] for name, data in events if name == "build.token")
+    kept = run_sync(events_since(f"build:{build.pk}", "0")).events
+    return "".join(event.data["content"] for event in kept if event.event == "build.token")
 
 
 def test_a_page_opened_in_the_middle_of_a_step_shows_the_whole_step(

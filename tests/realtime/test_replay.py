@@ -153,9 +153,7 @@ async def test_a_client_back_after_its_events_were_dropped_is_told_so(asgi_serve
         answer = await subscribe(ws, channel, since=since)
         assert answer["complete"] is False and 0 < answer["replayed"] < 300, answer
         kept = await received(ws, answer["replayed"])
-        assert [event["data"]["id"] for event in kept] == list(
-            range(301 - answer["replayed"], 301)
-        )
+        assert [event["data"]["id"] for event in kept] == list(range(301 - answer["replayed"], 301))
 
         # A quiet channel's recent id is complete, with nothing to send.
         answer = await subscribe(ws, a_widget_channel(), since=event_id_at(timezone.now()))
