@@ -12,6 +12,7 @@ agent's tasks change.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -21,10 +22,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import get_object_or_404, render
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.accounts.permissions import OPERATE
 from apps.artifacts.rendering import highlight_css, markdown_html
 from apps.core.errors import error_response
+from apps.core.events import event_id_at, live_since
 
 from .models import Agent, AgentTask, RunStatus
 from .selectors import (
@@ -100,9 +103,20 @@ def agent_board(
             "can_edit": request.user.has_perm("agents.change_agent"),
             "highlight_css": highlight_css(),
             "live_channels": "agents" + (f" agent_task:{shown_task.pk}" if shown_task else ""),
+            "live_since": live_since(
+                {f"agent_task:{shown_task.pk}": _shown_from(shown_task)} if shown_task else {}
+            ),
         },
         status=400 if form.errors else 200,
     )
+
+
+def _shown_from(task: AgentTask) -> datetime:
+    """Where the task's tokens shown start: its start when it runs, so a page opened mid-task
+    shows all its text (replayed), else now."""
+    if task.status == RunStatus.RUNNING and task.started_at:
+        return task.started_at
+    return timezone.now()
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -125,7 +139,7 @@ def task_run(request: HttpRequest, form: TaskForm) -> HttpResponse | None:
             if _wants_json(request):
                 return JsonResponse(
                     {"task": task.pk, "agent": task.agent_id, "status": task.status,
-                     "channel": f"agent_task:{task.pk}",
+                     "channel": f"agent_task:{task.pk}", "since": event_id_at(task.created_at),
                      "panel_url": reverse("admin:page-agent-board-2", args=[task.pk])},
                     status=201,
                 )  # fmt: skip

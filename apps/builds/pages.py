@@ -14,6 +14,7 @@ are POSTs to the build's page, each checked here whatever the page shows.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -26,6 +27,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 
 from apps.accounts.permissions import OPERATE
@@ -36,6 +38,7 @@ from apps.approvals.services import approval_refusal
 from apps.artifacts.models import Artifact
 from apps.artifacts.rendering import highlight_css, markdown_html
 from apps.core.admin_support import acting_user
+from apps.core.events import live_since
 from apps.providers.selectors import provider_list, public_model_list
 
 from .models import Build, BuildStatus, BuildStep, BuildTemplate, RunStatus
@@ -311,6 +314,7 @@ def build_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         return build_action(request, the_build)
     steps = list(_steps(the_build))
+    channel = f"build:{the_build.pk}"
     return TemplateResponse(
         request,
         "builds/build_detail.html",
@@ -319,9 +323,17 @@ def build_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "title": f"Build #{the_build.pk}: {the_build.title}",
             "cards": [step_context(request, the_build, step) for step in steps],
             "highlight_css": highlight_css(),
-            "live_channels": f"build:{the_build.pk}",
+            "live_channels": channel,
+            "live_since": live_since({channel: _shown_from(steps)}),
         },
     )
+
+
+def _shown_from(steps: list[BuildStep]) -> datetime:
+    """Where the page's events start: a running step's start, so a page opened mid-step shows
+    all its text (replayed), else now."""
+    running = [s.started_at for s in steps if s.status == RunStatus.RUNNING and s.started_at]
+    return min(running, default=timezone.now())
 
 
 def build_action(request: HttpRequest, the_build: Build) -> HttpResponse:

@@ -204,6 +204,11 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     }
 }
 
+# Each channel's events are kept in a Redis stream so a client that comes back gets what it missed
+# (apps/core/events.py): at most this many per channel, none older than this.
+EVENTS_KEPT_PER_CHANNEL = env.int("EVENTS_KEPT_PER_CHANNEL", default=10_000)
+EVENTS_KEPT_SECONDS = env.int("EVENTS_KEPT_SECONDS", default=3600)
+
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=_celery_broker_url(REDIS_URL))
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_ALWAYS_EAGER = False

@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 from apps.accounts.models import Role
 from apps.agents.models import AgentTask, RunStatus
 from apps.builds.models import Build, BuildStep
+from apps.core.events import event_id_at
 from tests.dashboard.build_data import two_agents
 from tests.dashboard.conftest import member
 from tests.support.browser import screenshot
@@ -67,7 +68,9 @@ def test_an_operator_runs_a_task_and_watches_it_stream(
     streamed = [length for tag, length in answer if tag == "PRE" and length]
     assert len(set(streamed)) >= 5, f"the answer came word by word: {answer}"
     assert answer[-1][0] == "DIV"  # then rendered by the server
-    assert {"type": "subscribe", "channel": f"agent_task:{task.pk}"} in frames
+    # From the task's creation on, so no token published before the socket listened is missed.
+    assert {"type": "subscribe", "channel": f"agent_task:{task.pk}",
+            "since": event_id_at(task.created_at)} in frames  # fmt: skip
     messages = upstream_a.stats()["last_request"]["body"]["messages"]
     assert messages == [
         {"role": "system", "content": "You are the reviewer."},

@@ -13,6 +13,9 @@ from playwright.sync_api import Page, expect
 from apps.accounts.models import Role
 from apps.approvals.models import ApprovalStatus
 from apps.builds.models import Build, BuildStatus
+from apps.builds.services import build_create
+from apps.core.events import events_since
+from apps.core.runtime import run_sync
 from tests.dashboard.build_data import (
     CODE,
     PLAN,
@@ -24,6 +27,7 @@ from tests.dashboard.build_data import (
 from tests.dashboard.conftest import member
 from tests.dashboard.test_accessibility import CONTRAST, TEXT, UNLABELLED, choose_theme
 from tests.support.browser import PHONE, screenshot
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -212,6 +216,46 @@ def test_another_operator_approves_a_step_and_the_first_page_goes_on(
     approval = build.steps.get(name="implement").approval
     assert approval is not None and approval.status == ApprovalStatus.APPROVED
     assert (approval.decided_by, approval.decision_notes) == (approver, "Ship it.")
+    assert browser_errors.console_errors == []
+
+
+def published_text(build: Build) -> str:
+    """The text of the build's tokens published so far, as the bus kept them."""
+    kept = run_sync(events_since(f"build:{build.pk}", "0")).events
+    return "".join(event.data["content"] for event in kept if event.event == "build.token")
+
+
+def test_a_page_opened_in_the_middle_of_a_step_shows_the_whole_step(
+    logged_in_page, agents, upstream_a, celery_worker, browser_errors
+):
+    """The tokens published before the page opened are replayed from the step's start, then
+    the live ones follow: the streamed text is the step's, from its first word."""
+    upstream_a.enqueue({"content": PLAN, "chunk_delay_ms": 150})
+    build = build_create(
+        title="Joined late", input="a widget app", by=None,
+        steps=[{"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"}],
+    )  # fmt: skip
+    step = build.steps.get()
+    eventually(lambda: len(published_text(build).split()) >= 10, 30, "ten tokens streamed")
+    before = published_text(build)
+
+    page: Page = logged_in_page(user=member(Role.VIEWER))
+    page.goto(f"/admin/build/{build.pk}/")
+    stream = page.locator(f"#step-{step.pk} [data-stream]")
+    page.wait_for_function(
+        "([selector, length]) => (document.querySelector(selector)?.textContent || '').length"
+        " > length",
+        arg=[f"#step-{step.pk} [data-stream]", len(before)],
+    )
+    shown = stream.text_content() or ""
+    assert card(page, build, "plan").get_attribute("data-status") == "running"
+    assert shown.startswith(before) and PLAN.startswith(shown), shown
+    expect(card(page, build, "plan").locator(".build-joined")).to_be_hidden()
+    screenshot(page, "build-joined-mid-step")
+
+    expect(card(page, build, "plan").locator(".rendered-output h2")).to_have_text("Plan")
+    step.refresh_from_db()
+    assert step.output == PLAN
     assert browser_errors.console_errors == []
 
 

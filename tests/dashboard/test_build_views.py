@@ -18,6 +18,7 @@ from apps.approvals.services import approval_request_create
 from apps.artifacts.models import Artifact
 from apps.builds.models import Build, BuildStatus, BuildTemplate
 from apps.builds.services import build_create
+from apps.core.events import event_id_at
 from tests.dashboard.build_data import finished_build, three_steps, two_agents
 from tests.dashboard.conftest import member
 
@@ -309,6 +310,7 @@ def test_the_agent_board_runs_and_stops_a_task_for_its_script(agents):
     assert response.json() == {
         "task": task.pk, "agent": agents["planner"].pk, "status": "queued",
         "channel": f"agent_task:{task.pk}", "panel_url": f"/admin/agent-board/tasks/{task.pk}/",
+        "since": event_id_at(task.created_at),
     }  # fmt: skip
     assert (task.prompt, task.created_by, task.status) == ("Say hello", user, RunStatus.QUEUED)
     panel = operator.get(f"/admin/agent-board/tasks/{task.pk}/").content.decode()

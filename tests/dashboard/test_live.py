@@ -112,16 +112,22 @@ def test_the_client_reconnects_and_subscribes_again_when_the_server_dies(
     page.goto(f"{server.url}/admin/")
     live(page)
     mark_the_page(page)
+    raise_alert("Before the crash")
+    expect(page.locator("#recent-alerts")).to_contain_text("Before the crash")
 
     server.kill()  # SIGKILL: the connection drops with no goodbye
     status = page.locator("#live-status")
     expect(status).to_have_attribute("data-state", "reconnecting")
     expect(status).to_contain_text(re.compile(r"Reconnecting \(attempt \d of 5\)"))
+    raise_alert("While the page was away")
 
     own_daphne(server.port)
     live(page)
+    # Subscribed again from the last alert it got: the one it missed comes first.
+    expect(page.locator("#recent-alerts")).to_contain_text("While the page was away")
     raise_alert("After the restart")
     expect(page.locator("#recent-alerts")).to_contain_text("After the restart")
+    expect(page.locator("#recent-alerts > li").first).to_contain_text("After the restart")
     assert same_page(page)
     # The page lost its server for a while: that is expected, nothing else went wrong.
     # What the killed server left unanswered: the socket, and a file it was sending (the icon).

@@ -1,6 +1,8 @@
 /* The agent board: statuses live from "agents"; "Run a task" posts the form with fetch, gets
- * the task's id and follows its tokens on "agent_task:<id>" (OrchestraLive.on subscribes with
- * a {"type": "subscribe"} message, again after each reconnection); when the task ends its
+ * the task's id and follows its tokens on "agent_task:<id>" from the task's creation on
+ * (OrchestraLive.on subscribes with a {"type": "subscribe", "since": ...} message, again after
+ * each reconnection, so no token is missed); a page opened on a running task gets its tokens
+ * from its start (data-live-since, rendered by the server); when the task ends its
  * panel is fetched again, rendered by the server. A card is fetched again when its agent's
  * tasks change. The server checks who may run or stop a task, whatever the page shows. */
 (function () {
@@ -73,12 +75,12 @@
     showText();
   }
 
-  function follow(taskId) {
+  function follow(taskId, since) {
     current = String(taskId);
     text = "";
     if (!followed[current]) {
       followed[current] = true;
-      OrchestraLive.on("agent_task:" + current, onToken);
+      OrchestraLive.on("agent_task:" + current, onToken, { since: since });
     }
     refreshPanel();
   }
@@ -106,7 +108,7 @@
           setStatus("error", "Not run: " + ((answer.body.error || {}).message || "refused."));
           return;
         }
-        follow(answer.body.task);
+        follow(answer.body.task, answer.body.since);
         setStatus("streaming", "Task #" + answer.body.task + " queued: its answer streams in below.");
       })
       .catch(function () {

@@ -105,8 +105,10 @@
     }
   });
 
-  // Events sent before this page listened (between its rendering and its subscription, or
-  // while the connection was down) are not sent again: what they changed is fetched instead.
+  // The page subscribes from the running step's start (data-live-since, rendered by the
+  // server), and again after a lost connection from the last event it got, so events sent
+  // before it listened come first, in order. What they changed is also fetched again, in case
+  // the server no longer kept them all.
   OrchestraLive.onState(function (state) {
     if (state === "live") refreshAll();
   });

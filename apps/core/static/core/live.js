@@ -7,7 +7,9 @@
  *
  * - connects to /ws/ on the page's host; the browser sends the session cookie, with which the
  *   server authenticates the connection (a closed session ends it with code 4401: "Signed out");
- * - subscribes to each channel, and again to every one after each reconnection;
+ * - subscribes to each channel, and again to every one after each reconnection, with the id of
+ *   the last event it got on the channel ("since"), so the server first sends what was
+ *   published meanwhile, in order, then live events: nothing is missed while away;
  * - pings every 20 s; no pong within 10 s counts as a lost connection;
  * - reconnects after a loss with exponential backoff, 0.5, 1, 2, 4 and 8 s (each ±25 %), at
  *   most 5 attempts; after the fifth fails it shows "Disconnected" and a Retry button, which
@@ -19,6 +21,11 @@
  * OrchestraLive.send(message) (false when not connected) and gets every other message the
  * server sends (token, done, response, error...) through OrchestraLive.onMessage(listener).
  * Replies to a connection that was lost never arrive: such a page watches OrchestraLive.onState.
+ *
+ * A page that must show a channel's events from a given moment on (a build step streaming since
+ * before the page opened) names where to start: data-live-since='{"build:42": "<event id>"}'
+ * beside data-live-channels (the server renders it, apps.core.events.event_id_at), or
+ * OrchestraLive.on(channel, handler, {since: id}) for a channel followed later.
  *
  * What a page does on an event is usually to fetch a part of itself again, rendered by the
  * server: OrchestraLive.fetchHtml(key, url, apply) gets it (the answer to an older fetch of the
@@ -38,6 +45,7 @@
   var handlers = {};
   var channels = [];
   var confirmed = {};
+  var lastIds = {}; // channel -> the id of the latest event got on it, or where to start
   var stateListeners = [];
   var messageListeners = [];
   var socket = null;
@@ -85,7 +93,21 @@
   }
 
   function subscribe(channel) {
-    send({ type: "subscribe", channel: channel });
+    var message = { type: "subscribe", channel: channel };
+    if (lastIds[channel]) message.since = lastIds[channel];
+    send(message);
+  }
+
+  // Event ids are Redis stream ids, "<milliseconds>-<sequence>".
+  function later(id, than) {
+    if (!than) return true;
+    var a = String(id).split("-").map(Number);
+    var b = String(than).split("-").map(Number);
+    return a[0] !== b[0] ? a[0] > b[0] : (a[1] || 0) > (b[1] || 0);
+  }
+
+  function startFrom(channel, since) {
+    if (since && !lastIds[channel]) lastIds[channel] = String(since);
   }
 
   function stopTimers() {
@@ -174,6 +196,9 @@
       return;
     }
     if (message.type === "event") {
+      if (message.id && later(message.id, lastIds[message.channel])) {
+        lastIds[message.channel] = message.id;
+      }
       (handlers[message.channel] || []).forEach(function (handler) {
         try {
           handler(message);
@@ -226,6 +251,13 @@
       if (button) button.addEventListener("click", retry);
     }
     if (!holder) return;
+    var since = {};
+    try {
+      since = JSON.parse(holder.getAttribute("data-live-since") || "{}");
+    } catch (error) {
+      console.warn("data-live-since is not JSON", error);
+    }
+    Object.keys(since).forEach(function (channel) { startFrom(channel, since[channel]); });
     start(holder.getAttribute("data-live-channels").split(/\s+/).filter(Boolean));
   }
 
@@ -273,7 +305,9 @@
 
   window.OrchestraLive = {
     // Handlers get each event of the channel; register them before or after the page loads.
-    on: function (channel, handler) {
+    // options.since: an event id; the channel's events after it come first (once).
+    on: function (channel, handler, options) {
+      startFrom(channel, options && options.since);
       (handlers[channel] = handlers[channel] || []).push(handler);
       if (started && channels.indexOf(channel) < 0) start([channel]);
     },
