@@ -431,6 +431,8 @@ class LlmCall(models.Model):
     build_id = models.BigIntegerField(null=True, blank=True)
     build_step_id = models.BigIntegerField(null=True, blank=True)
     agent_id = models.BigIntegerField(null=True, blank=True)
+    # The OpenTelemetry trace the call ran in (32 hex digits); empty when tracing is off.
+    trace_id = models.CharField(max_length=32, null=True, blank=True)
 
     class Meta:
         verbose_name = "LLM call"
