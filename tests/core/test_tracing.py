@@ -17,8 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from django.utils import timezone
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from websockets.sync.client import connect
 
 from apps.accounts.models import Role
 from apps.agents.models import Agent
@@ -26,14 +28,14 @@ from apps.builds.models import Build, BuildStatus
 from apps.core import tracing
 from apps.providers.llm.bookkeeping import Execution
 from apps.providers.llm.calls import NO_USAGE, LlmRequest
-from apps.providers.models import CallStatus, Provider
+from apps.providers.models import CallStatus, LlmCall, Provider
 from tests.support.factories import api_key_issue, bearer
 from tests.support.processes import REPO_ROOT, AsgiServer, CeleryWorker
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TRACED_QUEUE = "traced-builds"  # only this module's worker takes its build steps
+TRACED_QUEUE = "traced"  # only this module's worker takes its build steps and WebSocket queries
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 
@@ -119,6 +121,7 @@ def otel_env(server_env: dict[str, str], endpoint: str) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export within a tenth of a second
         "BUILD_TASK_QUEUE": TRACED_QUEUE,
+        "WEBSOCKET_TASK_QUEUE": TRACED_QUEUE,
     }
 
 
@@ -210,35 +213,74 @@ def test_a_build_step_continues_the_web_requests_trace_in_the_worker(
     )  # fmt: skip
     assert created.status_code == 201, created.text
 
-    def step_traced() -> list[ReceivedSpan] | None:
+    def step_traced() -> ReceivedSpan | None:
         steps = [
             s for s in by_name(receiver.spans, "build.step")
             if s.attributes.get("orchestra.build_id") == created.json()["id"]
         ]  # fmt: skip
-        return steps or None
+        return steps[0] if steps else None
 
-    (step,) = eventually(step_traced, 30, "the build step's span exported")
-    spans = receiver.trace(step.trace_id)
-    ids = {span.span_id: span for span in spans}
-    (request,) = [s for s in spans if s.name == "POST api/v1/builds"]
-    assert request.service == "orchestra-web"
+    step = eventually(step_traced, 30, "the build step's span exported")
     assert step.service == "orchestra-worker"
 
-    # From the step up to the web request, parent by parent: the Celery task's run in the
-    # worker, its message sent by the web process, the request.
-    chain = [step]
-    while chain[-1].parent_id in ids:
-        chain.append(ids[chain[-1].parent_id])
-    assert chain[-1] is request and chain[-1].parent_id == ""
+    def up_to_the_root() -> list[ReceivedSpan] | None:
+        """From the step up, parent by parent, once every span up to the root has arrived."""
+        ids = {span.span_id: span for span in receiver.trace(step.trace_id)}
+        chain = [step]
+        while chain[-1].parent_id in ids:
+            chain.append(ids[chain[-1].parent_id])
+        return chain if chain[-1].parent_id == "" else None
+
+    # The Celery task's run in the worker, its message sent by the web process, the request.
+    chain = eventually(up_to_the_root, 10, "the step's ancestors exported")
+    request = chain[-1]
+    assert request.name == "POST api/v1/builds" and request.service == "orchestra-web"
     kinds = [(span.service, span.name) for span in chain]
     assert ("orchestra-worker", "run/builds.run_step") in kinds
     assert ("orchestra-web", "apply_async/builds.run_step") in kinds
 
+    spans = receiver.trace(step.trace_id)
     (call,) = [s for s in by_name(spans, "llm.call") if s.parent_id == step.span_id]
     assert call.service == "orchestra-worker"
     build = Build.objects.get(pk=created.json()["id"])
     eventually(lambda: Build.objects.get(pk=build.pk).finished, 30, "the build finished")
     assert Build.objects.get(pk=build.pk).status == BuildStatus.SUCCEEDED
+
+
+def test_a_websocket_query_is_a_span_that_the_worker_continues(
+    two_providers, traced_web, traced_worker, receiver
+):
+    key = api_key_issue(role=Role.OPERATOR)
+    hello = [{"role": "user", "content": "hello there"}]
+    with connect(traced_web.ws_url, additional_headers=bearer(key)) as ws:
+        ws.send(json.dumps({"type": "query", "id": "q1", "messages": hello, "model": "chat"}))
+        while (answer := json.loads(ws.recv(timeout=15)))["type"] not in ("response", "error"):
+            pass
+    assert answer["type"] == "response", answer
+
+    def call_traced() -> list[ReceivedSpan] | None:
+        calls = [
+            s for s in by_name(receiver.spans, "llm.call")
+            if s.attributes["orchestra.call_id"] == answer["call_id"]
+        ]  # fmt: skip
+        return calls or None
+
+    (call,) = eventually(call_traced, 15, "the query's call exported")
+    (query,) = eventually(
+        lambda: by_name(receiver.trace(call.trace_id), "ws.query"), 10, "the query's span"
+    )
+    assert call.service == "orchestra-worker" and query.service == "orchestra-web"
+    assert query.attributes["orchestra.status"] == "response" and not query.error
+
+    def up_to_the_query() -> list[ReceivedSpan] | None:
+        ids = {span.span_id: span for span in receiver.trace(call.trace_id)}
+        chain = [call]
+        while chain[-1].parent_id in ids:
+            chain.append(ids[chain[-1].parent_id])
+        return chain if chain[-1] == query else None
+
+    chain = eventually(up_to_the_query, 10, "the call's ancestors up to the query exported")
+    assert ("orchestra-worker", "run/realtime.llm_ask") in [(s.service, s.name) for s in chain]
 
 
 SETUP_AND_LOG = """
@@ -301,7 +343,10 @@ def test_without_an_endpoint_nothing_is_installed(server_env):
     # No tracer provider, no instrumentation, no exporter: none of them is even imported (the
     # Redis client imports OpenTelemetry's API for metrics of its own, off unless set up).
     assert outcome == {
-        "enabled": False, "provider": "ProxyTracerProvider", "loaded": [], "middleware": []
+        "enabled": False,
+        "provider": "ProxyTracerProvider",
+        "loaded": [],
+        "middleware": [],
     }
 
 
@@ -312,3 +357,17 @@ def test_without_an_endpoint_a_call_makes_no_span_and_its_record_no_trace_id():
     assert execution.span is None
     assert "trace_id" not in execution._call_record(status=CallStatus.SUCCESS, usage=NO_USAGE,
                                                     latency=0.0)  # fmt: skip
+
+
+def test_a_calls_admin_page_links_its_trace_when_a_viewer_is_configured(admin_client, settings):
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    call = LlmCall.objects.create(
+        created_at=timezone.now(), entry_point="query", status="success", trace_id=trace_id
+    )
+    page = f"/admin/providers/llmcall/{call.pk}/change/"
+    assert trace_id in admin_client.get(page).content.decode()
+    assert "jaeger" not in admin_client.get(page).content.decode()
+
+    settings.TRACE_VIEWER_URL = "https://jaeger.example.com/trace/{trace_id}"
+    shown = admin_client.get(page).content.decode()
+    assert f'href="https://jaeger.example.com/trace/{trace_id}"' in shown

@@ -163,7 +163,7 @@ class Execution:
         )
         ttft = self._ttft()
         cancelled = status == CallStatus.CANCELLED
-        return {
+        record = {
             "id": request.call_id,
             "request_id": request.request_id[:128],
             "created_at": self.started_at,
@@ -192,8 +192,10 @@ class Execution:
             "build_id": request.build_id,
             "build_step_id": request.build_step_id,
             "agent_id": request.agent_id,
-            **({"trace_id": tracing.trace_id_of(self.span)} if self.span is not None else {}),
         }
+        if self.span is not None:
+            record["trace_id"] = tracing.trace_id_of(self.span)
+        return record
 
     def _trace(self, call: dict[str, Any]) -> None:
         """End the call's span, its attempts as its children (the serving one with the call's
