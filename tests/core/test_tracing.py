@@ -38,6 +38,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TRACED_QUEUE = "traced"  # only this module's worker takes its build steps and WebSocket queries
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
+BUILD_CALLER_TRACE = "5ce0e9a56015fec5aadfa328ae398115"
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,8 @@ def test_a_build_step_continues_the_web_requests_trace_in_the_worker(
         f"{traced_web.url}/api/v1/builds",
         json={"title": "Traced", "input": "x",
               "steps": [{"name": "plan", "agent": "planner", "prompt": "Plan: {input}"}]},
-        headers=bearer(api_key_issue(role=Role.OPERATOR)),
+        headers={**bearer(api_key_issue(role=Role.OPERATOR)),
+                 "traceparent": f"00-{BUILD_CALLER_TRACE}-{CALLER_SPAN}-01"},
         timeout=30,
     )  # fmt: skip
     assert created.status_code == 201, created.text
@@ -221,15 +223,15 @@ def test_a_build_step_continues_the_web_requests_trace_in_the_worker(
         return steps[0] if steps else None
 
     step = eventually(step_traced, 30, "the build step's span exported")
-    assert step.service == "orchestra-worker"
+    assert step.service == "orchestra-worker" and step.trace_id == BUILD_CALLER_TRACE
 
     def up_to_the_root() -> list[ReceivedSpan] | None:
-        """From the step up, parent by parent, once every span up to the root has arrived."""
+        """From the step up, parent by parent, once every span up to the caller's has arrived."""
         ids = {span.span_id: span for span in receiver.trace(step.trace_id)}
         chain = [step]
         while chain[-1].parent_id in ids:
             chain.append(ids[chain[-1].parent_id])
-        return chain if chain[-1].parent_id == "" else None
+        return chain if chain[-1].parent_id == CALLER_SPAN else None
 
     # The Celery task's run in the worker, its message sent by the web process, the request.
     chain = eventually(up_to_the_root, 10, "the step's ancestors exported")
