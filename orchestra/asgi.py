@@ -5,7 +5,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from apps.core.tracing import tracing_setup
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestra.settings.development")
+tracing_setup(process="web")  # before Django builds its middleware chain
 django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402

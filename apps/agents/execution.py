@@ -29,6 +29,7 @@ from uuid import UUID
 
 from django.conf import settings as django_settings
 
+from apps.core import tracing
 from apps.providers.llm import Caller, LlmRequest, ProviderError, llm_request_from, stream
 
 WATCH_SECONDS = 0.5
@@ -126,9 +127,36 @@ async def run_prompt(
 ) -> RunOutcome:
     """Run ``prompt`` to its end; raises ``RunCancelledError`` when ``still_wanted`` says no and
     ``RunFailedError`` when the LLM core could not answer or ``BUILD_STEP_TIME_LIMIT`` passed
-    (enforced here: Celery's own time limits do not apply in the threads pool workers run)."""
+    (enforced here: Celery's own time limits do not apply in the threads pool workers run).
+    When tracing is on, the run is a span (``build.step`` or ``agent.task``) holding its call's."""
+    name = "build.step" if attribution.build_step_id is not None else "agent.task"
+    ids = {
+        "orchestra.build_id": attribution.build_id,
+        "orchestra.build_step_id": attribution.build_step_id,
+        "orchestra.agent_id": attribution.agent_id,
+    }
+    with tracing.span_around(name, ids):
+        return await _run_prompt(
+            request_payload=settings.payload(prompt),
+            caller=caller,
+            entry_point=entry_point,
+            attribution=attribution,
+            on_token=on_token,
+            still_wanted=still_wanted,
+        )
+
+
+async def _run_prompt(
+    *,
+    request_payload: dict[str, Any],
+    caller: Caller,
+    entry_point: str,
+    attribution: Attribution,
+    on_token: Callable[[str], Awaitable[None]],
+    still_wanted: Callable[[], Awaitable[bool]],
+) -> RunOutcome:
     try:
-        request = llm_request_from(settings.payload(prompt), caller=caller, entry_point=entry_point)
+        request = llm_request_from(request_payload, caller=caller, entry_point=entry_point)
     except ValueError as error:
         raise RunFailedError(str(error)) from error
     current_attribution.set(attribution)

@@ -22,15 +22,19 @@ from typing import Any
 from django.conf import settings
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
+from . import tracing
 from .request_context import current_request_id
 
 
 class RequestIdFilter(logging.Filter):
-    """Attach the current request id to every record, so JSON and text lines both carry it."""
+    """Attach the current request id to every record, so JSON and text lines both carry it,
+    and, when tracing is on, the trace id (a JSON line's ``trace_id``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id()
+        if tracing.enabled and not hasattr(record, "trace_id"):
+            record.trace_id = tracing.current_trace_id()
         return True
 
 

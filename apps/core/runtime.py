@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, TypeVar
 
 from .request_context import current_request_id, request_id_var
+from .tracing import context_carry
 
 T = TypeVar("T")
 
@@ -38,12 +39,13 @@ def _running_loop() -> asyncio.AbstractEventLoop:
 def run_sync(coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run ``coroutine`` on the process's loop and wait for its result.
 
-    It runs in a fresh context holding only the request id: a sync view under ASGI carries
-    asgiref's context, and with it ``sync_to_async`` inside the coroutine would hand its work
-    to this very thread, which is blocked here waiting (a deadlock).
+    It runs in a fresh context holding only the request id and the trace: a sync view under
+    ASGI carries asgiref's context, and with it ``sync_to_async`` inside the coroutine would
+    hand its work to this very thread, which is blocked here waiting (a deadlock).
     """
     context = contextvars.Context()
     context.run(request_id_var.set, current_request_id())
+    context_carry(context)
     future = context.run(asyncio.run_coroutine_threadsafe, coroutine, _running_loop())
     return future.result(timeout)
 

@@ -3,7 +3,8 @@
 ``/v1/…`` (the OpenAI-compatible API) is served here directly, without Django's request
 machinery, which alone costs more than the gateway's latency budget (measured in `bench/`). It uses
 the same API keys, router, recorder and metrics as everything else, and, when CORS is on, the
-same CORS settings as Django's paths (``apps.core.cors``). All other paths go to Django. The
+same CORS settings as Django's paths (``apps.core.cors``) and, when tracing is on, a span per
+request as Django's get (``apps.core.tracing``). All other paths go to Django. The
 lifespan protocol (uvicorn, granian) flushes buffers on shutdown; daphne, which has none, relies
 on the recorder's exit hook.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from apps.core import tracing
 from apps.core.cors import AsgiCors
 from apps.core.http_metrics import django_route
 from apps.providers.llm import shutdown
@@ -43,7 +45,10 @@ def route_of(path: str) -> str:
 class GatewayRouter:
     def __init__(self, django_application) -> None:
         self.django_application = django_application
-        self.hot_path = AsgiCors(openai_api.handle) if settings.CORS_ENABLED else openai_api.handle
+        hot_path = AsgiCors(openai_api.handle) if settings.CORS_ENABLED else openai_api.handle
+        self.hot_path = (
+            tracing.asgi_traced(hot_path, route_of=route_of) if tracing.enabled else hot_path
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["path"].startswith(HOT_PATH_PREFIX):

@@ -5,11 +5,13 @@ from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.formats import date_format
+from django.utils.html import format_html
 from django.utils.timezone import localtime
 from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
 from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
@@ -27,6 +29,7 @@ from unfold.widgets import (  # type: ignore[import-untyped]
 )
 
 from apps.core.admin_support import ReadOnlyAdminMixin
+from apps.core.tracing import trace_url
 
 from .llm.errors import ProviderError
 from .models import (
@@ -419,13 +422,14 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
                                 "attempt_count"]}),
         ("Usage", {"fields": ["input_tokens", "output_tokens", "tokens_estimated", "cost",
                               "latency", "time_to_first_token"]}),
-        ("Links", {"fields": ["experiment_variant_id", "build_id", "build_step_id", "agent_id"]}),
+        ("Links", {"fields": ["experiment_variant_id", "build_id", "build_step_id", "agent_id",
+                              "trace"]}),
     ]  # fmt: skip
 
     search_help_text = "A call id, a request id, or part of the requested model's name."
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        shown = ["created", "streamed", "latency", "time_to_first_token"]
+        shown = ["created", "streamed", "latency", "time_to_first_token", "trace"]
         return [field.name for field in LlmCall._meta.fields] + shown
 
     @admin.display(description="Created at", ordering="created_at")
@@ -440,6 +444,14 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     @admin.display(description="Time to first token", ordering="time_to_first_token_ms")
     def time_to_first_token(self, call: LlmCall) -> str:
         return milliseconds(call.time_to_first_token_ms)
+
+    @admin.display(description="Trace id", ordering="trace_id")
+    def trace(self, call: LlmCall) -> str:
+        """The trace id, a link to the trace viewer when ``TRACE_VIEWER_URL`` is set."""
+        url = trace_url(call.trace_id, settings.TRACE_VIEWER_URL)
+        if url is None:
+            return call.trace_id or "-"
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, call.trace_id)
 
     @admin.display(description="Tokens in / out", ordering="input_tokens")
     def tokens(self, call: LlmCall) -> str:

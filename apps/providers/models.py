@@ -439,6 +439,13 @@ class LlmCall(models.Model):
     build_id = models.BigIntegerField(null=True, blank=True)
     build_step_id = models.BigIntegerField(null=True, blank=True)
     agent_id = models.BigIntegerField(null=True, blank=True)
+    trace_id = models.CharField(
+        max_length=32,
+        null=True,
+        blank=True,
+        help_text="The OpenTelemetry trace the call ran in (32 hex digits); null when tracing "
+        "is off.",
+    )
 
     class Meta:
         verbose_name = "LLM call"

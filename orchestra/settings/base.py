@@ -558,6 +558,10 @@ if LOG_DIR:
         LOGGING["root"]["handlers"].append(_name)
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
+# Tracing (apps/core/tracing.py) is on when OTEL_EXPORTER_OTLP_ENDPOINT is set; the standard
+# OTEL_* variables configure it. A call's admin page links to its trace through this template,
+# e.g. https://jaeger.example.com/trace/{trace_id}.
+TRACE_VIEWER_URL = env("TRACE_VIEWER_URL", default="")
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_FAILURE_VIEW = "apps.core.errors.csrf_failure"

@@ -209,6 +209,7 @@ class LlmCallOutputSerializer(serializers.ModelSerializer):
             "status", "error_code", "error_message", "finish_reason", "input_tokens",
             "output_tokens", "tokens_estimated", "cost", "latency_ms", "time_to_first_token_ms",
             "attempt_count", "experiment_variant_id", "build_id", "build_step_id", "agent_id",
+            "trace_id",
         ]  # fmt: skip
 
 

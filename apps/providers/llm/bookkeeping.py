@@ -5,6 +5,10 @@ attempt, the first content marks the time to first token, and ``finish`` writes 
 record (through ``recorder.py``) and updates the metrics, once, whatever ended the call. A
 stream is also recorded when it starts (``record_started``), so a process that dies in the
 middle of it leaves a record behind.
+
+When tracing is on (``apps.core.tracing``), the call is a span (``llm.call``), child of the
+request's, from the start of its bookkeeping to ``finish``; its attempts become its children
+there, from the times they kept; and its record carries the trace id.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
+
+from apps.core import tracing
 
 from ..models import CallStatus
 from . import metrics
@@ -47,6 +53,20 @@ class Execution:
         # for a completion, at the end for a stream (one cut mid-answer is a failure).
         self.success_pending = False
         self.probed = False
+        self.span = (
+            tracing.start_span(
+                "llm.call",
+                {
+                    "orchestra.call_id": str(request.call_id),
+                    "orchestra.entry_point": request.entry_point,
+                    "orchestra.endpoint": request.endpoint,
+                    "orchestra.stream": stream,
+                    "gen_ai.request.model": request.model,
+                },
+            )
+            if tracing.enabled
+            else None
+        )
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:
@@ -106,6 +126,8 @@ class Execution:
             status=status, usage=usage, latency=latency, finish_reason=finish_reason, error=error
         )
         recorder.record(call, self.attempts)
+        if self.span is not None:
+            self._trace(call)
         if self.deployment:
             routing_state().note_outcome(self.deployment.provider.name, usage.total_tokens, False)
         try:
@@ -141,7 +163,7 @@ class Execution:
         )
         ttft = self._ttft()
         cancelled = status == CallStatus.CANCELLED
-        return {
+        record = {
             "id": request.call_id,
             "request_id": request.request_id[:128],
             "created_at": self.started_at,
@@ -171,6 +193,57 @@ class Execution:
             "build_step_id": request.build_step_id,
             "agent_id": request.agent_id,
         }
+        if self.span is not None:
+            record["trace_id"] = tracing.trace_id_of(self.span)
+        return record
+
+    def _trace(self, call: dict[str, Any]) -> None:
+        """End the call's span, its attempts as its children (the serving one with the call's
+        tokens and cost)."""
+        span = self.span
+        assert span is not None
+        try:
+            for attempt in self.attempts:
+                start_ns = int(attempt["started_at"].timestamp() * 1e9)
+                served = attempt["status"] == CallStatus.SUCCESS
+                tracing.span_record(
+                    "llm.attempt",
+                    parent=span,
+                    start_ns=start_ns,
+                    end_ns=start_ns + int(attempt["latency_ms"] * 1e6),
+                    attributes={
+                        "orchestra.attempt": attempt["number"],
+                        "gen_ai.provider.name": attempt["provider_name"],
+                        "gen_ai.request.model": attempt["model_name"],
+                        "orchestra.status": attempt["status"],
+                        "orchestra.error_code": attempt["error_code"] or None,
+                        "http.response.status_code": attempt["http_status"],
+                        "gen_ai.usage.input_tokens": call["input_tokens"] if served else None,
+                        "gen_ai.usage.output_tokens": call["output_tokens"] if served else None,
+                        "orchestra.cost": float(call["cost"]) if served else None,
+                    },
+                    error=(attempt["error_message"] or attempt["error_code"])
+                    if attempt["status"] == CallStatus.ERROR
+                    else None,
+                )
+            tracing.span_end(
+                span,
+                attributes={
+                    "gen_ai.provider.name": call["provider_name"] or None,
+                    "gen_ai.response.model": call["model_name"] or None,
+                    "orchestra.status": call["status"],
+                    "orchestra.error_code": call["error_code"] or None,
+                    "orchestra.attempts": call["attempt_count"],
+                    "gen_ai.usage.input_tokens": call["input_tokens"],
+                    "gen_ai.usage.output_tokens": call["output_tokens"],
+                    "orchestra.cost": float(call["cost"]),
+                },
+                error=(call["error_message"] or call["error_code"])
+                if call["status"] == CallStatus.ERROR
+                else None,
+            )
+        except Exception:  # tracing must never fail a request that has been served
+            logger.exception("could not trace an LLM call")
 
     def _observe(
         self, status: str, usage: Usage, cost: Decimal, latency: float, ttft: float | None

@@ -1,7 +1,8 @@
 """Queries and streams: ``query`` and ``stream`` are admitted here (``apps.accounts.admission``)
 and handed to a Celery task (``tasks.llm_ask``) whose replies come back through the channel
 layer, so the connection stays responsive however long the providers take. ``cancel`` stops
-one; a worker silent for too long ends it with an error.
+one; a worker silent for too long ends it with an error. When tracing is on, each is a span
+(``ws.query``) from its hand-over to its last word, which the worker's spans continue.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.conf import settings
 
 from apps.accounts.admission import Refusal, admit, counts_tokens, settle
 from apps.accounts.limits import scope_client, usage_tokens
+from apps.core import tracing
 from apps.core.request_context import request_id_from
 
 from ..protocol import LlmAsk, ProtocolError, error_message, message_id, parse_llm_ask
@@ -40,6 +42,7 @@ class Running:
     last_heard: float = field(default_factory=time.monotonic)
     control: str | None = None  # the worker's control channel, once it has started
     cancel_requested: bool = False
+    span: Any = None  # when tracing is on
 
 
 class QueriesConsumer(CallerConsumer):
@@ -77,12 +80,15 @@ class QueriesConsumer(CallerConsumer):
             error = error_message(refusal.code, refusal.message, message)
             await self.send_json({**error, "retry_after": refusal.retry_after_seconds})
             return
+        span = tracing.start_span("ws.query", {"orchestra.stream": ask.stream})
         try:
-            task_id = await self.enqueue(ask)
+            with tracing.span_current(span):  # the task's message carries it to the worker
+                task_id = await self.enqueue(ask)
         except Exception as error:  # the broker (Redis) does not answer
+            tracing.span_end(span, error="the workers could not be reached")
             logger.warning("could not hand a query to the workers: %r", error)
             raise UnavailableError("live queries") from error
-        self.running[ask.id] = Running(task_id=task_id)
+        self.running[ask.id] = Running(task_id=task_id, span=span)
         self.ensure_watchdog()
 
     def admission_refusal(self) -> Refusal | None:
@@ -125,6 +131,7 @@ class QueriesConsumer(CallerConsumer):
     async def stop(self, ask_id) -> None:
         running = self.running.pop(ask_id, None)
         if running:
+            tracing.span_end(running.span, attributes={"orchestra.status": "stopped"})
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.send_cancel(running), CANCEL_TIMEOUT_SECONDS)
 
@@ -188,7 +195,12 @@ class QueriesConsumer(CallerConsumer):
 
     async def finish(self, event: dict[str, Any], kind: str) -> None:
         """The last word of a query or stream: relayed as ``kind``, its tokens settled."""
-        if self.running.pop(event["id"], None) is not None:
+        if (running := self.running.pop(event["id"], None)) is not None:
+            tracing.span_end(
+                running.span,
+                attributes={"orchestra.status": kind},
+                error=str(event.get("code") or "error") if kind == "error" else None,
+            )
             if self.principal is not None and counts_tokens(self.principal):
                 settle(self.principal, tokens=usage_tokens(event.get("usage")))
             await self.send_json({**event, "type": kind})
