@@ -6,7 +6,7 @@ PUBLIC = frozenset({
     "admin_support", "aggregates", "api.shortcuts", "beat", "cors", "database", "dispatch",
     "environment", "errors", "events", "filters", "health", "http", "http_metrics", "json",
     "limits", "logging", "models", "platform_settings", "pools", "process_report", "redis",
-    "registry", "request_context", "runtime", "services",
+    "registry", "request_context", "runtime", "services", "tracing",
 })  # fmt: skip
 PUBLIC_TEMPLATES = frozenset({"core/live_page.html"})
 PUBLIC_STATIC = frozenset({"core/live.js"})
