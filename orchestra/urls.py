@@ -30,6 +30,7 @@ api_v1 = [
     path("", include("apps.builds.api.urls")),
     path("", include("apps.approvals.api.urls")),
     path("", include("apps.experiments.api.urls")),
+    path("", include("apps.alerts.api.urls")),
 ]
 
 urlpatterns = [

@@ -15,6 +15,7 @@ from functools import cached_property
 from urllib.parse import quote
 
 from apps.core.crypto import decrypt
+
 from ..models import MODES_SERVING, Endpoint, LlmModel, ModelMode, Provider, RoutingSettings
 from ..presets import preset_for
 
