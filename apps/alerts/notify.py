@@ -1,8 +1,8 @@
 """Sending one notification through Apprise, which speaks email, Slack, Teams, PagerDuty,
 webhooks (``json://``, ``form://``) and a hundred more services from one URL each.
 
-Apprise logs the URLs it posts to (tokens in their paths) at debug level, so its logger does
-not reach the platform's logs; what it says at warning level and above about a failed send
+Apprise logs the URLs it posts to (tokens in their paths), so its logger does not reach the
+platform's logs (``LOGGING``); what it says at warning level and above about a failed send
 becomes the delivery's error, with every part of the channel's URL that could be a secret cut
 out.
 """
@@ -15,9 +15,6 @@ import re
 import apprise
 
 from .models import Severity
-
-logger = logging.getLogger("apprise")
-logger.propagate = False
 
 NOTIFY_TYPES = {
     Severity.INFO: apprise.NotifyType.INFO,

@@ -529,6 +529,9 @@ LOGGING: dict[str, Any] = {  # typed: the other settings modules adjust it
         "django": {"handlers": [], "level": LOG_LEVEL},  # drop Django's own DEBUG console handler
         "django.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # Apprise (alert notifications) logs the URLs it posts to, tokens in their paths: it
+        # stays out of the logs; a failed send's reason is kept, redacted, on its delivery.
+        "apprise": {"handlers": [], "propagate": False},
     },
 }
 
