@@ -491,6 +491,11 @@ SPECTACULAR_SETTINGS = {
         "CanaryStatusEnum": "apps.experiments.models.CanaryStatus",
         "DeciderRoleEnum": "apps.approvals.models.DeciderRole",
         "RiskLevelEnum": "apps.approvals.models.RiskLevel",
+        "EventEnum": "apps.approvals.models.AuditEvent",
+        "AlertSeverityEnum": "apps.alerts.models.Severity",
+        "AlertStatusEnum": "apps.alerts.models.AlertStatus",
+        "NotificationEventEnum": "apps.alerts.models.NotificationEvent",
+        "DeliveryStatusEnum": "apps.alerts.models.DeliveryStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

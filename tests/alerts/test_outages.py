@@ -77,9 +77,12 @@ def test_stopping_redis_is_degraded_alerted_notified_and_resolved_when_back(
     beat = start_beat(env, "redis")
     try:
         eventually(lambda: stored_status("redis") == "ok", what="redis ok")
-        assert httpx.get(f"{server.url}/health/detailed", headers=viewer, timeout=30).json()[
-            "checks"
-        ]["redis"]["status"] == "ok"
+        assert (
+            httpx.get(f"{server.url}/health/detailed", headers=viewer, timeout=30).json()["checks"][
+                "redis"
+            ]["status"]
+            == "ok"
+        )
 
         private.kill()
 
@@ -102,9 +105,12 @@ def test_stopping_redis_is_degraded_alerted_notified_and_resolved_when_back(
 
         eventually(lambda: resolved_alert("health:redis"), what="the redis alert resolved")
         webhook.wait_for(lambda m: m["title"] == "[RESOLVED] Health check redis: degraded")
-        assert httpx.get(f"{server.url}/health/detailed", headers=viewer, timeout=30).json()[
-            "checks"
-        ]["redis"]["status"] == "ok"
+        assert (
+            httpx.get(f"{server.url}/health/detailed", headers=viewer, timeout=30).json()["checks"][
+                "redis"
+            ]["status"]
+            == "ok"
+        )
     finally:
         beat.stop()
         server.stop()

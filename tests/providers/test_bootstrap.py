@@ -19,9 +19,9 @@ import httpx
 import pytest
 from django.core.management import call_command
 
+from apps.core.crypto import decrypt
 from apps.core.models import AppliedSetting
 from apps.providers.bootstrap import ENV_VARIABLES, BootstrapError, providers_bootstrap_from_env
-from apps.core.crypto import decrypt
 from apps.providers.models import LlmModel, Provider, ProviderKind, RoutingSettings
 from apps.providers.services import provider_delete, provider_update, routing_settings_update
 from tests.fake_upstream import FakeUpstream

@@ -59,7 +59,7 @@ class MonitoringCheckApi(APIView):
     """One health check now, and its latest state changes as the periodic run stored them
     (newest first)."""
 
-    @extend_schema(responses=dict)
+    @extend_schema(operation_id="api_v1_monitoring_health_check_retrieve", responses=dict)
     def get(self, request: Request, check_name: str) -> Response:
         check = health_checks.get(check_name)
         if check is None:
