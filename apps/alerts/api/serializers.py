@@ -44,6 +44,6 @@ class NotificationDeliveryOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = NotificationDelivery
         fields = [
-            "id", "channel", "alert", "event", "title", "severity", "status", "attempts",
+            "id", "channel", "alert", "event", "title", "body", "severity", "status", "attempts",
             "next_attempt_at", "error", "created_at", "sent_at",
         ]  # fmt: skip
