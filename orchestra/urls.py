@@ -31,6 +31,7 @@ api_v1 = [
     path("", include("apps.approvals.api.urls")),
     path("", include("apps.experiments.api.urls")),
     path("", include("apps.backups.api.urls")),
+    path("", include("apps.alerts.api.urls")),
 ]
 
 urlpatterns = [

@@ -3,9 +3,9 @@ from django.apps import AppConfig
 # What other apps may import of this app: the core is below every app and most of it is the
 # shared plumbing they plug into (tests/core/test_structure.py holds every app to its face).
 PUBLIC = frozenset({
-    "admin_support", "aggregates", "api.shortcuts", "beat", "cors", "database", "dispatch",
-    "environment", "errors", "events", "filters", "health", "http", "http_metrics", "json",
-    "limits", "logging", "models", "platform_settings", "pools", "process_report", "redis",
+    "admin_support", "aggregates", "api.shortcuts", "beat", "cors", "crypto", "database",
+    "dispatch", "environment", "errors", "events", "filters", "health", "http", "http_metrics",
+    "json", "limits", "logging", "models", "platform_settings", "pools", "process_report", "redis",
     "registry", "request_context", "runtime", "services", "tracing",
 })  # fmt: skip
 PUBLIC_TEMPLATES = frozenset({"core/live_page.html"})

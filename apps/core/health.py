@@ -6,6 +6,11 @@ An app adds one from its ``AppConfig.ready()`` by importing a module of decorate
 
     @health_check("search_index")
     def search_index() -> CheckResult: ...
+
+``run_checks`` runs them all (``/health``, ``/health/detailed``, the monitoring API); beat's
+periodic health run (``apps.monitoring``) stores their state changes and then sends
+``health_ran`` with the outcomes, which the alerts app turns into alerts. ``error`` is what the
+operator's vocabulary calls unhealthy.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.dispatch import Signal
 
 from .registry import Registry
 
@@ -40,7 +47,27 @@ class HealthCheck:
     needs_database: bool = False  # not run while a critical check fails: it would only wait
 
 
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check's result in one run, with how long it took."""
+
+    check: HealthCheck
+    result: CheckResult
+    latency_ms: float
+
+    @property
+    def name(self) -> str:
+        return self.check.name
+
+    @property
+    def failing(self) -> bool:
+        return self.result.status in (ERROR, DEGRADED)
+
+
 health_checks: Registry[HealthCheck] = Registry("health check")
+# Sent by the periodic health run with ``outcomes`` (a list of ``CheckOutcome``), after their
+# state changes are stored; receivers must not raise (it is sent robustly, failures logged).
+health_ran = Signal()
 _cached: dict[str, tuple[float, CheckResult]] = {}
 
 
@@ -79,3 +106,21 @@ def run_check(check: HealthCheck) -> tuple[CheckResult, float]:
 def forget_results() -> None:
     """Drop remembered results, so the next run of each check is fresh."""
     _cached.clear()
+
+
+def run_checks(*, fresh: bool = False) -> list[CheckOutcome]:
+    """Every registered check, the database's first: a check that needs the database is not run
+    while a critical check fails (it would only wait). ``fresh`` ignores remembered results."""
+    if fresh:
+        forget_results()
+    outcomes = []
+    healthy = True
+    for check in sorted(registered_checks(), key=lambda check: check.needs_database):
+        if check.needs_database and not healthy:
+            result, latency_ms = CheckResult(ERROR, "not run: the database does not answer"), 0.0
+        else:
+            result, latency_ms = run_check(check)
+        outcomes.append(CheckOutcome(check, result, latency_ms))
+        if check.critical and result.status == ERROR:
+            healthy = False
+    return outcomes

@@ -17,7 +17,10 @@ Registries of this module (the event bus and health checks have modules of their
 - ``socket_actions``: message types of the ``/ws/`` protocol that start work in an app (a
   build, an agent task) the way its REST API does;
 - ``features``: optional features an app offers (A/B tests, human approvals), each reported by
-  ``/api/v1/feature-status`` as available or not (switched off in the app's runtime settings).
+  ``/api/v1/feature-status`` as available or not (switched off in the app's runtime settings);
+- ``alert_rules``: thresholds the periodic health run judges (a provider's error rate, a
+  circuit open too long; a budget's soft limit once an app offers budgets), each raising and
+  resolving its own alerts.
 """
 
 from __future__ import annotations
@@ -218,3 +221,39 @@ features: Registry[Feature] = Registry("feature")
 
 def register_feature(feature: Feature) -> None:
     features.register(feature.name, feature)
+
+
+# --- alert rules -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One thing a rule finds wrong now. ``key`` tells it apart from the rule's other findings
+    (a provider's name): while it keeps firing, its one alert stays open; once the rule no
+    longer returns it, the alert is resolved. ``severity``: ``info``, ``warning`` or
+    ``critical``."""
+
+    key: str
+    title: str
+    detail: str = ""
+    severity: str = "warning"
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """A threshold ``kind`` (``provider_error_rate``, ``budget_soft_limit``) judged after each
+    periodic health run, on a worker or beat (never on the request path): ``evaluate()``
+    returns what fires now. A rule that raises fires nothing and resolves nothing that run."""
+
+    kind: str
+    description: str
+    evaluate: Callable[[], list[Firing]]
+
+
+alert_rules: Registry[AlertRule] = Registry("alert rule")
+
+
+def register_alert_rule(*rules: AlertRule) -> None:
+    for rule in rules:
+        alert_rules.register(rule.kind, rule)

@@ -44,6 +44,10 @@ def alert_text(event: str, data: dict[str, Any]) -> tuple[str, str, str]:
         return f"Circuit closed: {provider}", "", "ok"
     if event == "alert.raised":
         return str(data.get("title", "")), str(data.get("detail", "")), str(data.get("severity"))
+    if event == "alert.resolved":
+        return f"Resolved: {data.get('title', '')}", "", "ok"
+    if event == "alert.acknowledged":
+        return f"Acknowledged: {data.get('title', '')}", f"by {data.get('acknowledged_by')}", "info"
     return event, ", ".join(f"{k}: {v}" for k, v in data.items()), "info"
 
 

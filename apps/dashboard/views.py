@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from apps.alerts.selectors import alert_active_list
 from apps.core.logging import live_log_recent
 from apps.core.services import platform_settings_get, platform_settings_update
 from apps.providers.llm import ProviderError
@@ -37,6 +38,7 @@ from .forms import PlatformSettingsForm, RoutingSettingsForm
 
 # Who may reset a circuit (the API's reset asks the same).
 RESET_PERMISSION = "providers.change_provider"
+OPEN_ALERTS_SHOWN = 20
 # Who may read the logs: operators and admins. Log lines are about the platform's insides
 # (upstream URLs, errors, request ids of every caller), which viewers have no use for.
 LOGS_PERMISSION = "accounts.operate_platform"
@@ -93,6 +95,7 @@ def home_context(request: HttpRequest) -> dict[str, Any]:
             f"{name} {count}" for name, count in streams.items() if name != "total" and count
         ),
         "alerts": alerts,
+        "open_alerts": list(alert_active_list()[:OPEN_ALERTS_SHOWN]),
         "live_channels": "metrics alerts",
         "can_reset_circuits": request.user.has_perm(RESET_PERMISSION),
     }

@@ -1,43 +1,70 @@
 from __future__ import annotations
 
+import logging
+import os
+import platform
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import django
+import psutil  # type: ignore[import-untyped]
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
-from apps.core.health import DEGRADED, ERROR, OK, CheckResult, registered_checks, run_check
+from apps.core.health import (
+    DEGRADED,
+    ERROR,
+    OK,
+    CheckOutcome,
+    health_ran,
+    registered_checks,
+    run_check,
+    run_checks,
+)
 from apps.core.process_report import current_report, process_reports
 from apps.core.registry import features
 from apps.providers.selectors import provider_availability
 
+from .models import HealthCheckChange, HealthCheckState
+
+logger = logging.getLogger(__name__)
+
 STARTED_AT = time.monotonic()
 
 
-def health_report() -> tuple[dict[str, Any], bool]:
+def check_document(outcome: CheckOutcome, *, details: bool = True) -> dict[str, Any]:
+    """One check as ``/health`` (``details`` only when it has some) and the detailed views show
+    it."""
+    result = outcome.result
+    return {
+        "status": result.status,
+        "message": result.message,
+        "latency_ms": round(outcome.latency_ms, 2),
+        "critical": outcome.check.critical,
+        **({"details": result.details} if details and result.details else {}),
+    }
+
+
+def health_report(
+    outcomes: list[CheckOutcome] | None = None,
+) -> tuple[dict[str, Any], bool]:
     """The ``/health`` document, and whether every critical check passed."""
+    outcomes = run_checks() if outcomes is None else outcomes
     services: dict[str, str] = {}
     checks: dict[str, dict[str, Any]] = {}
     capabilities: dict[str, str] = {}
     healthy = True
     degraded = False
-    for check in sorted(registered_checks(), key=lambda check: check.needs_database):
-        if check.needs_database and not healthy:
-            result, latency_ms = CheckResult(ERROR, "not run: the database does not answer"), 0.0
-        else:
-            result, latency_ms = run_check(check)
-        services[check.name] = result.status
-        checks[check.name] = {
-            "status": result.status,
-            "message": result.message,
-            "latency_ms": round(latency_ms, 2),
-            "critical": check.critical,
-            **({"details": result.details} if result.details else {}),
-        }
+    for outcome in outcomes:
+        result = outcome.result
+        services[outcome.name] = result.status
+        checks[outcome.name] = check_document(outcome)
         capabilities.update(result.capabilities)
-        if result.status in (ERROR, DEGRADED):
+        if outcome.failing:
             degraded = True
-            healthy = healthy and not (check.critical and result.status == ERROR)
+            healthy = healthy and not (outcome.check.critical and result.status == ERROR)
     report = {
         "status": OK if not degraded else (DEGRADED if healthy else ERROR),
         "timestamp": datetime.now(UTC).isoformat(),
@@ -49,6 +76,96 @@ def health_report() -> tuple[dict[str, Any], bool]:
         "checks": checks,
     }
     return report, healthy
+
+
+def health_detailed() -> tuple[dict[str, Any], bool]:
+    """``/health`` with each check's details, the host and the providers one by one."""
+    outcomes = run_checks()
+    report, healthy = health_report(outcomes)
+    by_name = {outcome.name: outcome.result.details for outcome in outcomes}
+    report["system"] = system_figures()
+    report["providers"] = by_name.get("providers", {}).get("providers", {})
+    return report, healthy
+
+
+def system_figures() -> dict[str, Any]:
+    """The host and this process: memory, CPU, load, disk of the var and media folders."""
+    memory = psutil.virtual_memory()
+    process = psutil.Process()
+    with process.oneshot():
+        process_figures = {
+            "pid": process.pid,
+            "rss_bytes": process.memory_info().rss,
+            "threads": process.num_threads(),
+            "cpu_seconds": round(sum(process.cpu_times()[:2]), 3),
+        }
+    return {
+        "hostname": platform.node(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "boot_time": datetime.fromtimestamp(psutil.boot_time(), UTC).isoformat(),
+        "memory": {
+            "total_bytes": memory.total,
+            "available_bytes": memory.available,
+            "percent": memory.percent,
+        },
+        "cpu": {
+            "cores": psutil.cpu_count() or 1,
+            "percent": psutil.cpu_percent(interval=None),
+            "load_average": [round(figure, 2) for figure in os.getloadavg()],
+        },
+        "disk": {
+            name: {"path": str(path), **_usage(str(path))}
+            for name, path in (("var", settings.VAR_DIR), ("media", settings.MEDIA_ROOT))
+            if os.path.exists(path)
+        },
+        "process": process_figures,
+    }
+
+
+def _usage(path: str) -> dict[str, Any]:
+    usage = psutil.disk_usage(path)
+    return {"total_bytes": usage.total, "free_bytes": usage.free, "percent": usage.percent}
+
+
+def health_run() -> list[CheckOutcome]:
+    """The periodic run: every check afresh, each state change stored (``HealthCheckChange``,
+    with the current state in ``HealthCheckState``), changes older than
+    ``ALERT_RETENTION_DAYS`` dropped, then ``health_ran`` sent so alerts follow."""
+    outcomes = run_checks(fresh=True)
+    now = timezone.now()
+    try:
+        _states_store(outcomes, now)
+    except Exception:  # the database is down: the run still tells the alerts what it saw
+        logger.warning("could not store the health checks' states", exc_info=True)
+    for receiver, response in health_ran.send_robust(sender=health_run, outcomes=outcomes):
+        if isinstance(response, Exception):
+            logger.error("a health run receiver failed (%s)", receiver, exc_info=response)
+    return outcomes
+
+
+def _states_store(outcomes: list[CheckOutcome], now: datetime) -> None:
+    with transaction.atomic():
+        states = {state.check_name: state for state in HealthCheckState.objects.select_for_update()}
+        for outcome in outcomes:
+            result = outcome.result
+            message = result.message[:500]
+            state = states.get(outcome.name)
+            if state is None or state.status != result.status:
+                HealthCheckChange.objects.create(
+                    check_name=outcome.name, status=result.status,
+                    previous_status=state.status if state else "", message=message,
+                    details=result.details, changed_at=now,
+                )  # fmt: skip
+            if state is None:
+                state = HealthCheckState(check_name=outcome.name, since=now)
+            elif state.status != result.status:
+                state.since = now
+            state.status, state.message = result.status, message
+            state.latency_ms, state.checked_at = round(outcome.latency_ms, 2), now
+            state.save()
+        cutoff = now - timedelta(days=settings.ALERT_RETENTION_DAYS)
+        HealthCheckChange.objects.filter(changed_at__lt=cutoff).delete()
 
 
 # Optional parts: (name in the answer, the health check telling, what happens without it).

@@ -12,9 +12,10 @@ from rest_framework.views import APIView
 
 from apps.accounts.middleware import request_client
 from apps.core.errors import error_response
+from apps.core.health import CheckOutcome, registered_checks, run_check
 
 from .metrics import exposition
-from .services import health_report
+from .services import check_document, health_detailed, health_report
 
 
 class HealthApi(APIView):
@@ -26,6 +27,48 @@ class HealthApi(APIView):
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request: Request) -> Response:
         report, healthy = health_report()
+        return Response(report, status=200 if healthy else 503)
+
+
+class LivenessApi(APIView):
+    """Kubernetes' liveness probe: 200 while this process serves requests; it checks nothing
+    else, so a database or Redis outage never gets a healthy process restarted."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
+
+
+class ReadinessApi(APIView):
+    """Kubernetes' readiness probe: the critical checks only (the database); 503 while one
+    fails, so traffic goes to other instances meanwhile."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: dict, 503: dict})
+    def get(self, request: Request) -> Response:
+        checks = {}
+        for check in registered_checks():
+            if check.critical:
+                result, latency_ms = run_check(check)
+                checks[check.name] = check_document(CheckOutcome(check, result, latency_ms))
+        ready = all(check["status"] != "error" for check in checks.values())
+        return Response(
+            {"status": "ok" if ready else "error", "checks": checks}, status=200 if ready else 503
+        )
+
+
+class HealthDetailedApi(APIView):
+    """Every check with its details, the host's memory, CPU and disk, and each provider's last
+    probe and circuit. For the viewer role: it names hosts, folders and versions."""
+
+    @extend_schema(responses={200: dict, 503: dict})
+    def get(self, request: Request) -> Response:
+        report, healthy = health_detailed()
         return Response(report, status=200 if healthy else 503)
 
 

@@ -3,6 +3,8 @@ records."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 
 from apps.core.health import DEGRADED, DISABLED, ERROR, OK, CheckResult, health_check
@@ -23,14 +25,34 @@ def providers() -> CheckResult:
     summary = f"{healthy}/{len(enabled)} providers healthy"
     failing = [f"{provider.name} ({health.label})" for provider, _, health in enabled
                if not health.healthy and health.status != HealthStatus.UNKNOWN]  # fmt: skip
+    details = {"providers": {provider.name: _provider_detail(provider, circuit, health)
+                             for provider, circuit, health in enabled}}  # fmt: skip
     if failing and len(failing) == len(enabled):
-        return CheckResult(ERROR, f"{summary}; failing: {', '.join(failing)}")
+        return CheckResult(ERROR, f"{summary}; failing: {', '.join(failing)}", details)
     if failing:
-        return CheckResult(DEGRADED, f"{summary}; failing: {', '.join(failing)}")
+        return CheckResult(DEGRADED, f"{summary}; failing: {', '.join(failing)}", details)
     unknown = [provider.name for provider, _, health in enabled if not health.healthy]
     return CheckResult(
-        OK, f"{summary}; not probed yet: {', '.join(unknown)}" if unknown else summary
+        OK, f"{summary}; not probed yet: {', '.join(unknown)}" if unknown else summary, details
     )
+
+
+def _provider_detail(provider: Provider, circuit: Any, health: Any) -> dict[str, Any]:
+    """One provider as ``/health/detailed`` shows it: its health by the one rule, its circuit
+    and its last probe, which that rule reconciles (an open circuit wins over a good probe)."""
+    checked = provider.health_checked_at
+    return {
+        "health": health.status,
+        "label": health.label,
+        "circuit": circuit.state if circuit else "closed",
+        "circuit_opened_at": circuit.opened_at if circuit else None,
+        "last_probe": {
+            "status": provider.health_status,
+            "latency_ms": provider.health_latency_ms,
+            "error": provider.health_error,
+            "at": checked.isoformat() if checked else None,
+        },
+    }
 
 
 @health_check("routing_state")

@@ -12,11 +12,11 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.core.crypto import encrypt
 from apps.core.events import apublish, publish_on_commit
 from apps.core.runtime import run_sync
 from apps.core.services import instance_update
 
-from .crypto import encrypt
 from .llm import errors
 from .llm.config import ProviderConfig, provider_config_from
 from .llm.engine import current_routing_config

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "apps.artifacts",
     "apps.experiments",
     "apps.backups",
+    "apps.alerts",
     "apps.dashboard",
 ]
 
@@ -265,11 +266,38 @@ BACKUP_KEEP_LAST = env.int("BACKUP_KEEP_LAST", default=14)
 BACKUP_KEEP_DAYS = env.float("BACKUP_KEEP_DAYS", default=30.0)
 # Home and /health call the backups stale when the last successful one is older than this.
 BACKUP_MAX_AGE_HOURS = env.float("BACKUP_MAX_AGE_HOURS", default=26.0)
+# --- Health checks, alerts and notifications (apps/monitoring, apps/alerts) -------------------
+# Beat runs every health check this often (seconds, in its own process: a stopped worker or
+# broker cannot stop it), stores each check's state changes and raises or resolves alerts.
+HEALTH_RUN_INTERVAL = env.float("HEALTH_RUN_INTERVAL", default=60.0)
+# The host checks: degraded below this much free disk in the var and media folders, above this
+# much memory in use, above this CPU use (percent of every core, since the previous run).
+HEALTH_DISK_FREE_MIN_PERCENT = env.float("HEALTH_DISK_FREE_MIN_PERCENT", default=10.0)
+HEALTH_MEMORY_MAX_PERCENT = env.float("HEALTH_MEMORY_MAX_PERCENT", default=90.0)
+HEALTH_CPU_MAX_PERCENT = env.float("HEALTH_CPU_MAX_PERCENT", default=90.0)
+# Thresholds the health run judges too, per provider over the last ALERT_WINDOW_MINUTES:
+# an error rate above ALERT_ERROR_RATE (with at least ALERT_MIN_CALLS finished calls), a p95
+# latency above ALERT_P95_LATENCY_MS; and a circuit open longer than ALERT_CIRCUIT_OPEN_MINUTES.
+ALERT_WINDOW_MINUTES = env.float("ALERT_WINDOW_MINUTES", default=5.0)
+ALERT_MIN_CALLS = env.int("ALERT_MIN_CALLS", default=20)
+ALERT_ERROR_RATE = env.float("ALERT_ERROR_RATE", default=0.25)
+ALERT_P95_LATENCY_MS = env.float("ALERT_P95_LATENCY_MS", default=30_000.0)
+ALERT_CIRCUIT_OPEN_MINUTES = env.float("ALERT_CIRCUIT_OPEN_MINUTES", default=5.0)
+# Resolved alerts and health check changes are deleted after this many days.
+ALERT_RETENTION_DAYS = env.int("ALERT_RETENTION_DAYS", default=30)
+# A notification channel sends at most this many notifications per minute (the rest are logged
+# as skipped); a failed send is tried again this many times, with growing waits, on Celery.
+NOTIFICATION_RATE_PER_MINUTE = env.int("NOTIFICATION_RATE_PER_MINUTE", default=10)
+NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=4)
+NOTIFICATION_TIMEOUT_SECONDS = env.float("NOTIFICATION_TIMEOUT_SECONDS", default=10.0)
 
 # django-celery-beat's scheduler, leaving a heartbeat at each tick (apps/core/beat.py): /health
 # and the feature status report beat down once its heartbeat is older than this (seconds).
 CELERY_BEAT_SCHEDULER = "apps.core.beat:HeartbeatScheduler"
 BEAT_HEARTBEAT_MAX_AGE = env.float("BEAT_HEARTBEAT_MAX_AGE", default=30.0)
+# Tasks of the schedule beat runs itself, in a thread, instead of sending them to a worker: the
+# health run must tell of a stopped worker or broker, so it cannot wait for them.
+BEAT_IN_PROCESS_TASKS = ["monitoring.health_run"]
 CELERY_BEAT_SCHEDULE = {
     "probe-providers": {
         "task": "providers.probe_all",
@@ -286,6 +314,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("CANARY_ADVANCE_INTERVAL", default=30.0),
     },
     "escalate-approvals": {"task": "approvals.escalate_overdue", "schedule": 60.0},
+    # Every health check, its state changes stored, alerts raised and resolved (run by beat in
+    # its own process: BEAT_IN_PROCESS_TASKS).
+    "run-health-checks": {"task": "monitoring.health_run", "schedule": HEALTH_RUN_INTERVAL},
     # Home's live figures (requests, tokens, cost, latency, health) on the ``metrics`` channel.
     "publish-dashboard-figures": {
         "task": "dashboard.publish_figures",
@@ -497,6 +528,11 @@ SPECTACULAR_SETTINGS = {
         "BackupStatusEnum": "apps.backups.models.BackupStatus",
         "BackupTriggerEnum": "apps.backups.models.BackupTrigger",
         "LogLevelEnum": "apps.core.models.LogLevel",
+        "EventEnum": "apps.approvals.models.AuditEvent",
+        "AlertSeverityEnum": "apps.alerts.models.Severity",
+        "AlertStatusEnum": "apps.alerts.models.AlertStatus",
+        "NotificationEventEnum": "apps.alerts.models.NotificationEvent",
+        "DeliveryStatusEnum": "apps.alerts.models.DeliveryStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -535,6 +571,9 @@ LOGGING: dict[str, Any] = {  # typed: the other settings modules adjust it
         "django": {"handlers": [], "level": LOG_LEVEL},  # drop Django's own DEBUG console handler
         "django.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # Apprise (alert notifications) logs the URLs it posts to, tokens in their paths: it
+        # stays out of the logs; a failed send's reason is kept, redacted, on its delivery.
+        "apprise": {"handlers": [], "propagate": False},
     },
 }
 

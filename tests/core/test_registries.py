@@ -1,7 +1,8 @@
 """A new app plugs in through its ``AppConfig`` alone: ``tests/plugin_app`` (installed by the
 test settings) fills every registry (an event channel and type, a health check, an
 operator-editable model, a navigation entry, a dashboard page, a request hook, a ``/ws/``
-message type, a feature), and each takes effect here without any other app knowing of it."""
+message type, a feature, an alert rule), and each takes effect here without any other app
+knowing of it."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ PLUGIN_ENTRIES = {
     "request_hooks": "plugin_app.refuse",
     "socket_actions": "widget",
     "features": "widgets",
+    "alert_rules": "widget_overflow",
 }
 
 
@@ -95,6 +97,24 @@ def test_its_health_check_is_part_of_health(monkeypatch):
     forget_results()
     body = Client().get("/health").json()
     assert body["services"]["widget_store"] == "error" and body["status"] == "degraded"
+
+
+@pytest.mark.django_db
+def test_its_alert_rule_raises_and_resolves_an_alert():
+    from apps.alerts.models import Alert
+    from apps.alerts.services import alerts_from_rules
+    from tests.plugin_app.models import Widget
+
+    Widget.objects.bulk_create(Widget(name=f"w{n}") for n in range(3))
+    alerts_from_rules()
+    alert = Alert.objects.get(cause="widget_overflow:all")
+    assert (alert.kind, alert.title, alert.severity, alert.status) == (
+        "widget_overflow", "3 widgets", "critical", "open",
+    )  # fmt: skip
+    Widget.objects.first().delete()
+    alerts_from_rules()
+    alert.refresh_from_db()
+    assert alert.status == "resolved"
 
 
 @pytest.mark.django_db

@@ -82,14 +82,17 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     ]  # fmt: skip
     assert viewer["Experiments"] == ["Experiments", "Canary rollouts", "Experiment settings"]
     assert viewer["Accounts"] == ["API keys"]
-    assert viewer["System"] == ["Platform settings"]
+    assert viewer["System"] == ["Alerts", "Notification channels", "Platform settings"]
 
     operator = sidebar_of(client_as(Role.OPERATOR))
-    assert operator["System"] == ["Logs", "Platform settings"]
+    assert operator["System"] == ["Alerts", "Notification channels", "Logs", "Platform settings"]
 
     admin = sidebar_of(client_as(Role.ADMIN))
     assert admin["Accounts"] == ["API keys", "Users", "Roles (groups)", "Login lockouts"]
-    assert admin["System"] == ["Logs", "Backups", "Platform settings", "Scheduled tasks"]
+    assert admin["System"] == [
+        "Alerts", "Notification channels", "Logs", "Backups", "Platform settings",
+        "Scheduled tasks",
+    ]  # fmt: skip
     # The plug-in app's entry names a page no ModelAdmin serves: left out, not an error.
     assert "Plug-ins" not in admin
 

@@ -1,7 +1,8 @@
 """A throw-away app, installed only by the test settings, that plugs into the platform through
 its ``AppConfig`` alone, filling every registry: an event channel and type, a health check, a
 model operators may edit, a navigation entry, a dashboard page, a request hook, a ``/ws/``
-message type and a feature. ``tests/core/test_registries.py`` checks each takes effect."""
+message type, a feature and an alert rule (a threshold kind, as a budget's soft limit would
+be). ``tests/core/test_registries.py`` checks each takes effect."""
 
 from django.apps import AppConfig
 
@@ -14,10 +15,12 @@ class PluginAppConfig(AppConfig):
     def ready(self) -> None:
         from apps.core.events import Channel, EventType, register_channels, register_event_types
         from apps.core.registry import (
+            AlertRule,
             Feature,
             NavItem,
             Page,
             SocketAction,
+            register_alert_rule,
             register_feature,
             register_navigation,
             register_operator_models,
@@ -48,6 +51,9 @@ class PluginAppConfig(AppConfig):
                  permission="plugin_app.view_widget", in_sidebar=False),
         )  # fmt: skip
         register_request_hook("plugin_app.refuse", refuse_widget_model)
+        register_alert_rule(
+            AlertRule("widget_overflow", "More widgets than the plug-in allows.", widget_overflow)
+        )
 
 
 def widget_socket_action(message, user):
@@ -69,3 +75,18 @@ def widgets_exist() -> bool:
     from .models import Widget
 
     return Widget.objects.exists()
+
+
+WIDGETS_ALLOWED = 2
+
+
+def widget_overflow() -> list:
+    """One firing while there are more than ``WIDGETS_ALLOWED`` widgets."""
+    from apps.core.registry import Firing
+
+    from .models import Widget
+
+    count = Widget.objects.count()
+    if count <= WIDGETS_ALLOWED:
+        return []
+    return [Firing("all", f"{count} widgets", f"more than {WIDGETS_ALLOWED}", "critical")]

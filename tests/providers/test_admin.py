@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.providers.crypto import decrypt
+from apps.core.crypto import decrypt
 from apps.providers.models import HealthStatus, LlmCall, LlmModel, Provider, RoutingSettings
 
 SECRET = "sk-admin-entered-secret-42"

@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
-from apps.providers.crypto import decrypt
+from apps.core.crypto import decrypt
 from apps.providers.llm.recording.recorder import recorder
 from apps.providers.models import Provider
 from tests.support.factories import api_key_issue, bearer

@@ -19,9 +19,9 @@ import httpx
 import pytest
 from django.core.management import call_command
 
+from apps.core.crypto import decrypt
 from apps.core.models import AppliedSetting
 from apps.providers.bootstrap import ENV_VARIABLES, BootstrapError, providers_bootstrap_from_env
-from apps.providers.crypto import decrypt
 from apps.providers.models import LlmModel, Provider, ProviderKind, RoutingSettings
 from apps.providers.services import provider_delete, provider_update, routing_settings_update
 from tests.fake_upstream import FakeUpstream
@@ -246,7 +246,7 @@ def test_make_run_with_openai_api_key_set_gives_a_working_openai_provider(platfo
 
     script = (
         "from apps.providers.models import Provider;"
-        "from apps.providers.crypto import decrypt;"
+        "from apps.core.crypto import decrypt;"
         "p = Provider.objects.get(name='openai');"
         f"print(p.kind, p.base_url, p.api_key_encrypted != {OPENAI_KEY!r},"
         f" decrypt(p.api_key_encrypted) == {OPENAI_KEY!r})"

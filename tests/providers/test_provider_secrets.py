@@ -18,7 +18,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
-from apps.providers.crypto import decrypt
+from apps.core.crypto import decrypt
 from apps.providers.models import Provider
 from tests.support.factories import api_key_issue, bearer
 from tests.support.providers import deploy, routing

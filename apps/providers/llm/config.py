@@ -14,7 +14,8 @@ from decimal import Decimal
 from functools import cached_property
 from urllib.parse import quote
 
-from ..crypto import decrypt
+from apps.core.crypto import decrypt
+
 from ..models import MODES_SERVING, Endpoint, LlmModel, ModelMode, Provider, RoutingSettings
 from ..presets import preset_for
 

@@ -61,6 +61,8 @@
     if (event === "circuit.opened") return ["Circuit opened: " + data.provider, data.error || "", "error"];
     if (event === "circuit.closed") return ["Circuit closed: " + data.provider, "", "ok"];
     if (event === "alert.raised") return [data.title || "", data.detail || "", data.severity || "info"];
+    if (event === "alert.resolved") return ["Resolved: " + (data.title || ""), "", "ok"];
+    if (event === "alert.acknowledged") return ["Acknowledged: " + (data.title || ""), "by " + data.acknowledged_by, "info"];
     var detail = Object.keys(data).map(function (key) { return key + ": " + data[key]; }).join(", ");
     return [event, detail, "info"];
   }
@@ -100,5 +102,32 @@
     }
   });
 
-  OrchestraLive.on("alerts", addAlert);
+  // Open alerts (the alerts app's): one entry per alert, added when raised, marked when
+  // acknowledged, removed when resolved.
+  function showOpenAlert(message) {
+    var list = document.getElementById("open-alerts");
+    var data = message.data || {};
+    if (!list || data.id === undefined) return;
+    var item = list.querySelector('[data-alert="' + data.id + '"]');
+    if (message.event === "alert.resolved") {
+      if (item) item.remove();
+    } else if (message.event === "alert.raised" && !item) {
+      item = document.getElementById("open-alert-template").content.firstElementChild.cloneNode(true);
+      item.setAttribute("data-alert", data.id);
+      var pill = item.querySelector(".pill");
+      pill.setAttribute("data-status", data.severity);
+      pill.textContent = data.severity;
+      item.querySelector(".alert-title").textContent = data.title;
+      item.querySelector(".alert-detail").textContent = data.detail || "";
+      list.prepend(item);
+    } else if (message.event === "alert.acknowledged" && item) {
+      item.querySelector(".alert-state").textContent = "acknowledged";
+    }
+    document.getElementById("open-alerts-empty").hidden = list.children.length > 0;
+  }
+
+  OrchestraLive.on("alerts", function (message) {
+    addAlert(message);
+    showOpenAlert(message);
+  });
 })();

@@ -1,7 +1,9 @@
-"""Encryption at rest for provider API keys (Fernet: AES-128-CBC with HMAC-SHA256).
+"""Encryption at rest for secrets (Fernet: AES-128-CBC with HMAC-SHA256): provider API keys,
+notification channel URLs.
 
 ``ENCRYPTION_KEYS`` lists Fernet keys, newest first, so keys can be rotated; without it a key is
-derived from ``SECRET_KEY``, which then must not change once provider keys are stored.
+derived from ``SECRET_KEY``, which then must not change once secrets are stored (the derivation
+keeps its historical salt, so keys stored before the helper moved here still open).
 """
 
 from __future__ import annotations
@@ -34,4 +36,4 @@ def decrypt(token: str) -> str:
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
-        raise ValueError("provider key cannot be decrypted with the configured keys") from exc
+        raise ValueError("the secret cannot be decrypted with the configured keys") from exc
