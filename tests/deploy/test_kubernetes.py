@@ -11,6 +11,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from django.urls import resolve
 
 from tests.support.processes import REPO_ROOT
 
@@ -113,9 +114,10 @@ def test_web_probes_ask_the_health_endpoint_with_an_allowed_host(resources):
     (container,) = pod_spec(web)["containers"]
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     allowed = resources["ConfigMap"]["orchestra-config"]["data"]["ALLOWED_HOSTS"].split(",")
-    for probe in ("livenessProbe", "readinessProbe"):
+    for probe, path in (("livenessProbe", "/health/live"), ("readinessProbe", "/health/ready")):
         get = container[probe]["httpGet"]
-        assert get["path"] == "/health" and get["port"] in ports
+        assert get["path"] == path and get["port"] in ports
+        assert resolve(path).url_name in {"health-live", "health-ready"}
         assert get["httpHeaders"] == [{"name": "Host", "value": allowed[0]}]
     (wait,) = pod_spec(web)["initContainers"]
     assert "migrate --check" in wait["command"][2]
