@@ -98,16 +98,23 @@ class Environment:
 def _worker_ready(env: dict[str, str]) -> bool:
     result = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "orchestra", "inspect", "ping", "-t", "1"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     return "pong" in result.stdout
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], env=env, cwd=REPO_ROOT, capture_output=True,
-        text=True, check=False,
-    )  # fmt: skip
+        [sys.executable, "manage.py", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return result.stdout
@@ -126,9 +133,10 @@ def environment() -> Iterator[Environment]:
     var = Path(tempfile.mkdtemp(prefix="orchestra-bench-"))
     cleanups: list = []
     env = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith(("DATABASE_", "REDIS_", "CACHE_", "CELERY_", "CHANNEL_"))
-    }  # fmt: skip
+    }
     env |= {
         "DJANGO_SETTINGS_MODULE": "orchestra.settings.production",
         "DEBUG": "false",

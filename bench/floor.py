@@ -53,8 +53,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     async with _pool().post(UPSTREAM + scope["path"], data=body, headers=headers) as reply:
         content_type = reply.headers.get("Content-Type", "application/json").encode()
         if content_type.startswith(b"text/event-stream"):
-            start = {"type": "http.response.start", "status": reply.status,
-                     "headers": [(b"content-type", content_type)]}  # fmt: skip
+            start = {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [(b"content-type", content_type)],
+            }
             await send(start)
             async for chunk in reply.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -66,8 +69,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "type": "http.response.start",
             "status": reply.status,
             "headers": [
-                (b"content-type", content_type), (b"content-length", str(len(answer)).encode())
+                (b"content-type", content_type),
+                (b"content-length", str(len(answer)).encode()),
             ],
         }
-    )  # fmt: skip
+    )
     await send({"type": "http.response.body", "body": answer})

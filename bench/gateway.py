@@ -68,9 +68,20 @@ def measure(
     """Load from separate processes (two for many clients, so the client is not the limit)."""
     processes = 2 if clients >= 10 else 1
     command = [
-        sys.executable, "-m", "bench.loadgen", "--port", str(port), "--key", key,
-        "--clients", str(clients // processes), "--seconds", str(seconds), "--path", path,
-    ] + (["--stream"] if stream else [])  # fmt: skip
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--port",
+        str(port),
+        "--key",
+        key,
+        "--clients",
+        str(clients // processes),
+        "--seconds",
+        str(seconds),
+        "--path",
+        path,
+    ] + (["--stream"] if stream else [])
     runs = [
         subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
         for _ in range(processes)

@@ -45,9 +45,13 @@ def server_pids(process) -> list[int]:
 
 async def _open(url: str, key: str) -> websockets.ClientConnection:
     return await websockets.connect(
-        url, additional_headers={"Authorization": f"Bearer {key}"}, compression=None,
-        open_timeout=60, ping_interval=None, max_queue=4,
-    )  # fmt: skip
+        url,
+        additional_headers={"Authorization": f"Bearer {key}"},
+        compression=None,
+        open_timeout=60,
+        ping_interval=None,
+        max_queue=4,
+    )
 
 
 async def idle_connections(
@@ -72,12 +76,16 @@ async def idle_connections(
         await asyncio.sleep(1.0)
         alive = await _pings(connections[:: max(1, len(connections) // 100)])
         rss = sum(rss_kib(pid) for pid in pids)
-        results.append({
-            "connections": len(connections), "failed_to_open": failures,
-            "sample_answering": alive, "rss_mib": round(rss / 1024, 1),
-            "kib_per_connection": round((rss - baseline) / max(1, len(connections)), 1),
-            "seconds_to_open": round(time.perf_counter() - started, 1),
-        })  # fmt: skip
+        results.append(
+            {
+                "connections": len(connections),
+                "failed_to_open": failures,
+                "sample_answering": alive,
+                "rss_mib": round(rss / 1024, 1),
+                "kib_per_connection": round((rss - baseline) / max(1, len(connections)), 1),
+                "seconds_to_open": round(time.perf_counter() - started, 1),
+            }
+        )
         if failures > target // 10:
             break
     await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)

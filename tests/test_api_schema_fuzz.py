@@ -85,9 +85,13 @@ def shape_error(path: str, response: requests.Response) -> str | None:
 
 
 def run_operation(
-    operation, role: Role, key: str, session: requests.Session, base_url: str,
+    operation,
+    role: Role,
+    key: str,
+    session: requests.Session,
+    base_url: str,
     record: Callable[[Failure], None],
-) -> None:  # fmt: skip
+) -> None:
     label = f"{operation.method.upper()} {operation.path}"
 
     def curl(case) -> str:
@@ -108,8 +112,11 @@ def run_operation(
             record(Failure(label, role.value, "server error", status, body, curl(case)))
             return
         if status >= 400 and (problem := shape_error(operation.path, response)):
-            record(Failure(label, role.value, "error off the documented shape", status, problem,
-                           curl(case)))  # fmt: skip
+            record(
+                Failure(
+                    label, role.value, "error off the documented shape", status, problem, curl(case)
+                )
+            )
             return
         try:
             case.validate_response(
@@ -117,8 +124,16 @@ def run_operation(
             )
         except FailureGroup as group:
             for failure in group.exceptions:
-                record(Failure(label, role.value, f"schema conformance: {failure.title}", status,
-                               failure.message[:300], curl(case)))  # fmt: skip
+                record(
+                    Failure(
+                        label,
+                        role.value,
+                        f"schema conformance: {failure.title}",
+                        status,
+                        failure.message[:300],
+                        curl(case),
+                    )
+                )
 
     for mode in MODES:
         strategy = operation.as_strategy(generation_mode=mode)

@@ -57,10 +57,13 @@ def admin_login(base_url: str, password: str) -> httpx.Client:
     client.get("/admin/login/")
     response = client.post(
         "/admin/login/?next=/admin/",
-        data={"username": "admin", "password": password,
-              "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+        data={
+            "username": "admin",
+            "password": password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
         headers={"Referer": f"{base_url}/admin/login/"},
-    )  # fmt: skip
+    )
     assert response.status_code == 200
     assert "Site administration" in response.text
     return client
@@ -87,8 +90,9 @@ def test_run_command_brings_up_the_whole_platform(platform):
 
     client = admin_login(base_url, admin_password(process.output()))
     assert asyncio.run(websocket_ping(base_url, client.cookies["sessionid"])) == {
-        "type": "pong", "id": "first"
-    }  # fmt: skip
+        "type": "pong",
+        "id": "first",
+    }
     assert httpx.get(f"{base_url}/static/admin/css/base.css").status_code == 200
 
     output = process.output()

@@ -83,8 +83,17 @@ class ApiKeyAdmin(ModelAdmin):
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at", "created_at"]
     search_fields = ["name", "prefix", "user__username", "user__email"]
     autocomplete_fields = ["user"]
-    fields = ["user", "name", "expires_at", "rpm_limit", "tpm_limit", "display_prefix",
-              "created_at", "last_used_at", "revoked_at"]  # fmt: skip
+    fields = [
+        "user",
+        "name",
+        "expires_at",
+        "rpm_limit",
+        "tpm_limit",
+        "display_prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = ["display_prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 

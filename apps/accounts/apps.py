@@ -3,10 +3,20 @@ from django.db.models.signals import m2m_changed, post_migrate
 
 # What other apps may import of this app (tests/core/test_structure.py holds every app to its
 # face).
-PUBLIC = frozenset({
-    "admission", "authentication", "limits", "middleware", "models", "permissions", "principals",
-    "selectors", "services", "throttles",
-})  # fmt: skip
+PUBLIC = frozenset(
+    {
+        "admission",
+        "authentication",
+        "limits",
+        "middleware",
+        "models",
+        "permissions",
+        "principals",
+        "selectors",
+        "services",
+        "throttles",
+    }
+)
 
 
 class AccountsConfig(AppConfig):

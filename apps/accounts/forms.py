@@ -21,9 +21,11 @@ ROLE_HELP = (
 
 def role_field() -> forms.ChoiceField:
     return forms.ChoiceField(
-        choices=Role.choices, initial=Role.VIEWER, help_text=ROLE_HELP,
+        choices=Role.choices,
+        initial=Role.VIEWER,
+        help_text=ROLE_HELP,
         widget=UnfoldAdminSelectWidget,
-    )  # fmt: skip
+    )
 
 
 class UserRoleCreationForm(UserCreationForm):

@@ -171,8 +171,10 @@ def usage_tokens(usage: Any) -> int:
     total = usage.get("total_tokens")
     if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
         return total
-    parts = (usage.get(name) for name in ("prompt_tokens", "completion_tokens",
-                                          "input_tokens", "output_tokens"))  # fmt: skip
+    parts = (
+        usage.get(name)
+        for name in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
+    )
     return sum(v for v in parts if isinstance(v, int) and not isinstance(v, bool) and v > 0)
 
 
@@ -261,8 +263,17 @@ class _Counter:
     gone to Redis (``sent``), and the shared count as last read (``shared``, which included
     ``base`` of this process's own)."""
 
-    __slots__ = ("base", "ends", "key", "logged_at", "read_at", "refused", "sent", "shared",
-                 "total")  # fmt: skip
+    __slots__ = (
+        "base",
+        "ends",
+        "key",
+        "logged_at",
+        "read_at",
+        "refused",
+        "sent",
+        "shared",
+        "total",
+    )
 
     def __init__(self, key: str, ends: float) -> None:
         self.key, self.ends = key, ends
@@ -335,8 +346,12 @@ class Limiter:
         if log is not None:
             logger.warning(
                 "rate limit: refused a request on %s from %s: over %d requests per %s%s",
-                entry, address, limit, _window_text(window), log,
-            )  # fmt: skip
+                entry,
+                address,
+                limit,
+                _window_text(window),
+                log,
+            )
         return refusal
 
     def admit_key(
@@ -389,8 +404,13 @@ class Limiter:
             limit = rpm_limit if refusal.scope == "requests" else tpm_limit
             logger.warning(
                 "rate limit: refused a request on %s with API key %s%s: over %s %s per minute%s",
-                entry, api_key_id, f" from {client}" if client else "", limit, refusal.scope, log,
-            )  # fmt: skip
+                entry,
+                api_key_id,
+                f" from {client}" if client else "",
+                limit,
+                refusal.scope,
+                log,
+            )
         return Admission(refusal, requests, tokens)
 
     def note_tokens(self, *, api_key_id: int | None, tpm_limit: int | None, tokens: int) -> None:

@@ -185,10 +185,22 @@ class AgentTaskAdmin(ModelAdmin):
     actions = ["cancel"]
     fieldsets = [
         (None, {"fields": ["agent", "status", "prompt", "output", "error", "created_by"]}),
-        ("Run", {"fields": ["attempts", "celery_task_id", "created_at", "queued_at",
-                            "started_at", "heartbeat_at", "finished_at"]}),
+        (
+            "Run",
+            {
+                "fields": [
+                    "attempts",
+                    "celery_task_id",
+                    "created_at",
+                    "queued_at",
+                    "started_at",
+                    "heartbeat_at",
+                    "finished_at",
+                ]
+            },
+        ),
         ("Usage", {"fields": ["input_tokens", "output_tokens", "cost", "call_id"]}),
-    ]  # fmt: skip
+    ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in AgentTask._meta.fields]

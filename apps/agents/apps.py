@@ -40,7 +40,14 @@ class AgentsConfig(AppConfig):
         )  # fmt: skip
         # /admin/agents/ is the admin's index of this app: the board takes another slug.
         register_pages(
-            Page("agent-board", "Agent board", "apps.agents.pages.agent_board", "Builds",
-                 icon="groups", permission="agents.view_agent", order=19,
-                 urls=("<int:pk>/", "tasks/<int:task>/")),
-        )  # fmt: skip
+            Page(
+                "agent-board",
+                "Agent board",
+                "apps.agents.pages.agent_board",
+                "Builds",
+                icon="groups",
+                permission="agents.view_agent",
+                order=19,
+                urls=("<int:pk>/", "tasks/<int:task>/"),
+            ),
+        )

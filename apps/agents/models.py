@@ -19,9 +19,13 @@ class ModelConfig(models.Model):
 
     model = models.CharField(max_length=200, blank=True, help_text="Public model name.")
     provider = models.ForeignKey(
-        "providers.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "providers.Provider",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="Pin every call to this provider (no fallback to others).",
-    )  # fmt: skip
+    )
     temperature = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
     )
@@ -102,9 +106,12 @@ class AgentTask(RunRecord):
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tasks")
     prompt = models.TextField()
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="agent_tasks",
-    )  # fmt: skip
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -138,11 +138,16 @@ def task_run(request: HttpRequest, form: TaskForm) -> HttpResponse | None:
         else:
             if _wants_json(request):
                 return JsonResponse(
-                    {"task": task.pk, "agent": task.agent_id, "status": task.status,
-                     "channel": f"agent_task:{task.pk}", "since": event_id_at(task.created_at),
-                     "panel_url": reverse("admin:page-agent-board-2", args=[task.pk])},
+                    {
+                        "task": task.pk,
+                        "agent": task.agent_id,
+                        "status": task.status,
+                        "channel": f"agent_task:{task.pk}",
+                        "since": event_id_at(task.created_at),
+                        "panel_url": reverse("admin:page-agent-board-2", args=[task.pk]),
+                    },
                     status=201,
-                )  # fmt: skip
+                )
             board = reverse("admin:page-agent-board")
             return HttpResponseRedirect(f"{board}?task={task.pk}#task-result")
     if _wants_json(request):

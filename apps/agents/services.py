@@ -134,9 +134,12 @@ def agent_activity_add(
 ) -> AgentActivity:
     """Log what the agent did (builds log their steps here too)."""
     return AgentActivity.objects.create(
-        agent=agent, event=event[:32], message=message[:500], task=task,
+        agent=agent,
+        event=event[:32],
+        message=message[:500],
+        task=task,
         build_step_id=build_step_id,
-    )  # fmt: skip
+    )
 
 
 def _status_publish(agent: Agent) -> None:

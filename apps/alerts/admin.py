@@ -39,8 +39,15 @@ from .services import (
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdminMixin, ModelAdmin):
-    list_display = ["title", "severity", "status", "kind", "raised_at", "last_seen_at",
-                    "resolved_at"]  # fmt: skip
+    list_display = [
+        "title",
+        "severity",
+        "status",
+        "kind",
+        "raised_at",
+        "last_seen_at",
+        "resolved_at",
+    ]
     list_filter = ["status", "severity", "kind"]
     search_fields = ["title", "cause", "detail"]
     date_hierarchy = "raised_at"
@@ -65,12 +72,15 @@ class NotificationChannelForm(forms.ModelForm):
     """The URL is write-only: blank keeps the stored one."""
 
     url = forms.CharField(
-        required=False, strip=True, max_length=2000, label="New URL",
+        required=False,
+        strip=True,
+        max_length=2000,
+        label="New URL",
         widget=UnfoldAdminPasswordWidget(attrs={"autocomplete": "new-password"}),
         help_text="An Apprise URL: mailtos://user:password@host, slack://tokens, "
         "msteams://..., pagerduty://..., json://host/path (a webhook) and more. Write-only: "
         "leave blank to keep the stored one.",
-    )  # fmt: skip
+    )
 
     class Meta:
         model = NotificationChannel
@@ -142,7 +152,15 @@ class NotificationChannelAdmin(ModelAdmin):
 
 @admin.register(NotificationDelivery)
 class NotificationDeliveryAdmin(ReadOnlyAdminMixin, ModelAdmin):
-    list_display = ["created_at", "channel", "event", "title", "status", "attempts", "sent_at",
-                    "error"]  # fmt: skip
+    list_display = [
+        "created_at",
+        "channel",
+        "event",
+        "title",
+        "status",
+        "attempts",
+        "sent_at",
+        "error",
+    ]
     list_filter = ["status", "event", "channel"]
     search_fields = ["title", "error"]

@@ -32,12 +32,25 @@ class AlertsConfig(AppConfig):
         register_alert_rule(*RULES)
         health_ran.connect(health_ran_receiver, dispatch_uid="alerts.evaluate")
         register_pages(
-            Page("alert-list", "Alerts", "apps.alerts.pages.alerts", "System", icon="notifications",
-                 permission="alerts.view_alert", order=900, badge=open_count_badge,
-                 urls=("<int:pk>/acknowledge/",)),
-        )  # fmt: skip
+            Page(
+                "alert-list",
+                "Alerts",
+                "apps.alerts.pages.alerts",
+                "System",
+                icon="notifications",
+                permission="alerts.view_alert",
+                order=900,
+                badge=open_count_badge,
+                urls=("<int:pk>/acknowledge/",),
+            ),
+        )
         register_navigation(
-            NavItem("Notification channels", "admin:alerts_notificationchannel_changelist",
-                    "System", icon="campaign", permission="alerts.view_notificationchannel",
-                    order=905),
-        )  # fmt: skip
+            NavItem(
+                "Notification channels",
+                "admin:alerts_notificationchannel_changelist",
+                "System",
+                icon="campaign",
+                permission="alerts.view_notificationchannel",
+                order=905,
+            ),
+        )

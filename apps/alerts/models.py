@@ -44,9 +44,12 @@ class Alert(models.Model):
     last_seen_at = models.DateTimeField()
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
-    )  # fmt: skip
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -74,9 +77,11 @@ class NotificationChannel(models.Model):
     service = models.CharField(max_length=32, editable=False)
     url_encrypted = models.TextField(editable=False)
     min_severity = models.CharField(
-        max_length=16, choices=Severity.choices, default=Severity.WARNING,
+        max_length=16,
+        choices=Severity.choices,
+        default=Severity.WARNING,
         help_text="Alerts below this severity are not sent here.",
-    )  # fmt: skip
+    )
     notify_resolved = models.BooleanField(
         default=True, help_text="Also say when an alert sent here is resolved."
     )

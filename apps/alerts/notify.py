@@ -55,9 +55,11 @@ def send(*, url: str, title: str, body: str, severity: str, timeout: float) -> N
         raise NotificationError("the channel's URL is not one Apprise knows")
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
         result = notifier.notify(
-            body=body or title, title=title, notify_type=NOTIFY_TYPES[Severity(severity)],
+            body=body or title,
+            title=title,
+            notify_type=NOTIFY_TYPES[Severity(severity)],
             timeout=timeout,
-        )  # fmt: skip
+        )
     if not result:
         said = " ".join(captured.getvalue().split()) or "the service did not accept it"
         raise NotificationError(redacted(said, url)[:500])

@@ -46,13 +46,16 @@ def provider_error_rate() -> list[Firing]:
         rate = row["errors"] / row["total"]
         if rate > bound:
             name = row["provider_name"]
-            firings.append(Firing(
-                name, f"Error rate of {name}: {rate:.0%}",
-                f"{row['errors']} of {row['total']} attempts failed in the last "
-                f"{settings.ALERT_WINDOW_MINUTES:g} minutes (threshold {bound:.0%}).",
-                Severity.CRITICAL if rate >= 0.5 else Severity.WARNING,
-                {"provider": name, "rate": round(rate, 4), "attempts": row["total"]},
-            ))  # fmt: skip
+            firings.append(
+                Firing(
+                    name,
+                    f"Error rate of {name}: {rate:.0%}",
+                    f"{row['errors']} of {row['total']} attempts failed in the last "
+                    f"{settings.ALERT_WINDOW_MINUTES:g} minutes (threshold {bound:.0%}).",
+                    Severity.CRITICAL if rate >= 0.5 else Severity.WARNING,
+                    {"provider": name, "rate": round(rate, 4), "attempts": row["total"]},
+                )
+            )
     return firings
 
 
@@ -62,10 +65,11 @@ def provider_p95_latency() -> list[Firing]:
     since = timezone.now() - _window_start()
     calls = LlmCall.objects.filter(created_at__gte=since, status=CallStatus.SUCCESS)
     counts = dict(
-        calls.values_list("provider_name").annotate(n=Count("id")).order_by().values_list(
-            "provider_name", "n"
-        )
-    )  # fmt: skip
+        calls.values_list("provider_name")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("provider_name", "n")
+    )
     busy = [name for name, n in counts.items() if name and n >= settings.ALERT_MIN_CALLS]
     if not busy:
         return []
@@ -81,7 +85,7 @@ def provider_p95_latency() -> list[Firing]:
             f"{settings.ALERT_WINDOW_MINUTES:g} minutes is {p95:.0f} ms (threshold {bound:g}).",
             Severity.WARNING,
             {"provider": name, "p95_ms": round(p95, 1)},
-        )  # fmt: skip
+        )
         for name, (p95,) in found.items()
         if p95 is not None and p95 > bound
     ]
@@ -98,13 +102,17 @@ def circuit_open_too_long() -> list[Firing]:
             continue
         open_for = now - view.opened_at
         if open_for > bound:
-            firings.append(Firing(
-                view.provider, f"Circuit of {view.provider} open for {open_for / 60:.0f} min",
-                f"Requests skip {view.provider} since its circuit opened "
-                f"({view.last_error or 'no error recorded'}); it stays open while its probes "
-                "fail.",
-                Severity.CRITICAL, {"provider": view.provider, "open_seconds": round(open_for)},
-            ))  # fmt: skip
+            firings.append(
+                Firing(
+                    view.provider,
+                    f"Circuit of {view.provider} open for {open_for / 60:.0f} min",
+                    f"Requests skip {view.provider} since its circuit opened "
+                    f"({view.last_error or 'no error recorded'}); it stays open while its probes "
+                    "fail.",
+                    Severity.CRITICAL,
+                    {"provider": view.provider, "open_seconds": round(open_for)},
+                )
+            )
     return firings
 
 

@@ -49,9 +49,14 @@ SENDING_STALE_SECONDS = 300.0
 
 def _event_data(alert: Alert) -> dict[str, Any]:
     return {
-        "id": alert.pk, "cause": alert.cause, "kind": alert.kind, "title": alert.title,
-        "detail": alert.detail, "severity": alert.severity, "status": alert.status,
-    }  # fmt: skip
+        "id": alert.pk,
+        "cause": alert.cause,
+        "kind": alert.kind,
+        "title": alert.title,
+        "detail": alert.detail,
+        "severity": alert.severity,
+        "status": alert.status,
+    }
 
 
 def _announce(event: str, data: dict[str, Any]) -> None:
@@ -85,7 +90,7 @@ def _deliveries_for(alert: Alert, event: str) -> None:
             body=alert.detail,
             severity=alert.severity,
             next_attempt_at=now,
-        )  # fmt: skip
+        )
         for channel in channels
         if channel.accepts(alert.severity)
     )
@@ -106,9 +111,12 @@ def alert_raise(
     now = timezone.now()
     Severity(severity)
     with transaction.atomic():
-        alert = Alert.objects.select_for_update().filter(cause=cause).exclude(
-            status=AlertStatus.RESOLVED
-        ).first()  # fmt: skip
+        alert = (
+            Alert.objects.select_for_update()
+            .filter(cause=cause)
+            .exclude(status=AlertStatus.RESOLVED)
+            .first()
+        )
         if alert is not None:
             alert.last_seen_at, alert.occurrences = now, alert.occurrences + 1
             alert.detail, alert.severity, alert.data = detail, severity, data or {}
@@ -117,9 +125,15 @@ def alert_raise(
         try:
             with transaction.atomic():
                 alert = Alert.objects.create(
-                    cause=cause, kind=kind, title=title[:200], detail=detail, severity=severity,
-                    data=data or {}, raised_at=now, last_seen_at=now,
-                )  # fmt: skip
+                    cause=cause,
+                    kind=kind,
+                    title=title[:200],
+                    detail=detail,
+                    severity=severity,
+                    data=data or {},
+                    raised_at=now,
+                    last_seen_at=now,
+                )
         except IntegrityError:  # raised meanwhile by another run: that one is the alert
             return Alert.objects.exclude(status=AlertStatus.RESOLVED).get(cause=cause), False
         _deliveries_for(alert, NotificationEvent.RAISED)
@@ -131,9 +145,12 @@ def alert_raise(
 def alert_resolve(*, cause: str) -> Alert | None:
     """Resolve the open alert of ``cause``, if any (announced, channels told)."""
     with transaction.atomic():
-        alert = Alert.objects.select_for_update().filter(cause=cause).exclude(
-            status=AlertStatus.RESOLVED
-        ).first()  # fmt: skip
+        alert = (
+            Alert.objects.select_for_update()
+            .filter(cause=cause)
+            .exclude(status=AlertStatus.RESOLVED)
+            .first()
+        )
         if alert is None:
             return None
         alert.status, alert.resolved_at = AlertStatus.RESOLVED, timezone.now()
@@ -192,11 +209,13 @@ def alerts_from_health(*, outcomes: list[CheckOutcome]) -> None:
         result = outcome.result
         if outcome.failing:
             _raise_safely(
-                cause=cause, kind=HEALTH, title=f"Health check {outcome.name}: {result.status}",
+                cause=cause,
+                kind=HEALTH,
+                title=f"Health check {outcome.name}: {result.status}",
                 detail=result.message,
                 severity=Severity.CRITICAL if result.status == ERROR else Severity.WARNING,
                 data={"check": outcome.name, "status": result.status},
-            )  # fmt: skip
+            )
         elif result.status in (OK, DISABLED):
             _resolve_safely(cause)
     for cause in _open_causes(HEALTH) - seen:
@@ -216,9 +235,13 @@ def alerts_from_rules() -> None:
             cause = f"{rule.kind}:{found.key}"
             firing.add(cause)
             _raise_safely(
-                cause=cause, kind=rule.kind, title=found.title, detail=found.detail,
-                severity=found.severity, data=found.data,
-            )  # fmt: skip
+                cause=cause,
+                kind=rule.kind,
+                title=found.title,
+                detail=found.detail,
+                severity=found.severity,
+                data=found.data,
+            )
         for cause in _open_causes(rule.kind) - firing:
             _resolve_safely(cause)
 
@@ -266,9 +289,13 @@ def notification_channel_create(
 ) -> NotificationChannel:
     service = _checked_url(url)
     channel = NotificationChannel(
-        name=name, service=service, url_encrypted=encrypt(url.strip()),
-        min_severity=min_severity, notify_resolved=notify_resolved, enabled=enabled,
-    )  # fmt: skip
+        name=name,
+        service=service,
+        url_encrypted=encrypt(url.strip()),
+        min_severity=min_severity,
+        notify_resolved=notify_resolved,
+        enabled=enabled,
+    )
     channel.full_clean()
     channel.save()
     return channel
@@ -294,10 +321,13 @@ def notification_channel_test(*, channel: NotificationChannel) -> NotificationDe
     """Send a test notification now (the admin's and the API's test button); the delivery
     says whether it went."""
     delivery = NotificationDelivery.objects.create(
-        channel=channel, event=NotificationEvent.TEST, title="AI Orchestra: test notification",
-        body=f"A test of the notification channel {channel.name!r}.", severity=Severity.INFO,
+        channel=channel,
+        event=NotificationEvent.TEST,
+        title="AI Orchestra: test notification",
+        body=f"A test of the notification channel {channel.name!r}.",
+        severity=Severity.INFO,
         next_attempt_at=timezone.now(),
-    )  # fmt: skip
+    )
     return notification_delivery_send(delivery_id=delivery.pk, retry=False)
 
 
@@ -344,9 +374,12 @@ def notification_delivery_send(*, delivery_id: int, retry: bool = True) -> Notif
         return delivery
     try:
         notify.send(
-            url=channel.url(), title=delivery.title, body=delivery.body,
-            severity=delivery.severity, timeout=settings.NOTIFICATION_TIMEOUT_SECONDS,
-        )  # fmt: skip
+            url=channel.url(),
+            title=delivery.title,
+            body=delivery.body,
+            severity=delivery.severity,
+            timeout=settings.NOTIFICATION_TIMEOUT_SECONDS,
+        )
     except Exception as error:
         message = (
             str(error) if isinstance(error, notify.NotificationError) else type(error).__name__
@@ -363,8 +396,10 @@ def notification_delivery_send(*, delivery_id: int, retry: bool = True) -> Notif
             delivery.save(update_fields=["status", "error"])
         logger.warning(
             "notification to channel %s failed (attempt %d): %s",
-            channel.name, delivery.attempts, delivery.error,
-        )  # fmt: skip
+            channel.name,
+            delivery.attempts,
+            delivery.error,
+        )
         return delivery
     delivery.status, delivery.sent_at, delivery.error = DeliveryStatus.SENT, timezone.now(), ""
     delivery.save(update_fields=["status", "sent_at", "error"])

@@ -67,9 +67,10 @@ class AuditEntryInline(ReadOnlyInline):
 
 class NotesForm(BaseDialogForm):
     notes = forms.CharField(
-        required=False, widget=UnfoldAdminTextareaWidget(attrs={"rows": 4}),
+        required=False,
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 4}),
         help_text="Why; kept in the audit trail.",
-    )  # fmt: skip
+    )
 
 
 @admin.register(ApprovalRequest)
@@ -91,10 +92,21 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, ModelAdmin):
     search_help_text = "Part of the action, the reference (build_step:42) or the kind."
     fieldsets = [
         (None, {"fields": ["kind", "action", "status_badge", "risk_badge", "reference"]}),
-        ("Asked", {"fields": ["requested_by", "created_at", "expires_at", "context",
-                              "required_role", "escalated_at"]}),
+        (
+            "Asked",
+            {
+                "fields": [
+                    "requested_by",
+                    "created_at",
+                    "expires_at",
+                    "context",
+                    "required_role",
+                    "escalated_at",
+                ]
+            },
+        ),
         ("Decided", {"fields": ["decided_by", "self_decided", "decided_at", "decision_notes"]}),
-    ]  # fmt: skip
+    ]
     readonly_fields = [
         "kind", "action", "status_badge", "risk_badge", "reference", "requested_by",
         "created_at", "expires_at", "context", "required_role", "escalated_at", "decided_by",
@@ -114,13 +126,15 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, approval: ApprovalRequest) -> str:
-        return display_for_label((approval.status, approval.get_status_display()), "—",
-                                 STATUS_LABELS)  # fmt: skip
+        return display_for_label(
+            (approval.status, approval.get_status_display()), "—", STATUS_LABELS
+        )
 
     @admin.display(description="Risk", ordering="risk_level")
     def risk_badge(self, approval: ApprovalRequest) -> str:
-        return display_for_label((approval.risk_level, approval.get_risk_level_display()), "—",
-                                 RISK_LABELS)  # fmt: skip
+        return display_for_label(
+            (approval.risk_level, approval.get_risk_level_display()), "—", RISK_LABELS
+        )
 
     def decide(
         self,
@@ -158,18 +172,32 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, ModelAdmin):
         return to_page(request, "admin:approvals_approvalrequest_change", object_id)
 
     @action(
-        description="Approve", url_path="approve", permissions=["decide"], icon="check",
-        dialog={"title": "Approve this request?", "description": "The decision is final.",
-                "form_class": NotesForm, "form_submit_text": "Approve"},
-    )  # fmt: skip
+        description="Approve",
+        url_path="approve",
+        permissions=["decide"],
+        icon="check",
+        dialog={
+            "title": "Approve this request?",
+            "description": "The decision is final.",
+            "form_class": NotesForm,
+            "form_submit_text": "Approve",
+        },
+    )
     def approve_request(self, request: HttpRequest, form: NotesForm, object_id: str) -> Any:
         return self.decide_one(request, form, object_id, ApprovalStatus.APPROVED)
 
     @action(
-        description="Reject", url_path="reject", permissions=["decide"], icon="block",
-        dialog={"title": "Reject this request?", "description": "The decision is final; what "
-                "waits on it fails.", "form_class": NotesForm, "form_submit_text": "Reject"},
-    )  # fmt: skip
+        description="Reject",
+        url_path="reject",
+        permissions=["decide"],
+        icon="block",
+        dialog={
+            "title": "Reject this request?",
+            "description": "The decision is final; what waits on it fails.",
+            "form_class": NotesForm,
+            "form_submit_text": "Reject",
+        },
+    )
     def reject_request(self, request: HttpRequest, form: NotesForm, object_id: str) -> Any:
         return self.decide_one(request, form, object_id, ApprovalStatus.REJECTED)
 
@@ -184,18 +212,32 @@ class ApprovalPolicyAdmin(ModelAdmin):
                     "updated_at"]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["enabled"]}),
-        ("Who decides", {"fields": ["low_role", "medium_role", "high_role",
-                                    "self_approve_low_risk"],
-                         "description": "A critical request is always an admin's to decide; "
-                         "nobody decides their own, but with self-approval a low-risk one."}),
-        ("Auto-approval", {"fields": ["auto_approve_enabled", "auto_approve_max_risk",
-                                      "auto_approve_max_cost"],
-                           "description": "Never a critical request, never a level only admins "
-                           "decide, and a person's own request at most at low risk."}),
-        ("Expiry and escalation", {"fields": ["default_expiry_seconds", "expiry_outcome",
-                                              "escalation_seconds"]}),
+        (
+            "Who decides",
+            {
+                "fields": ["low_role", "medium_role", "high_role", "self_approve_low_risk"],
+                "description": "A critical request is always an admin's to decide; "
+                "nobody decides their own, but with self-approval a low-risk one.",
+            },
+        ),
+        (
+            "Auto-approval",
+            {
+                "fields": [
+                    "auto_approve_enabled",
+                    "auto_approve_max_risk",
+                    "auto_approve_max_cost",
+                ],
+                "description": "Never a critical request, never a level only admins "
+                "decide, and a person's own request at most at low risk.",
+            },
+        ),
+        (
+            "Expiry and escalation",
+            {"fields": ["default_expiry_seconds", "expiry_outcome", "escalation_seconds"]},
+        ),
         ("Changes", {"fields": ["changes_shown"]}),
-    ]  # fmt: skip
+    ]
     readonly_fields = ["changes_shown"]
 
     @admin.display(description="Latest changes")
@@ -228,10 +270,17 @@ def change_words(change: ApprovalPolicyChange) -> str:
 def change_lines(changes: Iterable[ApprovalPolicyChange]) -> SafeString:
     """Changes as lines: when, who, what."""
     return format_html_join(
-        mark_safe("<br>"), "{} · {} · {}",
-        ((f"{change.created_at:%Y-%m-%d %H:%M:%S}", change.actor or "the platform",
-          change_words(change)) for change in changes),
-    )  # fmt: skip
+        mark_safe("<br>"),
+        "{} · {} · {}",
+        (
+            (
+                f"{change.created_at:%Y-%m-%d %H:%M:%S}",
+                change.actor or "the platform",
+                change_words(change),
+            )
+            for change in changes
+        ),
+    )
 
 
 @admin.register(ApprovalPolicyChange)

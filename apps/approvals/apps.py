@@ -28,15 +28,32 @@ class ApprovalsConfig(AppConfig):
         register_channels(*CHANNELS)
         register_event_types(*EVENT_TYPES)
         register_feature(
-            Feature("hitl", "Human-in-the-loop approvals: gated actions wait for a person's "
-                    "decision (off: they are approved at once).", hitl_enabled),
-        )  # fmt: skip
+            Feature(
+                "hitl",
+                "Human-in-the-loop approvals: gated actions wait for a person's "
+                "decision (off: they are approved at once).",
+                hitl_enabled,
+            ),
+        )
         register_navigation(
-            NavItem("Approvals", "admin:approvals_approvalrequest_changelist", "Builds",
-                    icon="approval", permission="approvals.view_approvalrequest", order=40),
-        )  # fmt: skip
+            NavItem(
+                "Approvals",
+                "admin:approvals_approvalrequest_changelist",
+                "Builds",
+                icon="approval",
+                permission="approvals.view_approvalrequest",
+                order=40,
+            ),
+        )
         register_pages(
-            Page("approval-queue", "Approval queue", "apps.approvals.pages.approvals", "Builds",
-                 icon="fact_check", permission="approvals.view_approvalrequest", order=39,
-                 badge=pending_count),
-        )  # fmt: skip
+            Page(
+                "approval-queue",
+                "Approval queue",
+                "apps.approvals.pages.approvals",
+                "Builds",
+                icon="fact_check",
+                permission="approvals.view_approvalrequest",
+                order=39,
+                badge=pending_count,
+            ),
+        )

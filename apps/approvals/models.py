@@ -53,28 +53,40 @@ class ApprovalRequest(models.Model):
     )
     context = models.JSONField(default=dict, blank=True)
     reference = models.CharField(
-        max_length=200, blank=True, db_index=True,
+        max_length=200,
+        blank=True,
+        db_index=True,
         help_text="What the decision applies to, e.g. build_step:42 or an external id.",
-    )  # fmt: skip
+    )
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="approval_requests",
-    )  # fmt: skip
+    )
     required_role = models.CharField(
-        max_length=16, choices=DeciderRole.choices, default=DeciderRole.OPERATOR,
+        max_length=16,
+        choices=DeciderRole.choices,
+        default=DeciderRole.OPERATOR,
         help_text="The weakest role that may decide: the policy's for the risk level when "
         "asked, raised by escalation.",
-    )  # fmt: skip
+    )
     status = models.CharField(
-        max_length=16, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING,
+        max_length=16,
+        choices=ApprovalStatus.choices,
+        default=ApprovalStatus.PENDING,
         db_index=True,
-    )  # fmt: skip
+    )
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="approval_decisions",
-    )  # fmt: skip
+    )
     decision_notes = models.TextField(blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     self_decided = models.BooleanField(
@@ -146,17 +158,23 @@ class ApprovalPolicy(models.Model):
         "at once by the platform (noted in its trail), so nothing waits for a person.",
     )
     low_role = models.CharField(
-        max_length=16, choices=DeciderRole.choices, default=DeciderRole.OPERATOR,
+        max_length=16,
+        choices=DeciderRole.choices,
+        default=DeciderRole.OPERATOR,
         help_text="Who may decide a low-risk request.",
-    )  # fmt: skip
+    )
     medium_role = models.CharField(
-        max_length=16, choices=DeciderRole.choices, default=DeciderRole.OPERATOR,
+        max_length=16,
+        choices=DeciderRole.choices,
+        default=DeciderRole.OPERATOR,
         help_text="Who may decide a medium-risk request.",
-    )  # fmt: skip
+    )
     high_role = models.CharField(
-        max_length=16, choices=DeciderRole.choices, default=DeciderRole.OPERATOR,
+        max_length=16,
+        choices=DeciderRole.choices,
+        default=DeciderRole.OPERATOR,
         help_text="Who may decide a high-risk request. Critical ones: always an admin.",
-    )  # fmt: skip
+    )
     auto_approve_enabled = models.BooleanField(
         default=False,
         help_text="Approve a new request at once when it is at most the risk below and its "
@@ -169,30 +187,39 @@ class ApprovalPolicy(models.Model):
         help_text="The riskiest level approved automatically (never critical).",
     )
     auto_approve_max_cost = models.DecimalField(
-        max_digits=12, decimal_places=4, null=True, blank=True, default=Decimal("1.00"),
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        default=Decimal("1.00"),
         validators=[MinValueValidator(Decimal(0))],
         help_text="The highest 'cost' in a request's context approved automatically; a request "
         "without a cost is then left to a person. Blank: no cost condition.",
-    )  # fmt: skip
+    )
     self_approve_low_risk = models.BooleanField(
         default=False,
         help_text="Let a requester decide their own low-risk requests (a team of one); the "
         "decision is recorded as self-approved. Medium risk and above: never.",
     )
     expiry_outcome = models.CharField(
-        max_length=16, choices=ExpiryOutcome.choices, default=ExpiryOutcome.REJECT,
+        max_length=16,
+        choices=ExpiryOutcome.choices,
+        default=ExpiryOutcome.REJECT,
         help_text="What a request nobody decided in time becomes.",
-    )  # fmt: skip
+    )
     escalation_seconds = models.PositiveIntegerField(
-        default=3600, validators=[MaxValueValidator(30 * 86400)],
+        default=3600,
+        validators=[MaxValueValidator(30 * 86400)],
         help_text="A request still pending after this long is announced once more, to the next "
         "role up (an admin), who then alone decides it. 0: never.",
-    )  # fmt: skip
+    )
     default_expiry_seconds = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(365 * 86400)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(365 * 86400)],
         help_text="How long a request that says nothing waits; blank: APPROVAL_TIMEOUT_SECONDS "
         "from the environment.",
-    )  # fmt: skip
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -218,10 +245,15 @@ class ApprovalPolicy(models.Model):
             and self.auto_approve_max_risk in RiskLevel.values
             and self.role_for(self.auto_approve_max_risk) == DeciderRole.ADMIN
         ):
-            raise ValidationError({"auto_approve_max_risk": (
-                f"{RiskLevel(self.auto_approve_max_risk).label}-risk requests are an admin's to "
-                "decide: auto-approval goes no further than the levels operators decide."
-            )})  # fmt: skip
+            raise ValidationError(
+                {
+                    "auto_approve_max_risk": (
+                        f"{RiskLevel(self.auto_approve_max_risk).label}-risk requests are an "
+                        "admin's to decide: auto-approval goes no further than the levels "
+                        "operators decide."
+                    )
+                }
+            )
 
     def role_for(self, risk_level: str) -> DeciderRole:
         """The weakest role that may decide a request of ``risk_level``."""
@@ -243,9 +275,13 @@ class ApprovalPolicyChange(models.Model):
     (``{"enabled": [true, false]}``). Written once and never changed nor deleted."""
 
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+", help_text="Who changed it; none: the platform (a script, a migration).",
-    )  # fmt: skip
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who changed it; none: the platform (a script, a migration).",
+    )
     changes = models.JSONField(help_text="Each changed field: [before, after].")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -91,8 +91,9 @@ def approval_stats(queryset: QuerySet[ApprovalRequest] | None = None) -> dict[st
         by_risk[row["risk_level"]] = by_risk.get(row["risk_level"], 0) + row["n"]
     decided = requests.filter(
         status__in=(ApprovalStatus.APPROVED, ApprovalStatus.REJECTED),
-        decided_by__isnull=False, decided_at__isnull=False,
-    ).values_list("created_at", "decided_at")  # fmt: skip
+        decided_by__isnull=False,
+        decided_at__isnull=False,
+    ).values_list("created_at", "decided_at")
     durations = [
         (decided_at - created_at).total_seconds()
         for created_at, decided_at in decided

@@ -211,16 +211,22 @@ def approval_request_create(
     seconds = expires_in_seconds or policy.expiry_seconds
     with transaction.atomic():
         approval = ApprovalRequest.objects.create(
-            kind=kind, action=action, reference=reference, risk_level=risk_level,
-            context=context or {}, requested_by=requested_by,
+            kind=kind,
+            action=action,
+            reference=reference,
+            risk_level=risk_level,
+            context=context or {},
+            requested_by=requested_by,
             required_role=policy.role_for(risk_level),
             expires_at=timezone.now() + timedelta(seconds=seconds),
-        )  # fmt: skip
+        )
         _audit(approval, AuditEvent.REQUESTED, requested_by)
         rule = auto_approval_rule(
-            policy=policy, risk_level=risk_level, context=approval.context,
+            policy=policy,
+            risk_level=risk_level,
+            context=approval.context,
             requested_by=requested_by,
-        )  # fmt: skip
+        )
         if not policy.enabled and risk_level != RiskLevel.CRITICAL:
             _settle(approval, ApprovalStatus.APPROVED, None, HITL_OFF_NOTE)
         elif rule is not None:
@@ -295,12 +301,21 @@ def approvals_escalate_overdue() -> int:
             approval.escalated_at = timezone.now()
             approval.save(update_fields=["required_role", "escalated_at"])
             waited = int((approval.escalated_at - approval.created_at).total_seconds())
-            _audit(approval, AuditEvent.ESCALATED, None,
-                   f"Escalated to admin: pending for {waited} s, longer than the policy's "
-                   f"{policy.escalation_seconds} s.")  # fmt: skip
-            publish_on_commit("approvals", "approval.escalated", {
-                **_event_data(approval), "waited_seconds": waited,
-            })  # fmt: skip
+            _audit(
+                approval,
+                AuditEvent.ESCALATED,
+                None,
+                f"Escalated to admin: pending for {waited} s, longer than the policy's "
+                f"{policy.escalation_seconds} s.",
+            )
+            publish_on_commit(
+                "approvals",
+                "approval.escalated",
+                {
+                    **_event_data(approval),
+                    "waited_seconds": waited,
+                },
+            )
             escalated += 1
     return escalated
 
@@ -349,10 +364,13 @@ def _audit(approval: ApprovalRequest, event: str, actor: User | None, notes: str
 
 def _event_data(approval: ApprovalRequest) -> dict[str, Any]:
     return {
-        "id": approval.pk, "kind": approval.kind, "status": approval.status,
-        "risk_level": approval.risk_level, "reference": approval.reference,
+        "id": approval.pk,
+        "kind": approval.kind,
+        "status": approval.status,
+        "risk_level": approval.risk_level,
+        "reference": approval.reference,
         "required_role": approval.required_role,
-    }  # fmt: skip
+    }
 
 
 def _announce(approval: ApprovalRequest) -> None:

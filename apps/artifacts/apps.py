@@ -15,12 +15,25 @@ class ArtifactsConfig(AppConfig):
         from apps.core.registry import NavItem, Page, register_navigation, register_pages
 
         register_navigation(
-            NavItem("Artifacts", "admin:artifacts_artifact_changelist", "Builds",
-                    icon="description", permission="artifacts.view_artifact", order=300),
-        )  # fmt: skip
+            NavItem(
+                "Artifacts",
+                "admin:artifacts_artifact_changelist",
+                "Builds",
+                icon="description",
+                permission="artifacts.view_artifact",
+                order=300,
+            ),
+        )
         # /admin/artifacts/ is the admin's index of this app: the browser takes another slug.
         register_pages(
-            Page("artifact-browser", "Artifact browser", "apps.artifacts.pages.artifact_browser",
-                 "Builds", icon="folder_open", permission="artifacts.view_artifact", order=299,
-                 urls=("<int:pk>/",)),
-        )  # fmt: skip
+            Page(
+                "artifact-browser",
+                "Artifact browser",
+                "apps.artifacts.pages.artifact_browser",
+                "Builds",
+                icon="folder_open",
+                permission="artifacts.view_artifact",
+                order=299,
+                urls=("<int:pk>/",),
+            ),
+        )

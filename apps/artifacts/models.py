@@ -21,9 +21,12 @@ class Artifact(models.Model):
         "builds.Build", null=True, blank=True, on_delete=models.CASCADE, related_name="artifacts"
     )
     step = models.ForeignKey(
-        "builds.BuildStep", null=True, blank=True, on_delete=models.CASCADE,
+        "builds.BuildStep",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
         related_name="artifacts",
-    )  # fmt: skip
+    )
     agent = models.ForeignKey(
         "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="artifacts"
     )
@@ -36,9 +39,10 @@ class Artifact(models.Model):
     size = models.PositiveBigIntegerField()
     checksum = models.CharField(max_length=64, help_text="SHA-256 of the file.")
     note = models.CharField(
-        max_length=500, blank=True,
+        max_length=500,
+        blank=True,
         help_text="Why the artifact is not what its block claimed (a diff that does not parse).",
-    )  # fmt: skip
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

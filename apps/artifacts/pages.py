@@ -22,8 +22,11 @@ from .selectors import artifact_get, artifact_list
 
 PAGE_SIZE = 25
 # Material Symbols of each kind, as the sidebar's icons.
-KIND_ICONS: dict[str, str] = {ArtifactKind.REPORT: "description", ArtifactKind.CODE: "code",
-              ArtifactKind.PATCH: "difference"}  # fmt: skip
+KIND_ICONS: dict[str, str] = {
+    ArtifactKind.REPORT: "description",
+    ArtifactKind.CODE: "code",
+    ArtifactKind.PATCH: "difference",
+}
 SORTS = (
     ("-created_at", "Newest first"),
     ("created_at", "Oldest first"),

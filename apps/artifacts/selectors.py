@@ -39,6 +39,8 @@ def artifact_bytes(*, artifact: Artifact) -> bytes:
     except (FileNotFoundError, ValueError) as error:
         logger.warning(
             "artifact %s: file %r unreadable (%s), served from its stored text",
-            artifact.pk, artifact.file.name, error,
-        )  # fmt: skip
+            artifact.pk,
+            artifact.file.name,
+            error,
+        )
         return artifact.content.encode("utf-8")

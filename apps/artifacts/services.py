@@ -81,9 +81,11 @@ def artifacts_store_for_step(*, step: models.Model, text: str) -> list[Artifact]
             _files_delete(artifacts)
             raise
     logger.info(
-        "stored %d artifacts of step %s", len(artifacts), step.pk,
+        "stored %d artifacts of step %s",
+        len(artifacts),
+        step.pk,
         extra={"build_id": build_id, "step_id": step.pk},
-    )  # fmt: skip
+    )
     return artifacts
 
 

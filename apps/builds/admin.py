@@ -211,9 +211,12 @@ class BuildAdmin(OperatedAdmin):
 
         def again(build: Build) -> Build:
             return build_create(
-                title=build.title, input=build.input, steps=build_step_specs(build=build),
-                by=user, template=build.template,
-            )  # fmt: skip
+                title=build.title,
+                input=build.input,
+                steps=build_step_specs(build=build),
+                by=user,
+                template=build.template,
+            )
 
         return self.each(request, builds, again, "started: the same steps again.")
 
@@ -230,28 +233,44 @@ class BuildAdmin(OperatedAdmin):
         self.rerun(request, queryset)
 
     @action(
-        description="Cancel", url_path="cancel", permissions=["operate"], icon="cancel",
-        dialog=confirm("Cancel this build?", "The running step stops; the rest never start.",
-                       "Cancel the build"),
-    )  # fmt: skip
+        description="Cancel",
+        url_path="cancel",
+        permissions=["operate"],
+        icon="cancel",
+        dialog=confirm(
+            "Cancel this build?",
+            "The running step stops; the rest never start.",
+            "Cancel the build",
+        ),
+    )
     def cancel_build(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
         self.cancel(request, [self.found(request, object_id)])
         return to_page(request, "admin:builds_build_change", object_id)
 
     @action(
-        description="Retry", url_path="retry", permissions=["operate"], icon="replay",
-        dialog=confirm("Retry this build?", "It goes on from its first step that did not "
-                       "succeed.", "Retry"),
-    )  # fmt: skip
+        description="Retry",
+        url_path="retry",
+        permissions=["operate"],
+        icon="replay",
+        dialog=confirm(
+            "Retry this build?", "It goes on from its first step that did not succeed.", "Retry"
+        ),
+    )
     def retry_build(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
         self.retry(request, [self.found(request, object_id)])
         return to_page(request, "admin:builds_build_change", object_id)
 
     @action(
-        description="Re-run", url_path="rerun", permissions=["operate"], icon="restart_alt",
-        dialog=confirm("Run the same steps again?", "A new build with this build's title, "
-                       "input and steps.", "Start"),
-    )  # fmt: skip
+        description="Re-run",
+        url_path="rerun",
+        permissions=["operate"],
+        icon="restart_alt",
+        dialog=confirm(
+            "Run the same steps again?",
+            "A new build with this build's title, input and steps.",
+            "Start",
+        ),
+    )
     def rerun_build(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
         started = self.rerun(request, [self.found(request, object_id)])
         shown = started[0].pk if started else object_id  # the new build, or the refusal
@@ -289,13 +308,17 @@ class BuildTemplateForm(forms.ModelForm):
 
 class RunForm(BaseDialogForm):
     title = forms.CharField(
-        max_length=200, required=False, widget=UnfoldAdminTextInputWidget,
+        max_length=200,
+        required=False,
+        widget=UnfoldAdminTextInputWidget,
         help_text="The template's name when left blank.",
-    )  # fmt: skip
+    )
     input = forms.CharField(
-        required=False, strip=False, widget=UnfoldAdminTextareaWidget(attrs={"rows": 6}),
+        required=False,
+        strip=False,
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 6}),
         help_text="What the build works on: {input} in the prompts.",
-    )  # fmt: skip
+    )
 
 
 @admin.register(BuildTemplate)
@@ -343,10 +366,17 @@ class BuildTemplateAdmin(OperatedAdmin):
             self.run(request, template, "", "")
 
     @action(
-        description="Run", url_path="run", permissions=["operate"], icon="play_arrow",
-        dialog={"title": "Run this template", "description": "Start a build with its steps.",
-                "form_class": RunForm, "form_submit_text": "Start the build"},
-    )  # fmt: skip
+        description="Run",
+        url_path="run",
+        permissions=["operate"],
+        icon="play_arrow",
+        dialog={
+            "title": "Run this template",
+            "description": "Start a build with its steps.",
+            "form_class": RunForm,
+            "form_submit_text": "Start the build",
+        },
+    )
     def run_template(self, request: HttpRequest, form: RunForm, object_id: str) -> Any:
         template = self.found(request, object_id)
         build = self.run(request, template, form.cleaned_data["title"], form.cleaned_data["input"])

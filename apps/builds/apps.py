@@ -37,8 +37,15 @@ class BuildsConfig(AppConfig):
         )  # fmt: skip
         register_socket_action(SocketAction("build", build_socket_action, "build_started"))
         register_pages(
-            Page("build", "Build", "apps.builds.pages.build", "Builds", icon="rocket_launch",
-                 permission="builds.view_build", order=8,
-                 urls=("<int:pk>/", "<int:pk>/<slug:part>/", "<int:pk>/steps/<int:step>/")),
-        )  # fmt: skip
+            Page(
+                "build",
+                "Build",
+                "apps.builds.pages.build",
+                "Builds",
+                icon="rocket_launch",
+                permission="builds.view_build",
+                order=8,
+                urls=("<int:pk>/", "<int:pk>/<slug:part>/", "<int:pk>/steps/<int:step>/"),
+            ),
+        )
         approval_decided.connect(approval_decided_receiver, dispatch_uid="builds.approval")

@@ -56,9 +56,12 @@ class Build(models.Model):
         BuildTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="builds"
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="builds",
-    )  # fmt: skip
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -82,23 +85,31 @@ class BuildStep(ModelConfig, RunRecord):
     position = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=100)
     agent = models.ForeignKey(
-        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL,
+        "agents.Agent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="build_steps",
-    )  # fmt: skip
+    )
     prompt_template = models.TextField(
         help_text="May use {input} and earlier steps' outputs: {steps.plan} or {previous}."
     )
     requires_approval = models.BooleanField(default=False)
     approval_risk = models.CharField(
-        max_length=16, choices=RiskLevel.choices, default=RiskLevel.MEDIUM,
+        max_length=16,
+        choices=RiskLevel.choices,
+        default=RiskLevel.MEDIUM,
         help_text="The risk of the approval request its gate asks (with requires_approval): "
         "the policy's role for that level decides it, and with self-approval a low one may be "
         "decided by whoever started the build.",
-    )  # fmt: skip
+    )
     approval = models.ForeignKey(
-        "approvals.ApprovalRequest", null=True, blank=True, on_delete=models.SET_NULL,
+        "approvals.ApprovalRequest",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
-    )  # fmt: skip
+    )
 
     class Meta:
         ordering = ["build", "position"]

@@ -130,9 +130,11 @@ class StepForm(forms.Form):
     )
     requires_approval = forms.BooleanField(required=False)
     approval_risk = forms.ChoiceField(
-        choices=RiskLevel.choices, initial=RiskLevel.MEDIUM, required=False,
+        choices=RiskLevel.choices,
+        initial=RiskLevel.MEDIUM,
+        required=False,
         label="Approval risk",
-    )  # fmt: skip
+    )
 
     def __init__(self, *args: Any, models: list[dict[str, Any]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -281,7 +283,7 @@ def _start_context(
         "rows": [
             {"build": b, "tone": TONES.get(b.status, ""), "label": status_label(b.status)}
             for b in page.object_list
-        ],  # fmt: skip
+        ],
         "page_obj": page,
         "page_query": urlencode({"status": status}) + "&" if status else "",
         "status": status,
@@ -292,7 +294,7 @@ def _start_context(
                 "url": "?" + urlencode({"status": value}) if value else "?",
             }
             for value, label in STATUS_FILTERS
-        ],  # fmt: skip
+        ],
         "max_steps": MAX_STEPS,
         "live_channels": "builds",
     }

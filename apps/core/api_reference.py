@@ -145,10 +145,11 @@ def _operation(path: str, method: str, operation: Schema, used: list[str]) -> li
     lines += ["| status | answer |", "| --- | --- |"]
     for status, response in sorted(operation.get("responses", {}).items()):
         kinds = [
-            f"{_type(media.get('schema', {}), used)} ({name})" if name != "application/json"
+            f"{_type(media.get('schema', {}), used)} ({name})"
+            if name != "application/json"
             else _type(media.get("schema", {}), used)
             for name, media in response.get("content", {}).items()
-        ]  # fmt: skip
+        ]
         text = "; ".join(filter(None, [_cell(response.get("description", "")), *kinds]))
         lines.append(f"| {status} | {text or 'no body'} |")
     return [*lines, ""]

@@ -2,12 +2,38 @@ from django.apps import AppConfig
 
 # What other apps may import of this app: the core is below every app and most of it is the
 # shared plumbing they plug into (tests/core/test_structure.py holds every app to its face).
-PUBLIC = frozenset({
-    "admin_support", "aggregates", "api.shortcuts", "beat", "cors", "crypto", "database",
-    "dispatch", "environment", "errors", "events", "filters", "health", "http", "http_metrics",
-    "json", "limits", "logging", "models", "platform_settings", "pools", "process_report", "redis",
-    "registry", "request_context", "runtime", "services", "tracing",
-})  # fmt: skip
+PUBLIC = frozenset(
+    {
+        "admin_support",
+        "aggregates",
+        "api.shortcuts",
+        "beat",
+        "cors",
+        "crypto",
+        "database",
+        "dispatch",
+        "environment",
+        "errors",
+        "events",
+        "filters",
+        "health",
+        "http",
+        "http_metrics",
+        "json",
+        "limits",
+        "logging",
+        "models",
+        "platform_settings",
+        "pools",
+        "process_report",
+        "redis",
+        "registry",
+        "request_context",
+        "runtime",
+        "services",
+        "tracing",
+    }
+)
 PUBLIC_TEMPLATES = frozenset({"core/live_page.html"})
 PUBLIC_STATIC = frozenset({"core/live.js"})
 
@@ -47,15 +73,22 @@ class CoreConfig(AppConfig):
         register_pool_source("database", database_pools)
         register_pool_source("redis", redis_pools)
         register_navigation(
-            NavItem("Platform settings", "admin:core_platformsettings_changelist", "System",
-                    icon="settings", permission="core.view_platformsettings", order=990),
-        )  # fmt: skip
+            NavItem(
+                "Platform settings",
+                "admin:core_platformsettings_changelist",
+                "System",
+                icon="settings",
+                permission="core.view_platformsettings",
+                order=990,
+            ),
+        )
         # Each Celery process follows the platform settings (the web's ASGI application starts
         # its follower on its first event, see orchestra/asgi.py).
         for signal in (worker_init, worker_process_init, beat_init):
             signal.connect(
                 lambda **kwargs: start_settings_follower(),
-                weak=False, dispatch_uid=f"core.settings.{signal.name}",
-            )  # fmt: skip
+                weak=False,
+                dispatch_uid=f"core.settings.{signal.name}",
+            )
         # A Celery worker replaces the root logger's handlers: the live log joins it again.
         after_setup_logger.connect(live_handler_attach, dispatch_uid="core.live_log")

@@ -60,9 +60,11 @@ class HeartbeatScheduler(DatabaseScheduler):
             return None
         task = self.app.tasks[entry.task]
         thread = threading.Thread(
-            target=_run_here, args=(task, list(entry.args or ()), dict(entry.kwargs or {})),
-            name=f"beat:{entry.task}", daemon=True,
-        )  # fmt: skip
+            target=_run_here,
+            args=(task, list(entry.args or ()), dict(entry.kwargs or {})),
+            name=f"beat:{entry.task}",
+            daemon=True,
+        )
         self._in_process[entry.task] = thread
         thread.start()
         return None

@@ -58,8 +58,11 @@ def retry_while_database_unavailable(setting: str) -> Callable[[Callable[P, R]],
                     if connection.in_atomic_block or (delay and time.monotonic() >= deadline):
                         raise
                     if not delay:
-                        logger.warning("database unavailable (%s); %s waits for it", error,
-                                       function.__qualname__)  # fmt: skip
+                        logger.warning(
+                            "database unavailable (%s); %s waits for it",
+                            error,
+                            function.__qualname__,
+                        )
                     with contextlib.suppress(*DATABASE_UNAVAILABLE):
                         connection.close()
                     time.sleep(min(delay, max(0.0, deadline - time.monotonic())))

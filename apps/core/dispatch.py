@@ -34,8 +34,11 @@ def send_on_commit(task: Any, *, args: list[Any], task_id: str, queue: str | Non
         except Exception as exc:
             logger.warning(
                 "could not send %s (task %s): %s: %s; the sweep sends it again",
-                task.name, task_id, type(exc).__name__, exc,
-            )  # fmt: skip
+                task.name,
+                task_id,
+                type(exc).__name__,
+                exc,
+            )
 
     transaction.on_commit(send)
 

@@ -221,9 +221,11 @@ class LiveLogHandler(logging.Handler):
                     self._lines = queue.Queue(QUEUE_SIZE)
                     self._pid = os.getpid()
                     self._thread = threading.Thread(
-                        target=self._ship, args=(self._lines,), name="orchestra-live-log",
+                        target=self._ship,
+                        args=(self._lines,),
+                        name="orchestra-live-log",
                         daemon=True,
-                    )  # fmt: skip
+                    )
                     self._thread.start()
         return self._lines
 

@@ -122,10 +122,14 @@ class ProcessReporter(threading.Thread):
 
     def report(self) -> dict[str, Any]:
         return {
-            "process": self.process, "host": self.process.rpartition(":")[0],
-            "pid": os.getpid(), "role": self.role, "started_at": self.started_at,
-            "updated_at": time.time(), "pools": pool_figures(),
-        }  # fmt: skip
+            "process": self.process,
+            "host": self.process.rpartition(":")[0],
+            "pid": os.getpid(),
+            "role": self.role,
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            "pools": pool_figures(),
+        }
 
     def publish(self) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -194,6 +198,11 @@ def current_report() -> dict[str, Any]:
         return reporter.report()
     process = process_id()
     return {
-        "process": process, "host": process.rpartition(":")[0], "pid": os.getpid(),
-        "role": "web", "started_at": None, "updated_at": time.time(), "pools": pool_figures(),
-    }  # fmt: skip
+        "process": process,
+        "host": process.rpartition(":")[0],
+        "pid": os.getpid(),
+        "role": "web",
+        "started_at": None,
+        "updated_at": time.time(),
+        "pools": pool_figures(),
+    }

@@ -68,9 +68,12 @@ def async_redis() -> aioredis.Redis:
     client = _async_clients.get(loop)
     if client is None:
         pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url(), max_connections=ASYNC_POOL_SIZE, timeout=ASYNC_TIMEOUT,
-            socket_timeout=ASYNC_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
-        )  # fmt: skip
+            redis_url(),
+            max_connections=ASYNC_POOL_SIZE,
+            timeout=ASYNC_TIMEOUT,
+            socket_timeout=ASYNC_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+        )
         client = _async_clients[loop] = aioredis.Redis.from_pool(pool)
     return client
 

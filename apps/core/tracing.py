@@ -90,9 +90,15 @@ def _background_work_dropped(sampler: Any) -> Any:
 
     class BackgroundWorkDropped(Sampler):
         def should_sample(
-            self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
+            self,
+            parent_context,
+            trace_id,
+            name,
+            kind=None,
+            attributes=None,
+            links=None,
             trace_state=None,
-        ) -> SamplingResult:  # fmt: skip
+        ) -> SamplingResult:
             orphan = not get_current_span(parent_context).get_span_context().is_valid
             if orphan and kind in (SpanKind.CLIENT, SpanKind.PRODUCER):
                 return SamplingResult(Decision.DROP)

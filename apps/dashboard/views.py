@@ -109,9 +109,14 @@ def provider_circuit_rows(request: HttpRequest, *ordering: str) -> tuple[Page, l
     for provider, circuit, health in providers_health(list(page.object_list)):
         state = circuit.state if circuit else "closed"
         rows.append(
-            {"provider": provider, "circuit": circuit, "state": state,
-             "label": state.replace("_", "-"), "health": health}
-        )  # fmt: skip
+            {
+                "provider": provider,
+                "circuit": circuit,
+                "state": state,
+                "label": state.replace("_", "-"),
+                "health": health,
+            }
+        )
     return page, rows
 
 

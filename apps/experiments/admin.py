@@ -94,8 +94,14 @@ class VariantInline(ReadOnlyInline):
 
 class PhaseInline(ReadOnlyInline):
     model = ExperimentPhase
-    fields = readonly_fields = ["number", "reason", "split", "user_percentage", "started_at",
-                                "ended_at"]  # fmt: skip
+    fields = readonly_fields = [
+        "number",
+        "reason",
+        "split",
+        "user_percentage",
+        "started_at",
+        "ended_at",
+    ]
     ordering = ["-number"]
     verbose_name_plural = "phases"
 
@@ -107,10 +113,14 @@ class PhaseInline(ReadOnlyInline):
 def variants_json(experiment: Experiment) -> list[dict[str, Any]]:
     """The variants as the API and the form take them."""
     return [
-        {"name": v.name, "type": v.kind, "traffic_percentage": float(v.traffic_percentage),
-         "config": v.config}
+        {
+            "name": v.name,
+            "type": v.kind,
+            "traffic_percentage": float(v.traffic_percentage),
+            "config": v.config,
+        }
         for v in experiment.variants.order_by("position", "id")
-    ]  # fmt: skip
+    ]
 
 
 class ExperimentForm(forms.ModelForm):
@@ -153,8 +163,16 @@ class ExperimentForm(forms.ModelForm):
 class ExperimentAdmin(OperatedAdmin):
     refused = (ValidationError, FeatureDisabledError)
     form = ExperimentForm
-    list_display = ["name", "status_badge", "phase", "variant_count", "user_percentage",
-                    "winner", "created_at", "started_at"]  # fmt: skip
+    list_display = [
+        "name",
+        "status_badge",
+        "phase",
+        "variant_count",
+        "user_percentage",
+        "winner",
+        "created_at",
+        "started_at",
+    ]
     list_filter = [
         ("status", ChoicesDropdownFilter),
         ("created_at", RangeDateTimeFilter),
@@ -162,8 +180,17 @@ class ExperimentAdmin(OperatedAdmin):
     list_filter_submit = True
     search_fields = ["name", "description", "hypothesis"]
     search_help_text = "Part of the name, description or hypothesis."
-    readonly_fields = ["status_badge", "phase", "winner", "conclusion", "created_by",
-                       "created_at", "started_at", "stopped_at", "statistics"]  # fmt: skip
+    readonly_fields = [
+        "status_badge",
+        "phase",
+        "winner",
+        "conclusion",
+        "created_by",
+        "created_at",
+        "started_at",
+        "stopped_at",
+        "statistics",
+    ]
     inlines = [VariantInline, PhaseInline]
     actions = ["start_selected", "stop_selected"]
     actions_detail = ["start_experiment", "stop_experiment"]
@@ -180,8 +207,14 @@ class ExperimentAdmin(OperatedAdmin):
         return self.inlines if obj is not None else []
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        editable = ["name", "description", "hypothesis", "metric", "user_percentage",
-                    "variant_list"]  # fmt: skip
+        editable = [
+            "name",
+            "description",
+            "hypothesis",
+            "metric",
+            "user_percentage",
+            "variant_list",
+        ]
         if obj is None:
             return [(None, {"fields": editable})]
         return [
@@ -235,8 +268,9 @@ class ExperimentAdmin(OperatedAdmin):
 
     def start(self, request: HttpRequest, experiments: Iterable[Experiment]) -> None:
         user = acting_user(request)
-        self.each(request, experiments, lambda e: experiment_start(experiment=e, by=user),
-                  "started.")  # fmt: skip
+        self.each(
+            request, experiments, lambda e: experiment_start(experiment=e, by=user), "started."
+        )
 
     def stop(self, request: HttpRequest, experiments: Iterable[Experiment]) -> None:
         user = acting_user(request)
@@ -256,19 +290,32 @@ class ExperimentAdmin(OperatedAdmin):
         self.stop(request, queryset)
 
     @action(
-        description="Start", url_path="start", permissions=["operate"], icon="play_arrow",
-        dialog=confirm("Start this experiment?", "Requests naming it get their users' "
-                       "variants from now on.", "Start"),
-    )  # fmt: skip
+        description="Start",
+        url_path="start",
+        permissions=["operate"],
+        icon="play_arrow",
+        dialog=confirm(
+            "Start this experiment?",
+            "Requests naming it get their users' variants from now on.",
+            "Start",
+        ),
+    )
     def start_experiment(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
         self.start(request, [self.found(request, object_id)])
         return to_page(request, "admin:experiments_experiment_change", object_id)
 
     @action(
-        description="Stop", url_path="stop", permissions=["operate"], icon="stop",
-        dialog=confirm("Stop this experiment?", "Requests get the default config again; a "
-                       "winner is picked only for a significant difference.", "Stop"),
-    )  # fmt: skip
+        description="Stop",
+        url_path="stop",
+        permissions=["operate"],
+        icon="stop",
+        dialog=confirm(
+            "Stop this experiment?",
+            "Requests get the default config again; a "
+            "winner is picked only for a significant difference.",
+            "Stop",
+        ),
+    )
     def stop_experiment(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
         self.stop(request, [self.found(request, object_id)])
         return to_page(request, "admin:experiments_experiment_change", object_id)
@@ -285,43 +332,57 @@ def stats_block(stats: dict[str, Any]) -> SafeString:
     for v in stats["variants"]:
         calls, versus = v["calls"], v["versus_control"]
         interval = v["conversion_rate_interval"]
-        rows.append([
-            f"{v['name']} ({v['type']})", f"{v['traffic_percentage']:g}%", v["users"],
-            f"{_percent(v['conversion_rate'])} ({v['converted_users']})",
-            f"{_percent(interval[0])} – {_percent(interval[1])}" if interval else "—",
-            _percent(versus["difference"]) if versus else "control",
-            _number(versus["p_value"]) if versus else "",
-            _percent(versus["chance_to_beat_control"]) if versus else "",
-            calls["requests"], _percent(calls["success_rate"]),
-            f"{_number(calls['latency_p50_ms'], 4)} / {_number(calls['latency_p95_ms'], 4)}",
-            calls["tokens"], f"${calls['cost']:.6f}",
-            "—" if calls["cost_per_success"] is None else f"${calls['cost_per_success']:.6f}",
-            f"{_number(v['feedback_mean'])} ({v['feedback_count']})",
-            (", ".join(versus["guardrails_breached"]) or "ok") if versus else "",
-        ])  # fmt: skip
+        rows.append(
+            [
+                f"{v['name']} ({v['type']})",
+                f"{v['traffic_percentage']:g}%",
+                v["users"],
+                f"{_percent(v['conversion_rate'])} ({v['converted_users']})",
+                f"{_percent(interval[0])} – {_percent(interval[1])}" if interval else "—",
+                _percent(versus["difference"]) if versus else "control",
+                _number(versus["p_value"]) if versus else "",
+                _percent(versus["chance_to_beat_control"]) if versus else "",
+                calls["requests"],
+                _percent(calls["success_rate"]),
+                f"{_number(calls['latency_p50_ms'], 4)} / {_number(calls['latency_p95_ms'], 4)}",
+                calls["tokens"],
+                f"${calls['cost']:.6f}",
+                "—" if calls["cost_per_success"] is None else f"${calls['cost_per_success']:.6f}",
+                f"{_number(v['feedback_mean'])} ({v['feedback_count']})",
+                (", ".join(versus["guardrails_breached"]) or "ok") if versus else "",
+            ]
+        )
     srm = stats["srm"]
     if srm is None:
         srm_text = "not enough data"
     else:
         verdict = "MISMATCH: the split is skewed" if srm["mismatch"] else "ok"
         srm_text = f"p = {srm['p_value']:.3g} ({verdict})"
-    header = format_html_join("", "<th style='text-align:left;padding:2px 8px'>{}</th>",
-                              ((h,) for h in head))  # fmt: skip
+    header = format_html_join(
+        "", "<th style='text-align:left;padding:2px 8px'>{}</th>", ((h,) for h in head)
+    )
     body = format_html_join(
         "",
         "<tr>{}</tr>",
-        ((format_html_join("", "<td style='padding:2px 8px'>{}</td>", ((c,) for c in row)),)
-         for row in rows),
-    )  # fmt: skip
+        (
+            (format_html_join("", "<td style='padding:2px 8px'>{}</td>", ((c,) for c in row)),)
+            for row in rows
+        ),
+    )
     return format_html(
         "<div style='overflow-x:auto'><p>Phase {} · {} users · significance level {} (per "
         "comparison {}) · sample ratio check: {} · {}</p><table><thead><tr>{}</tr></thead>"
         "<tbody>{}</tbody></table><p><strong>Decision if stopped now:</strong> {}</p></div>",
-        stats["phase"], stats["users"], _number(stats["significance_level"]),
-        _number(stats["comparison_significance_level"]), srm_text,
-        "healthy" if stats["healthy"] else "UNHEALTHY", header, body,
+        stats["phase"],
+        stats["users"],
+        _number(stats["significance_level"]),
+        _number(stats["comparison_significance_level"]),
+        srm_text,
+        "healthy" if stats["healthy"] else "UNHEALTHY",
+        header,
+        body,
         stats["decision"]["message"],
-    )  # fmt: skip
+    )
 
 
 # --- canaries ----------------------------------------------------------------------------------
@@ -329,8 +390,14 @@ def stats_block(stats: dict[str, Any]) -> SafeString:
 
 class CanaryEventInline(ReadOnlyInline):
     model = CanaryEvent
-    fields = readonly_fields = ["created_at", "kind", "percentage", "phase", "message",
-                                "figures_shown"]  # fmt: skip
+    fields = readonly_fields = [
+        "created_at",
+        "kind",
+        "percentage",
+        "phase",
+        "message",
+        "figures_shown",
+    ]
     ordering = ["created_at", "id"]
     verbose_name_plural = "log"
 
@@ -354,8 +421,14 @@ class CanaryForm(forms.ModelForm):
 
     class Meta:
         model = CanaryRollout
-        fields = ["experiment", "steps", "step_interval_seconds", "error_rate_margin",
-                  "latency_margin", "min_requests"]  # fmt: skip
+        fields = [
+            "experiment",
+            "steps",
+            "step_interval_seconds",
+            "error_rate_margin",
+            "latency_margin",
+            "min_requests",
+        ]
         widgets = {"steps": UnfoldAdminTextareaWidget(attrs={"rows": 2})}
 
     def clean_steps(self) -> Any:
@@ -366,8 +439,16 @@ class CanaryForm(forms.ModelForm):
 class CanaryRolloutAdmin(OperatedAdmin):
     refused = (ValidationError, FeatureDisabledError)
     form = CanaryForm
-    list_display = ["id", "experiment", "treatment", "status_badge", "percentage_shown",
-                    "steps", "step_started_at", "finished_at"]  # fmt: skip
+    list_display = [
+        "id",
+        "experiment",
+        "treatment",
+        "status_badge",
+        "percentage_shown",
+        "steps",
+        "step_started_at",
+        "finished_at",
+    ]
     list_filter = [("status", ChoicesDropdownFilter), ("experiment", RelatedDropdownFilter)]
     list_filter_submit = True
     list_select_related = ["experiment", "treatment"]
@@ -378,24 +459,54 @@ class CanaryRolloutAdmin(OperatedAdmin):
         return self.inlines if obj is not None else []
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        settings = ["steps", "step_interval_seconds", "error_rate_margin", "latency_margin",
-                    "min_requests"]  # fmt: skip
+        settings = [
+            "steps",
+            "step_interval_seconds",
+            "error_rate_margin",
+            "latency_margin",
+            "min_requests",
+        ]
         if obj is None:
             return [(None, {"fields": ["experiment", "treatment_name", *settings]})]
         return [
-            (None, {"fields": ["experiment", "treatment", "status_badge", "percentage_shown",
-                               "current_step", "step_started_at", "finished_at", "reason",
-                               "created_by"]}),
+            (
+                None,
+                {
+                    "fields": [
+                        "experiment",
+                        "treatment",
+                        "status_badge",
+                        "percentage_shown",
+                        "current_step",
+                        "step_started_at",
+                        "finished_at",
+                        "reason",
+                        "created_by",
+                    ]
+                },
+            ),
             ("Settings", {"fields": settings}),
-        ]  # fmt: skip
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return []
-        return ["experiment", "treatment", "status_badge", "percentage_shown", "current_step",
-                "step_started_at", "finished_at", "reason", "created_by", "steps",
-                "step_interval_seconds", "error_rate_margin", "latency_margin",
-                "min_requests"]  # fmt: skip
+        return [
+            "experiment",
+            "treatment",
+            "status_badge",
+            "percentage_shown",
+            "current_step",
+            "step_started_at",
+            "finished_at",
+            "reason",
+            "created_by",
+            "steps",
+            "step_interval_seconds",
+            "error_rate_margin",
+            "latency_margin",
+            "min_requests",
+        ]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
@@ -413,12 +524,15 @@ class CanaryRolloutAdmin(OperatedAdmin):
     ) -> None:
         data = form.cleaned_data
         saved = canary_create(
-            experiment=data["experiment"], treatment=data["treatment_name"],
-            by=acting_user(request), steps=data["steps"],
+            experiment=data["experiment"],
+            treatment=data["treatment_name"],
+            by=acting_user(request),
+            steps=data["steps"],
             step_interval_seconds=data["step_interval_seconds"],
-            error_rate_margin=data["error_rate_margin"], latency_margin=data["latency_margin"],
+            error_rate_margin=data["error_rate_margin"],
+            latency_margin=data["latency_margin"],
             min_requests=data["min_requests"],
-        )  # fmt: skip
+        )
         obj.pk = saved.pk
         obj._state.adding = False
         obj.refresh_from_db()
@@ -434,10 +548,17 @@ class CanaryRolloutAdmin(OperatedAdmin):
             return HttpResponseRedirect(request.get_full_path())
 
     @action(
-        description="Judge now", url_path="advance", permissions=["operate"], icon="skip_next",
-        dialog=confirm("Judge this canary now?", "As the schedule does: the next step once the "
-                       "step has lasted its interval, or a rollback if it is unhealthy.", "Judge"),
-    )  # fmt: skip
+        description="Judge now",
+        url_path="advance",
+        permissions=["operate"],
+        icon="skip_next",
+        dialog=confirm(
+            "Judge this canary now?",
+            "As the schedule does: the next step once the "
+            "step has lasted its interval, or a rollback if it is unhealthy.",
+            "Judge",
+        ),
+    )
     def advance_canary(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
         rollout = self.found(request, object_id)
         outcome = canary_advance(rollout=rollout)
@@ -445,16 +566,24 @@ class CanaryRolloutAdmin(OperatedAdmin):
         return to_page(request, "admin:experiments_canaryrollout_change", object_id)
 
     @action(
-        description="Roll back", url_path="rollback", permissions=["operate"], icon="undo",
-        dialog=confirm("Roll this canary back?", "Its treatment gets no traffic from a new "
-                       "phase on.", "Roll back"),
-    )  # fmt: skip
+        description="Roll back",
+        url_path="rollback",
+        permissions=["operate"],
+        icon="undo",
+        dialog=confirm(
+            "Roll this canary back?",
+            "Its treatment gets no traffic from a new phase on.",
+            "Roll back",
+        ),
+    )
     def rollback_canary(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> Any:
         user = acting_user(request)
         self.each(
-            request, [self.found(request, object_id)],
-            lambda r: canary_rollback(rollout=r, by=user), "rolled back.",
-        )  # fmt: skip
+            request,
+            [self.found(request, object_id)],
+            lambda r: canary_rollback(rollout=r, by=user),
+            "rolled back.",
+        )
         return to_page(request, "admin:experiments_canaryrollout_change", object_id)
 
 

@@ -31,15 +31,25 @@ class ExperimentsConfig(AppConfig):
         register_channels(*CHANNELS)
         register_event_types(*EVENT_TYPES)
         register_feature(
-            Feature("ab_testing", "A/B tests and canary rollouts of model configurations.",
-                    experiments_enabled)
-        )  # fmt: skip
+            Feature(
+                "ab_testing",
+                "A/B tests and canary rollouts of model configurations.",
+                experiments_enabled,
+            )
+        )
         register_operator_models(self.label, "experiment", "canaryrollout", "experimentsettings")
         register_pages(
-            Page("experiment-board", "Experiments", "apps.experiments.pages.experiment_board",
-                 "Experiments", icon="science", permission="experiments.view_experiment",
-                 order=400, urls=("<int:pk>/", "<int:pk>/<slug:part>/")),
-        )  # fmt: skip
+            Page(
+                "experiment-board",
+                "Experiments",
+                "apps.experiments.pages.experiment_board",
+                "Experiments",
+                icon="science",
+                permission="experiments.view_experiment",
+                order=400,
+                urls=("<int:pk>/", "<int:pk>/<slug:part>/"),
+            ),
+        )
         register_navigation(
             NavItem("Canary rollouts", "admin:experiments_canaryrollout_changelist",
                     "Experiments", icon="trending_up",

@@ -154,9 +154,11 @@ async def _record(experiment: RunningExperiment, variant: VariantConfig, user: s
         return
     try:
         await database_sync_to_async(assignment_record)(
-            experiment_id=experiment.id, phase=experiment.phase, variant_id=variant.id,
+            experiment_id=experiment.id,
+            phase=experiment.phase,
+            variant_id=variant.id,
             user_id=user,
-        )  # fmt: skip
+        )
     except Exception:  # the call goes on; the assignment is recorded by the next one
         logger.warning("could not record the assignment of %s", user, exc_info=True)
         return

@@ -44,25 +44,29 @@ class VariantKind(models.TextChoices):
 
 class Experiment(models.Model):
     name = models.CharField(
-        max_length=100, unique=True,
+        max_length=100,
+        unique=True,
         help_text="Requests join by this name (or the id): the body's 'experiment' or the "
         "X-Orchestra-Experiment header.",
-    )  # fmt: skip
+    )
     description = models.TextField(blank=True)
     hypothesis = models.TextField(blank=True)
     metric = models.CharField(
-        max_length=100, default="conversion",
+        max_length=100,
+        default="conversion",
         help_text="The primary metric: what a tracked conversion stands for (accuracy, a "
         "sign-up); the experiment compares the variants' conversion rates.",
-    )  # fmt: skip
+    )
     user_percentage = percent_field(
         default=Decimal(100),
         help_text="Share of users in the experiment (0-100); the others get the default config.",
     )
     status = models.CharField(
-        max_length=16, choices=ExperimentStatus.choices, default=ExperimentStatus.DRAFT,
+        max_length=16,
+        choices=ExperimentStatus.choices,
+        default=ExperimentStatus.DRAFT,
         db_index=True,
-    )  # fmt: skip
+    )
     phase = models.PositiveIntegerField(default=0, help_text="The current phase; 0 before start.")
     winner = models.ForeignKey(
         "Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -231,15 +235,17 @@ class ExperimentSettings(models.Model):
         "control's by this fraction.",
     )
     guardrail_min_calls = models.PositiveIntegerField(
-        default=30, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
         help_text="Guardrails are judged once the control and the treatment each have this "
         "many calls (successful ones for latency and cost); before, they wait.",
-    )  # fmt: skip
+    )
     latency_floor_ms = models.FloatField(
-        default=100, validators=[MinValueValidator(0), MaxValueValidator(600_000)],
+        default=100,
+        validators=[MinValueValidator(0), MaxValueValidator(600_000)],
         help_text="Guardrail and canaries: a p95 latency within this many milliseconds of the "
         "control's never breaches, whatever the ratio (2 ms against 3 ms is noise).",
-    )  # fmt: skip
+    )
     canary_steps = models.JSONField(
         default=default_canary_steps, help_text="A new canary's traffic steps, in percent."
     )
@@ -247,9 +253,10 @@ class ExperimentSettings(models.Model):
         default=600, validators=[MinValueValidator(1), MaxValueValidator(7 * 86400)]
     )
     canary_min_requests = models.PositiveIntegerField(
-        default=50, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        default=50,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
         help_text="A new canary's requests per step before it is judged.",
-    )  # fmt: skip
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -302,10 +309,11 @@ class CanaryRollout(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["experiment"], condition=models.Q(status="running"),
+                fields=["experiment"],
+                condition=models.Q(status="running"),
                 name="one_running_canary_per_experiment",
             )
-        ]  # fmt: skip
+        ]
 
     def __str__(self) -> str:
         return f"Canary #{self.pk} of {self.treatment}"

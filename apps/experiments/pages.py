@@ -59,18 +59,24 @@ class ExperimentForm(forms.Form):
         max_length=100, help_text="Requests join by it: the body's 'experiment' field."
     )
     hypothesis = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
         help_text="What you expect, and why.",
-    )  # fmt: skip
+    )
     metric = forms.CharField(
-        max_length=100, initial="conversion",
+        max_length=100,
+        initial="conversion",
         help_text="What a tracked conversion stands for (accuracy, a sign-up).",
-    )  # fmt: skip
+    )
     user_percentage = forms.DecimalField(
-        min_value=0, max_value=100, max_digits=5, decimal_places=2, initial=100,
+        min_value=0,
+        max_value=100,
+        max_digits=5,
+        decimal_places=2,
+        initial=100,
         label="Users in the experiment (%)",
         help_text="The others get the default config.",
-    )  # fmt: skip
+    )
 
 
 class VariantForm(forms.Form):
@@ -88,9 +94,11 @@ class VariantForm(forms.Form):
         required=False, min_value=1, max_value=MAX_TOKENS_OFFERED, help_text="Blank: the request's."
     )
     system_prompt = forms.CharField(
-        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Replaces the request's system message.",
-    )  # fmt: skip
+    )
 
     def __init__(self, *args: Any, models: list[dict[str, Any]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -113,9 +121,11 @@ class VariantForm(forms.Form):
             if data.get(name) not in (None, "")
         }
         return {
-            "name": data["name"], "type": data["type"],
-            "traffic_percentage": data["traffic_percentage"], "config": config,
-        }  # fmt: skip
+            "name": data["name"],
+            "type": data["type"],
+            "traffic_percentage": data["traffic_percentage"],
+            "config": config,
+        }
 
 
 VariantFormSet = forms.formset_factory(
@@ -129,9 +139,11 @@ FIRST_VARIANTS = [
 
 def variant_formset(data: Mapping[str, Any] | None = None) -> Any:
     return VariantFormSet(
-        data, prefix="variants", initial=None if data is not None else FIRST_VARIANTS,
+        data,
+        prefix="variants",
+        initial=None if data is not None else FIRST_VARIANTS,
         form_kwargs={"models": public_model_list()},
-    )  # fmt: skip
+    )
 
 
 def _messages(error: ValidationError) -> list[str]:
@@ -169,10 +181,13 @@ def experiment_index(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             try:
                 experiment = experiment_create(
-                    name=data["name"], variants=[f.variant() for f in variants.forms],
-                    by=acting_user(request), hypothesis=data["hypothesis"].replace("\r\n", "\n"),
-                    metric=data["metric"], user_percentage=data["user_percentage"],
-                )  # fmt: skip
+                    name=data["name"],
+                    variants=[f.variant() for f in variants.forms],
+                    by=acting_user(request),
+                    hypothesis=data["hypothesis"].replace("\r\n", "\n"),
+                    metric=data["metric"],
+                    user_percentage=data["user_percentage"],
+                )
             except ValidationError as error:
                 errors.extend(_messages(error))
             else:
@@ -292,8 +307,10 @@ def verdict(stats: dict[str, Any]) -> list[str]:
         if holding:
             parts.append(f"{_guardrails(holding)} hold{'' if len(holding) > 1 else 's'}")
         if waiting:
-            parts.append(f"{_guardrails(waiting)} wait{'' if len(waiting) > 1 else 's'} for "
-                         f"{stats['guardrail_min_calls']} calls a side")  # fmt: skip
+            parts.append(
+                f"{_guardrails(waiting)} wait{'' if len(waiting) > 1 else 's'} for "
+                f"{stats['guardrail_min_calls']} calls a side"
+            )
         sentences.append("; ".join(parts) + ".")
     return sentences
 
@@ -326,20 +343,30 @@ def variant_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
         if interval:
             rate += f" ({interval[0] * 100:.1f}–{interval[1] * 100:.1f}%)"
         p_value = versus["p_value"] if versus else None
-        rows.append({
-            "name": variant["name"], "type": variant["type"],
-            "traffic": f"{variant['traffic_percentage']:g}%", "config": variant["config"],
-            "users": variant["users"], "requests": calls["requests"],
-            "success_rate": _percent(calls["success_rate"]),
-            "latency": f"{_ms(calls['latency_p50_ms'])} / {_ms(calls['latency_p95_ms'])}",
-            "tokens": calls["tokens"], "cost": calls["cost"],
-            "cost_per_success": calls["cost_per_success"],
-            "feedback": _feedback(variant["feedback_mean"], variant["feedback_count"]),
-            "conversions": variant["converted_users"], "conversion_rate": rate,
-            "chance": "control" if variant["type"] == VariantKind.CONTROL
-            else _percent(versus["chance_to_beat_control"]) if versus else "—",
-            "p_value": "—" if p_value is None else f"{p_value:.3g}",
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": variant["name"],
+                "type": variant["type"],
+                "traffic": f"{variant['traffic_percentage']:g}%",
+                "config": variant["config"],
+                "users": variant["users"],
+                "requests": calls["requests"],
+                "success_rate": _percent(calls["success_rate"]),
+                "latency": f"{_ms(calls['latency_p50_ms'])} / {_ms(calls['latency_p95_ms'])}",
+                "tokens": calls["tokens"],
+                "cost": calls["cost"],
+                "cost_per_success": calls["cost_per_success"],
+                "feedback": _feedback(variant["feedback_mean"], variant["feedback_count"]),
+                "conversions": variant["converted_users"],
+                "conversion_rate": rate,
+                "chance": "control"
+                if variant["type"] == VariantKind.CONTROL
+                else _percent(versus["chance_to_beat_control"])
+                if versus
+                else "—",
+                "p_value": "—" if p_value is None else f"{p_value:.3g}",
+            }
+        )
     return rows
 
 
@@ -353,11 +380,15 @@ def earlier_phases(
         if phase.number == current:
             continue
         stats = experiment_stats(experiment=experiment, phase_number=phase.number)
-        shown.append({
-            "number": phase.number, "reason": phase.reason, "users": stats["users"],
-            "rows": variant_rows(stats),
-            "caption": f"Figures per variant in phase {phase.number}",
-        })  # fmt: skip
+        shown.append(
+            {
+                "number": phase.number,
+                "reason": phase.reason,
+                "users": stats["users"],
+                "rows": variant_rows(stats),
+                "caption": f"Figures per variant in phase {phase.number}",
+            }
+        )
     return shown
 
 

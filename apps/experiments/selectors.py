@@ -70,11 +70,16 @@ def experiment_phase(
 
 def variant_config_of(variant: Variant) -> VariantConfig:
     return VariantConfig(
-        id=variant.pk, name=variant.name, kind=variant.kind,
-        basis_points=basis_points(variant.traffic_percentage), provider=variant.provider,
-        model=variant.model, temperature=variant.temperature, max_tokens=variant.max_tokens,
+        id=variant.pk,
+        name=variant.name,
+        kind=variant.kind,
+        basis_points=basis_points(variant.traffic_percentage),
+        provider=variant.provider,
+        model=variant.model,
+        temperature=variant.temperature,
+        max_tokens=variant.max_tokens,
         system_prompt=variant.system_prompt,
-    )  # fmt: skip
+    )
 
 
 def running_experiment_of(
@@ -198,10 +203,15 @@ def call_figures(
             )
             p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
         figures[variant_id] = CallFigures(
-            requests=row["requests"], successes=row["successes"], errors=row["errors"],
-            input_tokens=row["input_tokens"] or 0, output_tokens=row["output_tokens"] or 0,
-            cost=row["cost"] or Decimal(0), latency_p50_ms=p50, latency_p95_ms=p95,
-        )  # fmt: skip
+            requests=row["requests"],
+            successes=row["successes"],
+            errors=row["errors"],
+            input_tokens=row["input_tokens"] or 0,
+            output_tokens=row["output_tokens"] or 0,
+            cost=row["cost"] or Decimal(0),
+            latency_p50_ms=p50,
+            latency_p95_ms=p95,
+        )
     return figures
 
 
@@ -287,9 +297,13 @@ def _guardrails(
     def check(mine: Any, theirs: Any, limit: Any, sample: int) -> dict[str, Any]:
         judged = sample >= minimum and None not in (mine, limit)
         return {
-            "treatment": mine, "control": theirs, "limit": limit, "sample": sample,
-            "judged": judged, "breached": judged and mine > limit,
-        }  # fmt: skip
+            "treatment": mine,
+            "control": theirs,
+            "limit": limit,
+            "sample": sample,
+            "judged": judged,
+            "breached": judged and mine > limit,
+        }
 
     error_limit = (
         None if control.error_rate is None else control.error_rate + settings_row.error_rate_margin
@@ -315,7 +329,7 @@ def _guardrails(
             _rounded(control.latency_p95_ms),
             _rounded(latency_limit),
             successes,
-        ),  # fmt: skip
+        ),
         "cost_per_success": check(
             treatment.cost_per_success, control.cost_per_success, cost_limit, successes
         ),
@@ -375,9 +389,14 @@ def experiment_stats(*, experiment: Experiment, phase_number: int | None = None)
         }
         if control is not None and variant in treatments:
             row["versus_control"] = _versus_control(
-                outcome, outcomes.get(control.pk, OutcomeFigures()), call,
-                calls.get(control.pk, CallFigures()), settings_row, comparison_alpha, confidence,
-            )  # fmt: skip
+                outcome,
+                outcomes.get(control.pk, OutcomeFigures()),
+                call,
+                calls.get(control.pk, CallFigures()),
+                settings_row,
+                comparison_alpha,
+                confidence,
+            )
         rows.append(row)
     srm = statistics.srm_check(
         [outcomes.get(v.pk, OutcomeFigures()).users for v in variants],
@@ -423,9 +442,12 @@ def _versus_control(
     confidence: float,
 ) -> dict[str, Any]:
     test = statistics.two_proportion_test(
-        outcome.converted_users, outcome.users, control_outcome.converted_users,
-        control_outcome.users, confidence,
-    )  # fmt: skip
+        outcome.converted_users,
+        outcome.users,
+        control_outcome.converted_users,
+        control_outcome.users,
+        confidence,
+    )
     guardrails = _guardrails(control_call, call, settings_row)
     return {
         "difference": test.difference if test else None,
@@ -438,7 +460,7 @@ def _versus_control(
             outcome.users,
             control_outcome.converted_users,
             control_outcome.users,
-        ),  # fmt: skip
+        ),
         "feedback_p_value": statistics.welch_p_value(
             outcome.feedback_mean or 0.0,
             outcome.feedback_stddev or 0.0,
@@ -446,7 +468,7 @@ def _versus_control(
             control_outcome.feedback_mean or 0.0,
             control_outcome.feedback_stddev or 0.0,
             control_outcome.feedback_count,
-        ),  # fmt: skip
+        ),
         "guardrails": guardrails,
         "guardrails_breached": [name for name, check in guardrails.items() if check["breached"]],
     }

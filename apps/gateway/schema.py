@@ -74,7 +74,7 @@ COMPONENTS: dict[str, Schema] = {
                 },
             )
         }
-    ),  # fmt: skip
+    ),
     "ChatCompletionRequest": obj(
         {
             "model": {**STRING, "description": "A public model name, or provider/model."},
@@ -100,7 +100,7 @@ COMPONENTS: dict[str, Schema] = {
             "choices": array(obj({"index": INTEGER, "message": MESSAGE, "finish_reason": STRING})),
             "usage": USAGE,
         }
-    ),  # fmt: skip
+    ),
     "CompletionRequest": obj(
         {
             "model": STRING,
@@ -124,7 +124,7 @@ COMPONENTS: dict[str, Schema] = {
             "choices": array(obj({"index": INTEGER, "text": STRING, "finish_reason": STRING})),
             "usage": USAGE,
         }
-    ),  # fmt: skip
+    ),
     "EmbeddingRequest": obj(
         {
             "model": STRING,
@@ -151,7 +151,7 @@ COMPONENTS: dict[str, Schema] = {
             ),
             "usage": obj({"prompt_tokens": INTEGER, "total_tokens": INTEGER}),
         }
-    ),  # fmt: skip
+    ),
     "ResponseRequest": obj(
         {
             "model": STRING,
@@ -183,7 +183,7 @@ COMPONENTS: dict[str, Schema] = {
             ),
         },
         additionalProperties=True,
-    ),  # fmt: skip
+    ),
     "Model": obj(
         {
             "id": STRING,
@@ -195,7 +195,7 @@ COMPONENTS: dict[str, Schema] = {
                 "enum": ["chat", "embedding", "completion", "responses", "other"],
             },
         }
-    ),  # fmt: skip
+    ),
     "ModelList": obj({"object": {"type": "string", "enum": ["list"]}, "data": array(ref("Model"))}),
     "StreamingChatRequest": obj(
         {
@@ -226,14 +226,29 @@ COMPONENTS: dict[str, Schema] = {
 }
 
 OPENAI_HEADERS = [
-    {"name": "X-Orchestra-Provider", "in": "header", "required": False, "schema": STRING,
-     "description": "Pin a provider by name."},
-    {"name": "X-Orchestra-Strategy", "in": "header", "required": False, "schema": STRING,
-     "description": "A routing strategy for this request (round-robin, least-latency, …)."},
-    {"name": "X-Orchestra-Experiment", "in": "header", "required": False, "schema": STRING,
-     "description": "Join this running A/B experiment (name or id), as the body's "
-                    "`experiment`; the variant is picked by `user` (or the key's user)."},
-]  # fmt: skip
+    {
+        "name": "X-Orchestra-Provider",
+        "in": "header",
+        "required": False,
+        "schema": STRING,
+        "description": "Pin a provider by name.",
+    },
+    {
+        "name": "X-Orchestra-Strategy",
+        "in": "header",
+        "required": False,
+        "schema": STRING,
+        "description": "A routing strategy for this request (round-robin, least-latency, …).",
+    },
+    {
+        "name": "X-Orchestra-Experiment",
+        "in": "header",
+        "required": False,
+        "schema": STRING,
+        "description": "Join this running A/B experiment (name or id), as the body's "
+        "`experiment`; the variant is picked by `user` (or the key's user).",
+    },
+]
 SSE_DESCRIPTION = (
     "Server-sent events: `start` ({streamId, model, timestamp}), `token` ({content, tokenCount})"
     "…, then `done` ({fullText, tokenCount, finishReason, usage, provider, model, callId}) or "
@@ -262,12 +277,13 @@ def _llm_post(tag: str, summary: str, request: str, answer: str, streams: bool) 
             "operationId": f"openai_{request[:-7].lower()}",
             "parameters": OPENAI_HEADERS,
             "requestBody": {
-                "required": True, "content": {"application/json": {"schema": ref(request)}}
+                "required": True,
+                "content": {"application/json": {"schema": ref(request)}},
             },
             "responses": {**responses, **_errors(400, 401, 403, 404, 429, 502, 503, 504)},
             "security": [{"ApiKey": []}],
         }
-    }  # fmt: skip
+    }
 
 
 def _openai_paths() -> dict[str, Schema]:
@@ -285,34 +301,42 @@ def _openai_paths() -> dict[str, Schema]:
         "/v1/responses": _llm_post(tag, "The Responses API", "ResponseRequest", "Response", True),
         "/v1/responses/{id}": {
             "get": {
-                "tags": [tag], "summary": "A stored response (where the provider keeps it)",
-                "operationId": "openai_response_get", "parameters": response_id,
+                "tags": [tag],
+                "summary": "A stored response (where the provider keeps it)",
+                "operationId": "openai_response_get",
+                "parameters": response_id,
                 "responses": {"200": _json(ref("Response")), **_errors(401, 404)},
                 "security": [{"ApiKey": []}],
             },
             "delete": {
-                "tags": [tag], "summary": "Delete a stored response",
-                "operationId": "openai_response_delete", "parameters": response_id,
+                "tags": [tag],
+                "summary": "Delete a stored response",
+                "operationId": "openai_response_delete",
+                "parameters": response_id,
                 "responses": {"200": _json(OBJECT), **_errors(401, 403, 404)},
                 "security": [{"ApiKey": []}],
             },
         },
         "/v1/models": {
             "get": {
-                "tags": [tag], "summary": "The public models", "operationId": "openai_models",
+                "tags": [tag],
+                "summary": "The public models",
+                "operationId": "openai_models",
                 "responses": {"200": _json(ref("ModelList")), **_errors(401)},
                 "security": [{"ApiKey": []}],
             }
         },
         "/v1/models/{id}": {
             "get": {
-                "tags": [tag], "summary": "One public model", "operationId": "openai_model",
+                "tags": [tag],
+                "summary": "One public model",
+                "operationId": "openai_model",
                 "parameters": model_id,
                 "responses": {"200": _json(ref("Model")), **_errors(401, 404)},
                 "security": [{"ApiKey": []}],
             }
         },
-    }  # fmt: skip
+    }
 
 
 def _sse_paths() -> dict[str, Schema]:
@@ -329,42 +353,62 @@ def _sse_paths() -> dict[str, Schema]:
     def stream(summary: str, request: str, operation: str) -> Schema:
         return {
             "post": {
-                "tags": [tag], "summary": summary, "operationId": operation,
-                "requestBody": {"required": True,
-                                "content": {"application/json": {"schema": ref(request)}}},
-                "responses": stream_answer, "security": security,
+                "tags": [tag],
+                "summary": summary,
+                "operationId": operation,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(request)}},
+                },
+                "responses": stream_answer,
+                "security": security,
             }
-        }  # fmt: skip
+        }
 
-    listing = obj({"success": BOOLEAN, "streams": array(OBJECT), "count": INTEGER,
-                   "complete": BOOLEAN})  # fmt: skip
+    listing = obj(
+        {"success": BOOLEAN, "streams": array(OBJECT), "count": INTEGER, "complete": BOOLEAN}
+    )
     return {
-        "/api/streaming/chat": stream("Stream a chat answer", "StreamingChatRequest",
-                                      "streaming_chat"),
-        "/api/streaming/generate": stream("Stream an answer to a prompt",
-                                          "StreamingGenerateRequest", "streaming_generate"),
+        "/api/streaming/chat": stream(
+            "Stream a chat answer", "StreamingChatRequest", "streaming_chat"
+        ),
+        "/api/streaming/generate": stream(
+            "Stream an answer to a prompt", "StreamingGenerateRequest", "streaming_generate"
+        ),
         "/api/streaming/active": {
-            "get": {"tags": [tag], "summary": "Running streams of every web process",
-                    "operationId": "streaming_active", "responses": {"200": _json(listing)},
-                    "security": security}
+            "get": {
+                "tags": [tag],
+                "summary": "Running streams of every web process",
+                "operationId": "streaming_active",
+                "responses": {"200": _json(listing)},
+                "security": security,
+            }
         },
         "/api/streaming/statistics": {
-            "get": {"tags": [tag], "summary": "Counts and average time to first token",
-                    "operationId": "streaming_statistics",
-                    "responses": {"200": _json(obj({"success": BOOLEAN, "statistics": OBJECT})),
-                                  **_errors(503, schema="Error")},
-                    "security": security}
+            "get": {
+                "tags": [tag],
+                "summary": "Counts and average time to first token",
+                "operationId": "streaming_statistics",
+                "responses": {
+                    "200": _json(obj({"success": BOOLEAN, "statistics": OBJECT})),
+                    **_errors(503, schema="Error"),
+                },
+                "security": security,
+            }
         },
         "/api/streaming/{stream_id}": {
-            "delete": {"tags": [tag], "summary": "Cancel a stream (its owner or an operator)",
-                       "operationId": "streaming_cancel",
-                       "parameters": [{"name": "stream_id", "in": "path", "required": True,
-                                       "schema": STRING}],
-                       "responses": {"202": _json(OBJECT), **_errors(403, 404, 503,
-                                                                     schema="Error")},
-                       "security": security}
+            "delete": {
+                "tags": [tag],
+                "summary": "Cancel a stream (its owner or an operator)",
+                "operationId": "streaming_cancel",
+                "parameters": [
+                    {"name": "stream_id", "in": "path", "required": True, "schema": STRING}
+                ],
+                "responses": {"202": _json(OBJECT), **_errors(403, 404, 503, schema="Error")},
+                "security": security,
+            }
         },
-    }  # fmt: skip
+    }
 
 
 def add_openai_and_streaming(result: Schema, generator: Any, request: Any, public: bool) -> Schema:

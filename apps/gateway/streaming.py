@@ -248,7 +248,7 @@ async def streams_active() -> tuple[list[dict[str, Any]], bool]:
     listed = sorted(
         (_shown(v) for k, v in entries.items() if k not in stale),
         key=lambda entry: entry["startedAt"],
-    )  # fmt: skip
+    )
     return listed, True
 
 

@@ -22,9 +22,13 @@ class MonitoringConfig(AppConfig):
 
         # Celery's processes report their pools and process gauges like the web's (which starts
         # its reporter from the ASGI application); prefork children each report themselves.
-        for signal, role in ((worker_init, "worker"), (worker_process_init, "worker"),
-                             (beat_init, "beat")):  # fmt: skip
+        for signal, role in (
+            (worker_init, "worker"),
+            (worker_process_init, "worker"),
+            (beat_init, "beat"),
+        ):
             signal.connect(
                 lambda role=role, **kwargs: start_process_reporter(role),
-                weak=False, dispatch_uid=f"monitoring.reporter.{signal.name}",
-            )  # fmt: skip
+                weak=False,
+                dispatch_uid=f"monitoring.reporter.{signal.name}",
+            )

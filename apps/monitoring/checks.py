@@ -159,8 +159,11 @@ def disk() -> CheckResult:
     bound = settings.HEALTH_DISK_FREE_MIN_PERCENT
     folders = {"var": Path(settings.VAR_DIR), "media": Path(settings.MEDIA_ROOT)}
     details = {name: {"path": str(path), **_disk(path)} for name, path in folders.items()}
-    short = [f"{name} has {figures['free_percent']:g}% free" for name, figures in details.items()
-             if figures["free_percent"] < bound]  # fmt: skip
+    short = [
+        f"{name} has {figures['free_percent']:g}% free"
+        for name, figures in details.items()
+        if figures["free_percent"] < bound
+    ]
     if short:
         return CheckResult(DEGRADED, f"{'; '.join(short)} (less than {bound:g}%)", details)
     lowest = min(float(figures["free_percent"]) for figures in details.values())

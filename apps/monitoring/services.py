@@ -153,10 +153,13 @@ def _states_store(outcomes: list[CheckOutcome], now: datetime) -> None:
             state = states.get(outcome.name)
             if state is None or state.status != result.status:
                 HealthCheckChange.objects.create(
-                    check_name=outcome.name, status=result.status,
-                    previous_status=state.status if state else "", message=message,
-                    details=result.details, changed_at=now,
-                )  # fmt: skip
+                    check_name=outcome.name,
+                    status=result.status,
+                    previous_status=state.status if state else "",
+                    message=message,
+                    details=result.details,
+                    changed_at=now,
+                )
             if state is None:
                 state = HealthCheckState(check_name=outcome.name, since=now)
             elif state.status != result.status:

@@ -185,7 +185,7 @@ class ProviderAdmin(ModelAdmin):
                     "new_extra_headers",
                 ]
             },
-        ),  # fmt: skip
+        ),
         (
             "Health",
             {
@@ -198,7 +198,7 @@ class ProviderAdmin(ModelAdmin):
                     "updated_at",
                 ]
             },
-        ),  # fmt: skip
+        ),
     ]
     inlines = [LlmModelInline]
     actions = ["test_connection", "sync_models", "probe_health", "reset_circuit"]
@@ -415,16 +415,46 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     search_fields = ["=request_id", "requested_model"]
     inlines = [LlmCallAttemptInline]
     fieldsets = [
-        (None, {"fields": ["id", "request_id", "created", "entry_point", "endpoint",
-                           "streamed", "status", "finish_reason", "error_code", "error_message"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "request_id",
+                    "created",
+                    "entry_point",
+                    "endpoint",
+                    "streamed",
+                    "status",
+                    "finish_reason",
+                    "error_code",
+                    "error_message",
+                ]
+            },
+        ),
         ("Caller", {"fields": ["user", "api_key"]}),
-        ("Routing", {"fields": ["requested_model", "provider_name", "model_name",
-                                "attempt_count"]}),
-        ("Usage", {"fields": ["input_tokens", "output_tokens", "tokens_estimated", "cost",
-                              "latency", "time_to_first_token"]}),
-        ("Links", {"fields": ["experiment_variant_id", "build_id", "build_step_id", "agent_id",
-                              "trace"]}),
-    ]  # fmt: skip
+        (
+            "Routing",
+            {"fields": ["requested_model", "provider_name", "model_name", "attempt_count"]},
+        ),
+        (
+            "Usage",
+            {
+                "fields": [
+                    "input_tokens",
+                    "output_tokens",
+                    "tokens_estimated",
+                    "cost",
+                    "latency",
+                    "time_to_first_token",
+                ]
+            },
+        ),
+        (
+            "Links",
+            {"fields": ["experiment_variant_id", "build_id", "build_step_id", "agent_id", "trace"]},
+        ),
+    ]
 
     search_help_text = "A call id, a request id, or part of the requested model's name."
 

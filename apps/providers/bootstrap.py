@@ -198,9 +198,11 @@ def _provider_from_env(
         else:
             try:
                 model_create(
-                    provider=provider, name=model[1], display_name=model[1],
+                    provider=provider,
+                    name=model[1],
+                    display_name=model[1],
                     mode=mode_for_model_name(model[1]),
-                )  # fmt: skip
+                )
             except ValidationError as error:
                 variables = dict.fromkeys(("name", "display_name"), model[0])
                 raise _validation_error(error, variables) from error

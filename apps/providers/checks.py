@@ -23,10 +23,17 @@ def providers() -> CheckResult:
         return CheckResult(DISABLED, "no provider configured")
     healthy = sum(health.healthy for _, _, health in enabled)
     summary = f"{healthy}/{len(enabled)} providers healthy"
-    failing = [f"{provider.name} ({health.label})" for provider, _, health in enabled
-               if not health.healthy and health.status != HealthStatus.UNKNOWN]  # fmt: skip
-    details = {"providers": {provider.name: _provider_detail(provider, circuit, health)
-                             for provider, circuit, health in enabled}}  # fmt: skip
+    failing = [
+        f"{provider.name} ({health.label})"
+        for provider, _, health in enabled
+        if not health.healthy and health.status != HealthStatus.UNKNOWN
+    ]
+    details = {
+        "providers": {
+            provider.name: _provider_detail(provider, circuit, health)
+            for provider, circuit, health in enabled
+        }
+    }
     if failing and len(failing) == len(enabled):
         return CheckResult(ERROR, f"{summary}; failing: {', '.join(failing)}", details)
     if failing:

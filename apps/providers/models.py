@@ -39,10 +39,19 @@ HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Headers that frame the request: the transport sets them, a provider may not.
 RESERVED_HEADERS = frozenset(
     {
-        "host", "content-length", "content-type", "transfer-encoding", "connection",
-        "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "expect",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "expect",
     }
-)  # fmt: skip
+)
 MAX_EXTRA_HEADERS = 20
 MAX_HEADER_NAME_LENGTH = 64
 MAX_HEADER_VALUE_LENGTH = 4096
@@ -209,9 +218,11 @@ class Provider(models.Model):
 
         if self.kind == ProviderKind.OPENAI_COMPATIBLE and not self.base_url:
             raise ValidationError(
-                {"base_url": "An OpenAI-compatible server needs its base URL, such as "
-                 "http://127.0.0.1:8000/v1 (with the path its API is served under)."}
-            )  # fmt: skip
+                {
+                    "base_url": "An OpenAI-compatible server needs its base URL, such as "
+                    "http://127.0.0.1:8000/v1 (with the path its API is served under)."
+                }
+            )
         if self.base_url and self.kind in ProviderKind.values:
             self.base_url = normalized_base_url(self.kind, self.base_url)
 
@@ -254,9 +265,11 @@ class LlmModel(models.Model):
     name = models.CharField(max_length=200, help_text="The model id the provider expects.")
     display_name = models.CharField(max_length=200, blank=True)
     mode = models.CharField(
-        max_length=16, choices=ModelMode.choices, default=ModelMode.CHAT,
+        max_length=16,
+        choices=ModelMode.choices,
+        default=ModelMode.CHAT,
         help_text="What it serves; embedding prices are the input price.",
-    )  # fmt: skip
+    )
     context_window = models.PositiveIntegerField(null=True, blank=True)
     input_price_per_million = models.DecimalField(
         max_digits=12, decimal_places=6, default=Decimal(0), validators=[MinValueValidator(0)]
@@ -309,9 +322,13 @@ class RoutingSettings(models.Model):
         max_length=32, choices=RoutingStrategy.choices, default=RoutingStrategy.DEFAULT
     )
     default_provider = models.ForeignKey(
-        Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        Provider,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="Tried first by 'default' when it serves the model.",
-    )  # fmt: skip
+    )
     default_model = models.CharField(
         max_length=200, blank=True, help_text="Used when a request names no model."
     )
@@ -463,12 +480,13 @@ class LlmCall(models.Model):
             ),
             *(
                 models.Index(
-                    fields=[column], condition=Q(**{f"{column}__isnull": False}),
+                    fields=[column],
+                    condition=Q(**{f"{column}__isnull": False}),
                     name=f"llmcall_{column.removesuffix('_id')}",
                 )
                 for column in ("experiment_variant_id", "build_id", "build_step_id", "agent_id")
             ),
-        ]  # fmt: skip
+        ]
 
     def __str__(self) -> str:
         return (

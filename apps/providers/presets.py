@@ -33,7 +33,7 @@ PRESETS: dict[str, Preset] = {
         "http://localhost:8080/v1",
         needs_api_key=False,
         stream_usage=False,
-    ),  # fmt: skip
+    ),
     ProviderKind.LMSTUDIO: Preset("LM Studio", "http://localhost:1234/v1", needs_api_key=False),
     ProviderKind.OPENROUTER: Preset(
         "OpenRouter", "https://openrouter.ai/api/v1", headers={"X-Title": "AI Orchestra"}

@@ -189,9 +189,14 @@ def provider_test(*, provider: Provider) -> ConnectionTest:
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
         _provider_health_note(provider, latency_ms, error)
         return ConnectionTest(
-            f"{config.base_url}/models", False, latency_ms, [], error.code, error.message,
+            f"{config.base_url}/models",
+            False,
+            latency_ms,
+            [],
+            error.code,
+            error.message,
             error.http_status,
-        )  # fmt: skip
+        )
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
     _provider_health_note(provider, latency_ms, None)
     return ConnectionTest(
@@ -217,9 +222,13 @@ def provider_sync_models(*, provider: Provider) -> SyncResult:
     with transaction.atomic():
         for name in created:
             LlmModel.objects.create(
-                provider=provider, name=name, display_name=name, mode=mode_for_model_name(name),
-                owned_by=listed[name].owned_by[:200], upstream_created=listed[name].created,
-            )  # fmt: skip
+                provider=provider,
+                name=name,
+                display_name=name,
+                mode=mode_for_model_name(name),
+                owned_by=listed[name].owned_by[:200],
+                upstream_created=listed[name].created,
+            )
         for name in known & set(listed):
             provider.models.filter(name=name).update(
                 owned_by=listed[name].owned_by[:200], upstream_created=listed[name].created

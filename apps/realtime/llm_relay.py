@@ -81,9 +81,14 @@ async def relay_to_connection(
                 await work
             await layer.send(
                 reply_channel,
-                {"type": "llm.error", "id": ask_id, "code": "cancelled", "message": "Cancelled.",
-                 "call_id": str(request.call_id)},
-            )  # fmt: skip
+                {
+                    "type": "llm.error",
+                    "id": ask_id,
+                    "code": "cancelled",
+                    "message": "Cancelled.",
+                    "call_id": str(request.call_id),
+                },
+            )
     finally:
         for task in (work, cancel, heartbeat):
             task.cancel()
@@ -123,9 +128,14 @@ async def _answer(
     except ProviderError as error:
         await layer.send(
             reply_channel,
-            {"type": "llm.error", "id": ask_id, "code": error.code, "message": error.message,
-             "call_id": str(request.call_id)},
-        )  # fmt: skip
+            {
+                "type": "llm.error",
+                "id": ask_id,
+                "code": error.code,
+                "message": error.message,
+                "call_id": str(request.call_id),
+            },
+        )
 
 
 async def _stream(layer, reply_channel: str, *, ask_id, request: LlmRequest) -> None:

@@ -98,8 +98,12 @@ def test_ipv6_clients_count_per_64():
 
 def test_durations_are_written_as_openai_writes_them():
     assert [duration(s) for s in (0.02, 1, 1.5, 59.25, 360)] == [
-        "20ms", "1s", "1.5s", "59.25s", "6m0s"
-    ]  # fmt: skip
+        "20ms",
+        "1s",
+        "1.5s",
+        "59.25s",
+        "6m0s",
+    ]
 
 
 def test_usage_tokens_of_every_shape():

@@ -17,9 +17,14 @@ from tests.support.waiting import eventually
 def agent(two_providers: dict[str, Provider]) -> Agent:
     """An agent whose every call goes to provider ``a`` (no failover to ``b``)."""
     return agent_create(
-        name="planner", role="planner", model="chat", provider=two_providers["a"],
-        system_prompt="You plan.", temperature=0.2, max_tokens=256,
-    )  # fmt: skip
+        name="planner",
+        role="planner",
+        model="chat",
+        provider=two_providers["a"],
+        system_prompt="You plan.",
+        temperature=0.2,
+        max_tokens=256,
+    )
 
 
 @pytest.fixture

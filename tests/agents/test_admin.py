@@ -32,9 +32,14 @@ def test_list_and_change_pages_show_status_figures_and_activity(admin_client, ba
     )
     agent_activity_add(agent=bare_agent, event="succeeded", message="all good", task=task)
     LlmCall.objects.create(
-        created_at=timezone.now(), entry_point=EntryPoint.AGENT, status=CallStatus.SUCCESS,
-        latency_ms=42.0, agent_id=bare_agent.pk, cost=Decimal("0.1234"), input_tokens=3,
-    )  # fmt: skip
+        created_at=timezone.now(),
+        entry_point=EntryPoint.AGENT,
+        status=CallStatus.SUCCESS,
+        latency_ms=42.0,
+        agent_id=bare_agent.pk,
+        cost=Decimal("0.1234"),
+        input_tokens=3,
+    )
     listing = admin_client.get("/admin/agents/agent/").content.decode()
     assert "reviewer" in listing and "$0.1234" in listing and "idle" in listing
     page = admin_client.get(f"/admin/agents/agent/{bare_agent.pk}/change/").content.decode()

@@ -33,10 +33,14 @@ def test_operator_creates_reads_updates_and_deletes_an_agent(two_providers):
     api = client()
     created = api.post(
         "/api/v1/agents",
-        payload(provider=two_providers["b"].pk, temperature=1.5, max_tokens=100,
-                system_prompt="Write code."),
+        payload(
+            provider=two_providers["b"].pk,
+            temperature=1.5,
+            max_tokens=100,
+            system_prompt="Write code.",
+        ),
         format="json",
-    )  # fmt: skip
+    )
     assert created.status_code == 201, created.json()
     agent = created.json()
     assert agent["provider_name"] == "b" and agent["temperature"] == 1.5

@@ -93,8 +93,9 @@ async def test_an_agent_message_runs_a_task_and_streams_it(
     key = await issue_key(role=Role.OPERATOR)
     ws = await subscribed(asgi_server, key)
     async with ws:
-        await ws.send(json.dumps({"type": "agent", "id": "a1", "agent": "planner",
-                                  "prompt": "Plan it"}))  # fmt: skip
+        await ws.send(
+            json.dumps({"type": "agent", "id": "a1", "agent": "planner", "prompt": "Plan it"})
+        )
         subscribed_to = json.loads(await asyncio.wait_for(ws.recv(), 10))
         started = json.loads(await asyncio.wait_for(ws.recv(), 10))
         text = ""
@@ -105,8 +106,13 @@ async def test_an_agent_message_runs_a_task_and_streams_it(
         refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
     task_id = started["task"]
     assert subscribed_to == {"type": "subscribed", "channel": f"agent_task:{task_id}"}
-    assert started == {"type": "agent_task_started", "id": "a1", "task": task_id,
-                       "agent": agent.pk, "status": "queued"}  # fmt: skip
+    assert started == {
+        "type": "agent_task_started",
+        "id": "a1",
+        "task": task_id,
+        "agent": agent.pk,
+        "status": "queued",
+    }
     assert text.startswith("Hello from a")
     assert refused["type"] == "error" and refused["code"] == "invalid_request"
     task = await database_sync_to_async(AgentTask.objects.get)(pk=task_id)

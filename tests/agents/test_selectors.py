@@ -36,9 +36,14 @@ def step(agent: Agent, status: str, finished_minutes_ago: int | None = None) -> 
         else timezone.now() - timedelta(minutes=finished_minutes_ago)
     )
     return BuildStep.objects.create(
-        build=build, position=0, name="s", agent=agent, prompt_template="x", status=status,
+        build=build,
+        position=0,
+        name="s",
+        agent=agent,
+        prompt_template="x",
+        status=status,
         finished_at=finished,
-    )  # fmt: skip
+    )
 
 
 def test_a_new_agent_is_idle(bare_agent):
@@ -72,16 +77,26 @@ def test_its_latest_finished_work_failing_says_error(bare_agent):
 
 def call(agent_id: int | None, status: str, latency_ms: float, **fields) -> LlmCall:
     return LlmCall.objects.create(
-        created_at=timezone.now(), entry_point=EntryPoint.AGENT, status=status,
-        latency_ms=latency_ms, agent_id=agent_id, **fields,
-    )  # fmt: skip
+        created_at=timezone.now(),
+        entry_point=EntryPoint.AGENT,
+        status=status,
+        latency_ms=latency_ms,
+        agent_id=agent_id,
+        **fields,
+    )
 
 
 def test_performance_is_what_its_call_records_and_tasks_say(bare_agent):
     latencies = [120.0, 80.0, 300.0, 95.5, 210.0, 60.0, 1000.0, 150.0, 45.0, 500.0, 75.0]
     for i, latency in enumerate(latencies):
-        call(bare_agent.pk, CallStatus.SUCCESS, latency, input_tokens=10 + i, output_tokens=5,
-             cost=Decimal("0.00012345"))  # fmt: skip
+        call(
+            bare_agent.pk,
+            CallStatus.SUCCESS,
+            latency,
+            input_tokens=10 + i,
+            output_tokens=5,
+            cost=Decimal("0.00012345"),
+        )
     call(bare_agent.pk, CallStatus.ERROR, 9999.0, input_tokens=7, cost=Decimal("0.00000001"))
     call(bare_agent.pk, CallStatus.RUNNING, 0.0, input_tokens=1000)  # still streaming
     call(None, CallStatus.SUCCESS, 5.0, input_tokens=1000, cost=Decimal(1))  # not the agent's

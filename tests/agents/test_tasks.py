@@ -130,10 +130,15 @@ def test_a_task_found_running_is_retried_as_a_new_attempt(
     broker delivers it again."""
     silent_since = timezone.now() - timedelta(seconds=settings.BUILD_STEP_STALE_SECONDS + 1)
     task = AgentTask.objects.create(
-        agent=agent, prompt="Plan a trip", status=RunStatus.RUNNING, attempts=1,
-        celery_task_id=str(uuid.uuid4()), queued_at=silent_since, started_at=silent_since,
+        agent=agent,
+        prompt="Plan a trip",
+        status=RunStatus.RUNNING,
+        attempts=1,
+        celery_task_id=str(uuid.uuid4()),
+        queued_at=silent_since,
+        started_at=silent_since,
         heartbeat_at=silent_since,
-    )  # fmt: skip
+    )
     run_task.apply_async(args=[task.pk], task_id=task.celery_task_id)
     task_reaches(task, RunStatus.SUCCEEDED, RunStatus.FAILED)
     assert task.status == RunStatus.SUCCEEDED and task.attempts == 2
@@ -149,9 +154,13 @@ def test_the_sweep_fails_running_tasks_whose_worker_went_silent(agent):
 
     def make(status: str, heartbeat_at=None) -> AgentTask:
         return AgentTask.objects.create(
-            agent=agent, prompt="p", status=status, attempts=1 if heartbeat_at else 0,
-            queued_at=long_ago, heartbeat_at=heartbeat_at,
-        )  # fmt: skip
+            agent=agent,
+            prompt="p",
+            status=status,
+            attempts=1 if heartbeat_at else 0,
+            queued_at=long_ago,
+            heartbeat_at=heartbeat_at,
+        )
 
     stale = make(RunStatus.RUNNING, long_ago)
     alive = make(RunStatus.RUNNING, timezone.now())

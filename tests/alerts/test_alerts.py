@@ -31,8 +31,9 @@ def outcome(name: str, status: str, message: str = "") -> CheckOutcome:
 
 def test_one_open_alert_per_cause_until_it_is_resolved():
     first, created = alert_raise(cause="health:x", kind="health", title="x down")
-    again, created_again = alert_raise(cause="health:x", kind="health", title="x down",
-                                       detail="still", severity="critical")  # fmt: skip
+    again, created_again = alert_raise(
+        cause="health:x", kind="health", title="x down", detail="still", severity="critical"
+    )
     assert created and not created_again and again.pk == first.pk
     again.refresh_from_db()
     assert again.occurrences == 2 and again.severity == "critical" and again.detail == "still"
@@ -52,8 +53,9 @@ def test_the_health_run_raises_for_failing_checks_and_resolves_when_they_pass(we
         ]
     )
     assert {a.cause: a.severity for a in Alert.objects.all()} == {
-        "health:disk": "warning", "health:beat": "critical",
-    }  # fmt: skip
+        "health:disk": "warning",
+        "health:beat": "critical",
+    }
     # Severity routing: the channel takes critical alerts only.
     assert [m["title"] for m in webhook.received] == ["[CRITICAL] Health check beat: error"]
     alerts_evaluate(outcomes=[outcome("disk", "ok"), outcome("beat", "starting")])
@@ -104,8 +106,12 @@ def test_a_channel_is_rate_limited(webhook):
 def test_the_channel_url_is_encrypted_at_rest_and_never_returned(webhook):
     admin = bearer(api_key_issue(role=Role.ADMIN))
     client = Client()
-    made = client.post("/api/v1/notification-channels", {"name": "hook", "url": webhook.url},
-                       content_type="application/json", headers=admin)  # fmt: skip
+    made = client.post(
+        "/api/v1/notification-channels",
+        {"name": "hook", "url": webhook.url},
+        content_type="application/json",
+        headers=admin,
+    )
     assert made.status_code == 201, made.content
     assert made.json()["service"] == "json" and "url" not in made.json()
     from apps.alerts.models import NotificationChannel
@@ -117,8 +123,12 @@ def test_the_channel_url_is_encrypted_at_rest_and_never_returned(webhook):
     tested = client.post(f"/api/v1/notification-channels/{stored.pk}/test", headers=admin)
     assert tested.json()["status"] == "sent"
     assert webhook.received[0]["title"] == "AI Orchestra: test notification"
-    bad = client.post("/api/v1/notification-channels", {"name": "x", "url": "nope://x"},
-                      content_type="application/json", headers=admin)  # fmt: skip
+    bad = client.post(
+        "/api/v1/notification-channels",
+        {"name": "x", "url": "nope://x"},
+        content_type="application/json",
+        headers=admin,
+    )
     assert bad.status_code == 400
 
 
@@ -129,15 +139,27 @@ def test_only_admins_configure_channels_whatever_the_request_says(role, webhook)
     client = Client()
     sneaky = {**key, "X-Role": "admin", "X-Forwarded-User": "admin", "X-User": "admin"}
     body = {"name": "mine", "url": webhook.url, "role": "admin", "is_superuser": True}
-    assert client.post("/api/v1/notification-channels", body, content_type="application/json",
-                       headers=sneaky).status_code == 403  # fmt: skip
-    changed = client.patch(f"/api/v1/notification-channels/{channel.pk}", {"enabled": False},
-                           content_type="application/json", headers=sneaky)  # fmt: skip
+    assert (
+        client.post(
+            "/api/v1/notification-channels", body, content_type="application/json", headers=sneaky
+        ).status_code
+        == 403
+    )
+    changed = client.patch(
+        f"/api/v1/notification-channels/{channel.pk}",
+        {"enabled": False},
+        content_type="application/json",
+        headers=sneaky,
+    )
     assert changed.status_code == 403
-    assert client.post(f"/api/v1/notification-channels/{channel.pk}/test",
-                       headers=sneaky).status_code == 403  # fmt: skip
-    assert client.delete(f"/api/v1/notification-channels/{channel.pk}",
-                         headers=sneaky).status_code == 403  # fmt: skip
+    assert (
+        client.post(f"/api/v1/notification-channels/{channel.pk}/test", headers=sneaky).status_code
+        == 403
+    )
+    assert (
+        client.delete(f"/api/v1/notification-channels/{channel.pk}", headers=sneaky).status_code
+        == 403
+    )
     assert webhook.received == []
     channel.refresh_from_db()
     assert channel.enabled
@@ -149,19 +171,24 @@ def test_operators_acknowledge_viewers_read():
     viewer = bearer(api_key_issue(role=Role.VIEWER))
     listed = client.get("/api/v1/alerts?status=open", headers=viewer)
     assert [a["id"] for a in listed.json()["results"]] == [alert.pk]
-    refused = client.post(f"/api/v1/alerts/{alert.pk}/acknowledge",
-                          {"acknowledged_by": "someone"}, content_type="application/json",
-                          headers={**viewer, "X-Role": "operator"})  # fmt: skip
+    refused = client.post(
+        f"/api/v1/alerts/{alert.pk}/acknowledge",
+        {"acknowledged_by": "someone"},
+        content_type="application/json",
+        headers={**viewer, "X-Role": "operator"},
+    )
     assert refused.status_code == 403
     assert client.post(f"/api/v1/alerts/{alert.pk}/acknowledge").status_code in (401, 403)
     operator = user_create(role=Role.OPERATOR)
-    done = client.post(f"/api/v1/alerts/{alert.pk}/acknowledge",
-                       headers=bearer(api_key_issue(user=operator)))  # fmt: skip
+    done = client.post(
+        f"/api/v1/alerts/{alert.pk}/acknowledge", headers=bearer(api_key_issue(user=operator))
+    )
     assert done.status_code == 200
     assert done.json()["status"] == "acknowledged"
     assert done.json()["acknowledged_by"] == operator.username
-    again = client.post(f"/api/v1/alerts/{alert.pk}/acknowledge",
-                        headers=bearer(api_key_issue(user=operator)))  # fmt: skip
+    again = client.post(
+        f"/api/v1/alerts/{alert.pk}/acknowledge", headers=bearer(api_key_issue(user=operator))
+    )
     assert again.status_code == 409
 
 

@@ -148,8 +148,12 @@ def test_a_circuit_left_open_past_the_threshold_is_alerted_and_resolved_when_clo
     Provider.objects.filter(name="a").update(max_retries=0)
     upstream_a.configure(status=500)
     chat = {"model": "chat", "messages": [{"role": "user", "content": "hello"}]}
-    answer = httpx.post(f"{asgi_server.url}/v1/chat/completions", json=chat,
-                        headers=bearer(operator_key), timeout=30)  # fmt: skip
+    answer = httpx.post(
+        f"{asgi_server.url}/v1/chat/completions",
+        json=chat,
+        headers=bearer(operator_key),
+        timeout=30,
+    )
     assert answer.status_code == 200  # served by b; a's circuit opened
     viewer = bearer(api_key_issue(role=Role.VIEWER))
     detailed = httpx.get(f"{asgi_server.url}/health/detailed", headers=viewer, timeout=30).json()

@@ -46,10 +46,15 @@ def texts(response) -> list[str]:
 
 def test_the_list_filters_and_the_page_shows_the_audit_trail(admin_client):
     refund = request_made(reference="order:1001", context={"order_id": 1001})
-    deploy = request_made(kind="deploy", action="Deploy to production",
-                          risk_level=RiskLevel.CRITICAL)  # fmt: skip
-    approval_decide(approval=deploy, decision="rejected", by=user_create(role=Role.ADMIN),
-                    notes="not on a Friday")  # fmt: skip
+    deploy = request_made(
+        kind="deploy", action="Deploy to production", risk_level=RiskLevel.CRITICAL
+    )
+    approval_decide(
+        approval=deploy,
+        decision="rejected",
+        by=user_create(role=Role.ADMIN),
+        notes="not on a Friday",
+    )
 
     listing = admin_client.get(APPROVALS).content.decode()
     assert "Refund $500" in listing and "Deploy to production" in listing
@@ -122,16 +127,18 @@ def test_the_page_decides_one_request_with_notes(admin_client, admin_user):
     assert approval.status == ApprovalStatus.PENDING
 
     response = admin_client.post(
-        url, {"_form_submitted": "True", "notes": "Customer withdrew."},
+        url,
+        {"_form_submitted": "True", "notes": "Customer withdrew."},
         headers={"HX-Request": "true"},
-    )  # fmt: skip
+    )
 
     assert response.headers["HX-Redirect"] == f"{APPROVALS}{approval.pk}/change/"
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.REJECTED
     assert approval.decision_notes == "Customer withdrew." and approval.decided_by == admin_user
-    again = admin_client.post(f"{APPROVALS}{approval.pk}/approve/", {"_form_submitted": "True"},
-                              follow=True)  # fmt: skip
+    again = admin_client.post(
+        f"{APPROVALS}{approval.pk}/approve/", {"_form_submitted": "True"}, follow=True
+    )
     assert f"#{approval.pk}: This request was already rejected." in texts(again)
 
 
@@ -140,11 +147,17 @@ POLICY = "/admin/approvals/approvalpolicy/"
 
 def policy_form(**fields) -> dict:
     return {
-        "enabled": "on", "low_role": "operator", "medium_role": "operator",
-        "high_role": "operator", "auto_approve_max_risk": "low", "auto_approve_max_cost": "1",
-        "expiry_outcome": "reject", "escalation_seconds": "3600", "default_expiry_seconds": "",
+        "enabled": "on",
+        "low_role": "operator",
+        "medium_role": "operator",
+        "high_role": "operator",
+        "auto_approve_max_risk": "low",
+        "auto_approve_max_cost": "1",
+        "expiry_outcome": "reject",
+        "escalation_seconds": "3600",
+        "default_expiry_seconds": "",
         **fields,
-    }  # fmt: skip
+    }
 
 
 def test_only_admins_change_the_policy_in_the_admin_and_each_change_is_kept():
@@ -166,8 +179,9 @@ def test_only_admins_change_the_policy_in_the_admin_and_each_change_is_kept():
         assert who.post(f"{POLICY}1/change/", policy_form(enabled="")).status_code == 403
     assert ApprovalPolicy.objects.get().enabled
 
-    refused = admin.post(f"{POLICY}1/change/", policy_form(high_role="operator",
-                                                            medium_role="admin"))  # fmt: skip
+    refused = admin.post(
+        f"{POLICY}1/change/", policy_form(high_role="operator", medium_role="admin")
+    )
     assert refused.status_code == 200
     assert refused.context["adminform"].form.errors == {
         "high_role": ["A riskier level may not need a weaker role than a safer one."]
@@ -193,8 +207,12 @@ def test_only_admins_change_the_policy_in_the_admin_and_each_change_is_kept():
         trail_page.content.decode()
     )
     change = ApprovalPolicyChange.objects.first()
-    assert admin.post(f"/admin/approvals/approvalpolicychange/{change.pk}/delete/",
-                      {"post": "yes"}).status_code == 403  # fmt: skip
+    assert (
+        admin.post(
+            f"/admin/approvals/approvalpolicychange/{change.pk}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
     assert ApprovalPolicyChange.objects.count() == 2
 
 

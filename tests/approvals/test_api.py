@@ -25,17 +25,22 @@ def request_made(**fields) -> ApprovalRequest:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_gated_build_step_goes_on_once_approved_through_the_api(upstream_a, two_providers,
-                                                                    celery_worker):  # fmt: skip
+def test_a_gated_build_step_goes_on_once_approved_through_the_api(
+    upstream_a, two_providers, celery_worker
+):
     Agent.objects.create(name="planner", role="planner", model="chat")
     upstream_a.enqueue({"content": "the plan"}, {"content": "the code"})
     requester, approver = user_create(role=Role.OPERATOR), user_create(role=Role.OPERATOR)
     mine, theirs = client(user=requester), client(user=approver)
     steps = [
         {"name": "plan", "agent": "planner", "prompt": "Plan {input}"},
-        {"name": "code", "agent": "planner", "prompt": "Code {previous}",
-         "requires_approval": True},
-    ]  # fmt: skip
+        {
+            "name": "code",
+            "agent": "planner",
+            "prompt": "Code {previous}",
+            "requires_approval": True,
+        },
+    ]
     build = mine.post(
         "/api/v1/builds", {"title": "gated", "input": "x", "steps": steps}, format="json"
     ).json()
@@ -51,8 +56,9 @@ def test_a_gated_build_step_goes_on_once_approved_through_the_api(upstream_a, tw
     assert waiting["status"] == "awaiting_approval"
     assert waiting["steps"][1]["approval"] == pending["id"]
 
-    own = mine.post(f"/api/v1/approvals/{pending['id']}/decide", {"decision": "approved"},
-                    format="json")  # fmt: skip
+    own = mine.post(
+        f"/api/v1/approvals/{pending['id']}/decide", {"decision": "approved"}, format="json"
+    )
     assert own.status_code == 403
     assert own.json()["error"] == {
         "code": "permission_denied",
@@ -60,18 +66,23 @@ def test_a_gated_build_step_goes_on_once_approved_through_the_api(upstream_a, tw
         "details": {},
     }
 
-    decided = theirs.post(f"/api/v1/approvals/{pending['id']}/decide",
-                          {"decision": "approved", "notes": "go"}, format="json")  # fmt: skip
+    decided = theirs.post(
+        f"/api/v1/approvals/{pending['id']}/decide",
+        {"decision": "approved", "notes": "go"},
+        format="json",
+    )
     assert decided.status_code == 200, decided.json()
     body = decided.json()
     assert body["status"] == ApprovalStatus.APPROVED and body["decision_notes"] == "go"
     assert body["decided_by"] == approver.pk and body["decided_by_username"] == approver.username
     assert [(e["event"], e["actor"]) for e in body["audit"]] == [
-        ("requested", requester.pk), ("approved", approver.pk),
-    ]  # fmt: skip
+        ("requested", requester.pk),
+        ("approved", approver.pk),
+    ]
 
-    twice = theirs.post(f"/api/v1/approvals/{pending['id']}/decide", {"decision": "rejected"},
-                        format="json")  # fmt: skip
+    twice = theirs.post(
+        f"/api/v1/approvals/{pending['id']}/decide", {"decision": "rejected"}, format="json"
+    )
     assert twice.status_code == 409
     assert twice.json()["error"]["code"] == "conflict"
     assert twice.json()["error"]["message"] == "This request was already approved."
@@ -101,21 +112,24 @@ class TestDecisions:
 
     def test_a_critical_request_only_an_admin_decides(self):
         approval = request_made(risk_level=RiskLevel.CRITICAL)
-        refused = client().post(f"/api/v1/approvals/{approval.pk}/decide",
-                                {"decision": "approved"}, format="json")  # fmt: skip
+        refused = client().post(
+            f"/api/v1/approvals/{approval.pk}/decide", {"decision": "approved"}, format="json"
+        )
         assert refused.status_code == 403
         assert refused.json()["error"]["message"] == "Only an admin may decide a critical request."
         admin = user_create(role=Role.ADMIN)  # the admin role, not a superuser
         assert not admin.is_superuser
-        accepted = client(user=admin).post(f"/api/v1/approvals/{approval.pk}/decide",
-                                           {"decision": "approved"}, format="json")  # fmt: skip
+        accepted = client(user=admin).post(
+            f"/api/v1/approvals/{approval.pk}/decide", {"decision": "approved"}, format="json"
+        )
         assert accepted.status_code == 200
 
     def test_an_expired_request_is_a_conflict(self):
         approval = request_made()
         ApprovalRequest.objects.filter(pk=approval.pk).update(status=ApprovalStatus.EXPIRED)
-        response = client().post(f"/api/v1/approvals/{approval.pk}/decide",
-                                 {"decision": "approved"}, format="json")  # fmt: skip
+        response = client().post(
+            f"/api/v1/approvals/{approval.pk}/decide", {"decision": "approved"}, format="json"
+        )
         assert response.status_code == 409
 
     @pytest.mark.parametrize("body", [{}, {"decision": "maybe"}, {"decision": "expired"}])
@@ -130,8 +144,11 @@ class TestDecisions:
     def test_viewers_read_but_do_not_decide(self):
         approval = request_made()
         viewer, anonymous = client(Role.VIEWER), APIClient()
-        for path in ("/api/v1/approvals", "/api/v1/approvals/pending",
-                     f"/api/v1/approvals/{approval.pk}"):  # fmt: skip
+        for path in (
+            "/api/v1/approvals",
+            "/api/v1/approvals/pending",
+            f"/api/v1/approvals/{approval.pk}",
+        ):
             assert viewer.get(path).status_code == 200
             assert anonymous.get(path).status_code == 401
         path = f"/api/v1/approvals/{approval.pk}/decide"
@@ -143,8 +160,9 @@ class TestDecisions:
     def test_an_unknown_request_is_a_404(self):
         api = client()
         assert api.get("/api/v1/approvals/999999").status_code == 404
-        response = api.post("/api/v1/approvals/999999/decide", {"decision": "approved"},
-                            format="json")  # fmt: skip
+        response = api.post(
+            "/api/v1/approvals/999999/decide", {"decision": "approved"}, format="json"
+        )
         assert response.status_code == 404
 
 

@@ -50,8 +50,12 @@ class TestTheWaitingStep:
         assert build.status == BuildStatus.AWAITING_APPROVAL
         task_before = step.celery_task_id
 
-        approval_decide(approval=step.approval, decision="approved",
-                        by=user_create(role=Role.OPERATOR), notes="go")  # fmt: skip
+        approval_decide(
+            approval=step.approval,
+            decision="approved",
+            by=user_create(role=Role.OPERATOR),
+            notes="go",
+        )
 
         step.refresh_from_db()
         build.refresh_from_db()
@@ -85,8 +89,9 @@ class TestTheWaitingStep:
         assert step.status == RunStatus.QUEUED
 
     def test_an_auto_approval_does_not_leave_it_waiting(self, planner):
-        approval_policy_update(auto_approve_enabled=True, auto_approve_max_risk="medium",
-                               auto_approve_max_cost=None)  # fmt: skip
+        approval_policy_update(
+            auto_approve_enabled=True, auto_approve_max_risk="medium", auto_approve_max_cost=None
+        )
         build, step = gated_build(by=None)
         assert step.approval.status == ApprovalStatus.APPROVED
         assert step.approval.decision_notes.startswith("Auto-approved by rule: risk medium")
@@ -95,8 +100,9 @@ class TestTheWaitingStep:
         assert events(build)[-3:] == ["awaiting_approval", "approved", "queued"]
 
     def test_a_rule_never_approves_a_persons_own_step_above_low_risk(self, planner):
-        approval_policy_update(auto_approve_enabled=True, auto_approve_max_risk="medium",
-                               auto_approve_max_cost=None)  # fmt: skip
+        approval_policy_update(
+            auto_approve_enabled=True, auto_approve_max_risk="medium", auto_approve_max_cost=None
+        )
         build, step = gated_build(by=user_create(role=Role.OPERATOR))
         assert step.approval.status == ApprovalStatus.PENDING
         assert trail(step.approval) == ["requested"]
@@ -113,8 +119,9 @@ class TestTheWaitingStep:
 
 @pytest.mark.django_db(transaction=True)
 def test_an_auto_approved_step_runs_to_the_end_on_the_worker(planner, upstream_a, celery_worker):
-    approval_policy_update(auto_approve_enabled=True, auto_approve_max_risk="medium",
-                           auto_approve_max_cost=None)  # fmt: skip
+    approval_policy_update(
+        auto_approve_enabled=True, auto_approve_max_risk="medium", auto_approve_max_cost=None
+    )
     upstream_a.enqueue({"content": "shipped"})
 
     build = build_create(title="gated", input="it", steps=GATED, by=None)

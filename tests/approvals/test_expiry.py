@@ -85,8 +85,7 @@ def test_a_decision_after_the_deadline_is_refused_and_the_request_expires(outcom
     until(approval.expires_at)
 
     with pytest.raises(ValidationError, match="expired at .* before the decision came"):
-        approval_decide(approval=approval, decision="rejected",
-                        by=user_create(role=Role.OPERATOR))  # fmt: skip
+        approval_decide(approval=approval, decision="rejected", by=user_create(role=Role.OPERATOR))
 
     approval.refresh_from_db()
     assert approval.decided_by is None
@@ -101,8 +100,9 @@ def test_a_late_decision_over_the_api_is_a_conflict():
     approval = request_made(expires_in_seconds=1)
     until(approval.expires_at)
     operator = APIClient(headers=bearer(api_key_issue(role=Role.OPERATOR)))
-    response = operator.post(f"/api/v1/approvals/{approval.pk}/decide", {"decision": "approved"},
-                             format="json")  # fmt: skip
+    response = operator.post(
+        f"/api/v1/approvals/{approval.pk}/decide", {"decision": "approved"}, format="json"
+    )
     assert response.status_code == 409
     assert "it is expired now" in response.json()["error"]["message"]
 
@@ -131,9 +131,14 @@ class TestEscalation:
         message = listener.next()
         assert message["event"] == "approval.escalated"
         assert message["data"] == {
-            "id": approval.pk, "kind": "refund", "status": "pending", "risk_level": "low",
-            "reference": "", "required_role": "admin", "waited_seconds": 1,
-        }  # fmt: skip
+            "id": approval.pk,
+            "kind": "refund",
+            "status": "pending",
+            "risk_level": "low",
+            "reference": "",
+            "required_role": "admin",
+            "waited_seconds": 1,
+        }
 
         assert approvals_escalate_overdue() == 0, "escalated once"
         assert trail(approval) == ["requested", "escalated"]

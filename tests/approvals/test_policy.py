@@ -100,11 +100,13 @@ def test_a_superuser_decides_as_an_admin_and_an_inactive_admin_not_at_all():
     ("fields", "operator_refused"),
     [
         ({"high_role": "admin"}, {RiskLevel.HIGH, RiskLevel.CRITICAL}),
-        ({"medium_role": "admin", "high_role": "admin"},
-         {RiskLevel.MEDIUM, RiskLevel.HIGH, RiskLevel.CRITICAL}),
+        (
+            {"medium_role": "admin", "high_role": "admin"},
+            {RiskLevel.MEDIUM, RiskLevel.HIGH, RiskLevel.CRITICAL},
+        ),
         ({"low_role": "admin", "medium_role": "admin", "high_role": "admin"}, set(RiskLevel)),
     ],
-)  # fmt: skip
+)
 def test_a_stricter_policy_leaves_more_to_admins(fields, operator_refused):
     approval_policy_update(**fields)
     operator, admin = user_create(role=Role.OPERATOR), user_create(role=Role.ADMIN)
@@ -143,8 +145,9 @@ def test_an_escalated_request_is_an_admins_alone():
     )
     assert approvals_escalate_overdue() == 1
     operator, admin = user_create(role=Role.OPERATOR), user_create(role=Role.ADMIN)
-    with pytest.raises(PermissionDenied, match="Only an admin may decide this request: it was "
-                       "escalated."):  # fmt: skip
+    with pytest.raises(
+        PermissionDenied, match="Only an admin may decide this request: it was escalated."
+    ):
         approval_decide(approval=approval, decision="approved", by=operator)
     assert approval_decide(approval=approval, decision="approved", by=admin).status == (
         ApprovalStatus.APPROVED
@@ -158,8 +161,11 @@ class TestThePolicyItself:
         assert not ApprovalPolicy.objects.exists(), "reading the policy writes nothing"
         assert policy.enabled and not policy.auto_approve_enabled
         assert [policy.role_for(level) for level in RiskLevel] == [
-            "operator", "operator", "operator", "admin",
-        ]  # fmt: skip
+            "operator",
+            "operator",
+            "operator",
+            "admin",
+        ]
         assert policy.expiry_outcome == "reject" and policy.escalation_seconds == 3600
         assert policy.expiry_seconds == settings.APPROVAL_TIMEOUT_SECONDS
         approval = request_made()
@@ -198,8 +204,11 @@ class TestThePolicyItself:
 
 class TestAutoApproval:
     def test_low_risk_under_the_cost_threshold_approves_itself(self):
-        approval_policy_update(auto_approve_enabled=True, auto_approve_max_risk="low",
-                               auto_approve_max_cost=Decimal("5"))  # fmt: skip
+        approval_policy_update(
+            auto_approve_enabled=True,
+            auto_approve_max_risk="low",
+            auto_approve_max_cost=Decimal("5"),
+        )
         asker = user_create(role=Role.OPERATOR)
 
         cheap = request_made(risk_level=RiskLevel.LOW, context={"cost": 4.5}, requested_by=asker)
@@ -222,8 +231,9 @@ class TestAutoApproval:
         assert all(trail(a) == ["requested"] for a in left)
 
     def test_without_a_cost_threshold_the_risk_alone_decides(self):
-        approval_policy_update(auto_approve_enabled=True, auto_approve_max_risk="medium",
-                               auto_approve_max_cost=None)  # fmt: skip
+        approval_policy_update(
+            auto_approve_enabled=True, auto_approve_max_risk="medium", auto_approve_max_cost=None
+        )
         medium = request_made(risk_level=RiskLevel.MEDIUM)
         high = request_made(risk_level=RiskLevel.HIGH, context={"cost": 0})
         assert medium.status == ApprovalStatus.APPROVED
@@ -272,8 +282,10 @@ class TestHitlSwitch:
             return response.json()["available"]["hitl"]
 
         assert hitl() is True
-        assert viewer.patch("/api/v1/approvals/policy", {"enabled": False},
-                            format="json").status_code == 403  # fmt: skip
+        assert (
+            viewer.patch("/api/v1/approvals/policy", {"enabled": False}, format="json").status_code
+            == 403
+        )
         assert hitl() is True
         switched = admin.patch("/api/v1/approvals/policy", {"enabled": False}, format="json")
         assert switched.status_code == 200 and switched.json()["enabled"] is False
@@ -290,26 +302,41 @@ class TestPolicyApi:
         shown = viewer.get("/api/v1/approvals/policy")
         assert shown.status_code == 200
         assert shown.json() | {"updated_at": None} == {
-            "enabled": True, "low_role": "operator", "medium_role": "operator",
-            "high_role": "operator", "auto_approve_enabled": False,
-            "auto_approve_max_risk": "low", "auto_approve_max_cost": "1.0000",
-            "self_approve_low_risk": False, "expiry_outcome": "reject", "escalation_seconds": 3600,
-            "default_expiry_seconds": None, "updated_at": None,
-        }  # fmt: skip
+            "enabled": True,
+            "low_role": "operator",
+            "medium_role": "operator",
+            "high_role": "operator",
+            "auto_approve_enabled": False,
+            "auto_approve_max_risk": "low",
+            "auto_approve_max_cost": "1.0000",
+            "self_approve_low_risk": False,
+            "expiry_outcome": "reject",
+            "escalation_seconds": 3600,
+            "default_expiry_seconds": None,
+            "updated_at": None,
+        }
         assert APIClient().get("/api/v1/approvals/policy").status_code == 401
 
         admin = APIClient(headers=bearer(api_key_issue(role=Role.ADMIN)))
         changed = admin.patch(
             "/api/v1/approvals/policy",
-            {"high_role": "admin", "auto_approve_enabled": True, "auto_approve_max_cost": None,
-             "expiry_outcome": "approve", "escalation_seconds": 0, "default_expiry_seconds": 600},
+            {
+                "high_role": "admin",
+                "auto_approve_enabled": True,
+                "auto_approve_max_cost": None,
+                "expiry_outcome": "approve",
+                "escalation_seconds": 0,
+                "default_expiry_seconds": 600,
+            },
             format="json",
-        )  # fmt: skip
+        )
         assert changed.status_code == 200, changed.json()
         body = changed.json()
         assert (body["high_role"], body["auto_approve_max_cost"], body["expiry_outcome"]) == (
-            "admin", None, "approve",
-        )  # fmt: skip
+            "admin",
+            None,
+            "approve",
+        )
         assert approval_policy().default_expiry_seconds == 600
 
     @pytest.mark.parametrize(
@@ -351,8 +378,9 @@ class TestSelfApproval:
         assert decided.status == ApprovalStatus.APPROVED and decided.self_decided
         assert low.audit.last().notes == f"{SELF_DECIDED_NOTE} ok"
         other = request_made(risk_level=RiskLevel.LOW, requested_by=solo)
-        by_another = approval_decide(approval=other, decision="approved",
-                                     by=user_create(role=Role.OPERATOR))  # fmt: skip
+        by_another = approval_decide(
+            approval=other, decision="approved", by=user_create(role=Role.OPERATOR)
+        )
         assert not by_another.self_decided
 
     def test_the_api_shows_it_and_a_client_cannot_claim_it(self):
@@ -360,17 +388,25 @@ class TestSelfApproval:
         solo = user_create(role=Role.OPERATOR)
         client = APIClient(headers=bearer(api_key_issue(user=solo)))
         medium = request_made(risk_level=RiskLevel.MEDIUM, requested_by=solo)
-        refused = client.post(f"/api/v1/approvals/{medium.pk}/decide",
-                              {"decision": "approved", "self_decided": True, "risk_level": "low",
-                               "requested_by": None}, format="json")  # fmt: skip
+        refused = client.post(
+            f"/api/v1/approvals/{medium.pk}/decide",
+            {
+                "decision": "approved",
+                "self_decided": True,
+                "risk_level": "low",
+                "requested_by": None,
+            },
+            format="json",
+        )
         assert refused.status_code == 403
         assert refused.json()["error"]["message"] == (
             "Nobody may decide their own request above low risk."
         )
         assert_untouched(medium)
         low = request_made(risk_level=RiskLevel.LOW, requested_by=solo)
-        decided = client.post(f"/api/v1/approvals/{low.pk}/decide", {"decision": "approved"},
-                              format="json")  # fmt: skip
+        decided = client.post(
+            f"/api/v1/approvals/{low.pk}/decide", {"decision": "approved"}, format="json"
+        )
         assert decided.status_code == 200 and decided.json()["self_decided"] is True
         listed = client.get("/api/v1/approvals?status=approved").json()["results"]
         assert [(a["id"], a["self_decided"]) for a in listed] == [(low.pk, True)]

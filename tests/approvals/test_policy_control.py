@@ -27,8 +27,14 @@ WHOLE_POLICY = {
     "default_expiry_seconds": None,
 }  # fmt: skip
 # What a client may add hoping to be taken for someone else or to skip a rule.
-FORGED_FIELDS = {"by": 1, "actor": 1, "role": "admin", "requested_by": None, "decided_by": 1,
-                 "is_superuser": True}  # fmt: skip
+FORGED_FIELDS = {
+    "by": 1,
+    "actor": 1,
+    "role": "admin",
+    "requested_by": None,
+    "decided_by": 1,
+    "is_superuser": True,
+}
 FORGED_HEADERS = {"X-Orchestra-Role": "admin", "X-Forwarded-User": "admin", "X-User-Id": "1"}
 
 
@@ -44,10 +50,15 @@ def assert_refused(response: httpx.Response, status: int) -> None:
 
 
 def ask(client: httpx.Client, risk: str, **fields: Any) -> dict[str, Any]:
-    response = client.post("/api/v1/approvals/request", json={
-        "approval_type": "deploy", "proposed_action": f"Ship it ({risk})", "risk_level": risk,
-        **fields,
-    })  # fmt: skip
+    response = client.post(
+        "/api/v1/approvals/request",
+        json={
+            "approval_type": "deploy",
+            "proposed_action": f"Ship it ({risk})",
+            "risk_level": risk,
+            **fields,
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -66,7 +77,7 @@ def test_below_admin_no_api_write_changes_the_policy(asgi_server, role):
                 "auto_approve_max_risk": "high",
                 "auto_approve_max_cost": None,
             },
-        ),  # fmt: skip
+        ),
         client.put(POLICY, json={**WHOLE_POLICY, "enabled": False}),
     ]
     for response in writes:
@@ -91,12 +102,21 @@ def test_an_admin_changes_it_through_patch_and_put_and_each_change_is_kept(asgi_
     history = api(asgi_server, Role.VIEWER).get(f"{POLICY}/history")
     assert history.status_code == 200
     assert [(c["actor"], c["actor_username"], c["changes"]) for c in history.json()["results"]] == [
-        (boss.pk, boss.username, {"auto_approve_max_cost": ["1", None],
-                                  "self_approve_low_risk": [True, False],
-                                  "escalation_seconds": [60, 3600]}),
-        (boss.pk, boss.username, {"self_approve_low_risk": [False, True],
-                                  "escalation_seconds": [3600, 60]}),
-    ]  # fmt: skip
+        (
+            boss.pk,
+            boss.username,
+            {
+                "auto_approve_max_cost": ["1", None],
+                "self_approve_low_risk": [True, False],
+                "escalation_seconds": [60, 3600],
+            },
+        ),
+        (
+            boss.pk,
+            boss.username,
+            {"self_approve_low_risk": [False, True], "escalation_seconds": [3600, 60]},
+        ),
+    ]
     assert approval_policy().auto_approve_max_cost is None
 
 
@@ -120,8 +140,11 @@ def test_attack_two_an_operators_own_risky_request_never_approves_itself(asgi_se
     """Issue 18: the operator set auto-approval up to high with no cost limit, then their own
     high-risk request approved itself."""
     operator = api(asgi_server, Role.OPERATOR)
-    attack = {"auto_approve_enabled": True, "auto_approve_max_risk": "high",
-              "auto_approve_max_cost": None}  # fmt: skip
+    attack = {
+        "auto_approve_enabled": True,
+        "auto_approve_max_risk": "high",
+        "auto_approve_max_cost": None,
+    }
 
     assert_refused(operator.patch(POLICY, json=attack), 403)
     assert ask(operator, "high")["status"] == ApprovalStatus.PENDING
@@ -131,23 +154,40 @@ def test_attack_two_an_operators_own_risky_request_never_approves_itself(asgi_se
     approval_policy_update(by=user_create(role=Role.ADMIN), **attack)
     own = user_create(role=Role.OPERATOR).pk
     for risk in ("medium", "high", "critical"):
-        asked = ask(operator, risk, requested_by=None, requester_id=None, decided_by=own,
-                    status="approved", self_decided=True)  # fmt: skip
+        asked = ask(
+            operator,
+            risk,
+            requested_by=None,
+            requester_id=None,
+            decided_by=own,
+            status="approved",
+            self_decided=True,
+        )
         assert asked["status"] == ApprovalStatus.PENDING, risk
         assert asked["requested_by"] is not None and asked["decided_by"] is None
     low = ask(operator, "low")
     assert low["status"] == ApprovalStatus.APPROVED
     assert low["decision_notes"] == "Auto-approved by rule: risk low is at most high."
-    assert_refused(operator.post("/api/v1/approvals/request", json={
-        "approval_type": "deploy", "proposed_action": "x", "risk_level": "high",
-        "requester_id": own,
-    }), 403)  # fmt: skip
+    assert_refused(
+        operator.post(
+            "/api/v1/approvals/request",
+            json={
+                "approval_type": "deploy",
+                "proposed_action": "x",
+                "risk_level": "high",
+                "requester_id": own,
+            },
+        ),
+        403,
+    )
 
 
 def test_a_rule_never_reaches_a_level_only_admins_decide(asgi_server):
     admin = api(asgi_server, Role.ADMIN)
-    refused = admin.patch(POLICY, json={"high_role": "admin", "auto_approve_enabled": True,
-                                        "auto_approve_max_risk": "high"})  # fmt: skip
+    refused = admin.patch(
+        POLICY,
+        json={"high_role": "admin", "auto_approve_enabled": True, "auto_approve_max_risk": "high"},
+    )
     assert_refused(refused, 400)
     assert "auto_approve_max_risk" in refused.json()["error"]["details"]
     assert_refused(admin.patch(POLICY, json={"auto_approve_max_risk": "critical"}), 400)
@@ -157,8 +197,9 @@ def test_a_rule_never_reaches_a_level_only_admins_decide(asgi_server):
 def test_below_admin_the_dashboard_pages_change_nothing(asgi_server):
     """The admin's policy form (add, change) and the approval queue page, which only decides:
     a POST naming policy fields there changes nothing."""
-    form = {k: ("on" if v is True else "" if v in (False, None) else v)
-            for k, v in WHOLE_POLICY.items()}  # fmt: skip
+    form = {
+        k: ("on" if v is True else "" if v in (False, None) else v) for k, v in WHOLE_POLICY.items()
+    }
     for role in (Role.VIEWER, Role.OPERATOR):
         client = Client()
         client.force_login(user_create(role=role))

@@ -43,17 +43,32 @@ def test_the_seed_walkthrough():
     asker, approver = user_create(role=Role.OPERATOR), user_create(role=Role.OPERATOR)
     mine, theirs = as_user(asker), as_user(approver)
 
-    made = mine.post("/api/v1/approvals/request", SEED_REQUEST | {"requester_id": asker.pk},
-                     format="json")  # fmt: skip
+    made = mine.post(
+        "/api/v1/approvals/request", SEED_REQUEST | {"requester_id": asker.pk}, format="json"
+    )
 
     assert made.status_code == 201, made.json()
     body = made.json()
-    assert {k: body[k] for k in ("kind", "action", "reference", "risk_level", "status",
-                                 "requested_by", "required_role")} == {  # fmt: skip
-        "kind": "financial", "action": "Process refund of $500", "reference": "orch_123",
-        "risk_level": "high", "status": "pending", "requested_by": asker.pk,
+    assert {
+        k: body[k]
+        for k in (
+            "kind",
+            "action",
+            "reference",
+            "risk_level",
+            "status",
+            "requested_by",
+            "required_role",
+        )
+    } == {
+        "kind": "financial",
+        "action": "Process refund of $500",
+        "reference": "orch_123",
+        "risk_level": "high",
+        "status": "pending",
+        "requested_by": asker.pk,
         "required_role": "operator",
-    }  # fmt: skip
+    }
     assert body["context"] == SEED_REQUEST["context"]
     approval = ApprovalRequest.objects.get(pk=body["id"])
     assert 299 < (approval.expires_at - approval.created_at).total_seconds() < 301
@@ -62,8 +77,11 @@ def test_the_seed_walkthrough():
     pending = theirs.get("/api/v1/approvals/pending").json()["results"]
     assert [p["id"] for p in pending] == [approval.pk]
 
-    own = mine.post(f"/api/v1/approvals/pending/{approval.pk}/decide",
-                    {"approved": True, "approver_id": asker.pk}, format="json")  # fmt: skip
+    own = mine.post(
+        f"/api/v1/approvals/pending/{approval.pk}/decide",
+        {"approved": True, "approver_id": asker.pk},
+        format="json",
+    )
     assert own.status_code == 403
     assert own.json()["error"]["message"] == "Nobody may decide their own request."
 
@@ -80,14 +98,14 @@ def test_the_seed_walkthrough():
 
     stats = theirs.get("/api/v1/approvals/stats")
     assert stats.status_code == 200
-    assert stats.json()["by_status"] == {"pending": 0, "approved": 1, "rejected": 0,
-                                         "expired": 0}  # fmt: skip
+    assert stats.json()["by_status"] == {"pending": 0, "approved": 1, "rejected": 0, "expired": 0}
     assert stats.json()["by_risk"]["high"] == 1 and stats.json()["decided_by_people"] == 1
 
     history = theirs.get(f"/api/v1/approvals/{approval.pk}/history").json()["results"]
     assert [(e["event"], e["actor"], e["notes"]) for e in history] == [
-        ("requested", asker.pk, ""), ("approved", approver.pk, "Verified with customer"),
-    ]  # fmt: skip
+        ("requested", asker.pk, ""),
+        ("approved", approver.pk, "Verified with customer"),
+    ]
 
 
 class TestAsking:
@@ -107,8 +125,11 @@ class TestAsking:
     def test_without_requester_id_the_caller_asks_and_the_policy_sets_the_rest(self):
         approval_policy_update(default_expiry_seconds=120)
         asker = user_create(role=Role.OPERATOR)
-        body = {"approval_type": "deploy", "proposed_action": "Deploy to production",
-                "risk_level": "critical"}  # fmt: skip
+        body = {
+            "approval_type": "deploy",
+            "proposed_action": "Deploy to production",
+            "risk_level": "critical",
+        }
         made = as_user(asker).post("/api/v1/approvals/request", body, format="json").json()
         assert made["requested_by"] == asker.pk and made["required_role"] == "admin"
         assert made["reference"] == "" and made["context"] == {}
@@ -148,15 +169,19 @@ class TestAsking:
 
     def test_viewers_do_not_ask(self):
         viewer = APIClient(headers=bearer(api_key_issue(role=Role.VIEWER)))
-        assert viewer.post("/api/v1/approvals/request", SEED_REQUEST,
-                           format="json").status_code == 403  # fmt: skip
-        assert APIClient().post("/api/v1/approvals/request", SEED_REQUEST,
-                                format="json").status_code == 401  # fmt: skip
+        assert (
+            viewer.post("/api/v1/approvals/request", SEED_REQUEST, format="json").status_code == 403
+        )
+        assert (
+            APIClient().post("/api/v1/approvals/request", SEED_REQUEST, format="json").status_code
+            == 401
+        )
 
 
 class TestDeciding:
-    @pytest.mark.parametrize("path", ["/api/v1/approvals/{}/decide",
-                                      "/api/v1/approvals/pending/{}/decide"])  # fmt: skip
+    @pytest.mark.parametrize(
+        "path", ["/api/v1/approvals/{}/decide", "/api/v1/approvals/pending/{}/decide"]
+    )
     @pytest.mark.parametrize(
         ("body", "status", "notes"),
         [
@@ -198,8 +223,9 @@ class TestDeciding:
         decider, other = user_create(role=Role.OPERATOR), user_create(role=Role.ADMIN)
         response = as_user(decider).post(
             f"/api/v1/approvals/pending/{approval.pk}/decide",
-            {"approved": True, "approver_id": other.pk}, format="json",
-        )  # fmt: skip
+            {"approved": True, "approver_id": other.pk},
+            format="json",
+        )
         assert response.status_code == 403
         assert response.json()["error"]["message"] == (
             f"The approver is you, the caller (user {decider.pk})."
@@ -215,10 +241,17 @@ class TestDeciding:
         assert refused.status_code == 403
         assert refused.json()["error"]["message"] == "Only an admin may decide a critical request."
         again = as_user(user_create(role=Role.ADMIN))
-        assert again.post(f"/api/v1/approvals/pending/{approval.pk}/decide", {"approved": False},
-                          format="json").status_code == 200  # fmt: skip
-        twice = again.post(f"/api/v1/approvals/pending/{approval.pk}/decide", {"approved": True},
-                           format="json")  # fmt: skip
+        assert (
+            again.post(
+                f"/api/v1/approvals/pending/{approval.pk}/decide",
+                {"approved": False},
+                format="json",
+            ).status_code
+            == 200
+        )
+        twice = again.post(
+            f"/api/v1/approvals/pending/{approval.pk}/decide", {"approved": True}, format="json"
+        )
         assert twice.status_code == 409
 
 
@@ -226,9 +259,11 @@ class TestStatsAndHistory:
     def test_counts_by_status_and_risk_and_the_median_time_to_a_persons_decision(self):
         admin = user_create(role=Role.ADMIN)
         now = timezone.now()
-        for seconds, risk, decision in ((10, RiskLevel.LOW, "approved"),
-                                        (20, RiskLevel.HIGH, "rejected"),
-                                        (60, RiskLevel.HIGH, "approved")):  # fmt: skip
+        for seconds, risk, decision in (
+            (10, RiskLevel.LOW, "approved"),
+            (20, RiskLevel.HIGH, "rejected"),
+            (60, RiskLevel.HIGH, "approved"),
+        ):
             approval = request_made(risk_level=risk)
             approval_decide(approval=approval, decision=decision, by=admin)
             ApprovalRequest.objects.filter(pk=approval.pk).update(
@@ -271,7 +306,9 @@ class TestStatsAndHistory:
     def test_history_is_the_trail_and_404_for_no_request(self):
         approval = request_made(requested_by=user_create(role=Role.OPERATOR))
         api = APIClient(headers=bearer(api_key_issue(role=Role.VIEWER)))
-        assert [e["event"] for e in api.get(f"/api/v1/approvals/{approval.pk}/history")
-                .json()["results"]] == ["requested"]  # fmt: skip
+        assert [
+            e["event"]
+            for e in api.get(f"/api/v1/approvals/{approval.pk}/history").json()["results"]
+        ] == ["requested"]
         assert api.get("/api/v1/approvals/999999/history").status_code == 404
         assert APIClient().get(f"/api/v1/approvals/{approval.pk}/history").status_code == 401

@@ -23,10 +23,19 @@ from apps.builds.services import build_create, build_step_run
 from tests.support.factories import api_key_issue, bearer, user_create
 from tests.support.waiting import eventually
 
-LOW_GATE = {"name": "notes", "agent": "planner", "prompt": "Notes for {input}",
-            "requires_approval": True, "approval_risk": "low"}  # fmt: skip
-MEDIUM_GATE = {"name": "release", "agent": "planner", "prompt": "Release {previous}",
-               "requires_approval": True}  # fmt: skip
+LOW_GATE = {
+    "name": "notes",
+    "agent": "planner",
+    "prompt": "Notes for {input}",
+    "requires_approval": True,
+    "approval_risk": "low",
+}
+MEDIUM_GATE = {
+    "name": "release",
+    "agent": "planner",
+    "prompt": "Release {previous}",
+    "requires_approval": True,
+}
 
 
 def client(user) -> APIClient:
@@ -77,8 +86,9 @@ def test_a_lone_admin_passes_their_own_low_risk_gate_not_a_medium_one(
     assert created.status_code == 201, created.json()
     steps = created.json()["steps"]
     assert [(s["requires_approval"], s["approval_risk"]) for s in steps] == [
-        (True, RiskLevel.LOW), (True, RiskLevel.MEDIUM),
-    ]  # fmt: skip
+        (True, RiskLevel.LOW),
+        (True, RiskLevel.MEDIUM),
+    ]
     low = pending(api, "notes")
     assert low["risk_level"] == RiskLevel.LOW and low["requested_by"] == solo.pk
     decision = {"decision": "approved", "notes": "mine to pass"}
@@ -91,8 +101,9 @@ def test_a_lone_admin_passes_their_own_low_risk_gate_not_a_medium_one(
     waiting = build_shown(api, created.json()["id"], "awaiting_approval")
     assert [s["status"] for s in waiting["steps"]] == ["succeeded", "awaiting_approval"]
     assert waiting["steps"][0]["output"] == "the notes"
-    refused = api.post(f"/api/v1/approvals/{medium['id']}/decide", {"decision": "approved"},
-                       format="json")  # fmt: skip
+    refused = api.post(
+        f"/api/v1/approvals/{medium['id']}/decide", {"decision": "approved"}, format="json"
+    )
     assert refused.status_code == 403
     assert refused.json()["error"] == {
         "code": "permission_denied",
@@ -102,8 +113,12 @@ def test_a_lone_admin_passes_their_own_low_risk_gate_not_a_medium_one(
     assert upstream_a.stats()["queued"] == 1  # the medium-gated step's answer is still unused
 
     second = client(user_create(role=Role.OPERATOR))
-    assert second.post(f"/api/v1/approvals/{medium['id']}/decide", {"decision": "approved"},
-                       format="json").status_code == 200  # fmt: skip
+    assert (
+        second.post(
+            f"/api/v1/approvals/{medium['id']}/decide", {"decision": "approved"}, format="json"
+        ).status_code
+        == 200
+    )
     done = build_shown(api, created.json()["id"], "succeeded", "failed")
     assert done["status"] == "succeeded", done["error"]
     assert done["steps"][1]["output"] == "released"
@@ -129,22 +144,25 @@ class TestTheGatesRisk:
         assert approval.status == ApprovalStatus.PENDING
 
     def test_a_low_gate_still_needs_the_role_the_policy_gives_low_risk(self, planner):
-        approval_policy_update(self_approve_low_risk=True, low_role="admin", medium_role="admin",
-                               high_role="admin")  # fmt: skip
+        approval_policy_update(
+            self_approve_low_risk=True, low_role="admin", medium_role="admin", high_role="admin"
+        )
         operator = user_create(role=Role.OPERATOR)
         approval = asked_gate([LOW_GATE], by=operator)
         with pytest.raises(PermissionDenied, match="Only an admin may decide a low-risk request"):
             approval_decide(approval=approval, decision="approved", by=operator)
         with pytest.raises(PermissionDenied, match="needs the operator role"):
-            approval_decide(approval=approval, decision="approved",
-                            by=user_create(role=Role.VIEWER))  # fmt: skip
+            approval_decide(
+                approval=approval, decision="approved", by=user_create(role=Role.VIEWER)
+            )
         approval.refresh_from_db()
         assert approval.status == ApprovalStatus.PENDING
 
     def test_templates_and_reruns_keep_it(self, planner):
         api = client(user_create(role=Role.OPERATOR))
-        made = api.post("/api/v1/build-templates", {"name": "ship", "steps": [LOW_GATE]},
-                        format="json")  # fmt: skip
+        made = api.post(
+            "/api/v1/build-templates", {"name": "ship", "steps": [LOW_GATE]}, format="json"
+        )
         assert made.status_code == 201, made.json()
         assert made.json()["steps"][0]["approval_risk"] == "low"
         run = api.post(f"/api/v1/build-templates/{made.json()['id']}/run", {}, format="json")
@@ -159,19 +177,29 @@ class TestBadRisk:
     @pytest.mark.parametrize(
         "step, expected",
         [
-            ({**LOW_GATE, "approval_risk": "none"},
-             "Step 1: approval_risk: One of low, medium, high, critical."),
-            ({**LOW_GATE, "approval_risk": ["low"]},
-             "Step 1: approval_risk: One of low, medium, high, critical."),
-            ({**LOW_GATE, "approval_risk": "LOW"},
-             "Step 1: approval_risk: One of low, medium, high, critical."),
-            ({**LOW_GATE, "requires_approval": False},
-             "Step 1: approval_risk: Only with requires_approval."),
-            ({key: value for key, value in LOW_GATE.items() if key != "requires_approval"},
-             "Step 1: approval_risk: Only with requires_approval."),
+            (
+                {**LOW_GATE, "approval_risk": "none"},
+                "Step 1: approval_risk: One of low, medium, high, critical.",
+            ),
+            (
+                {**LOW_GATE, "approval_risk": ["low"]},
+                "Step 1: approval_risk: One of low, medium, high, critical.",
+            ),
+            (
+                {**LOW_GATE, "approval_risk": "LOW"},
+                "Step 1: approval_risk: One of low, medium, high, critical.",
+            ),
+            (
+                {**LOW_GATE, "requires_approval": False},
+                "Step 1: approval_risk: Only with requires_approval.",
+            ),
+            (
+                {key: value for key, value in LOW_GATE.items() if key != "requires_approval"},
+                "Step 1: approval_risk: Only with requires_approval.",
+            ),
             ({**LOW_GATE, "self_decided": True}, "Step 1: self_decided: Unknown field."),
         ],
-    )  # fmt: skip
+    )
     def test_is_a_400_naming_the_field_and_nothing_is_made(self, planner, step, expected):
         api = client(user_create(role=Role.OPERATOR))
         for path, body in (

@@ -33,9 +33,13 @@ def step_make(
     build: Build, *, position: int = 1, name: str = "plan", agent: Agent | None = None
 ) -> BuildStep:
     return BuildStep.objects.create(
-        build=build, position=position, name=name, prompt_template="{input}",
-        status="succeeded", agent=agent,
-    )  # fmt: skip
+        build=build,
+        position=position,
+        name=name,
+        prompt_template="{input}",
+        status="succeeded",
+        agent=agent,
+    )
 
 
 def agent_make(name: str | None = None) -> Agent:

@@ -66,9 +66,13 @@ def produced() -> dict:
     other = build_make("other")
     artifacts_store_for_step(step=step_make(other, name="plan"), text="# Other\n\nmilk-free.\n")
     return {
-        "build": build, "other": other, "plan": plan, "code": code,
-        "planner": planner, "coder": coder,
-    }  # fmt: skip
+        "build": build,
+        "other": other,
+        "plan": plan,
+        "code": code,
+        "planner": planner,
+        "coder": coder,
+    }
 
 
 def names(response) -> list[str]:
@@ -80,8 +84,14 @@ def test_the_list_is_paginated_newest_first(produced):
     response = client().get("/api/v1/artifacts")
     body = response.json()
     assert body["count"] == 6 and body["next"] is None
-    assert names(response) == ["1-plan.md", "snippet-1.sh", "change-1.patch", "2-code.md",
-                               "todo/models.py", "1-plan.md"]  # fmt: skip
+    assert names(response) == [
+        "1-plan.md",
+        "snippet-1.sh",
+        "change-1.patch",
+        "2-code.md",
+        "todo/models.py",
+        "1-plan.md",
+    ]
     first = body["results"][-1]
     assert first["step_name"] == "plan" and first["step_position"] == 1
     assert first["agent_name"] == "planner" and first["build"] == produced["build"].pk

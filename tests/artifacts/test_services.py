@@ -199,9 +199,15 @@ def test_archive_paths_are_safe_even_for_rows_written_elsewhere(media_root):
     step = step_make(build, name="../../up")
     for name, attached in (("../../../etc/evil.sh", step), ("a.txt", None), ("a.txt", None)):
         artifact = Artifact(
-            build=build, step=attached, name=name, kind="code", content="x",
-            content_type="text/plain", size=1, checksum="",
-        )  # fmt: skip
+            build=build,
+            step=attached,
+            name=name,
+            kind="code",
+            content="x",
+            content_type="text/plain",
+            size=1,
+            checksum="",
+        )
         artifact.file.save("f.txt", ContentFile(b"x"), save=True)
 
     names = zipfile.ZipFile(io.BytesIO(artifact_archive(build=build))).namelist()

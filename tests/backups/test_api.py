@@ -34,9 +34,12 @@ def test_operators_and_viewers_are_refused(role):
     assert client.post(PAGE).status_code == 403
     # Nothing a caller adds gets around it: a field naming a role, proxy and role headers.
     forged = client.post(
-        API, {"role": "admin", "is_superuser": True}, content_type="application/json",
-        HTTP_X_FORWARDED_FOR="127.0.0.1", HTTP_X_ROLE="admin",
-    )  # fmt: skip
+        API,
+        {"role": "admin", "is_superuser": True},
+        content_type="application/json",
+        HTTP_X_FORWARDED_FOR="127.0.0.1",
+        HTTP_X_ROLE="admin",
+    )
     assert forged.status_code == 403
     assert not Backup.objects.exists()
     assert client.get("/admin/backups/backup/").status_code == 403
@@ -74,8 +77,9 @@ def test_an_admin_backs_up_through_the_api_on_a_worker(backups_worker, backup_se
     assert body["status"] == "queued" and body["trigger"] == BackupTrigger.MANUAL
     backup = eventually(
         lambda: Backup.objects.filter(pk=body["id"], status__in=["succeeded", "failed"]).first(),
-        60, "the backup finished",
-    )  # fmt: skip
+        60,
+        "the backup finished",
+    )
     assert backup.status == BackupStatus.SUCCEEDED, backup.error
     assert (backup_settings["backups"] / backup.name).stat().st_size == backup.size
     detail = client.get(f"{API}/{backup.pk}").json()

@@ -134,9 +134,14 @@ def test_a_member_the_manifest_does_not_list_is_refused(tmp_path):
     with target.open("wb") as out:
         writer = ArchiveWriter(out, None)
         writer.add("files/000001", io.BytesIO(b"x"), 1)
-        writer.finish({"format": "orchestra-backup", "format_version": 1,
-                       "database": {"member": "files/000001", "size": 1, "sha256": "0"},
-                       "files": []})  # fmt: skip
+        writer.finish(
+            {
+                "format": "orchestra-backup",
+                "format_version": 1,
+                "database": {"member": "files/000001", "size": 1, "sha256": "0"},
+                "files": [],
+            }
+        )
     with pytest.raises(ArchiveError, match="checksum"):
         backup_restore(archive=target)
     other = tmp_path / "not-a-backup.tar.gz"

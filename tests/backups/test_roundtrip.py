@@ -43,10 +43,14 @@ def platform_data(two_providers, upstream_a, backups_worker, gateway, recorded_c
     Agent.objects.create(name="coder", role="coder", model="chat", system_prompt="You code.")
     upstream_a.enqueue({"content": "## Plan\n1. A model."}, {"content": CODE})
     build = build_create(
-        title="Widgets", input="a widget app", by=user_create(role=Role.OPERATOR),
-        steps=[{"name": "plan", "agent": "coder", "prompt": "Plan: {input}"},
-               {"name": "code", "agent": "coder", "prompt": "Code: {previous}"}],
-    )  # fmt: skip
+        title="Widgets",
+        input="a widget app",
+        by=user_create(role=Role.OPERATOR),
+        steps=[
+            {"name": "plan", "agent": "coder", "prompt": "Plan: {input}"},
+            {"name": "code", "agent": "coder", "prompt": "Code: {previous}"},
+        ],
+    )
     eventually(lambda: Build.objects.get(pk=build.pk).finished, 30, "the build finished")
     build.refresh_from_db()
     assert build.status == BuildStatus.SUCCEEDED, build.error

@@ -39,17 +39,26 @@ LlmCall.objects.create(created_at=timezone.now(), entry_point="openai", provider
 def manage(var_dir: Path, *args: str, stdin: str | None = None) -> str:
     env = fresh_checkout_env(var_dir, BACKUP_KEEP_LAST="5")
     done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, input=stdin,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
 
 def rows(database: Path) -> dict[str, list[str]]:
     with sqlite3.connect(database) as connection:
-        tables = [row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
         return {
             table: sorted(repr(row) for row in connection.execute(f'SELECT * FROM "{table}"'))
             for table in tables

@@ -30,15 +30,18 @@ HELLO = [{"role": "user", "content": "hello"}]
 def test_a_scheduled_backup_runs_on_the_worker_at_its_time(server_env, backups_worker):
     at = timezone.now() + timedelta(seconds=8)
     PeriodicTask.objects.create(
-        name="Backup soon", task="backups.run_scheduled", one_off=True,
+        name="Backup soon",
+        task="backups.run_scheduled",
+        one_off=True,
         clocked=ClockedSchedule.objects.create(clocked_time=at),
-    )  # fmt: skip
+    )
     beat = CeleryBeat(server_env).start()
     try:
         backup = eventually(
-            lambda: Backup.objects.filter(status=BackupStatus.SUCCEEDED).first(), 60,
+            lambda: Backup.objects.filter(status=BackupStatus.SUCCEEDED).first(),
+            60,
             "the scheduled backup succeeded",
-        )  # fmt: skip
+        )
     finally:
         beat.stop()
     assert backup.trigger == BackupTrigger.SCHEDULE

@@ -16,9 +16,15 @@ pytestmark = pytest.mark.django_db
 
 STEPS = [
     {"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"},
-    {"name": "implement", "model": "chat", "prompt": "Implement:\n{steps.plan}",
-     "temperature": 0.2, "requires_approval": True, "approval_risk": "high"},
-]  # fmt: skip
+    {
+        "name": "implement",
+        "model": "chat",
+        "prompt": "Implement:\n{steps.plan}",
+        "temperature": 0.2,
+        "requires_approval": True,
+        "approval_risk": "high",
+    },
+]
 BUILDS = "/admin/builds/build/"
 TEMPLATES = "/admin/builds/buildtemplate/"
 
@@ -103,16 +109,24 @@ def test_cancel_and_retry_actions_say_what_the_services_refused(admin_client, pl
 
 def test_rerun_starts_a_new_build_with_the_same_steps(admin_client, planner, admin_user):
     template = build_template_create(by=None, name="feature", steps=STEPS)
-    first = build_create(title="Widgets", input="a widget app", steps=STEPS, by=None,
-                         template=template)  # fmt: skip
+    first = build_create(
+        title="Widgets", input="a widget app", steps=STEPS, by=None, template=template
+    )
 
     response = act(admin_client, "rerun_selected", first)
 
     again = Build.objects.exclude(pk=first.pk).get()
     assert (again.title, again.input, again.template) == ("Widgets", "a widget app", template)
     assert again.created_by == admin_user and again.status == BuildStatus.QUEUED
-    fields = ["name", "prompt_template", "agent", "model", "temperature", "requires_approval",
-              "approval_risk"]  # fmt: skip
+    fields = [
+        "name",
+        "prompt_template",
+        "agent",
+        "model",
+        "temperature",
+        "requires_approval",
+        "approval_risk",
+    ]
     assert list(again.steps.values_list(*fields)) == list(first.steps.values_list(*fields))
     assert any("started" in m for m in texts(response))
 
@@ -148,8 +162,9 @@ def test_detail_actions_act_only_on_a_confirmed_post(admin_client, planner):
     rerun = admin_client.post(f"{BUILDS}{build.pk}/rerun/", {"_form_submitted": "True"})
     again = Build.objects.exclude(pk=build.pk).get()
     assert rerun["Location"] == f"{BUILDS}{again.pk}/change/", "to the new build"
-    assert admin_client.post(f"{BUILDS}999999/cancel/", {"_form_submitted": "True"}).status_code \
-        == 404  # fmt: skip
+    assert (
+        admin_client.post(f"{BUILDS}999999/cancel/", {"_form_submitted": "True"}).status_code == 404
+    )
 
 
 def test_operators_act_viewers_only_look(planner):
@@ -176,8 +191,12 @@ def test_operators_act_viewers_only_look(planner):
 def template_form(**overrides) -> dict:
     import json
 
-    return {"name": "feature", "description": "Plan then code.", "steps": json.dumps(STEPS),
-            **overrides}  # fmt: skip
+    return {
+        "name": "feature",
+        "description": "Plan then code.",
+        "steps": json.dumps(STEPS),
+        **overrides,
+    }
 
 
 def test_a_template_is_saved_through_the_service_and_bad_steps_are_form_errors(planner):
@@ -216,8 +235,9 @@ def test_a_nul_in_a_templates_steps_is_a_form_error_not_a_500(planner):
     assert not BuildTemplate.objects.exists()
 
 
-def test_run_starts_a_build_from_the_list_or_with_a_title_and_input(admin_client, planner,
-                                                                     admin_user):  # fmt: skip
+def test_run_starts_a_build_from_the_list_or_with_a_title_and_input(
+    admin_client, planner, admin_user
+):
     template = build_template_create(by=None, name="feature", steps=STEPS)
 
     response = act(admin_client, "run_selected", template, url=TEMPLATES)

@@ -48,9 +48,10 @@ def test_a_build_started_through_the_api_runs_and_reads_back_in_full(
     api = client()
 
     created = api.post(
-        "/api/v1/builds", {"title": "Widgets", "input": "a widget app", "steps": STEPS},
+        "/api/v1/builds",
+        {"title": "Widgets", "input": "a widget app", "steps": STEPS},
         format="json",
-    )  # fmt: skip
+    )
 
     assert created.status_code == 201, created.json()
     body = created.json()
@@ -67,8 +68,9 @@ def test_a_build_started_through_the_api_runs_and_reads_back_in_full(
         assert shown["position"] == step.position and shown["attempts"] == 1
         assert shown["celery_task_id"] == step.celery_task_id != ""
         assert (shown["input_tokens"], shown["output_tokens"]) == (
-            step.input_tokens, step.output_tokens,
-        )  # fmt: skip
+            step.input_tokens,
+            step.output_tokens,
+        )
         assert Decimal(shown["cost"]) == step.cost
         assert shown["started_at"] and shown["finished_at"] and shown["duration_seconds"] >= 0
         assert shown["approval"] is None and shown["call_id"] == str(step.call_id)
@@ -106,9 +108,10 @@ def test_a_template_runs_as_a_build(planner, upstream_a, celery_worker):
     assert template.json()["steps"] == STEPS
 
     run = api.post(
-        f"/api/v1/build-templates/{template.json()['id']}/run", {"input": "a widget app"},
+        f"/api/v1/build-templates/{template.json()['id']}/run",
+        {"input": "a widget app"},
         format="json",
-    )  # fmt: skip
+    )
 
     assert run.status_code == 201, run.json()
     assert run.json()["title"] == "feature"
@@ -148,9 +151,10 @@ class TestBuildInput:
         template = build_template_create(by=None, name="t", steps=STEPS)
         api = client()
         both = api.post(
-            "/api/v1/builds", {"title": "t", "steps": STEPS, "template": template.pk},
+            "/api/v1/builds",
+            {"title": "t", "steps": STEPS, "template": template.pk},
             format="json",
-        )  # fmt: skip
+        )
         neither = api.post("/api/v1/builds", {"title": "t"}, format="json")
         untitled = api.post("/api/v1/builds", {"title": "  ", "steps": STEPS}, format="json")
         unknown = api.post("/api/v1/builds", {"template": 999999}, format="json")
@@ -199,17 +203,23 @@ class TestBuildStates:
         assert retried.status_code == 200
         assert retried.json()["status"] == BuildStatus.QUEUED
         assert [s["status"] for s in retried.json()["steps"]] == [
-            RunStatus.QUEUED, RunStatus.PENDING,
-        ]  # fmt: skip
+            RunStatus.QUEUED,
+            RunStatus.PENDING,
+        ]
         events = api.get(f"/api/v1/builds/{build.pk}/events").json()["results"]
         assert [e["event"] for e in events if e["step"] is None] == [
-            "queued", "cancelled", "retried",
-        ]  # fmt: skip
+            "queued",
+            "cancelled",
+            "retried",
+        ]
 
     def test_unknown_builds_and_templates_are_404(self):
         api = client()
-        for path in ("/api/v1/builds/999999", "/api/v1/builds/999999/events",
-                     "/api/v1/build-templates/999999"):  # fmt: skip
+        for path in (
+            "/api/v1/builds/999999",
+            "/api/v1/builds/999999/events",
+            "/api/v1/build-templates/999999",
+        ):
             response = api.get(path)
             assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
         assert api.post("/api/v1/builds/999999/cancel").status_code == 404
@@ -248,14 +258,16 @@ class TestListing:
 class TestTemplates:
     def test_create_read_update_delete(self, planner):
         api = client()
-        created = api.post("/api/v1/build-templates", {"name": "feature", "steps": STEPS},
-                           format="json")  # fmt: skip
+        created = api.post(
+            "/api/v1/build-templates", {"name": "feature", "steps": STEPS}, format="json"
+        )
         assert created.status_code == 201
         pk = created.json()["id"]
         assert api.get("/api/v1/build-templates").json()["results"][0]["name"] == "feature"
 
-        patched = api.patch(f"/api/v1/build-templates/{pk}", {"description": "Plan then code."},
-                            format="json")  # fmt: skip
+        patched = api.patch(
+            f"/api/v1/build-templates/{pk}", {"description": "Plan then code."}, format="json"
+        )
         assert patched.status_code == 200
         assert patched.json()["description"] == "Plan then code."
         assert patched.json()["steps"] == STEPS
@@ -271,8 +283,9 @@ class TestTemplates:
         ]
         assert BuildTemplate.objects.get().steps == STEPS
 
-        duplicate = api.post("/api/v1/build-templates", {"name": "feature", "steps": STEPS},
-                             format="json")  # fmt: skip
+        duplicate = api.post(
+            "/api/v1/build-templates", {"name": "feature", "steps": STEPS}, format="json"
+        )
         assert duplicate.status_code == 400 and "name" in duplicate.json()["error"]["details"]
 
         build = build_create(title="t", steps=STEPS, by=None, template=BuildTemplate.objects.get())

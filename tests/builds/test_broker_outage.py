@@ -66,13 +66,17 @@ def test_a_build_queued_without_a_broker_runs_once_the_sweep_sends_it_again(
 
     build = eventually(
         lambda: Build.objects.filter(pk=build.pk, status=BuildStatus.SUCCEEDED).first(),
-        30, "the build succeeded",
-    )  # fmt: skip
+        30,
+        "the build succeeded",
+    )
     step = build.steps.get()
     assert step.output == PLAN and step.attempts == 1
     assert list(build.events.filter(step=step).values_list("event", flat=True)) == [
-        "queued", "resent", "started", "succeeded",
-    ]  # fmt: skip
+        "queued",
+        "resent",
+        "started",
+        "succeeded",
+    ]
     assert builds_sweep() == 0
 
 
@@ -93,6 +97,7 @@ def test_an_agent_task_queued_without_a_broker_runs_once_the_sweep_sends_it_agai
 
     task = eventually(
         lambda: AgentTask.objects.filter(pk=task.pk, status=RunStatus.SUCCEEDED).first(),
-        30, "the task succeeded",
-    )  # fmt: skip
+        30,
+        "the task succeeded",
+    )
     assert task.output == PLAN and task.attempts == 1

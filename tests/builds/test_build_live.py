@@ -34,21 +34,37 @@ async def test_a_build_message_starts_a_build_and_streams_it(
     key = await database_sync_to_async(api_key_issue)(role=Role.OPERATOR)
     headers = {"Authorization": f"Bearer {key}"}
     async with websockets.connect(asgi_server.ws_url, additional_headers=headers) as ws:
-        await ws.send(json.dumps({"type": "build", "id": "b1", "title": "Widgets",
-                                  "input": "a widget app", "steps": three_steps()}))  # fmt: skip
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "build",
+                    "id": "b1",
+                    "title": "Widgets",
+                    "input": "a widget app",
+                    "steps": three_steps(),
+                }
+            )
+        )
         messages = []
         while True:
             message = await receive(ws)
             messages.append(message)
             if message.get("event") == "build.status" and message["data"]["status"] in (
-                "succeeded", "failed", "cancelled",
-            ):  # fmt: skip
+                "succeeded",
+                "failed",
+                "cancelled",
+            ):
                 break
     subscribed, started = messages[0], messages[1]
     build_id = started["build"]
     assert subscribed == {"type": "subscribed", "channel": f"build:{build_id}"}
-    assert started == {"type": "build_started", "id": "b1", "build": build_id,
-                       "status": "queued", "steps": 3}  # fmt: skip
+    assert started == {
+        "type": "build_started",
+        "id": "b1",
+        "build": build_id,
+        "status": "queued",
+        "steps": 3,
+    }
     assert messages[-1]["data"]["status"] == "succeeded"
     build = await database_sync_to_async(Build.objects.get)(pk=build_id)
     steps = await database_sync_to_async(lambda: {s.pk: s for s in build.steps.all()})()
@@ -59,10 +75,13 @@ async def test_a_build_message_starts_a_build_and_streams_it(
                 tokens.get(message["data"]["step"], "") + (message["data"]["content"])
             )
     assert {steps[pk].name: text for pk, text in tokens.items()} == {
-        "plan": PLAN, "implement": CODE, "review": REVIEW,
-    }  # fmt: skip
-    step_events = [(m["data"]["name"], m["data"]["status"]) for m in messages
-                   if m.get("event") == "build.step"]  # fmt: skip
+        "plan": PLAN,
+        "implement": CODE,
+        "review": REVIEW,
+    }
+    step_events = [
+        (m["data"]["name"], m["data"]["status"]) for m in messages if m.get("event") == "build.step"
+    ]
     assert step_events.index(("plan", "succeeded")) < step_events.index(("implement", "running"))
 
 

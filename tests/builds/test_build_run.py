@@ -43,10 +43,14 @@ REVIEW = "Looks good."
 def three_steps(approval: bool = False) -> list[dict]:
     return [
         {"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"},
-        {"name": "implement", "agent": "planner", "prompt": "Implement:\n{steps.plan}",
-         "requires_approval": approval},
+        {
+            "name": "implement",
+            "agent": "planner",
+            "prompt": "Implement:\n{steps.plan}",
+            "requires_approval": approval,
+        },
         {"name": "review", "agent": "reviewer", "prompt": "Review:\n{previous}"},
-    ]  # fmt: skip
+    ]
 
 
 def finished(build: Build, timeout: float = 30.0) -> Build:
@@ -84,8 +88,10 @@ def test_three_steps_run_in_order(agents, upstream_a, celery_worker, recorded_ca
         assert call.build_id == build.pk and call.agent_id == step.agent_id
         assert call.entry_point == EntryPoint.BUILD and call.status == CallStatus.SUCCESS
         assert (call.input_tokens, call.output_tokens, call.cost) == (
-            step.input_tokens, step.output_tokens, step.cost,
-        )  # fmt: skip
+            step.input_tokens,
+            step.output_tokens,
+            step.cost,
+        )
     assert build.input_tokens == sum(c.input_tokens for c in calls)
     assert build.output_tokens == sum(c.output_tokens for c in calls)
     assert build.cost == sum((c.cost for c in calls), Decimal(0)) > 0
@@ -99,10 +105,13 @@ def test_three_steps_run_in_order(agents, upstream_a, celery_worker, recorded_ca
     )
     artifacts = {(a.step.name, a.name): a for a in Artifact.objects.filter(build=build)}
     assert set(artifacts) == {
-        ("plan", "1-plan.md"), ("implement", "2-implement.md"), ("review", "3-review.md"),
-        ("implement", "app/models.py"), ("implement", "app/views.py"),
+        ("plan", "1-plan.md"),
+        ("implement", "2-implement.md"),
+        ("review", "3-review.md"),
+        ("implement", "app/models.py"),
+        ("implement", "app/views.py"),
         ("implement", "app/urls.py.patch"),
-    }  # fmt: skip
+    }
     assert artifacts[("implement", "app/models.py")].kind == ArtifactKind.CODE
     assert artifacts[("implement", "app/models.py")].language == "python"
     patch = artifacts[("implement", "app/urls.py.patch")]
@@ -141,12 +150,17 @@ def test_an_approved_step_continues(agents, upstream_a, celery_worker):
 
 def test_a_rejected_step_fails_the_build_with_the_reason(agents, upstream_a, celery_worker):
     upstream_a.enqueue({"content": PLAN})
-    build = build_create(title="gated", steps=three_steps(approval=True),
-                         by=user_create(role=Role.OPERATOR))  # fmt: skip
+    build = build_create(
+        title="gated", steps=three_steps(approval=True), by=user_create(role=Role.OPERATOR)
+    )
     step = step_status(build, "implement", RunStatus.AWAITING_APPROVAL)
 
-    approval_decide(approval=step.approval, decision="rejected",
-                    by=user_create(role=Role.OPERATOR), notes="too risky")  # fmt: skip
+    approval_decide(
+        approval=step.approval,
+        decision="rejected",
+        by=user_create(role=Role.OPERATOR),
+        notes="too risky",
+    )
 
     build.refresh_from_db()
     assert build.status == BuildStatus.FAILED and "too risky" in build.error
@@ -194,8 +208,9 @@ def test_cancel_stops_the_running_stream(agents, upstream_a, celery_worker, reco
     eventually(lambda: upstream_a.stats()["client_disconnects"] >= 1, 10, "the upstream closed")
 
 
-def test_a_failed_step_fails_the_build_and_retry_goes_on(agents, upstream_a, upstream_b,
-                                                          celery_worker):  # fmt: skip
+def test_a_failed_step_fails_the_build_and_retry_goes_on(
+    agents, upstream_a, upstream_b, celery_worker
+):
     upstream_a.configure(status=500)
     upstream_b.configure(status=500)
     build = finished(build_create(title="t", steps=three_steps(), by=None))
@@ -231,10 +246,17 @@ def test_a_step_found_running_without_a_heartbeat_runs_again_as_a_new_attempt(ag
     silent_since = timezone.now() - timedelta(seconds=300)
     build = Build.objects.create(title="lost", status=BuildStatus.RUNNING, started_at=silent_since)
     step = BuildStep.objects.create(
-        build=build, position=1, name="review", prompt_template="Review", agent=agents["reviewer"],
-        status=RunStatus.RUNNING, attempts=1, celery_task_id="lost-worker",
-        started_at=silent_since, heartbeat_at=silent_since,
-    )  # fmt: skip
+        build=build,
+        position=1,
+        name="review",
+        prompt_template="Review",
+        agent=agents["reviewer"],
+        status=RunStatus.RUNNING,
+        attempts=1,
+        celery_task_id="lost-worker",
+        started_at=silent_since,
+        heartbeat_at=silent_since,
+    )
 
     build_step_run(step_id=step.pk, celery_task_id="lost-worker")
 
@@ -242,17 +264,24 @@ def test_a_step_found_running_without_a_heartbeat_runs_again_as_a_new_attempt(ag
     assert step.status == RunStatus.SUCCEEDED and step.output == REVIEW
     assert step.attempts == 2 and step.started_at > silent_since
     assert list(step.events.values_list("event", "attempt")) == [
-        ("retried", 1), ("started", 2), ("succeeded", 2)
-    ]  # fmt: skip
+        ("retried", 1),
+        ("started", 2),
+        ("succeeded", 2),
+    ]
     assert Build.objects.get(pk=build.pk).status == BuildStatus.SUCCEEDED
 
 
 def test_the_sweep_fails_a_step_whose_worker_vanished(agents, settings):
     build = Build.objects.create(title="orphan", status=BuildStatus.RUNNING)
     step = BuildStep.objects.create(
-        build=build, position=1, name="plan", prompt_template="x", status=RunStatus.RUNNING,
-        attempts=1, heartbeat_at=timezone.now() - timedelta(seconds=300),
-    )  # fmt: skip
+        build=build,
+        position=1,
+        name="plan",
+        prompt_template="x",
+        status=RunStatus.RUNNING,
+        attempts=1,
+        heartbeat_at=timezone.now() - timedelta(seconds=300),
+    )
     settings.BUILD_STEP_STALE_SECONDS = 60
 
     assert builds_sweep() == 1

@@ -68,8 +68,13 @@ class Platform:
             return None
         assert row is not None
         status, output, error, attempts = row
-        return {"status": status, "output": output, "error": error, "attempts": attempts,
-                "events": events}  # fmt: skip
+        return {
+            "status": status,
+            "output": output,
+            "error": error,
+            "attempts": attempts,
+            "events": events,
+        }
 
     def finished_step(self, build_id: int, timeout: float = 40) -> dict:
         def finished() -> dict | None:
@@ -106,10 +111,14 @@ def platform(server_env, upstreams) -> Iterator[Platform]:
 
 def streaming(platform: Platform, build_id: int) -> None:
     eventually(
-        lambda: (step := platform.step(build_id)) and step["status"] == "running"
-        and platform.upstream.stats()["streams_started"] == 1,
-        20, "the step streams its answer",
-    )  # fmt: skip
+        lambda: (
+            (step := platform.step(build_id))
+            and step["status"] == "running"
+            and platform.upstream.stats()["streams_started"] == 1
+        ),
+        20,
+        "the step streams its answer",
+    )
 
 
 def assert_kept_its_answer(platform: Platform, step: dict) -> None:

@@ -25,9 +25,10 @@ WITHOUT = "Plan: one two\n```python app/x.py\nprint(1)\n```"
 def test_a_step_whose_model_answers_nul_succeeds_without_them(agents, upstream_a, celery_worker):
     upstream_a.enqueue({"content": WITH_NUL})
     build = build_create(
-        title="nul", steps=[{"name": "plan", "agent": "reviewer", "prompt": "Plan"}],
+        title="nul",
+        steps=[{"name": "plan", "agent": "reviewer", "prompt": "Plan"}],
         by=user_create(role=Role.OPERATOR),
-    )  # fmt: skip
+    )
 
     build = finished(build)
 

@@ -34,8 +34,13 @@ def console_output(log_format: str) -> str:
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-v", "0", "-c", SCRIPT],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return result.stdout + result.stderr
 
 

@@ -72,8 +72,12 @@ def timed(call: Callable[..., httpx.Response], *args: str) -> tuple[httpx.Respon
 def manage(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -199,8 +203,12 @@ async def test_an_open_websocket_outlives_an_outage_for_the_bounded_time(platfor
     layer = RedisChannelLayer(
         hosts=[platform.redis.url], prefix=settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     )
-    alert = {"type": "bus.event", "channel": "alerts", "event": "alert.raised",
-             "data": {"title": "still here", "severity": "info"}}  # fmt: skip
+    alert = {
+        "type": "bus.event",
+        "channel": "alerts",
+        "event": "alert.raised",
+        "data": {"title": "still here", "severity": "info"},
+    }
     headers = {"Authorization": f"Bearer {platform.used_key}"}
     async with websockets.connect(f"{platform.server.ws_url}", additional_headers=headers) as ws:
         await ws.send(json.dumps({"type": "subscribe", "channel": "alerts"}))

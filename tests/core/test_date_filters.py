@@ -47,9 +47,14 @@ def _url(path: str) -> str:
 def test_the_schema_lists_the_known_date_filters():
     paths = {path for path, _ in DATE_FILTERS}
     assert {
-        "/api/v1/llm-calls", "/api/v1/builds", "/api/v1/approvals", "/api/v1/approvals/pending",
-        "/api/v1/experiments", "/api/v1/artifacts", "/api/v1/agents/{id}/tasks",
-    } <= paths  # fmt: skip
+        "/api/v1/llm-calls",
+        "/api/v1/builds",
+        "/api/v1/approvals",
+        "/api/v1/approvals/pending",
+        "/api/v1/experiments",
+        "/api/v1/artifacts",
+        "/api/v1/agents/{id}/tasks",
+    } <= paths
 
 
 @pytest.mark.django_db

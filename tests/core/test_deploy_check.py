@@ -8,17 +8,26 @@ from tests.support.processes import REPO_ROOT
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     base_env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "orchestra.settings.production"}
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env={**base_env, **env},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env={**base_env, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_check_deploy_is_clean_with_the_documented_variables():
     result = run_manage(
-        "check", "--deploy", "--fail-level", "WARNING",
-        SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="orchestra.example.com",
-        DATABASE_URL="postgres://orchestra:pw@db:5432/orchestra", REDIS_URL="redis://redis:6379/0",
-    )  # fmt: skip
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="orchestra.example.com",
+        DATABASE_URL="postgres://orchestra:pw@db:5432/orchestra",
+        REDIS_URL="redis://redis:6379/0",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

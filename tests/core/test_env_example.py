@@ -46,9 +46,18 @@ def variables_listed() -> set[str]:
 
 def test_the_search_finds_reads_of_every_kind():
     found = variables_read()
-    assert {"SECRET_KEY", "DATABASE_POOL_MAX", "REDIS_URL", "ORCHESTRA_ADMIN_PASSWORD",
-            "ORCHESTRA_PORT", "TEST_REDIS_DB", "WEB_WORKERS", "POSTGRES_PASSWORD",
-            "OPENAI_API_KEY", "GROK_API_KEY"} <= found  # fmt: skip
+    assert {
+        "SECRET_KEY",
+        "DATABASE_POOL_MAX",
+        "REDIS_URL",
+        "ORCHESTRA_ADMIN_PASSWORD",
+        "ORCHESTRA_PORT",
+        "TEST_REDIS_DB",
+        "WEB_WORKERS",
+        "POSTGRES_PASSWORD",
+        "OPENAI_API_KEY",
+        "GROK_API_KEY",
+    } <= found
 
 
 def test_every_variable_the_code_reads_is_in_env_example():

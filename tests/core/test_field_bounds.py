@@ -18,28 +18,45 @@ TEXT = "t" * (TEXT_MAX_CHARS + 1)
 PROMPT = "p" * (PROMPT_MAX_CHARS + 1)
 VARIANTS = [
     {"name": "control", "type": "control", "traffic_percentage": 50, "config": {}},
-    {"name": "b", "type": "treatment", "traffic_percentage": 50,
-     "config": {"system_prompt": PROMPT}},
-]  # fmt: skip
+    {
+        "name": "b",
+        "type": "treatment",
+        "traffic_percentage": 50,
+        "config": {"system_prompt": PROMPT},
+    },
+]
 
 CASES = [
     ("/api/v1/agents", {"name": "a", "role": "r", "description": TEXT}, ["description"]),
     ("/api/v1/agents", {"name": "a", "role": "r", "system_prompt": PROMPT}, ["system_prompt"]),
-    ("/api/v1/approvals/request", {"approval_type": "t", "proposed_action": TEXT},
-     ["proposed_action"]),
-    ("/api/v1/approvals/request",
-     {"approval_type": "t", "proposed_action": "a", "context": {"blob": "c" * JSON_MAX_BYTES}},
-     ["context"]),
-    ("/api/v1/build-templates",
-     {"name": "t", "description": TEXT, "steps": [{"name": "a", "prompt": "x", "model": "m"}]},
-     ["description"]),
-    ("/api/v1/build-templates", {"name": "t", "steps": [{"name": "a", "prompt": PROMPT}]},
-     ["steps"]),
-    ("/api/v1/experiments", {"name": "e", "description": TEXT, "variants": VARIANTS[:1]},
-     ["description"]),
+    (
+        "/api/v1/approvals/request",
+        {"approval_type": "t", "proposed_action": TEXT},
+        ["proposed_action"],
+    ),
+    (
+        "/api/v1/approvals/request",
+        {"approval_type": "t", "proposed_action": "a", "context": {"blob": "c" * JSON_MAX_BYTES}},
+        ["context"],
+    ),
+    (
+        "/api/v1/build-templates",
+        {"name": "t", "description": TEXT, "steps": [{"name": "a", "prompt": "x", "model": "m"}]},
+        ["description"],
+    ),
+    (
+        "/api/v1/build-templates",
+        {"name": "t", "steps": [{"name": "a", "prompt": PROMPT}]},
+        ["steps"],
+    ),
+    (
+        "/api/v1/experiments",
+        {"name": "e", "description": TEXT, "variants": VARIANTS[:1]},
+        ["description"],
+    ),
     ("/api/v1/experiments", {"name": "e", "hypothesis": TEXT}, ["hypothesis"]),
     ("/api/v1/experiments", {"name": "e", "variants": VARIANTS}, ["variants", "system_prompt"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.django_db

@@ -36,27 +36,59 @@ SECRET = "a secret: written through a write-only field, shown masked"
 NOT_IN_INPUT: dict[str, dict[str, str]] = {
     "accounts.ApiKey": {"user": OWNER + " (the admin picks the user)"},
     "agents.AgentTask": {
-        "agent": PARENT, "created_by": OWNER,
+        "agent": PARENT,
+        "created_by": OWNER,
         **dict.fromkeys(
-            ["status", "output", "error", "celery_task_id", "attempts", "queued_at",
-             "started_at", "finished_at", "heartbeat_at", "input_tokens", "output_tokens",
-             "cost", "call_id"], STATE,
+            [
+                "status",
+                "output",
+                "error",
+                "celery_task_id",
+                "attempts",
+                "queued_at",
+                "started_at",
+                "finished_at",
+                "heartbeat_at",
+                "input_tokens",
+                "output_tokens",
+                "cost",
+                "call_id",
+            ],
+            STATE,
         ),
     },
     "approvals.ApprovalRequest": {
-        "kind": SEED, "action": SEED, "reference": SEED, "requested_by": OWNER,
+        "kind": SEED,
+        "action": SEED,
+        "reference": SEED,
+        "requested_by": OWNER,
         "required_role": "decided by the approval policy from the risk",
         "expires_at": "from expires_in_seconds or the policy's default",
         **dict.fromkeys(
-            ["status", "escalated_at", "decided_by", "decision_notes", "decided_at",
-             "self_decided"], STATE,
+            [
+                "status",
+                "escalated_at",
+                "decided_by",
+                "decision_notes",
+                "decided_at",
+                "self_decided",
+            ],
+            STATE,
         ),
     },
     "builds.Build": {
         "created_by": OWNER,
         **dict.fromkeys(
-            ["status", "error", "started_at", "finished_at", "input_tokens", "output_tokens",
-             "cost"], STATE,
+            [
+                "status",
+                "error",
+                "started_at",
+                "finished_at",
+                "input_tokens",
+                "output_tokens",
+                "cost",
+            ],
+            STATE,
         ),
     },
     "builds.BuildTemplate": {"created_by": OWNER},
@@ -71,11 +103,13 @@ NOT_IN_INPUT: dict[str, dict[str, str]] = {
         ),
     },
     "experiments.TrackedEvent": {
-        "experiment": PARENT, "kind": "the path: track/conversion or track/feedback",
-        "phase": "the experiment's current phase", "variant": "the user's assigned variant",
+        "experiment": PARENT,
+        "kind": "the path: track/conversion or track/feedback",
+        "phase": "the experiment's current phase",
+        "variant": "the user's assigned variant",
     },
     "providers.LlmModel": {"owned_by": SYNCED, "upstream_created": SYNCED},
-}  # fmt: skip
+}
 
 # label -> field -> why no output serializer of the API shows it.
 NOT_IN_OUTPUT: dict[str, dict[str, str]] = {
@@ -102,13 +136,22 @@ NOT_IN_ADMIN: dict[str, dict[str, str]] = {
 READ_ONLY_IN_ADMIN: dict[str, dict[str, str]] = {
     **NOT_IN_ADMIN,
     "auth.User": {
-        "last_login": "Django's own", "date_joined": "Django's own",
+        "last_login": "Django's own",
+        "date_joined": "Django's own",
         "is_staff": "follows the role (see accounts.roles)",
         **NOT_IN_ADMIN["auth.User"],
     },
     "axes.AccessAttempt": dict.fromkeys(
-        ["username", "ip_address", "user_agent", "http_accept", "path_info", "get_data",
-         "post_data", "failures_since_start"],
+        [
+            "username",
+            "ip_address",
+            "user_agent",
+            "http_accept",
+            "path_info",
+            "get_data",
+            "post_data",
+            "failures_since_start",
+        ],
         "django-axes counts failed logins; an admin reads them, or deletes one to unlock",
     ),
     "accounts.ApiKey": {"user": "a key's owner never changes"},
@@ -117,7 +160,7 @@ READ_ONLY_IN_ADMIN: dict[str, dict[str, str]] = {
         ["status", "phase", "winner", "conclusion", "created_by", "started_at", "stopped_at"],
         STATE,
     ),
-}  # fmt: skip
+}
 
 
 def _editable(model: type[models.Model]) -> list[str]:

@@ -50,8 +50,12 @@ def admin() -> APIClient:
 
 
 def test_the_schema_has_the_writes_of_the_issue():
-    expected = {("post", "/api/v1/builds"), ("post", "/api/v1/build-templates"),
-                ("post", "/api/v1/approvals/request"), ("post", "/api/v1/agents")}  # fmt: skip
+    expected = {
+        ("post", "/api/v1/builds"),
+        ("post", "/api/v1/build-templates"),
+        ("post", "/api/v1/approvals/request"),
+        ("post", "/api/v1/agents"),
+    }
     assert expected <= set(WRITES)
 
 
@@ -76,8 +80,11 @@ def test_a_nul_in_a_step_prompt_is_a_400_and_nothing_is_stored(admin):
 
 @pytest.mark.django_db
 def test_a_nul_in_an_approval_context_is_a_400(admin):
-    body = {"approval_type": "financial", "proposed_action": "Refund",
-            "context": {"state_summary": {"note": "x\x00"}}}  # fmt: skip
+    body = {
+        "approval_type": "financial",
+        "proposed_action": "Refund",
+        "context": {"state_summary": {"note": "x\x00"}},
+    }
     response = admin.post("/api/v1/approvals/request", body, format="json")
     assert_nul_refused(response, "context.state_summary.note")
     assert not ApprovalRequest.objects.exists()
@@ -92,10 +99,9 @@ def test_nul_in_writes_to_existing_objects_is_a_400(admin):
     cases = [
         ("patch", f"/api/v1/agents/{agent.pk}", {"system_prompt": "You\x00"}, "system_prompt"),
         ("post", f"/api/v1/agents/{agent.pk}/tasks", {"prompt": "Hi\x00"}, "prompt"),
-        ("patch", f"/api/v1/build-templates/{template.pk}", {"description": "\x00"},
-         "description"),
+        ("patch", f"/api/v1/build-templates/{template.pk}", {"description": "\x00"}, "description"),
         ("post", f"/api/v1/build-templates/{template.pk}/run", {"input": "in\x00"}, "input"),
-    ]  # fmt: skip
+    ]
     for method, path, body, where in cases:
         assert_nul_refused(getattr(admin, method)(path, body, format="json"), where)
     agent.refresh_from_db()
@@ -107,14 +113,16 @@ def test_a_nul_in_a_decision_note_is_a_400(admin):
     requester = APIClient(headers=bearer(api_key_issue(role=Role.OPERATOR)))
     asked = requester.post(
         "/api/v1/approvals/request",
-        {"approval_type": "t", "proposed_action": "a", "risk_level": "low"}, format="json",
-    )  # fmt: skip
+        {"approval_type": "t", "proposed_action": "a", "risk_level": "low"},
+        format="json",
+    )
     assert asked.status_code == 201, asked.content
     pk = asked.json()["id"]
     response = admin.post(
-        f"/api/v1/approvals/{pk}/decide", {"decision": "approved", "notes": "ok\x00"},
+        f"/api/v1/approvals/{pk}/decide",
+        {"decision": "approved", "notes": "ok\x00"},
         format="json",
-    )  # fmt: skip
+    )
     assert_nul_refused(response, "notes")
     assert ApprovalRequest.objects.get(pk=pk).status == "pending"
 
@@ -132,15 +140,19 @@ def test_a_nul_over_sse_is_a_400(asgi_server):
         asgi_server.url + "/api/streaming/chat",
         content=json.dumps({"messages": [{"role": "user", "content": "a\x00"}]}),
         headers={**bearer(key), "Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     assert_nul_refused(response, "messages.0.content")
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_nul_in_a_websocket_build_is_an_error_reply(asgi_server):
     key = await database_sync_to_async(api_key_issue)(role=Role.OPERATOR)
-    message = {"type": "build", "id": "b1", "title": "t",
-               "steps": [{"name": "a", "model": "chat", "prompt": "x\x00"}]}  # fmt: skip
+    message = {
+        "type": "build",
+        "id": "b1",
+        "title": "t",
+        "steps": [{"name": "a", "model": "chat", "prompt": "x\x00"}],
+    }
     headers = {"Authorization": f"Bearer {key}"}
     async with websockets.connect(asgi_server.ws_url, additional_headers=headers) as ws:
         await ws.send(json.dumps(message))

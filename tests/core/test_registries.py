@@ -109,8 +109,11 @@ def test_its_alert_rule_raises_and_resolves_an_alert():
     alerts_from_rules()
     alert = Alert.objects.get(cause="widget_overflow:all")
     assert (alert.kind, alert.title, alert.severity, alert.status) == (
-        "widget_overflow", "3 widgets", "critical", "open",
-    )  # fmt: skip
+        "widget_overflow",
+        "3 widgets",
+        "critical",
+        "open",
+    )
     Widget.objects.first().delete()
     alerts_from_rules()
     alert.refresh_from_db()
@@ -130,9 +133,11 @@ def test_operators_may_edit_its_model_and_viewers_read_it():
 def test_its_navigation_entry_is_registered():
     entry = navigation.get("admin:plugin_app_widget_changelist")
     assert entry == NavItem(
-        "Widgets", "admin:plugin_app_widget_changelist", "Plug-ins",
+        "Widgets",
+        "admin:plugin_app_widget_changelist",
+        "Plug-ins",
         permission="plugin_app.view_widget",
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.django_db

@@ -32,9 +32,16 @@ def assert_400_in_the_error_shape(response, code: str) -> dict:
 
 @pytest.mark.parametrize(
     "raw",
-    [DEEP, DEEP.decode(), b"[" * 129 + b"]" * 129, b'{"a":' * 200 + b"1" + b"}" * 200, b"NaN",
-     b"\xff", b'{"a": '],
-)  # fmt: skip
+    [
+        DEEP,
+        DEEP.decode(),
+        b"[" * 129 + b"]" * 129,
+        b'{"a":' * 200 + b"1" + b"}" * 200,
+        b"NaN",
+        b"\xff",
+        b'{"a": ',
+    ],
+)
 def test_loads_turns_every_failure_into_a_json_error(raw):
     with pytest.raises(JsonError):
         loads(raw)
@@ -60,9 +67,10 @@ def test_deeply_nested_json_is_a_400_from_the_rest_api():
 def test_deeply_nested_json_is_a_400_from_the_sse_views(asgi_server: AsgiServer, path):
     key = api_key_issue(role=Role.OPERATOR)
     response = httpx.post(
-        asgi_server.url + path, content=DEEP,
+        asgi_server.url + path,
+        content=DEEP,
         headers={**bearer(key), "Content-Type": "application/json", "X-Request-ID": REQUEST_ID},
-    )  # fmt: skip
+    )
     assert_400_in_the_error_shape(response, "parse_error")
 
 
@@ -70,9 +78,10 @@ def test_deeply_nested_json_is_a_400_from_the_sse_views(asgi_server: AsgiServer,
 def test_deeply_nested_json_is_a_400_from_the_real_server(asgi_server: AsgiServer):
     key = api_key_issue(role=Role.VIEWER)
     response = httpx.post(
-        asgi_server.url + "/api/v1/api-keys", content=DEEP,
+        asgi_server.url + "/api/v1/api-keys",
+        content=DEEP,
         headers={**bearer(key), "Content-Type": "application/json", "X-Request-ID": REQUEST_ID},
-    )  # fmt: skip
+    )
     assert_400_in_the_error_shape(response, "parse_error")
 
 
@@ -81,12 +90,17 @@ BROKEN_MULTIPART = [
     # no boundary: daphne's HTTP layer (Twisted) answered a bare "400 Bad Request"
     (b"garbage", "multipart/form-data"),
     # an RFC 2231 name Twisted's own form parsing trips on: the connection was dropped
-    (b"--xx\r\nContent-Disposition: form-data; name*=UTF-8''%ff%fe\r\n\r\nabc\r\n--xx--",
-     MULTIPART),
+    (
+        b"--xx\r\nContent-Disposition: form-data; name*=UTF-8''%ff%fe\r\n\r\nabc\r\n--xx--",
+        MULTIPART,
+    ),
     # Django's parser refuses it
-    (b"--xx\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n"
-     b"Content-Transfer-Encoding: base64\r\n\r\nabc\r\n--xx--", MULTIPART),
-]  # fmt: skip
+    (
+        b'--xx\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nabc\r\n--xx--",
+        MULTIPART,
+    ),
+]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -97,9 +111,10 @@ def test_malformed_multipart_is_a_400_in_the_error_shape(
 ):
     key = api_key_issue(role=Role.ADMIN)
     response = httpx.post(
-        asgi_server.url + path, content=body,
+        asgi_server.url + path,
+        content=body,
         headers={**bearer(key), "Content-Type": content_type, "X-Request-ID": REQUEST_ID},
-    )  # fmt: skip
+    )
     assert response.status_code == 400, response.content[:300]
     assert response.headers["X-Request-ID"] == REQUEST_ID
     assert set(response.json()["error"]) == {"code", "message", "details"}
@@ -110,7 +125,8 @@ def test_well_formed_multipart_still_works(asgi_server: AsgiServer):
     key = api_key_issue(role=Role.VIEWER)
     body = b'--xx\r\nContent-Disposition: form-data; name="name"\r\n\r\nfrom-a-form\r\n--xx--\r\n'
     response = httpx.post(
-        asgi_server.url + "/api/v1/api-keys", content=body,
+        asgi_server.url + "/api/v1/api-keys",
+        content=body,
         headers={**bearer(key), "Content-Type": MULTIPART},
-    )  # fmt: skip
+    )
     assert response.status_code == 201 and response.json()["name"] == "from-a-form"

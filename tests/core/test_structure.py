@@ -344,8 +344,10 @@ def test_the_walk_finds_real_imports():
     assert "providers" in graph["gateway"] and "accounts" in graph["gateway"]
     assert "core" in graph["providers"]
     assert {d.kind for app in graph for deps in graph[app].values() for d in deps} == {
-        "module", "template", "static",
-    }  # fmt: skip
+        "module",
+        "template",
+        "static",
+    }
     assert tree.face("providers")["PUBLIC"] >= {"llm", "models"}
 
 
@@ -361,28 +363,31 @@ def _write(root: Path, files: dict[str, str]) -> Tree:
 
 
 def test_the_checker_catches_each_kind_of_violation(tmp_path):
-    tree = _write(tmp_path, {
-        "low/__init__.py": "",
-        "low/apps.py": 'PUBLIC = frozenset({"models", "services", "pages"})\n'
-                       'PUBLIC_TEMPLATES = {"low/includes/*.html"}\n',
-        "low/models.py": "class Thing: pass\n",
-        "low/services.py": "LIMIT = 3\n\ndef thing_make(): pass\n",
-        "low/internals.py": "from apps.high.models import Other\n",
-        "low/pages.py": "",
-        "low/templates/low/includes/shared.html": "",
-        "low/templates/low/private.html": "",
-        "low/static/low/low.css": "",
-        "high/__init__.py": "",
-        "high/apps.py": "from django.apps import AppConfig\n",
-        "high/models.py": "from apps.low.models import Thing\nfrom apps.low import services\n"
-                          "class Other: pass\n",
-        "high/views.py": "import orchestra.celery\nregister_thing(1)\n\ndef view():\n"
-                         "    from apps.low.internals import x\n"
-                         "    from ..low.services import LIMIT, thing_make\n",
-        "high/templates/high/page.html": '{% extends "low/private.html" %}{% load static %}'
-                                         '{% include "low/includes/shared.html" %}'
-                                         "<link href=\"{% static 'low/low.css' %}\">",
-    })  # fmt: skip
+    tree = _write(
+        tmp_path,
+        {
+            "low/__init__.py": "",
+            "low/apps.py": 'PUBLIC = frozenset({"models", "services", "pages"})\n'
+            'PUBLIC_TEMPLATES = {"low/includes/*.html"}\n',
+            "low/models.py": "class Thing: pass\n",
+            "low/services.py": "LIMIT = 3\n\ndef thing_make(): pass\n",
+            "low/internals.py": "from apps.high.models import Other\n",
+            "low/pages.py": "",
+            "low/templates/low/includes/shared.html": "",
+            "low/templates/low/private.html": "",
+            "low/static/low/low.css": "",
+            "high/__init__.py": "",
+            "high/apps.py": "from django.apps import AppConfig\n",
+            "high/models.py": "from apps.low.models import Thing\nfrom apps.low import services\n"
+            "class Other: pass\n",
+            "high/views.py": "import orchestra.celery\nregister_thing(1)\n\ndef view():\n"
+            "    from apps.low.internals import x\n"
+            "    from ..low.services import LIMIT, thing_make\n",
+            "high/templates/high/page.html": '{% extends "low/private.html" %}{% load static %}'
+            '{% include "low/includes/shared.html" %}'
+            "<link href=\"{% static 'low/low.css' %}\">",
+        },
+    )
     assert face_problems(tree) == [
         "high: its apps.py declares no PUBLIC",
         "low: publishes pages; pages belong to their app",

@@ -207,19 +207,25 @@ def test_a_build_step_continues_the_web_requests_trace_in_the_worker(
     upstream_a.enqueue({"content": "The plan."})
     created = httpx.post(
         f"{traced_web.url}/api/v1/builds",
-        json={"title": "Traced", "input": "x",
-              "steps": [{"name": "plan", "agent": "planner", "prompt": "Plan: {input}"}]},
-        headers={**bearer(api_key_issue(role=Role.OPERATOR)),
-                 "traceparent": f"00-{BUILD_CALLER_TRACE}-{CALLER_SPAN}-01"},
+        json={
+            "title": "Traced",
+            "input": "x",
+            "steps": [{"name": "plan", "agent": "planner", "prompt": "Plan: {input}"}],
+        },
+        headers={
+            **bearer(api_key_issue(role=Role.OPERATOR)),
+            "traceparent": f"00-{BUILD_CALLER_TRACE}-{CALLER_SPAN}-01",
+        },
         timeout=30,
-    )  # fmt: skip
+    )
     assert created.status_code == 201, created.text
 
     def step_traced() -> ReceivedSpan | None:
         steps = [
-            s for s in by_name(receiver.spans, "build.step")
+            s
+            for s in by_name(receiver.spans, "build.step")
             if s.attributes.get("orchestra.build_id") == created.json()["id"]
-        ]  # fmt: skip
+        ]
         return steps[0] if steps else None
 
     step = eventually(step_traced, 30, "the build step's span exported")
@@ -262,9 +268,10 @@ def test_a_websocket_query_is_a_span_that_the_worker_continues(
 
     def call_traced() -> list[ReceivedSpan] | None:
         calls = [
-            s for s in by_name(receiver.spans, "llm.call")
+            s
+            for s in by_name(receiver.spans, "llm.call")
             if s.attributes["orchestra.call_id"] == answer["call_id"]
-        ]  # fmt: skip
+        ]
         return calls or None
 
     (call,) = eventually(call_traced, 15, "the query's call exported")
@@ -303,9 +310,13 @@ print(json.dumps({"on": on, "trace_id": trace_id}), file=sys.stderr)
 def test_json_log_lines_carry_the_trace_id(server_env, receiver):
     env = {**otel_env(server_env, receiver.endpoint), "LOG_FORMAT": "json"}
     result = subprocess.run(
-        [sys.executable, "-c", SETUP_AND_LOG], env=env, cwd=REPO_ROOT, capture_output=True,
-        text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", SETUP_AND_LOG],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert result.returncode == 0, result.stderr
     outcome = lines[-1]
@@ -337,9 +348,13 @@ print(json.dumps({
 def test_without_an_endpoint_nothing_is_installed(server_env):
     env = {k: v for k, v in server_env.items() if not k.startswith("OTEL_")}
     result = subprocess.run(
-        [sys.executable, "-c", IMPORT_THE_WEB_APP], env=env, cwd=REPO_ROOT, capture_output=True,
-        text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", IMPORT_THE_WEB_APP],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.splitlines()[-1])
     # No tracer provider, no instrumentation, no exporter: none of them is even imported (the
@@ -357,8 +372,9 @@ def test_without_an_endpoint_a_call_makes_no_span_and_its_record_no_trace_id():
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     execution = Execution(LlmRequest(messages=[{"role": "user", "content": "hi"}]), stream=False)
     assert execution.span is None
-    assert "trace_id" not in execution._call_record(status=CallStatus.SUCCESS, usage=NO_USAGE,
-                                                    latency=0.0)  # fmt: skip
+    assert "trace_id" not in execution._call_record(
+        status=CallStatus.SUCCESS, usage=NO_USAGE, latency=0.0
+    )
 
 
 def test_a_calls_admin_page_links_its_trace_when_a_viewer_is_configured(admin_client, settings):

@@ -38,10 +38,11 @@ def two_agents(providers: dict[str, Provider]) -> dict[str, Agent]:
     (first in priority). Not pinned to it: a build step's worker does not load an agent's
     provider before running (a SynchronousOnlyOperation in ``builds.services.running._run``)."""
     return {
-        name: Agent.objects.create(name=name, role=name, model="chat",
-                                   system_prompt=f"You are the {name}.")
+        name: Agent.objects.create(
+            name=name, role=name, model="chat", system_prompt=f"You are the {name}."
+        )
         for name in ("planner", "reviewer")
-    }  # fmt: skip
+    }
 
 
 def three_steps() -> list[dict]:
@@ -63,31 +64,58 @@ def finished_build(
         for name in ("planner", "reviewer")
     }
     build = Build.objects.create(
-        title=title, input="a widget app", status=BuildStatus.SUCCEEDED, created_by=by,
-        started_at=now - timedelta(seconds=9), finished_at=now, input_tokens=120,
-        output_tokens=96, cost=Decimal("0.000756"),
-    )  # fmt: skip
+        title=title,
+        input="a widget app",
+        status=BuildStatus.SUCCEEDED,
+        created_by=by,
+        started_at=now - timedelta(seconds=9),
+        finished_at=now,
+        input_tokens=120,
+        output_tokens=96,
+        cost=Decimal("0.000756"),
+    )
     Build.objects.filter(pk=build.pk).update(created_at=now - timedelta(seconds=10))
-    outputs = [("plan", "planner", PLAN), ("implement", "planner", CODE),
-               ("review", "reviewer", REVIEW)]  # fmt: skip
+    outputs = [
+        ("plan", "planner", PLAN),
+        ("implement", "planner", CODE),
+        ("review", "reviewer", REVIEW),
+    ]
     for position, (name, agent, output) in enumerate(outputs, start=1):
         step = BuildStep.objects.create(
-            build=build, position=position, name=name, agent=agents[agent],
-            prompt_template=three_steps()[position - 1]["prompt"], status=RunStatus.SUCCEEDED,
-            output=output, attempts=1, input_tokens=40, output_tokens=32,
-            cost=Decimal("0.000252"), started_at=now - timedelta(seconds=10 - 3 * position),
+            build=build,
+            position=position,
+            name=name,
+            agent=agents[agent],
+            prompt_template=three_steps()[position - 1]["prompt"],
+            status=RunStatus.SUCCEEDED,
+            output=output,
+            attempts=1,
+            input_tokens=40,
+            output_tokens=32,
+            cost=Decimal("0.000252"),
+            started_at=now - timedelta(seconds=10 - 3 * position),
             finished_at=now - timedelta(seconds=8 - 3 * position),
-        )  # fmt: skip
+        )
         artifacts_store_for_step(step=step, text=output)
         AgentActivity.objects.create(
-            agent=agents[agent], event="step_succeeded", message=f"Build #{build.pk}: {name}",
+            agent=agents[agent],
+            event="step_succeeded",
+            message=f"Build #{build.pk}: {name}",
             build_step_id=step.pk,
-        )  # fmt: skip
+        )
     AgentTask.objects.create(
-        agent=agents["planner"], prompt="Say hello", status=RunStatus.SUCCEEDED, output="Hello!",
-        input_tokens=3, output_tokens=2, cost=Decimal("0.00002"), created_by=by,
-        queued_at=now, started_at=now, finished_at=now,
-    )  # fmt: skip
+        agent=agents["planner"],
+        prompt="Say hello",
+        status=RunStatus.SUCCEEDED,
+        output="Hello!",
+        input_tokens=3,
+        output_tokens=2,
+        cost=Decimal("0.00002"),
+        created_by=by,
+        queued_at=now,
+        started_at=now,
+        finished_at=now,
+    )
     return build
 
 
@@ -97,9 +125,14 @@ def waiting_build(*, by: User | None = None) -> Build:
     build = finished_build(by=by, title="Gated widgets")
     implement = build.steps.get(name="implement")
     build.steps.filter(position__gt=implement.position).update(
-        status=RunStatus.PENDING, output="", started_at=None, finished_at=None, input_tokens=0,
-        output_tokens=0, cost=0,
-    )  # fmt: skip
+        status=RunStatus.PENDING,
+        output="",
+        started_at=None,
+        finished_at=None,
+        input_tokens=0,
+        output_tokens=0,
+        cost=0,
+    )
     implement.artifacts.all().delete()
     build.artifacts.filter(step__position__gt=implement.position).delete()
     implement.output, implement.status = "", RunStatus.AWAITING_APPROVAL
@@ -107,14 +140,19 @@ def waiting_build(*, by: User | None = None) -> Build:
     implement.input_tokens = implement.output_tokens = 0
     implement.cost = Decimal(0)
     implement.approval = approval_request_create(
-        kind="build_step", action=f"Run step 2 (implement) of build #{build.pk}: {build.title}",
-        reference=f"build_step:{implement.pk}", requested_by=by,
+        kind="build_step",
+        action=f"Run step 2 (implement) of build #{build.pk}: {build.title}",
+        reference=f"build_step:{implement.pk}",
+        requested_by=by,
         context={"build": build.pk, "step": implement.pk, "title": build.title},
-    )  # fmt: skip
+    )
     implement.save()
     Build.objects.filter(pk=build.pk).update(
-        status=BuildStatus.AWAITING_APPROVAL, finished_at=None, input_tokens=40,
-        output_tokens=32, cost=Decimal("0.000252"),
-    )  # fmt: skip
+        status=BuildStatus.AWAITING_APPROVAL,
+        finished_at=None,
+        input_tokens=40,
+        output_tokens=32,
+        cost=Decimal("0.000252"),
+    )
     build.refresh_from_db()
     return build

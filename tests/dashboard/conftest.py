@@ -51,10 +51,17 @@ def fresh_figures():
 
 
 def call_record(
-    *, at: datetime | None = None, status: str = CallStatus.SUCCESS, latency_ms: float = 100.0,
-    input_tokens: int = 10, output_tokens: int = 20, cost: str = "0.001",
-    provider_name: str = "alpha", stream: bool = False, entry_point: str = EntryPoint.OPENAI,
-) -> LlmCall:  # fmt: skip
+    *,
+    at: datetime | None = None,
+    status: str = CallStatus.SUCCESS,
+    latency_ms: float = 100.0,
+    input_tokens: int = 10,
+    output_tokens: int = 20,
+    cost: str = "0.001",
+    provider_name: str = "alpha",
+    stream: bool = False,
+    entry_point: str = EntryPoint.OPENAI,
+) -> LlmCall:
     return LlmCall(
         id=uuid.uuid4(),
         created_at=at or timezone.now() - timedelta(minutes=1),

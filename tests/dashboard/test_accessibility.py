@@ -50,13 +50,17 @@ def build_pages() -> tuple[str, ...]:
     build, waiting = finished_build(), waiting_build()
     code = build.artifacts.get(kind="code")
     return (
-        "/admin/build/", f"/admin/build/{build.pk}/", f"/admin/build/{waiting.pk}/",
+        "/admin/build/",
+        f"/admin/build/{build.pk}/",
+        f"/admin/build/{waiting.pk}/",
         "/admin/agent-board/",
-        "/admin/artifact-browser/", f"/admin/artifact-browser/{code.pk}/",
+        "/admin/artifact-browser/",
+        f"/admin/artifact-browser/{code.pk}/",
         f"/admin/artifact-browser/{build.artifacts.get(step__name='plan').pk}/",
         "/admin/approval-queue/",
-        "/admin/experiment-board/", f"/admin/experiment-board/{canary_experiment().pk}/",
-    )  # fmt: skip
+        "/admin/experiment-board/",
+        f"/admin/experiment-board/{canary_experiment().pk}/",
+    )
 
 
 @pytest.fixture

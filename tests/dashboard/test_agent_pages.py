@@ -59,8 +59,10 @@ def test_an_operator_runs_a_task_and_watches_it_stream(
     expect(page.locator("#task-state")).to_have_text("succeeded", timeout=30_000)
     task = AgentTask.objects.get()
     assert (task.agent, task.prompt, task.status) == (
-        agents["reviewer"], "Review this,\nplease.", RunStatus.SUCCEEDED,
-    )  # fmt: skip
+        agents["reviewer"],
+        "Review this,\nplease.",
+        RunStatus.SUCCEEDED,
+    )
     expect(page.locator("#task-output")).to_have_text(task.output)
     assert task.output.startswith("Hello from a") and len(task.output.split()) == 30
     expect(page.locator("#task-status")).to_have_text(f"Task #{task.pk} succeeded.")
@@ -69,8 +71,11 @@ def test_an_operator_runs_a_task_and_watches_it_stream(
     assert len(set(streamed)) >= 5, f"the answer came word by word: {answer}"
     assert answer[-1][0] == "DIV"  # then rendered by the server
     # From the task's creation on, so no token published before the socket listened is missed.
-    assert {"type": "subscribe", "channel": f"agent_task:{task.pk}",
-            "since": event_id_at(task.created_at)} in frames  # fmt: skip
+    assert {
+        "type": "subscribe",
+        "channel": f"agent_task:{task.pk}",
+        "since": event_id_at(task.created_at),
+    } in frames
     messages = upstream_a.stats()["last_request"]["body"]["messages"]
     assert messages == [
         {"role": "system", "content": "You are the reviewer."},
@@ -106,9 +111,13 @@ def test_the_board_counts_the_build_steps_an_agent_ran(logged_in_page, agents, b
     agent = agents["planner"]
     build = Build.objects.create(title="with a step")
     BuildStep.objects.create(
-        build=build, position=0, name="plan", agent=agent, prompt_template="x",
+        build=build,
+        position=0,
+        name="plan",
+        agent=agent,
+        prompt_template="x",
         status=RunStatus.SUCCEEDED,
-    )  # fmt: skip
+    )
     page: Page = logged_in_page(user=member(Role.VIEWER))
     page.goto("/admin/agent-board/")
     card = page.locator(f'[data-agent="{agent.pk}"]')

@@ -21,8 +21,12 @@ def live(page: Page) -> None:
 def test_alerts_arrive_live_are_acknowledged_and_leave_home_when_resolved(
     logged_in_page, browser_errors
 ):
-    first, _ = alert_raise(cause="health:disk", kind="health", title="Health check disk: degraded",
-                           detail="var has 4% free (less than 10%)")  # fmt: skip
+    first, _ = alert_raise(
+        cause="health:disk",
+        kind="health",
+        title="Health check disk: degraded",
+        detail="var has 4% free (less than 10%)",
+    )
     operator = member(Role.OPERATOR)
     page: Page = logged_in_page(user=operator)
     page.goto("/admin/alert-list/")
@@ -31,9 +35,12 @@ def test_alerts_arrive_live_are_acknowledged_and_leave_home_when_resolved(
     expect(row).to_contain_text("var has 4% free")
 
     second, _ = alert_raise(
-        cause="circuit_open:a", kind="circuit_open", severity="critical",
-        title="Circuit of a open for 6 min", detail="connection refused",
-    )  # fmt: skip
+        cause="circuit_open:a",
+        kind="circuit_open",
+        severity="critical",
+        title="Circuit of a open for 6 min",
+        detail="connection refused",
+    )
     expect(page.locator(f"#alert-{second.pk}")).to_contain_text("Circuit of a open for 6 min")
     expect(page.locator("#alerts-open-count")).to_have_text("2")
 

@@ -32,10 +32,15 @@ QUEUE = "/admin/approval-queue/"
 
 
 def asked(**fields) -> ApprovalRequest:
-    return approval_request_create(**{
-        "kind": "refund", "action": "Refund order 1001", "risk_level": RiskLevel.HIGH,
-        "context": {"order_id": 1001, "cost": 500, "customer": {"id": 42}}, **fields,
-    })  # fmt: skip
+    return approval_request_create(
+        **{
+            "kind": "refund",
+            "action": "Refund order 1001",
+            "risk_level": RiskLevel.HIGH,
+            "context": {"order_id": 1001, "cost": 500, "customer": {"id": 42}},
+            **fields,
+        }
+    )
 
 
 def logged_in(role: Role) -> tuple[Client, object]:
@@ -55,8 +60,9 @@ class TestThePage:
 
         page = operator.get(QUEUE).content.decode()
 
-        card_html = page[page.index(f'id="approval-{high.pk}"'):page.index(
-            f'id="approval-{critical.pk}"')]  # fmt: skip
+        card_html = page[
+            page.index(f'id="approval-{high.pk}"') : page.index(f'id="approval-{critical.pk}"')
+        ]
         assert "risk high" in card_html and "asked by ann" in card_html
         assert "data-countdown datetime=" in card_html and "expires in 9" in card_html
         assert "<dt>order_id</dt><dd>1001</dd>" in card_html
@@ -68,8 +74,10 @@ class TestThePage:
         assert "Decided by an admin" in rest
         assert "Only an admin may decide a critical request." in rest.split("</li>")[0]
         assert f'name="approval" value="{critical.pk}"' not in page
-        assert "Who decides: low risk operators, medium operators, high operators, critical " \
-               "admins." in page  # fmt: skip
+        assert (
+            "Who decides: low risk operators, medium operators, high operators, critical "
+            "admins." in page
+        )
         assert '<dd data-figure="pending">2</dd>' in page
 
     def test_a_viewer_reads_an_asker_waits_and_the_server_refuses_what_the_policy_does(self):
@@ -93,13 +101,18 @@ class TestThePage:
             assert approval.status == ApprovalStatus.PENDING
 
         admin, boss = logged_in(Role.ADMIN)
-        done = admin.post(QUEUE, {"approval": critical.pk, "decision": "rejected",
-                                  "notes": "  not now  "}, follow=True)  # fmt: skip
+        done = admin.post(
+            QUEUE,
+            {"approval": critical.pk, "decision": "rejected", "notes": "  not now  "},
+            follow=True,
+        )
         assert "Rejected: Refund order 1001" in done.content.decode()
         critical.refresh_from_db()
         assert (critical.status, critical.decided_by, critical.decision_notes) == (
-            ApprovalStatus.REJECTED, boss, "not now",
-        )  # fmt: skip
+            ApprovalStatus.REJECTED,
+            boss,
+            "not now",
+        )
 
     def test_the_live_part_history_figures_and_badge(self):
         admin, boss = logged_in(Role.ADMIN)
@@ -118,18 +131,27 @@ class TestThePage:
         assert "Resend the invoice" in history and boss.username in history and "fine" in history
         assert '<dd data-figure="median">1 min 35 s</dd>' in html
         assert "By risk: low 1 · medium 0 · high 1 · critical 0." in html
-        items = {i["title"]: i for g in admin.get("/admin/").context["sidebar_navigation"]
-                 for i in g["items"]}  # fmt: skip
+        items = {
+            i["title"]: i
+            for g in admin.get("/admin/").context["sidebar_navigation"]
+            for i in g["items"]
+        }
         assert items["Approval queue"]["badge"] == "1"
 
     def test_the_policy_in_words(self):
-        approval_policy_update(high_role="admin", auto_approve_enabled=True,
-                               escalation_seconds=1800, default_expiry_seconds=7200,
-                               expiry_outcome="approve")  # fmt: skip
+        approval_policy_update(
+            high_role="admin",
+            auto_approve_enabled=True,
+            escalation_seconds=1800,
+            default_expiry_seconds=7200,
+            expiry_outcome="approve",
+        )
         admin, _ = logged_in(Role.ADMIN)
         page = admin.get(QUEUE).content.decode()
-        assert "high admins" in page and "Approved automatically: risk up to low and a cost " \
-            "up to 1." in page  # fmt: skip
+        assert (
+            "high admins" in page
+            and "Approved automatically: risk up to low and a cost up to 1." in page
+        )
         assert "A request waits 2 h by default, then is approved." in page
         assert "Still waiting after 30 min, it goes to the admins." in page
         assert "Change the policy" in page
@@ -166,11 +188,19 @@ def test_a_build_asks_and_another_operators_queue_shows_it_live_and_approving_re
 
     page: Page = logged_in_page(user=member(Role.OPERATOR, username="ann"))
     open_build_page(page)
-    compose(page, "Gated", [
-        {"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"},
-        {"name": "implement", "agent": "planner", "prompt": "Implement:\n{previous}",
-         "requires_approval": True},
-    ])  # fmt: skip
+    compose(
+        page,
+        "Gated",
+        [
+            {"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"},
+            {
+                "name": "implement",
+                "agent": "planner",
+                "prompt": "Implement:\n{previous}",
+                "requires_approval": True,
+            },
+        ],
+    )
     build = start(page)
     implement = card(page, build, "implement")
     expect(implement.locator(".build-step-status")).to_have_text(
@@ -214,8 +244,10 @@ def test_a_build_asks_and_another_operators_queue_shows_it_live_and_approving_re
     assert build.status == BuildStatus.SUCCEEDED
     approval.refresh_from_db()
     assert (approval.status, approval.decided_by.username, approval.decision_notes) == (
-        ApprovalStatus.APPROVED, "bob", "Ship it.",
-    )  # fmt: skip
+        ApprovalStatus.APPROVED,
+        "bob",
+        "Ship it.",
+    )
     assert browser_errors.console_errors == []
 
 
@@ -230,9 +262,13 @@ def test_the_open_queue_follows_requests_made_decided_and_escalated_elsewhere(
     notes = queue.locator(f"#notes-{first.pk}")
     notes.fill("half-written")
 
-    second = asked(requested_by=asker, action="Wipe the staging database",
-                   risk_level=RiskLevel.CRITICAL, context={"cost": 12.5, "env": "staging"},
-                   expires_in_seconds=60)  # fmt: skip
+    second = asked(
+        requested_by=asker,
+        action="Wipe the staging database",
+        risk_level=RiskLevel.CRITICAL,
+        context={"cost": 12.5, "env": "staging"},
+        expires_in_seconds=60,
+    )
     added = queue.locator(f"#approval-{second.pk}")
     expect(added).to_be_visible()
     expect(queue.locator("#pending-list > li")).to_have_count(2)

@@ -94,11 +94,15 @@ def test_a_three_step_build_streams_from_the_form_to_success(
     page: Page = logged_in_page(user=member(Role.OPERATOR))
     open_build_page(page)
     # A step removed from the middle: the others are renumbered as the server expects.
-    compose(page, "Widgets", [
-        {"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"},
-        {"name": "scrap", "agent": "planner", "prompt": "not wanted"},
-        {"name": "implement", "agent": "planner", "prompt": "Implement:\n{steps.plan}"},
-    ])  # fmt: skip
+    compose(
+        page,
+        "Widgets",
+        [
+            {"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"},
+            {"name": "scrap", "agent": "planner", "prompt": "not wanted"},
+            {"name": "implement", "agent": "planner", "prompt": "Implement:\n{steps.plan}"},
+        ],
+    )
     page.get_by_role("button", name="Remove step 2").click()
     page.get_by_role("button", name="Add a step").click()
     last = page.locator("[data-step-form]").nth(2)
@@ -125,8 +129,10 @@ def test_a_three_step_build_streams_from_the_form_to_success(
     assert build.status == BuildStatus.SUCCEEDED, build.error
     steps = list(build.steps.order_by("position"))
     assert [(s.name, s.agent.name) for s in steps] == [
-        ("plan", "planner"), ("implement", "planner"), ("review", "reviewer"),
-    ]  # fmt: skip
+        ("plan", "planner"),
+        ("implement", "planner"),
+        ("review", "reviewer"),
+    ]
     assert [s.output for s in steps] == [PLAN, CODE, REVIEW]
     assert upstream_a.stats()["last_request"]["body"]["messages"][-1]["content"] == (
         f"Review:\n{CODE}"
@@ -136,8 +142,12 @@ def test_a_three_step_build_streams_from_the_form_to_success(
         mine = [entry for entry in seen if entry["step"] == str(step.pk)]
         streaming = [e["streamed"] for e in mine if e["status"] == "running" and e["streamed"]]
         assert len(set(streaming)) >= 3, f"{step.name}'s tokens showed as they came: {mine}"
-        assert mine[-1] == {"step": str(step.pk), "status": "succeeded", "streamed": 0,
-                            "rendered": True}  # fmt: skip
+        assert mine[-1] == {
+            "step": str(step.pk),
+            "status": "succeeded",
+            "streamed": 0,
+            "rendered": True,
+        }
 
     # The outputs, rendered by the server: Markdown, highlighted code, nothing executable.
     plan = card(page, build, "plan")
@@ -182,11 +192,19 @@ def test_another_operator_approves_a_step_and_the_first_page_goes_on(
     asker = member(Role.OPERATOR, username="ann")
     page: Page = logged_in_page(user=asker)
     open_build_page(page)
-    compose(page, "Gated", [
-        {"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"},
-        {"name": "implement", "agent": "planner", "prompt": "Implement:\n{previous}",
-         "requires_approval": True},
-    ])  # fmt: skip
+    compose(
+        page,
+        "Gated",
+        [
+            {"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"},
+            {
+                "name": "implement",
+                "agent": "planner",
+                "prompt": "Implement:\n{previous}",
+                "requires_approval": True,
+            },
+        ],
+    )
     build = start(page)
     implement = card(page, build, "implement")
     expect(implement.locator(".build-step-status")).to_have_text(
@@ -232,9 +250,11 @@ def test_a_page_opened_in_the_middle_of_a_step_shows_the_whole_step(
     the live ones follow: the streamed text is the step's, from its first word."""
     upstream_a.enqueue({"content": PLAN, "chunk_delay_ms": 150})
     build = build_create(
-        title="Joined late", input="a widget app", by=None,
+        title="Joined late",
+        input="a widget app",
+        by=None,
         steps=[{"name": "plan", "agent": "planner", "prompt": "Plan this: {input}"}],
-    )  # fmt: skip
+    )
     step = build.steps.get()
     eventually(lambda: len(published_text(build).split()) >= 10, 30, "ten tokens streamed")
     before = published_text(build)

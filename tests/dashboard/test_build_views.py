@@ -64,9 +64,14 @@ def test_every_role_finds_the_pages_and_a_viewer_may_only_read(agents):
         assert title in builds
     assert builds.index("Build") < builds.index("Agent board") < builds.index("Artifact browser")
     build = finished_build()
-    for url in ("/admin/build/", f"/admin/build/{build.pk}/", "/admin/artifact-browser/",
-                f"/admin/artifact-browser/{build.artifacts.first().pk}/", "/admin/agent-board/",
-                "/admin/approval-queue/"):  # fmt: skip
+    for url in (
+        "/admin/build/",
+        f"/admin/build/{build.pk}/",
+        "/admin/artifact-browser/",
+        f"/admin/artifact-browser/{build.artifacts.first().pk}/",
+        "/admin/agent-board/",
+        "/admin/approval-queue/",
+    ):
         assert viewer.get(url).status_code == 200, url
     page = viewer.get("/admin/build/").content.decode()
     assert 'id="build-not-allowed"' in page and re.search(r"<fieldset[^>]*disabled", page)
@@ -74,8 +79,12 @@ def test_every_role_finds_the_pages_and_a_viewer_may_only_read(agents):
 
     assert viewer.post("/admin/build/", start_data()).status_code == 403
     assert viewer.post(f"/admin/build/{build.pk}/", {"action": "retry"}).status_code == 403
-    assert viewer.post("/admin/agent-board/", {"agent": agents["planner"].pk,
-                                               "prompt": "hi"}).status_code == 403  # fmt: skip
+    assert (
+        viewer.post(
+            "/admin/agent-board/", {"agent": agents["planner"].pk, "prompt": "hi"}
+        ).status_code
+        == 403
+    )
     assert viewer.post("/admin/approval-queue/", {"approval": 1}).status_code == 403
     assert Build.objects.count() == 1 and not AgentTask.objects.exclude(prompt="Say hello")
     assert Client().get("/admin/build/")["Location"].startswith("/admin/login/")
@@ -89,8 +98,14 @@ def test_an_operator_starts_a_build_of_composed_steps(agents):
     steps = three_steps()
     steps[0]["agent"] = agents["planner"].pk
     steps[1] |= {"agent": agents["planner"].pk, "requires_approval": "on", "max_tokens": "300"}
-    steps[2] = {"name": "review", "agent": "", "model": "chat", "provider": "b",
-                "temperature": "0.3", "prompt": "Review:\n{previous}"}  # fmt: skip
+    steps[2] = {
+        "name": "review",
+        "agent": "",
+        "model": "chat",
+        "provider": "b",
+        "temperature": "0.3",
+        "prompt": "Review:\n{previous}",
+    }
 
     response = operator.post("/admin/build/", start_data(steps=steps))
 
@@ -98,8 +113,11 @@ def test_an_operator_starts_a_build_of_composed_steps(agents):
     assert response.status_code == 302 and response["Location"] == f"/admin/build/{build.pk}/"
     assert (build.title, build.input, build.created_by) == ("Widgets", "a widget app", user)
     plan, implement, review = build.steps.order_by("position")
-    assert (plan.name, plan.agent, plan.prompt_template) == ("plan", agents["planner"],
-                                                             "Plan this: {input}")  # fmt: skip
+    assert (plan.name, plan.agent, plan.prompt_template) == (
+        "plan",
+        agents["planner"],
+        "Plan this: {input}",
+    )
     assert implement.requires_approval and implement.max_tokens == 300
     assert not plan.requires_approval and implement.prompt_template == "Implement:\n{steps.plan}"
     assert review.agent is None and (review.model, review.provider.name) == ("chat", "b")
@@ -162,10 +180,12 @@ def awaiting(build: Build, requested_by) -> object:
     """The build's second step waiting for an approval, as the worker leaves it."""
     step = build.steps.get(position=2)
     step.approval = approval_request_create(
-        kind="build_step", action=f"Run step 2 (implement) of build #{build.pk}",
-        reference=f"build_step:{step.pk}", context={"build": build.pk, "step": step.pk},
+        kind="build_step",
+        action=f"Run step 2 (implement) of build #{build.pk}",
+        reference=f"build_step:{step.pk}",
+        context={"build": build.pk, "step": step.pk},
         requested_by=requested_by,
-    )  # fmt: skip
+    )
     step.status = RunStatus.AWAITING_APPROVAL
     step.save()
     Build.objects.filter(pk=build.pk).update(status=BuildStatus.AWAITING_APPROVAL)
@@ -211,8 +231,11 @@ def test_the_approval_queue_lists_and_decides(agents):
     page = admin.get("/admin/approval-queue/").content.decode()
     assert f'id="approval-{step.approval.pk}"' in page and f"/admin/build/{build.pk}/" in page
     assert sidebar(admin)["Builds"]  # the badge counts the pending request
-    items = {i["title"]: i for g in admin.get("/admin/").context["sidebar_navigation"]
-             for i in g["items"]}  # fmt: skip
+    items = {
+        i["title"]: i
+        for g in admin.get("/admin/").context["sidebar_navigation"]
+        for i in g["items"]
+    }
     assert items["Approval queue"]["badge"] == "1"
     response = admin.post(
         "/admin/approval-queue/",
@@ -277,14 +300,17 @@ def test_the_artifact_browser_filters_searches_and_sorts(agents):
     assert len(everything) == 2 * Artifact.objects.filter(build=build).count()
     assert set(names("?kind=code")) == {"app/models.py"}
     assert len(names(f"?build={build.pk}")) == len(everything) // 2
-    assert names(f"?build={build.pk}&kind=report") == ["3-review.md", "2-implement.md",
-                                                        "1-plan.md"]  # fmt: skip
+    assert names(f"?build={build.pk}&kind=report") == ["3-review.md", "2-implement.md", "1-plan.md"]
     assert names(f"?build={build.pk}&kind=report&ordering=name") == [
-        "1-plan.md", "2-implement.md", "3-review.md",
-    ]  # fmt: skip
+        "1-plan.md",
+        "2-implement.md",
+        "3-review.md",
+    ]
     assert set(names("?q=cog")) == {"3-review.md", "change-1.patch"}
-    assert names(f"?agent={agents['reviewer'].pk}&build={build.pk}") == ["change-1.patch",
-                                                                        "3-review.md"]  # fmt: skip
+    assert names(f"?agent={agents['reviewer'].pk}&build={build.pk}") == [
+        "change-1.patch",
+        "3-review.md",
+    ]
     today = timezone.localdate()
     assert len(names(f"?since={today}")) == len(everything) // 2
     assert len(names(f"?until={today - timedelta(days=1)}")) == len(everything) // 2
@@ -303,34 +329,46 @@ def test_the_agent_board_runs_and_stops_a_task_for_its_script(agents):
     board = operator.get("/admin/agent-board/").content.decode()
     assert 'id="agent-{}"'.format(agents["planner"].pk) in board
 
-    response = operator.post("/admin/agent-board/", {"agent": agents["planner"].pk,
-                             "prompt": "Say hello"}, HTTP_ACCEPT="application/json")  # fmt: skip
+    response = operator.post(
+        "/admin/agent-board/",
+        {"agent": agents["planner"].pk, "prompt": "Say hello"},
+        HTTP_ACCEPT="application/json",
+    )
     task = AgentTask.objects.get()
     assert response.status_code == 201
     assert response.json() == {
-        "task": task.pk, "agent": agents["planner"].pk, "status": "queued",
-        "channel": f"agent_task:{task.pk}", "panel_url": f"/admin/agent-board/tasks/{task.pk}/",
+        "task": task.pk,
+        "agent": agents["planner"].pk,
+        "status": "queued",
+        "channel": f"agent_task:{task.pk}",
+        "panel_url": f"/admin/agent-board/tasks/{task.pk}/",
         "since": event_id_at(task.created_at),
-    }  # fmt: skip
+    }
     assert (task.prompt, task.created_by, task.status) == ("Say hello", user, RunStatus.QUEUED)
     panel = operator.get(f"/admin/agent-board/tasks/{task.pk}/").content.decode()
     assert "data-stream" in panel and f'data-cancel-task="{task.pk}"' in panel
 
-    refused = operator.post("/admin/agent-board/", {"agent": agents["planner"].pk, "prompt": ""},
-                            HTTP_ACCEPT="application/json")  # fmt: skip
+    refused = operator.post(
+        "/admin/agent-board/",
+        {"agent": agents["planner"].pk, "prompt": ""},
+        HTTP_ACCEPT="application/json",
+    )
     assert refused.status_code == 400
     assert refused.json()["error"]["details"] == {"prompt": ["This field is required."]}
 
-    stopped = operator.post("/admin/agent-board/", {"action": "cancel", "task": task.pk},
-                            HTTP_ACCEPT="application/json")  # fmt: skip
+    stopped = operator.post(
+        "/admin/agent-board/", {"action": "cancel", "task": task.pk}, HTTP_ACCEPT="application/json"
+    )
     assert stopped.json() == {"task": task.pk, "status": "cancelled"}
-    again = operator.post("/admin/agent-board/", {"action": "cancel", "task": task.pk},
-                          HTTP_ACCEPT="application/json")  # fmt: skip
+    again = operator.post(
+        "/admin/agent-board/", {"action": "cancel", "task": task.pk}, HTTP_ACCEPT="application/json"
+    )
     assert again.status_code == 409
 
     # Without the script: a redirect to the board showing the task.
-    response = operator.post("/admin/agent-board/", {"agent": agents["reviewer"].pk,
-                                                     "prompt": "And you?"})  # fmt: skip
+    response = operator.post(
+        "/admin/agent-board/", {"agent": agents["reviewer"].pk, "prompt": "And you?"}
+    )
     second = AgentTask.objects.get(prompt="And you?")
     assert response["Location"] == f"/admin/agent-board/?task={second.pk}#task-result"
     shown = operator.get(f"/admin/agent-board/?task={second.pk}").content.decode()

@@ -48,8 +48,11 @@ def make_calls() -> list[LlmCall]:
             provider_name="beta" if i % 3 == 0 else "alpha",
             status=CallStatus.ERROR if i % 4 == 0 else CallStatus.SUCCESS,
             entry_point=EntryPoint.SSE if i % 5 == 0 else EntryPoint.OPENAI,
-            latency_ms=100 + 10 * i, input_tokens=i, output_tokens=2 * i, cost=f"0.00{i % 9}1",
-        )  # fmt: skip
+            latency_ms=100 + 10 * i,
+            input_tokens=i,
+            output_tokens=2 * i,
+            cost=f"0.00{i % 9}1",
+        )
         call.model_name = "big-model" if i % 2 else "fake-model"
         calls.append(call)
     return LlmCall.objects.bulk_create(calls)
@@ -156,8 +159,12 @@ def test_totals_of_nothing_are_zero():
     assert llm_call_totals(calls=LlmCall.objects.none()).calls == 0
     totals = llm_call_totals(calls=LlmCall.objects.all())
     assert (totals.calls, totals.tokens, totals.cost, totals.error_rate, totals.p50_ms) == (
-        0, 0, Decimal(0), 0.0, None,
-    )  # fmt: skip
+        0,
+        0,
+        Decimal(0),
+        0.0,
+        None,
+    )
 
 
 @pytest.mark.django_db
@@ -171,11 +178,19 @@ def test_the_detail_shows_every_attempt_with_tokens_cost_and_latency():
         ("beta", CallStatus.SUCCESS, "", 200),
     ]
     LlmCallAttempt.objects.bulk_create(
-        LlmCallAttempt(call=call, number=n, provider_name=provider, model_name="fake-model",
-                       status=status, error_code=code, http_status=http, latency_ms=100.0 * n,
-                       started_at=call.created_at)
+        LlmCallAttempt(
+            call=call,
+            number=n,
+            provider_name=provider,
+            model_name="fake-model",
+            status=status,
+            error_code=code,
+            http_status=http,
+            latency_ms=100.0 * n,
+            started_at=call.created_at,
+        )
         for n, (provider, status, code, http) in enumerate(tries, 1)
-    )  # fmt: skip
+    )
     client = Client()
     client.force_login(member(Role.VIEWER))
     response = client.get(f"{URL}{call.pk}/change/")

@@ -61,9 +61,14 @@ def test_an_operator_resets_an_open_circuit(logged_in_page, browser_errors):
 
 
 def test_a_new_strategy_routes_the_next_playground_answer_to_the_other_provider(
-    logged_in_page, two_providers, operator_key, asgi_server, celery_worker, recorded_calls,
+    logged_in_page,
+    two_providers,
+    operator_key,
+    asgi_server,
+    celery_worker,
+    recorded_calls,
     browser_errors,
-):  # fmt: skip
+):
     # b is the cheaper; a comes first by priority.
     LlmModel.objects.filter(provider=two_providers["b"]).update(input_price_per_million=0.1)
     first = ask(asgi_server.url, operator_key)
@@ -242,9 +247,11 @@ def test_a_viewer_sees_the_page_without_write_controls_and_every_write_is_refuse
 
     def post(form: dict) -> int:
         return page.request.post(
-            URL, form={"csrfmiddlewaretoken": token, **form}, headers={"X-CSRFToken": token},
+            URL,
+            form={"csrfmiddlewaretoken": token, **form},
+            headers={"X-CSRFToken": token},
             max_redirects=0,
-        ).status  # fmt: skip
+        ).status
 
     for action in ("reset", "enable", "disable", "sync", "test"):
         assert post({"action": action, "provider_name": "beta"}) == 403, action

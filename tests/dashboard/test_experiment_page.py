@@ -51,13 +51,19 @@ def canary_experiment() -> Experiment:
     """An experiment whose canary took a step and was rolled back, with call records on both
     variants (the pages' screenshots and accessibility checks show it)."""
     experiment = experiment_create(
-        name="canary of chat-b", metric="accuracy", hypothesis="chat-b answers as well.",
+        name="canary of chat-b",
+        metric="accuracy",
+        hypothesis="chat-b answers as well.",
         variants=[
             {"name": "control", "type": "control", "traffic_percentage": 100, "config": {}},
-            {"name": "chat-b", "type": "treatment", "traffic_percentage": 0,
-             "config": {"model": "chat-b", "temperature": 0.3}},
+            {
+                "name": "chat-b",
+                "type": "treatment",
+                "traffic_percentage": 0,
+                "config": {"model": "chat-b", "temperature": 0.3},
+            },
         ],
-    )  # fmt: skip
+    )
     rollout = canary_create(experiment=experiment, treatment="chat-b", min_requests=1)
     experiment.refresh_from_db()
     calls = []
@@ -65,9 +71,10 @@ def canary_experiment() -> Experiment:
         failing = variant.name == "chat-b"
         for number in range(6):
             call = call_record(
-                at=timezone.now(), latency_ms=200 + number * 10,
+                at=timezone.now(),
+                latency_ms=200 + number * 10,
                 status=CallStatus.ERROR if failing and number < 3 else CallStatus.SUCCESS,
-            )  # fmt: skip
+            )
             call.experiment_variant_id = variant.pk
             calls.append(call)
     LlmCall.objects.bulk_create(calls)
@@ -86,9 +93,14 @@ def requests_of(page: Page, variant: str):
 
 
 def test_create_start_watch_the_figures_move_and_stop(
-    logged_in_page, treatment_model, upstream_a, upstream_b, gateway, recorded_calls,
+    logged_in_page,
+    treatment_model,
+    upstream_a,
+    upstream_b,
+    gateway,
+    recorded_calls,
     browser_errors,
-):  # fmt: skip
+):
     page: Page = logged_in_page(user=member(Role.OPERATOR))
     page.goto("/admin/experiment-board/")
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
@@ -168,11 +180,12 @@ def test_a_viewer_reads_but_may_not_create_start_or_stop(
     logged_in_page, client_as, browser_errors, two_providers
 ):
     experiment = experiment_create(
-        name="read only", variants=[
+        name="read only",
+        variants=[
             {"name": "control", "type": "control", "traffic_percentage": 50, "config": {}},
             {"name": "b", "type": "treatment", "traffic_percentage": 50, "config": {}},
         ],
-    )  # fmt: skip
+    )
     page: Page = logged_in_page(user=member(Role.VIEWER))
     page.goto("/admin/experiment-board/")
     expect(page.locator("#experiment-not-allowed")).to_contain_text("not create one")
@@ -211,9 +224,13 @@ def test_the_page_shows_feedback_means_and_each_earlier_phases_figures(
                 experiment=experiment, phase=phase, variant=variant, user_id=user
             )
             TrackedEvent.objects.create(
-                experiment=experiment, phase=phase, variant=variant, user_id=user,
-                kind=TrackedEventKind.FEEDBACK, value=score,
-            )  # fmt: skip
+                experiment=experiment,
+                phase=phase,
+                variant=variant,
+                user_id=user,
+                kind=TrackedEventKind.FEEDBACK,
+                value=score,
+            )
 
     page: Page = logged_in_page(user=member(Role.VIEWER))
     page.goto(f"/admin/experiment-board/{experiment.pk}/")

@@ -50,10 +50,13 @@ def test_the_banner_s_dashboard_url_answers_after_login(tmp_path):
             assert login.url.path == "/admin/login/" and login.status_code == 200
             response = client.post(
                 str(login.url),
-                data={"username": "admin", "password": admin_password(platform.output()),
-                      "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+                data={
+                    "username": "admin",
+                    "password": admin_password(platform.output()),
+                    "csrfmiddlewaretoken": client.cookies["csrftoken"],
+                },
                 headers={"Referer": str(login.url)},
-            )  # fmt: skip
+            )
             assert response.status_code == 200 and response.url.path == "/admin/"
             home = client.get(dashboard)
             assert home.status_code == 200 and home.url.path == "/admin/"

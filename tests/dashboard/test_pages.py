@@ -73,13 +73,26 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     assert "Artifacts" in viewer["Builds"]
     assert viewer["Dashboard"] == ["Home", "Playground"]  # the Playground read-only
     assert viewer["LLM core"] == [
-        "Providers and routing", "Providers", "Models", "Routing settings", "Circuit breakers",
-        "Calls", "Refused call records",
-    ]  # fmt: skip
+        "Providers and routing",
+        "Providers",
+        "Models",
+        "Routing settings",
+        "Circuit breakers",
+        "Calls",
+        "Refused call records",
+    ]
     assert viewer["Builds"] == [
-        "Build", "Builds", "Build templates", "Agent board", "Agents", "Agent tasks",
-        "Approval queue", "Approvals", "Artifact browser", "Artifacts",
-    ]  # fmt: skip
+        "Build",
+        "Builds",
+        "Build templates",
+        "Agent board",
+        "Agents",
+        "Agent tasks",
+        "Approval queue",
+        "Approvals",
+        "Artifact browser",
+        "Artifacts",
+    ]
     assert viewer["Experiments"] == ["Experiments", "Canary rollouts", "Experiment settings"]
     assert viewer["Accounts"] == ["API keys"]
     assert viewer["System"] == ["Alerts", "Notification channels", "Platform settings"]
@@ -90,9 +103,13 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     admin = sidebar_of(client_as(Role.ADMIN))
     assert admin["Accounts"] == ["API keys", "Users", "Roles (groups)", "Login lockouts"]
     assert admin["System"] == [
-        "Alerts", "Notification channels", "Logs", "Backups", "Platform settings",
+        "Alerts",
+        "Notification channels",
+        "Logs",
+        "Backups",
+        "Platform settings",
         "Scheduled tasks",
-    ]  # fmt: skip
+    ]
     # The plug-in app's entry names a page no ModelAdmin serves: left out, not an error.
     assert "Plug-ins" not in admin
 
@@ -121,9 +138,15 @@ def board(request: HttpRequest, **kwargs) -> TemplateResponse:
 def widget_board(settings):
     """A page of a would-be app, registered as its ready() would, and the URLs built again."""
     page = Page(
-        "widget-board", "Widget board", "tests.dashboard.test_pages.board", "Plug-ins",
-        icon="widgets", permission="auth.view_user", order=500, urls=("<int:pk>/",),
-    )  # fmt: skip
+        "widget-board",
+        "Widget board",
+        "tests.dashboard.test_pages.board",
+        "Plug-ins",
+        icon="widgets",
+        permission="auth.view_user",
+        order=500,
+        urls=("<int:pk>/",),
+    )
     register_pages(page)
     settings.ROOT_URLCONF = "tests.dashboard.page_urls"
     importlib.reload(importlib.import_module("tests.dashboard.page_urls"))

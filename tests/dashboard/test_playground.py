@@ -62,9 +62,14 @@ def shown(page: Page, name: str):
 
 
 def test_an_operator_streams_an_answer_and_sees_who_served_it(
-    logged_in_page, two_providers, upstream_a, upstream_b, celery_worker, recorded_calls,
+    logged_in_page,
+    two_providers,
+    upstream_a,
+    upstream_b,
+    celery_worker,
+    recorded_calls,
     browser_errors,
-):  # fmt: skip
+):
     upstream_a.configure(chunk_delay_ms=60, tokens=12)
     page: Page = logged_in_page(user=member(Role.OPERATOR))
     frames = sent_frames(page)

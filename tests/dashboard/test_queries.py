@@ -37,27 +37,38 @@ def add_rows(*, providers: int, calls: int, start: int = 0) -> None:
         for i in range(providers)
     )
     LlmModel.objects.bulk_create(
-        LlmModel(provider=p, name="m", input_price_per_million=Decimal(1),
-                 output_price_per_million=Decimal(2))
+        LlmModel(
+            provider=p,
+            name="m",
+            input_price_per_million=Decimal(1),
+            output_price_per_million=Decimal(2),
+        )
         for p in made
-    )  # fmt: skip
+    )
     now = timezone.now()
     records = [
         call_record(
-            at=now - timedelta(seconds=30 * i), provider_name=made[i % len(made)].name,
+            at=now - timedelta(seconds=30 * i),
+            provider_name=made[i % len(made)].name,
             status=CallStatus.ERROR if i % 7 == 0 else CallStatus.SUCCESS,
             latency_ms=50 + i % 500,
         )
         for i in range(calls)
-    ]  # fmt: skip
+    ]
     for record in records:
         record.provider = made[0]
     LlmCall.objects.bulk_create(records, batch_size=1000)
     LlmCallAttempt.objects.bulk_create(
-        LlmCallAttempt(call=r, number=1, provider_name=r.provider_name, model_name="m",
-                       status=r.status, started_at=r.created_at)
+        LlmCallAttempt(
+            call=r,
+            number=1,
+            provider_name=r.provider_name,
+            model_name="m",
+            status=r.status,
+            started_at=r.created_at,
+        )
         for r in records
-    )  # fmt: skip
+    )
     CallRecordDeadLetter.objects.bulk_create(
         CallRecordDeadLetter(call_id=uuid.uuid4(), reason="x", payload="{}") for _ in range(3)
     )

@@ -35,9 +35,12 @@ def platform_data():
     beta = provider_create(name="beta", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
     for provider in (alpha, beta):
         LlmModel.objects.create(
-            provider=provider, name="fake-model", input_price_per_million=Decimal("1.5"),
-            output_price_per_million=Decimal("6"), aliases=["chat"],
-        )  # fmt: skip
+            provider=provider,
+            name="fake-model",
+            input_price_per_million=Decimal("1.5"),
+            output_price_per_million=Decimal("6"),
+            aliases=["chat"],
+        )
     calls = [call_record(latency_ms=120 + i * 40, cost="0.0021") for i in range(12)]
     calls += [call_record(status=CallStatus.ERROR, provider_name="beta", latency_ms=2000)]
     LlmCall.objects.bulk_create(calls)
@@ -46,9 +49,15 @@ def platform_data():
     log_lines()
     build = finished_build()
     waiting = waiting_build()
-    return {"alpha": alpha, "beta": beta, "call": calls[0], "build": build, "waiting": waiting,
-            "artifact": build.artifacts.get(kind="report", step__name="plan"),
-            "experiment": canary_experiment()}  # fmt: skip
+    return {
+        "alpha": alpha,
+        "beta": beta,
+        "call": calls[0],
+        "build": build,
+        "waiting": waiting,
+        "artifact": build.artifacts.get(kind="report", step__name="plan"),
+        "experiment": canary_experiment(),
+    }
 
 
 def log_lines() -> None:

@@ -28,8 +28,9 @@ QUEUE = "/admin/approval-queue/"
 
 
 def asked(by: User, risk: str, action: str) -> ApprovalRequest:
-    return approval_request_create(kind="deploy", action=action, risk_level=risk,
-                                   requested_by=by, expires_in_seconds=3600)  # fmt: skip
+    return approval_request_create(
+        kind="deploy", action=action, risk_level=risk, requested_by=by, expires_in_seconds=3600
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -101,9 +102,15 @@ def test_self_approval_lets_the_requester_decide_low_risk_only(logged_in_page, b
     assert medium.status == ApprovalStatus.PENDING
     # A forged POST for the medium one is refused by the same policy.
     token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
-    response = page.request.post(QUEUE, form={
-        "csrfmiddlewaretoken": token, "approval": str(medium.pk), "decision": "approved",
-    }, headers={"Referer": page.url})  # fmt: skip
+    response = page.request.post(
+        QUEUE,
+        form={
+            "csrfmiddlewaretoken": token,
+            "approval": str(medium.pk),
+            "decision": "approved",
+        },
+        headers={"Referer": page.url},
+    )
     assert response.ok
     medium.refresh_from_db()
     assert medium.status == ApprovalStatus.PENDING and medium.decided_by is None

@@ -30,9 +30,11 @@ def records():
     """One object of each kind a viewer may read."""
     provider = provider_create(name="beta", kind="openai_compatible", base_url="http://127.0.0.1:9")
     model = LlmModel.objects.create(
-        provider=provider, name="m", input_price_per_million=Decimal(1),
+        provider=provider,
+        name="m",
+        input_price_per_million=Decimal(1),
         output_price_per_million=Decimal(1),
-    )  # fmt: skip
+    )
     call = call_record(provider_name="beta")
     call.save()
     owner = member(Role.OPERATOR)
@@ -98,8 +100,12 @@ def test_the_server_refuses_a_viewer_every_write(logged_in_page, records):
         headers = {"X-CSRFToken": token}
         if json is not None:
             return page.request.post(url, data=json, headers=headers).status
-        return page.request.post(url, form={"csrfmiddlewaretoken": token, **(form or {})},
-                                 headers=headers, max_redirects=0).status  # fmt: skip
+        return page.request.post(
+            url,
+            form={"csrfmiddlewaretoken": token, **(form or {})},
+            headers=headers,
+            max_redirects=0,
+        ).status
 
     for model in admin.site._registry:
         assert post(admin_url(model, "add"), {"name": "x"}) == 403, model

@@ -83,9 +83,11 @@ def test_nginx_accepts_the_shipped_configuration(proxy):
 def test_a_v1_stream_arrives_token_by_token(two_providers, upstream_a, operator_key, proxy):
     upstream_a.configure(chunk_delay_ms=DELAY_MS, tokens=TOKENS)
     sdk = openai.OpenAI(
-        base_url=f"{proxy.url}/v1", api_key=operator_key, max_retries=0,
+        base_url=f"{proxy.url}/v1",
+        api_key=operator_key,
+        max_retries=0,
         http_client=client(proxy),
-    )  # fmt: skip
+    )
     arrivals, text = [], ""
     for chunk in sdk.chat.completions.create(model="chat", messages=HELLO, stream=True):
         if chunk.choices and chunk.choices[0].delta.content:

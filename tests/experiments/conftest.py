@@ -22,12 +22,20 @@ SEED_EXPERIMENT: dict[str, Any] = {
     "metric": "accuracy",
     "user_percentage": 100,
     "variants": [
-        {"name": "control", "type": "control", "traffic_percentage": 50,
-         "config": {"temperature": 0.7}},
-        {"name": "low_temp", "type": "treatment", "traffic_percentage": 50,
-         "config": {"temperature": 0.3}},
+        {
+            "name": "control",
+            "type": "control",
+            "traffic_percentage": 50,
+            "config": {"temperature": 0.7},
+        },
+        {
+            "name": "low_temp",
+            "type": "treatment",
+            "traffic_percentage": 50,
+            "config": {"temperature": 0.3},
+        },
     ],
-}  # fmt: skip
+}
 
 HELLO: list[Any] = [{"role": "user", "content": "say hello please"}]
 
@@ -36,9 +44,13 @@ def variants(treatment: dict[str, Any] | None = None, split: int = 50) -> list[d
     """A control with the default config and a treatment with ``treatment``'s overrides."""
     return [
         {"name": "control", "type": "control", "traffic_percentage": 100 - split, "config": {}},
-        {"name": "treatment", "type": "treatment", "traffic_percentage": split,
-         "config": treatment or {}},
-    ]  # fmt: skip
+        {
+            "name": "treatment",
+            "type": "treatment",
+            "traffic_percentage": split,
+            "config": treatment or {},
+        },
+    ]
 
 
 def assigner(experiment: Experiment) -> RunningExperiment:

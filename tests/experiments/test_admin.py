@@ -69,8 +69,10 @@ def test_pages_show_the_experiments_and_their_statistics(admin_client):
 
 
 def test_an_experiment_is_made_and_changed_through_the_services(admin_client):
-    refused = admin_client.post(f"{EXPERIMENTS}add/", form(variant_list=json.dumps(
-        {"control": {"traffic_percentage": 100}})))  # fmt: skip
+    refused = admin_client.post(
+        f"{EXPERIMENTS}add/",
+        form(variant_list=json.dumps({"control": {"traffic_percentage": 100}})),
+    )
     assert refused.status_code == 200
     assert "A list (JSON array) of variants" in refused.content.decode()
     saved = admin_client.post(f"{EXPERIMENTS}add/", form(), follow=True)
@@ -102,27 +104,38 @@ def test_start_and_stop_from_the_page_for_operators_only(admin_client):
 
     operator = logged_in(Role.OPERATOR)
     confirmed = operator.post(
-        f"{EXPERIMENTS}{experiment.pk}/start/", {"_form_submitted": "True"},
+        f"{EXPERIMENTS}{experiment.pk}/start/",
+        {"_form_submitted": "True"},
         headers={"HX-Request": "true"},
-    )  # fmt: skip
+    )
     assert confirmed.headers["HX-Redirect"] == f"{EXPERIMENTS}{experiment.pk}/change/"
     assert Experiment.objects.get(pk=experiment.pk).status == ExperimentStatus.RUNNING
-    again = operator.post(f"{EXPERIMENTS}{experiment.pk}/start/", {"_form_submitted": "True"},
-                          follow=True)  # fmt: skip
+    again = operator.post(
+        f"{EXPERIMENTS}{experiment.pk}/start/", {"_form_submitted": "True"}, follow=True
+    )
     assert "buttons: The experiment is already running." in texts(again)
-    stopped = operator.post(f"{EXPERIMENTS}{experiment.pk}/stop/", {"_form_submitted": "True"},
-                            follow=True)  # fmt: skip
+    stopped = operator.post(
+        f"{EXPERIMENTS}{experiment.pk}/stop/", {"_form_submitted": "True"}, follow=True
+    )
     assert any("No data to decide on yet." in text for text in texts(stopped))
     assert Experiment.objects.get(pk=experiment.pk).status == ExperimentStatus.STOPPED
 
 
 def test_canaries_are_started_shown_and_rolled_back(admin_client):
     experiment = experiment_create(name="admin canary", variants=variants({}, 0))
-    made = admin_client.post(f"{CANARIES}add/", {
-        "experiment": experiment.pk, "treatment_name": "treatment", "steps": "[10, 50, 100]",
-        "step_interval_seconds": 600, "error_rate_margin": 0.05, "latency_margin": 0.5,
-        "min_requests": 20,
-    }, follow=True)  # fmt: skip
+    made = admin_client.post(
+        f"{CANARIES}add/",
+        {
+            "experiment": experiment.pk,
+            "treatment_name": "treatment",
+            "steps": "[10, 50, 100]",
+            "step_interval_seconds": 600,
+            "error_rate_margin": 0.05,
+            "latency_margin": 0.5,
+            "min_requests": 20,
+        },
+        follow=True,
+    )
     assert made.status_code == 200
     rollout = CanaryRollout.objects.get()
     assert rollout.percentage == 10 and rollout.created_by is not None
@@ -134,11 +147,19 @@ def test_canaries_are_started_shown_and_rolled_back(admin_client):
     rollout.refresh_from_db()
     assert rollout.status == CanaryStatus.ROLLED_BACK
     assert "Rolled back" in admin_client.get(CANARIES, {"status": "rolled_back"}).content.decode()
-    twice = admin_client.post(f"{CANARIES}add/", {
-        "experiment": experiment.pk, "treatment_name": "control", "steps": "[10, 100]",
-        "step_interval_seconds": 600, "error_rate_margin": 0.05, "latency_margin": 0.5,
-        "min_requests": 20,
-    }, follow=True)  # fmt: skip
+    twice = admin_client.post(
+        f"{CANARIES}add/",
+        {
+            "experiment": experiment.pk,
+            "treatment_name": "control",
+            "steps": "[10, 100]",
+            "step_interval_seconds": 600,
+            "error_rate_margin": 0.05,
+            "latency_margin": 0.5,
+            "min_requests": 20,
+        },
+        follow=True,
+    )
     assert any("is the control" in text for text in texts(twice))
     assert CanaryRollout.objects.count() == 1
 
@@ -146,12 +167,20 @@ def test_canaries_are_started_shown_and_rolled_back(admin_client):
 def test_the_settings_switch_goes_through_the_service(admin_client):
     page = admin_client.get("/admin/experiments/experimentsettings/add/")
     assert page.status_code == 200
-    admin_client.post("/admin/experiments/experimentsettings/add/", {
-        "significance_level": 0.01, "error_rate_margin": 0.05, "latency_margin": 0.5,
-        "cost_margin": 0.5, "guardrail_min_calls": 20, "latency_floor_ms": 250,
-        "canary_steps": "[10, 100]", "canary_step_interval_seconds": 60,
-        "canary_min_requests": 10,
-    })  # fmt: skip
+    admin_client.post(
+        "/admin/experiments/experimentsettings/add/",
+        {
+            "significance_level": 0.01,
+            "error_rate_margin": 0.05,
+            "latency_margin": 0.5,
+            "cost_margin": 0.5,
+            "guardrail_min_calls": 20,
+            "latency_floor_ms": 250,
+            "canary_steps": "[10, 100]",
+            "canary_step_interval_seconds": 60,
+            "canary_min_requests": 10,
+        },
+    )
     row = ExperimentSettings.objects.get()
     assert row.enabled is False and row.significance_level == 0.01  # unchecked box: off
     assert (row.guardrail_min_calls, row.latency_floor_ms) == (20, 250)

@@ -32,8 +32,10 @@ def test_seed_004s_walk_through_works_under_api_v1():
     body = created(api)
     assert body["status"] == "draft" and body["metric"] == "accuracy"
     shown = [(v["name"], v["type"], v["traffic_percentage"], v["config"]) for v in body["variants"]]
-    assert shown == [("control", "control", 50.0, {"temperature": 0.7}),
-                     ("low_temp", "treatment", 50.0, {"temperature": 0.3})]  # fmt: skip
+    assert shown == [
+        ("control", "control", 50.0, {"temperature": 0.7}),
+        ("low_temp", "treatment", 50.0, {"temperature": 0.3}),
+    ]
     pk = body["id"]
 
     started = api.post(f"{API}/{pk}/start")
@@ -65,11 +67,20 @@ def test_seed_004s_walk_through_works_under_api_v1():
     assert summary["total_experiments"] == 1 and summary["stopped_experiments"] == 1
     assert summary["total_assignments"] == 1 and summary["total_conversions"] == 1
     health = api.get(f"{API}/health").json()
-    assert health == {
-        "status": "healthy", "service": "experiments", "storage": "postgresql", "enabled": True,
-        "total_experiments": 1, "running_experiments": 0, "running_canaries": 0,
-        "unhealthy_experiments": [],
-    } or health["storage"] == "sqlite"  # fmt: skip
+    assert (
+        health
+        == {
+            "status": "healthy",
+            "service": "experiments",
+            "storage": "postgresql",
+            "enabled": True,
+            "total_experiments": 1,
+            "running_experiments": 0,
+            "running_canaries": 0,
+            "unhealthy_experiments": [],
+        }
+        or health["storage"] == "sqlite"
+    )
 
 
 def with_variants(value) -> dict:
@@ -81,33 +92,72 @@ def with_variants(value) -> dict:
 @pytest.mark.parametrize(
     ("variants_value", "message"),
     [
-        ({"control": {"traffic_percentage": 50}, "low_temp": {"traffic_percentage": 50}},
-         "A list (JSON array) of variants, not an object"),
-        ([{**v, "traffic_percentage": 40} for v in SEED_EXPERIMENT["variants"]],
-         "The traffic percentages add up to 80, not 100."),
-        ([{**v, "type": "control"} for v in SEED_EXPERIMENT["variants"]],
-         "Exactly one variant is the control; found 2 (control, low_temp)."),
-        ([{**v, "type": "treatment"} for v in SEED_EXPERIMENT["variants"]],
-         "Exactly one variant is the control; found none."),
-        ([SEED_EXPERIMENT["variants"][0], {**SEED_EXPERIMENT["variants"][0], "type": "treatment"}],
-         "Variant names are unique; repeated: control."),
+        (
+            {"control": {"traffic_percentage": 50}, "low_temp": {"traffic_percentage": 50}},
+            "A list (JSON array) of variants, not an object",
+        ),
+        (
+            [{**v, "traffic_percentage": 40} for v in SEED_EXPERIMENT["variants"]],
+            "The traffic percentages add up to 80, not 100.",
+        ),
+        (
+            [{**v, "type": "control"} for v in SEED_EXPERIMENT["variants"]],
+            "Exactly one variant is the control; found 2 (control, low_temp).",
+        ),
+        (
+            [{**v, "type": "treatment"} for v in SEED_EXPERIMENT["variants"]],
+            "Exactly one variant is the control; found none.",
+        ),
+        (
+            [
+                SEED_EXPERIMENT["variants"][0],
+                {**SEED_EXPERIMENT["variants"][0], "type": "treatment"},
+            ],
+            "Variant names are unique; repeated: control.",
+        ),
         (SEED_EXPERIMENT["variants"][:1], "A list of at least two variants."),
-        ([SEED_EXPERIMENT["variants"][0],
-          {**SEED_EXPERIMENT["variants"][1], "config": {"temperature": 3}}],
-         "Variant 2: config.temperature: A number from 0 to 2."),
-        ([SEED_EXPERIMENT["variants"][0],
-          {**SEED_EXPERIMENT["variants"][1], "config": {"top_k": 3}}],
-         "Variant 2: config.top_k: Unknown override."),
-        ([SEED_EXPERIMENT["variants"][0],
-          {**SEED_EXPERIMENT["variants"][1], "config": {"provider": "nowhere"}}],
-         "Variant 2: config.provider: No provider 'nowhere'."),
-        ([SEED_EXPERIMENT["variants"][0], {**SEED_EXPERIMENT["variants"][1],
-                                            "traffic_percentage": 49.999}],
-         "Variant 2: traffic_percentage: At most two decimals (0.01% steps)."),
+        (
+            [
+                SEED_EXPERIMENT["variants"][0],
+                {**SEED_EXPERIMENT["variants"][1], "config": {"temperature": 3}},
+            ],
+            "Variant 2: config.temperature: A number from 0 to 2.",
+        ),
+        (
+            [
+                SEED_EXPERIMENT["variants"][0],
+                {**SEED_EXPERIMENT["variants"][1], "config": {"top_k": 3}},
+            ],
+            "Variant 2: config.top_k: Unknown override.",
+        ),
+        (
+            [
+                SEED_EXPERIMENT["variants"][0],
+                {**SEED_EXPERIMENT["variants"][1], "config": {"provider": "nowhere"}},
+            ],
+            "Variant 2: config.provider: No provider 'nowhere'.",
+        ),
+        (
+            [
+                SEED_EXPERIMENT["variants"][0],
+                {**SEED_EXPERIMENT["variants"][1], "traffic_percentage": 49.999},
+            ],
+            "Variant 2: traffic_percentage: At most two decimals (0.01% steps).",
+        ),
     ],
-    ids=["dict", "sum", "two-controls", "no-control", "duplicate", "one", "temperature",
-         "unknown-override", "provider", "decimals"],
-)  # fmt: skip
+    ids=[
+        "dict",
+        "sum",
+        "two-controls",
+        "no-control",
+        "duplicate",
+        "one",
+        "temperature",
+        "unknown-override",
+        "provider",
+        "decimals",
+    ],
+)
 def test_invalid_variants_are_a_400_that_says_why(variants_value, message):
     response = client().post(API, with_variants(variants_value), format="json")
     assert response.status_code == 400
@@ -121,7 +171,8 @@ def test_other_invalid_fields_are_400s():
     api = client()
     assert api.post(API, {**SEED_EXPERIMENT, "name": "123"}, format="json").status_code == 400
     assert api.post(API, {**SEED_EXPERIMENT, "user_percentage": 120}, format="json").json()[
-        "error"]["details"]["user_percentage"]  # fmt: skip
+        "error"
+    ]["details"]["user_percentage"]
     created(api)
     duplicate = api.post(API, SEED_EXPERIMENT, format="json")
     assert duplicate.status_code == 400 and "name" in duplicate.json()["error"]["details"]
@@ -167,8 +218,12 @@ def test_feedback_scores_and_values_show_in_the_stats():
     users = [str(n) for n in range(12)]
     names = {u: api.get(f"{API}/{pk}/variant/{u}").json()["variant_name"] for u in users}
     for n, user in enumerate(users):
-        assert api.post(f"{API}/{pk}/track/feedback", {"user_id": user, "score": n % 5},
-                        format="json").status_code == 201  # fmt: skip
+        assert (
+            api.post(
+                f"{API}/{pk}/track/feedback", {"user_id": user, "score": n % 5}, format="json"
+            ).status_code
+            == 201
+        )
     api.post(f"{API}/{pk}/track/conversion", {"user_id": "0", "value": 9.5}, format="json")
     bad = api.post(f"{API}/{pk}/track/feedback", {"user_id": "0"}, format="json")
     assert bad.status_code == 400 and "score" in bad.json()["error"]["details"]
@@ -223,10 +278,16 @@ def test_changing_a_running_experiments_split_starts_a_new_phase():
     assert lookup["phase"] == 2
     assert Assignment.objects.filter(experiment_id=pk, user_id="0").count() == 2
 
-    missing = api.patch(f"{API}/{pk}", {"variants": [
-        {**reweighted[0], "traffic_percentage": 50},
-        {"name": "new", "type": "treatment", "traffic_percentage": 50},
-    ]}, format="json")  # fmt: skip
+    missing = api.patch(
+        f"{API}/{pk}",
+        {
+            "variants": [
+                {**reweighted[0], "traffic_percentage": 50},
+                {"name": "new", "type": "treatment", "traffic_percentage": 50},
+            ]
+        },
+        format="json",
+    )
     assert missing.status_code == 400
     assert "missing: low_temp." in missing.json()["error"]["details"]["variants"][0]
     assert api.get(f"{API}/{pk}/stats?phase=x").status_code == 400
@@ -271,15 +332,19 @@ def test_canaries_through_the_api(two_providers):
     api = client()
     pk = created(api, {**SEED_EXPERIMENT, "variants": variants({"model": "chat"})})["id"]
     url = f"{API}/canaries"
-    bad = api.post(url, {"experiment": pk, "treatment": "treatment", "steps": [50, 20, 100]},
-                   format="json")  # fmt: skip
+    bad = api.post(
+        url, {"experiment": pk, "treatment": "treatment", "steps": [50, 20, 100]}, format="json"
+    )
     assert bad.status_code == 400 and "steps" in bad.json()["error"]["details"]
     control = api.post(url, {"experiment": pk, "treatment": "control"}, format="json")
     assert control.status_code == 400
     assert "is the control" in control.json()["error"]["details"]["treatment"][0]
 
-    made = api.post(url, {"experiment": pk, "treatment": "treatment", "steps": [10, 50, 100],
-                          "min_requests": 5}, format="json")  # fmt: skip
+    made = api.post(
+        url,
+        {"experiment": pk, "treatment": "treatment", "steps": [10, 50, 100], "min_requests": 5},
+        format="json",
+    )
 
     assert made.status_code == 201, made.json()
     canary = made.json()
@@ -290,8 +355,10 @@ def test_canaries_through_the_api(two_providers):
     assert experiment["status"] == "running"
     assert [v["traffic_percentage"] for v in experiment["variants"]] == [90.0, 10.0]
     second = api.post(url, {"experiment": pk, "treatment": "treatment"}, format="json")
-    assert second.status_code == 409 and "already has a running canary" in second.json()[
-        "error"]["message"]  # fmt: skip
+    assert (
+        second.status_code == 409
+        and "already has a running canary" in second.json()["error"]["message"]
+    )
     assert [c["id"] for c in api.get(url).json()["results"]] == [canary["id"]]
     judged = api.post(f"{url}/{canary['id']}/advance").json()
     assert judged["status"] == "running" and judged["percentage"] == 10  # no calls yet

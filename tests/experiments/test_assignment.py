@@ -36,11 +36,9 @@ from .conftest import HELLO, assigner
 USERS = [f"user-{n}" for n in range(10_000)]
 THREE_WAY = [
     {"name": "control", "type": "control", "traffic_percentage": 20, "config": {}},
-    {"name": "warm", "type": "treatment", "traffic_percentage": 30,
-     "config": {"temperature": 1.2}},
-    {"name": "cold", "type": "treatment", "traffic_percentage": 50,
-     "config": {"temperature": 0.1}},
-]  # fmt: skip
+    {"name": "warm", "type": "treatment", "traffic_percentage": 30, "config": {"temperature": 1.2}},
+    {"name": "cold", "type": "treatment", "traffic_percentage": 50, "config": {"temperature": 0.1}},
+]
 
 
 def started(name: str, variants: list, user_percentage: int = 100) -> Experiment:
@@ -52,10 +50,9 @@ def started(name: str, variants: list, user_percentage: int = 100) -> Experiment
 
 def record(experiment: Experiment, assigned: dict[str, int]) -> None:
     Assignment.objects.bulk_create(
-        Assignment(experiment=experiment, phase=experiment.phase, variant_id=variant,
-                   user_id=user)
+        Assignment(experiment=experiment, phase=experiment.phase, variant_id=variant, user_id=user)
         for user, variant in assigned.items()
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.django_db
@@ -103,14 +100,16 @@ def test_a_skewed_split_is_flagged_and_marks_the_experiment_unhealthy():
 
 def test_users_outside_the_user_percentage_get_no_variant():
     arms = [("a", 5000), ("b", 5000)]
-    picked = [pick(experiment_id=1, seed="1", user=u, user_basis_points=2500, arms=arms)
-              for u in USERS]  # fmt: skip
+    picked = [
+        pick(experiment_id=1, seed="1", user=u, user_basis_points=2500, arms=arms) for u in USERS
+    ]
     inside = [p for p in picked if p is not None]
     assert 2300 < len(inside) < 2700
     assert 1100 < inside.count("a") < 1400
     # Inclusion and variant come from independent parts of the hash.
-    everyone = [pick(experiment_id=1, seed="1", user=u, user_basis_points=10_000, arms=arms)
-                for u in USERS]  # fmt: skip
+    everyone = [
+        pick(experiment_id=1, seed="1", user=u, user_basis_points=10_000, arms=arms) for u in USERS
+    ]
     assert all(p == e for p, e in zip(picked, everyone, strict=True) if p is not None)
 
 
@@ -126,17 +125,28 @@ def test_the_same_user_gets_the_same_buckets_in_another_process():
     users = USERS[:500] + ["42", "ü-ser", "key:7"]
     env = {**os.environ, "PYTHONHASHSEED": "12345"}  # another hash() than ours
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], input=json.dumps(users), capture_output=True, text=True,
-        env=env, cwd=Path(settings.BASE_DIR), check=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", SCRIPT],
+        input=json.dumps(users),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(settings.BASE_DIR),
+        check=True,
+        timeout=60,
+    )
     theirs = [tuple(pair) for pair in json.loads(result.stdout)]
     assert theirs == [buckets(42, "3", user) for user in users]
     assert len(set(theirs)) > 450  # not all in one bucket
 
 
 def hooked(experiment: str, user: str) -> LlmRequest:
-    request = LlmRequest(messages=list(HELLO), model="chat", experiment=experiment, user=user,
-                         caller=Caller(user_id=1))  # fmt: skip
+    request = LlmRequest(
+        messages=list(HELLO),
+        model="chat",
+        experiment=experiment,
+        user=user,
+        caller=Caller(user_id=1),
+    )
     run_sync(experiment_request_hook(request))
     return request
 
@@ -158,12 +168,24 @@ def test_the_lookup_and_the_request_hook_agree_across_restarts():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_hook_applies_the_variant_and_records_the_assignment_once(two_providers):
-    experiment = started("overrides", [
-        {"name": "control", "type": "control", "traffic_percentage": 0, "config": {}},
-        {"name": "all", "type": "treatment", "traffic_percentage": 100,
-         "config": {"model": "chat-b", "provider": "b", "temperature": 0.2, "max_tokens": 64,
-                    "system_prompt": "Be brief."}},
-    ])  # fmt: skip
+    experiment = started(
+        "overrides",
+        [
+            {"name": "control", "type": "control", "traffic_percentage": 0, "config": {}},
+            {
+                "name": "all",
+                "type": "treatment",
+                "traffic_percentage": 100,
+                "config": {
+                    "model": "chat-b",
+                    "provider": "b",
+                    "temperature": 0.2,
+                    "max_tokens": 64,
+                    "system_prompt": "Be brief.",
+                },
+            },
+        ],
+    )
     request = hooked("overrides", "ann")
     assert (request.model, request.provider) == ("chat-b", "b")
     assert request.params == {"temperature": 0.2, "max_tokens": 64}
@@ -187,11 +209,18 @@ def test_the_hook_applies_the_variant_and_records_the_assignment_once(two_provid
 
 @pytest.mark.django_db(transaction=True)
 def test_requests_without_an_experiment_or_with_another_cost_nothing():
-    started("cheap", [
-        {"name": "control", "type": "control", "traffic_percentage": 0, "config": {}},
-        {"name": "all", "type": "treatment", "traffic_percentage": 100,
-         "config": {"model": "chat-b"}},
-    ])  # fmt: skip
+    started(
+        "cheap",
+        [
+            {"name": "control", "type": "control", "traffic_percentage": 0, "config": {}},
+            {
+                "name": "all",
+                "type": "treatment",
+                "traffic_percentage": 100,
+                "config": {"model": "chat-b"},
+            },
+        ],
+    )
     plain = hooked("", "ann")
     assert plain.model == "chat" and plain.experiment_variant_id is None
     assert hooks._state.snapshot is None  # no snapshot loaded, no query made
@@ -205,10 +234,13 @@ def test_requests_without_an_experiment_or_with_another_cost_nothing():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_users_identity_falls_back_to_the_caller():
-    started("callers", [
-        {"name": "control", "type": "control", "traffic_percentage": 0, "config": {}},
-        {"name": "all", "type": "treatment", "traffic_percentage": 100, "config": {}},
-    ])  # fmt: skip
+    started(
+        "callers",
+        [
+            {"name": "control", "type": "control", "traffic_percentage": 0, "config": {}},
+            {"name": "all", "type": "treatment", "traffic_percentage": 100, "config": {}},
+        ],
+    )
     by_user = LlmRequest(messages=list(HELLO), experiment="callers", caller=Caller(user_id=42))
     by_key = LlmRequest(messages=list(HELLO), experiment="callers", caller=Caller(api_key_id=7))
     nobody = LlmRequest(messages=list(HELLO), experiment="callers")

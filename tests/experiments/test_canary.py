@@ -71,9 +71,12 @@ def test_a_canary_whose_treatment_fails_is_rolled_back(
     upstream_b.configure(status=500)
     experiment = experiment_create(name="canary bad", variants=variants({"model": "chat-b"}, 0))
     rollout = canary_create(
-        experiment=experiment, treatment="treatment", steps=[30, 100], min_requests=4,
+        experiment=experiment,
+        treatment="treatment",
+        steps=[30, 100],
+        min_requests=4,
         step_interval_seconds=1,
-    )  # fmt: skip
+    )
     users = [f"bad-{n}" for n in range(30)]
     plan = planned(experiment, users)
     treated = [u for u in users if plan[u] == "treatment"]
@@ -112,9 +115,13 @@ def test_a_healthy_canary_reaches_full_traffic(
         fake.configure(latency_ms=5)
     experiment = experiment_create(name="canary good", variants=variants({"model": "chat-b"}, 0))
     rollout = canary_create(
-        experiment=experiment, treatment="treatment", steps=[20, 60, 100], min_requests=3,
-        step_interval_seconds=1, latency_margin=5.0,
-    )  # fmt: skip
+        experiment=experiment,
+        treatment="treatment",
+        steps=[20, 60, 100],
+        min_requests=3,
+        step_interval_seconds=1,
+        latency_margin=5.0,
+    )
     users = [f"good-{n}" for n in range(30)]
     sent = 0
 
@@ -140,17 +147,21 @@ def test_a_healthy_canary_reaches_full_traffic(
     advance_canaries.delay()  # the beat task, run by the real worker
     eventually(
         lambda: CanaryRollout.objects.get(pk=rollout.pk).status == CanaryStatus.COMPLETED,
-        30, "the canary completed",
-    )  # fmt: skip
+        30,
+        "the canary completed",
+    )
 
     rollout.refresh_from_db()
     assert rollout.percentage == 100 and rollout.reason == "treatment reached 100% healthy."
     assert [(e.kind, e.percentage) for e in rollout.log.all()] == [
-        ("started", 20), ("advanced", 60), ("completed", 100)
-    ]  # fmt: skip
+        ("started", 20),
+        ("advanced", 60),
+        ("completed", 100),
+    ]
     assert shares(experiment) == [0.0, 100.0]
-    assert list(ExperimentPhase.objects.filter(experiment=experiment).values_list(
-        "number", "seed")) == [(1, "1"), (2, "1"), (3, "1")]  # fmt: skip
+    assert list(
+        ExperimentPhase.objects.filter(experiment=experiment).values_list("number", "seed")
+    ) == [(1, "1"), (2, "1"), (3, "1")]
     upstream_b.reset()
     time.sleep(CACHE_SECONDS + 0.1)
     assert all(send(gateway, "canary good", users[:10]).values())
@@ -159,8 +170,13 @@ def test_a_healthy_canary_reaches_full_traffic(
 
 def test_a_canary_waits_for_its_interval_and_its_minimum_of_requests(treatment_model):
     experiment = experiment_create(name="canary patient", variants=variants({}, 0))
-    rollout = canary_create(experiment=experiment, treatment="treatment", steps=[5, 100],
-                            min_requests=1, step_interval_seconds=3600)  # fmt: skip
+    rollout = canary_create(
+        experiment=experiment,
+        treatment="treatment",
+        steps=[5, 100],
+        min_requests=1,
+        step_interval_seconds=3600,
+    )
     assert canary_advance(rollout=rollout) is None  # no calls
     experiment_stop(experiment=experiment)
     rollout.refresh_from_db()
@@ -199,14 +215,20 @@ async def test_lifecycle_and_canary_events_reach_a_subscriber(asgi_server):
         await database_sync_to_async(experiment_stop)(experiment=experiment)
         events = [await next_event(ws) for _ in range(5)]
     assert [(e["event"], e["channel"]) for e in events] == [
-        ("experiment.started", "experiments"), ("canary.step", "experiments"),
-        ("experiment.phase", "experiments"), ("canary.rolled_back", "experiments"),
+        ("experiment.started", "experiments"),
+        ("canary.step", "experiments"),
+        ("experiment.phase", "experiments"),
+        ("canary.rolled_back", "experiments"),
         ("experiment.stopped", "experiments"),
-    ]  # fmt: skip
+    ]
     assert events[1]["data"] == {
-        "canary": rollout.pk, "experiment": experiment.pk, "kind": "started", "percentage": 10,
-        "phase": 1, "message": "treatment starts at 10% of the traffic.",
-    }  # fmt: skip
+        "canary": rollout.pk,
+        "experiment": experiment.pk,
+        "kind": "started",
+        "percentage": 10,
+        "phase": 1,
+        "message": "treatment starts at 10% of the traffic.",
+    }
     assert events[3]["data"]["message"] == "Testing." and events[3]["data"]["percentage"] == 0
     assert events[4]["data"]["winner"] == ""
     treatment = await database_sync_to_async(Variant.objects.get)(pk=rollout.treatment_id)

@@ -69,8 +69,9 @@ def test_requests_naming_an_experiment_reach_the_variants_model_and_are_counted(
     }
     assert len(by_variant["treatment"]) == len(treated)
     assert len(by_variant["control"]) == len(users) - len(treated)
-    assert {(c.provider_name, c.model_name, c.requested_model) for c in by_variant["treatment"]} \
-        == {("b", "fake-model-2", "chat-b")}  # fmt: skip
+    assert {
+        (c.provider_name, c.model_name, c.requested_model) for c in by_variant["treatment"]
+    } == {("b", "fake-model-2", "chat-b")}
     assert {c.provider_name for c in by_variant["control"]} == {"a"}
     assert Assignment.objects.filter(experiment=experiment).count() == len(users)
 
@@ -93,9 +94,12 @@ def test_the_header_joins_too_and_streams_get_the_variant(
     experiment = started("e2e header", {"model": "chat-b", "system_prompt": "Be brief."}, 100)
 
     chunks = gateway.chat.completions.create(
-        model="chat", messages=HELLO, stream=True, user="streamer",
+        model="chat",
+        messages=HELLO,
+        stream=True,
+        user="streamer",
         extra_headers={"X-Orchestra-Experiment": "e2e header"},
-    )  # fmt: skip
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("Hello from b")
     sent = upstream_b.stats()["last_request"]["body"]

@@ -81,15 +81,21 @@ def test_the_difference_has_scipys_p_value_and_walds_interval():
         (0.025 - z * se, 0.025 + z * se)
     )
     assert test.relative_lift == pytest.approx(0.25)
-    assert test.z == pytest.approx(np.sqrt(stats.chi2_contingency(
-        [[250, 1750], [200, 1800]], correction=False).statistic))  # fmt: skip
+    assert test.z == pytest.approx(
+        np.sqrt(stats.chi2_contingency([[250, 1750], [200, 1800]], correction=False).statistic)
+    )
     same = two_proportion_test(0, 10, 0, 10)
     assert same.p_value == 1.0 and same.difference == 0
 
 
 def test_the_chance_to_beat_the_control_matches_integration_and_sampling():
-    for treatment, control in [(TREATMENT, CONTROL), ((5, 20), (9, 20)), ((0, 0), (0, 0)),
-                               ((300, 2000), (280, 2100)), ((1, 3), (40, 41))]:  # fmt: skip
+    for treatment, control in [
+        (TREATMENT, CONTROL),
+        ((5, 20), (9, 20)),
+        ((0, 0), (0, 0)),
+        ((300, 2000), (280, 2100)),
+        ((1, 3), (40, 41)),
+    ]:
         assert chance_to_beat(*treatment, *control) == pytest.approx(
             reference_chance(treatment, control), abs=1e-9
         )
@@ -121,8 +127,9 @@ def test_welch_and_percentiles_match_numpy_and_scipy():
     a = [4.0, 5.0, 3.0, 5.0, 4.0, 4.5]
     b = [3.0, 2.5, 4.0, 3.0, 3.5]
     expected = stats.ttest_ind(a, b, equal_var=False).pvalue
-    got = welch_p_value(np.mean(a), np.std(a, ddof=1), len(a), np.mean(b), np.std(b, ddof=1),
-                        len(b))  # fmt: skip
+    got = welch_p_value(
+        np.mean(a), np.std(a, ddof=1), len(a), np.mean(b), np.std(b, ddof=1), len(b)
+    )
     assert got == pytest.approx(expected)
     assert welch_p_value(4, 1, 1, 3, 1, 5) is None
     assert percentile([1.0, 2.0, 3.0, 10.0], 0.95) == pytest.approx(
@@ -136,15 +143,24 @@ def store_outcomes(experiment: Experiment, counts: dict[str, tuple[int, int]]) -
     for variant in experiment.variants.all():
         converted, users = counts[variant.name]
         Assignment.objects.bulk_create(
-            Assignment(experiment=experiment, phase=experiment.phase, variant=variant,
-                       user_id=f"{variant.name}-{n}")
+            Assignment(
+                experiment=experiment,
+                phase=experiment.phase,
+                variant=variant,
+                user_id=f"{variant.name}-{n}",
+            )
             for n in range(users)
-        )  # fmt: skip
+        )
         TrackedEvent.objects.bulk_create(
-            TrackedEvent(experiment=experiment, phase=experiment.phase, variant=variant,
-                         user_id=f"{variant.name}-{n}", kind=TrackedEventKind.CONVERSION)
+            TrackedEvent(
+                experiment=experiment,
+                phase=experiment.phase,
+                variant=variant,
+                user_id=f"{variant.name}-{n}",
+                kind=TrackedEventKind.CONVERSION,
+            )
             for n in range(converted)
-        )  # fmt: skip
+        )
 
 
 @pytest.mark.django_db
@@ -155,9 +171,13 @@ def test_an_experiments_stats_give_scipys_p_value_and_interval_and_stop_picks_th
     store_outcomes(experiment, {"control": CONTROL, "treatment": TREATMENT})
     # A second conversion of a converted user does not count twice in the rate.
     TrackedEvent.objects.create(
-        experiment=experiment, phase=1, variant=experiment.variants.get(name="treatment"),
-        user_id="treatment-0", kind=TrackedEventKind.CONVERSION, value=3.5,
-    )  # fmt: skip
+        experiment=experiment,
+        phase=1,
+        variant=experiment.variants.get(name="treatment"),
+        user_id="treatment-0",
+        kind=TrackedEventKind.CONVERSION,
+        value=3.5,
+    )
 
     stats_ = experiment_stats(experiment=experiment)
 

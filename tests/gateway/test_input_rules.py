@@ -136,7 +136,8 @@ def test_text_the_core_cannot_encode_never_counts_against_a_provider(two_provide
             run_sync(complete(request))
         assert raised.value.code == "bad_request" and raised.value.status_for_client == 400
     assert {view.provider: view.state for view in circuit_breaker_list()} == {
-        "a": "closed", "b": "closed",
-    }  # fmt: skip
+        "a": "closed",
+        "b": "closed",
+    }
     assert {view.provider: view.failures for view in circuit_breaker_list()}["a"] == 0
     assert upstream_a.stats()["requests"] == 0

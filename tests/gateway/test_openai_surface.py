@@ -31,10 +31,15 @@ WEATHER_TOOL = {
 @pytest.fixture
 def embedders(two_providers) -> dict[str, LlmModel]:
     return {
-        name: deploy(provider, "fake-embed", aliases=["embed"], mode=ModelMode.EMBEDDING,
-                     input_price_per_million=Decimal("0.1"))
+        name: deploy(
+            provider,
+            "fake-embed",
+            aliases=["embed"],
+            mode=ModelMode.EMBEDDING,
+            input_price_per_million=Decimal("0.1"),
+        )
         for name, provider in two_providers.items()
-    }  # fmt: skip
+    }
 
 
 def only(providers: dict[str, Provider], name: str) -> None:
@@ -142,10 +147,13 @@ def test_responses_with_a_function_tool(
     assert call.name == "get_weather" and "city" in call.arguments
     streamed = list(
         gateway.responses.create(
-            model="chat", input="weather?", tools=[WEATHER_TOOL], tool_choice="required",
+            model="chat",
+            input="weather?",
+            tools=[WEATHER_TOOL],
+            tool_choice="required",
             stream=True,
         )
-    )  # fmt: skip
+    )
     kinds = [event.type for event in streamed]
     assert "response.function_call_arguments.delta" in kinds
     assert streamed[-1].response.output[0].name == "get_weather"

@@ -26,8 +26,11 @@ class TestQuery:
         answer = response.json()
         assert answer["content"].startswith("Hello from a") and answer["provider"] == "a"
         assert answer["usage"] == {
-            "prompt_tokens": 3, "completion_tokens": 8, "total_tokens": 11, "estimated": False
-        }  # fmt: skip
+            "prompt_tokens": 3,
+            "completion_tokens": 8,
+            "total_tokens": 11,
+            "estimated": False,
+        }
         assert Decimal(answer["cost"]) == (3 * Decimal("1.5") + 8 * Decimal(6)) / 1_000_000
         recorder.flush()
         (call,) = recorded_calls(1)

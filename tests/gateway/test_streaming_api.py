@@ -133,9 +133,12 @@ def test_session_writes_need_csrf(two_providers, asgi_server):
     client.get("/admin/login/")
     client.post(
         "/admin/login/",
-        data={"username": user.username, "password": "pw-123-long-enough",
-              "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-    )  # fmt: skip
+        data={
+            "username": user.username,
+            "password": "pw-123-long-enough",
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+    )
     refused = client.post("/api/streaming/chat", json={"messages": HELLO, "model": "chat"})
     assert refused.status_code == 403 and "CSRF" in refused.json()["error"]["message"]
     accepted = client.post(

@@ -39,8 +39,11 @@ def test_a_killed_beat_shows_in_health_and_feature_status(server_env, celery_wor
         assert features()["fallbacks"]["celery_beat"] is None
 
         beat.kill()  # SIGKILL: no goodbye
-        down = eventually(lambda: (body := health())["services"]["beat"] == "error" and body,
-                          MAX_AGE + 10, "health reports beat down")  # fmt: skip
+        down = eventually(
+            lambda: (body := health())["services"]["beat"] == "error" and body,
+            MAX_AGE + 10,
+            "health reports beat down",
+        )
         assert down["status"] == "degraded"
         assert (
             "sweeps, approval expiry and canaries are not running"

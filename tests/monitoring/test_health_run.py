@@ -26,8 +26,19 @@ def test_the_detailed_health_is_for_viewers_and_holds_every_check_host_and_provi
     client = Client()
     assert client.get("/health/detailed").status_code in (401, 403)
     body = client.get("/health/detailed", headers=bearer(api_key_issue(role=Role.VIEWER))).json()
-    assert {"database", "redis", "cache", "channel_layer", "celery", "beat", "disk", "memory",
-            "cpu", "providers", "call_records"} <= set(body["checks"])  # fmt: skip
+    assert {
+        "database",
+        "redis",
+        "cache",
+        "channel_layer",
+        "celery",
+        "beat",
+        "disk",
+        "memory",
+        "cpu",
+        "providers",
+        "call_records",
+    } <= set(body["checks"])
     assert body["checks"]["redis"]["status"] == "ok"
     assert body["checks"]["memory"]["details"]["total_bytes"] > 0
     assert set(body["checks"]["disk"]["details"]) == {"var", "media"}
@@ -44,8 +55,9 @@ def test_the_monitoring_api_has_each_check_and_the_system():
     assert client.get("/api/v1/monitoring/system", headers=key).json()["process"]["pid"] > 0
 
 
-@override_settings(HEALTH_MEMORY_MAX_PERCENT=0.0, HEALTH_DISK_FREE_MIN_PERCENT=100.0,
-                   HEALTH_CPU_MAX_PERCENT=-1.0)  # fmt: skip
+@override_settings(
+    HEALTH_MEMORY_MAX_PERCENT=0.0, HEALTH_DISK_FREE_MIN_PERCENT=100.0, HEALTH_CPU_MAX_PERCENT=-1.0
+)
 def test_host_thresholds_degrade_their_checks():
     forget_results()
     key = bearer(api_key_issue(role=Role.VIEWER))

@@ -61,9 +61,11 @@ def test_every_entry_point_is_counted_by_route_and_summed_over_processes(
             missing = httpx.get(f"{server.url}/api/v1/providers/999", headers=bearer(operator_key))
             assert missing.status_code == 404
         with httpx.stream(
-            "POST", f"{servers[1].url}/api/streaming/chat", headers=bearer(operator_key),
+            "POST",
+            f"{servers[1].url}/api/streaming/chat",
+            headers=bearer(operator_key),
             json={"messages": HELLO, "model": "chat"},
-        ) as stream:  # fmt: skip
+        ) as stream:
             assert stream.status_code == 200
             stream.read()
         assert httpx.post(f"{servers[0].url}/v1/chat/completions").status_code == 401
@@ -93,8 +95,12 @@ def test_every_entry_point_is_counted_by_route_and_summed_over_processes(
         assert sample(text, duration, method="GET", route="/health") == 2
         # Memory and CPU of each process, labelled with its pid (for per-process memory panels).
         pids = {server.process.pid for server in servers}
-        for name in ("process_resident_memory_bytes", "process_cpu_seconds_total",
-                     "process_virtual_memory_bytes", "process_open_fds"):  # fmt: skip
+        for name in (
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+        ):
             assert pids_of(text, name) == pids, name
         memory = re.findall(r'^process_resident_memory_bytes{pid="\d+"} (\S+)$', text, re.M)
         assert all(float(value) > 10_000_000 for value in memory)

@@ -93,9 +93,13 @@ def test_the_parser_finds_the_names_and_nothing_else():
     )
     assert metric_names(expression) == {"x_seconds_bucket", "y_total"}
     used = names_used()
-    assert {"ai_orchestra_llm_queries_total", "ai_orchestra_llm_circuit_state",
-            "ai_orchestra_celery_queue_length", "ai_orchestra_call_records_backlog_seconds",
-            "process_resident_memory_bytes"} <= used  # fmt: skip
+    assert {
+        "ai_orchestra_llm_queries_total",
+        "ai_orchestra_llm_circuit_state",
+        "ai_orchestra_celery_queue_length",
+        "ai_orchestra_call_records_backlog_seconds",
+        "process_resident_memory_bytes",
+    } <= used
 
 
 def test_grafana_provisioning_points_the_dashboard_at_the_provisioned_datasource():
@@ -113,9 +117,18 @@ def test_grafana_provisioning_points_the_dashboard_at_the_provisioned_datasource
         assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
         assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"])
     titles = " ".join(panel["title"] for panel in panels)
-    for wanted in ("Request rate", "p95 / p99", "Queries by provider and status",
-                   "Time to first token", "Tokens", "Cost", "WebSocket connections",
-                   "Celery queue length", "Celery task duration", "memory"):  # fmt: skip
+    for wanted in (
+        "Request rate",
+        "p95 / p99",
+        "Queries by provider and status",
+        "Time to first token",
+        "Tokens",
+        "Cost",
+        "WebSocket connections",
+        "Celery queue length",
+        "Celery task duration",
+        "memory",
+    ):
         assert wanted in titles, wanted
 
 
@@ -156,9 +169,11 @@ def test_every_metric_the_dashboard_and_the_alerts_name_is_exposed_after_traffic
         deadline = time.monotonic() + 20
         text = scrape()
         while time.monotonic() < deadline and not sample(
-            text, "ai_orchestra_celery_tasks_total", task="providers.store_call_records",
+            text,
+            "ai_orchestra_celery_tasks_total",
+            task="providers.store_call_records",
             state="failure",
-        ):  # fmt: skip
+        ):
             time.sleep(0.2)
             text = scrape()
     finally:
@@ -194,8 +209,9 @@ def test_queue_lengths_count_every_priority_of_a_queue():
             celery_app.send_task("builds.run_step", args=[0], queue=queue, priority=priority)
         try:
             assert queue_lengths([queue, "celery-nothing-here"]) == {
-                queue: 4, "celery-nothing-here": 0,
-            }  # fmt: skip
+                queue: 4,
+                "celery-nothing-here": 0,
+            }
         finally:
             with celery_app.connection_for_write() as connection:
                 connection.default_channel.queue_purge(queue)

@@ -42,14 +42,24 @@ class PluginAppConfig(AppConfig):
             SocketAction("widget", widget_socket_action, "widget_made", "plugin_app.add_widget")
         )
         register_navigation(
-            NavItem("Widgets", "admin:plugin_app_widget_changelist", "Plug-ins",
-                    permission="plugin_app.view_widget"),
-        )  # fmt: skip
+            NavItem(
+                "Widgets",
+                "admin:plugin_app_widget_changelist",
+                "Plug-ins",
+                permission="plugin_app.view_widget",
+            ),
+        )
         # Out of the sidebar, which the dashboard's tests compare entry by entry.
         register_pages(
-            Page("widgets", "Widgets", "tests.plugin_app.pages.board", "Plug-ins",
-                 permission="plugin_app.view_widget", in_sidebar=False),
-        )  # fmt: skip
+            Page(
+                "widgets",
+                "Widgets",
+                "tests.plugin_app.pages.board",
+                "Plug-ins",
+                permission="plugin_app.view_widget",
+                in_sidebar=False,
+            ),
+        )
         register_request_hook("plugin_app.refuse", refuse_widget_model)
         register_alert_rule(
             AlertRule("widget_overflow", "More widgets than the plug-in allows.", widget_overflow)

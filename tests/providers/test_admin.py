@@ -12,12 +12,20 @@ SECRET = "sk-admin-entered-secret-42"
 
 def provider_form(**overrides) -> dict:
     return {
-        "name": "p1", "kind": "openai", "base_url": "", "enabled": "on",
-        "priority": 100, "weight": 1, "timeout_seconds": 30, "max_retries": 2,
-        "extra_headers": "{}", "api_key": "",
-        "models-TOTAL_FORMS": 0, "models-INITIAL_FORMS": 0,
+        "name": "p1",
+        "kind": "openai",
+        "base_url": "",
+        "enabled": "on",
+        "priority": 100,
+        "weight": 1,
+        "timeout_seconds": 30,
+        "max_retries": 2,
+        "extra_headers": "{}",
+        "api_key": "",
+        "models-TOTAL_FORMS": 0,
+        "models-INITIAL_FORMS": 0,
         **overrides,
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.django_db

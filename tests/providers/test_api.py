@@ -91,10 +91,16 @@ class TestModels:
         provider = self.make_provider(api)
         created = api.post(
             "/api/v1/models",
-            {"provider": provider, "name": "gpt-4o-mini", "input_price_per_million": "0.15",
-             "output_price_per_million": "0.6", "aliases": ["mini"], "fallbacks": ["gpt-4o"]},
+            {
+                "provider": provider,
+                "name": "gpt-4o-mini",
+                "input_price_per_million": "0.15",
+                "output_price_per_million": "0.6",
+                "aliases": ["mini"],
+                "fallbacks": ["gpt-4o"],
+            },
             format="json",
-        )  # fmt: skip
+        )
         assert created.status_code == 201, created.json()
         assert created.json()["input_price_per_million"] == "0.150000"
         assert api.get(f"/api/v1/models?provider={provider}").json()[0]["name"] == "gpt-4o-mini"
@@ -135,9 +141,10 @@ class TestRuntimeSettings:
         api = client()
         assert api.get("/api/v1/runtime-settings").json()["strategy"] == "default"
         changed = api.patch(
-            "/api/v1/runtime-settings", {"strategy": "weighted", "fallback_enabled": False},
+            "/api/v1/runtime-settings",
+            {"strategy": "weighted", "fallback_enabled": False},
             format="json",
-        )  # fmt: skip
+        )
         assert changed.status_code == 200
         assert (
             changed.json()["strategy"] == "weighted" and changed.json()["fallback_enabled"] is False

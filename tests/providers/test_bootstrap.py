@@ -57,10 +57,15 @@ def snapshot() -> dict:
             )
         ),
         "models": sorted(LlmModel.objects.values_list("provider__name", "name", "updated_at")),
-        "routing": routing and (routing.strategy, routing.fallback_enabled,
-                                routing.default_provider_id, routing.updated_at),
+        "routing": routing
+        and (
+            routing.strategy,
+            routing.fallback_enabled,
+            routing.default_provider_id,
+            routing.updated_at,
+        ),
         "applied": sorted(AppliedSetting.objects.values_list("name", "digest")),
-    }  # fmt: skip
+    }
 
 
 def test_the_seed_recipe_makes_its_providers_and_settings_and_a_second_run_changes_nothing():
@@ -79,8 +84,9 @@ def test_the_seed_recipe_makes_its_providers_and_settings_and_a_second_run_chang
         assert key not in providers[name].api_key_encrypted
         assert decrypt(providers[name].api_key_encrypted) == key
     assert sorted(LlmModel.objects.values_list("provider__name", "name")) == [
-        ("ollama", "llama2"), ("openai", "gpt-4-turbo-preview"),
-    ]  # fmt: skip
+        ("ollama", "llama2"),
+        ("openai", "gpt-4-turbo-preview"),
+    ]
     routing = RoutingSettings.objects.get()
     assert routing.strategy == "round-robin" and routing.fallback_enabled
     assert routing.default_provider == providers["openai"]
@@ -93,9 +99,11 @@ def test_the_seed_recipe_makes_its_providers_and_settings_and_a_second_run_chang
 
     assert snapshot() == before  # nothing duplicated, nothing even saved again
     assert second.lines == [
-        "provider openai: unchanged", "provider xai: unchanged", "provider ollama: unchanged",
+        "provider openai: unchanged",
+        "provider xai: unchanged",
+        "provider ollama: unchanged",
         "routing settings: unchanged",
-    ]  # fmt: skip
+    ]
 
 
 def test_an_operators_edits_stand_until_the_environment_value_changes():
@@ -120,8 +128,9 @@ def test_an_operators_edits_stand_until_the_environment_value_changes():
     assert not openai.enabled  # no variable set it: the operator's value stays
     assert RoutingSettings.objects.get().strategy == "least-latency"
     assert report.lines == [
-        "provider openai: api key set", "routing settings: strategy = least-latency",
-    ]  # fmt: skip
+        "provider openai: api key set",
+        "routing settings: strategy = least-latency",
+    ]
 
 
 def test_a_new_base_url_takes_the_environments_key_along():
@@ -232,9 +241,13 @@ def platform_with_openai(tmp_path) -> Iterator[tuple]:
 
 def manage(platform, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], env=platform.server.env, capture_output=True,
-        text=True, check=True, cwd=Path(__file__).resolve().parents[2],
-    )  # fmt: skip
+        [sys.executable, "manage.py", *args],
+        env=platform.server.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     return result.stdout
 
 
@@ -252,8 +265,11 @@ def test_make_run_with_openai_api_key_set_gives_a_working_openai_provider(platfo
         f" decrypt(p.api_key_encrypted) == {OPENAI_KEY!r})"
     )
     assert manage(platform, "shell", "-v", "0", "-c", script).split() == [
-        "openai", upstream.base_url, "True", "True",
-    ]  # fmt: skip
+        "openai",
+        upstream.base_url,
+        "True",
+        "True",
+    ]
     key = manage(platform, "create_api_key", "admin", "--name", "t").strip().splitlines()[-1]
     answer = httpx.post(
         f"{platform.url}/v1/chat/completions",

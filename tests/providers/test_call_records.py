@@ -44,9 +44,12 @@ HELLO = [{"role": "user", "content": "say hello please"}]
 def call(**fields) -> dict:
     """A call record as the recorder ships it (the storing side fills in the defaults)."""
     return {
-        "id": str(uuid.uuid4()), "created_at": timezone.now().isoformat(),
-        "entry_point": "internal", "status": "success", **fields,
-    }  # fmt: skip
+        "id": str(uuid.uuid4()),
+        "created_at": timezone.now().isoformat(),
+        "entry_point": "internal",
+        "status": "success",
+        **fields,
+    }
 
 
 async def stored(work, *args, **kwargs):

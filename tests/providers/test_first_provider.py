@@ -79,8 +79,9 @@ def test_the_test_button_names_tls_refusals_timeouts_and_keys(upstream_a):
     tls = create(name="tls", kind="openai_compatible", base_url=f"https://127.0.0.1:{port}/v1")
     found = client().post(f"/api/v1/providers/{tls['id']}/test").json()
     assert "TLS failed with https://127.0.0.1" in found["error"]
-    slow = create(name="slow", kind="openai_compatible", base_url=upstream_a.base_url,
-                  timeout_seconds=0.5)  # fmt: skip
+    slow = create(
+        name="slow", kind="openai_compatible", base_url=upstream_a.base_url, timeout_seconds=0.5
+    )
     upstream_a.configure(hang=True)
     found = client().post(f"/api/v1/providers/{slow['id']}/test").json()
     assert found["error_code"] == "timeout" and upstream_a.base_url in found["error"]
@@ -106,21 +107,25 @@ def test_v1_errors_say_what_happened_and_where(asgi_server, operator_key, upstre
     deploy(dead, "fake-model", aliases=["chat"])
     headers = {"Authorization": f"Bearer {operator_key}"}
     answer = httpx.post(
-        f"{asgi_server.url}/v1/chat/completions", json={"model": "chat", "messages": HELLO},
+        f"{asgi_server.url}/v1/chat/completions",
+        json={"model": "chat", "messages": HELLO},
         headers=headers,
-    )  # fmt: skip
+    )
     assert answer.status_code == 502 and answer.headers["x-should-retry"] == "false"
     message = answer.json()["error"]["message"]
     assert message == "connection refused by http://127.0.0.1:9/v1/chat/completions"
     empty = httpx.post(
-        f"{asgi_server.url}/v1/chat/completions", json={"model": "", "messages": HELLO},
+        f"{asgi_server.url}/v1/chat/completions",
+        json={"model": "", "messages": HELLO},
         headers=headers,
-    )  # fmt: skip
+    )
     assert empty.status_code == 400
     assert empty.json()["error"] == {
-        "message": "'model' is required.", "type": "invalid_request_error", "param": "model",
+        "message": "'model' is required.",
+        "type": "invalid_request_error",
+        "param": "model",
         "code": "model_required",
-    }  # fmt: skip
+    }
 
 
 def test_a_dropped_stream_says_the_provider_closed_it(
@@ -149,9 +154,10 @@ def test_openai_error_codes(two_providers, asgi_server, operator_key, upstream_a
     assert code() == "context_length_exceeded"
     assert code(model="nope") == "model_not_found"
     bad_key = httpx.post(
-        f"{asgi_server.url}/v1/chat/completions", json={"model": "chat", "messages": HELLO},
+        f"{asgi_server.url}/v1/chat/completions",
+        json={"model": "chat", "messages": HELLO},
         headers={"Authorization": "Bearer ao_nothing_here"},
-    )  # fmt: skip
+    )
     assert bad_key.status_code == 401 and bad_key.json()["error"]["code"] == "invalid_api_key"
     for fake in (upstream_a, upstream_b):
         fake.configure(status=429, retry_after=1)

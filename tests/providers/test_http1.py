@@ -37,10 +37,13 @@ class Server:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = next(
-                    (int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                     if line.lower().startswith(b"content-length:")),
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
                     0,
-                )  # fmt: skip
+                )
                 await reader.readexactly(length)
                 self.requests += 1
                 if not await self.handler(reader, writer, self.requests):
@@ -64,8 +67,9 @@ async def serving(handler: Handler) -> AsyncIterator[tuple[Server, str]]:
 
 
 def pool_for(url: str, limit: int = 10, max_idle: int = 10) -> Pool:
-    return Pool(url, headers={"Authorization": "Bearer k"}, limit=limit, max_idle=max_idle,
-                keepalive=30)  # fmt: skip
+    return Pool(
+        url, headers={"Authorization": "Bearer k"}, limit=limit, max_idle=max_idle, keepalive=30
+    )
 
 
 async def sized(reader, writer, index) -> bool:
@@ -205,5 +209,10 @@ async def test_tls_to_a_server_that_does_not_speak_it_is_a_tls_error():
 
 def test_a_header_value_with_a_line_break_is_refused():
     with pytest.raises(ValueError, match="line break"):
-        Pool("http://127.0.0.1:1/v1", headers={"X-Bad": "a\r\nInjected: 1"}, limit=1,
-             max_idle=1, keepalive=1)  # fmt: skip
+        Pool(
+            "http://127.0.0.1:1/v1",
+            headers={"X-Bad": "a\r\nInjected: 1"},
+            limit=1,
+            max_idle=1,
+            keepalive=1,
+        )

@@ -193,12 +193,20 @@ class TestMovingKeepsOrDrops:
 
 def admin_provider_form(**overrides) -> dict:
     return {
-        "name": "p1", "kind": "openai_compatible", "base_url": "https://one.example/v1",
-        "enabled": "on", "priority": 100, "weight": 1, "timeout_seconds": 30, "max_retries": 2,
-        "api_key": "", "new_extra_headers": "",
-        "models-TOTAL_FORMS": 0, "models-INITIAL_FORMS": 0,
+        "name": "p1",
+        "kind": "openai_compatible",
+        "base_url": "https://one.example/v1",
+        "enabled": "on",
+        "priority": 100,
+        "weight": 1,
+        "timeout_seconds": 30,
+        "max_retries": 2,
+        "api_key": "",
+        "new_extra_headers": "",
+        "models-TOTAL_FORMS": 0,
+        "models-INITIAL_FORMS": 0,
         **overrides,
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.django_db

@@ -77,8 +77,10 @@ def test_without_redis_every_http_entry_point_still_serves_and_records(
     body = health.json()
     assert body["status"] == "degraded"
     assert body["capabilities"] == {
-        "routing_state": "local", "call_records": "direct", "websocket_relay": "down",
-    }  # fmt: skip
+        "routing_state": "local",
+        "call_records": "direct",
+        "websocket_relay": "down",
+    }
 
     print({name: check["latency_ms"] for name, check in body["checks"].items()})
     # Records written straight to the database by the web process (the first one, shipped to

@@ -16,14 +16,29 @@ from apps.providers.llm.routing.router import LatencyTracker, StateView, order, 
 
 def deployment(name: str, *, priority=1, weight=1, price="1", rpm=None, tpm=None) -> Deployment:
     provider = ProviderConfig(
-        id=hash(name) % 1000, name=name, kind="openai_compatible", base_url="http://x", api_key="",
-        priority=priority, weight=weight, timeout_seconds=1, max_retries=0, rpm_limit=rpm,
-        tpm_limit=tpm, headers={}, stream_usage=True, health_latency_ms=None,
-    )  # fmt: skip
+        id=hash(name) % 1000,
+        name=name,
+        kind="openai_compatible",
+        base_url="http://x",
+        api_key="",
+        priority=priority,
+        weight=weight,
+        timeout_seconds=1,
+        max_retries=0,
+        rpm_limit=rpm,
+        tpm_limit=tpm,
+        headers={},
+        stream_usage=True,
+        health_latency_ms=None,
+    )
     model = ModelConfig(
-        id=1, name="m", display_name="m", input_price_per_million=Decimal(price),
-        output_price_per_million=Decimal(price), fallbacks=(),
-    )  # fmt: skip
+        id=1,
+        name="m",
+        display_name="m",
+        input_price_per_million=Decimal(price),
+        output_price_per_million=Decimal(price),
+        fallbacks=(),
+    )
     return Deployment(provider, model)
 
 

@@ -97,12 +97,22 @@ class TestRanges:
         assert taken.json()[field] == at
 
     def test_every_bounded_field_is_covered(self):
-        provider_fields = {"priority", "weight", "timeout_seconds", "max_retries", "rpm_limit",
-                           "tpm_limit"}  # fmt: skip
+        provider_fields = {
+            "priority",
+            "weight",
+            "timeout_seconds",
+            "max_retries",
+            "rpm_limit",
+            "tpm_limit",
+        }
         routing_fields = {f.name for f in RoutingSettings._meta.get_fields()} - {
-            "id", "strategy", "default_provider", "default_model", "fallback_enabled",
+            "id",
+            "strategy",
+            "default_provider",
+            "default_model",
+            "fallback_enabled",
             "updated_at",
-        }  # fmt: skip
+        }
         assert {case[0] for case in PROVIDER_BOUNDS} == provider_fields
         assert {case[0] for case in ROUTING_BOUNDS} == routing_fields
 

@@ -83,8 +83,11 @@ async def test_malformed_message_gets_an_error_and_the_connection_stays_open(asg
     async with websockets.connect(
         asgi_server.ws_url, additional_headers={"Authorization": f"Bearer {key}"}
     ) as ws:
-        for bad, code in [("not json", "invalid_json"), ("[1, 2]", "invalid_message"),
-                          ('{"type": "dance"}', "unknown_type")]:  # fmt: skip
+        for bad, code in [
+            ("not json", "invalid_json"),
+            ("[1, 2]", "invalid_message"),
+            ('{"type": "dance"}', "unknown_type"),
+        ]:
             await ws.send(bad)
             assert (await receive_json(ws))["code"] == code
         await ws.send(json.dumps({"type": "ping", "id": 7}))

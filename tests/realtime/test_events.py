@@ -62,15 +62,23 @@ async def test_event_published_by_another_web_process_reaches_a_subscriber(asgi_
         async with ws:
             admin_key = await issue_key(role=Role.ADMIN)
             for payload in (
-                {"channel": "alerts", "event": "alert.raised",
-                 "data": {"title": "disk almost full", "severity": "warning"}},
-                {"channel": "widget:42", "event": "widget.updated",
-                 "data": {"id": 42, "status": "running"}},
-            ):  # fmt: skip
+                {
+                    "channel": "alerts",
+                    "event": "alert.raised",
+                    "data": {"title": "disk almost full", "severity": "warning"},
+                },
+                {
+                    "channel": "widget:42",
+                    "event": "widget.updated",
+                    "data": {"id": 42, "status": "running"},
+                },
+            ):
                 response = await asyncio.to_thread(
-                    httpx.post, f"{other.url}/api/v1/events", json=payload,
+                    httpx.post,
+                    f"{other.url}/api/v1/events",
+                    json=payload,
                     headers={"Authorization": f"Bearer {admin_key}"},
-                )  # fmt: skip
+                )
                 assert response.status_code == 202
                 event = await next_event(ws)
                 assert {k: event[k] for k in ("channel", "event", "data")} == payload
@@ -88,10 +96,11 @@ async def test_gateway_publishes_an_alert_when_a_circuit_opens(
     ws = await subscribed(asgi_server, await issue_key(role=Role.VIEWER), "alerts")
     async with ws:
         await asyncio.to_thread(
-            httpx.post, f"{asgi_server.url}/v1/chat/completions",
+            httpx.post,
+            f"{asgi_server.url}/v1/chat/completions",
             json={"model": "chat", "messages": [{"role": "user", "content": "x"}]},
             headers={"Authorization": f"Bearer {operator_key}"},
-        )  # fmt: skip
+        )
         event = await next_event(ws)
     assert event["event"] == "circuit.opened" and event["data"]["provider"] == "a"
 
@@ -115,10 +124,17 @@ async def test_unsubscribed_channels_are_not_delivered(asgi_server):
         await ws.send(json.dumps({"type": "unsubscribe", "channel": "logs"}))
         assert json.loads(await ws.recv()) == {"type": "unsubscribed", "channel": "logs"}
         await asyncio.to_thread(
-            publish, "logs", "log.record",
-            {"at": "2025-01-01T00:00:00+00:00", "level": "WARNING", "logger": "x",
-             "message": "m", "request_id": "-"},
-        )  # fmt: skip
+            publish,
+            "logs",
+            "log.record",
+            {
+                "at": "2025-01-01T00:00:00+00:00",
+                "level": "WARNING",
+                "logger": "x",
+                "message": "m",
+                "request_id": "-",
+            },
+        )
         await ws.send(json.dumps({"type": "ping", "id": "p"}))
         assert json.loads(await ws.recv()) == {"type": "pong", "id": "p"}
 

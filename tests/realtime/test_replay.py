@@ -77,9 +77,12 @@ async def test_a_client_away_for_5_s_gets_the_100_events_it_missed_in_order_then
 
     async with await connect(asgi_server, key) as ws:
         assert await subscribe(ws, channel, since=last_id) == {
-            "type": "subscribed", "channel": channel, "since": last_id, "replayed": 100,
+            "type": "subscribed",
+            "channel": channel,
+            "since": last_id,
+            "replayed": 100,
             "complete": True,
-        }  # fmt: skip
+        }
         missed = await received(ws, 100)
         assert [event["data"] for event in missed] == [widget(n, "missed") for n in range(1, 101)]
         assert {(event["channel"], event["event"]) for event in missed} == {
@@ -124,8 +127,13 @@ async def test_subscribing_again_in_the_middle_of_a_burst_misses_nothing_and_rep
 
 async def test_a_viewer_cannot_replay_a_channel_it_may_not_follow(asgi_server):
     since = event_id_at(timezone.now())
-    line = {"at": timezone.now().isoformat(), "level": "WARNING", "logger": "tests.replay",
-            "message": "only operators read this", "request_id": "replay"}  # fmt: skip
+    line = {
+        "at": timezone.now().isoformat(),
+        "level": "WARNING",
+        "logger": "tests.replay",
+        "message": "only operators read this",
+        "request_id": "replay",
+    }
     await apublish("logs", "log.record", line)
 
     async with await connect(asgi_server, await issue_key(role=Role.VIEWER)) as ws:

@@ -288,9 +288,11 @@ def logged_in_page(
         client.force_login(user)
         context = new_context()
         context.add_cookies(
-            [{"name": morsel.key, "value": morsel.value, "url": asgi_server.url}
-             for morsel in client.cookies.values()]
-        )  # fmt: skip
+            [
+                {"name": morsel.key, "value": morsel.value, "url": asgi_server.url}
+                for morsel in client.cookies.values()
+            ]
+        )
         return context.new_page()
 
     return make

@@ -137,9 +137,13 @@ def run_on_fresh_platform(document: list[str], tmp_path: Path, **settings: str) 
     try:
         script = "set -euo pipefail\n" + "\n".join(f"{command}\necho" for command in rest)
         done = subprocess.run(
-            ["bash", "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+            ["bash", "-c", script],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=180,
-        )  # fmt: skip
+        )
     finally:
         fake.stop()
         stop_with_ctrl_c(platform)
@@ -229,8 +233,9 @@ def _curl_problems(args: list[str]) -> list[str]:
 def operation_exists(method: str, path: str) -> bool:
     """Whether the published schema has the operation, or Django serves the path (the pages
     and endpoints outside the schema: ``/admin/``, ``/metrics``)."""
-    matches = [methods for template, methods in schema_operations().items()
-               if re.fullmatch(template, path)]  # fmt: skip
+    matches = [
+        methods for template, methods in schema_operations().items() if re.fullmatch(template, path)
+    ]
     if matches:  # ``/approvals/request`` also matches ``/approvals/{id}``
         return any(method.lower() in methods for methods in matches)
     from django.urls import Resolver404, resolve

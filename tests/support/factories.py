@@ -24,9 +24,11 @@ def user_create(*, role: Role | None = Role.VIEWER, username: str | None = None)
 
 
 def api_key_issue(
-    *, role: Role | None = Role.OPERATOR, user: User | None = None,
+    *,
+    role: Role | None = Role.OPERATOR,
+    user: User | None = None,
     expires_at: datetime | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """A raw key for a new user with ``role`` (or for ``user``)."""
     user = user or user_create(role=role)
     return api_key_create(user=user, name="test", expires_at=expires_at)[1]

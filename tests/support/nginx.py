@@ -143,10 +143,20 @@ class Nginx(ServerProcess):
     def check(self) -> subprocess.CompletedProcess[str]:
         """``nginx -t`` on the rendered configuration."""
         return subprocess.run(
-            [self.binary, "-t", "-p", f"{self.root}/", "-c", str(self.conf),
-             "-e", str(self.root / "error.log")],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            [
+                self.binary,
+                "-t",
+                "-p",
+                f"{self.root}/",
+                "-c",
+                str(self.conf),
+                "-e",
+                str(self.root / "error.log"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     def start(self, ready: Callable[[], bool] | None = None, timeout: float = 15.0) -> Self:
         return super().start(ready or port_open(self.https_port), timeout)

@@ -58,9 +58,14 @@ class ServerProcess:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            self.command, env=self.env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            self.command,
+            env=self.env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -181,8 +186,18 @@ class CeleryBeat(ServerProcess):
     fresher than when it was started."""
 
     def __init__(self, env: dict[str, str], name: str = "beat") -> None:
-        command = [sys.executable, "-m", "celery", "-A", "orchestra", "beat", "-l", "info",
-                   "--pidfile", ""]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "orchestra",
+            "beat",
+            "-l",
+            "info",
+            "--pidfile",
+            "",
+        ]
         super().__init__(name, command, env)
 
     def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> Self:
@@ -250,15 +265,27 @@ class PrivatePostgres:
             shutil.chown(self.directory, "postgres", "postgres")
         self.data = self.directory / "data"
         self.port = free_port()
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync")  # fmt: skip
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         self.start()
 
     def _run(self, command: str, *args: str) -> None:
         subprocess.run(
             [*self._as_postgres, str(POSTGRES_BIN / command), *args],
-            check=True, capture_output=True, timeout=60, cwd=self.directory,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+            timeout=60,
+            cwd=self.directory,
+        )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"

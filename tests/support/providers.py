@@ -57,8 +57,12 @@ def clean_routing_state():
 
 
 def provider_for(fake: FakeUpstream, **fields) -> Provider:
-    defaults = {"kind": "openai_compatible", "base_url": fake.base_url, "timeout_seconds": 2.0,
-                "max_retries": 1}  # fmt: skip
+    defaults = {
+        "kind": "openai_compatible",
+        "base_url": fake.base_url,
+        "timeout_seconds": 2.0,
+        "max_retries": 1,
+    }
     return Provider.objects.create(name=fake.name, **{**defaults, **fields})
 
 

@@ -5,20 +5,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apikey',
-            name='rpm_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='LLM requests per minute (1-1000000; empty: no limit).', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000000)], verbose_name='RPM limit'),
+            model_name="apikey",
+            name="rpm_limit",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="LLM requests per minute (1-1000000; empty: no limit).",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000000),
+                ],
+                verbose_name="RPM limit",
+            ),
         ),
         migrations.AddField(
-            model_name='apikey',
-            name='tpm_limit',
-            field=models.PositiveIntegerField(blank=True, help_text="Tokens per minute (1-1000000000; empty: no limit). Tokens are known once a call ends: requests are refused once the minute's tokens are spent.", null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000000000)], verbose_name='TPM limit'),
+            model_name="apikey",
+            name="tpm_limit",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Tokens per minute (1-1000000000; empty: no limit). Tokens are known once a call ends: requests are refused once the minute's tokens are spent.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000000000),
+                ],
+                verbose_name="TPM limit",
+            ),
         ),
     ]

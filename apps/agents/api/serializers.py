@@ -90,13 +90,17 @@ class AgentInputSerializer(serializers.Serializer):
     )
     enabled = serializers.BooleanField(required=False)
     model = serializers.CharField(
-        max_length=200, required=False, allow_blank=True,
+        max_length=200,
+        required=False,
+        allow_blank=True,
         help_text="A public model name; blank: the routing settings' default model.",
-    )  # fmt: skip
+    )
     provider = serializers.PrimaryKeyRelatedField(
-        queryset=Provider.objects.all(), required=False, allow_null=True,
+        queryset=Provider.objects.all(),
+        required=False,
+        allow_null=True,
         help_text="Pin every call to this provider (its id); null: routing picks.",
-    )  # fmt: skip
+    )
     temperature = serializers.FloatField(required=False, allow_null=True, help_text="0 to 2.")
     max_tokens = serializers.IntegerField(
         required=False, allow_null=True, help_text="1 to 1,000,000."

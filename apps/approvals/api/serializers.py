@@ -31,9 +31,12 @@ class ApprovalRequestInputSerializer(serializers.Serializer):
     ``requester_id``, if given, must be the caller's id."""
 
     orchestration_id = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, default="",
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
         help_text="What the decision applies to (kept as reference), e.g. orch_123.",
-    )  # fmt: skip
+    )
     approval_type = serializers.CharField(max_length=64, help_text="Kept as kind, e.g. financial.")
     proposed_action = serializers.CharField(
         max_length=TEXT_MAX_CHARS, help_text="Kept as action: what would be done."
@@ -44,9 +47,12 @@ class ApprovalRequestInputSerializer(serializers.Serializer):
     )
     context = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
     expires_in_seconds = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=MAX_EXPIRY_SECONDS,
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_EXPIRY_SECONDS,
         help_text="How long it waits; the policy's default expiry when left out.",
-    )  # fmt: skip
+    )
 
     def validate_context(self, value: dict[str, Any]) -> dict[str, Any]:
         error = json_size_error(value)
@@ -61,9 +67,10 @@ class DecisionInputSerializer(serializers.Serializer):
     caller; ``approver_id``, if given, must be the caller's id."""
 
     decision = serializers.ChoiceField(
-        choices=[(decision.value, decision.label) for decision in DECISIONS], required=False,
+        choices=[(decision.value, decision.label) for decision in DECISIONS],
+        required=False,
         error_messages={"invalid_choice": '"{input}" is not a decision; use approved or rejected.'},
-    )  # fmt: skip
+    )
     approved = serializers.BooleanField(
         required=False, help_text="True approves, false rejects (the pending queue's payload)."
     )

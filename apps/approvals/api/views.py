@@ -88,11 +88,14 @@ class ApprovalRequestApi(APIView):
         data = validated(ApprovalRequestInputSerializer, request)
         only_yourself(request, data.get("requester_id"), "The requester")
         approval = approval_request_create(
-            kind=data["approval_type"], action=data["proposed_action"],
-            reference=data["orchestration_id"], risk_level=data["risk_level"],
-            context=data["context"], requested_by=request_user(request),
+            kind=data["approval_type"],
+            action=data["proposed_action"],
+            reference=data["orchestration_id"],
+            risk_level=data["risk_level"],
+            context=data["context"],
+            requested_by=request_user(request),
             expires_in_seconds=data.get("expires_in_seconds"),
-        )  # fmt: skip
+        )
         return Response(
             ApprovalDetailOutputSerializer(approval_get(pk=approval.pk)).data,
             status=status.HTTP_201_CREATED,
@@ -126,20 +129,23 @@ class ApprovalDecideApi(APIView):
         responses={
             200: ApprovalDetailOutputSerializer,
             403: OpenApiResponse(
-                ERROR, description="Refused by the policy (your own request, a role too weak "
-                "for its risk or escalation), or approver_id is not the caller."
+                ERROR,
+                description="Refused by the policy (your own request, a role too weak "
+                "for its risk or escalation), or approver_id is not the caller.",
             ),
             409: OpenApiResponse(ERROR, description="Already decided, or expired."),
         },
-    )  # fmt: skip
+    )
     def post(self, request: Request, pk: int) -> Response:
         data = validated(DecisionInputSerializer, request)
         only_yourself(request, data["approver_id"], "The approver")
         with state_conflicts():
             approval = approval_decide(
-                approval=approval_get(pk=pk), decision=data["decision"],
-                by=request_user(request), notes=data["notes"],
-            )  # fmt: skip
+                approval=approval_get(pk=pk),
+                decision=data["decision"],
+                by=request_user(request),
+                notes=data["notes"],
+            )
         return Response(ApprovalDetailOutputSerializer(approval_get(pk=approval.pk)).data)
 
 
@@ -168,17 +174,21 @@ class ApprovalPolicyApi(APIView):
 
     @extend_schema(
         request=ApprovalPolicyInputSerializer,
-        responses={200: ApprovalPolicyOutputSerializer,
-                   403: OpenApiResponse(ERROR, description="Not an admin.")},
-    )  # fmt: skip
+        responses={
+            200: ApprovalPolicyOutputSerializer,
+            403: OpenApiResponse(ERROR, description="Not an admin."),
+        },
+    )
     def patch(self, request: Request) -> Response:
         return self.update(request, ApprovalPolicyInputSerializer)
 
     @extend_schema(
         request=ApprovalPolicyReplaceSerializer,
-        responses={200: ApprovalPolicyOutputSerializer,
-                   403: OpenApiResponse(ERROR, description="Not an admin.")},
-    )  # fmt: skip
+        responses={
+            200: ApprovalPolicyOutputSerializer,
+            403: OpenApiResponse(ERROR, description="Not an admin."),
+        },
+    )
     def put(self, request: Request) -> Response:
         return self.update(request, ApprovalPolicyReplaceSerializer)
 

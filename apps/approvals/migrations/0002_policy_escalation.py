@@ -12,47 +12,149 @@ def critical_needs_admin(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0001_initial'),
+        ("approvals", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApprovalPolicy',
+            name="ApprovalPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('enabled', models.BooleanField(default=True, help_text="Human-in-the-loop (the 'hitl' feature). Off: every new request is approved at once by the platform (noted in its trail), so nothing waits for a person.")),
-                ('low_role', models.CharField(choices=[('operator', 'Operator'), ('admin', 'Admin')], default='operator', help_text='Who may decide a low-risk request.', max_length=16)),
-                ('medium_role', models.CharField(choices=[('operator', 'Operator'), ('admin', 'Admin')], default='operator', help_text='Who may decide a medium-risk request.', max_length=16)),
-                ('high_role', models.CharField(choices=[('operator', 'Operator'), ('admin', 'Admin')], default='operator', help_text='Who may decide a high-risk request. Critical ones: always an admin.', max_length=16)),
-                ('auto_approve_enabled', models.BooleanField(default=False, help_text="Approve a new request at once when it is at most the risk below and its context's cost is at most the threshold.")),
-                ('auto_approve_max_risk', models.CharField(choices=[('low', 'Low'), ('medium', 'Medium'), ('high', 'High')], default='low', help_text='The riskiest level approved automatically (never critical).', max_length=16)),
-                ('auto_approve_max_cost', models.DecimalField(blank=True, decimal_places=4, default=Decimal('1.00'), help_text="The highest 'cost' in a request's context approved automatically; a request without a cost is then left to a person. Blank: no cost condition.", max_digits=12, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))])),
-                ('expiry_outcome', models.CharField(choices=[('reject', 'Reject (status expired; what waits on it fails)'), ('approve', 'Approve (what waits on it goes on)')], default='reject', help_text='What a request nobody decided in time becomes.', max_length=16)),
-                ('escalation_seconds', models.PositiveIntegerField(default=3600, help_text='A request still pending after this long is announced once more, to the next role up (an admin), who then alone decides it. 0: never.', validators=[django.core.validators.MaxValueValidator(2592000)])),
-                ('default_expiry_seconds', models.PositiveIntegerField(blank=True, help_text='How long a request that says nothing waits; blank: APPROVAL_TIMEOUT_SECONDS from the environment.', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(31536000)])),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "enabled",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Human-in-the-loop (the 'hitl' feature). Off: every new request is approved at once by the platform (noted in its trail), so nothing waits for a person.",
+                    ),
+                ),
+                (
+                    "low_role",
+                    models.CharField(
+                        choices=[("operator", "Operator"), ("admin", "Admin")],
+                        default="operator",
+                        help_text="Who may decide a low-risk request.",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "medium_role",
+                    models.CharField(
+                        choices=[("operator", "Operator"), ("admin", "Admin")],
+                        default="operator",
+                        help_text="Who may decide a medium-risk request.",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "high_role",
+                    models.CharField(
+                        choices=[("operator", "Operator"), ("admin", "Admin")],
+                        default="operator",
+                        help_text="Who may decide a high-risk request. Critical ones: always an admin.",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "auto_approve_enabled",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Approve a new request at once when it is at most the risk below and its context's cost is at most the threshold.",
+                    ),
+                ),
+                (
+                    "auto_approve_max_risk",
+                    models.CharField(
+                        choices=[("low", "Low"), ("medium", "Medium"), ("high", "High")],
+                        default="low",
+                        help_text="The riskiest level approved automatically (never critical).",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "auto_approve_max_cost",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=4,
+                        default=Decimal("1.00"),
+                        help_text="The highest 'cost' in a request's context approved automatically; a request without a cost is then left to a person. Blank: no cost condition.",
+                        max_digits=12,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                    ),
+                ),
+                (
+                    "expiry_outcome",
+                    models.CharField(
+                        choices=[
+                            ("reject", "Reject (status expired; what waits on it fails)"),
+                            ("approve", "Approve (what waits on it goes on)"),
+                        ],
+                        default="reject",
+                        help_text="What a request nobody decided in time becomes.",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "escalation_seconds",
+                    models.PositiveIntegerField(
+                        default=3600,
+                        help_text="A request still pending after this long is announced once more, to the next role up (an admin), who then alone decides it. 0: never.",
+                        validators=[django.core.validators.MaxValueValidator(2592000)],
+                    ),
+                ),
+                (
+                    "default_expiry_seconds",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="How long a request that says nothing waits; blank: APPROVAL_TIMEOUT_SECONDS from the environment.",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(31536000),
+                        ],
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'approval policy',
-                'verbose_name_plural': 'approval policy',
+                "verbose_name": "approval policy",
+                "verbose_name_plural": "approval policy",
             },
         ),
         migrations.AddField(
-            model_name='approvalrequest',
-            name='escalated_at',
+            model_name="approvalrequest",
+            name="escalated_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='approvalrequest',
-            name='required_role',
-            field=models.CharField(choices=[('operator', 'Operator'), ('admin', 'Admin')], default='operator', help_text="The weakest role that may decide: the policy's for the risk level when asked, raised by escalation.", max_length=16),
+            model_name="approvalrequest",
+            name="required_role",
+            field=models.CharField(
+                choices=[("operator", "Operator"), ("admin", "Admin")],
+                default="operator",
+                help_text="The weakest role that may decide: the policy's for the risk level when asked, raised by escalation.",
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='approvalauditentry',
-            name='event',
-            field=models.CharField(choices=[('requested', 'Requested'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('expired', 'Expired'), ('escalated', 'Escalated')], max_length=16),
+            model_name="approvalauditentry",
+            name="event",
+            field=models.CharField(
+                choices=[
+                    ("requested", "Requested"),
+                    ("approved", "Approved"),
+                    ("rejected", "Rejected"),
+                    ("expired", "Expired"),
+                    ("escalated", "Escalated"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.RunPython(critical_needs_admin, migrations.RunPython.noop),
     ]

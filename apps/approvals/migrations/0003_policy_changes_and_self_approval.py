@@ -6,34 +6,54 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0002_policy_escalation'),
+        ("approvals", "0002_policy_escalation"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='approvalpolicy',
-            name='self_approve_low_risk',
-            field=models.BooleanField(default=False, help_text='Let a requester decide their own low-risk requests (a team of one); the decision is recorded as self-approved. Medium risk and above: never.'),
+            model_name="approvalpolicy",
+            name="self_approve_low_risk",
+            field=models.BooleanField(
+                default=False,
+                help_text="Let a requester decide their own low-risk requests (a team of one); the decision is recorded as self-approved. Medium risk and above: never.",
+            ),
         ),
         migrations.AddField(
-            model_name='approvalrequest',
-            name='self_decided',
-            field=models.BooleanField(default=False, help_text="Decided by its own requester, as the policy's self-approval option allows for a low-risk request."),
+            model_name="approvalrequest",
+            name="self_decided",
+            field=models.BooleanField(
+                default=False,
+                help_text="Decided by its own requester, as the policy's self-approval option allows for a low-risk request.",
+            ),
         ),
         migrations.CreateModel(
-            name='ApprovalPolicyChange',
+            name="ApprovalPolicyChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('changes', models.JSONField(help_text='Each changed field: [before, after].')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.ForeignKey(blank=True, help_text='Who changed it; none: the platform (a script, a migration).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("changes", models.JSONField(help_text="Each changed field: [before, after].")),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Who changed it; none: the platform (a script, a migration).",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'approval policy change',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "approval policy change",
+                "ordering": ["-created_at", "-id"],
             },
         ),
     ]

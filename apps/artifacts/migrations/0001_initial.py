@@ -6,36 +6,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('agents', '0001_initial'),
-        ('builds', '0001_initial'),
+        ("agents", "0001_initial"),
+        ("builds", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Artifact',
+            name="Artifact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(db_index=True, max_length=255)),
-                ('kind', models.CharField(choices=[('report', 'Report'), ('code', 'Code'), ('patch', 'Patch')], db_index=True, max_length=16)),
-                ('language', models.CharField(blank=True, max_length=32)),
-                ('file', models.FileField(max_length=500, upload_to=apps.artifacts.models.artifact_path)),
-                ('content', models.TextField(blank=True, help_text='The text, for search and preview.')),
-                ('content_type', models.CharField(max_length=100)),
-                ('size', models.PositiveBigIntegerField()),
-                ('checksum', models.CharField(help_text='SHA-256 of the file.', max_length=64)),
-                ('note', models.CharField(blank=True, help_text='Why the artifact is not what its block claimed (a diff that does not parse).', max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='artifacts', to='agents.agent')),
-                ('build', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='artifacts', to='builds.build')),
-                ('step', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='artifacts', to='builds.buildstep')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(db_index=True, max_length=255)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("report", "Report"), ("code", "Code"), ("patch", "Patch")],
+                        db_index=True,
+                        max_length=16,
+                    ),
+                ),
+                ("language", models.CharField(blank=True, max_length=32)),
+                (
+                    "file",
+                    models.FileField(max_length=500, upload_to=apps.artifacts.models.artifact_path),
+                ),
+                (
+                    "content",
+                    models.TextField(blank=True, help_text="The text, for search and preview."),
+                ),
+                ("content_type", models.CharField(max_length=100)),
+                ("size", models.PositiveBigIntegerField()),
+                ("checksum", models.CharField(help_text="SHA-256 of the file.", max_length=64)),
+                (
+                    "note",
+                    models.CharField(
+                        blank=True,
+                        help_text="Why the artifact is not what its block claimed (a diff that does not parse).",
+                        max_length=500,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="artifacts",
+                        to="agents.agent",
+                    ),
+                ),
+                (
+                    "build",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="artifacts",
+                        to="builds.build",
+                    ),
+                ),
+                (
+                    "step",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="artifacts",
+                        to="builds.buildstep",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.UniqueConstraint(fields=('step', 'name'), name='artifact_name_per_step')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("step", "name"), name="artifact_name_per_step")
+                ],
             },
         ),
     ]

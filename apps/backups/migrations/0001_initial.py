@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,29 +14,92 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Backup',
+            name="Backup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], db_index=True, default='queued', max_length=16)),
-                ('trigger', models.CharField(choices=[('schedule', 'Schedule'), ('manual', 'On demand'), ('command', 'Command')], max_length=16)),
-                ('celery_task_id', models.CharField(blank=True, max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('name', models.CharField(blank=True, help_text="The archive's name in the backups storage.", max_length=255)),
-                ('location', models.CharField(blank=True, help_text='Where the archive is (a path, or storage:name).', max_length=1000)),
-                ('size', models.PositiveBigIntegerField(blank=True, help_text='Bytes.', null=True)),
-                ('sha256', models.CharField(blank=True, help_text='SHA-256 of the archive.', max_length=64)),
-                ('encrypted', models.BooleanField(default=False)),
-                ('database_vendor', models.CharField(blank=True, max_length=16)),
-                ('summary', models.JSONField(blank=True, default=dict, help_text='Rows, files and sizes, from the manifest.')),
-                ('log', models.TextField(blank=True)),
-                ('error', models.TextField(blank=True)),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("schedule", "Schedule"),
+                            ("manual", "On demand"),
+                            ("command", "Command"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("celery_task_id", models.CharField(blank=True, max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "name",
+                    models.CharField(
+                        blank=True,
+                        help_text="The archive's name in the backups storage.",
+                        max_length=255,
+                    ),
+                ),
+                (
+                    "location",
+                    models.CharField(
+                        blank=True,
+                        help_text="Where the archive is (a path, or storage:name).",
+                        max_length=1000,
+                    ),
+                ),
+                ("size", models.PositiveBigIntegerField(blank=True, help_text="Bytes.", null=True)),
+                (
+                    "sha256",
+                    models.CharField(
+                        blank=True, help_text="SHA-256 of the archive.", max_length=64
+                    ),
+                ),
+                ("encrypted", models.BooleanField(default=False)),
+                ("database_vendor", models.CharField(blank=True, max_length=16)),
+                (
+                    "summary",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Rows, files and sizes, from the manifest.",
+                    ),
+                ),
+                ("log", models.TextField(blank=True)),
+                ("error", models.TextField(blank=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'permissions': [('manage_backups', 'Can run backups and see them (admins)')],
+                "ordering": ["-created_at", "-id"],
+                "permissions": [("manage_backups", "Can run backups and see them (admins)")],
             },
         ),
     ]

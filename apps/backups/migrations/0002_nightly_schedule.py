@@ -12,13 +12,20 @@ def schedule(apps, schema_editor) -> None:
     if periodic_task.objects.filter(task=TASK).exists():
         return
     nightly, _ = crontab.objects.get_or_create(
-        minute="0", hour="3", day_of_week="*", day_of_month="*", month_of_year="*",
+        minute="0",
+        hour="3",
+        day_of_week="*",
+        day_of_month="*",
+        month_of_year="*",
         timezone="UTC",
-    )  # fmt: skip
+    )
     periodic_task.objects.create(
-        name="Nightly backup", task=TASK, crontab=nightly, enabled=True,
+        name="Nightly backup",
+        task=TASK,
+        crontab=nightly,
+        enabled=True,
         description="Backs up the database and the artifact files (apps/backups).",
-    )  # fmt: skip
+    )
 
 
 def unschedule(apps, schema_editor) -> None:

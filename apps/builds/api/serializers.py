@@ -42,11 +42,12 @@ class StepSpecSerializer(serializers.Serializer):
         required=False, default=False, help_text="Wait for a person's approval before it runs."
     )
     approval_risk = serializers.ChoiceField(
-        choices=RiskLevel.choices, required=False,
+        choices=RiskLevel.choices,
+        required=False,
         help_text="With requires_approval: the risk level of the approval request (medium when "
         "left out). The policy's role for that level decides it; with the policy's "
         "self_approve_low_risk, whoever started the build may approve a low one.",
-    )  # fmt: skip
+    )
 
 
 @extend_schema_field(StepSpecSerializer(many=True))
@@ -56,18 +57,24 @@ class StepsField(serializers.JSONField):
 
 class BuildInputSerializer(serializers.Serializer):
     title = serializers.CharField(
-        max_length=200, required=False, allow_blank=True,
+        max_length=200,
+        required=False,
+        allow_blank=True,
         help_text="Required with steps; with a template, its name when left out or blank.",
-    )  # fmt: skip
+    )
     input = serializers.CharField(
-        required=False, allow_blank=True, default="", trim_whitespace=False,
+        required=False,
+        allow_blank=True,
+        default="",
+        trim_whitespace=False,
         help_text="What the build works on: {input} in the prompts.",
-    )  # fmt: skip
+    )
     steps = StepsField(required=False, help_text="The steps, in order (or give a template).")
     template = serializers.PrimaryKeyRelatedField(
-        queryset=BuildTemplate.objects.all(), required=False,
+        queryset=BuildTemplate.objects.all(),
+        required=False,
         help_text="Run a template's steps (instead of steps).",
-    )  # fmt: skip
+    )
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if ("steps" in data) == ("template" in data):
@@ -79,13 +86,19 @@ class BuildInputSerializer(serializers.Serializer):
 
 class TemplateRunInputSerializer(serializers.Serializer):
     title = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, default="",
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
         help_text="The build's title; the template's name when left out.",
-    )  # fmt: skip
+    )
     input = serializers.CharField(
-        required=False, allow_blank=True, default="", trim_whitespace=False,
+        required=False,
+        allow_blank=True,
+        default="",
+        trim_whitespace=False,
         help_text="What the build works on: {input} in the prompts.",
-    )  # fmt: skip
+    )
 
 
 class TemplateInputSerializer(serializers.Serializer):

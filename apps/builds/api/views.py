@@ -67,9 +67,11 @@ class BuildListCreateApi(ListAPIView):
         user = request_user(request)
         if "template" in data:
             build = build_create_from_template(
-                template=data["template"], by=user, input=data["input"],
+                template=data["template"],
+                by=user,
+                input=data["input"],
                 title=data.get("title", ""),
-            )  # fmt: skip
+            )
         else:
             build = build_create(
                 title=data["title"], input=data["input"], steps=data["steps"], by=user

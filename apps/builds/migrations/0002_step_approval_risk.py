@@ -4,15 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('builds', '0001_initial'),
+        ("builds", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='buildstep',
-            name='approval_risk',
-            field=models.CharField(choices=[('low', 'Low'), ('medium', 'Medium'), ('high', 'High'), ('critical', 'Critical')], default='medium', help_text="The risk of the approval request its gate asks (with requires_approval): the policy's role for that level decides it, and with self-approval a low one may be decided by whoever started the build.", max_length=16),
+            model_name="buildstep",
+            name="approval_risk",
+            field=models.CharField(
+                choices=[
+                    ("low", "Low"),
+                    ("medium", "Medium"),
+                    ("high", "High"),
+                    ("critical", "Critical"),
+                ],
+                default="medium",
+                help_text="The risk of the approval request its gate asks (with requires_approval): the policy's role for that level decides it, and with self-approval a low one may be decided by whoever started the build.",
+                max_length=16,
+            ),
         ),
     ]

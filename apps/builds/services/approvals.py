@@ -45,9 +45,11 @@ def approval_decided_receiver(sender: type, approval: ApprovalRequest, **kwargs:
     if approval.kind != APPROVAL_KIND:
         return
     step = (
-        BuildStep.objects.select_for_update(of=("self",)).select_related("build", "agent")
-        .filter(approval=approval, status=RunStatus.AWAITING_APPROVAL).first()
-    )  # fmt: skip
+        BuildStep.objects.select_for_update(of=("self",))
+        .select_related("build", "agent")
+        .filter(approval=approval, status=RunStatus.AWAITING_APPROVAL)
+        .first()
+    )
     if step is None:
         return
     build = Build.objects.select_for_update().get(pk=step.build_id)

@@ -22,8 +22,17 @@ from ..models import Build, BuildStep, BuildTemplate, RunStatus
 from .transitions import announce_build, event_record, step_enqueue
 
 MAX_STEPS = 20
-STEP_FIELDS = ("name", "prompt", "agent", "model", "provider", "temperature", "max_tokens",
-               "requires_approval", "approval_risk")  # fmt: skip
+STEP_FIELDS = (
+    "name",
+    "prompt",
+    "agent",
+    "model",
+    "provider",
+    "temperature",
+    "max_tokens",
+    "requires_approval",
+    "approval_risk",
+)
 TEMPLATE_FIELDS = ("name", "description", "steps")
 
 
@@ -80,19 +89,28 @@ def _step_spec(raw: Any, earlier: list[str], build_input: str) -> StepSpec:
     if problems:
         raise ValidationError({"prompt": problems})
     step = BuildStep(
-        name=name, prompt_template=prompt, model=_text(raw, "model"),
-        temperature=raw.get("temperature"), max_tokens=raw.get("max_tokens"),
+        name=name,
+        prompt_template=prompt,
+        model=_text(raw, "model"),
+        temperature=raw.get("temperature"),
+        max_tokens=raw.get("max_tokens"),
         requires_approval=_flag(raw, "requires_approval"),
         approval_risk=_approval_risk(raw),
-    )  # fmt: skip
+    )
     step.agent = _agent(raw.get("agent"))
     step.provider = _provider(raw.get("provider"))
     step.clean_fields(exclude=["build", "position", "output", "error"])
     return StepSpec(
-        name=name, prompt=prompt, agent=step.agent, model=step.model, provider=step.provider,
-        temperature=step.temperature, max_tokens=step.max_tokens,
-        requires_approval=step.requires_approval, approval_risk=step.approval_risk,
-    )  # fmt: skip
+        name=name,
+        prompt=prompt,
+        agent=step.agent,
+        model=step.model,
+        provider=step.provider,
+        temperature=step.temperature,
+        max_tokens=step.max_tokens,
+        requires_approval=step.requires_approval,
+        approval_risk=step.approval_risk,
+    )
 
 
 def _approval_risk(raw: Mapping[str, Any]) -> str:
@@ -169,12 +187,19 @@ def build_create(
         build.save()
         for position, spec in enumerate(specs, start=1):
             BuildStep.objects.create(
-                build=build, position=position, name=spec.name, prompt_template=spec.prompt,
-                agent=spec.agent, model=spec.model, provider=spec.provider,
-                temperature=spec.temperature, max_tokens=spec.max_tokens,
-                requires_approval=spec.requires_approval, approval_risk=spec.approval_risk,
+                build=build,
+                position=position,
+                name=spec.name,
+                prompt_template=spec.prompt,
+                agent=spec.agent,
+                model=spec.model,
+                provider=spec.provider,
+                temperature=spec.temperature,
+                max_tokens=spec.max_tokens,
+                requires_approval=spec.requires_approval,
+                approval_risk=spec.approval_risk,
                 status=RunStatus.PENDING,
-            )  # fmt: skip
+            )
         event_record(build, None, "queued")
         announce_build(build)
         step_enqueue(build.steps.order_by("position").first())

@@ -93,9 +93,12 @@ def _may_start(step: BuildStep) -> bool:
 def _step_started(step: BuildStep, lost_attempt: int | None) -> None:
     if lost_attempt is not None:
         event_record(
-            step.build, step, "retried", detail="Started again after its worker was lost.",
+            step.build,
+            step,
+            "retried",
+            detail="Started again after its worker was lost.",
             attempt=lost_attempt,
-        )  # fmt: skip
+        )
     event_record(step.build, step, "started")
     announce_step(step)
     build = step.build

@@ -20,12 +20,16 @@ def build_socket_action(message: dict[str, Any], user: User) -> SocketReply:
     if not isinstance(title, str) or not isinstance(build_input, str):
         raise ValidationError("'title' and 'input' are strings.")
     if "template" in message:
-        template = BuildTemplate.objects.filter(pk=message["template"]).first() if isinstance(
-            message["template"], int) else None  # fmt: skip
+        template = (
+            BuildTemplate.objects.filter(pk=message["template"]).first()
+            if isinstance(message["template"], int)
+            else None
+        )
         if template is None:
             raise ValidationError({"template": "No such template."})
-        build = build_create_from_template(template=template, by=user, input=build_input,
-                                           title=title)  # fmt: skip
+        build = build_create_from_template(
+            template=template, by=user, input=build_input, title=title
+        )
     else:
         if not title:
             raise ValidationError({"title": "Required."})

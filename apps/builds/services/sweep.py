@@ -27,9 +27,12 @@ def _steps_resend() -> int:
         event_record(step.build, step, "resent", detail="Not started yet: its message sent again.")
 
     return resend_stale_queued(
-        BuildStep, run_step, status=RunStatus.QUEUED, queue=settings.BUILD_TASK_QUEUE,
+        BuildStep,
+        run_step,
+        status=RunStatus.QUEUED,
+        queue=settings.BUILD_TASK_QUEUE,
         on_resent=note,
-    )  # fmt: skip
+    )
 
 
 def _steps_fail_stale() -> int:

@@ -21,11 +21,14 @@ def event_record(
 ) -> None:
     """A row of the build's history; ``attempt`` is the step's current one unless given."""
     BuildEvent.objects.create(
-        build=build, step=step, event=event, detail=detail[:500],
+        build=build,
+        step=step,
+        event=event,
+        detail=detail[:500],
         status=(step.status if step else build.status),
         attempt=attempt if attempt is not None else step.attempts if step else 0,
         celery_task_id=step.celery_task_id if step else "",
-    )  # fmt: skip
+    )
 
 
 def announce_build(build: Build) -> None:
@@ -36,10 +39,18 @@ def announce_build(build: Build) -> None:
 
 def announce_step(step: BuildStep) -> None:
     publish_on_commit(
-        f"build:{step.build_id}", "build.step",
-        {"build": step.build_id, "step": step.pk, "position": step.position, "name": step.name,
-         "status": step.status, "error": step.error, "attempt": step.attempts},
-    )  # fmt: skip
+        f"build:{step.build_id}",
+        "build.step",
+        {
+            "build": step.build_id,
+            "step": step.pk,
+            "position": step.position,
+            "name": step.name,
+            "status": step.status,
+            "error": step.error,
+            "attempt": step.attempts,
+        },
+    )
 
 
 def step_enqueue(step: BuildStep | None) -> None:

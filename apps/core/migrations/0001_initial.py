@@ -4,22 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='AppliedSetting',
+            name="AppliedSetting",
             fields=[
-                ('name', models.CharField(max_length=200, primary_key=True, serialize=False)),
-                ('digest', models.CharField(help_text='SHA-256 of the name and the value.', max_length=64)),
-                ('applied_at', models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=200, primary_key=True, serialize=False)),
+                (
+                    "digest",
+                    models.CharField(help_text="SHA-256 of the name and the value.", max_length=64),
+                ),
+                ("applied_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'setting applied from the environment',
+                "verbose_name": "setting applied from the environment",
             },
         ),
     ]

@@ -4,15 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('core', '0002_platform_settings'),
+        ("core", "0002_platform_settings"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='platformsettings',
-            name='live_log_level',
-            field=models.CharField(blank=True, choices=[('DEBUG', 'Debug'), ('INFO', 'Info'), ('WARNING', 'Warning'), ('ERROR', 'Error'), ('CRITICAL', 'Critical')], default='', help_text="The lowest level of the lines the dashboard's Logs page shows live, in every process; blank: LOG_LIVE_LEVEL (WARNING).", max_length=8, verbose_name='Logs page level'),
+            model_name="platformsettings",
+            name="live_log_level",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("DEBUG", "Debug"),
+                    ("INFO", "Info"),
+                    ("WARNING", "Warning"),
+                    ("ERROR", "Error"),
+                    ("CRITICAL", "Critical"),
+                ],
+                default="",
+                help_text="The lowest level of the lines the dashboard's Logs page shows live, in every process; blank: LOG_LIVE_LEVEL (WARNING).",
+                max_length=8,
+                verbose_name="Logs page level",
+            ),
         ),
     ]

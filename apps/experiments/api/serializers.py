@@ -58,9 +58,10 @@ class VariantsField(serializers.JSONField):
 
 class ExperimentInputSerializer(serializers.Serializer):
     name = serializers.CharField(
-        max_length=100, help_text="Requests join by it (the body's 'experiment', the "
+        max_length=100,
+        help_text="Requests join by it (the body's 'experiment', the "
         "X-Orchestra-Experiment header); not only digits.",
-    )  # fmt: skip
+    )
     description = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=TEXT_MAX_CHARS
     )
@@ -68,13 +69,17 @@ class ExperimentInputSerializer(serializers.Serializer):
         required=False, allow_blank=True, default="", max_length=TEXT_MAX_CHARS
     )
     metric = serializers.CharField(
-        max_length=100, required=False, default="conversion",
+        max_length=100,
+        required=False,
+        default="conversion",
         help_text="The primary metric: what a tracked conversion stands for (accuracy, …).",
-    )  # fmt: skip
+    )
     user_percentage = serializers.DecimalField(
-        **PERCENT, required=False, default=Decimal(100),
+        **PERCENT,
+        required=False,
+        default=Decimal(100),
         help_text="Share of users in the experiment; the others get the default config.",
-    )  # fmt: skip
+    )
     variants = VariantsField(help_text="A list: exactly one control, percentages adding to 100.")
 
 
@@ -128,18 +133,22 @@ class CanaryInputSerializer(serializers.Serializer):
     experiment = serializers.PrimaryKeyRelatedField(queryset=Experiment.objects.all())
     treatment = serializers.CharField(max_length=100, help_text="The treatment variant's name.")
     steps = serializers.ListField(
-        child=serializers.IntegerField(), required=False,
+        child=serializers.IntegerField(),
+        required=False,
         help_text="Rising percentages ending at 100, e.g. [5, 25, 50, 100].",
-    )  # fmt: skip
+    )
     step_interval_seconds = serializers.IntegerField(required=False, min_value=1)
     error_rate_margin = serializers.FloatField(
-        required=False, min_value=0, max_value=1,
+        required=False,
+        min_value=0,
+        max_value=1,
         help_text="Rolled back when its error rate exceeds the control's by more (absolute).",
-    )  # fmt: skip
+    )
     latency_margin = serializers.FloatField(
-        required=False, min_value=0,
+        required=False,
+        min_value=0,
         help_text="Rolled back when its p95 latency exceeds the control's by more (a fraction).",
-    )  # fmt: skip
+    )
     min_requests = serializers.IntegerField(
         required=False, min_value=1, help_text="Calls of the treatment in a step before judging."
     )
@@ -171,8 +180,15 @@ class PhaseOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ExperimentPhase
-        fields = ["number", "seed", "user_percentage", "allocation", "reason", "started_at",
-                  "ended_at"]  # fmt: skip
+        fields = [
+            "number",
+            "seed",
+            "user_percentage",
+            "allocation",
+            "reason",
+            "started_at",
+            "ended_at",
+        ]
 
 
 class ExperimentOutputSerializer(serializers.ModelSerializer):
@@ -219,8 +235,17 @@ class TrackedEventOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrackedEvent
-        fields = ["id", "experiment", "phase", "variant", "variant_name", "user_id", "kind",
-                  "value", "created_at"]  # fmt: skip
+        fields = [
+            "id",
+            "experiment",
+            "phase",
+            "variant",
+            "variant_name",
+            "user_id",
+            "kind",
+            "value",
+            "created_at",
+        ]
 
 
 class ExperimentSettingsOutputSerializer(serializers.ModelSerializer):
@@ -288,9 +313,10 @@ class VersusControlSerializer(serializers.Serializer):
         allow_null=True, help_text="Conversion rate minus the control's."
     )
     difference_interval = serializers.ListField(
-        child=serializers.FloatField(), allow_null=True,
+        child=serializers.FloatField(),
+        allow_null=True,
         help_text="Wald interval of the difference at 1 - significance level.",
-    )  # fmt: skip
+    )
     relative_lift = serializers.FloatField(allow_null=True)
     p_value = serializers.FloatField(
         allow_null=True, help_text="Two-sided, pooled two-proportion z-test."
@@ -321,9 +347,10 @@ class VariantStatsSerializer(serializers.Serializer):
     conversion_value = serializers.FloatField()
     conversion_rate = serializers.FloatField(allow_null=True, help_text="Converted users/users.")
     conversion_rate_interval = serializers.ListField(
-        child=serializers.FloatField(), allow_null=True,
+        child=serializers.FloatField(),
+        allow_null=True,
         help_text="Wilson score interval at 1 - significance level.",
-    )  # fmt: skip
+    )
     feedback_count = serializers.IntegerField()
     feedback_mean = serializers.FloatField(allow_null=True)
     feedback_stddev = serializers.FloatField(

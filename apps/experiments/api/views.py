@@ -65,9 +65,10 @@ from .serializers import (
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONFLICT = OpenApiResponse(
-    ERROR, description="The state does not allow it (conflict), or A/B testing is switched off "
+    ERROR,
+    description="The state does not allow it (conflict), or A/B testing is switched off "
     "(feature_disabled).",
-)  # fmt: skip
+)
 
 
 # Besides the state's refusals (409 ``conflict``), the feature switched off is a 409 too.

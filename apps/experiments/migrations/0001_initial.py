@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,183 +17,574 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ExperimentSettings',
+            name="ExperimentSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('enabled', models.BooleanField(default=True, help_text='Off: requests naming an experiment get the default config, nothing starts.')),
-                ('significance_level', models.FloatField(default=0.05, help_text='Two-sided level a difference must reach to pick a winner (0.0001-0.2).', validators=[django.core.validators.MinValueValidator(0.0001), django.core.validators.MaxValueValidator(0.2)])),
-                ('error_rate_margin', models.FloatField(default=0.05, help_text="Guardrail: a treatment's error rate may exceed the control's by this much (absolute, 0.05 = 5 points).", validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(1)])),
-                ('latency_margin', models.FloatField(default=0.5, help_text="Guardrail: a treatment's p95 latency may exceed the control's by this fraction (0.5 = 50%).", validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('cost_margin', models.FloatField(default=0.5, help_text="Guardrail: a treatment's cost per successful answer may exceed the control's by this fraction.", validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('canary_steps', models.JSONField(default=apps.experiments.models.default_canary_steps, help_text="A new canary's traffic steps, in percent.")),
-                ('canary_step_interval_seconds', models.PositiveIntegerField(default=600, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(604800)])),
-                ('canary_min_requests', models.PositiveIntegerField(default=50, help_text="A new canary's requests per step before it is judged.", validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000000)])),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "enabled",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Off: requests naming an experiment get the default config, nothing starts.",
+                    ),
+                ),
+                (
+                    "significance_level",
+                    models.FloatField(
+                        default=0.05,
+                        help_text="Two-sided level a difference must reach to pick a winner (0.0001-0.2).",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0001),
+                            django.core.validators.MaxValueValidator(0.2),
+                        ],
+                    ),
+                ),
+                (
+                    "error_rate_margin",
+                    models.FloatField(
+                        default=0.05,
+                        help_text="Guardrail: a treatment's error rate may exceed the control's by this much (absolute, 0.05 = 5 points).",
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(1),
+                        ],
+                    ),
+                ),
+                (
+                    "latency_margin",
+                    models.FloatField(
+                        default=0.5,
+                        help_text="Guardrail: a treatment's p95 latency may exceed the control's by this fraction (0.5 = 50%).",
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "cost_margin",
+                    models.FloatField(
+                        default=0.5,
+                        help_text="Guardrail: a treatment's cost per successful answer may exceed the control's by this fraction.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "canary_steps",
+                    models.JSONField(
+                        default=apps.experiments.models.default_canary_steps,
+                        help_text="A new canary's traffic steps, in percent.",
+                    ),
+                ),
+                (
+                    "canary_step_interval_seconds",
+                    models.PositiveIntegerField(
+                        default=600,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(604800),
+                        ],
+                    ),
+                ),
+                (
+                    "canary_min_requests",
+                    models.PositiveIntegerField(
+                        default=50,
+                        help_text="A new canary's requests per step before it is judged.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'experiment settings',
-                'verbose_name_plural': 'experiment settings',
+                "verbose_name": "experiment settings",
+                "verbose_name_plural": "experiment settings",
             },
         ),
         migrations.CreateModel(
-            name='CanaryRollout',
+            name="CanaryRollout",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('steps', models.JSONField(default=apps.experiments.models.default_canary_steps)),
-                ('step_interval_seconds', models.PositiveIntegerField(default=600, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(604800)])),
-                ('error_rate_margin', models.FloatField(default=0.05, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(1)])),
-                ('latency_margin', models.FloatField(default=0.5, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('min_requests', models.PositiveIntegerField(default=50, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000000)])),
-                ('status', models.CharField(choices=[('running', 'Running'), ('completed', 'Completed'), ('rolled_back', 'Rolled back')], db_index=True, default='running', max_length=16)),
-                ('current_step', models.PositiveSmallIntegerField(default=0, help_text='Index into steps.')),
-                ('step_started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('reason', models.CharField(blank=True, help_text='Why it ended.', max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("steps", models.JSONField(default=apps.experiments.models.default_canary_steps)),
+                (
+                    "step_interval_seconds",
+                    models.PositiveIntegerField(
+                        default=600,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(604800),
+                        ],
+                    ),
+                ),
+                (
+                    "error_rate_margin",
+                    models.FloatField(
+                        default=0.05,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(1),
+                        ],
+                    ),
+                ),
+                (
+                    "latency_margin",
+                    models.FloatField(
+                        default=0.5,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "min_requests",
+                    models.PositiveIntegerField(
+                        default=50,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("rolled_back", "Rolled back"),
+                        ],
+                        db_index=True,
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "current_step",
+                    models.PositiveSmallIntegerField(default=0, help_text="Index into steps."),
+                ),
+                ("step_started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("reason", models.CharField(blank=True, help_text="Why it ended.", max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='CanaryEvent',
+            name="CanaryEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('started', 'Started'), ('advanced', 'Advanced'), ('completed', 'Completed'), ('rolled_back', 'Rolled back')], max_length=16)),
-                ('percentage', models.PositiveSmallIntegerField(help_text="The treatment's share after it.")),
-                ('phase', models.PositiveIntegerField()),
-                ('message', models.CharField(max_length=500)),
-                ('figures', models.JSONField(default=dict, help_text="Control's and treatment's figures.")),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('rollout', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='log', to='experiments.canaryrollout')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("started", "Started"),
+                            ("advanced", "Advanced"),
+                            ("completed", "Completed"),
+                            ("rolled_back", "Rolled back"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "percentage",
+                    models.PositiveSmallIntegerField(help_text="The treatment's share after it."),
+                ),
+                ("phase", models.PositiveIntegerField()),
+                ("message", models.CharField(max_length=500)),
+                (
+                    "figures",
+                    models.JSONField(default=dict, help_text="Control's and treatment's figures."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "rollout",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="log",
+                        to="experiments.canaryrollout",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Experiment',
+            name="Experiment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="Requests join by this name (or the id): the body's 'experiment' or the X-Orchestra-Experiment header.", max_length=100, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('hypothesis', models.TextField(blank=True)),
-                ('metric', models.CharField(default='conversion', help_text="The primary metric: what a tracked conversion stands for (accuracy, a sign-up); the experiment compares the variants' conversion rates.", max_length=100)),
-                ('user_percentage', models.DecimalField(decimal_places=2, default=Decimal('100'), help_text='Share of users in the experiment (0-100); the others get the default config.', max_digits=5, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('100'))])),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('running', 'Running'), ('stopped', 'Stopped')], db_index=True, default='draft', max_length=16)),
-                ('phase', models.PositiveIntegerField(default=0, help_text='The current phase; 0 before start.')),
-                ('conclusion', models.TextField(blank=True, help_text='What stopping concluded.')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('stopped_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Requests join by this name (or the id): the body's 'experiment' or the X-Orchestra-Experiment header.",
+                        max_length=100,
+                        unique=True,
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                ("hypothesis", models.TextField(blank=True)),
+                (
+                    "metric",
+                    models.CharField(
+                        default="conversion",
+                        help_text="The primary metric: what a tracked conversion stands for (accuracy, a sign-up); the experiment compares the variants' conversion rates.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "user_percentage",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=Decimal("100"),
+                        help_text="Share of users in the experiment (0-100); the others get the default config.",
+                        max_digits=5,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("100")),
+                        ],
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("running", "Running"),
+                            ("stopped", "Stopped"),
+                        ],
+                        db_index=True,
+                        default="draft",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "phase",
+                    models.PositiveIntegerField(
+                        default=0, help_text="The current phase; 0 before start."
+                    ),
+                ),
+                ("conclusion", models.TextField(blank=True, help_text="What stopping concluded.")),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("stopped_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='canaryrollout',
-            name='experiment',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='canaries', to='experiments.experiment'),
+            model_name="canaryrollout",
+            name="experiment",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="canaries",
+                to="experiments.experiment",
+            ),
         ),
         migrations.CreateModel(
-            name='Variant',
+            name="Variant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('control', 'Control'), ('treatment', 'Treatment')], max_length=16)),
-                ('traffic_percentage', models.DecimalField(decimal_places=2, help_text="Share of the experiment's users (0-100).", max_digits=5, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('100'))])),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('provider', models.CharField(blank=True, help_text='Pin calls to this provider.', max_length=64)),
-                ('model', models.CharField(blank=True, help_text='A public model name.', max_length=200)),
-                ('temperature', models.FloatField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(2)])),
-                ('max_tokens', models.PositiveIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(2147483647)])),
-                ('system_prompt', models.TextField(blank=True, help_text="Replaces the request's system message (or comes first).")),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='variants', to='experiments.experiment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("control", "Control"), ("treatment", "Treatment")], max_length=16
+                    ),
+                ),
+                (
+                    "traffic_percentage",
+                    models.DecimalField(
+                        decimal_places=2,
+                        help_text="Share of the experiment's users (0-100).",
+                        max_digits=5,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("100")),
+                        ],
+                    ),
+                ),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "provider",
+                    models.CharField(
+                        blank=True, help_text="Pin calls to this provider.", max_length=64
+                    ),
+                ),
+                (
+                    "model",
+                    models.CharField(blank=True, help_text="A public model name.", max_length=200),
+                ),
+                (
+                    "temperature",
+                    models.FloatField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(2),
+                        ],
+                    ),
+                ),
+                (
+                    "max_tokens",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(2147483647),
+                        ],
+                    ),
+                ),
+                (
+                    "system_prompt",
+                    models.TextField(
+                        blank=True,
+                        help_text="Replaces the request's system message (or comes first).",
+                    ),
+                ),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="variants",
+                        to="experiments.experiment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['experiment', 'position', 'id'],
+                "ordering": ["experiment", "position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='TrackedEvent',
+            name="TrackedEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('phase', models.PositiveIntegerField()),
-                ('user_id', models.CharField(max_length=255)),
-                ('kind', models.CharField(choices=[('conversion', 'Conversion'), ('feedback', 'Feedback score')], max_length=16)),
-                ('value', models.FloatField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='experiments.experiment')),
-                ('variant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tracked_events', to='experiments.variant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("phase", models.PositiveIntegerField()),
+                ("user_id", models.CharField(max_length=255)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("conversion", "Conversion"), ("feedback", "Feedback score")],
+                        max_length=16,
+                    ),
+                ),
+                ("value", models.FloatField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="experiments.experiment",
+                    ),
+                ),
+                (
+                    "variant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tracked_events",
+                        to="experiments.variant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='experiment',
-            name='winner',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='experiments.variant'),
+            model_name="experiment",
+            name="winner",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="experiments.variant",
+            ),
         ),
         migrations.AddField(
-            model_name='canaryrollout',
-            name='treatment',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='canaries', to='experiments.variant'),
+            model_name="canaryrollout",
+            name="treatment",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="canaries",
+                to="experiments.variant",
+            ),
         ),
         migrations.CreateModel(
-            name='Assignment',
+            name="Assignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('phase', models.PositiveIntegerField()),
-                ('user_id', models.CharField(max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='experiments.experiment')),
-                ('variant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='experiments.variant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("phase", models.PositiveIntegerField()),
+                ("user_id", models.CharField(max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="experiments.experiment",
+                    ),
+                ),
+                (
+                    "variant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="experiments.variant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['experiment', 'phase', 'id'],
+                "ordering": ["experiment", "phase", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ExperimentPhase',
+            name="ExperimentPhase",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('seed', models.CharField(max_length=64)),
-                ('user_percentage', models.DecimalField(decimal_places=2, max_digits=5, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('100'))])),
-                ('allocation', models.JSONField(default=list, help_text='[{variant, name, kind, traffic_percentage}] of this phase.')),
-                ('reason', models.CharField(max_length=200)),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='phases', to='experiments.experiment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("seed", models.CharField(max_length=64)),
+                (
+                    "user_percentage",
+                    models.DecimalField(
+                        decimal_places=2,
+                        max_digits=5,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("100")),
+                        ],
+                    ),
+                ),
+                (
+                    "allocation",
+                    models.JSONField(
+                        default=list,
+                        help_text="[{variant, name, kind, traffic_percentage}] of this phase.",
+                    ),
+                ),
+                ("reason", models.CharField(max_length=200)),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="phases",
+                        to="experiments.experiment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['experiment', 'number'],
-                'constraints': [models.UniqueConstraint(fields=('experiment', 'number'), name='unique_phase_number')],
+                "ordering": ["experiment", "number"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("experiment", "number"), name="unique_phase_number"
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='variant',
-            constraint=models.UniqueConstraint(fields=('experiment', 'name'), name='unique_variant_name'),
+            model_name="variant",
+            constraint=models.UniqueConstraint(
+                fields=("experiment", "name"), name="unique_variant_name"
+            ),
         ),
         migrations.AddIndex(
-            model_name='trackedevent',
-            index=models.Index(fields=['experiment', 'phase', 'kind'], name='experiments_experim_f6f74c_idx'),
+            model_name="trackedevent",
+            index=models.Index(
+                fields=["experiment", "phase", "kind"], name="experiments_experim_f6f74c_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='canaryrollout',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'running')), fields=('experiment',), name='one_running_canary_per_experiment'),
+            model_name="canaryrollout",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "running")),
+                fields=("experiment",),
+                name="one_running_canary_per_experiment",
+            ),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(fields=['experiment', 'phase', 'variant'], name='experiments_experim_0cf54f_idx'),
+            model_name="assignment",
+            index=models.Index(
+                fields=["experiment", "phase", "variant"], name="experiments_experim_0cf54f_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.UniqueConstraint(fields=('experiment', 'phase', 'user_id'), name='unique_assignment'),
+            model_name="assignment",
+            constraint=models.UniqueConstraint(
+                fields=("experiment", "phase", "user_id"), name="unique_assignment"
+            ),
         ),
     ]

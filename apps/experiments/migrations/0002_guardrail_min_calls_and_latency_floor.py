@@ -5,20 +5,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('experiments', '0001_initial'),
+        ("experiments", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='experimentsettings',
-            name='guardrail_min_calls',
-            field=models.PositiveIntegerField(default=30, help_text='Guardrails are judged once the control and the treatment each have this many calls (successful ones for latency and cost); before, they wait.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000000)]),
+            model_name="experimentsettings",
+            name="guardrail_min_calls",
+            field=models.PositiveIntegerField(
+                default=30,
+                help_text="Guardrails are judged once the control and the treatment each have this many calls (successful ones for latency and cost); before, they wait.",
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000000),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='experimentsettings',
-            name='latency_floor_ms',
-            field=models.FloatField(default=100, help_text="Guardrail and canaries: a p95 latency within this many milliseconds of the control's never breaches, whatever the ratio (2 ms against 3 ms is noise).", validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(600000)]),
+            model_name="experimentsettings",
+            name="latency_floor_ms",
+            field=models.FloatField(
+                default=100,
+                help_text="Guardrail and canaries: a p95 latency within this many milliseconds of the control's never breaches, whatever the ratio (2 ms against 3 ms is noise).",
+                validators=[
+                    django.core.validators.MinValueValidator(0),
+                    django.core.validators.MaxValueValidator(600000),
+                ],
+            ),
         ),
     ]

@@ -24,10 +24,13 @@ from .common import FeatureDisabledError
 def assignment_record(*, experiment_id: int, phase: int, variant_id: int, user_id: str) -> None:
     """Record a user's variant in a phase; a second record of the same is a no-op."""
     Assignment.objects.bulk_create(
-        [Assignment(experiment_id=experiment_id, phase=phase, variant_id=variant_id,
-                    user_id=user_id)],
+        [
+            Assignment(
+                experiment_id=experiment_id, phase=phase, variant_id=variant_id, user_id=user_id
+            )
+        ],
         ignore_conflicts=True,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,12 @@ def experiment_variant_for_user(*, experiment: Experiment, user_id: Any) -> Vari
     picked = running_experiment_of(experiment, phase, variants).variant_for(user)
     if picked is None:
         return VariantAnswer(
-            experiment, None, phase.number,
+            experiment,
+            None,
+            phase.number,
             f"Outside the experiment's {experiment.user_percentage.normalize():f}% of users: "
             "the default config.",
-        )  # fmt: skip
+        )
     assignment_record(
         experiment_id=experiment.pk, phase=phase.number, variant_id=picked.id, user_id=user
     )
@@ -90,9 +95,12 @@ def _assignment(experiment: Experiment, user_id: Any) -> Assignment:
     )
     if assignment is None:
         raise ValidationError(
-            {"user_id": f"User {user!r} has no variant in the current phase ({experiment.phase}):"
-             " it joins with a request naming the experiment, or a variant lookup."}
-        )  # fmt: skip
+            {
+                "user_id": f"User {user!r} has no variant in the current phase "
+                f"({experiment.phase}): it joins with a request naming the experiment, or a "
+                "variant lookup."
+            }
+        )
     return assignment
 
 
@@ -109,9 +117,13 @@ def conversion_track(*, experiment: Experiment, user_id: Any, value: Any = None)
     amount = _finite(value, "value", required=False)
     assignment = _assignment(experiment, user_id)
     return TrackedEvent.objects.create(
-        experiment=experiment, phase=assignment.phase, variant=assignment.variant,
-        user_id=assignment.user_id, kind=TrackedEventKind.CONVERSION, value=amount,
-    )  # fmt: skip
+        experiment=experiment,
+        phase=assignment.phase,
+        variant=assignment.variant,
+        user_id=assignment.user_id,
+        kind=TrackedEventKind.CONVERSION,
+        value=amount,
+    )
 
 
 def feedback_track(*, experiment: Experiment, user_id: Any, score: Any) -> TrackedEvent:
@@ -119,6 +131,10 @@ def feedback_track(*, experiment: Experiment, user_id: Any, score: Any) -> Track
     number = _finite(score, "score", required=True)
     assignment = _assignment(experiment, user_id)
     return TrackedEvent.objects.create(
-        experiment=experiment, phase=assignment.phase, variant=assignment.variant,
-        user_id=assignment.user_id, kind=TrackedEventKind.FEEDBACK, value=number,
-    )  # fmt: skip
+        experiment=experiment,
+        phase=assignment.phase,
+        variant=assignment.variant,
+        user_id=assignment.user_id,
+        kind=TrackedEventKind.FEEDBACK,
+        value=number,
+    )

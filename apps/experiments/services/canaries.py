@@ -100,14 +100,18 @@ def canary_create(
             )
         variant = _treatment(experiment, treatment)
         rollout = CanaryRollout(
-            experiment=experiment, treatment=variant, steps=steps,
-            step_interval_seconds=_default(step_interval_seconds,
-                                           defaults.canary_step_interval_seconds),
+            experiment=experiment,
+            treatment=variant,
+            steps=steps,
+            step_interval_seconds=_default(
+                step_interval_seconds, defaults.canary_step_interval_seconds
+            ),
             error_rate_margin=_default(error_rate_margin, defaults.error_rate_margin),
             latency_margin=_default(latency_margin, defaults.latency_margin),
             min_requests=_default(min_requests, defaults.canary_min_requests),
-            step_started_at=timezone.now(), created_by=by,
-        )  # fmt: skip
+            step_started_at=timezone.now(),
+            created_by=by,
+        )
         rollout.full_clean(exclude=["created_by"])
         rollout.save()
         first = Decimal(steps[0])
@@ -119,9 +123,13 @@ def canary_create(
                 experiment, reason=f"Canary #{rollout.pk}: {variant.name} at {steps[0]}%."
             )
         _canary_log(
-            rollout, CanaryEventKind.STARTED, steps[0], phase.number,
-            f"{variant.name} starts at {steps[0]}% of the traffic.", {},
-        )  # fmt: skip
+            rollout,
+            CanaryEventKind.STARTED,
+            steps[0],
+            phase.number,
+            f"{variant.name} starts at {steps[0]}% of the traffic.",
+            {},
+        )
     return rollout
 
 
@@ -199,9 +207,11 @@ def canary_advance(*, rollout: CanaryRollout, now: datetime | None = None) -> st
             return None
         snapshot = _figures_json(control_figures, treatment_figures)
         problems = canary_problems(
-            rollout, control_figures, treatment_figures,
+            rollout,
+            control_figures,
+            treatment_figures,
             experiment_settings_get().latency_floor_ms,
-        )  # fmt: skip
+        )
         if problems:
             _canary_roll_back(rollout, experiment, control, "; ".join(problems), snapshot)
             return CanaryStatus.ROLLED_BACK
@@ -275,11 +285,20 @@ def _canary_log(
 ) -> None:
     """A row of the canary's log and its event on ``experiments``."""
     CanaryEvent.objects.create(
-        rollout=rollout, kind=kind, percentage=percentage, phase=phase, message=message[:500],
+        rollout=rollout,
+        kind=kind,
+        percentage=percentage,
+        phase=phase,
+        message=message[:500],
         figures=figures,
-    )  # fmt: skip
-    data = {"canary": rollout.pk, "experiment": rollout.experiment_id, "percentage": percentage,
-            "phase": phase, "message": message[:500]}  # fmt: skip
+    )
+    data = {
+        "canary": rollout.pk,
+        "experiment": rollout.experiment_id,
+        "percentage": percentage,
+        "phase": phase,
+        "message": message[:500],
+    }
     if kind == CanaryEventKind.ROLLED_BACK:
         publish_on_commit("experiments", "canary.rolled_back", data)
     else:

@@ -41,10 +41,13 @@ def experiment_create(
     specs = variants_validate(variants)
     _check_name(name)
     experiment = Experiment(
-        name=name.strip() if isinstance(name, str) else name, description=description,
-        hypothesis=hypothesis, metric=metric or "conversion",
-        user_percentage=percentage_from(user_percentage, "user_percentage"), created_by=by,
-    )  # fmt: skip
+        name=name.strip() if isinstance(name, str) else name,
+        description=description,
+        hypothesis=hypothesis,
+        metric=metric or "conversion",
+        user_percentage=percentage_from(user_percentage, "user_percentage"),
+        created_by=by,
+    )
     experiment.full_clean(exclude=["created_by", "winner"])
     with transaction.atomic():
         experiment.save()
@@ -79,9 +82,11 @@ def experiment_update(*, experiment: Experiment, **fields: Any) -> Experiment:
             )
             if missing:
                 raise ValidationError(
-                    {"variants": f"A running experiment keeps its variants: list them all (0% "
-                     f"retires one); missing: {', '.join(missing)}."}
-                )  # fmt: skip
+                    {
+                        "variants": f"A running experiment keeps its variants: list them all (0% "
+                        f"retires one); missing: {', '.join(missing)}."
+                    }
+                )
         for name, value in fields.items():
             setattr(experiment, name, value)
         experiment.full_clean(exclude=["created_by", "winner"])
@@ -139,9 +144,13 @@ def experiment_stop(*, experiment: Experiment, by: User | None = None) -> Experi
             canary_end(rollout, experiment.phase, "The experiment stopped.", {})
         config_version_bump()
         publish_on_commit(
-            "experiments", "experiment.stopped",
-            {"experiment": experiment.pk, "name": experiment.name,
-             "winner": experiment.winner.name if experiment.winner else "",
-             "conclusion": experiment.conclusion},
-        )  # fmt: skip
+            "experiments",
+            "experiment.stopped",
+            {
+                "experiment": experiment.pk,
+                "name": experiment.name,
+                "winner": experiment.winner.name if experiment.winner else "",
+                "conclusion": experiment.conclusion,
+            },
+        )
     return experiment

@@ -31,9 +31,10 @@ def experiment_begin(experiment: Experiment) -> ExperimentPhase:
     experiment.save(update_fields=["status", "started_at", "updated_at"])
     phase = phase_start(experiment, reason="Started.")
     publish_on_commit(
-        "experiments", "experiment.started",
+        "experiments",
+        "experiment.started",
         {"experiment": experiment.pk, "name": experiment.name, "phase": phase.number},
-    )  # fmt: skip
+    )
     return phase
 
 
@@ -47,22 +48,35 @@ def phase_start(experiment: Experiment, *, reason: str, keep_seed: bool = False)
     number = experiment.phase + 1
     seed = current.seed if keep_seed and current is not None else str(number)
     allocation = [
-        {"variant": v.pk, "name": v.name, "kind": v.kind,
-         "traffic_percentage": float(v.traffic_percentage)}
+        {
+            "variant": v.pk,
+            "name": v.name,
+            "kind": v.kind,
+            "traffic_percentage": float(v.traffic_percentage),
+        }
         for v in experiment.variants.order_by("position", "id")
-    ]  # fmt: skip
+    ]
     phase = ExperimentPhase.objects.create(
-        experiment=experiment, number=number, seed=seed,
-        user_percentage=experiment.user_percentage, allocation=allocation, reason=reason[:200],
+        experiment=experiment,
+        number=number,
+        seed=seed,
+        user_percentage=experiment.user_percentage,
+        allocation=allocation,
+        reason=reason[:200],
         started_at=now,
-    )  # fmt: skip
+    )
     experiment.phase = number
     experiment.save(update_fields=["phase", "updated_at"])
     if number > 1:
         publish_on_commit(
-            "experiments", "experiment.phase",
-            {"experiment": experiment.pk, "name": experiment.name, "phase": number,
-             "reason": phase.reason},
-        )  # fmt: skip
+            "experiments",
+            "experiment.phase",
+            {
+                "experiment": experiment.pk,
+                "name": experiment.name,
+                "phase": number,
+                "reason": phase.reason,
+            },
+        )
     config_version_bump()
     return phase

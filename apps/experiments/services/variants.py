@@ -35,10 +35,15 @@ class VariantSpec:
 
     def values(self, position: int) -> dict[str, Any]:
         return {
-            "kind": self.kind, "traffic_percentage": self.traffic_percentage, "position": position,
-            "provider": self.provider, "model": self.model, "temperature": self.temperature,
-            "max_tokens": self.max_tokens, "system_prompt": self.system_prompt,
-        }  # fmt: skip
+            "kind": self.kind,
+            "traffic_percentage": self.traffic_percentage,
+            "position": position,
+            "provider": self.provider,
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "system_prompt": self.system_prompt,
+        }
 
 
 def percentage_from(value: Any, field: str) -> Decimal:
@@ -63,9 +68,11 @@ def variants_validate(variants: Any) -> list[VariantSpec]:
     add up to 100."""
     if isinstance(variants, Mapping):
         raise ValidationError(
-            {"variants": 'A list (JSON array) of variants, not an object: [{"name": "control", '
-             '"type": "control", "traffic_percentage": 50, "config": {}}, …].'}
-        )  # fmt: skip
+            {
+                "variants": 'A list (JSON array) of variants, not an object: [{"name": "control", '
+                '"type": "control", "traffic_percentage": 50, "config": {}}, …].'
+            }
+        )
     if not isinstance(variants, list) or len(variants) < 2:
         raise ValidationError({"variants": "A list of at least two variants."})
     if len(variants) > MAX_VARIANTS:
@@ -148,16 +155,26 @@ def _config_spec(
     if texts["provider"] and not Provider.objects.filter(name=texts["provider"]).exists():
         raise ValidationError({"config.provider": f"No provider {texts['provider']!r}."})
     variant = Variant(
-        name=name, kind=kind, traffic_percentage=percentage, provider=texts["provider"],
-        model=texts["model"], temperature=temperature, max_tokens=max_tokens,
+        name=name,
+        kind=kind,
+        traffic_percentage=percentage,
+        provider=texts["provider"],
+        model=texts["model"],
+        temperature=temperature,
+        max_tokens=max_tokens,
         system_prompt=texts["system_prompt"],
-    )  # fmt: skip
+    )
     variant.clean_fields(exclude=["experiment", "position"])
     return VariantSpec(
-        name=name, kind=kind, traffic_percentage=percentage, provider=texts["provider"],
-        model=texts["model"], temperature=None if temperature is None else float(temperature),
-        max_tokens=max_tokens, system_prompt=texts["system_prompt"],
-    )  # fmt: skip
+        name=name,
+        kind=kind,
+        traffic_percentage=percentage,
+        provider=texts["provider"],
+        model=texts["model"],
+        temperature=None if temperature is None else float(temperature),
+        max_tokens=max_tokens,
+        system_prompt=texts["system_prompt"],
+    )
 
 
 def variants_write(experiment: Experiment, specs: list[VariantSpec]) -> bool:

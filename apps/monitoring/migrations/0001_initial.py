@@ -4,42 +4,54 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='HealthCheckState',
+            name="HealthCheckState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('check_name', models.CharField(max_length=100, unique=True)),
-                ('status', models.CharField(max_length=16)),
-                ('message', models.CharField(blank=True, max_length=500)),
-                ('latency_ms', models.FloatField(default=0)),
-                ('since', models.DateTimeField()),
-                ('checked_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("check_name", models.CharField(max_length=100, unique=True)),
+                ("status", models.CharField(max_length=16)),
+                ("message", models.CharField(blank=True, max_length=500)),
+                ("latency_ms", models.FloatField(default=0)),
+                ("since", models.DateTimeField()),
+                ("checked_at", models.DateTimeField()),
             ],
             options={
-                'ordering': ['check_name'],
+                "ordering": ["check_name"],
             },
         ),
         migrations.CreateModel(
-            name='HealthCheckChange',
+            name="HealthCheckChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('check_name', models.CharField(max_length=100)),
-                ('status', models.CharField(max_length=16)),
-                ('previous_status', models.CharField(blank=True, max_length=16)),
-                ('message', models.CharField(blank=True, max_length=500)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('changed_at', models.DateTimeField(db_index=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("check_name", models.CharField(max_length=100)),
+                ("status", models.CharField(max_length=16)),
+                ("previous_status", models.CharField(blank=True, max_length=16)),
+                ("message", models.CharField(blank=True, max_length=500)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("changed_at", models.DateTimeField(db_index=True)),
             ],
             options={
-                'ordering': ['-changed_at', '-id'],
-                'indexes': [models.Index(fields=['check_name', 'changed_at'], name='monitoring__check_n_b5f3d0_idx')],
+                "ordering": ["-changed_at", "-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["check_name", "changed_at"], name="monitoring__check_n_b5f3d0_idx"
+                    )
+                ],
             },
         ),
     ]

@@ -75,10 +75,13 @@ class ProviderInputSerializer(serializers.Serializer):
         help_text=Provider._meta.get_field("responses_api").help_text,
     )
     api_key = serializers.CharField(
-        write_only=True, required=False, allow_blank=True, trim_whitespace=True,
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=True,
         help_text="Write-only. Left out: the stored key is kept (but removed when base_url or "
         "kind changes); empty: it is removed.",
-    )  # fmt: skip
+    )
 
 
 def _names(value: Any, field: str) -> list[str]:

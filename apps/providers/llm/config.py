@@ -129,9 +129,10 @@ class RoutingConfig:
             provider, _, model = model.partition("/")
         modes = MODES_SERVING[endpoint]
         found = tuple(
-            d for d in self.deployments.get(model or self.policy.default_model, ())
+            d
+            for d in self.deployments.get(model or self.policy.default_model, ())
             if d.model.mode in modes and (not provider or d.provider.name == provider)
-        )  # fmt: skip
+        )
         return found
 
     def public_models(self) -> list[str]:

@@ -139,10 +139,12 @@ async def execute(request: LlmRequest, execution: Execution, attempt: Attempt[T]
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "routing %s (%s, %s): candidates %s; skipped %s",
-            request.model or policy.default_model, request.endpoint, strategy,
+            request.model or policy.default_model,
+            request.endpoint,
+            strategy,
             ", ".join(c.deployment.key for c in candidates) or "none",
             ", ".join(f"{name} ({why})" for name, why in routed.skipped.items()) or "none",
-        )  # fmt: skip
+        )
     last_error: ProviderError | None = None
     for candidate in candidates:
         provider = candidate.deployment.provider

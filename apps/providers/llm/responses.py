@@ -117,8 +117,11 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     if text_format["type"] == "json_object":
         return {"type": "json_object"}
     if text_format["type"] == "json_schema":
-        schema = {k: text_format[k] for k in ("name", "schema", "strict", "description")
-                  if k in text_format}  # fmt: skip
+        schema = {
+            k: text_format[k]
+            for k in ("name", "schema", "strict", "description")
+            if k in text_format
+        }
         return {"type": "json_schema", "json_schema": schema}
     raise _refuse(f"text.format {text_format['type']!r} is not carried", "text.format")
 
@@ -171,17 +174,24 @@ def _text_part(text: str) -> dict[str, Any]:
 def _message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
     content = [_text_part(text)] if status != "in_progress" else []
     return {
-        "id": item_id, "type": "message", "status": status, "role": "assistant",
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
         "content": content,
-    }  # fmt: skip
+    }
 
 
 def _call_item(item_id: str, call: dict[str, Any], status: str) -> dict[str, Any]:
     function = call.get("function") or {}
     return {
-        "id": item_id, "type": "function_call", "status": status, "call_id": call.get("id"),
-        "name": function.get("name"), "arguments": function.get("arguments") or "",
-    }  # fmt: skip
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call.get("id"),
+        "name": function.get("name"),
+        "arguments": function.get("arguments") or "",
+    }
 
 
 class Translated:
@@ -316,8 +326,10 @@ class TranslatedStream:
             call["function"]["arguments"] += arguments
             out += self._event(
                 "response.function_call_arguments.delta",
-                item_id=self._call_id(index), output_index=output_index, delta=arguments,
-            )  # fmt: skip
+                item_id=self._call_id(index),
+                output_index=output_index,
+                delta=arguments,
+            )
         return out
 
     def _call_id(self, index: int) -> str:
@@ -340,9 +352,11 @@ class TranslatedStream:
             item = _call_item(self._call_id(index), call, "completed")
             out += self._event(
                 "response.function_call_arguments.done",
-                item_id=item["id"], output_index=output_index, name=item["name"],
+                item_id=item["id"],
+                output_index=output_index,
+                name=item["name"],
                 arguments=item["arguments"],
-            )  # fmt: skip
+            )
             out += self._event("response.output_item.done", output_index=output_index, item=item)
             output.append(item)
         final = self.translated.response("completed", output, self.usage, self.finish_reason)

@@ -9,155 +9,418 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LlmModel',
+            name="LlmModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='The model id the provider expects.', max_length=200)),
-                ('display_name', models.CharField(blank=True, max_length=200)),
-                ('context_window', models.PositiveIntegerField(blank=True, null=True)),
-                ('input_price_per_million', models.DecimalField(decimal_places=6, default=Decimal('0'), max_digits=12, validators=[django.core.validators.MinValueValidator(0)])),
-                ('output_price_per_million', models.DecimalField(decimal_places=6, default=Decimal('0'), max_digits=12, validators=[django.core.validators.MinValueValidator(0)])),
-                ('enabled', models.BooleanField(default=True)),
-                ('aliases', models.JSONField(blank=True, default=list, help_text='Other public names.')),
-                ('fallbacks', models.JSONField(blank=True, default=list, help_text='Public model names to try when all deployments fail.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="The model id the provider expects.", max_length=200
+                    ),
+                ),
+                ("display_name", models.CharField(blank=True, max_length=200)),
+                ("context_window", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "input_price_per_million",
+                    models.DecimalField(
+                        decimal_places=6,
+                        default=Decimal("0"),
+                        max_digits=12,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                    ),
+                ),
+                (
+                    "output_price_per_million",
+                    models.DecimalField(
+                        decimal_places=6,
+                        default=Decimal("0"),
+                        max_digits=12,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "aliases",
+                    models.JSONField(blank=True, default=list, help_text="Other public names."),
+                ),
+                (
+                    "fallbacks",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Public model names to try when all deployments fail.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'model',
-                'ordering': ['provider__priority', 'provider__name', 'name'],
+                "verbose_name": "model",
+                "ordering": ["provider__priority", "provider__name", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Provider',
+            name="Provider",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64, unique=True)),
-                ('kind', models.CharField(choices=[('openai', 'OpenAI'), ('xai', 'xAI Grok'), ('ollama', 'Ollama'), ('vllm', 'vLLM'), ('tgi', 'Text Generation Inference'), ('lmstudio', 'LM Studio'), ('openrouter', 'OpenRouter'), ('openai_compatible', 'OpenAI-compatible server')], default='openai_compatible', max_length=32)),
-                ('base_url', models.URLField(blank=True, help_text="Empty: the kind's default.", max_length=500)),
-                ('api_key_encrypted', models.TextField(blank=True, editable=False)),
-                ('enabled', models.BooleanField(default=True)),
-                ('priority', models.IntegerField(default=100, help_text="Lower is tried first by 'default'.")),
-                ('weight', models.PositiveIntegerField(default=1, help_text="Share of traffic for 'weighted'.")),
-                ('timeout_seconds', models.FloatField(default=60.0, validators=[django.core.validators.MinValueValidator(0.1)])),
-                ('max_retries', models.PositiveSmallIntegerField(default=2)),
-                ('rpm_limit', models.PositiveIntegerField(blank=True, help_text='Requests/minute.', null=True)),
-                ('tpm_limit', models.PositiveIntegerField(blank=True, help_text='Tokens/minute.', null=True)),
-                ('extra_headers', models.JSONField(blank=True, default=dict)),
-                ('health_status', models.CharField(choices=[('unknown', 'Unknown'), ('ok', 'OK'), ('error', 'Error')], default='unknown', editable=False, max_length=16)),
-                ('health_latency_ms', models.FloatField(blank=True, editable=False, null=True)),
-                ('health_error', models.CharField(blank=True, editable=False, max_length=500)),
-                ('health_checked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(max_length=64, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("openai", "OpenAI"),
+                            ("xai", "xAI Grok"),
+                            ("ollama", "Ollama"),
+                            ("vllm", "vLLM"),
+                            ("tgi", "Text Generation Inference"),
+                            ("lmstudio", "LM Studio"),
+                            ("openrouter", "OpenRouter"),
+                            ("openai_compatible", "OpenAI-compatible server"),
+                        ],
+                        default="openai_compatible",
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "base_url",
+                    models.URLField(
+                        blank=True, help_text="Empty: the kind's default.", max_length=500
+                    ),
+                ),
+                ("api_key_encrypted", models.TextField(blank=True, editable=False)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "priority",
+                    models.IntegerField(
+                        default=100, help_text="Lower is tried first by 'default'."
+                    ),
+                ),
+                (
+                    "weight",
+                    models.PositiveIntegerField(
+                        default=1, help_text="Share of traffic for 'weighted'."
+                    ),
+                ),
+                (
+                    "timeout_seconds",
+                    models.FloatField(
+                        default=60.0, validators=[django.core.validators.MinValueValidator(0.1)]
+                    ),
+                ),
+                ("max_retries", models.PositiveSmallIntegerField(default=2)),
+                (
+                    "rpm_limit",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Requests/minute.", null=True
+                    ),
+                ),
+                (
+                    "tpm_limit",
+                    models.PositiveIntegerField(blank=True, help_text="Tokens/minute.", null=True),
+                ),
+                ("extra_headers", models.JSONField(blank=True, default=dict)),
+                (
+                    "health_status",
+                    models.CharField(
+                        choices=[("unknown", "Unknown"), ("ok", "OK"), ("error", "Error")],
+                        default="unknown",
+                        editable=False,
+                        max_length=16,
+                    ),
+                ),
+                ("health_latency_ms", models.FloatField(blank=True, editable=False, null=True)),
+                ("health_error", models.CharField(blank=True, editable=False, max_length=500)),
+                ("health_checked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['priority', 'name'],
+                "ordering": ["priority", "name"],
             },
         ),
         migrations.CreateModel(
-            name='LlmCall',
+            name="LlmCall",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('request_id', models.CharField(blank=True, db_index=True, max_length=128)),
-                ('created_at', models.DateTimeField(db_index=True)),
-                ('entry_point', models.CharField(choices=[('openai', 'OpenAI-compatible API'), ('query', 'Query API'), ('sse', 'Streaming API'), ('websocket', 'WebSocket'), ('internal', 'Internal')], max_length=16)),
-                ('requested_model', models.CharField(blank=True, max_length=200)),
-                ('provider_name', models.CharField(blank=True, max_length=64)),
-                ('model_name', models.CharField(blank=True, max_length=200)),
-                ('stream', models.BooleanField(default=False)),
-                ('status', models.CharField(choices=[('success', 'Success'), ('error', 'Error'), ('cancelled', 'Cancelled')], db_index=True, max_length=16)),
-                ('error_code', models.CharField(blank=True, max_length=32)),
-                ('error_message', models.CharField(blank=True, max_length=500)),
-                ('finish_reason', models.CharField(blank=True, max_length=32)),
-                ('input_tokens', models.PositiveIntegerField(default=0)),
-                ('output_tokens', models.PositiveIntegerField(default=0)),
-                ('tokens_estimated', models.BooleanField(default=False)),
-                ('cost', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=14)),
-                ('latency_ms', models.FloatField(default=0)),
-                ('time_to_first_token_ms', models.FloatField(blank=True, null=True)),
-                ('attempt_count', models.PositiveSmallIntegerField(default=0)),
-                ('experiment_variant_id', models.BigIntegerField(blank=True, db_index=True, null=True)),
-                ('build_step_id', models.BigIntegerField(blank=True, db_index=True, null=True)),
-                ('agent_id', models.BigIntegerField(blank=True, db_index=True, null=True)),
-                ('api_key', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='llm_calls', to='accounts.apikey')),
-                ('user', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='llm_calls', to=settings.AUTH_USER_MODEL)),
-                ('model', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='calls', to='providers.llmmodel')),
-                ('provider', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='calls', to='providers.provider')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("request_id", models.CharField(blank=True, db_index=True, max_length=128)),
+                ("created_at", models.DateTimeField(db_index=True)),
+                (
+                    "entry_point",
+                    models.CharField(
+                        choices=[
+                            ("openai", "OpenAI-compatible API"),
+                            ("query", "Query API"),
+                            ("sse", "Streaming API"),
+                            ("websocket", "WebSocket"),
+                            ("internal", "Internal"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("requested_model", models.CharField(blank=True, max_length=200)),
+                ("provider_name", models.CharField(blank=True, max_length=64)),
+                ("model_name", models.CharField(blank=True, max_length=200)),
+                ("stream", models.BooleanField(default=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("success", "Success"),
+                            ("error", "Error"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        max_length=16,
+                    ),
+                ),
+                ("error_code", models.CharField(blank=True, max_length=32)),
+                ("error_message", models.CharField(blank=True, max_length=500)),
+                ("finish_reason", models.CharField(blank=True, max_length=32)),
+                ("input_tokens", models.PositiveIntegerField(default=0)),
+                ("output_tokens", models.PositiveIntegerField(default=0)),
+                ("tokens_estimated", models.BooleanField(default=False)),
+                (
+                    "cost",
+                    models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=14),
+                ),
+                ("latency_ms", models.FloatField(default=0)),
+                ("time_to_first_token_ms", models.FloatField(blank=True, null=True)),
+                ("attempt_count", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "experiment_variant_id",
+                    models.BigIntegerField(blank=True, db_index=True, null=True),
+                ),
+                ("build_step_id", models.BigIntegerField(blank=True, db_index=True, null=True)),
+                ("agent_id", models.BigIntegerField(blank=True, db_index=True, null=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="llm_calls",
+                        to="accounts.apikey",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="llm_calls",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="calls",
+                        to="providers.llmmodel",
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="calls",
+                        to="providers.provider",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'LLM call',
-                'ordering': ['-created_at'],
+                "verbose_name": "LLM call",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddField(
-            model_name='llmmodel',
-            name='provider',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='models', to='providers.provider'),
+            model_name="llmmodel",
+            name="provider",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="models",
+                to="providers.provider",
+            ),
         ),
         migrations.CreateModel(
-            name='LlmCallAttempt',
+            name="LlmCallAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveSmallIntegerField()),
-                ('provider_name', models.CharField(max_length=64)),
-                ('model_name', models.CharField(max_length=200)),
-                ('status', models.CharField(choices=[('success', 'Success'), ('error', 'Error'), ('cancelled', 'Cancelled')], max_length=16)),
-                ('error_code', models.CharField(blank=True, max_length=32)),
-                ('error_message', models.CharField(blank=True, max_length=500)),
-                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('latency_ms', models.FloatField(default=0)),
-                ('started_at', models.DateTimeField()),
-                ('call', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='providers.llmcall')),
-                ('provider', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='providers.provider')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveSmallIntegerField()),
+                ("provider_name", models.CharField(max_length=64)),
+                ("model_name", models.CharField(max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("success", "Success"),
+                            ("error", "Error"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("error_code", models.CharField(blank=True, max_length=32)),
+                ("error_message", models.CharField(blank=True, max_length=500)),
+                ("http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("latency_ms", models.FloatField(default=0)),
+                ("started_at", models.DateTimeField()),
+                (
+                    "call",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempts",
+                        to="providers.llmcall",
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="providers.provider",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'LLM call attempt',
-                'ordering': ['call', 'number'],
+                "verbose_name": "LLM call attempt",
+                "ordering": ["call", "number"],
             },
         ),
         migrations.CreateModel(
-            name='RoutingSettings',
+            name="RoutingSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('strategy', models.CharField(choices=[('default', 'Default (priority order)'), ('round-robin', 'Round-robin'), ('random', 'Random'), ('weighted', 'Weighted'), ('least-latency', 'Least latency'), ('lowest-cost', 'Lowest cost')], default='default', max_length=32)),
-                ('default_model', models.CharField(blank=True, help_text='Used when a request names no model.', max_length=200)),
-                ('fallback_enabled', models.BooleanField(default=True)),
-                ('retry_base_delay_ms', models.PositiveIntegerField(default=200)),
-                ('retry_max_delay_ms', models.PositiveIntegerField(default=5000)),
-                ('breaker_failure_threshold', models.PositiveIntegerField(default=5, help_text="Consecutive failures that open a provider's circuit.")),
-                ('breaker_error_rate', models.FloatField(default=0.5, help_text='Error rate over the window that opens the circuit (0-1).')),
-                ('breaker_window_seconds', models.PositiveIntegerField(default=60)),
-                ('breaker_min_requests', models.PositiveIntegerField(default=20, help_text='Requests in the window before the error rate counts.')),
-                ('breaker_cooldown_seconds', models.FloatField(default=30.0, help_text='Time open before one probe request is let through.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('default_provider', models.ForeignKey(blank=True, help_text="Tried first by 'default' when it serves the model.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='providers.provider')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "strategy",
+                    models.CharField(
+                        choices=[
+                            ("default", "Default (priority order)"),
+                            ("round-robin", "Round-robin"),
+                            ("random", "Random"),
+                            ("weighted", "Weighted"),
+                            ("least-latency", "Least latency"),
+                            ("lowest-cost", "Lowest cost"),
+                        ],
+                        default="default",
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "default_model",
+                    models.CharField(
+                        blank=True, help_text="Used when a request names no model.", max_length=200
+                    ),
+                ),
+                ("fallback_enabled", models.BooleanField(default=True)),
+                ("retry_base_delay_ms", models.PositiveIntegerField(default=200)),
+                ("retry_max_delay_ms", models.PositiveIntegerField(default=5000)),
+                (
+                    "breaker_failure_threshold",
+                    models.PositiveIntegerField(
+                        default=5, help_text="Consecutive failures that open a provider's circuit."
+                    ),
+                ),
+                (
+                    "breaker_error_rate",
+                    models.FloatField(
+                        default=0.5,
+                        help_text="Error rate over the window that opens the circuit (0-1).",
+                    ),
+                ),
+                ("breaker_window_seconds", models.PositiveIntegerField(default=60)),
+                (
+                    "breaker_min_requests",
+                    models.PositiveIntegerField(
+                        default=20, help_text="Requests in the window before the error rate counts."
+                    ),
+                ),
+                (
+                    "breaker_cooldown_seconds",
+                    models.FloatField(
+                        default=30.0, help_text="Time open before one probe request is let through."
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "default_provider",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Tried first by 'default' when it serves the model.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="providers.provider",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'routing settings',
-                'verbose_name_plural': 'routing settings',
+                "verbose_name": "routing settings",
+                "verbose_name_plural": "routing settings",
             },
         ),
         migrations.AddConstraint(
-            model_name='llmmodel',
-            constraint=models.UniqueConstraint(fields=('provider', 'name'), name='unique_model_per_provider'),
+            model_name="llmmodel",
+            constraint=models.UniqueConstraint(
+                fields=("provider", "name"), name="unique_model_per_provider"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='llmcallattempt',
-            constraint=models.UniqueConstraint(fields=('call', 'number'), name='unique_attempt_number'),
+            model_name="llmcallattempt",
+            constraint=models.UniqueConstraint(
+                fields=("call", "number"), name="unique_attempt_number"
+            ),
         ),
         migrations.AddIndex(
-            model_name='llmcall',
-            index=models.Index(fields=['provider_name', 'created_at'], name='providers_l_provide_159431_idx'),
+            model_name="llmcall",
+            index=models.Index(
+                fields=["provider_name", "created_at"], name="providers_l_provide_159431_idx"
+            ),
         ),
     ]

@@ -4,34 +4,55 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('providers', '0001_initial'),
+        ("providers", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CallRecordDeadLetter',
+            name="CallRecordDeadLetter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('call_id', models.UUIDField(blank=True, db_index=True, null=True)),
-                ('reason', models.CharField(max_length=500)),
-                ('payload', models.TextField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("call_id", models.UUIDField(blank=True, db_index=True, null=True)),
+                ("reason", models.CharField(max_length=500)),
+                ("payload", models.TextField()),
             ],
             options={
-                'verbose_name': 'refused call record',
-                'ordering': ['-created_at'],
+                "verbose_name": "refused call record",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AlterField(
-            model_name='llmcall',
-            name='status',
-            field=models.CharField(choices=[('success', 'Success'), ('error', 'Error'), ('cancelled', 'Cancelled'), ('running', 'Running')], db_index=True, max_length=16),
+            model_name="llmcall",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("success", "Success"),
+                    ("error", "Error"),
+                    ("cancelled", "Cancelled"),
+                    ("running", "Running"),
+                ],
+                db_index=True,
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='llmcallattempt',
-            name='status',
-            field=models.CharField(choices=[('success', 'Success'), ('error', 'Error'), ('cancelled', 'Cancelled'), ('running', 'Running')], max_length=16),
+            model_name="llmcallattempt",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("success", "Success"),
+                    ("error", "Error"),
+                    ("cancelled", "Cancelled"),
+                    ("running", "Running"),
+                ],
+                max_length=16,
+            ),
         ),
     ]

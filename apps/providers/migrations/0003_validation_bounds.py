@@ -6,85 +6,175 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('providers', '0002_call_running_and_dead_letters'),
+        ("providers", "0002_call_running_and_dead_letters"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='provider',
-            name='base_url',
-            field=models.URLField(blank=True, help_text="Empty: the kind's default. Changing it (or the kind) removes the stored API key and extra headers unless new ones are given with the change.", max_length=500, validators=[apps.providers.models.validate_no_credentials_in_url]),
+            model_name="provider",
+            name="base_url",
+            field=models.URLField(
+                blank=True,
+                help_text="Empty: the kind's default. Changing it (or the kind) removes the stored API key and extra headers unless new ones are given with the change.",
+                max_length=500,
+                validators=[apps.providers.models.validate_no_credentials_in_url],
+            ),
         ),
         migrations.AlterField(
-            model_name='provider',
-            name='extra_headers',
-            field=models.JSONField(blank=True, default=dict, help_text='Sent with every request; write-only, like the key. At most 20 headers, single-line values.', validators=[apps.providers.models.validate_extra_headers]),
+            model_name="provider",
+            name="extra_headers",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Sent with every request; write-only, like the key. At most 20 headers, single-line values.",
+                validators=[apps.providers.models.validate_extra_headers],
+            ),
         ),
         migrations.AlterField(
-            model_name='provider',
-            name='max_retries',
-            field=models.PositiveSmallIntegerField(default=2, help_text='Retries per request (0-10).', validators=[django.core.validators.MaxValueValidator(10)]),
+            model_name="provider",
+            name="max_retries",
+            field=models.PositiveSmallIntegerField(
+                default=2,
+                help_text="Retries per request (0-10).",
+                validators=[django.core.validators.MaxValueValidator(10)],
+            ),
         ),
         migrations.AlterField(
-            model_name='provider',
-            name='priority',
-            field=models.IntegerField(default=100, help_text="Lower is tried first by 'default' (0-10000).", validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(10000)]),
+            model_name="provider",
+            name="priority",
+            field=models.IntegerField(
+                default=100,
+                help_text="Lower is tried first by 'default' (0-10000).",
+                validators=[
+                    django.core.validators.MinValueValidator(0),
+                    django.core.validators.MaxValueValidator(10000),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='provider',
-            name='rpm_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='Requests/minute (1-1000000; empty: no limit).', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000000)]),
+            model_name="provider",
+            name="rpm_limit",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Requests/minute (1-1000000; empty: no limit).",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000000),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='provider',
-            name='timeout_seconds',
-            field=models.FloatField(default=60.0, help_text='Per attempt, in seconds (0.1-3600).', validators=[django.core.validators.MinValueValidator(0.1), django.core.validators.MaxValueValidator(3600)]),
+            model_name="provider",
+            name="timeout_seconds",
+            field=models.FloatField(
+                default=60.0,
+                help_text="Per attempt, in seconds (0.1-3600).",
+                validators=[
+                    django.core.validators.MinValueValidator(0.1),
+                    django.core.validators.MaxValueValidator(3600),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='provider',
-            name='tpm_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='Tokens/minute (1-1000000000; empty: no limit).', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000000000)]),
+            model_name="provider",
+            name="tpm_limit",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Tokens/minute (1-1000000000; empty: no limit).",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000000000),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='provider',
-            name='weight',
-            field=models.PositiveIntegerField(default=1, help_text="Share of traffic for 'weighted' (0-10000; 0: last resort).", validators=[django.core.validators.MaxValueValidator(10000)]),
+            model_name="provider",
+            name="weight",
+            field=models.PositiveIntegerField(
+                default=1,
+                help_text="Share of traffic for 'weighted' (0-10000; 0: last resort).",
+                validators=[django.core.validators.MaxValueValidator(10000)],
+            ),
         ),
         migrations.AlterField(
-            model_name='routingsettings',
-            name='breaker_cooldown_seconds',
-            field=models.FloatField(default=30.0, help_text='Time open before one probe request is let through, in seconds (0.1-3600).', validators=[django.core.validators.MinValueValidator(0.1), django.core.validators.MaxValueValidator(3600)]),
+            model_name="routingsettings",
+            name="breaker_cooldown_seconds",
+            field=models.FloatField(
+                default=30.0,
+                help_text="Time open before one probe request is let through, in seconds (0.1-3600).",
+                validators=[
+                    django.core.validators.MinValueValidator(0.1),
+                    django.core.validators.MaxValueValidator(3600),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='routingsettings',
-            name='breaker_error_rate',
-            field=models.FloatField(default=0.5, help_text='Error rate over the window that opens the circuit (above 0, at most 1).', validators=[apps.providers.models.validate_above_zero, django.core.validators.MaxValueValidator(1)]),
+            model_name="routingsettings",
+            name="breaker_error_rate",
+            field=models.FloatField(
+                default=0.5,
+                help_text="Error rate over the window that opens the circuit (above 0, at most 1).",
+                validators=[
+                    apps.providers.models.validate_above_zero,
+                    django.core.validators.MaxValueValidator(1),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='routingsettings',
-            name='breaker_failure_threshold',
-            field=models.PositiveIntegerField(default=5, help_text="Consecutive failures that open a provider's circuit (1-1000).", validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000)]),
+            model_name="routingsettings",
+            name="breaker_failure_threshold",
+            field=models.PositiveIntegerField(
+                default=5,
+                help_text="Consecutive failures that open a provider's circuit (1-1000).",
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='routingsettings',
-            name='breaker_min_requests',
-            field=models.PositiveIntegerField(default=20, help_text='Requests in the window before the error rate counts (1-100000).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100000)]),
+            model_name="routingsettings",
+            name="breaker_min_requests",
+            field=models.PositiveIntegerField(
+                default=20,
+                help_text="Requests in the window before the error rate counts (1-100000).",
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(100000),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='routingsettings',
-            name='breaker_window_seconds',
-            field=models.PositiveIntegerField(default=60, help_text='Window of the error rate, in seconds (1-86400).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(86400)]),
+            model_name="routingsettings",
+            name="breaker_window_seconds",
+            field=models.PositiveIntegerField(
+                default=60,
+                help_text="Window of the error rate, in seconds (1-86400).",
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(86400),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='routingsettings',
-            name='retry_base_delay_ms',
-            field=models.PositiveIntegerField(default=200, help_text="First retry's backoff cap, in ms (0-300000; at most the max delay).", validators=[django.core.validators.MaxValueValidator(300000)]),
+            model_name="routingsettings",
+            name="retry_base_delay_ms",
+            field=models.PositiveIntegerField(
+                default=200,
+                help_text="First retry's backoff cap, in ms (0-300000; at most the max delay).",
+                validators=[django.core.validators.MaxValueValidator(300000)],
+            ),
         ),
         migrations.AlterField(
-            model_name='routingsettings',
-            name='retry_max_delay_ms',
-            field=models.PositiveIntegerField(default=5000, help_text='Longest backoff between retries, in ms (0-300000).', validators=[django.core.validators.MaxValueValidator(300000)]),
+            model_name="routingsettings",
+            name="retry_max_delay_ms",
+            field=models.PositiveIntegerField(
+                default=5000,
+                help_text="Longest backoff between retries, in ms (0-300000).",
+                validators=[django.core.validators.MaxValueValidator(300000)],
+            ),
         ),
     ]

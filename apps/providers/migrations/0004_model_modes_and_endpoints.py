@@ -11,41 +11,78 @@ def modes_by_name(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('providers', '0003_validation_bounds'),
+        ("providers", "0003_validation_bounds"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='llmcall',
-            name='endpoint',
-            field=models.CharField(choices=[('chat', 'Chat completions'), ('completions', 'Completions (legacy)'), ('embeddings', 'Embeddings'), ('responses', 'Responses')], default='chat', max_length=16),
+            model_name="llmcall",
+            name="endpoint",
+            field=models.CharField(
+                choices=[
+                    ("chat", "Chat completions"),
+                    ("completions", "Completions (legacy)"),
+                    ("embeddings", "Embeddings"),
+                    ("responses", "Responses"),
+                ],
+                default="chat",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='llmmodel',
-            name='mode',
-            field=models.CharField(choices=[('chat', 'Chat (chat completions, the Responses API, legacy completions)'), ('embedding', 'Embeddings'), ('completion', 'Legacy completions only'), ('responses', 'Responses API only'), ('other', 'Other (audio, images, moderation: not routed)')], default='chat', help_text='What it serves; embedding prices are the input price.', max_length=16),
+            model_name="llmmodel",
+            name="mode",
+            field=models.CharField(
+                choices=[
+                    ("chat", "Chat (chat completions, the Responses API, legacy completions)"),
+                    ("embedding", "Embeddings"),
+                    ("completion", "Legacy completions only"),
+                    ("responses", "Responses API only"),
+                    ("other", "Other (audio, images, moderation: not routed)"),
+                ],
+                default="chat",
+                help_text="What it serves; embedding prices are the input price.",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='llmmodel',
-            name='owned_by',
-            field=models.CharField(blank=True, help_text='As the provider lists it (Sync models).', max_length=200),
+            model_name="llmmodel",
+            name="owned_by",
+            field=models.CharField(
+                blank=True, help_text="As the provider lists it (Sync models).", max_length=200
+            ),
         ),
         migrations.AddField(
-            model_name='llmmodel',
-            name='upstream_created',
-            field=models.BigIntegerField(blank=True, help_text='When the provider says it made the model (Unix time).', null=True),
+            model_name="llmmodel",
+            name="upstream_created",
+            field=models.BigIntegerField(
+                blank=True,
+                help_text="When the provider says it made the model (Unix time).",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='provider',
-            name='responses_api',
-            field=models.BooleanField(blank=True, help_text='Whether the server has the Responses API itself; empty: as its kind does (OpenAI, xAI). Without it, Responses requests are translated to chat completions.', null=True),
+            model_name="provider",
+            name="responses_api",
+            field=models.BooleanField(
+                blank=True,
+                help_text="Whether the server has the Responses API itself; empty: as its kind does (OpenAI, xAI). Without it, Responses requests are translated to chat completions.",
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='provider',
-            name='base_url',
-            field=models.CharField(blank=True, help_text="Empty: the kind's default. Changing it (or the kind) removes the stored API key and extra headers unless new ones are given with the change.", max_length=500, validators=[apps.providers.models.validate_server_url, apps.providers.models.validate_no_credentials_in_url]),
+            model_name="provider",
+            name="base_url",
+            field=models.CharField(
+                blank=True,
+                help_text="Empty: the kind's default. Changing it (or the kind) removes the stored API key and extra headers unless new ones are given with the change.",
+                max_length=500,
+                validators=[
+                    apps.providers.models.validate_server_url,
+                    apps.providers.models.validate_no_credentials_in_url,
+                ],
+            ),
         ),
         migrations.RunPython(modes_by_name, migrations.RunPython.noop),
     ]

@@ -4,20 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('providers', '0004_model_modes_and_endpoints'),
+        ("providers", "0004_model_modes_and_endpoints"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='llmcall',
-            name='build_id',
+            model_name="llmcall",
+            name="build_id",
             field=models.BigIntegerField(blank=True, db_index=True, null=True),
         ),
         migrations.AlterField(
-            model_name='llmcall',
-            name='entry_point',
-            field=models.CharField(choices=[('openai', 'OpenAI-compatible API'), ('query', 'Query API'), ('sse', 'Streaming API'), ('websocket', 'WebSocket'), ('build', 'Build step'), ('agent', 'Agent task'), ('internal', 'Internal')], max_length=16),
+            model_name="llmcall",
+            name="entry_point",
+            field=models.CharField(
+                choices=[
+                    ("openai", "OpenAI-compatible API"),
+                    ("query", "Query API"),
+                    ("sse", "Streaming API"),
+                    ("websocket", "WebSocket"),
+                    ("build", "Build step"),
+                    ("agent", "Agent task"),
+                    ("internal", "Internal"),
+                ],
+                max_length=16,
+            ),
         ),
     ]

@@ -6,71 +6,103 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_api_key_limits'),
-        ('providers', '0005_build_and_agent_calls'),
+        ("accounts", "0002_api_key_limits"),
+        ("providers", "0005_build_and_agent_calls"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='llmcall',
-            name='agent_id',
+            model_name="llmcall",
+            name="agent_id",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='llmcall',
-            name='build_id',
+            model_name="llmcall",
+            name="build_id",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='llmcall',
-            name='build_step_id',
+            model_name="llmcall",
+            name="build_step_id",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='llmcall',
-            name='experiment_variant_id',
+            model_name="llmcall",
+            name="experiment_variant_id",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='llmcall',
-            name='request_id',
+            model_name="llmcall",
+            name="request_id",
             field=models.CharField(blank=True, max_length=128),
         ),
         migrations.AlterField(
-            model_name='llmcall',
-            name='status',
-            field=models.CharField(choices=[('success', 'Success'), ('error', 'Error'), ('cancelled', 'Cancelled'), ('running', 'Running')], max_length=16),
+            model_name="llmcall",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("success", "Success"),
+                    ("error", "Error"),
+                    ("cancelled", "Cancelled"),
+                    ("running", "Running"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='llmcallattempt',
-            name='call',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='providers.llmcall'),
+            model_name="llmcallattempt",
+            name="call",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="attempts",
+                to="providers.llmcall",
+            ),
         ),
         migrations.AddIndex(
-            model_name='llmcall',
-            index=models.Index(fields=['request_id'], name='llmcall_request_id'),
+            model_name="llmcall",
+            index=models.Index(fields=["request_id"], name="llmcall_request_id"),
         ),
         migrations.AddIndex(
-            model_name='llmcall',
-            index=models.Index(condition=models.Q(('status', 'running')), fields=['created_at'], name='llmcall_running'),
+            model_name="llmcall",
+            index=models.Index(
+                condition=models.Q(("status", "running")),
+                fields=["created_at"],
+                name="llmcall_running",
+            ),
         ),
         migrations.AddIndex(
-            model_name='llmcall',
-            index=models.Index(condition=models.Q(('experiment_variant_id__isnull', False)), fields=['experiment_variant_id'], name='llmcall_experiment_variant'),
+            model_name="llmcall",
+            index=models.Index(
+                condition=models.Q(("experiment_variant_id__isnull", False)),
+                fields=["experiment_variant_id"],
+                name="llmcall_experiment_variant",
+            ),
         ),
         migrations.AddIndex(
-            model_name='llmcall',
-            index=models.Index(condition=models.Q(('build_id__isnull', False)), fields=['build_id'], name='llmcall_build'),
+            model_name="llmcall",
+            index=models.Index(
+                condition=models.Q(("build_id__isnull", False)),
+                fields=["build_id"],
+                name="llmcall_build",
+            ),
         ),
         migrations.AddIndex(
-            model_name='llmcall',
-            index=models.Index(condition=models.Q(('build_step_id__isnull', False)), fields=['build_step_id'], name='llmcall_build_step'),
+            model_name="llmcall",
+            index=models.Index(
+                condition=models.Q(("build_step_id__isnull", False)),
+                fields=["build_step_id"],
+                name="llmcall_build_step",
+            ),
         ),
         migrations.AddIndex(
-            model_name='llmcall',
-            index=models.Index(condition=models.Q(('agent_id__isnull', False)), fields=['agent_id'], name='llmcall_agent'),
+            model_name="llmcall",
+            index=models.Index(
+                condition=models.Q(("agent_id__isnull", False)),
+                fields=["agent_id"],
+                name="llmcall_agent",
+            ),
         ),
     ]

@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('providers', '0006_call_indexes_where_set'),
+        ("providers", "0006_call_indexes_where_set"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='llmcall',
-            name='trace_id',
-            field=models.CharField(blank=True, help_text='The OpenTelemetry trace the call ran in (32 hex digits); null when tracing is off.', max_length=32, null=True),
+            model_name="llmcall",
+            name="trace_id",
+            field=models.CharField(
+                blank=True,
+                help_text="The OpenTelemetry trace the call ran in (32 hex digits); null when tracing is off.",
+                max_length=32,
+                null=True,
+            ),
         ),
     ]

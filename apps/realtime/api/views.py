@@ -18,10 +18,14 @@ class EventApi(APIView):
     @extend_schema(responses=EventTypeOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         types = [
-            {"event": kind.name, "channel": kind.channel, "fields": list(kind.fields),
-             "description": kind.description}
+            {
+                "event": kind.name,
+                "channel": kind.channel,
+                "fields": list(kind.fields),
+                "description": kind.description,
+            }
             for kind in event_type_list()
-        ]  # fmt: skip
+        ]
         return Response(EventTypeOutputSerializer(types, many=True).data)
 
     @extend_schema(request=EventInputSerializer, responses={202: EventInputSerializer})

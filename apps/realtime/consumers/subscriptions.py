@@ -80,14 +80,24 @@ class SubscriptionsConsumer(CallerConsumer):
         replay = await self.kept_since(channel, since)
         self.replayed_up_to[channel] = event_id_order(replay.last_id)
         await self.send_json(
-            {"type": "subscribed", "channel": channel, "since": since,
-             "replayed": len(replay.events), "complete": replay.complete}
-        )  # fmt: skip
+            {
+                "type": "subscribed",
+                "channel": channel,
+                "since": since,
+                "replayed": len(replay.events),
+                "complete": replay.complete,
+            }
+        )
         for kept in replay.events:
             await self.send_json(
-                {"type": "event", "channel": channel, "event": kept.event, "data": kept.data,
-                 "id": kept.id}
-            )  # fmt: skip
+                {
+                    "type": "event",
+                    "channel": channel,
+                    "event": kept.event,
+                    "data": kept.data,
+                    "id": kept.id,
+                }
+            )
 
     @staticmethod
     async def kept_since(channel: str, since: str) -> Replay:
@@ -137,6 +147,11 @@ class SubscriptionsConsumer(CallerConsumer):
         if replayed_up_to and event_id and event_id_order(event_id) <= replayed_up_to:
             return  # sent already by the replay, or older than what the client asked for
         await self.send_json(
-            {"type": "event", "channel": channel, "event": event["event"], "data": event["data"],
-             **({"id": event_id} if event_id else {})}
-        )  # fmt: skip
+            {
+                "type": "event",
+                "channel": channel,
+                "event": event["event"],
+                "data": event["data"],
+                **({"id": event_id} if event_id else {}),
+            }
+        )

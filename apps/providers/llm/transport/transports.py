@@ -64,9 +64,12 @@ class PoolConnector(aiohttp.TCPConnector):
 
 def _connector(keepalive_timeout: float, **options: Any) -> PoolConnector:
     return PoolConnector(
-        limit=settings.HTTP_MAX_CONNECTIONS, limit_per_host=0,
-        max_idle=settings.HTTP_MAX_KEEPALIVE, keepalive_timeout=keepalive_timeout, **options,
-    )  # fmt: skip
+        limit=settings.HTTP_MAX_CONNECTIONS,
+        limit_per_host=0,
+        max_idle=settings.HTTP_MAX_KEEPALIVE,
+        keepalive_timeout=keepalive_timeout,
+        **options,
+    )
 
 
 # What a client's pool figures are read from: aiohttp's connector (the SDK) or ours.
