@@ -1,5 +1,5 @@
 """Retention keeps exactly what the policy says; one backup runs at a time; the last backup's
-state (failed, stale) shows on /health and Home."""
+state (failed, stale) shows on /health and Home and raises an alert."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.accounts.models import Role
+from apps.alerts.models import Alert, AlertStatus, Severity
 from apps.backups.checks import backups as backups_check
 from apps.backups.models import Backup, BackupStatus, BackupTrigger
 from apps.backups.services import backup_run_now, backup_storage, backups_prune
 from apps.core.health import forget_results
 from apps.dashboard.figures import SNAPSHOT_KEY
+from apps.monitoring.services import health_run
 from tests.dashboard.conftest import member
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,3 +133,18 @@ def test_a_failed_or_stale_backup_shows_on_health_and_home(settings):
     result = backups_check()
     assert result.status == "degraded" and "Stale" in result.message
     assert 'data-status="degraded"' in home_backups_pill(client)
+
+
+def test_a_failed_backup_raises_an_alert_that_a_good_one_resolves():
+    made(BackupStatus.FAILED, days_ago=0.01)
+    forget_results()
+    health_run()
+    alert = Alert.objects.get(cause="health:backups")
+    assert (alert.status, alert.severity) == (AlertStatus.OPEN, Severity.CRITICAL)
+    assert "no space left" in alert.detail
+
+    made(BackupStatus.SUCCEEDED, days_ago=0)
+    forget_results()
+    health_run()
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.RESOLVED and alert.resolved_at is not None
