@@ -3,7 +3,7 @@ from django.http import HttpRequest
 
 # What other apps may import of this app: the LLM core's face (apps.providers.llm, its
 # __init__) and the Django surface (tests/core/test_structure.py holds every app to its face).
-PUBLIC = frozenset({"llm", "models", "selectors", "services"})
+PUBLIC = frozenset({"crypto", "llm", "models", "selectors", "services"})
 
 
 def refused_records_badge(request: HttpRequest) -> str | None:
