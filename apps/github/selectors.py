@@ -163,7 +163,7 @@ def _paged(response: Response, page: int, per_page: int, shape: Any) -> dict[str
     }
 
 
-# --- GitHub's data ---------------------------------------------------------------------------------
+# --- GitHub's data ---------------------------------------------------------------------------
 
 
 def github_connection_test() -> dict[str, Any]:
@@ -195,7 +195,9 @@ def github_user() -> dict[str, Any]:
 
 
 def github_repo(*, owner: str, repo: str) -> dict[str, Any]:
-    return repo_shape(call(github_connection(), lambda github: github.rest.repos.get(owner, repo)).json())
+    return repo_shape(
+        call(github_connection(), lambda github: github.rest.repos.get(owner, repo)).json()
+    )
 
 
 def github_issue_list(
