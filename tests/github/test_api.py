@@ -79,8 +79,8 @@ def test_issue_lists_follow_githubs_link_pagination(connected):
 
 def test_pull_requests_created_listed_and_read(connected):
     operator = signed_in(Role.OPERATOR)
-    made = _json(operator, "post", f"{API}/pulls",
-                 {"title": "Fix gears", "head": "feature", "base": "main", "body": "Oiled."})  # fmt: skip
+    pull = {"title": "Fix gears", "head": "feature", "base": "main", "body": "Oiled."}
+    made = _json(operator, "post", f"{API}/pulls", pull)
     assert made.status_code == 201, made.content
     number = made.json()["number"]
     viewer = signed_in(Role.VIEWER)

@@ -10,7 +10,7 @@ from ..models import GitHubSettings
 NAME = r"^[A-Za-z0-9_.-]{1,100}$"
 
 
-class SettingsOutputSerializer(serializers.ModelSerializer):
+class GitHubSettingsOutputSerializer(serializers.ModelSerializer):
     has_token = serializers.BooleanField(read_only=True)
     effective_api_url = serializers.SerializerMethodField()
 
@@ -32,7 +32,7 @@ class SettingsOutputSerializer(serializers.ModelSerializer):
         return github_api_url(row)
 
 
-class SettingsInputSerializer(serializers.Serializer):
+class GitHubSettingsInputSerializer(serializers.Serializer):
     """``token`` is write-only: sent to set it, ``""`` to remove it, left out to keep it."""
 
     enabled = serializers.BooleanField(required=False)
@@ -44,35 +44,35 @@ class SettingsInputSerializer(serializers.Serializer):
     api_url = serializers.URLField(required=False, allow_blank=True, max_length=200)
 
 
-class RateLimitSerializer(serializers.Serializer):
+class GitHubRateLimitSerializer(serializers.Serializer):
     limit = serializers.IntegerField()
     remaining = serializers.IntegerField()
     reset = serializers.IntegerField(allow_null=True, help_text="Unix time of the reset.")
 
 
-class ConnectionTestOutputSerializer(serializers.Serializer):
+class GitHubConnectionTestOutputSerializer(serializers.Serializer):
     login = serializers.CharField()
     name = serializers.CharField(allow_blank=True)
     scopes = serializers.ListField(
         child=serializers.CharField(), allow_null=True,
         help_text="A classic token's scopes; null for fine-grained tokens (GitHub says none).",
     )  # fmt: skip
-    rate_limit = RateLimitSerializer()
+    rate_limit = GitHubRateLimitSerializer()
     api_url = serializers.CharField()
 
 
-class UserRefSerializer(serializers.Serializer):
+class GitHubUserRefSerializer(serializers.Serializer):
     login = serializers.CharField()
     id = serializers.IntegerField()
     html_url = serializers.CharField(allow_null=True)
 
 
-class UserOutputSerializer(UserRefSerializer):
+class GitHubUserOutputSerializer(GitHubUserRefSerializer):
     name = serializers.CharField(allow_blank=True)
     type = serializers.CharField(allow_null=True)
 
 
-class RepoOutputSerializer(serializers.Serializer):
+class GitHubRepoOutputSerializer(serializers.Serializer):
     full_name = serializers.CharField()
     name = serializers.CharField()
     owner = serializers.CharField()
@@ -83,7 +83,7 @@ class RepoOutputSerializer(serializers.Serializer):
     open_issues_count = serializers.IntegerField()
 
 
-class IssueOutputSerializer(serializers.Serializer):
+class GitHubIssueOutputSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     title = serializers.CharField()
     body = serializers.CharField(allow_blank=True)
@@ -91,7 +91,7 @@ class IssueOutputSerializer(serializers.Serializer):
     state_reason = serializers.CharField(allow_null=True)
     labels = serializers.ListField(child=serializers.CharField())
     assignees = serializers.ListField(child=serializers.CharField())
-    user = UserRefSerializer(allow_null=True)
+    user = GitHubUserRefSerializer(allow_null=True)
     comments = serializers.IntegerField()
     is_pull_request = serializers.BooleanField()
     html_url = serializers.CharField(allow_null=True)
@@ -100,15 +100,15 @@ class IssueOutputSerializer(serializers.Serializer):
     closed_at = serializers.CharField(allow_null=True)
 
 
-class CommentOutputSerializer(serializers.Serializer):
+class GitHubCommentOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     body = serializers.CharField(allow_blank=True)
-    user = UserRefSerializer(allow_null=True)
+    user = GitHubUserRefSerializer(allow_null=True)
     html_url = serializers.CharField(allow_null=True)
     created_at = serializers.CharField(allow_null=True)
 
 
-class PullOutputSerializer(serializers.Serializer):
+class GitHubPullOutputSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     title = serializers.CharField()
     body = serializers.CharField(allow_blank=True)
@@ -117,7 +117,7 @@ class PullOutputSerializer(serializers.Serializer):
     merged = serializers.BooleanField()
     head = serializers.CharField(allow_null=True)
     base = serializers.CharField(allow_null=True)
-    user = UserRefSerializer(allow_null=True)
+    user = GitHubUserRefSerializer(allow_null=True)
     html_url = serializers.CharField(allow_null=True)
     created_at = serializers.CharField(allow_null=True)
     updated_at = serializers.CharField(allow_null=True)
@@ -125,7 +125,7 @@ class PullOutputSerializer(serializers.Serializer):
     closed_at = serializers.CharField(allow_null=True)
 
 
-class PageSerializer(serializers.Serializer):
+class GitHubPageSerializer(serializers.Serializer):
     page = serializers.IntegerField()
     per_page = serializers.IntegerField()
     next_page = serializers.IntegerField(allow_null=True)
@@ -133,15 +133,15 @@ class PageSerializer(serializers.Serializer):
     last_page = serializers.IntegerField(allow_null=True)
 
 
-class IssuePageOutputSerializer(PageSerializer):
-    results = IssueOutputSerializer(many=True)
+class GitHubIssuePageOutputSerializer(GitHubPageSerializer):
+    results = GitHubIssueOutputSerializer(many=True)
 
 
-class PullPageOutputSerializer(PageSerializer):
-    results = PullOutputSerializer(many=True)
+class GitHubPullPageOutputSerializer(GitHubPageSerializer):
+    results = GitHubPullOutputSerializer(many=True)
 
 
-class PageInputSerializer(serializers.Serializer):
+class GitHubPageInputSerializer(serializers.Serializer):
     page = serializers.IntegerField(min_value=1, max_value=10_000, default=1)
     per_page = serializers.IntegerField(min_value=1, max_value=100, default=30)
     sort = serializers.ChoiceField(
@@ -150,7 +150,7 @@ class PageInputSerializer(serializers.Serializer):
     direction = serializers.ChoiceField(["asc", "desc"], required=False)
 
 
-class IssueListInputSerializer(PageInputSerializer):
+class GitHubIssueListInputSerializer(GitHubPageInputSerializer):
     state = serializers.ChoiceField(["open", "closed", "all"], default="open")
     labels = serializers.CharField(required=False, max_length=500, help_text="Comma-separated.")
     assignee = serializers.CharField(required=False, max_length=100)
@@ -160,20 +160,20 @@ class IssueListInputSerializer(PageInputSerializer):
     since = serializers.DateTimeField(required=False)
 
 
-class PullListInputSerializer(PageInputSerializer):
+class GitHubPullListInputSerializer(GitHubPageInputSerializer):
     state = serializers.ChoiceField(["open", "closed", "all"], default="open")
     head = serializers.CharField(required=False, max_length=200)
     base = serializers.CharField(required=False, max_length=200)
 
 
-class IssueCreateInputSerializer(serializers.Serializer):
+class GitHubIssueCreateInputSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=256)
     body = serializers.CharField(required=False, allow_blank=True, max_length=65536, default="")
     labels = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
     assignees = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
 
 
-class IssueUpdateInputSerializer(serializers.Serializer):
+class GitHubIssueUpdateInputSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=256, required=False)
     body = serializers.CharField(required=False, allow_blank=True, max_length=65536)
     state = serializers.ChoiceField(["open", "closed"], required=False)
@@ -182,15 +182,15 @@ class IssueUpdateInputSerializer(serializers.Serializer):
     assignees = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
 
 
-class IssueCloseInputSerializer(serializers.Serializer):
+class GitHubIssueCloseInputSerializer(serializers.Serializer):
     reason = serializers.ChoiceField(["completed", "not_planned"], default="completed")
 
 
-class CommentInputSerializer(serializers.Serializer):
+class GitHubCommentInputSerializer(serializers.Serializer):
     body = serializers.CharField(max_length=65536)
 
 
-class PullCreateInputSerializer(serializers.Serializer):
+class GitHubPullCreateInputSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=256)
     head = serializers.CharField(max_length=200, help_text="The branch to merge (or owner:branch).")
     base = serializers.CharField(max_length=200, help_text="The branch to merge into.")

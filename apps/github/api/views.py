@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -70,20 +71,29 @@ class GitHubApi(APIView):
     permission_classes = [RolePermission]
 
 
+class ListSchema(AutoSchema):
+    """A list's ``GET`` is named ``..._list`` (its item's path would take the same name)."""
+
+    def get_operation_id(self) -> str:
+        return super().get_operation_id().replace("_retrieve", "_list")
+
+
 class SettingsApi(GitHubApi):
     """The connection's settings, for admins; the token is write-only (``has_token`` says
     whether one is set)."""
 
     read_permission = write_permission = MANAGE_PERMISSION
 
-    @extend_schema(responses=s.SettingsOutputSerializer)
+    @extend_schema(responses=s.GitHubSettingsOutputSerializer)
     def get(self, request: Request) -> Response:
-        return Response(s.SettingsOutputSerializer(github_settings_get()).data)
+        return Response(s.GitHubSettingsOutputSerializer(github_settings_get()).data)
 
-    @extend_schema(request=s.SettingsInputSerializer, responses=s.SettingsOutputSerializer)
+    @extend_schema(
+        request=s.GitHubSettingsInputSerializer, responses=s.GitHubSettingsOutputSerializer
+    )
     def patch(self, request: Request) -> Response:
-        row = github_settings_update(**_valid(s.SettingsInputSerializer, request.data))
-        return Response(s.SettingsOutputSerializer(row).data)
+        row = github_settings_update(**_valid(s.GitHubSettingsInputSerializer, request.data))
+        return Response(s.GitHubSettingsOutputSerializer(row).data)
 
 
 class SettingsTestApi(GitHubApi):
@@ -91,117 +101,129 @@ class SettingsTestApi(GitHubApi):
 
     read_permission = write_permission = MANAGE_PERMISSION
 
-    @extend_schema(request=None, responses={200: s.ConnectionTestOutputSerializer, **GITHUB_ERRORS})
+    @extend_schema(
+        request=None, responses={200: s.GitHubConnectionTestOutputSerializer, **GITHUB_ERRORS}
+    )
     def post(self, request: Request) -> Response:
-        return Response(s.ConnectionTestOutputSerializer(github_connection_test()).data)
+        return Response(s.GitHubConnectionTestOutputSerializer(github_connection_test()).data)
 
 
 class UserApi(GitHubApi):
-    @extend_schema(responses={200: s.UserOutputSerializer, **GITHUB_ERRORS})
+    @extend_schema(responses={200: s.GitHubUserOutputSerializer, **GITHUB_ERRORS})
     def get(self, request: Request) -> Response:
-        return Response(s.UserOutputSerializer(github_user()).data)
+        return Response(s.GitHubUserOutputSerializer(github_user()).data)
 
 
 class RepoApi(GitHubApi):
-    @extend_schema(responses={200: s.RepoOutputSerializer, **GITHUB_ERRORS})
+    @extend_schema(responses={200: s.GitHubRepoOutputSerializer, **GITHUB_ERRORS})
     def get(self, request: Request, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
-        return Response(s.RepoOutputSerializer(github_repo(owner=owner, repo=repo)).data)
+        return Response(s.GitHubRepoOutputSerializer(github_repo(owner=owner, repo=repo)).data)
 
 
 class IssueListCreateApi(GitHubApi):
+    schema = ListSchema()
+
     @extend_schema(
-        parameters=[s.IssueListInputSerializer],
-        responses={200: s.IssuePageOutputSerializer, **GITHUB_ERRORS},
+        parameters=[s.GitHubIssueListInputSerializer],
+        responses={200: s.GitHubIssuePageOutputSerializer, **GITHUB_ERRORS},
     )
     def get(self, request: Request, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
-        filters = _valid(s.IssueListInputSerializer, request.query_params)
+        filters = _valid(s.GitHubIssueListInputSerializer, request.query_params)
         if "since" in filters:
             filters["since"] = filters["since"].isoformat()
         page = github_issue_list(owner=owner, repo=repo, **filters)
-        return Response(s.IssuePageOutputSerializer(page).data)
+        return Response(s.GitHubIssuePageOutputSerializer(page).data)
 
     @extend_schema(
-        request=s.IssueCreateInputSerializer,
-        responses={201: s.IssueOutputSerializer, **WRITE_ERRORS},
+        request=s.GitHubIssueCreateInputSerializer,
+        responses={201: s.GitHubIssueOutputSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
-        fields = _valid(s.IssueCreateInputSerializer, request.data)
+        fields = _valid(s.GitHubIssueCreateInputSerializer, request.data)
         issue = github_issue_create(owner=owner, repo=repo, **fields)
-        return Response(s.IssueOutputSerializer(issue).data, status=status.HTTP_201_CREATED)
+        return Response(s.GitHubIssueOutputSerializer(issue).data, status=status.HTTP_201_CREATED)
 
 
 class IssueDetailApi(GitHubApi):
-    @extend_schema(responses={200: s.IssueOutputSerializer, **GITHUB_ERRORS})
+    @extend_schema(responses={200: s.GitHubIssueOutputSerializer, **GITHUB_ERRORS})
     def get(self, request: Request, number: str, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
         issue = github_issue_get(owner=owner, repo=repo, number=int(number))
-        return Response(s.IssueOutputSerializer(issue).data)
+        return Response(s.GitHubIssueOutputSerializer(issue).data)
 
     @extend_schema(
-        request=s.IssueUpdateInputSerializer,
-        responses={200: s.IssueOutputSerializer, **WRITE_ERRORS},
+        request=s.GitHubIssueUpdateInputSerializer,
+        responses={200: s.GitHubIssueOutputSerializer, **WRITE_ERRORS},
     )
     def patch(self, request: Request, number: str, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
-        fields = _valid(s.IssueUpdateInputSerializer, request.data)
+        fields = _valid(s.GitHubIssueUpdateInputSerializer, request.data)
         issue = github_issue_update(owner=owner, repo=repo, number=int(number), **fields)
-        return Response(s.IssueOutputSerializer(issue).data)
+        return Response(s.GitHubIssueOutputSerializer(issue).data)
 
 
 class IssueCloseApi(GitHubApi):
     @extend_schema(
-        request=s.IssueCloseInputSerializer,
-        responses={200: s.IssueOutputSerializer, **WRITE_ERRORS},
+        request=s.GitHubIssueCloseInputSerializer,
+        responses={200: s.GitHubIssueOutputSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request, number: str, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
-        fields = _valid(s.IssueCloseInputSerializer, request.data)
+        fields = _valid(s.GitHubIssueCloseInputSerializer, request.data)
         issue = github_issue_close(owner=owner, repo=repo, number=int(number), **fields)
-        return Response(s.IssueOutputSerializer(issue).data)
+        return Response(s.GitHubIssueOutputSerializer(issue).data)
 
 
 class IssueCommentApi(GitHubApi):
     @extend_schema(
-        request=s.CommentInputSerializer,
-        responses={201: s.CommentOutputSerializer, **WRITE_ERRORS},
+        request=s.GitHubCommentInputSerializer,
+        responses={201: s.GitHubCommentOutputSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request, number: str, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
-        fields = _valid(s.CommentInputSerializer, request.data)
+        fields = _valid(s.GitHubCommentInputSerializer, request.data)
         comment = github_issue_comment(owner=owner, repo=repo, number=int(number), **fields)
-        return Response(s.CommentOutputSerializer(comment).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.GitHubCommentOutputSerializer(comment).data, status=status.HTTP_201_CREATED
+        )
 
 
 class PullListCreateApi(GitHubApi):
+    schema = ListSchema()
+
     @extend_schema(
-        parameters=[s.PullListInputSerializer],
-        responses={200: s.PullPageOutputSerializer, **GITHUB_ERRORS},
+        parameters=[s.GitHubPullListInputSerializer],
+        responses={200: s.GitHubPullPageOutputSerializer, **GITHUB_ERRORS},
     )
     def get(self, request: Request, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
-        filters = _valid(s.PullListInputSerializer, request.query_params)
+        filters = _valid(s.GitHubPullListInputSerializer, request.query_params)
         return Response(
-            s.PullPageOutputSerializer(github_pull_list(owner=owner, repo=repo, **filters)).data
+            s.GitHubPullPageOutputSerializer(
+                github_pull_list(owner=owner, repo=repo, **filters)
+            ).data
         )
 
     @extend_schema(
-        request=s.PullCreateInputSerializer,
-        responses={201: s.PullOutputSerializer, **WRITE_ERRORS},
+        request=s.GitHubPullCreateInputSerializer,
+        responses={201: s.GitHubPullOutputSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
-        fields = _valid(s.PullCreateInputSerializer, request.data)
+        fields = _valid(s.GitHubPullCreateInputSerializer, request.data)
         pull = github_pull_create(owner=owner, repo=repo, **fields)
-        return Response(s.PullOutputSerializer(pull).data, status=status.HTTP_201_CREATED)
+        return Response(s.GitHubPullOutputSerializer(pull).data, status=status.HTTP_201_CREATED)
 
 
 class PullDetailApi(GitHubApi):
-    @extend_schema(responses={200: s.PullOutputSerializer, **GITHUB_ERRORS})
+    @extend_schema(responses={200: s.GitHubPullOutputSerializer, **GITHUB_ERRORS})
     def get(self, request: Request, number: str, **kwargs: str) -> Response:
         owner, repo = _repo(kwargs)
         return Response(
-            s.PullOutputSerializer(github_pull_get(owner=owner, repo=repo, number=int(number))).data
+            s.GitHubPullOutputSerializer(
+                github_pull_get(owner=owner, repo=repo, number=int(number))
+            ).data
         )
