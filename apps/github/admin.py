@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
-from unfold.admin import ModelAdmin
+from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
 
 from .client import GitHubError
 from .models import GitHubSettings

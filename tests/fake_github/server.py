@@ -159,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
         per_page = int(query.get("per_page", ["30"])[0])
         last = max(1, -(-len(items) // per_page))
         chosen = items[(page - 1) * per_page : page * per_page]
-        host = f"http://{self.server.server_address[0]}:{self.server.server_address[1]}"
+        host = self.server.url
 
         def link(number: int, rel: str) -> str:
             return f'<{host}{path}?per_page={per_page}&page={number}>; rel="{rel}"'
@@ -222,8 +222,8 @@ class Handler(BaseHTTPRequestHandler):
         issue = issues[0]
         if method == "PATCH":
             if body.get("state") not in (None, "open", "closed"):
-                self.error(422, "Validation Failed",
-                           errors=[{"resource": "Issue", "field": "state", "code": "invalid"}])  # fmt: skip
+                invalid = {"resource": "Issue", "field": "state", "code": "invalid"}
+                self.error(422, "Validation Failed", errors=[invalid])
                 return
             for name in ("title", "body", "state", "state_reason"):
                 if name in body:
@@ -254,8 +254,8 @@ class Handler(BaseHTTPRequestHandler):
     def pull_create(self, full: str, body: dict[str, Any]) -> None:
         branches = self.state.branches.get(full, set())
         if body.get("head") not in branches or body.get("base") not in branches:
-            self.error(422, "Validation Failed",
-                       errors=[{"resource": "PullRequest", "field": "head", "code": "invalid"}])  # fmt: skip
+            invalid = {"resource": "PullRequest", "field": "head", "code": "invalid"}
+            self.error(422, "Validation Failed", errors=[invalid])
             return
         pulls = self.state.pulls.setdefault(full, [])
         number = len(self.state.issues.get(full, [])) + len(pulls) + 1
@@ -287,6 +287,10 @@ class FakeGitHubServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.state = state
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
 
 class FakeGitHub:
     """Start with ``start()``, stop with ``stop()``; ``url`` is the API root."""
@@ -298,8 +302,7 @@ class FakeGitHub:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.server.url
 
     def start(self) -> FakeGitHub:
         self.thread.start()

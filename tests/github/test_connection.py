@@ -38,14 +38,10 @@ def _feature() -> bool:
 def test_health_says_disabled_ok_or_error(fake_github):
     assert "github" in health_checks
     assert _github_status() == "disabled"
-    assert (
-        _feature() is False
-    )
+    assert _feature() is False
     github_settings_update(enabled=True, token=TOKEN, api_url=fake_github.url)
     assert _github_status() == "ok"
-    assert (
-        _feature() is True
-    )
+    assert _feature() is True
     github_settings_update(token="not-the-token")
     assert _github_status() == "error"
 

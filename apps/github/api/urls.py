@@ -1,7 +1,10 @@
 """``/api/v1/github/...``, and the same views at ``/api/github/...`` (``legacy_urlpatterns``,
 mounted by ``orchestra/urls.py``; left out of the schema, which documents each view once)."""
 
+from typing import Any
+
 from django.urls import URLPattern, include, path, re_path
+from rest_framework.views import APIView
 
 from . import views
 
@@ -9,8 +12,8 @@ REPO = r"repos/(?P<owner>[A-Za-z0-9_.-]{1,100})/(?P<repo>[A-Za-z0-9_.-]{1,100})"
 NUMBER = r"(?P<number>[0-9]{1,10})"
 
 
-def _github_urls(name: str, **initkwargs: object) -> list[URLPattern]:
-    def view(cls: type) -> object:
+def _github_urls(name: str, **initkwargs: Any) -> list[URLPattern]:
+    def view(cls: type[APIView]) -> Any:
         return cls.as_view(**initkwargs)
 
     def repo_urls(prefix: str, kind: str) -> list[URLPattern]:
