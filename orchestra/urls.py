@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from apps.core.api.views import SchemaApi
+from apps.github.api import urls as github_api_urls
 
 
 class FaviconView(RedirectView):
@@ -32,6 +33,7 @@ api_v1 = [
     path("", include("apps.experiments.api.urls")),
     path("", include("apps.backups.api.urls")),
     path("", include("apps.alerts.api.urls")),
+    path("", include("apps.github.api.urls")),
 ]
 
 urlpatterns = [
@@ -41,6 +43,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/streaming/", include("apps.gateway.urls")),
+    # The GitHub API's first paths, kept beside /api/v1/github/.
+    path("api/", include(github_api_urls.legacy_urlpatterns)),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.monitoring.urls")),

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "apps.experiments",
     "apps.backups",
     "apps.alerts",
+    "apps.github",
     "apps.dashboard",
 ]
 
@@ -237,6 +238,21 @@ APPROVAL_TIMEOUT_SECONDS = env.int("APPROVAL_TIMEOUT_SECONDS", default=86400)
 # Artifacts are stored through Django's storage API: local files under MEDIA_ROOT by default.
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 MEDIA_URL = "/media/"
+
+# --- GitHub (apps/github) --------------------------------------------------------------------
+# The connection is a runtime setting (the dashboard, /api/v1/github/settings); these variables
+# bootstrap it (manage.py bootstrap_github, each value once, as bootstrap_providers does).
+# GITHUB_API_URL is also the API root used while the setting is blank (GitHub Enterprise:
+# https://github.example.com/api/v3), named as GitHub's own runners name it.
+GITHUB_ENABLED = env("GITHUB_ENABLED", default="")
+GITHUB_TOKEN = env("GITHUB_TOKEN", default="")
+GITHUB_OWNER = env("GITHUB_OWNER", default="")
+GITHUB_REPO = env("GITHUB_REPO", default="")
+GITHUB_API_URL = env("GITHUB_API_URL", default="https://api.github.com")
+# Seconds a call to GitHub may take; a secondary rate limit asking for a wait up to
+# GITHUB_RETRY_MAX_WAIT seconds is waited out once, a longer one answered as a 429.
+GITHUB_TIMEOUT = env.float("GITHUB_TIMEOUT", default=15.0)
+GITHUB_RETRY_MAX_WAIT = env.float("GITHUB_RETRY_MAX_WAIT", default=10.0)
 
 # --- Backups (apps/backups) ------------------------------------------------------------------
 # Archives are kept through the storage named "backups": a local folder by default, any backend

@@ -42,4 +42,7 @@ def test_allowed_networks_are_matched_on_the_client_behind_a_trusted_proxy():
 def test_the_bundled_nginx_does_not_proxy_metrics():
     from tests.support.processes import REPO_ROOT
 
-    assert "location = /metrics { return 404; }" in (REPO_ROOT / "nginx/nginx.conf").read_text()
+    assert (
+        "location = /metrics { return 404; }"
+        in (REPO_ROOT / "nginx/templates/default.conf.template").read_text()
+    )

@@ -127,6 +127,7 @@ class Command(BaseCommand):
             env = self.prepare_environment()
             call_command("migrate", interactive=False, verbosity=1)
             call_command("bootstrap_providers")
+            call_command("bootstrap_github")
             self.first_admin = self.ensure_admin()
             if not self.stopping:
                 self.start_services(env, host, port, concurrency)
