@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.agents.models import Agent, AgentTask, RunStatus
-from apps.approvals.models import ApprovalStatus
+from apps.approvals.models import ApprovalRequest, ApprovalStatus
 from apps.approvals.services import approval_request_create
 from apps.artifacts.models import Artifact
 from apps.builds.models import Build, BuildStatus, BuildTemplate
@@ -21,6 +21,7 @@ from apps.builds.services import build_create
 from apps.core.events import event_id_at
 from tests.dashboard.build_data import finished_build, three_steps, two_agents
 from tests.dashboard.conftest import member
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db
 
@@ -93,7 +94,7 @@ def test_every_role_finds_the_pages_and_a_viewer_may_only_read(agents):
 # The form lists the models of the routing config, which is read on a connection of its own:
 # it sees committed data only.
 @pytest.mark.django_db(transaction=True)
-def test_an_operator_starts_a_build_of_composed_steps(agents):
+def test_an_operator_starts_a_build_of_composed_steps(agents, celery_worker):
     operator, user = logged_in(Role.OPERATOR)
     steps = three_steps()
     steps[0]["agent"] = agents["planner"].pk
@@ -125,6 +126,12 @@ def test_an_operator_starts_a_build_of_composed_steps(agents):
     page = operator.get(response["Location"]).content.decode()
     assert f"Build #{build.pk} started: Widgets" in page
     assert 'id="build-cancel"' in page and 'id="build-retry"' not in page
+    # The worker runs the plan and stops at the gate; waiting for that leaves no worker writing
+    # while the test's tables are emptied (a deadlock otherwise).
+    eventually(
+        lambda: ApprovalRequest.objects.filter(reference=f"build_step:{implement.pk}").first(),
+        what="the gate's approval request",
+    )
 
 
 def test_a_refused_build_says_why_and_keeps_what_was_typed(agents):

@@ -234,6 +234,10 @@ def test_the_page_shows_feedback_means_and_each_earlier_phases_figures(
 
     page: Page = logged_in_page(user=member(Role.VIEWER))
     page.goto(f"/admin/experiment-board/{experiment.pk}/")
+    # Once connected the page fetches its figures again (for events missed while it connected):
+    # let that land before reading them, so no element read here is swapped out under the test.
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=15_000)
+    page.wait_for_load_state("networkidle")
 
     def figure(scope, variant: str, name: str):
         return scope.locator(f'tr[data-variant="{variant}"] [data-figure="{name}"]')
