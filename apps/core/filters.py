@@ -13,11 +13,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.utils.dateparse import parse_datetime
 from django_filters import fields
 from django_filters import rest_framework as filters
+from rest_framework import serializers
 
 OFFSET_MIN = timedelta(hours=-12)
 OFFSET_MAX = timedelta(hours=14)
+
+
+OFFSET_MESSAGE = "The UTC offset must be between -12:00 and +14:00."
+
+
+def _offset_is_real(parsed: datetime) -> bool:
+    offset = parsed.utcoffset()
+    return offset is None or OFFSET_MIN <= offset <= OFFSET_MAX
 
 
 class IsoDateTimeField(fields.IsoDateTimeField):
@@ -25,12 +35,23 @@ class IsoDateTimeField(fields.IsoDateTimeField):
         parsed = super().to_python(value)
         if parsed is None or parsed.tzinfo is None:
             return parsed
-        offset = parsed.utcoffset()
-        if offset is not None and not OFFSET_MIN <= offset <= OFFSET_MAX:
-            raise forms.ValidationError(
-                "The UTC offset must be between -12:00 and +14:00.", code="invalid_offset"
-            )
+        if not _offset_is_real(parsed):
+            raise forms.ValidationError(OFFSET_MESSAGE, code="invalid_offset")
         return parsed.astimezone(UTC)
+
+
+class DateTimeQueryField(serializers.DateTimeField):
+    """A serializer's date-time query parameter with the same offset check (for a list whose
+    filter is passed on, e.g. to GitHub, rather than applied by django-filter)."""
+
+    def to_internal_value(self, value: Any) -> datetime:
+        try:
+            written = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:  # well formed but no such time: the field's own error says so
+            written = None
+        if written is not None and written.tzinfo is not None and not _offset_is_real(written):
+            raise serializers.ValidationError(OFFSET_MESSAGE, code="invalid_offset")
+        return super().to_internal_value(value)
 
 
 class IsoDateTimeRangeField(fields.RangeField):

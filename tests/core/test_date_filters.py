@@ -30,10 +30,15 @@ def _date_filters() -> list[tuple[str, str]]:
 
 
 DATE_FILTERS = _date_filters()
+# GitHub's lists pass their date on to GitHub (tests/github has them against a fake GitHub): only
+# the refusal of a bad one is the platform's own.
+LOCAL_DATE_FILTERS = [(path, name) for path, name in DATE_FILTERS if "/github/" not in path]
 
 # How to fill in the path parameters of an endpoint that has some.
-PATH_OBJECTS: dict[str, Callable[[], int]] = {
+PATH_OBJECTS: dict[str, Callable[[], object]] = {
     "/api/v1/agents/{id}/tasks": lambda: Agent.objects.create(name="dated", role="r").pk,
+    "/api/v1/github/repos/{owner}/{repo}/issues": lambda: "octo",
+    "/api/v1/github/repos/{owner}/{repo}/pulls": lambda: "octo",
 }
 
 
@@ -72,7 +77,7 @@ def test_an_out_of_range_utc_offset_is_a_400_naming_the_filter(path, name, offse
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("path", "name"), DATE_FILTERS)
+@pytest.mark.parametrize(("path", "name"), LOCAL_DATE_FILTERS)
 def test_a_real_utc_offset_still_filters(path, name):
     client = APIClient(headers=bearer(api_key_issue(role=Role.ADMIN)))
     future = (timezone.now() + timedelta(days=1)).astimezone(timezone.get_fixed_timezone(14 * 60))

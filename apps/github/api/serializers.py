@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.core.filters import DateTimeQueryField
+
 from ..models import GitHubSettings
 
 NAME = r"^[A-Za-z0-9_.-]{1,100}$"
@@ -157,7 +159,7 @@ class GitHubIssueListInputSerializer(GitHubPageInputSerializer):
     creator = serializers.CharField(required=False, max_length=100)
     mentioned = serializers.CharField(required=False, max_length=100)
     milestone = serializers.CharField(required=False, max_length=100)
-    since = serializers.DateTimeField(required=False)
+    since = DateTimeQueryField(required=False)
 
 
 class GitHubPullListInputSerializer(GitHubPageInputSerializer):

@@ -56,6 +56,8 @@ WRITE_ERRORS = {
 
 
 def _repo(kwargs: dict[str, Any]) -> tuple[str, str]:
+    """The repository named in the path, else the default one (after the input is validated,
+    so bad input is answered as such whether or not a default is set)."""
     if "owner" in kwargs:
         return kwargs["owner"], kwargs["repo"]
     return github_default_repo()
@@ -129,8 +131,8 @@ class IssueListCreateApi(GitHubApi):
         responses={200: s.GitHubIssuePageOutputSerializer, **GITHUB_ERRORS},
     )
     def get(self, request: Request, **kwargs: str) -> Response:
-        owner, repo = _repo(kwargs)
         filters = _valid(s.GitHubIssueListInputSerializer, request.query_params)
+        owner, repo = _repo(kwargs)
         if "since" in filters:
             filters["since"] = filters["since"].isoformat()
         page = github_issue_list(owner=owner, repo=repo, **filters)
@@ -141,8 +143,8 @@ class IssueListCreateApi(GitHubApi):
         responses={201: s.GitHubIssueOutputSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request, **kwargs: str) -> Response:
-        owner, repo = _repo(kwargs)
         fields = _valid(s.GitHubIssueCreateInputSerializer, request.data)
+        owner, repo = _repo(kwargs)
         issue = github_issue_create(owner=owner, repo=repo, **fields)
         return Response(s.GitHubIssueOutputSerializer(issue).data, status=status.HTTP_201_CREATED)
 
@@ -159,8 +161,8 @@ class IssueDetailApi(GitHubApi):
         responses={200: s.GitHubIssueOutputSerializer, **WRITE_ERRORS},
     )
     def patch(self, request: Request, number: str, **kwargs: str) -> Response:
-        owner, repo = _repo(kwargs)
         fields = _valid(s.GitHubIssueUpdateInputSerializer, request.data)
+        owner, repo = _repo(kwargs)
         issue = github_issue_update(owner=owner, repo=repo, number=int(number), **fields)
         return Response(s.GitHubIssueOutputSerializer(issue).data)
 
@@ -171,8 +173,8 @@ class IssueCloseApi(GitHubApi):
         responses={200: s.GitHubIssueOutputSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request, number: str, **kwargs: str) -> Response:
-        owner, repo = _repo(kwargs)
         fields = _valid(s.GitHubIssueCloseInputSerializer, request.data)
+        owner, repo = _repo(kwargs)
         issue = github_issue_close(owner=owner, repo=repo, number=int(number), **fields)
         return Response(s.GitHubIssueOutputSerializer(issue).data)
 
@@ -183,8 +185,8 @@ class IssueCommentApi(GitHubApi):
         responses={201: s.GitHubCommentOutputSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request, number: str, **kwargs: str) -> Response:
-        owner, repo = _repo(kwargs)
         fields = _valid(s.GitHubCommentInputSerializer, request.data)
+        owner, repo = _repo(kwargs)
         comment = github_issue_comment(owner=owner, repo=repo, number=int(number), **fields)
         return Response(
             s.GitHubCommentOutputSerializer(comment).data, status=status.HTTP_201_CREATED
@@ -199,8 +201,8 @@ class PullListCreateApi(GitHubApi):
         responses={200: s.GitHubPullPageOutputSerializer, **GITHUB_ERRORS},
     )
     def get(self, request: Request, **kwargs: str) -> Response:
-        owner, repo = _repo(kwargs)
         filters = _valid(s.GitHubPullListInputSerializer, request.query_params)
+        owner, repo = _repo(kwargs)
         return Response(
             s.GitHubPullPageOutputSerializer(
                 github_pull_list(owner=owner, repo=repo, **filters)
@@ -212,8 +214,8 @@ class PullListCreateApi(GitHubApi):
         responses={201: s.GitHubPullOutputSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request, **kwargs: str) -> Response:
-        owner, repo = _repo(kwargs)
         fields = _valid(s.GitHubPullCreateInputSerializer, request.data)
+        owner, repo = _repo(kwargs)
         pull = github_pull_create(owner=owner, repo=repo, **fields)
         return Response(s.GitHubPullOutputSerializer(pull).data, status=status.HTTP_201_CREATED)
 
