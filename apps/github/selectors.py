@@ -34,13 +34,14 @@ def github_api_url(row: GitHubSettings) -> str:
 
 
 def github_connection() -> Connection:
-    """The connection to call through; a 503 ``github_disabled`` when it is off or lacks a token."""
+    """The connection to call through; a 409 ``github_disabled`` when it is off or lacks a token
+    (a state an admin changes, not a fault of the server)."""
     row = github_settings_get()
     if not row.enabled:
         raise GitHubError(
             "github_disabled",
             "The GitHub connection is disabled; an admin enables it in the GitHub settings.",
-            status.HTTP_503_SERVICE_UNAVAILABLE,
+            status.HTTP_409_CONFLICT,
         )
     try:
         token = decrypt(row.token_encrypted)
@@ -50,7 +51,7 @@ def github_connection() -> Connection:
         raise GitHubError(
             "github_disabled",
             "The GitHub connection has no usable token; an admin sets one in the GitHub settings.",
-            status.HTTP_503_SERVICE_UNAVAILABLE,
+            status.HTTP_409_CONFLICT,
         )
     return Connection(token=token, api_url=github_api_url(row))
 

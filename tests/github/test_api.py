@@ -150,7 +150,7 @@ def test_a_short_secondary_rate_limit_is_waited_out_once(connected):
 
 
 def test_a_disabled_connection_says_so(fake_github):
-    assert _error(signed_in(Role.VIEWER).get(f"{API}/user")) == (503, "github_disabled")
+    assert _error(signed_in(Role.VIEWER).get(f"{API}/user")) == (409, "github_disabled")
     assert fake_github.requests == []
 
 

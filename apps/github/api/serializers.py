@@ -15,6 +15,8 @@ NAME = r"^[A-Za-z0-9_.-]{1,100}$"
 class GitHubSettingsOutputSerializer(serializers.ModelSerializer):
     has_token = serializers.BooleanField(read_only=True)
     effective_api_url = serializers.SerializerMethodField()
+    # null until the settings are first saved (the defaults are shown before that)
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = GitHubSettings

@@ -47,7 +47,7 @@ GITHUB_ERRORS = {
     401: OpenApiResponse(ERROR, description="GitHub refused the token (github_unauthorized)."),
     404: OpenApiResponse(ERROR, description="GitHub has no such resource (github_not_found)."),
     429: OpenApiResponse(ERROR, description="GitHub's rate limit; Retry-After is its reset."),
-    503: OpenApiResponse(ERROR, description="The connection is disabled (github_disabled)."),
+    409: OpenApiResponse(ERROR, description="The connection is disabled (github_disabled)."),
 }
 WRITE_ERRORS = {
     **GITHUB_ERRORS,
