@@ -1,5 +1,5 @@
-"""Backups' fixtures: a media root and a backups folder of the run's own, shared with a Celery
-worker of these tests (which runs the builds and the backups), and the tables' contents read
+"""Backups' fixtures: the media and backups folders every process of the run shares, the
+session's Celery worker (which runs the builds and the backups), and the tables' contents read
 for comparison."""
 
 from __future__ import annotations
@@ -21,36 +21,25 @@ KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 @pytest.fixture(scope="session")
-def backup_folders(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("backups")
-    return {"media": root / "media", "backups": root / "archives"}
+def backup_folders() -> dict[str, Path]:
+    """The folders every process of the run uses by default: the session's worker and any
+    worker a test starts write artifacts and archives where this process reads them (a task may
+    reach any worker on the run's broker)."""
+    from django.conf import settings
+
+    return {"media": Path(settings.MEDIA_ROOT), "backups": Path(settings.BACKUP_DIR)}
 
 
 @pytest.fixture(autouse=True)
 def backup_settings(settings, backup_folders) -> dict[str, Path]:
-    settings.MEDIA_ROOT = str(backup_folders["media"])
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "backups": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(backup_folders["backups"])},
-        },
-    }
     settings.BACKUP_ENCRYPTION_KEY = ""
     return backup_folders
 
 
 @pytest.fixture(scope="session")
-def backups_worker(server_env, backup_folders) -> Iterator[CeleryWorker]:
-    """A worker whose media and backups folders are this run's (builds and backups alike)."""
-    env = {
-        **server_env,
-        "MEDIA_ROOT": str(backup_folders["media"]),
-        "BACKUP_DIR": str(backup_folders["backups"]),
-    }
-    worker = CeleryWorker(env, name="backups-celery").start()
-    yield worker
-    worker.stop()
+def backups_worker(celery_worker) -> CeleryWorker:
+    """The session's worker: it runs the builds and the backups, with the default folders."""
+    return celery_worker
 
 
 def _params(name: str) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class WebhookReceiver:
         """The Apprise URL of this receiver; its path holds a secret token."""
         return f"json://127.0.0.1:{self.port}/hook/{self.token}"
 
-    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict:
+    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 90.0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for message in list(self.received):
