@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 from apps.accounts.models import Role
 from apps.alerts.services import alert_raise, alert_resolve
 from tests.dashboard.conftest import member
-from tests.support.browser import screenshot
+from tests.support.browser import PHONE, screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,6 +49,9 @@ def test_alerts_arrive_live_are_acknowledged_and_leave_home_when_resolved(
     expect(page.locator(f"#alert-{first.pk}")).to_contain_text("Acknowledged")
     expect(page.locator(f"#alert-{first.pk}")).to_contain_text(f"by {operator.username}")
     screenshot(page, "alerts-page")
+    page.set_viewport_size(PHONE)
+    wide = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert wide[0] <= wide[1], f"the Alerts page sticks out sideways at phone width: {wide}"
 
     home = logged_in_page(user=member(Role.VIEWER))
     home.goto("/admin/")
