@@ -24,7 +24,7 @@ def test_alerts_arrive_live_are_acknowledged_and_leave_home_when_resolved(
     first, _ = alert_raise(
         cause="health:disk",
         kind="health",
-        title="Health check disk: degraded",
+        title="Health check Disk: degraded",
         detail="var has 4% free (less than 10%)",
     )
     operator = member(Role.OPERATOR)
@@ -45,7 +45,7 @@ def test_alerts_arrive_live_are_acknowledged_and_leave_home_when_resolved(
     expect(page.locator("#alerts-open-count")).to_have_text("2")
 
     row.get_by_role("button", name="Acknowledge").click()
-    expect(page.get_by_text("Acknowledged: Health check disk: degraded")).to_be_visible()
+    expect(page.get_by_text("Acknowledged: Health check Disk: degraded")).to_be_visible()
     expect(page.locator(f"#alert-{first.pk}")).to_contain_text("Acknowledged")
     expect(page.locator(f"#alert-{first.pk}")).to_contain_text(f"by {operator.username}")
     screenshot(page, "alerts-page")
