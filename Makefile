@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format audit bench clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ lint: $(VENV)/.dev
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Known vulnerabilities in the pinned requirements (asks PyPI's advisory database: needs the
+# internet, so CI runs it in .github/workflows/ci.yml, not in .ci/run).
+audit: $(VENV)/.dev
+	$(VENV)/bin/pip-audit --strict -r requirements.txt -r requirements-dev.txt
 
 bench: $(VENV)/.dev
 	$(PY) -m bench

@@ -211,7 +211,7 @@ def alerts_from_health(*, outcomes: list[CheckOutcome]) -> None:
             _raise_safely(
                 cause=cause,
                 kind=HEALTH,
-                title=f"Health check {outcome.name}: {result.status}",
+                title=f"Health check {outcome.check.title}: {result.status}",
                 detail=result.message,
                 severity=Severity.CRITICAL if result.status == ERROR else Severity.WARNING,
                 data={"check": outcome.name, "status": result.status},

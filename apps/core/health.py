@@ -7,6 +7,10 @@ An app adds one from its ``AppConfig.ready()`` by importing a module of decorate
     @health_check("search_index")
     def search_index() -> CheckResult: ...
 
+The name is the check's key (``/health``'s JSON, alert causes, the stored states); people read
+its ``title`` (Home, alert titles), "Search index" by default, given where the name's words
+would read wrong (``title="CPU"``).
+
 ``run_checks`` runs them all (``/health``, ``/health/detailed``, the monitoring API); beat's
 periodic health run (``apps.monitoring``) stores their state changes and then sends
 ``health_ran`` with the outcomes, which the alerts app turns into alerts. ``error`` is what the
@@ -45,6 +49,11 @@ class HealthCheck:
     critical: bool
     cache_seconds: float
     needs_database: bool = False  # not run while a critical check fails: it would only wait
+    title: str = ""  # what people read; made from the name when not given
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", default_title(self.name))
 
 
 @dataclass(frozen=True)
@@ -71,14 +80,32 @@ health_ran = Signal()
 _cached: dict[str, tuple[float, CheckResult]] = {}
 
 
+def default_title(name: str) -> str:
+    """``channel_layer`` → "Channel layer"."""
+    return name.replace("_", " ").capitalize()
+
+
+def check_title(name: str) -> str:
+    """The title of the check registered as ``name``; for a name no check has (a state stored
+    before it was removed), the default one."""
+    check = health_checks.get(name)
+    return check.title if check is not None else default_title(name)
+
+
 def health_check(
-    name: str, *, critical: bool = False, cache_seconds: float = 0.0, needs_database: bool = False
+    name: str,
+    *,
+    title: str = "",
+    critical: bool = False,
+    cache_seconds: float = 0.0,
+    needs_database: bool = False,
 ) -> Callable[[Callable[[], CheckResult]], Callable[[], CheckResult]]:
-    """``needs_database``: the check queries the database, so ``/health`` skips it while the
-    database (a critical check) does not answer, and answers within its own timeout."""
+    """``title``: what people read, when the default from the name reads wrong ("CPU", not
+    "Cpu"). ``needs_database``: the check queries the database, so ``/health`` skips it while
+    the database (a critical check) does not answer, and answers within its own timeout."""
 
     def register(run: Callable[[], CheckResult]) -> Callable[[], CheckResult]:
-        check = HealthCheck(name, run, critical, cache_seconds, needs_database)
+        check = HealthCheck(name, run, critical, cache_seconds, needs_database, title)
         health_checks.register(name, check)
         return run
 

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from apps.alerts.selectors import alert_active_list
+from apps.core.health import check_title
 from apps.core.logging import live_log_recent
 from apps.core.services import platform_settings_get, platform_settings_update
 from apps.providers.llm import ProviderError
@@ -76,7 +77,7 @@ def home_context(request: HttpRequest) -> dict[str, Any]:
         for key, label in WINDOWS
     ]
     health = [
-        {"name": name, "label": name.replace("_", " ").capitalize(), **result}
+        {"name": name, "label": check_title(name), **result}
         for name, result in figures["health"].items()
     ]
     streams = figures["active_streams"]

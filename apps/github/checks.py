@@ -4,7 +4,7 @@ from .client import GitHubError
 from .selectors import github_connection_test, github_settings_get
 
 
-@health_check("github", cache_seconds=60.0, needs_database=True)
+@health_check("github", title="GitHub", cache_seconds=60.0, needs_database=True)
 def github() -> CheckResult:
     """``ok`` when GitHub accepts the token, ``disabled`` when the connection is off, ``error``
     saying what failed otherwise (the platform is then degraded, never down). Cached a minute:

@@ -85,7 +85,7 @@ def channel_layer() -> CheckResult:
     )
 
 
-@health_check("celery", cache_seconds=10.0)
+@health_check("celery", title="Celery workers", cache_seconds=10.0)
 def celery_workers() -> CheckResult:
     """Cached briefly: a broadcast ping waits its whole timeout when no worker answers."""
     from celery import current_app as app
@@ -104,7 +104,7 @@ def celery_workers() -> CheckResult:
     )
 
 
-@health_check("beat")
+@health_check("beat", title="Celery beat")
 def beat() -> CheckResult:
     """Celery beat's heartbeat: without beat nothing runs on a schedule (sweeps, approval
     expiry and escalation, canaries, provider probes, Home's figures)."""
@@ -189,7 +189,7 @@ def memory() -> CheckResult:
 _cpu_primed = False
 
 
-@health_check("cpu", cache_seconds=5.0)
+@health_check("cpu", title="CPU", cache_seconds=5.0)
 def cpu() -> CheckResult:
     """The host's CPU use since the previous run of this check in this process (the first run
     measures a fifth of a second), with the load averages."""

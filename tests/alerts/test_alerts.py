@@ -18,14 +18,17 @@ from apps.alerts.services import (
     notification_channel_create,
     notification_deliveries_send_due,
 )
-from apps.core.health import CheckOutcome, CheckResult, HealthCheck
+from apps.core.health import CheckOutcome, CheckResult, HealthCheck, check_title
 from tests.support.factories import api_key_issue, bearer, user_create
 
 pytestmark = pytest.mark.django_db
 
 
 def outcome(name: str, status: str, message: str = "") -> CheckOutcome:
-    check = HealthCheck(name, lambda: CheckResult(status), critical=False, cache_seconds=0)
+    """An outcome of a stand-in for the check registered as ``name`` (with its title)."""
+    check = HealthCheck(
+        name, lambda: CheckResult(status), critical=False, cache_seconds=0, title=check_title(name)
+    )
     return CheckOutcome(check, CheckResult(status, message), 1.0)
 
 
@@ -57,13 +60,13 @@ def test_the_health_run_raises_for_failing_checks_and_resolves_when_they_pass(we
         "health:beat": "critical",
     }
     # Severity routing: the channel takes critical alerts only.
-    assert [m["title"] for m in webhook.received] == ["[CRITICAL] Health check beat: error"]
+    assert [m["title"] for m in webhook.received] == ["[CRITICAL] Health check Celery beat: error"]
     alerts_evaluate(outcomes=[outcome("disk", "ok"), outcome("beat", "starting")])
     assert Alert.objects.get(cause="health:disk").status == AlertStatus.RESOLVED
     assert Alert.objects.get(cause="health:beat").status == AlertStatus.OPEN  # not known yet
     alerts_evaluate(outcomes=[outcome("disk", "ok")])  # a check gone resolves its alert
     assert Alert.objects.get(cause="health:beat").status == AlertStatus.RESOLVED
-    assert webhook.received[-1]["title"] == "[RESOLVED] Health check beat: error"
+    assert webhook.received[-1]["title"] == "[RESOLVED] Health check Celery beat: error"
 
 
 @override_settings(NOTIFICATION_MAX_ATTEMPTS=2)

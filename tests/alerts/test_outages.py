@@ -109,14 +109,14 @@ def test_stopping_redis_is_degraded_alerted_notified_and_resolved_when_back(
         assert one["status"] == "degraded"
         assert one["history"][0]["status"] == "degraded"
         assert one["history"][0]["previous_status"] == "ok"
-        raised = webhook.wait_for(lambda m: m["title"] == "[WARNING] Health check redis: degraded")
+        raised = webhook.wait_for(lambda m: m["title"] == "[WARNING] Health check Redis: degraded")
         assert "Redis does not answer" in raised["message"] and raised["type"] == "warning"
         assert raised["path"] == f"/hook/{webhook.token}"
 
         private.restart()
 
         eventually(lambda: resolved_alert("health:redis"), what="the redis alert resolved")
-        webhook.wait_for(lambda m: m["title"] == "[RESOLVED] Health check redis: degraded")
+        webhook.wait_for(lambda m: m["title"] == "[RESOLVED] Health check Redis: degraded")
         assert (
             httpx.get(f"{server.url}/health/detailed", headers=viewer, timeout=30).json()["checks"][
                 "redis"
@@ -144,12 +144,12 @@ def test_a_stopped_worker_is_alerted_notified_and_resolved_when_one_is_back(
 
         alert = eventually(lambda: open_alert("health:celery"), what="the worker alert")
         assert alert.severity == "critical" and "no worker answered" in alert.detail
-        webhook.wait_for(lambda m: m["title"] == "[CRITICAL] Health check celery: error")
+        webhook.wait_for(lambda m: m["title"] == "[CRITICAL] Health check Celery workers: error")
 
         worker = private_worker(server_env, "celery-health-2")
 
         eventually(lambda: resolved_alert("health:celery"), what="the worker alert resolved")
-        webhook.wait_for(lambda m: m["title"] == "[RESOLVED] Health check celery: error")
+        webhook.wait_for(lambda m: m["title"] == "[RESOLVED] Health check Celery workers: error")
     finally:
         beat.stop()
         worker.stop()

@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 from apps.accounts.models import Role
 from apps.alerts.services import alert_raise, alert_resolve
 from tests.dashboard.conftest import member
-from tests.support.browser import screenshot
+from tests.support.browser import PHONE, screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,7 +24,7 @@ def test_alerts_arrive_live_are_acknowledged_and_leave_home_when_resolved(
     first, _ = alert_raise(
         cause="health:disk",
         kind="health",
-        title="Health check disk: degraded",
+        title="Health check Disk: degraded",
         detail="var has 4% free (less than 10%)",
     )
     operator = member(Role.OPERATOR)
@@ -45,10 +45,13 @@ def test_alerts_arrive_live_are_acknowledged_and_leave_home_when_resolved(
     expect(page.locator("#alerts-open-count")).to_have_text("2")
 
     row.get_by_role("button", name="Acknowledge").click()
-    expect(page.get_by_text("Acknowledged: Health check disk: degraded")).to_be_visible()
+    expect(page.get_by_text("Acknowledged: Health check Disk: degraded")).to_be_visible()
     expect(page.locator(f"#alert-{first.pk}")).to_contain_text("Acknowledged")
     expect(page.locator(f"#alert-{first.pk}")).to_contain_text(f"by {operator.username}")
     screenshot(page, "alerts-page")
+    page.set_viewport_size(PHONE)
+    wide = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert wide[0] <= wide[1], f"the Alerts page sticks out sideways at phone width: {wide}"
 
     home = logged_in_page(user=member(Role.VIEWER))
     home.goto("/admin/")

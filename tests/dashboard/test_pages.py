@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.accounts.services import user_set_role
+from apps.core.health import check_title
 from apps.core.registry import Page, pages, register_pages
 from apps.providers.models import CallRecordDeadLetter, CallStatus, LlmCall
 from apps.providers.services import provider_create
@@ -26,6 +27,15 @@ from tests.dashboard.conftest import call_record
 from tests.support.factories import user_create
 
 pytestmark = pytest.mark.django_db
+TITLES = {
+    "cpu": "CPU",
+    "github": "GitHub",
+    "channel_layer": "Channel layer",
+    "celery": "Celery workers",
+    "beat": "Celery beat",
+    "database": "Database",
+    "call_records": "Call records",
+}
 
 
 def test_root_redirects_to_home_and_home_wants_a_login():
@@ -57,6 +67,21 @@ def test_home_shows_the_figures_of_the_last_hour_and_day(client_as):
     for name in ("database", "cache", "channel_layer", "celery", "providers"):
         assert f'data-health="{name}"' in html
     assert 'data-figure="hour.requests">3<' in html
+
+
+def test_home_names_each_check_by_its_title_and_keeps_the_name_as_its_key(client_as):
+    html = client_as(Role.VIEWER).get("/admin/").content.decode()
+    shown = dict(
+        re.findall(r'data-health="(\w+)">\s*<div class="health-head">\s*<span>([^<]+)</span>', html)
+    )
+    assert {name: shown.get(name) for name in TITLES} == TITLES
+    assert shown["widget_store"] == "Widget store"  # a check given no title: made from its name
+    assert not {"Cpu", "Github", "Channel_layer"} & set(shown.values())
+
+
+def test_a_check_s_title_is_the_registered_one_or_made_from_its_name():
+    assert {name: check_title(name) for name in TITLES} == TITLES
+    assert check_title("search_index") == "Search index"  # registered by nobody
 
 
 # --- the sidebar -----------------------------------------------------------------------------
