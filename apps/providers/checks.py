@@ -99,11 +99,12 @@ def call_records() -> CheckResult:
     problems = []
     if (backlog.oldest_seconds or 0) > settings.CALL_RECORDS_BACKLOG_MAX_SECONDS:
         problems.append(
-            f"{backlog.batches} batches wait to be stored, the oldest for "
+            f"{backlog.batches} {'batch waits' if backlog.batches == 1 else 'batches wait'} to be stored, the oldest for "
             f"{backlog.oldest_seconds:.0f} s: is a Celery worker running?"
         )
     if refused:
-        problems.append(f"{refused} records were refused by the database: see the admin")
+        noun = "record was" if refused == 1 else "records were"
+        problems.append(f"{refused} {noun} refused by the database: see the admin")
     if problems:
         return CheckResult(DEGRADED, "; ".join(problems), details, {"call_records": "queued"})
     return CheckResult(OK, "stored as they come", details, {"call_records": "queued"})
