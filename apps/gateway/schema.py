@@ -65,8 +65,8 @@ TAGS: Schema = {
         "type": "string",
         "pattern": f"^[A-Za-z0-9_.:/@+-]{{1,{MAX_TAG_VALUE_LENGTH}}}$",
     },
-    "propertyNames": {"pattern": f"^[A-Za-z0-9_.-]{{1,{MAX_TAG_KEY_LENGTH}}}$"},
-    "description": "Tags recorded with the call, key to value (or the X-Orchestra-Tags header).",
+    "description": f"Tags recorded with the call, key to value (or the X-Orchestra-Tags "
+    f"header); keys of 1 to {MAX_TAG_KEY_LENGTH} letters, digits, `_`, `.`, `-`.",
 }
 USAGE = obj({"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER})
 MESSAGE = obj(
