@@ -152,3 +152,18 @@ def test_the_calls_page_shows_and_filters_attribution(admin_client):
     assert "alice" in content and "bob" not in content and "growth" in content
     page = admin_client.get(f"/admin/providers/llmcall/?workspace={workspace.pk}&end_user=alice")
     assert "alice" in page.content.decode()
+
+
+def test_the_dashboard_shows_workspaces_with_their_members_and_keys(admin_client):
+    member = user_create(username="wendy")
+    api_key, _ = api_key_create(user=user_create(), name="billing-service")
+    workspace = workspace_create(name="growth", members=[member], api_keys=[api_key])
+    listed = admin_client.get("/admin/accounts/workspace/").content.decode()
+    assert "growth" in listed
+    page = admin_client.get(f"/admin/accounts/workspace/{workspace.pk}/change/")
+    assert page.status_code == 200
+    assert "wendy" in page.content.decode() and "billing-service" in page.content.decode()
+    assert "growth" in admin_client.get("/admin/accounts/apikey/").content.decode()
+    assert "growth" in admin_client.get("/admin/auth/user/").content.decode()
+    key_page = admin_client.get(f"/admin/accounts/apikey/{api_key.pk}/change/")
+    assert key_page.status_code == 200 and 'name="workspace"' in key_page.content.decode()
