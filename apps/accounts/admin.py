@@ -4,13 +4,13 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
-from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
+from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
 from unfold.forms import AdminPasswordChangeForm  # type: ignore[import-untyped]
 
 from .forms import UserRoleChangeForm, UserRoleCreationForm
-from .models import ApiKey, Role
+from .models import ApiKey, Role, Workspace, WorkspaceMember
 from .services import api_key_create, api_key_revoke, user_role, user_set_role
 
 # Django registers these with its own ModelAdmins; the dashboard's look needs unfold's.
@@ -27,7 +27,9 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):
     form = UserRoleChangeForm
     add_form = UserRoleCreationForm
     change_password_form = AdminPasswordChangeForm
-    list_display = ["username", "email", "first_name", "last_name", "role", "is_active"]
+    list_display = [
+        "username", "email", "first_name", "last_name", "role", "workspace", "is_active",
+    ]  # fmt: skip
     list_filter = ["groups", "is_active", "is_superuser"]
     readonly_fields = ["is_staff", "last_login", "date_joined"]
     add_fieldsets = [(None, {"fields": ["username", "password1", "password2", "role"]})]
@@ -49,7 +51,8 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):
         return fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return super().get_queryset(request).prefetch_related("groups")
+        queryset = super().get_queryset(request).select_related("workspace_membership__workspace")
+        return queryset.prefetch_related("groups")
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -59,6 +62,13 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):
     def role(self, user: User) -> str:
         role = user_role(user=user)
         return role.label if role else "—"
+
+    @admin.display(description="Workspace")
+    def workspace(self, user: User) -> str:
+        try:
+            return user.workspace_membership.workspace.name
+        except WorkspaceMember.DoesNotExist:
+            return "—"
 
 
 @admin.register(Group)
@@ -77,15 +87,19 @@ class ApiKeyAdmin(ModelAdmin):
     """The secret is shown once, in the message after creation; only its hash is stored."""
 
     list_display = [
-        "name", "display_prefix", "user", "created_at", "expires_at",
+        "name", "display_prefix", "user", "workspace", "created_at", "expires_at",
         "last_used_at", "revoked_at", "rpm_limit", "tpm_limit", "active",
     ]  # fmt: skip
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at", "created_at"]
+    list_filter = [
+        ("revoked_at", admin.EmptyFieldListFilter), "workspace", "expires_at", "created_at",
+    ]  # fmt: skip
+    list_select_related = ["user", "workspace"]
     search_fields = ["name", "prefix", "user__username", "user__email"]
-    autocomplete_fields = ["user"]
+    autocomplete_fields = ["user", "workspace"]
     fields = [
         "user",
         "name",
+        "workspace",
         "expires_at",
         "rpm_limit",
         "tpm_limit",
@@ -121,6 +135,9 @@ class ApiKeyAdmin(ModelAdmin):
             rpm_limit=obj.rpm_limit,
             tpm_limit=obj.tpm_limit,
         )
+        if obj.workspace is not None:
+            api_key.workspace = obj.workspace
+            api_key.save(update_fields=["workspace"])
         obj.pk, obj.prefix, obj.created_at = api_key.pk, api_key.prefix, api_key.created_at
         messages.warning(
             request,
@@ -132,3 +149,58 @@ class ApiKeyAdmin(ModelAdmin):
         for api_key in queryset:
             api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+class WorkspaceMemberInline(TabularInline):
+    model = WorkspaceMember
+    extra = 0
+    autocomplete_fields = ["user"]
+    fields = ["user", "added_at"]
+    readonly_fields = ["added_at"]
+
+
+class WorkspaceApiKeyInline(TabularInline):
+    """The workspace's keys, shown; a key joins or leaves it on its own page (a key is made
+    on the API keys page, where its secret is shown once)."""
+
+    model = ApiKey
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ["name", "user", "display_prefix", "revoked_at"]
+    readonly_fields = fields
+    verbose_name_plural = "API keys (set on each key's page)"
+
+    @admin.display(description="Key")
+    def display_prefix(self, api_key: ApiKey) -> str:
+        return f"ao_{api_key.prefix}_…"
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(ModelAdmin):
+    """A team, for attribution and budgets: each call is recorded against its key's workspace,
+    else its user's. A user is in one workspace at most."""
+
+    list_display = ["name", "description", "member_count", "key_count", "created_at"]
+    search_fields = ["name"]
+    fields = ["name", "description", "created_at"]
+    readonly_fields = ["created_at"]
+    inlines = [WorkspaceMemberInline, WorkspaceApiKeyInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Workspace]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                members_count=Count("members", distinct=True),
+                keys_count=Count("api_keys", distinct=True),
+            )
+        )
+
+    @admin.display(description="Members", ordering="members_count")
+    def member_count(self, workspace: Workspace) -> int:
+        return workspace.members_count  # type: ignore[attr-defined]
+
+    @admin.display(description="API keys", ordering="keys_count")
+    def key_count(self, workspace: Workspace) -> int:
+        return workspace.keys_count  # type: ignore[attr-defined]

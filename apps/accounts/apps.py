@@ -37,6 +37,8 @@ class AccountsConfig(AppConfig):
                     permission="accounts.view_apikey", order=900),
             NavItem("Users", "admin:auth_user_changelist", "Accounts", icon="person",
                     permission="auth.view_user", order=910),
+            NavItem("Workspaces", "admin:accounts_workspace_changelist", "Accounts",
+                    icon="workspaces", permission="accounts.view_workspace", order=915),
             NavItem("Roles (groups)", "admin:auth_group_changelist", "Accounts", icon="group",
                     permission="auth.view_group", order=920),
             NavItem("Login lockouts", "admin:axes_accessattempt_changelist", "Accounts",

@@ -33,6 +33,43 @@ MAX_RPM_LIMIT = 1_000_000
 MAX_TPM_LIMIT = 1_000_000_000
 
 
+class Workspace(models.Model):
+    """A team, for attribution and budgets only: each LLM call is recorded against one
+    workspace, that of the API key that made it, else that of its user. Roles are not
+    workspaces' business: what a person may do stays their role's.
+
+    A user is in at most one workspace (``WorkspaceMember``); a key is in at most one, which
+    wins over its user's, so a person who works for two teams uses a key per team.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WorkspaceMember(models.Model):
+    """A user's one workspace (the user is unique here)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="members")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workspace_membership"
+    )
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workspace", "user"]
+        verbose_name = "workspace member"
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.workspace}"
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def active(self) -> ApiKeyQuerySet:
         now = timezone.now()
@@ -52,6 +89,14 @@ class ApiKey(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
     )
     name = models.CharField(max_length=100)
+    workspace = models.ForeignKey(
+        Workspace,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="api_keys",
+        help_text="The workspace its calls are recorded against (empty: its user's).",
+    )
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

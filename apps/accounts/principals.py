@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models.signals import m2m_changed, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from apps.core.database import is_database_unavailable
 from apps.core.runtime import SingleFlight
 
-from .models import ApiKey
+from .models import ApiKey, Workspace, WorkspaceMember
 from .permissions import OPERATE, VIEW
+from .selectors import workspace_id_for
 from .services import api_key_authenticate, hash_api_key
 
 MAX_CACHED_KEYS = 10_000
@@ -45,6 +46,7 @@ class Principal:
     can_operate: bool
     rpm_limit: int | None = None  # the key's limits (``limits.py``); a session has none
     tpm_limit: int | None = None
+    workspace_id: int | None = None  # what its calls are recorded against (``workspace_id_for``)
 
 
 def principal_for(user: User, api_key: ApiKey | None = None) -> Principal:
@@ -56,6 +58,7 @@ def principal_for(user: User, api_key: ApiKey | None = None) -> Principal:
         can_operate=user.has_perm(OPERATE),
         rpm_limit=api_key.rpm_limit if api_key else None,
         tpm_limit=api_key.tpm_limit if api_key else None,
+        workspace_id=workspace_id_for(user=user, api_key=api_key),
     )
 
 
@@ -110,11 +113,19 @@ _forgotten = 0  # bumped by every change: a lookup that raced one must not cache
 def _principal_now(user_id: int, api_key_id: int | None) -> Principal | None:
     """The principal as the database has it now; None when it may no longer act."""
     if api_key_id is not None:
-        api_key = ApiKey.objects.select_related("user").filter(pk=api_key_id).first()
+        api_key = (
+            ApiKey.objects.select_related("user", "user__workspace_membership")
+            .filter(pk=api_key_id)
+            .first()
+        )
         if api_key is None or api_key.user_id != user_id or not api_key.is_active:
             return None
         return principal_for(api_key.user, api_key)
-    user = User.objects.filter(pk=user_id, is_active=True).first()
+    user = (
+        User.objects.select_related("workspace_membership")
+        .filter(pk=user_id, is_active=True)
+        .first()
+    )
     return principal_for(user) if user else None
 
 
@@ -160,6 +171,18 @@ def forget_cached_keys(instance: ApiKey, **kwargs) -> None:
 def forget_cached_user(instance: User, **kwargs) -> None:
     """A user changed (deactivated, say): every principal of theirs is looked up again."""
     _forget(user_id=instance.pk)
+
+
+@receiver(post_save, sender=Workspace, dispatch_uid="accounts.forget_workspace_saved")
+@receiver(post_delete, sender=Workspace, dispatch_uid="accounts.forget_workspace_deleted")
+@receiver(post_save, sender=WorkspaceMember, dispatch_uid="accounts.forget_member_saved")
+@receiver(post_delete, sender=WorkspaceMember, dispatch_uid="accounts.forget_member_deleted")
+def forget_cached_workspaces(**kwargs) -> None:
+    """Someone joined or left a workspace, or one went (its keys left it without a signal):
+    every principal's workspace is looked up again. Workspaces change rarely."""
+    _cache.clear()
+    _forget()
+    _current.clear()
 
 
 @receiver(m2m_changed, sender=User.groups.through, dispatch_uid="accounts.forget_cached_role")

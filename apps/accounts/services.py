@@ -3,14 +3,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .models import MAX_RPM_LIMIT, MAX_TPM_LIMIT, ApiKey, Role
+from apps.core.services import instance_update
+
+from .models import MAX_RPM_LIMIT, MAX_TPM_LIMIT, ApiKey, Role, Workspace, WorkspaceMember
 
 KEY_PREFIX = "ao"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -80,7 +84,11 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     prefix = split_api_key(raw_key)
     if prefix is None:
         return None
-    api_key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    api_key = (
+        ApiKey.objects.select_related("user", "user__workspace_membership")
+        .filter(prefix=prefix)
+        .first()
+    )
     if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_api_key(raw_key)):
         return None
     if not api_key.is_active:
@@ -123,3 +131,80 @@ def user_staff_sync(*, user: User) -> User:
         user.is_staff = staff
         User.objects.filter(pk=user.pk).update(is_staff=staff)
     return user
+
+
+# --- workspaces -------------------------------------------------------------------------------
+
+WORKSPACE_FIELDS = ("name", "description")
+
+
+@transaction.atomic
+def workspace_create(
+    *,
+    name: str,
+    description: str = "",
+    members: Iterable[User] = (),
+    api_keys: Iterable[ApiKey] = (),
+) -> Workspace:
+    workspace = instance_update(
+        instance=Workspace(),
+        fields=WORKSPACE_FIELDS,
+        data={"name": name, "description": description},
+    )
+    return workspace_set(workspace=workspace, members=members, api_keys=api_keys)
+
+
+@transaction.atomic
+def workspace_update(
+    *,
+    workspace: Workspace,
+    members: Iterable[User] | None = None,
+    api_keys: Iterable[ApiKey] | None = None,
+    **fields: Any,
+) -> Workspace:
+    """Change its name or description; ``members``/``api_keys``, when given, become exactly
+    its members and keys."""
+    instance_update(instance=workspace, fields=WORKSPACE_FIELDS, data=fields)
+    return workspace_set(workspace=workspace, members=members, api_keys=api_keys)
+
+
+def workspace_set(
+    *,
+    workspace: Workspace,
+    members: Iterable[User] | None = None,
+    api_keys: Iterable[ApiKey] | None = None,
+) -> Workspace:
+    """Make ``members`` and ``api_keys`` (where given) exactly the workspace's. A user already
+    in another workspace is refused (a user is in one at most), not moved: moving someone's
+    calls to another team's budget is a choice to make on purpose, by removing them first."""
+    if members is not None:
+        users = {user.pk: user for user in members}
+        elsewhere = (
+            WorkspaceMember.objects.filter(user_id__in=users)
+            .exclude(workspace=workspace)
+            .select_related("user", "workspace")
+        )
+        taken = [f"{m.user.get_username()} is in {m.workspace.name}" for m in elsewhere]
+        if taken:
+            raise ValidationError(
+                {"members": f"A user is in one workspace at most: {'; '.join(taken)}."}
+            )
+        workspace.members.exclude(user_id__in=users).delete()
+        kept = set(workspace.members.values_list("user_id", flat=True))
+        for pk, user in users.items():
+            if pk not in kept:  # one by one: each save tells the principals' caches
+                WorkspaceMember.objects.create(workspace=workspace, user=user)
+    if api_keys is not None:
+        key_ids = [api_key.pk for api_key in api_keys]
+        for api_key in workspace.api_keys.exclude(pk__in=key_ids):
+            api_key.workspace = None
+            api_key.save(update_fields=["workspace"])
+        for api_key in ApiKey.objects.filter(pk__in=key_ids).exclude(workspace=workspace):
+            api_key.workspace = workspace
+            api_key.save(update_fields=["workspace"])
+    return workspace
+
+
+def workspace_delete(*, workspace: Workspace) -> None:
+    """Its keys and members are left without a workspace; the call records keep its id."""
+    workspace.delete()

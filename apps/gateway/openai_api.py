@@ -273,6 +273,9 @@ def validate_call(
         provider=header(scope, b"x-orchestra-provider") or "",
         strategy=header(scope, b"x-orchestra-strategy") or "",
         experiment=header(scope, b"x-orchestra-experiment"),
+        user=header(scope, b"x-orchestra-user"),
+        tags=header(scope, b"x-orchestra-tags"),
+        body_tags=False,
     )
     if not isinstance(payload.get("stream", False), bool):
         raise InvalidRequestError("'stream' must be a boolean.", "stream")

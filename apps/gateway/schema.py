@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.providers.llm import MAX_STOP_SEQUENCES, PARAM_RANGES
+from apps.providers.llm import (
+    MAX_END_USER_LENGTH,
+    MAX_STOP_SEQUENCES,
+    MAX_TAG_KEY_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    MAX_TAGS,
+    PARAM_RANGES,
+)
 
 Schema = dict[str, Any]
 
@@ -43,8 +50,23 @@ SAMPLING = {
     },
     "seed": INTEGER,
     "stop": {"oneOf": [STRING, {"type": "array", "items": STRING, "maxItems": MAX_STOP_SEQUENCES}]},
-    "user": {**STRING, "description": "The end user; an experiment assigns its variant by it."},
+    "user": {
+        **STRING,
+        "maxLength": MAX_END_USER_LENGTH,
+        "description": "The end user the call is made for, recorded with it (no control "
+        "characters); an experiment assigns its variant by it.",
+    },
     "experiment": {**STRING, "description": "Join this running A/B experiment (name or id)."},
+}
+TAGS: Schema = {
+    "type": "object",
+    "maxProperties": MAX_TAGS,
+    "additionalProperties": {
+        "type": "string",
+        "pattern": f"^[A-Za-z0-9_.:/@+-]{{1,{MAX_TAG_VALUE_LENGTH}}}$",
+    },
+    "description": f"Tags recorded with the call, key to value (or the X-Orchestra-Tags "
+    f"header); keys of 1 to {MAX_TAG_KEY_LENGTH} letters, digits, `_`, `.`, `-`.",
 }
 USAGE = obj({"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER})
 MESSAGE = obj(
@@ -206,6 +228,7 @@ COMPONENTS: dict[str, Schema] = {
             "max_tokens": {"type": "integer", "minimum": 1},
             "maxTokens": {"type": "integer", "minimum": 1, "description": "Alias of max_tokens."},
             "strategy": STRING,
+            "tags": TAGS,
             **SAMPLING,
         },
         ("messages",),
@@ -219,12 +242,32 @@ COMPONENTS: dict[str, Schema] = {
             "max_tokens": {"type": "integer", "minimum": 1},
             "maxTokens": {"type": "integer", "minimum": 1},
             "strategy": STRING,
+            "tags": TAGS,
             **SAMPLING,
         },
         ("prompt",),
     ),
 }
 
+ATTRIBUTION_HEADERS = [
+    {
+        "name": "X-Orchestra-User",
+        "in": "header",
+        "required": False,
+        "schema": {**STRING, "maxLength": MAX_END_USER_LENGTH},
+        "description": "The end user the call is made for, where the body has no `user` "
+        "(UTF-8, no control characters); recorded with the call.",
+    },
+    {
+        "name": "X-Orchestra-Tags",
+        "in": "header",
+        "required": False,
+        "schema": STRING,
+        "description": f"Tags recorded with the call: `team=growth,feature=search`, at most "
+        f"{MAX_TAGS}; keys of 1 to {MAX_TAG_KEY_LENGTH} letters, digits, `_`, `.`, `-`; values "
+        f"of 1 to {MAX_TAG_VALUE_LENGTH} of those or `:/@+`.",
+    },
+]
 OPENAI_HEADERS = [
     {
         "name": "X-Orchestra-Provider",
@@ -248,6 +291,7 @@ OPENAI_HEADERS = [
         "description": "Join this running A/B experiment (name or id), as the body's "
         "`experiment`; the variant is picked by `user` (or the key's user).",
     },
+    *ATTRIBUTION_HEADERS,
 ]
 SSE_DESCRIPTION = (
     "Server-sent events: `start` ({streamId, model, timestamp}), `token` ({content, tokenCount})"
@@ -356,6 +400,7 @@ def _sse_paths() -> dict[str, Schema]:
                 "tags": [tag],
                 "summary": summary,
                 "operationId": operation,
+                "parameters": ATTRIBUTION_HEADERS,
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": ref(request)}},

@@ -60,6 +60,8 @@ def _llm_request(request: HttpRequest, principal: Principal, *, from_prompt: boo
         entry_point=EntryPoint.SSE,
         request_id=current_request_id(),
         allow_prompt=from_prompt,
+        user=request.headers.get("X-Orchestra-User"),
+        tags=request.headers.get("X-Orchestra-Tags"),
     )
 
 

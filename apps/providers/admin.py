@@ -28,6 +28,7 @@ from unfold.widgets import (  # type: ignore[import-untyped]
     UnfoldBooleanWidget,
 )
 
+from apps.accounts.models import Workspace
 from apps.core.admin_support import ReadOnlyAdminMixin
 from apps.core.tracing import trace_url
 
@@ -44,7 +45,7 @@ from .models import (
     validate_extra_headers,
     validate_header_value,
 )
-from .selectors import llm_call_totals
+from .selectors import llm_call_tagged, llm_call_totals
 from .services import (
     PROVIDER_FIELDS,
     UNCHANGED,
@@ -388,6 +389,42 @@ class CallerFilter(TextFilter):
         return queryset.filter(Q(user__username=value) | Q(api_key__prefix=value))
 
 
+class WorkspaceFilter(DropdownFilter):
+    """The workspaces there are now (a query of the workspaces table, not of the calls)."""
+
+    title = "workspace"
+    parameter_name = "workspace"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(pk), name) for pk, name in Workspace.objects.values_list("pk", "name")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LlmCall]) -> QuerySet[LlmCall]:
+        value = self.value()
+        return queryset.filter(workspace_id=value) if value and value.isdigit() else queryset
+
+
+class EndUserFilter(TextFilter):
+    title = "end user"
+    parameter_name = "end_user"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LlmCall]) -> QuerySet[LlmCall]:
+        value = (self.value() or "").strip()
+        return queryset.filter(end_user=value) if value else queryset
+
+
+class TagFilter(TextFilter):
+    """One tag, ``key:value`` (a value that reads otherwise matches no call)."""
+
+    title = "tag (key:value)"
+    parameter_name = "tag"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LlmCall]) -> QuerySet[LlmCall]:
+        key, colon, value = (self.value() or "").strip().partition(":")
+        if not (key and colon):
+            return queryset
+        return llm_call_tagged(calls=queryset, key=key, value=value)
+
+
 @admin.register(LlmCall)
 class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """The Calls page: the record of every LLM call (written by the core only), with totals of
@@ -397,8 +434,9 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
     list_display = [
         "created", "entry_point", "provider_name", "model_name", "status", "error_code",
-        "tokens", "cost_shown", "latency", "attempts", "streamed",
+        "tokens", "cost_shown", "latency", "attempts", "streamed", "workspace", "end_user",
     ]  # fmt: skip
+    list_select_related = ["workspace"]
     list_filter = [
         ("created_at", RangeDateTimeFilter),
         ProviderNameFilter,
@@ -406,6 +444,9 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
         ("status", ChoicesDropdownFilter),
         ("entry_point", ChoicesDropdownFilter),
         CallerFilter,
+        WorkspaceFilter,
+        EndUserFilter,
+        TagFilter,
         ("stream", BooleanRadioFilter),
     ]
     list_filter_submit = True
@@ -432,7 +473,7 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
                 ]
             },
         ),
-        ("Caller", {"fields": ["user", "api_key"]}),
+        ("Caller", {"fields": ["user", "api_key", "workspace", "end_user", "tags_shown"]}),
         (
             "Routing",
             {"fields": ["requested_model", "provider_name", "model_name", "attempt_count"]},
@@ -459,7 +500,7 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     search_help_text = "A call id, a request id, or part of the requested model's name."
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        shown = ["created", "streamed", "latency", "time_to_first_token", "trace"]
+        shown = ["created", "streamed", "latency", "time_to_first_token", "trace", "tags_shown"]
         return [field.name for field in LlmCall._meta.fields] + shown
 
     @admin.display(description="Created at", ordering="created_at")
@@ -482,6 +523,10 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
         if url is None:
             return call.trace_id or "-"
         return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, call.trace_id)
+
+    @admin.display(description="Tags")
+    def tags_shown(self, call: LlmCall) -> str:
+        return ", ".join(f"{key}={value}" for key, value in sorted(call.tags.items())) or "—"
 
     @admin.display(description="Tokens in / out", ordering="input_tokens")
     def tokens(self, call: LlmCall) -> str:

@@ -434,6 +434,28 @@ class LlmCall(models.Model):
     entry_point = models.CharField(max_length=16, choices=EntryPoint.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="llm_calls", **LOG_REFERENCE)
     api_key = models.ForeignKey("accounts.ApiKey", related_name="llm_calls", **LOG_REFERENCE)
+    # Unlike the other references, a deleted workspace's id stays: its calls still add up to
+    # it (in rollups, say), and deleting one never updates rows of this table.
+    workspace = models.ForeignKey(
+        "accounts.Workspace",
+        related_name="llm_calls",
+        help_text="The API key's workspace, else its user's, when the call was made.",
+        **{**LOG_REFERENCE, "on_delete": models.DO_NOTHING},
+    )
+    end_user = models.CharField(
+        max_length=256,
+        blank=True,
+        help_text="The end user the caller acted for (OpenAI's 'user', or X-Orchestra-User).",
+    )
+    # A dict, not rows of a tag table: written with the call at no cost of its own, and what
+    # rollups need reads it as it is: one key's values (``tags->>'team'``, grouped by) or every
+    # pair (``jsonb_each``); ``tags @> '{"team": "growth"}'`` filters, by a GIN index once a
+    # table is large enough to want one.
+    tags = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The caller's tags (X-Orchestra-Tags, or the body's 'tags'): key to value.",
+    )
     requested_model = models.CharField(max_length=200, blank=True)
     provider = models.ForeignKey(Provider, related_name="calls", **LOG_REFERENCE)
     model = models.ForeignKey(LlmModel, related_name="calls", **LOG_REFERENCE)
@@ -486,6 +508,10 @@ class LlmCall(models.Model):
                 )
                 for column in ("experiment_variant_id", "build_id", "build_step_id", "agent_id")
             ),
+            models.Index(
+                fields=["workspace"], condition=Q(workspace__isnull=False), name="llmcall_workspace"
+            ),
+            models.Index(fields=["end_user"], condition=~Q(end_user=""), name="llmcall_end_user"),
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.fields.json import KeyTextTransform
 from django.shortcuts import get_object_or_404
 
 from apps.core.aggregates import Percentile, has_percentile, percentile
@@ -42,6 +44,14 @@ def model_get(*, pk: int) -> LlmModel:
 
 def llm_call_list() -> QuerySet[LlmCall]:
     return LlmCall.objects.all()
+
+
+def llm_call_tagged(*, calls: QuerySet[LlmCall], key: str, value: str) -> QuerySet[LlmCall]:
+    """The calls tagged ``key=value``. PostgreSQL is asked ``tags @> {key: value}``, which a
+    GIN index on ``tags`` serves once there is one; other databases read the key."""
+    if connection.vendor == "postgresql":
+        return calls.filter(tags__contains={key: value})
+    return calls.alias(tag_value=KeyTextTransform(key, "tags")).filter(tag_value=value)
 
 
 def llm_call_get(*, pk: Any) -> LlmCall:

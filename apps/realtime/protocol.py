@@ -49,7 +49,8 @@ def error_message(code: str, text: str, request: dict[str, Any] | None = None) -
 MAX_ID_LENGTH = 64
 ASK_FIELDS = (
     "messages", "prompt", "model", "provider", "strategy", "temperature", "top_p", "max_tokens",
-    "max_completion_tokens", "stop", "seed", "presence_penalty", "frequency_penalty",
+    "max_completion_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "user",
+    "tags",
 )  # fmt: skip
 
 

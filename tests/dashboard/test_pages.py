@@ -119,14 +119,16 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
         "Artifacts",
     ]
     assert viewer["Experiments"] == ["Experiments", "Canary rollouts", "Experiment settings"]
-    assert viewer["Accounts"] == ["API keys"]
+    assert viewer["Accounts"] == ["API keys", "Workspaces"]
     assert viewer["System"] == ["Alerts", "Notification channels", "Platform settings"]
 
     operator = sidebar_of(client_as(Role.OPERATOR))
     assert operator["System"] == ["Alerts", "Notification channels", "Logs", "Platform settings"]
 
     admin = sidebar_of(client_as(Role.ADMIN))
-    assert admin["Accounts"] == ["API keys", "Users", "Roles (groups)", "Login lockouts"]
+    assert admin["Accounts"] == [
+        "API keys", "Users", "Workspaces", "Roles (groups)", "Login lockouts",
+    ]  # fmt: skip
     assert admin["System"] == [
         "Alerts",
         "Notification channels",

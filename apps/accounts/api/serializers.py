@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework import serializers
 
-from ..models import MAX_RPM_LIMIT, MAX_TPM_LIMIT, ApiKey, Role
+from ..models import MAX_RPM_LIMIT, MAX_TPM_LIMIT, ApiKey, Role, Workspace, WorkspaceMember
 from ..services import user_role
 
 
@@ -18,6 +18,7 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "prefix", "display", "user", "created_at",
             "expires_at", "revoked_at", "last_used_at", "is_active", "rpm_limit", "tpm_limit",
+            "workspace",
         ]  # fmt: skip
 
     def get_display(self, api_key: ApiKey) -> str:
@@ -76,10 +77,50 @@ class UserOutputSerializer(serializers.Serializer):
     email = serializers.CharField(help_text="An email address, or empty when none is set.")
     is_active = serializers.BooleanField()
     role = serializers.SerializerMethodField()
+    workspace = serializers.SerializerMethodField(help_text="The user's workspace (its id).")
 
     def get_role(self, user: User) -> str | None:
         return user_role(user=user)
 
+    def get_workspace(self, user: User) -> int | None:
+        try:
+            return user.workspace_membership.workspace_id
+        except WorkspaceMember.DoesNotExist:
+            return None
+
 
 class RoleInputSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
+
+
+class WorkspaceOutputSerializer(serializers.ModelSerializer):
+    members = serializers.SerializerMethodField(help_text="The ids of its users.")
+    api_keys = serializers.SerializerMethodField(help_text="The ids of its API keys.")
+
+    class Meta:
+        model = Workspace
+        fields = ["id", "name", "description", "created_at", "members", "api_keys"]
+
+    def get_members(self, workspace: Workspace) -> list[int]:
+        return sorted(member.user_id for member in workspace.members.all())
+
+    def get_api_keys(self, workspace: Workspace) -> list[int]:
+        return sorted(api_key.pk for api_key in workspace.api_keys.all())
+
+
+class WorkspaceInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    members = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.all(),
+        many=True,
+        required=False,
+        help_text="User ids: exactly the workspace's users (a user is in one workspace at most).",
+    )
+    api_keys = serializers.PrimaryKeyRelatedField(
+        queryset=ApiKey.objects.all(),
+        many=True,
+        required=False,
+        help_text="API key ids: exactly the workspace's keys (a key's workspace wins over its "
+        "user's).",
+    )

@@ -9,4 +9,6 @@ urlpatterns = [
     path("api-keys/<int:pk>/revoke", views.ApiKeyRevokeApi.as_view(), name="api-key-revoke"),
     path("users", views.UserListApi.as_view(), name="user-list"),
     path("users/<int:pk>/role", views.UserRoleApi.as_view(), name="user-role"),
+    path("workspaces", views.WorkspaceListCreateApi.as_view(), name="workspace-list"),
+    path("workspaces/<int:pk>", views.WorkspaceDetailApi.as_view(), name="workspace-detail"),
 ]

@@ -1,14 +1,32 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api.shortcuts import validated
+
 from ..authentication import request_api_key, request_user
 from ..models import Role
 from ..permissions import VIEW
-from ..selectors import api_key_get, api_key_list, user_get, user_list
-from ..services import api_key_create, api_key_revoke, user_role, user_set_role
+from ..selectors import (
+    api_key_get,
+    api_key_list,
+    user_get,
+    user_list,
+    workspace_get,
+    workspace_list,
+)
+from ..services import (
+    api_key_create,
+    api_key_revoke,
+    user_role,
+    user_set_role,
+    workspace_create,
+    workspace_delete,
+    workspace_update,
+)
 from .serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateInputSerializer,
@@ -16,6 +34,8 @@ from .serializers import (
     MeOutputSerializer,
     RoleInputSerializer,
     UserOutputSerializer,
+    WorkspaceInputSerializer,
+    WorkspaceOutputSerializer,
 )
 
 
@@ -110,3 +130,42 @@ class UserRoleApi(APIView):
         data.is_valid(raise_exception=True)
         user = user_set_role(user=user_get(pk=pk), role=Role(data.validated_data["role"]))
         return Response(UserOutputSerializer(user).data)
+
+
+class WorkspaceListCreateApi(ListAPIView):
+    """Workspaces group users and API keys for attribution (and budgets): every role reads
+    them, admins change them."""
+
+    serializer_class = WorkspaceOutputSerializer
+    pagination_class = None
+    write_permission = "accounts.change_workspace"
+
+    def get_queryset(self):
+        return workspace_list()
+
+    @extend_schema(request=WorkspaceInputSerializer, responses={201: WorkspaceOutputSerializer})
+    def post(self, request: Request) -> Response:
+        workspace = workspace_create(**validated(WorkspaceInputSerializer, request))
+        return Response(
+            WorkspaceOutputSerializer(workspace_get(pk=workspace.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class WorkspaceDetailApi(APIView):
+    write_permission = "accounts.change_workspace"
+
+    @extend_schema(responses=WorkspaceOutputSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(WorkspaceOutputSerializer(workspace_get(pk=pk)).data)
+
+    @extend_schema(request=WorkspaceInputSerializer, responses=WorkspaceOutputSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        data = validated(WorkspaceInputSerializer, request, partial=True)
+        workspace_update(workspace=workspace_get(pk=pk), **data)
+        return Response(WorkspaceOutputSerializer(workspace_get(pk=pk)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        workspace_delete(workspace=workspace_get(pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.providers.llm import ROLES, RoutingStrategy
+from apps.providers.llm import (
+    MAX_END_USER_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    MAX_TAGS,
+    ROLES,
+    RoutingStrategy,
+)
 
 
 class MessageSerializer(serializers.Serializer):
@@ -27,6 +33,17 @@ class QueryInputSerializer(serializers.Serializer):
     seed = serializers.IntegerField(required=False)
     presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
     frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
+    user = serializers.CharField(
+        required=False,
+        max_length=MAX_END_USER_LENGTH,
+        help_text="The end user the call is made for (or the X-Orchestra-User header).",
+    )
+    tags = serializers.DictField(
+        child=serializers.CharField(max_length=MAX_TAG_VALUE_LENGTH),
+        required=False,
+        help_text=f"At most {MAX_TAGS} tags recorded with the call, key to value (or the "
+        "X-Orchestra-Tags header: k=v,k=v).",
+    )
 
 
 class UsageOutputSerializer(serializers.Serializer):

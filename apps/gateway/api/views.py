@@ -10,8 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.admission import KeyLimits, settle
-from apps.accounts.authentication import request_api_key
+from apps.accounts.authentication import request_api_key, request_user
 from apps.accounts.permissions import CanOperate
+from apps.accounts.selectors import workspace_id_for
 from apps.accounts.throttles import ApiKeyLimitThrottle
 from apps.core.errors import ServiceError
 from apps.core.request_context import current_request_id
@@ -49,10 +50,16 @@ class QueryApi(APIView):
         try:
             llm_request = llm_request_from(
                 request.data,
-                caller=Caller(user_id=request.user.pk, api_key_id=api_key.pk if api_key else None),
+                caller=Caller(
+                    user_id=request.user.pk,
+                    api_key_id=api_key.pk if api_key else None,
+                    workspace_id=workspace_id_for(user=request_user(request), api_key=api_key),
+                ),
                 entry_point=EntryPoint.QUERY,
                 request_id=current_request_id(),
                 allow_prompt=True,
+                user=request.headers.get("X-Orchestra-User"),
+                tags=request.headers.get("X-Orchestra-Tags"),
             )
         except InvalidRequestError as error:
             raise serializers.ValidationError({error.param or "body": [error.message]}) from error

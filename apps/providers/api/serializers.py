@@ -203,12 +203,16 @@ class AttemptOutputSerializer(serializers.ModelSerializer):
 
 
 class LlmCallOutputSerializer(serializers.ModelSerializer):
+    tags = serializers.DictField(
+        child=serializers.CharField(), help_text="The caller's tags, key to value."
+    )
+
     class Meta:
         model = LlmCall
         fields = [
-            "id", "request_id", "created_at", "entry_point", "user", "api_key",
-            "requested_model", "provider", "model", "provider_name", "model_name", "endpoint",
-            "stream",
+            "id", "request_id", "created_at", "entry_point", "user", "api_key", "workspace",
+            "end_user", "tags", "requested_model", "provider", "model", "provider_name",
+            "model_name", "endpoint", "stream",
             "status", "error_code", "error_message", "finish_reason", "input_tokens",
             "output_tokens", "tokens_estimated", "cost", "latency_ms", "time_to_first_token_ms",
             "attempt_count", "experiment_variant_id", "build_id", "build_step_id", "agent_id",

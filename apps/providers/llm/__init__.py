@@ -27,7 +27,11 @@ from .routing.state import routing_state
 from .sdk import collect, complete, stream
 from .transport.transports import close_clients
 from .validation import (
+    MAX_END_USER_LENGTH,
     MAX_STOP_SEQUENCES,
+    MAX_TAG_KEY_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    MAX_TAGS,
     PARAM_RANGES,
     ROLES,
     InvalidRequestError,
@@ -38,7 +42,8 @@ from .validation import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "MAX_STOP_SEQUENCES", "PARAM_RANGES", "ROLES", "CallStatus", "Caller", "Chunk", "Completion",
+    "MAX_END_USER_LENGTH", "MAX_STOP_SEQUENCES", "MAX_TAGS", "MAX_TAG_KEY_LENGTH",
+    "MAX_TAG_VALUE_LENGTH", "PARAM_RANGES", "ROLES", "CallStatus", "Caller", "Chunk", "Completion",
     "Endpoint", "EntryPoint",
     "InvalidRequestError", "stored_response",
     "LlmRequest", "ProviderError", "RoutingStrategy", "Usage", "collect", "complete",

@@ -23,21 +23,28 @@ def new_call_id() -> uuid.UUID:
 
 @dataclass(frozen=True)
 class Caller:
+    """Who calls. ``workspace_id`` comes from the key or the user (the accounts app's
+    ``workspace_id_for``), never from what a request says."""
+
     user_id: int | None = None
     api_key_id: int | None = None
+    workspace_id: int | None = None
 
     @classmethod
     def of(cls, principal: Any) -> Caller:
-        """The caller of an authenticated principal (anything with ``user_id``, ``api_key_id``)."""
-        return cls(user_id=principal.user_id, api_key_id=principal.api_key_id)
+        """The caller of an authenticated principal (anything with ``user_id``, ``api_key_id``,
+        ``workspace_id``)."""
+        return cls(principal.user_id, principal.api_key_id, principal.workspace_id)
 
 
 @dataclass
 class LlmRequest:
     """One call for the core to make. Request hooks may change ``model``, ``provider``,
     ``params`` and ``messages`` before routing; the pass-through sends the caller's body with
-    those applied. ``experiment`` (the experiment the caller asks to join) and ``user`` (the end
-    user it acts for, OpenAI's ``user``) are for hooks: neither goes upstream as such."""
+    those applied. ``experiment`` (the experiment the caller asks to join) is for hooks; ``user``
+    (the end user the caller acts for, OpenAI's ``user``) and ``tags`` (the caller's own
+    labels) are recorded with the call. None of them goes upstream as such (``/v1`` sends its
+    body as it came, OpenAI's ``user`` in it)."""
 
     messages: list[dict[str, Any]]
     model: str = ""
@@ -50,6 +57,7 @@ class LlmRequest:
     request_id: str = ""
     experiment: str = ""
     user: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
     experiment_variant_id: int | None = None
     build_id: int | None = None
     build_step_id: int | None = None

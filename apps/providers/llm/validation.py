@@ -7,6 +7,7 @@ values everywhere: no entry point coerces ``"10"`` into 10 or refuses what anoth
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,16 @@ PARAM_RANGES: dict[str, tuple[int, int]] = {
     "presence_penalty": (-2, 2),
     "frequency_penalty": (-2, 2),
 }
+# Attribution: the end user a caller acts for, and the caller's own tags (``key=value``).
+MAX_END_USER_LENGTH = 256
+MAX_TAGS = 10
+MAX_TAG_KEY_LENGTH = 32
+MAX_TAG_VALUE_LENGTH = 64
+TAG_KEY = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_TAG_KEY_LENGTH}}}\Z")
+TAG_VALUE = re.compile(rf"[A-Za-z0-9_.:/@+-]{{1,{MAX_TAG_VALUE_LENGTH}}}\Z")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+USER_HEADER = "X-Orchestra-User"
+TAGS_HEADER = "X-Orchestra-Tags"
 # Sampling parameters our own JSON APIs pass on to the provider (``/v1`` passes its whole body).
 LLM_PARAMS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
@@ -103,14 +114,84 @@ def name_from(payload: Mapping[str, Any], param: str) -> str:
 
 
 def user_from(payload: Mapping[str, Any]) -> str:
-    """OpenAI's ``user``: the end user the caller acts for, any string."""
-    value = payload.get("user")
+    """OpenAI's ``user``: the end user the caller acts for."""
+    return end_user_from(payload.get("user"), "user")
+
+
+def end_user_from(value: Any, param: str = "user") -> str:
+    """An end user's id: a string of at most ``MAX_END_USER_LENGTH`` characters without
+    control characters (OpenAI documents no bound of its own; the record's column has this
+    one)."""
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidRequestError("'user' must be a string.", "user")
-    _check_encodable(value, "user")
+        raise InvalidRequestError(f"'{param}' must be a string.", param)
+    if len(value) > MAX_END_USER_LENGTH:
+        raise InvalidRequestError(
+            f"'{param}' must have at most {MAX_END_USER_LENGTH} characters.", param
+        )
+    if CONTROL_CHARACTERS.search(value):
+        raise InvalidRequestError(f"'{param}' must not hold control characters.", param)
+    _check_encodable(value, param)
     return value
+
+
+def header_text(value: str, param: str) -> str:
+    """A header's value as servers hand it over (its bytes as latin-1), read as UTF-8."""
+    try:
+        return value.encode("latin-1").decode()
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise InvalidRequestError(f"'{param}' must be UTF-8.", param) from None
+
+
+def tags_from_header(value: str) -> dict[str, str]:
+    """``X-Orchestra-Tags: team=growth,feature=search`` as a dict (spaces around items are
+    allowed; an empty header is no tags)."""
+    pairs = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, equals, tag = item.partition("=")
+        if not equals:
+            raise InvalidRequestError(
+                f"'{TAGS_HEADER}' holds '{item[:80]}': tags read key=value, separated by commas.",
+                TAGS_HEADER,
+            )
+        pairs.append((key.strip(), tag.strip()))
+    return _tags_checked(pairs, TAGS_HEADER)
+
+
+def tags_from(value: Any, param: str = "tags") -> dict[str, str]:
+    """A body's ``tags``: an object of strings (``{"team": "growth"}``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(tag, str) for tag in value.values()):
+        raise InvalidRequestError(f"'{param}' must be an object of strings.", param)
+    return _tags_checked(list(value.items()), param)
+
+
+def _tags_checked(pairs: list[tuple[str, str]], param: str) -> dict[str, str]:
+    if len(pairs) > MAX_TAGS:
+        raise InvalidRequestError(f"'{param}' holds more than {MAX_TAGS} tags.", param)
+    tags: dict[str, str] = {}
+    for key, tag in pairs:
+        if not TAG_KEY.match(key):
+            raise InvalidRequestError(
+                f"'{param}': the key '{key[:80]}' must be 1 to {MAX_TAG_KEY_LENGTH} letters, "
+                "digits, '_', '.' or '-'.",
+                param,
+            )
+        if not TAG_VALUE.match(tag):
+            raise InvalidRequestError(
+                f"'{param}': the value of '{key}' must be 1 to {MAX_TAG_VALUE_LENGTH} letters, "
+                "digits or any of _.:/@+-",
+                param,
+            )
+        if key in tags:
+            raise InvalidRequestError(f"'{param}' names the tag '{key}' twice.", param)
+        tags[key] = tag
+    return tags
 
 
 def strategy_from(value: Any, param: str = "strategy") -> str:
@@ -233,12 +314,18 @@ def llm_request_from(
     provider: str | None = None,
     strategy: str | None = None,
     experiment: str | None = None,
+    user: str | None = None,
+    tags: str | None = None,
+    body_tags: bool = True,
 ) -> LlmRequest:
     """The one builder of an ``LlmRequest`` from a caller's JSON object.
 
     ``provider``, ``strategy`` and ``experiment`` given here (from headers, say) win over the
     payload's; the OpenAI-compatible API passes them so, since OpenAI's body has no room for
     them. ``experiment`` names the experiment the call joins, ``user`` (OpenAI's) the end user.
+    ``user`` and ``tags`` given here are the ``X-Orchestra-User`` and ``X-Orchestra-Tags``
+    headers' values: each is read only where the payload has no ``user`` (or ``tags``; read
+    from the payload only with ``body_tags``, not on ``/v1``, whose body is OpenAI's).
     ``allow_prompt`` takes a ``prompt`` string instead of ``messages`` (chat). Other endpoints
     than chat read their own fields (``prompt``, ``input``) into the request's messages.
     """
@@ -254,13 +341,22 @@ def llm_request_from(
     model = name_from(payload, "model")
     if require_model and not model:
         raise InvalidRequestError("'model' is required.", "model")
+    end_user = user_from(payload)
+    if not end_user and user:
+        end_user = end_user_from(header_text(user, USER_HEADER), USER_HEADER)
+    body_tag_value = payload.get("tags") if body_tags else None
+    if body_tag_value is not None:
+        request_tags = tags_from(body_tag_value)
+    else:
+        request_tags = tags_from_header(tags) if tags else {}
     return LlmRequest(
         messages=messages,
         model=model,
         provider=name_from(payload, "provider") if provider is None else provider,
         strategy=strategy_from(payload.get("strategy") if strategy is None else strategy),
         experiment=name_from(payload, "experiment") if experiment is None else experiment,
-        user=user_from(payload),
+        user=end_user,
+        tags=request_tags,
         params={name: payload[name] for name in LLM_PARAMS if payload.get(name) is not None},
         caller=caller,
         entry_point=entry_point,

@@ -99,7 +99,11 @@ class QueriesConsumer(CallerConsumer):
 
     async def enqueue(self, ask: LlmAsk) -> str:
         assert self.principal is not None  # on_ask checked it
-        caller = {"user_id": self.principal.user_id, "api_key_id": self.principal.api_key_id}
+        caller = {
+            "user_id": self.principal.user_id,
+            "api_key_id": self.principal.api_key_id,
+            "workspace_id": self.principal.workspace_id,
+        }
         result = await sync_to_async(llm_ask.apply_async, thread_sensitive=False)(
             args=(self.channel_name, asdict(ask), caller, request_id_from(None)),
             queue=settings.WEBSOCKET_TASK_QUEUE,

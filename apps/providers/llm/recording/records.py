@@ -156,11 +156,18 @@ def _copy_insert(
     """
     plan = _insert_plan(model, conflict)
     defaults = [(field.attname, field.get_default()) for field in plan.fields]
+    # JSON columns (a call's tags) go as their JSON text, which PostgreSQL parses like the rest.
+    json_columns = [
+        index for index, field in enumerate(plan.fields) if isinstance(field, models.JSONField)
+    ]
     with connection.cursor() as cursor:
         staging = _staging_table(cursor, connection.ops.quote_name, model, plan, conflict)
         with cursor.cursor.copy(f"COPY {staging} ({plan.columns}) FROM STDIN") as copy:
             for record in records:
-                copy.write_row([record.get(name, default) for name, default in defaults])
+                row = [record.get(name, default) for name, default in defaults]
+                for index in json_columns:
+                    row[index] = orjson.dumps(row[index]).decode()
+                copy.write_row(row)
         cursor.execute(
             f"INSERT INTO {plan.table} ({plan.columns}) SELECT {plan.columns} FROM {staging}"
             + plan.on_conflict
