@@ -307,3 +307,40 @@ def test_the_admin_marks_a_typed_price_and_goes_back_to_the_catalog(admin_client
         },
     )
     assert LlmModel.objects.get(name="o3").price_source == PriceSource.CATALOG
+
+
+def test_the_providers_inline_marks_a_typed_price_and_prices_a_new_model(admin_client):
+    provider = Provider.objects.create(name="openai", kind="openai")
+    model = model_create(provider=provider, name="gpt-4o-mini")
+    row = {"provider": provider.pk, "display_name": "", "enabled": "on"}
+    form = {
+        "name": "openai",
+        "kind": "openai",
+        "base_url": "",
+        "enabled": "on",
+        "priority": 100,
+        "weight": 1,
+        "timeout_seconds": 30,
+        "max_retries": 2,
+        "api_key": "",
+        "models-TOTAL_FORMS": 2,
+        "models-INITIAL_FORMS": 1,
+        **{f"models-0-{k}": v for k, v in row.items()},
+        "models-0-id": model.pk,
+        "models-0-name": "gpt-4o-mini",
+        "models-0-input_price_per_million": "0.15",
+        "models-0-output_price_per_million": "0.9",
+        **{f"models-1-{k}": v for k, v in row.items()},
+        "models-1-name": "o3",
+        "models-1-input_price_per_million": "0",
+        "models-1-output_price_per_million": "0",
+    }
+    response = admin_client.post(f"/admin/providers/provider/{provider.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    model.refresh_from_db()
+    assert (model.output_price_per_million, model.price_source) == (
+        Decimal("0.9"),
+        PriceSource.MANUAL,
+    )
+    added = provider.models.get(name="o3")
+    assert added.price_source == PriceSource.CATALOG and prices(added)[0] == 2
