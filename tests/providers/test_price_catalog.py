@@ -3,11 +3,13 @@ created, never over a price a person typed, dated, and never rewriting the cost 
 
 from __future__ import annotations
 
+import importlib
 import socket
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from rest_framework.test import APIClient
@@ -344,3 +346,17 @@ def test_the_providers_inline_marks_a_typed_price_and_prices_a_new_model(admin_c
     )
     added = provider.models.get(name="o3")
     assert added.price_source == PriceSource.CATALOG and prices(added)[0] == 2
+
+
+def test_prices_set_before_the_catalog_count_as_a_person_s():
+    """Migration 0008: a model with a price already is ``manual``; one at zero is left to the
+    catalog (``apply_catalog_prices``)."""
+    migration = importlib.import_module("apps.providers.migrations.0008_model_price_source")
+    provider = Provider.objects.create(name="openai", kind="openai")
+    typed = LlmModel.objects.create(provider=provider, name="o3", output_price_per_million=8)
+    free = LlmModel.objects.create(provider=provider, name="gpt-4o-mini")
+    migration.prices_typed_before(django_apps, None)
+    typed.refresh_from_db()
+    free.refresh_from_db()
+    assert (typed.price_source, typed.prices_valid_from) == (PriceSource.MANUAL, typed.updated_at)
+    assert (free.price_source, free.prices_valid_from) == (PriceSource.UNKNOWN, None)
