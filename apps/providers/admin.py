@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -47,10 +48,15 @@ from .models import (
 )
 from .selectors import llm_call_tagged, llm_call_totals
 from .services import (
+    PRICE_FIELDS,
     PROVIDER_FIELDS,
     UNCHANGED,
     call_record_dead_letters_requeue,
     circuit_breaker_reset,
+    model_catalog_fill,
+    model_prices_from_catalog,
+    model_prices_typed,
+    models_apply_catalog_prices,
     provider_create,
     provider_probe,
     provider_sync_models,
@@ -147,11 +153,22 @@ class ProviderForm(forms.ModelForm):
         return self.instance
 
 
+def _prices_note(model: LlmModel, form: forms.ModelForm) -> None:
+    """Before a model's form is saved: prices a person changed are theirs from now on (the
+    catalog keeps off them); a new model given no price gets the catalog's."""
+    if PRICE_FIELDS & set(form.changed_data):
+        model_prices_typed(model=model)
+    elif model._state.adding:
+        model_catalog_fill(model=model)
+
+
 class LlmModelInline(TabularInline):
     model = LlmModel
     fields = [
-        "name", "display_name", "input_price_per_million", "output_price_per_million", "enabled",
+        "name", "display_name", "input_price_per_million", "output_price_per_million",
+        "price_source", "enabled",
     ]  # fmt: skip
+    readonly_fields = ["price_source"]
     extra = 0
 
 
@@ -250,6 +267,16 @@ class ProviderAdmin(ModelAdmin):
                 messages.WARNING,
             )
 
+    def save_formset(
+        self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool
+    ) -> None:
+        if formset.model is LlmModel:
+            for model_form in formset.forms:
+                if model_form.has_changed() and model_form not in formset.deleted_forms:
+                    model_form.instance.provider = form.instance
+                    _prices_note(model_form.instance, model_form)
+        super().save_formset(request, form, formset, change)
+
     @admin.action(description="Sync models from the provider", permissions=["change"])
     def sync_models(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         for provider in queryset:
@@ -284,13 +311,48 @@ class ProviderAdmin(ModelAdmin):
 
 @admin.register(LlmModel)
 class LlmModelAdmin(ModelAdmin):
+    """Prices typed here are a person's: the catalog never overwrites them, until *Go back to
+    the catalog's prices*."""
+
     list_display = [
         "name", "provider", "display_name", "input_price_per_million",
-        "output_price_per_million", "enabled", "aliases", "fallbacks",
+        "output_price_per_million", "price_source", "context_window", "enabled", "aliases",
+        "fallbacks",
     ]  # fmt: skip
-    list_filter = ["enabled", "provider"]
+    list_filter = ["enabled", "provider", "price_source"]
     search_fields = ["name", "display_name", "provider__name"]
     list_select_related = ["provider"]
+    readonly_fields = ["price_source", "price_catalog", "prices_valid_from"]
+    actions = ["apply_catalog_prices", "prices_from_catalog"]
+
+    def save_model(
+        self, request: HttpRequest, obj: LlmModel, form: forms.ModelForm, change: bool
+    ) -> None:
+        _prices_note(obj, form)
+        super().save_model(request, obj, form, change)
+
+    @admin.action(
+        description="Apply catalog prices (keeps prices typed by a person)",
+        permissions=["change"],
+    )
+    def apply_catalog_prices(self, request: HttpRequest, queryset: QuerySet[LlmModel]) -> None:
+        result = models_apply_catalog_prices(models=queryset)
+        self.message_user(request, result.summary(), messages.SUCCESS)
+
+    @admin.action(
+        description="Go back to the catalog's prices (drops prices typed by a person)",
+        permissions=["change"],
+    )
+    def prices_from_catalog(self, request: HttpRequest, queryset: QuerySet[LlmModel]) -> None:
+        for model in queryset.select_related("provider"):
+            try:
+                model_prices_from_catalog(model=model)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{model}: {model.price_catalog or model.get_price_source_display()}"
+                )
 
 
 @admin.register(RoutingSettings)

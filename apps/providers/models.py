@@ -254,11 +254,23 @@ MODES_SERVING: dict[str, frozenset[str]] = {
 }
 
 
+class PriceSource(models.TextChoices):
+    """Where a model's prices come from. A price typed by a person always wins: the catalog
+    never overwrites a ``manual`` one (``services.model_prices_from_catalog`` goes back)."""
+
+    UNKNOWN = "unknown", "Unknown"
+    CATALOG = "catalog", "Catalog"
+    MANUAL = "manual", "Typed by a person"
+    SELF_HOSTED = "self_hosted", "Self-hosted"
+
+
 class LlmModel(models.Model):
     """A model deployed on one provider, with its prices.
 
     Requests name a public model: this ``name`` or one of its ``aliases``. One alias on several
     providers makes them interchangeable deployments the router balances and fails over between.
+    A call's cost is computed with the prices of the moment and stored in its record, so a later
+    change of price leaves the cost of past calls as it was.
     """
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
@@ -276,6 +288,26 @@ class LlmModel(models.Model):
     )
     output_price_per_million = models.DecimalField(
         max_digits=12, decimal_places=6, default=Decimal(0), validators=[MinValueValidator(0)]
+    )
+    price_source = models.CharField(
+        max_length=16,
+        choices=PriceSource.choices,
+        default=PriceSource.UNKNOWN,
+        editable=False,
+        help_text="Where the prices come from; a price typed by a person is never overwritten "
+        "by the catalog.",
+    )
+    price_catalog = models.CharField(
+        max_length=200,
+        blank=True,
+        editable=False,
+        help_text="The catalog entry the prices come from: package, version, provider/model.",
+    )
+    prices_valid_from = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Since when calls are priced at these prices (calls before kept their cost).",
     )
     enabled = models.BooleanField(default=True)
     aliases = models.JSONField(default=list, blank=True, help_text="Other public names.")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -17,6 +18,7 @@ from apps.core.events import apublish, publish_on_commit
 from apps.core.runtime import run_sync
 from apps.core.services import instance_update
 
+from .catalog import SELF_HOSTED_KINDS, catalog_name, catalog_price
 from .llm import errors
 from .llm.config import ProviderConfig, provider_config_from
 from .llm.engine import current_routing_config
@@ -31,6 +33,7 @@ from .models import (
     CallRecordDeadLetter,
     HealthStatus,
     LlmModel,
+    PriceSource,
     Provider,
     RoutingSettings,
     validate_header_value,
@@ -47,6 +50,7 @@ MODEL_FIELDS = (
     "provider", "name", "display_name", "mode", "context_window", "input_price_per_million",
     "output_price_per_million", "enabled", "aliases", "fallbacks",
 )  # fmt: skip
+PRICE_FIELDS = frozenset({"input_price_per_million", "output_price_per_million"})
 
 
 # --- providers and models ---------------------------------------------------------------------
@@ -112,17 +116,189 @@ def provider_delete(*, provider: Provider) -> None:
 
 
 @transaction.atomic
-def model_create(**fields: Any) -> LlmModel:
-    return instance_update(instance=LlmModel(), fields=MODEL_FIELDS, data=fields)
+def model_create(*, price_source: str | None = None, **fields: Any) -> LlmModel:
+    """A model whose prices, when none are given, come from the catalog (if it knows it).
+
+    Prices given are a person's (``manual``), as is ``price_source="manual"``; asking for
+    ``"catalog"`` with prices is contradictory.
+    """
+    _price_source_check(price_source, fields)
+    model = LlmModel(name=fields.get("name", ""))
+    if isinstance(fields.get("provider"), Provider):
+        model.provider = fields["provider"]
+    if PRICE_FIELDS & fields.keys() or price_source == PriceSource.MANUAL:
+        model_prices_typed(
+            model=model, **{name: fields[name] for name in PRICE_FIELDS & fields.keys()}
+        )
+    elif model.provider_id is not None:
+        _catalog_fill(model)
+    return instance_update(instance=model, fields=MODEL_FIELDS, data=fields)
 
 
 @transaction.atomic
-def model_update(*, model: LlmModel, **fields: Any) -> LlmModel:
-    return instance_update(instance=model, fields=MODEL_FIELDS, data=fields)
+def model_update(*, model: LlmModel, price_source: str | None = None, **fields: Any) -> LlmModel:
+    """Update fields. A price given is a person's, and the catalog leaves it alone from then on;
+    ``price_source="catalog"`` goes back to the catalog's prices (an error if it has none),
+    ``"manual"`` keeps the prices as they are, as a person's."""
+    _price_source_check(price_source, fields)
+    if PRICE_FIELDS & fields.keys() or price_source == PriceSource.MANUAL:
+        model_prices_typed(
+            model=model, **{name: fields[name] for name in PRICE_FIELDS & fields.keys()}
+        )
+    model = instance_update(instance=model, fields=MODEL_FIELDS, data=fields)
+    if price_source == PriceSource.CATALOG:
+        model = model_prices_from_catalog(model=model)
+    return model
 
 
 def model_delete(*, model: LlmModel) -> None:
     model.delete()
+
+
+# --- prices: typed by a person, or from the catalog (catalog.py) -------------------------------
+
+# What ``price_source`` may be set to: back to the catalog, or the current prices kept as typed.
+PRICE_SOURCE_CHOICES = (PriceSource.CATALOG, PriceSource.MANUAL)
+
+
+def _price_source_check(price_source: str | None, fields: dict[str, Any]) -> None:
+    if price_source is None:
+        return
+    if price_source not in PRICE_SOURCE_CHOICES:
+        raise ValidationError(
+            {"price_source": f"Use one of: {', '.join(PRICE_SOURCE_CHOICES)}."}, code="invalid"
+        )
+    if price_source == PriceSource.CATALOG and PRICE_FIELDS & fields.keys():
+        raise ValidationError(
+            {"price_source": "Give prices (a person's) or ask for the catalog's, not both."},
+            code="invalid",
+        )
+
+
+def _prices_set(model: LlmModel, input_price: Decimal, output_price: Decimal) -> None:
+    """Set the prices; when they change, calls are priced at them from now on."""
+    before = (model.input_price_per_million, model.output_price_per_million)
+    if before != (input_price, output_price) or model.prices_valid_from is None:
+        model.prices_valid_from = timezone.now()
+    model.input_price_per_million, model.output_price_per_million = input_price, output_price
+
+
+def model_prices_typed(
+    *,
+    model: LlmModel,
+    input_price_per_million: Decimal | None = None,
+    output_price_per_million: Decimal | None = None,
+) -> None:
+    """Mark the model's prices as a person's (the ones given, the others as they are), before
+    it is saved: the catalog never overwrites them (the admin's forms call this too)."""
+    _prices_set(
+        model,
+        model.input_price_per_million
+        if input_price_per_million is None
+        else Decimal(input_price_per_million),
+        model.output_price_per_million
+        if output_price_per_million is None
+        else Decimal(output_price_per_million),
+    )
+    model.price_source = PriceSource.MANUAL
+    model.price_catalog = ""
+
+
+def _catalog_fill(model: LlmModel) -> bool:
+    """Give a model whose prices are not a person's the catalog's prices (and its context window
+    when it has none), before it is saved. A self-hosted server's models cost nothing per token.
+    Whether anything changed; a model the catalog does not know is left as it is."""
+    if model.price_source == PriceSource.MANUAL:
+        return False
+    before = (
+        model.input_price_per_million,
+        model.output_price_per_million,
+        model.context_window,
+        model.price_source,
+        model.price_catalog,
+    )
+    provider = model.provider
+    if provider.kind in SELF_HOSTED_KINDS:
+        _prices_set(model, Decimal(0), Decimal(0))
+        model.price_source, model.price_catalog = PriceSource.SELF_HOSTED, ""
+    else:
+        price = catalog_price(kind=provider.kind, base_url=provider.base_url, model_name=model.name)
+        if price is None:
+            return False
+        _prices_set(model, price.input_per_million, price.output_per_million)
+        model.price_source, model.price_catalog = PriceSource.CATALOG, price.entry[:200]
+        if model.context_window is None:
+            model.context_window = price.context_window
+    after = (
+        model.input_price_per_million,
+        model.output_price_per_million,
+        model.context_window,
+        model.price_source,
+        model.price_catalog,
+    )
+    return after != before
+
+
+def model_catalog_fill(*, model: LlmModel) -> bool:
+    """``_catalog_fill`` for a model not saved yet (the admin's add forms)."""
+    return _catalog_fill(model)
+
+
+@transaction.atomic
+def model_prices_from_catalog(*, model: LlmModel) -> LlmModel:
+    """Back to the catalog: the model's prices become the catalog's again, a person's prices
+    dropped. A model the catalog does not price keeps its prices (a 400 through the API)."""
+    source = model.price_source
+    if source == PriceSource.MANUAL:
+        model.price_source = PriceSource.UNKNOWN
+    if not _catalog_fill(model) and model.price_source == PriceSource.UNKNOWN:
+        model.price_source = source
+        raise ValidationError(
+            {
+                "price_source": f"{catalog_name()} has no price for {model.name!r} on "
+                f"{model.provider.name} ({model.provider.get_kind_display()}): its prices stay "
+                "as they are."
+            },
+            code="not_in_catalog",
+        )
+    model.save()
+    return model
+
+
+@dataclass(frozen=True)
+class CatalogApplied:
+    """What applying the catalog did: models whose prices changed, were already the catalog's
+    (or a self-hosted server's), were left as a person typed them, or are not in the catalog."""
+
+    changed: list[str]
+    unchanged: list[str]
+    manual: list[str]
+    unknown: list[str]
+
+    def summary(self) -> str:
+        return (
+            f"{catalog_name()}: {len(self.changed)} updated, {len(self.unchanged)} already "
+            f"up to date, {len(self.manual)} typed by a person (kept), {len(self.unknown)} "
+            "not in the catalog"
+        )
+
+
+def models_apply_catalog_prices(*, models: QuerySet[LlmModel]) -> CatalogApplied:
+    """Apply the catalog to existing models (after an upgrade of the catalog, or to models made
+    before it): prices typed by a person are kept."""
+    result = CatalogApplied([], [], [], [])
+    with transaction.atomic():
+        for model in models.select_related("provider").select_for_update(of=("self",)):
+            if model.price_source == PriceSource.MANUAL:
+                result.manual.append(str(model))
+            elif _catalog_fill(model):
+                model.save()
+                result.changed.append(str(model))
+            elif model.price_source == PriceSource.UNKNOWN:
+                result.unknown.append(str(model))
+            else:
+                result.unchanged.append(str(model))
+    return result
 
 
 # --- talking to a provider: model list and health ---------------------------------------------
@@ -208,20 +384,25 @@ def provider_test(*, provider: Provider) -> ConnectionTest:
 class SyncResult:
     created: list[str]
     existing: list[str]
+    priced: list[str] = field(default_factory=list)  # given or brought up to the catalog's prices
 
     def summary(self) -> str:
-        return f"new models {', '.join(self.created) or 'none'}"
+        priced = f"; prices from {catalog_name()}: {', '.join(self.priced)}" if self.priced else ""
+        return f"new models {', '.join(self.created) or 'none'}{priced}"
 
 
 def provider_sync_models(*, provider: Provider) -> SyncResult:
-    """Add the models the provider lists that we do not know yet (prices start at zero, the
-    mode is what the name suggests); note when and by whom the provider says each was made."""
+    """Add the models the provider lists that we do not know yet (the mode is what the name
+    suggests; prices and context window from the catalog when it knows the model, else zero),
+    bring the known ones' catalog prices up to date (never a price typed by a person), and note
+    when and by whom the provider says each was made."""
     listed = {model.id: model for model in run_sync(_list_models(provider_config_from(provider)))}
     known = set(provider.models.values_list("name", flat=True))
     created = [name for name in listed if name not in known]
+    priced = []
     with transaction.atomic():
         for name in created:
-            LlmModel.objects.create(
+            model = LlmModel(
                 provider=provider,
                 name=name,
                 display_name=name,
@@ -229,11 +410,19 @@ def provider_sync_models(*, provider: Provider) -> SyncResult:
                 owned_by=listed[name].owned_by[:200],
                 upstream_created=listed[name].created,
             )
+            if _catalog_fill(model) and model.price_source == PriceSource.CATALOG:
+                priced.append(name)
+            model.save()
+        for model in provider.models.filter(name__in=known & set(listed)).select_for_update():
+            if _catalog_fill(model):
+                model.save()
+                if model.price_source == PriceSource.CATALOG:
+                    priced.append(model.name)
         for name in known & set(listed):
             provider.models.filter(name=name).update(
                 owned_by=listed[name].owned_by[:200], upstream_created=listed[name].created
             )
-    return SyncResult(created=created, existing=sorted(known & set(listed)))
+    return SyncResult(created=created, existing=sorted(known & set(listed)), priced=priced)
 
 
 async def _probe(config: ProviderConfig) -> tuple[float, ProviderError | None]:

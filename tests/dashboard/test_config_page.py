@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 from apps.accounts.models import Role
 from apps.core.models import PlatformSettings
 from apps.core.services import platform_settings_update
+from apps.providers.catalog import catalog_name
 from apps.providers.models import LlmModel, Provider, RoutingSettings
 from apps.providers.selectors import circuit_breaker_list
 from apps.providers.services import provider_create
@@ -291,4 +292,25 @@ def test_an_operator_disables_and_enables_a_provider_and_syncs_its_models(
     expect(models).to_contain_text("$1.5")
     expect(models).to_contain_text("chat")
     screenshot(page, "config-operator")
+    assert browser_errors.console_errors == []
+
+
+def test_synced_models_show_the_catalog_s_prices_and_where_each_comes_from(
+    logged_in_page, upstream_a, browser_errors
+):
+    upstream_a.configure(models=["gpt-4o-mini", "fake-model"])
+    provider_for(upstream_a, kind="openai")
+    page: Page = logged_in_page(user=member(Role.OPERATOR))
+    page.goto(URL)
+    page.locator('tr[data-provider="a"]').get_by_role("button", name="Sync models of a").click()
+    expect(page.get_by_text("prices from genai-prices")).to_be_visible()
+    known = page.locator("table.config-models tr").filter(has_text="gpt-4o-mini")
+    expect(known).to_contain_text("$0.15")
+    expect(known).to_contain_text("$0.6")
+    source = known.locator('td[data-label="Prices from"]')
+    expect(source).to_have_text("Catalog")
+    expect(source).to_have_attribute("title", f"{catalog_name()}: openai/gpt-4o-mini")
+    unknown = page.locator("table.config-models tr").filter(has_text="fake-model")
+    expect(unknown.locator('td[data-label="Prices from"]')).to_have_text("Unknown")
+    screenshot(page, "config-prices")
     assert browser_errors.console_errors == []

@@ -207,7 +207,7 @@ class TestBreakersAndRecords:
         assert health["provider"]["health_status"] == "ok"
         assert health["circuit"]["state"] == "closed"
         synced = api.post(f"/api/v1/providers/{pk}/sync-models").json()
-        assert synced == {"created": ["fake-model-2"], "existing": ["fake-model"]}
+        assert synced == {"created": ["fake-model-2"], "existing": ["fake-model"], "priced": []}
 
     def test_sync_from_an_unreachable_provider_is_a_502(self):
         api = client()

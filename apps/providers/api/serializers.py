@@ -14,6 +14,7 @@ from ..models import (
     LlmCallAttempt,
     LlmModel,
     ModelMode,
+    PriceSource,
     Provider,
     ProviderKind,
     RoutingSettings,
@@ -97,8 +98,9 @@ class ModelOutputSerializer(serializers.ModelSerializer):
         model = LlmModel
         fields = [
             "id", "provider", "provider_name", "name", "display_name", "mode", "context_window",
-            "input_price_per_million", "output_price_per_million", "enabled", "aliases",
-            "fallbacks", "owned_by", "upstream_created", "created_at", "updated_at",
+            "input_price_per_million", "output_price_per_million", "price_source",
+            "price_catalog", "prices_valid_from", "enabled", "aliases", "fallbacks", "owned_by",
+            "upstream_created", "created_at", "updated_at",
         ]  # fmt: skip
 
 
@@ -121,6 +123,17 @@ class ModelInputSerializer(serializers.Serializer):
     )
     output_price_per_million = serializers.DecimalField(
         max_digits=12, decimal_places=6, required=False
+    )
+    price_source = serializers.ChoiceField(
+        choices=[PriceSource.CATALOG, PriceSource.MANUAL],
+        required=False,
+        help_text="Write-only. \"catalog\": the catalog's prices again (a person's dropped; 400 "
+        'when the catalog has none for the model); "manual": keep the prices as they are, '
+        'never overwritten by the catalog. Prices given are a person\'s: "manual" already.',
+        error_messages={
+            "invalid_choice": '"{input}" cannot be set; use "catalog" (back to the catalog\'s '
+            'prices) or "manual" (keep these prices).'
+        },
     )
     enabled = serializers.BooleanField(required=False)
     aliases = serializers.JSONField(required=False)
@@ -191,6 +204,10 @@ class ConnectionTestOutputSerializer(serializers.Serializer):
 class SyncResultOutputSerializer(serializers.Serializer):
     created = serializers.ListField(child=serializers.CharField())
     existing = serializers.ListField(child=serializers.CharField())
+    priced = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Models given the catalog's prices, or brought up to them, by this sync.",
+    )
 
 
 class AttemptOutputSerializer(serializers.ModelSerializer):

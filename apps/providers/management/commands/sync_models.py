@@ -6,7 +6,10 @@ from apps.providers.services import provider_sync_models
 
 
 class Command(BaseCommand):
-    help = "Import the models a provider lists at /v1/models (prices start at zero)."
+    help = (
+        "Import the models a provider lists at /v1/models, priced from the price catalog when "
+        "it knows them (else at zero); prices typed by a person are kept."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("providers", nargs="*", help="Provider names.")
