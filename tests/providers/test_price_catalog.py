@@ -351,7 +351,7 @@ def test_the_providers_inline_marks_a_typed_price_and_prices_a_new_model(admin_c
 def test_prices_set_before_the_catalog_count_as_a_person_s():
     """Migration 0008: a model with a price already is ``manual``; one at zero is left to the
     catalog (``apply_catalog_prices``)."""
-    migration = importlib.import_module("apps.providers.migrations.0008_model_price_source")
+    migration = importlib.import_module("apps.providers.migrations.0009_model_price_source")
     provider = Provider.objects.create(name="openai", kind="openai")
     typed = LlmModel.objects.create(provider=provider, name="o3", output_price_per_million=8)
     free = LlmModel.objects.create(provider=provider, name="gpt-4o-mini")

@@ -14,7 +14,7 @@ def prices_typed_before(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("providers", "0007_call_trace_id"),
+        ("providers", "0008_call_attribution"),
     ]
 
     operations = [
