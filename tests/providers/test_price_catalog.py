@@ -349,7 +349,7 @@ def test_the_providers_inline_marks_a_typed_price_and_prices_a_new_model(admin_c
 
 
 def test_prices_set_before_the_catalog_count_as_a_person_s():
-    """Migration 0008: a model with a price already is ``manual``; one at zero is left to the
+    """Migration 0009: a model with a price already is ``manual``; one at zero is left to the
     catalog (``apply_catalog_prices``)."""
     migration = importlib.import_module("apps.providers.migrations.0009_model_price_source")
     provider = Provider.objects.create(name="openai", kind="openai")
