@@ -61,6 +61,7 @@ class State:
     comments: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     pulls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     branches: dict[str, dict[str, Branch]] = field(default_factory=dict)
+    commits: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # sha -> files
     failures: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -362,11 +363,11 @@ class Handler(BaseHTTPRequestHandler):
         if name in branches:
             self.error(422, "Reference already exists")
             return
-        source = next((b for b in branches.values() if b.sha == sha), None)
-        if source is None:
+        files = self.state.commits[full].get(str(sha))
+        if files is None:
             self.error(422, "Object does not exist")
             return
-        branches[name] = Branch(sha=source.sha, files=dict(source.files))
+        branches[name] = Branch(sha=str(sha), files=dict(files))
         self.answer(201, self.ref_shape(full, name))
 
     def contents(
@@ -376,10 +377,13 @@ class Handler(BaseHTTPRequestHandler):
         default = self.state.repos[full]["default_branch"]
         name = (query.get("ref") or [None])[0] if method == "GET" else body.get("branch")
         name = (name or default).removeprefix("refs/heads/")
-        if name not in branches:
+        if method == "GET" and name in self.state.commits[full]:
+            branch = Branch(sha=name, files=self.state.commits[full][name])  # a commit's sha
+        elif name in branches:
+            branch = branches[name]
+        else:
             self.error(404, f"No commit found for the ref {name}")
             return
-        branch = branches[name]
         current = branch.files.get(path)
         blob = _sha("blob", path, current) if current is not None else None
         if method == "GET":
@@ -407,6 +411,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             del branch.files[path]
             branch.sha = _sha("commit", branch.sha, body["message"], path)
+            self.state.commits[full][branch.sha] = dict(branch.files)
             self.answer(200, {"content": None, "commit": {"sha": branch.sha}})
             return
         try:
@@ -416,6 +421,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         branch.files[path] = text
         branch.sha = _sha("commit", branch.sha, body["message"], path, text)
+        self.state.commits[full][branch.sha] = dict(branch.files)
         new_blob = _sha("blob", path, text)
         self.answer(
             201 if current is None else 200,
@@ -487,6 +493,7 @@ class FakeGitHub:
             "open_issues_count": 0,
         }
         sha = _sha("commit", full, json.dumps(files or {}, sort_keys=True))
+        self.state.commits[full] = {sha: dict(files or {})}
         self.state.branches[full] = {
             branch: Branch(sha=sha, files=dict(files or {})) for branch in branches
         }
