@@ -375,8 +375,8 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         branches = self.state.branches[full]
         default = self.state.repos[full]["default_branch"]
-        name = (query.get("ref") or [None])[0] if method == "GET" else body.get("branch")
-        name = (name or default).removeprefix("refs/heads/")
+        given = query.get("ref", [""])[0] if method == "GET" else body.get("branch")
+        name = str(given or default).removeprefix("refs/heads/")
         if method == "GET" and name in self.state.commits[full]:
             branch = Branch(sha=name, files=self.state.commits[full][name])  # a commit's sha
         elif name in branches:

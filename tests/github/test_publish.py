@@ -15,16 +15,12 @@ from apps.github.models import BuildPullRequest, PullState
 from apps.github.services import build_start_from_issue, github_settings_update
 from apps.github.tasks import refresh_build_pulls
 from tests.fake_github.server import FakeGitHub
-from tests.github.conftest import signed_in
+from tests.github.conftest import FILES, REPO, URLS, signed_in
 from tests.support.factories import user_create
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REPO = "acme/gears"
-URLS = "from django.urls import path\n\nurlpatterns = [\n]\n"
-VIEWS = "def home(request):\n    return None\n"
-FILES = {"app/urls.py": URLS, "app/views.py": VIEWS, "README.md": "# Gears\n"}
 CODE = (
     "Two changes.\n\n```diff\n--- a/app/urls.py\n+++ b/app/urls.py\n@@ -2,3 +2,4 @@\n \n"
     " urlpatterns = [\n+    path('', home),\n ]\n```\n\n"
@@ -33,17 +29,10 @@ CODE = (
 )
 URLS_AFTER = "from django.urls import path\n\nurlpatterns = [\n    path('', home),\n]\n"
 TESTS_AFTER = "def test_home():\n    assert True\n"
-STALE = "```diff\n--- a/app/views.py\n+++ b/app/views.py\n@@ -1,2 +1,2 @@\n-def index(request):\n+def start(request):\n     return None\n```\n"  # fmt: skip
-
-
-@pytest.fixture
-def gears(connected: FakeGitHub) -> FakeGitHub:
-    connected.add_repo("acme", "gears", files=FILES)
-    connected.add_issue(
-        REPO, "The home page has no route", "Opening / answers 404.",
-        comments=("It should be `home` in app/views.py.",),
-    )  # fmt: skip
-    return connected
+STALE = (
+    "```diff\n--- a/app/views.py\n+++ b/app/views.py\n@@ -1,2 +1,2 @@\n"
+    "-def index(request):\n+def start(request):\n     return None\n```\n"
+)
 
 
 def steps(publish: dict) -> list[dict]:

@@ -14,16 +14,8 @@ from apps.artifacts.models import Artifact
 from apps.builds.models import BuildStatus, RunStatus
 from apps.github.models import BuildPullRequest, GitHubSettings
 from apps.github.services import build_start_from_issue
-from tests.github.conftest import TOKEN, signed_in
-from tests.github.test_publish import (  # noqa: F401  (gears is a fixture)
-    CODE,
-    PULL,
-    REPO,
-    finished,
-    gears,
-    step_status,
-    steps,
-)
+from tests.github.conftest import REPO, TOKEN, signed_in
+from tests.github.test_publish import CODE, PULL, finished, step_status, steps
 from tests.support.factories import user_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
