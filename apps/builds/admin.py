@@ -217,12 +217,14 @@ class BuildAdmin(OperatedAdmin):
         user = acting_user(request)
 
         def again(build: Build) -> Build:
+            """A build from an issue reads the issue again (its comments may have grown)."""
             return build_create(
                 title=build.title,
-                input=build.input,
+                input="" if build.github_issue else build.input,
                 steps=build_step_specs(build=build),
                 by=user,
                 template=build.template,
+                github_issue=build.github_issue,
             )
 
         return self.each(request, builds, again, "started: the same steps again.")

@@ -254,3 +254,30 @@ def test_publish_steps_are_checked_when_the_build_is_made(gears, two_providers):
         )
         assert answer.status_code == 400, (publish, answer.content)
         assert named in answer.content.decode(), (publish, answer.content)
+
+
+def test_a_rerun_reads_the_issue_again_and_keeps_its_steps(gears, two_providers):
+    build = build_start_from_issue(
+        github_issue=f"{REPO}#1", steps=steps(PULL), by=user_create(role=Role.OPERATOR)
+    )
+    gears.state.comments[(REPO, 1)].append(
+        {"id": 1, "body": "Also the about page.", "user": {"login": "ann"}, "created_at": "now"}
+    )
+    gears.state.issues[REPO][0]["comments"] += 1
+
+    admin = signed_in(Role.ADMIN)
+    answer = admin.post(
+        "/admin/builds/build/",
+        {"action": "rerun_selected", "_selected_action": [build.pk]},
+        follow=True,
+    )
+
+    assert answer.status_code == 200
+    again = Build.objects.exclude(pk=build.pk).get()
+    assert again.github_issue == f"{REPO}#1" and again.title == build.title
+    assert "## Comments (1)" in build.input and "## Comments (2)" in again.input
+    assert "It should be `home`" in again.input and "Also the about page." in again.input
+    assert list(again.steps.values_list("kind", "options", "requires_approval")) == [
+        ("llm", {}, False),
+        ("github_pull_request", {"labels": ["orchestra", "bot"]}, True),
+    ]
