@@ -71,9 +71,9 @@ def build_link(build: Build) -> str:
 class BuildStepInline(ReadOnlyInline):
     model = BuildStep
     fields = readonly_fields = [
-        "position", "name", "agent", "model", "status_badge", "attempts", "tokens", "cost",
-        "started_at", "duration", "gate", "approval_link", "celery_task_id", "error",
-        "output_preview",
+        "position", "name", "kind", "agent", "model", "status_badge", "attempts", "tokens",
+        "cost", "started_at", "duration", "gate", "approval_link", "result_link",
+        "celery_task_id", "error", "output_preview",
     ]  # fmt: skip
     ordering = ["position"]
 
@@ -103,6 +103,12 @@ class BuildStepInline(ReadOnlyInline):
             return "—"
         url = reverse("admin:approvals_approvalrequest_change", args=[step.approval.pk])
         return format_html('<a href="{}">#{} {}</a>', url, step.approval.pk, step.approval.status)
+
+    @admin.display(description="Made")
+    def result_link(self, step: BuildStep) -> str:
+        if not step.result_url:
+            return "—"
+        return format_html('<a href="{}" rel="noopener">{}</a>', step.result_url, step.result_url)
 
     @admin.display(description="Output")
     def output_preview(self, step: BuildStep) -> str:
@@ -141,16 +147,17 @@ class BuildAdmin(OperatedAdmin):
         ("created_at", RangeDateTimeFilter),
     ]
     list_filter_submit = True
-    search_fields = ["title"]
-    search_help_text = "Part of the title."
+    search_fields = ["title", "github_issue"]
+    search_help_text = "Part of the title, or the GitHub issue (owner/repo#123)."
     fieldsets = [
         (None, {"fields": ["title", "status_badge", "error", "template", "created_by"]}),
-        ("Input", {"fields": ["input"]}),
+        ("Input", {"fields": ["github_issue", "input"]}),
         ("Timing", {"fields": ["created_at", "started_at", "finished_at", "duration"]}),
         ("Usage", {"fields": ["input_tokens", "output_tokens", "cost"]}),
     ]
     readonly_fields = [
-        "title", "status_badge", "error", "template", "created_by", "input", "created_at",
+        "title", "status_badge", "error", "template", "created_by", "github_issue", "input",
+        "created_at",
         "started_at", "finished_at", "duration", "input_tokens", "output_tokens", "cost",
     ]  # fmt: skip
     inlines = [BuildStepInline, BuildEventInline]
@@ -210,12 +217,14 @@ class BuildAdmin(OperatedAdmin):
         user = acting_user(request)
 
         def again(build: Build) -> Build:
+            """A build from an issue reads the issue again (its comments may have grown)."""
             return build_create(
                 title=build.title,
-                input=build.input,
+                input="" if build.github_issue else build.input,
                 steps=build_step_specs(build=build),
                 by=user,
                 template=build.template,
+                github_issue=build.github_issue,
             )
 
         return self.each(request, builds, again, "started: the same steps again.")

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 # What other apps may import of this app (tests/core/test_structure.py holds every app to its
 # face).
-PUBLIC = frozenset({"models", "selectors", "services"})
+PUBLIC = frozenset({"models", "plugins", "selectors", "services"})
 
 
 class BuildsConfig(AppConfig):

@@ -48,6 +48,14 @@ class BuildTemplate(models.Model):
 class Build(models.Model):
     title = models.CharField(max_length=200)
     input = models.TextField(blank=True, help_text="What the build works on; {input} in prompts.")
+    github_issue = models.CharField(
+        "GitHub issue",
+        max_length=250,
+        blank=True,
+        db_index=True,
+        help_text="The issue the build was started from (owner/repo#number); its title, body "
+        "and comments are the input.",
+    )
     status = models.CharField(
         max_length=20, choices=BuildStatus.choices, default=BuildStatus.QUEUED, db_index=True
     )
@@ -84,6 +92,16 @@ class BuildStep(ModelConfig, RunRecord):
     build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=100)
+    kind = models.CharField(
+        max_length=50,
+        default="llm",
+        help_text="llm (a prompt run by a model), or a kind another app registers "
+        "(github_pull_request, github_comment).",
+    )
+    options = models.JSONField(default=dict, blank=True, help_text="The kind's own options.")
+    result_url = models.URLField(
+        max_length=500, blank=True, help_text="What the step made, if anything (a pull request)."
+    )
     agent = models.ForeignKey(
         "agents.Agent",
         null=True,

@@ -42,6 +42,10 @@ def build_step_specs(*, build: Build) -> list[dict[str, Any]]:
     specs = []
     for step in build.steps.select_related("provider").order_by("position"):
         spec: dict[str, Any] = {"name": step.name, "prompt": step.prompt_template}
+        if step.kind != "llm":
+            spec["kind"] = step.kind
+            if step.options:
+                spec["options"] = step.options
         if step.agent_id is not None:
             spec["agent"] = step.agent_id
         if step.model:

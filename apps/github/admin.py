@@ -1,10 +1,14 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 from unfold.admin import ModelAdmin  # type: ignore[import-untyped]
 
 from .client import GitHubError
-from .models import GitHubSettings
+from .models import BuildPullRequest, GitHubSettings
 from .selectors import github_connection_test
 from .services import UNCHANGED, github_settings_update
 
@@ -59,3 +63,33 @@ class GitHubSettingsAdmin(ModelAdmin):
             f"{test['rate_limit']['remaining']}/{test['rate_limit']['limit']} calls left.",
             messages.SUCCESS,
         )
+
+
+@admin.register(BuildPullRequest)
+class BuildPullRequestAdmin(ModelAdmin):
+    """The pull requests builds opened; beat refreshes their state. Read-only: GitHub is where
+    they change."""
+
+    list_display = ["__str__", "pull_link", "build_link", "state", "head_branch", "refreshed_at"]
+    list_filter = ["state"]
+    search_fields = ["repository", "title", "head_branch"]
+    readonly_fields = [
+        "build", "step", "repository", "number", "url", "title", "state", "head_branch",
+        "base_branch", "created_at", "refreshed_at",
+    ]  # fmt: skip
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Pull request")
+    def pull_link(self, record: BuildPullRequest) -> str:
+        return format_html('<a href="{}" rel="noopener">{}</a>', record.url, record.title or record)
+
+    @admin.display(description="Build")
+    def build_link(self, record: BuildPullRequest) -> str:
+        url = reverse("admin:page-build-1", args=[record.build_id])
+        return format_html('<a href="{}">#{}</a>', url, record.build_id)

@@ -36,3 +36,46 @@ class GitHubSettings(models.Model):
     @property
     def has_token(self) -> bool:
         return bool(self.token_encrypted)
+
+
+class PullState(models.TextChoices):
+    OPEN = "open"
+    MERGED = "merged"
+    CLOSED = "closed"
+
+
+class BuildPullRequest(models.Model):
+    """A pull request a build's publish step opened; beat refreshes the state of open ones."""
+
+    build = models.ForeignKey(
+        "builds.Build", on_delete=models.CASCADE, related_name="github_pull_requests"
+    )
+    step = models.OneToOneField(
+        "builds.BuildStep",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="github_pull_request",
+    )
+    repository = models.CharField(max_length=201, help_text="owner/repo")
+    number = models.PositiveIntegerField()
+    url = models.URLField(max_length=500)
+    title = models.CharField(max_length=256, blank=True)
+    state = models.CharField(
+        max_length=10, choices=PullState.choices, default=PullState.OPEN, db_index=True
+    )
+    head_branch = models.CharField(max_length=255)
+    base_branch = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repository", "number"], name="github_build_pull_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository}#{self.number}"

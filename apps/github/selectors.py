@@ -8,16 +8,21 @@ from its ``Link`` header.
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from githubkit.response import Response
 from rest_framework import status
 
 from apps.core.crypto import decrypt
 
 from .client import Connection, GitHubError, call
-from .models import GitHubSettings
+from .models import BuildPullRequest, GitHubSettings
 
 
 def github_settings_get() -> GitHubSettings:
@@ -236,3 +241,95 @@ def github_pull_list(
 def github_pull_get(*, owner: str, repo: str, number: int) -> dict[str, Any]:
     response = call(github_connection(), lambda github: github.rest.pulls.get(owner, repo, number))
     return pull_shape(response.json())
+
+
+def github_issue_comments(*, owner: str, repo: str, number: int) -> list[dict[str, Any]]:
+    """The issue's first 100 comments, oldest first."""
+    response = call(
+        github_connection(),
+        lambda github: github.rest.issues.list_comments(owner, repo, number, per_page=100),
+    )
+    return [comment_shape(item) for item in response.json()]
+
+
+ISSUE_REFERENCE = re.compile(
+    r"(?:(?P<owner>[A-Za-z0-9_.-]{1,100})/(?P<repo>[A-Za-z0-9_.-]{1,100}))?#(?P<number>[0-9]{1,10})"
+)
+
+
+def github_issue_reference_parse(reference: str) -> tuple[str, str, int]:
+    """``owner/repo#123`` (or ``#123``: the default repository) as (owner, repo, number); a
+    ``ValidationError`` on another form, a 400 ``github_no_default_repo`` for ``#123`` without
+    a default repository."""
+    match = ISSUE_REFERENCE.fullmatch(reference.strip()) if isinstance(reference, str) else None
+    if match is None or int(match["number"]) == 0:
+        raise ValidationError(
+            {"github_issue": "An issue as owner/repo#123, or #123 in the default repository."}
+        )
+    owner, repo = (match["owner"], match["repo"]) if match["owner"] else github_default_repo()
+    return owner, repo, int(match["number"])
+
+
+def github_issue_as_input(*, owner: str, repo: str, number: int) -> dict[str, Any]:
+    """The issue as a build's input: ``reference``, ``title`` and ``text`` (its title, state,
+    link, body and comments, laid out in Markdown)."""
+    issue = github_issue_get(owner=owner, repo=repo, number=number)
+    comments = (
+        github_issue_comments(owner=owner, repo=repo, number=number) if issue["comments"] else []
+    )
+    reference = f"{owner}/{repo}#{number}"
+    author = (issue["user"] or {}).get("login") or "someone"
+    parts = [
+        f"# {issue['title']}",
+        f"GitHub issue {reference} ({issue['state']}), opened by {author}: {issue['html_url']}",
+        issue["body"].strip() or "(no description)",
+    ]
+    if comments:
+        parts.append(f"## Comments ({len(comments)})")
+        for comment in comments:
+            who = (comment["user"] or {}).get("login") or "someone"
+            parts.append(f"### {who}, {comment['created_at']}\n\n{comment['body'].strip()}")
+    return {"reference": reference, "title": issue["title"], "text": "\n\n".join(parts) + "\n"}
+
+
+def github_file_get(*, owner: str, repo: str, path: str, ref: str) -> tuple[str, str] | None:
+    """A file's text and blob sha at ``ref``, or None when there is no such file."""
+    try:
+        response = call(
+            github_connection(),
+            lambda github: github.rest.repos.get_content(owner, repo, path, ref=ref),
+        )
+    except GitHubError as error:
+        if error.status_code == status.HTTP_404_NOT_FOUND:
+            return None
+        raise
+    data = response.json()
+    if not isinstance(data, dict) or data.get("type") != "file":
+        raise GitHubError(
+            "github_not_a_file",
+            f"{path} is not a file in {owner}/{repo} at {ref}.",
+            status.HTTP_409_CONFLICT,
+        )
+    text = base64.b64decode(data.get("content") or "").decode("utf-8", errors="replace")
+    return text, str(data.get("sha"))
+
+
+def github_branch_sha(*, owner: str, repo: str, branch: str) -> str:
+    response = call(
+        github_connection(),
+        lambda github: github.rest.git.get_ref(owner, repo, f"heads/{branch}"),
+    )
+    return str(response.json()["object"]["sha"])
+
+
+# --- the pull requests builds opened -------------------------------------------------------------
+
+
+def build_pull_request_list(*, build_id: int | None = None) -> QuerySet[BuildPullRequest]:
+    """The pull requests builds opened, newest first (those of one build with ``build_id``)."""
+    found = BuildPullRequest.objects.select_related("build", "step")
+    return found.filter(build_id=build_id) if build_id is not None else found
+
+
+def build_pull_request_get(*, pk: int) -> BuildPullRequest:
+    return get_object_or_404(build_pull_request_list(), pk=pk)

@@ -253,6 +253,12 @@ GITHUB_API_URL = env("GITHUB_API_URL", default="https://api.github.com")
 # GITHUB_RETRY_MAX_WAIT seconds is waited out once, a longer one answered as a 429.
 GITHUB_TIMEOUT = env.float("GITHUB_TIMEOUT", default=15.0)
 GITHUB_RETRY_MAX_WAIT = env.float("GITHUB_RETRY_MAX_WAIT", default=10.0)
+# Beat refreshes the state (open, merged, closed) of the open pull requests builds opened this
+# often (seconds).
+GITHUB_PULL_REFRESH_INTERVAL = env.float("GITHUB_PULL_REFRESH_INTERVAL", default=300.0)
+# The platform's address as people reach it: links to it from elsewhere (a pull request's body
+# links back to its build's page) start with it.
+PLATFORM_URL = env("PLATFORM_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- Backups (apps/backups) ------------------------------------------------------------------
 # Archives are kept through the storage named "backups": a local folder by default, any backend
@@ -330,6 +336,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("CANARY_ADVANCE_INTERVAL", default=30.0),
     },
     "escalate-approvals": {"task": "approvals.escalate_overdue", "schedule": 60.0},
+    # The state of the pull requests builds opened (open, merged, closed).
+    "refresh-github-pulls": {
+        "task": "github.refresh_build_pulls",
+        "schedule": GITHUB_PULL_REFRESH_INTERVAL,
+    },
     # Every health check, its state changes stored, alerts raised and resolved (run by beat in
     # its own process: BEAT_IN_PROCESS_TASKS).
     "run-health-checks": {"task": "monitoring.health_run", "schedule": HEALTH_RUN_INTERVAL},

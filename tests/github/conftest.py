@@ -11,6 +11,10 @@ from tests.dashboard.conftest import member
 from tests.fake_github.server import FakeGitHub
 
 TOKEN = "ghp_fakeGitHubToken0123456789abcdefSECRET"
+REPO = "acme/gears"
+URLS = "from django.urls import path\n\nurlpatterns = [\n]\n"
+VIEWS = "def home(request):\n    return None\n"
+FILES = {"app/urls.py": URLS, "app/views.py": VIEWS, "README.md": "# Gears\n"}
 
 
 @pytest.fixture
@@ -33,3 +37,14 @@ def signed_in(role: Role) -> Client:
     client = Client()
     client.force_login(member(role))
     return client
+
+
+@pytest.fixture
+def gears(connected: FakeGitHub) -> FakeGitHub:
+    """A repository with files, and its issue #1 with a comment: what builds work on."""
+    connected.add_repo("acme", "gears", files=FILES)
+    connected.add_issue(
+        REPO, "The home page has no route", "Opening / answers 404.",
+        comments=("It should be `home` in app/views.py.",),
+    )  # fmt: skip
+    return connected

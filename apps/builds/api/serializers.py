@@ -22,10 +22,22 @@ class StepSpecSerializer(serializers.Serializer):
     name = serializers.RegexField(
         r"^[A-Za-z0-9_-]{1,100}$", help_text="Unique within the build; later prompts use it."
     )
+    kind = serializers.CharField(
+        required=False,
+        help_text="llm (the default: the prompt run by a model), github_pull_request (the "
+        "build's patches opened as a pull request, the prompt its body) or github_comment (the "
+        "prompt posted as a comment on the build's issue).",
+    )
+    options = serializers.DictField(
+        required=False,
+        help_text="A kind other than llm's options: github_pull_request takes title, labels, "
+        "base, repository, draft; github_comment takes issue.",
+    )
     prompt = serializers.CharField(
         max_length=PROMPT_MAX_CHARS,
         help_text="May use {input}, an earlier step's output as {steps.<name>}, and the step "
-        "just before's as {previous}; other braces are left as written.",
+        "just before's as {previous}; other braces are left as written. Required for an llm "
+        "step; for another kind its text, {previous} when left out.",
     )
     agent = serializers.JSONField(
         required=False, help_text="An enabled agent's id or name; its model and system prompt."
@@ -75,11 +87,24 @@ class BuildInputSerializer(serializers.Serializer):
         required=False,
         help_text="Run a template's steps (instead of steps).",
     )
+    github_issue = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=250,
+        help_text="Start from a GitHub issue (owner/repo#123, or #123 in the default "
+        "repository): its title, body and comments are the input (followed by input, if "
+        "given), its title the build's when none is given.",
+    )
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if ("steps" in data) == ("template" in data):
             raise serializers.ValidationError("Give either steps or a template, not both.")
-        if "steps" in data and not data.get("title", "").strip():
+        if (
+            "steps" in data
+            and not data.get("title", "").strip()
+            and not data.get("github_issue", "").strip()
+        ):
             raise serializers.ValidationError({"title": "A build with steps needs a title."})
         return data
 
@@ -90,7 +115,8 @@ class TemplateRunInputSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         default="",
-        help_text="The build's title; the template's name when left out.",
+        help_text="The build's title; the template's name when left out (the issue's title "
+        "with github_issue).",
     )
     input = serializers.CharField(
         required=False,
@@ -98,6 +124,13 @@ class TemplateRunInputSerializer(serializers.Serializer):
         default="",
         trim_whitespace=False,
         help_text="What the build works on: {input} in the prompts.",
+    )
+    github_issue = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=250,
+        help_text="Start from a GitHub issue (owner/repo#123 or #123): see the build's input.",
     )
 
 
@@ -119,8 +152,8 @@ class StepSummaryOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = BuildStep
         fields = [
-            "id", "position", "name", "agent", "agent_name", "status", "attempts",
-            "input_tokens", "output_tokens", "cost", "approval",
+            "id", "position", "name", "kind", "agent", "agent_name", "status", "attempts",
+            "input_tokens", "output_tokens", "cost", "approval", "result_url",
         ]  # fmt: skip
 
 
@@ -130,11 +163,11 @@ class StepOutputSerializer(StepSummaryOutputSerializer):
 
     class Meta(StepSummaryOutputSerializer.Meta):
         fields = [
-            "id", "position", "name", "agent", "agent_name", "model", "provider", "temperature",
-            "max_tokens", "prompt_template", "requires_approval", "approval_risk", "status",
-            "attempts", "output", "error", "input_tokens", "output_tokens", "cost", "call_id",
-            "celery_task_id", "approval", "queued_at", "started_at", "finished_at",
-            "heartbeat_at", "duration_seconds",
+            "id", "position", "name", "kind", "options", "agent", "agent_name", "model",
+            "provider", "temperature", "max_tokens", "prompt_template", "requires_approval",
+            "approval_risk", "status", "attempts", "output", "error", "input_tokens",
+            "output_tokens", "cost", "call_id", "celery_task_id", "approval", "result_url",
+            "queued_at", "started_at", "finished_at", "heartbeat_at", "duration_seconds",
         ]  # fmt: skip
 
     def get_duration_seconds(self, step: BuildStep) -> float | None:
@@ -165,7 +198,7 @@ class BuildOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Build
         fields = [
-            "id", "title", "input", "status", "error", "template", "created_by",
+            "id", "title", "input", "github_issue", "status", "error", "template", "created_by",
             "created_by_username", "created_at", "started_at", "finished_at", "totals", "steps",
         ]  # fmt: skip
 

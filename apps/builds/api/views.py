@@ -39,6 +39,10 @@ from .serializers import (
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONFLICT = OpenApiResponse(ERROR, description="The build's state does not allow it.")
+FROM_ISSUE = {
+    404: OpenApiResponse(ERROR, description="No such GitHub issue (github_issue)."),
+    409: OpenApiResponse(ERROR, description="The GitHub connection is off (github_disabled)."),
+}
 
 
 def created(build: Build) -> Response:
@@ -53,7 +57,9 @@ def created(build: Build) -> Response:
 class BuildListCreateApi(ListAPIView):
     """``GET``: builds, newest first, each with its steps in brief and its totals.
     ``POST``: start a build from steps (``title``, ``input``, ``steps``) or from a template
-    (``template``, optional ``title``, ``input``); its first step is queued on Celery."""
+    (``template``, optional ``title``, ``input``), optionally from a GitHub issue
+    (``github_issue``); its first step is queued on Celery. A bad issue reference is a 400, a
+    missing issue a 404, the GitHub connection off a 409 (``github_disabled``)."""
 
     serializer_class = BuildOutputSerializer
     filterset_class = BuildFilter
@@ -61,7 +67,9 @@ class BuildListCreateApi(ListAPIView):
     def get_queryset(self) -> QuerySet[Build]:
         return build_list()
 
-    @extend_schema(request=BuildInputSerializer, responses={201: BuildDetailOutputSerializer})
+    @extend_schema(
+        request=BuildInputSerializer, responses={201: BuildDetailOutputSerializer, **FROM_ISSUE}
+    )
     def post(self, request: Request) -> Response:
         data = validated(BuildInputSerializer, request)
         user = request_user(request)
@@ -71,10 +79,15 @@ class BuildListCreateApi(ListAPIView):
                 by=user,
                 input=data["input"],
                 title=data.get("title", ""),
+                github_issue=data["github_issue"],
             )
         else:
             build = build_create(
-                title=data["title"], input=data["input"], steps=data["steps"], by=user
+                title=data.get("title", ""),
+                input=data["input"],
+                steps=data["steps"],
+                by=user,
+                github_issue=data["github_issue"],
             )
         return created(build)
 
@@ -154,7 +167,10 @@ class TemplateDetailApi(APIView):
 class TemplateRunApi(APIView):
     """Start a build with the template's steps."""
 
-    @extend_schema(request=TemplateRunInputSerializer, responses={201: BuildDetailOutputSerializer})
+    @extend_schema(
+        request=TemplateRunInputSerializer,
+        responses={201: BuildDetailOutputSerializer, **FROM_ISSUE},
+    )
     def post(self, request: Request, pk: int) -> Response:
         template = template_get(pk=pk)
         data = validated(TemplateRunInputSerializer, request)

@@ -19,11 +19,14 @@ from apps.providers.models import Provider
 
 from .. import prompts
 from ..models import Build, BuildStep, BuildTemplate, RunStatus
+from ..plugins import LLM, input_sources, step_kind_names, step_kinds
 from .transitions import announce_build, event_record, step_enqueue
 
 MAX_STEPS = 20
 STEP_FIELDS = (
     "name",
+    "kind",
+    "options",
     "prompt",
     "agent",
     "model",
@@ -34,6 +37,7 @@ STEP_FIELDS = (
     "approval_risk",
 )
 TEMPLATE_FIELDS = ("name", "description", "steps")
+LLM_ONLY_FIELDS = ("agent", "model", "provider", "temperature", "max_tokens")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class StepSpec:
     max_tokens: int | None
     requires_approval: bool
     approval_risk: str
+    kind: str = LLM
+    options: Mapping[str, Any] | None = None
 
 
 def build_steps_validate(steps: Any, build_input: str = "") -> list[StepSpec]:
@@ -54,7 +60,9 @@ def build_steps_validate(steps: Any, build_input: str = "") -> list[StepSpec]:
     ``name`` and a ``prompt`` whose placeholders name earlier steps and which, rendered with
     ``build_input``, stays within ``PROMPT_MAX_BYTES``, run by an ``agent`` (id or name) or a
     model config (``model``, ``provider``, ``temperature``, ``max_tokens``); a step with
-    ``requires_approval`` may give its gate's ``approval_risk`` (medium when left out)."""
+    ``requires_approval`` may give its gate's ``approval_risk`` (medium when left out). A step
+    of another ``kind`` (``apps.builds.plugins``) takes the kind's ``options`` instead of a model;
+    its prompt, its text, defaults to the kind's (``{previous}``)."""
     if not isinstance(steps, list) or not steps:
         raise ValidationError({"steps": "A non-empty list of steps."})
     if len(steps) > MAX_STEPS:
@@ -82,7 +90,24 @@ def _step_spec(raw: Any, earlier: list[str], build_input: str) -> StepSpec:
         raise ValidationError({"name": "1-100 letters, digits, '-' or '_'."})
     if name in earlier:
         raise ValidationError({"name": "Step names are unique within a build."})
+    kind_name = raw.get("kind", LLM)
+    if kind_name not in step_kind_names():
+        raise ValidationError({"kind": f"One of {', '.join(step_kind_names())}."})
+    options = raw.get("options", {})
+    if not isinstance(options, Mapping):
+        raise ValidationError({"options": "An object."})
     prompt = raw.get("prompt")
+    if kind_name == LLM:
+        if options:
+            raise ValidationError({"options": "Only for a step of another kind than llm."})
+    else:
+        kind = step_kinds[kind_name]
+        given = sorted(field for field in LLM_ONLY_FIELDS if raw.get(field) not in (None, ""))
+        if given:
+            raise ValidationError({field: f"Not for a {kind_name} step." for field in given})
+        kind.validate(options)
+        if prompt is None:
+            prompt = kind.default_prompt
     if not isinstance(prompt, str):
         raise ValidationError({"prompt": "A string."})
     problems = prompts.template_errors(prompt, earlier, build_input)
@@ -110,6 +135,8 @@ def _step_spec(raw: Any, earlier: list[str], build_input: str) -> StepSpec:
         max_tokens=step.max_tokens,
         requires_approval=step.requires_approval,
         approval_risk=step.approval_risk,
+        kind=kind_name,
+        options=dict(options),
     )
 
 
@@ -172,8 +199,19 @@ def build_create(
     by: User | None,
     input: str = "",
     template: BuildTemplate | None = None,
+    github_issue: str = "",
 ) -> Build:
-    """Create a build and enqueue its first step."""
+    """Create a build and enqueue its first step. With ``github_issue`` (``owner/repo#123``, or
+    ``#123`` in the default repository) the issue's title, body and comments are the input,
+    followed by ``input`` if one is given, and its title the build's if none is given."""
+    if github_issue:
+        source = input_sources.get("github_issue")
+        if source is None:
+            raise ValidationError({"github_issue": "The GitHub app is not installed."})
+        resolved = source.resolve(github_issue)
+        github_issue = resolved.reference
+        input = f"{resolved.text}\n\n{input}" if input.strip() else resolved.text
+        title = title.strip() or resolved.title[:200]
     if "\x00" in input:
         raise ValidationError({"input": "NUL characters (\\u0000) are not accepted."})
     if len(input.encode("utf-8", "surrogatepass")) > settings.PROMPT_MAX_BYTES:
@@ -181,7 +219,9 @@ def build_create(
             {"input": f"At most {settings.PROMPT_MAX_BYTES:,} bytes (PROMPT_MAX_BYTES)."}
         )
     specs = build_steps_validate(steps, input)
-    build = Build(title=title, input=input, template=template, created_by=by)
+    build = Build(
+        title=title, input=input, template=template, created_by=by, github_issue=github_issue
+    )
     build.full_clean(exclude=["created_by", "template"])
     with transaction.atomic():
         build.save()
@@ -198,6 +238,8 @@ def build_create(
                 max_tokens=spec.max_tokens,
                 requires_approval=spec.requires_approval,
                 approval_risk=spec.approval_risk,
+                kind=spec.kind,
+                options=dict(spec.options or {}),
                 status=RunStatus.PENDING,
             )
         event_record(build, None, "queued")
@@ -207,10 +249,20 @@ def build_create(
 
 
 def build_create_from_template(
-    *, template: BuildTemplate, by: User | None, input: str = "", title: str = ""
+    *,
+    template: BuildTemplate,
+    by: User | None,
+    input: str = "",
+    title: str = "",
+    github_issue: str = "",
 ) -> Build:
     return build_create(
-        title=title or template.name, input=input, steps=template.steps, by=by, template=template
+        title=title or ("" if github_issue else template.name),
+        input=input,
+        steps=template.steps,
+        by=by,
+        template=template,
+        github_issue=github_issue,
     )
 
 

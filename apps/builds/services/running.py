@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from decimal import Decimal
 from functools import partial
 
 from asgiref.sync import sync_to_async
@@ -22,16 +23,19 @@ from apps.agents.execution import (
     RunFailedError,
     RunOutcome,
     run_prompt,
+    storable,
 )
 from apps.agents.services import run_start, run_still_wanted
 from apps.artifacts.services import artifacts_store_for_step
 from apps.core.database import is_database_unavailable, retry_while_database_unavailable
+from apps.core.errors import ServiceError
 from apps.core.events import apublish
 from apps.core.runtime import run_sync
 from apps.providers.llm import Caller, EntryPoint
 
 from .. import prompts
 from ..models import Build, BuildStatus, BuildStep, RunStatus
+from ..plugins import LLM, StepContext, StepFailedError, step_kinds
 from .approvals import step_approved, step_await_approval
 from .transitions import (
     announce_build,
@@ -63,8 +67,11 @@ def build_step_run(*, step_id: int, celery_task_id: str = "") -> None:
         return
     step = BuildStep.objects.select_related("build", "agent__provider", "provider").get(pk=step_id)
     try:
-        outcome = run_sync(_run(step), timeout=None)
-        _step_succeed(step_id, attempt, outcome)
+        if step.kind == LLM:
+            outcome, url = run_sync(_run(step), timeout=None), ""
+        else:
+            outcome, url = _run_kind(step)
+        _step_succeed(step_id, attempt, outcome, url)
     except RunCancelledError:
         return
     except RunFailedError as error:
@@ -149,6 +156,37 @@ async def _run(step: BuildStep) -> RunOutcome:
     )
 
 
+def _run_kind(step: BuildStep) -> tuple[RunOutcome, str]:
+    """A step of a kind another app registered: its text rendered as a prompt is, run by the
+    kind on this worker. Its failures, and GitHub's or any service's, are the step's error."""
+    kind = step_kinds.get(step.kind)
+    if kind is None:
+        raise RunFailedError(f"No step kind {step.kind!r} is installed.")
+    try:
+        text = prompts.render(
+            step.prompt_template, build_input=step.build.input, outputs=_earlier_outputs(step)
+        )
+        result = kind.run(
+            StepContext(step=step, build=step.build, text=text, options=dict(step.options))
+        )
+    except prompts.PromptTooLargeError as error:
+        raise RunFailedError(str(error)) from error
+    except StepFailedError as error:
+        raise RunFailedError(error.message) from error
+    except ServiceError as error:
+        raise RunFailedError(str(error.detail)) from error
+    outcome = RunOutcome(
+        text=storable(result.output),
+        input_tokens=0,
+        output_tokens=0,
+        cost=Decimal(0),
+        call_id=None,
+        provider="",
+        model="",
+    )
+    return outcome, result.url
+
+
 def _earlier_outputs(step: BuildStep) -> dict[str, str]:
     earlier = step.build.steps.filter(position__lt=step.position).order_by("position")
     return {name: output for name, output in earlier.values_list("name", "output")}
@@ -167,7 +205,7 @@ def _running_attempt(step_id: int, attempt: int) -> BuildStep | None:
 
 
 @retry_while_database_unavailable("BUILD_STEP_STALE_SECONDS")  # safe: the attempt check
-def _step_succeed(step_id: int, attempt: int, outcome: RunOutcome) -> None:
+def _step_succeed(step_id: int, attempt: int, outcome: RunOutcome, url: str = "") -> None:
     with transaction.atomic():
         step = _running_attempt(step_id, attempt)
         if step is None:
@@ -177,7 +215,12 @@ def _step_succeed(step_id: int, attempt: int, outcome: RunOutcome) -> None:
         step.output_tokens = outcome.output_tokens
         step.cost = outcome.cost
         step.call_id = outcome.call_id
-        step.save(update_fields=["output", "input_tokens", "output_tokens", "cost", "call_id"])
+        step.result_url = url
+        step.save(
+            update_fields=[
+                "output", "input_tokens", "output_tokens", "cost", "call_id", "result_url"
+            ]
+        )  # fmt: skip
         artifacts_store_for_step(step=step, text=outcome.text)
         step_finish(step, RunStatus.SUCCEEDED, "")
         build = Build.objects.select_for_update().get(pk=step.build_id)

@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from apps.core.filters import DateTimeQueryField
 
-from ..models import GitHubSettings
+from ..models import BuildPullRequest, GitHubSettings
 
 NAME = r"^[A-Za-z0-9_.-]{1,100}$"
 
@@ -200,3 +200,18 @@ class GitHubPullCreateInputSerializer(serializers.Serializer):
     base = serializers.CharField(max_length=200, help_text="The branch to merge into.")
     body = serializers.CharField(required=False, allow_blank=True, max_length=65536, default="")
     draft = serializers.BooleanField(default=False)
+
+
+class BuildPullRequestOutputSerializer(serializers.ModelSerializer):
+    build_title = serializers.CharField(source="build.title", read_only=True)
+
+    class Meta:
+        model = BuildPullRequest
+        fields = [
+            "id", "build", "build_title", "step", "repository", "number", "url", "title",
+            "state", "head_branch", "base_branch", "created_at", "refreshed_at",
+        ]  # fmt: skip
+
+
+class BuildPullRequestListInputSerializer(serializers.Serializer):
+    build = serializers.IntegerField(required=False, min_value=1, help_text="One build's only.")

@@ -36,6 +36,7 @@ def _github_urls(name: str, **initkwargs: Any) -> list[URLPattern]:
         path("settings", view(views.SettingsApi), name=f"{name}settings"),
         path("settings/test", view(views.SettingsTestApi), name=f"{name}settings-test"),
         path("user", view(views.UserApi), name=f"{name}user"),
+        path("build-pulls", view(views.BuildPullRequestListApi), name=f"{name}build-pulls"),
         re_path(rf"^{REPO}$", view(views.RepoApi), name=f"{name}repo"),
         *repo_urls(f"{REPO}/", "repo-"),
         *repo_urls("", ""),

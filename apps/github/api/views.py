@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.permissions import RolePermission
 
-from ..models import MANAGE_PERMISSION
+from ..models import MANAGE_PERMISSION, BuildPullRequest
 from ..selectors import (
+    build_pull_request_list,
     github_connection_test,
     github_default_repo,
     github_issue_get,
@@ -229,3 +232,21 @@ class PullDetailApi(GitHubApi):
                 github_pull_get(owner=owner, repo=repo, number=int(number))
             ).data
         )
+
+
+class BuildPullRequestListApi(ListAPIView):
+    """The pull requests builds opened (their publish steps), newest first, with their state as
+    beat last refreshed it (open, merged, closed)."""
+
+    permission_classes = [RolePermission]
+    serializer_class = s.BuildPullRequestOutputSerializer
+
+    @extend_schema(parameters=[s.BuildPullRequestListInputSerializer])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[BuildPullRequest]:
+        if getattr(self, "swagger_fake_view", False):
+            return BuildPullRequest.objects.none()
+        filters = _valid(s.BuildPullRequestListInputSerializer, self.request.query_params)
+        return build_pull_request_list(build_id=filters.get("build"))
