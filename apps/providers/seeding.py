@@ -164,6 +164,10 @@ def _rows(
     caller = _picker(list(zip(callers, _zipf_weights(len(callers)), strict=True)))
     status_of = _picker(STATUSES)
     entry_point_of = _picker(ENTRY_POINTS)
+    # Before UUIDv7, request ids were random too.
+    request_id = (
+        (lambda: f"{random.getrandbits(128):032x}") if id_version == 4 else (lambda: uuid7().hex)
+    )
     step = span / count
     start_ns = int(first.timestamp() * 1e9)
     for index in range(count):
@@ -192,7 +196,7 @@ def _rows(
         error = random.choice(ERRORS) if status == CallStatus.ERROR else None
         call = {
             "id": call_id,
-            "request_id": uuid7().hex if api_call else "",
+            "request_id": (request_id() if api_call else ""),
             "created_at": created_at,
             "entry_point": entry_point,
             "user_id": user_id,
