@@ -100,7 +100,7 @@ def _deployments() -> list[Deployment]:
                     input_price_per_million=Decimal(price_in),
                     output_price_per_million=Decimal(price_out),
                 )
-    endpoints = {
+    endpoints: dict[str, str] = {
         ModelMode.EMBEDDING: Endpoint.EMBEDDINGS,
         ModelMode.COMPLETION: Endpoint.COMPLETIONS,
         ModelMode.RESPONSES: Endpoint.RESPONSES,
@@ -262,7 +262,7 @@ def _copy(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
 
 
 def _bulk_create(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
-    model.objects.bulk_create([model(**row) for row in rows], batch_size=500)
+    model._default_manager.bulk_create([model(**row) for row in rows], batch_size=500)
 
 
 def call_records_seed(

@@ -364,9 +364,9 @@ def call_records_prune(*, older_than_days: float, batch: int = PRUNE_BATCH) -> P
             break
     letters = CallRecordDeadLetter.objects.filter(created_at__lt=cutoff).order_by("created_at")
     dead = 0
-    while ids := list(letters.values_list("id", flat=True)[:batch]):
-        dead += _delete(CallRecordDeadLetter.objects.filter(pk__in=ids))
-        if len(ids) < batch:
+    while letter_ids := list(letters.values_list("id", flat=True)[:batch]):
+        dead += _delete(CallRecordDeadLetter.objects.filter(pk__in=letter_ids))
+        if len(letter_ids) < batch:
             break
     if calls or dead:
         logger.info(
@@ -379,7 +379,7 @@ def call_records_prune(*, older_than_days: float, batch: int = PRUNE_BATCH) -> P
 def _delete(rows: models.QuerySet[Any]) -> int:
     """One ``DELETE … WHERE …``: what ``QuerySet.delete`` does when it may, without loading
     every row first to cascade from (the calls' attempts go before them) or to send signals."""
-    return cast(int, rows._raw_delete(rows.db))
+    return rows._raw_delete(rows.db)
 
 
 def dead_letters_requeue(*, letters: models.QuerySet[CallRecordDeadLetter]) -> int:
