@@ -164,12 +164,7 @@ def _rows(
     caller = _picker(list(zip(callers, _zipf_weights(len(callers)), strict=True)))
     status_of = _picker(STATUSES)
     entry_point_of = _picker(ENTRY_POINTS)
-    # Before UUIDv7, request ids were random too.
-    request_id = (
-        (lambda: f"{random.getrandbits(128):032x}") if id_version == 4 else (lambda: uuid7().hex)
-    )
     step = span / count
-    start_ns = int(first.timestamp() * 1e9)
     for index in range(count):
         created_at = first + step * (index + random.random())
         used = deployment()
@@ -188,15 +183,16 @@ def _rows(
         api_call = entry_point not in (EntryPoint.BUILD, EntryPoint.AGENT)
         user_id, key_id = caller() if api_call else (None, None)
         retried = 1 + (random.random() < 0.04) + (random.random() < 0.01)
-        call_id = (
-            uuid.uuid4()
-            if id_version == 4
-            else uuid7(at_ns=start_ns + int((created_at - first).total_seconds() * 1e9))
+        # Made when the call was, as the platform makes them; random before UUIDv7.
+        at_ns = int(created_at.timestamp() * 1e9)
+        call_id = uuid.uuid4() if id_version == 4 else uuid7(at_ns=at_ns)
+        request_id = (
+            f"{random.getrandbits(128):032x}" if id_version == 4 else uuid7(at_ns=at_ns).hex
         )
         error = random.choice(ERRORS) if status == CallStatus.ERROR else None
         call = {
             "id": call_id,
-            "request_id": (request_id() if api_call else ""),
+            "request_id": request_id if api_call else "",
             "created_at": created_at,
             "entry_point": entry_point,
             "user_id": user_id,
