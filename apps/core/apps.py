@@ -19,6 +19,7 @@ PUBLIC = frozenset(
         "health",
         "http",
         "http_metrics",
+        "ids",
         "json",
         "limits",
         "logging",

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+from apps.core.ids import uuid7
 
 
 class ProviderKind(models.TextChoices):
@@ -457,10 +458,12 @@ LOG_REFERENCE: dict[str, Any] = {
 class LlmCall(models.Model):
     """One request to the LLM core and its outcome, whichever attempt served it.
 
-    The id is made before the call, so it can be returned while the row is still buffered.
+    The id is made before the call, so it can be returned while the row is still buffered; it
+    is a UUIDv7 (``apps.core.ids.uuid7``), ordered by time, so the primary key index is written
+    at its right-hand edge. Rows stored before hold version 4 ids: nothing orders by id.
     """
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     request_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(db_index=True)
     entry_point = models.CharField(max_length=16, choices=EntryPoint.choices)
@@ -523,10 +526,13 @@ class LlmCall(models.Model):
         ordering = ["-created_at"]
         # Every index is written with every call (the busiest table): the columns most calls
         # leave empty are indexed only where set, ``status`` only where a call still runs (the
-        # sweep), and ``request_id`` without PostgreSQL's second index for LIKE.
+        # sweep), and ``request_id`` where a call has one (the admin's search by request id; the
+        # calls of builds and agent tasks have none), without PostgreSQL's second index for LIKE.
         indexes = [
             models.Index(fields=["provider_name", "created_at"]),
-            models.Index(fields=["request_id"], name="llmcall_request_id"),
+            models.Index(
+                fields=["request_id"], condition=~Q(request_id=""), name="llmcall_request_id"
+            ),
             models.Index(
                 fields=["created_at"],
                 condition=Q(status=CallStatus.RUNNING),

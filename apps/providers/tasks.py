@@ -3,7 +3,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from .llm.recording.records import call_records_store, call_records_sweep
+from .llm.recording.records import call_records_prune, call_records_store, call_records_sweep
 from .services import providers_probe_all
 
 
@@ -23,3 +23,10 @@ def store_call_records() -> int:
 def sweep_call_records() -> int:
     """Fail the records of streams whose process died before they ended (run by beat)."""
     return call_records_sweep(older_than=timedelta(seconds=settings.CALL_RECORD_STALE_SECONDS))
+
+
+@shared_task(name="providers.prune_call_records", ignore_result=True)
+def prune_call_records() -> dict[str, int]:
+    """Delete the call records older than ``CALL_RECORD_RETENTION_DAYS`` (run by beat)."""
+    pruned = call_records_prune(older_than_days=settings.CALL_RECORD_RETENTION_DAYS)
+    return {"calls": pruned.calls, "attempts": pruned.attempts, "dead_letters": pruned.dead_letters}

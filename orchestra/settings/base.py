@@ -327,6 +327,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "store-call-records": {"task": "providers.store_call_records", "schedule": 5.0},
     "sweep-call-records": {"task": "providers.sweep_call_records", "schedule": 60.0},
+    # Call records past CALL_RECORD_RETENTION_DAYS, an hour's worth at a time.
+    "prune-call-records": {"task": "providers.prune_call_records", "schedule": 3600.0},
     "sweep-builds": {"task": "builds.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "sweep-agent-tasks": {"task": "agents.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "expire-approvals": {"task": "approvals.expire_overdue", "schedule": 30.0},
@@ -355,6 +357,9 @@ CELERY_BEAT_SCHEDULE = {
 CALL_RECORDS_STORE_ON_SHIP = env.bool("CALL_RECORDS_STORE_ON_SHIP", default=True)
 # A stream still recorded as running after this long lost its process: the sweep fails it.
 CALL_RECORD_STALE_SECONDS = env.float("CALL_RECORD_STALE_SECONDS", default=900.0)
+# Call records (calls, their attempts, refused records) are deleted this many days after they
+# were made, by beat every hour in batches of 5,000 calls; 0 keeps them forever.
+CALL_RECORD_RETENTION_DAYS = env.int("CALL_RECORD_RETENTION_DAYS", default=90)
 # /health is degraded while the oldest batch of call records has waited longer than this.
 CALL_RECORDS_BACKLOG_MAX_SECONDS = env.float("CALL_RECORDS_BACKLOG_MAX_SECONDS", default=60.0)
 CELERY_TIMEZONE = "UTC"

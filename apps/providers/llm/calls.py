@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import random
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+from apps.core.ids import uuid7
 
 from ..models import Endpoint, EntryPoint
 
@@ -16,9 +17,8 @@ MAX_TOKEN_COUNT = 2**31 - 1  # the record's token columns
 
 
 def new_call_id() -> uuid.UUID:
-    """A random (version 4) UUID without the ``os.urandom`` syscall of ``uuid4``: call ids need
-    to be unique, not unpredictable."""
-    return uuid.UUID(int=random.getrandbits(128), version=4)
+    """A call's id: a UUIDv7, ordered by time (see ``apps.core.ids``), like the model's default."""
+    return uuid7()
 
 
 @dataclass(frozen=True)

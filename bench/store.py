@@ -1,0 +1,243 @@
+"""Benchmark of storing call records: what a call costs PostgreSQL on an empty table and on a
+table of millions, with random (version 4) and time-ordered (version 7) ids.
+
+In a database of its own (``orchestra_bench_store``, made afresh on the local PostgreSQL: WAL
+positions are PostgreSQL's), batches of calls as a recorder ships them (one attempt each, a
+request id each) are stored through the recorder's own ``write_records``: the time per batch,
+and the WAL written per call (``pg_current_wal_lsn`` before and after; other databases of the
+server writing meanwhile add to it, so figures are medians over the batches). Each figure is
+shown as a ratio of the baseline measured in the same run: version 4 ids on an empty table,
+what storing cost before on a fresh install. Then the table is seeded (``seed_calls``) with
+``--rows`` calls over 90 days with the same kind of ids, and measured again, and the day past
+retention is pruned (``call_records_prune``) and timed. A checkpoint precedes each measurement,
+so each starts with the full-page writes that follow one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_DATABASE = "orchestra_bench_store"
+DAYS = 90
+
+
+def _fresh_database() -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+        db.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+
+
+def _django() -> None:
+    """Production settings on the bench database, in this process."""
+    os.environ |= {
+        "DJANGO_SETTINGS_MODULE": "orchestra.settings.production",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}",
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "REDIS_URL": "redis://127.0.0.1:6379/14",
+        "LOG_LEVEL": "WARNING",
+    }
+    sys.path.insert(0, str(REPO_ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", "--noinput", verbosity=0)
+
+
+def _sql(statement: str) -> Any:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+        return cursor.fetchone() if cursor.description else None
+
+
+def _batch(size: int, version: int) -> list[Any]:
+    """A batch as a recorder ships it (after the JSON round trip through Redis)."""
+    from apps.core.request_context import request_id_from
+    from apps.providers.llm import new_call_id
+    from apps.providers.llm.recording.records import CallRecord
+
+    now = time.time()
+    batch = []
+    for _ in range(size):
+        call_id = uuid.uuid4() if version == 4 else new_call_id()
+        request_id = f"{random.getrandbits(128):032x}" if version == 4 else request_id_from(None)
+        at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + "+00:00"
+        call = {
+            "id": str(call_id), "request_id": request_id, "created_at": at,
+            "entry_point": "openai", "requested_model": "gpt-4o-mini",
+            "provider_name": "openai", "model_name": "gpt-4o-mini", "status": "success",
+            "finish_reason": "stop", "input_tokens": random.randint(10, 4000),
+            "output_tokens": random.randint(10, 800), "cost": "0.00012",
+            "latency_ms": random.uniform(200, 3000), "attempt_count": 1,
+        }  # fmt: skip
+        attempt = {
+            "number": 1, "provider_name": "openai", "model_name": "gpt-4o-mini",
+            "status": "success", "http_status": 200, "latency_ms": call["latency_ms"],
+            "started_at": at,
+        }  # fmt: skip
+        batch.append(CallRecord(call, [attempt]))
+    return batch
+
+
+def _store(batches: int, size: int, version: int) -> dict[str, float]:
+    """Median time per batch and WAL bytes per call over ``batches`` batches of ``size``."""
+    from apps.providers.llm.recording.records import write_records
+
+    write_records(_batch(size, version))  # the staging tables made, the plan cached
+    _sql("CHECKPOINT")
+    seconds, wal = [], []
+    for _ in range(batches):
+        batch = _batch(size, version)
+        (before,) = _sql("SELECT pg_current_wal_lsn()")
+        started = time.perf_counter()
+        write_records(batch)
+        seconds.append(time.perf_counter() - started)
+        (written,) = _sql(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{before}')")
+        wal.append(float(written) / size)
+    return {
+        "ms_per_batch": statistics.median(seconds) * 1000,
+        "ms_per_batch_p90": statistics.quantiles(seconds, n=10)[-1] * 1000,
+        "us_per_call": statistics.median(seconds) / size * 1e6,
+        "wal_bytes_per_call": statistics.median(wal),
+    }
+
+
+def _empty() -> None:
+    _sql("TRUNCATE providers_llmcallattempt, providers_llmcall")
+
+
+def _prune_one_day() -> dict[str, float]:
+    from apps.providers.llm.recording.records import call_records_prune
+
+    _sql("CHECKPOINT")
+    (before,) = _sql("SELECT pg_current_wal_lsn()")
+    started = time.perf_counter()
+    pruned = call_records_prune(older_than_days=DAYS - 1)
+    seconds = time.perf_counter() - started
+    (written,) = _sql(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{before}')")
+    return {
+        "calls": pruned.calls,
+        "attempts": pruned.attempts,
+        "seconds": seconds,
+        "calls_per_second": pruned.calls / seconds if seconds else 0.0,
+        "wal_bytes_per_call": float(written) / max(pruned.calls, 1),
+    }
+
+
+def run(rows: int, batches: int, size: int) -> dict:
+    from apps.providers.seeding import call_records_seed
+
+    report: dict[str, Any] = {
+        "rows": rows,
+        "batch": size,
+        "batches": batches,
+        "postgresql": _sql("SHOW server_version")[0],
+        "shared_buffers": _sql("SHOW shared_buffers")[0],
+        "ids": {},
+    }
+    for version in (4, 7):
+        _empty()
+        empty = _store(batches, size, version)
+        _empty()
+        started = time.perf_counter()
+        call_records_seed(count=rows, days=DAYS, id_version=version)
+        seeded_in = time.perf_counter() - started
+        _sql("VACUUM ANALYZE providers_llmcall")
+        _sql("VACUUM ANALYZE providers_llmcallattempt")
+        full = _store(batches, size, version)
+        sizes = _sql(
+            "SELECT pg_relation_size('providers_llmcall_pkey'), "
+            "pg_relation_size('llmcall_request_id'), pg_total_relation_size('providers_llmcall')"
+        )
+        report["ids"][f"v{version}"] = {
+            "empty": empty,
+            "seeded": full,
+            "seeded_in_seconds": seeded_in,
+            "pkey_mb": sizes[0] / 2**20,
+            "request_id_index_mb": sizes[1] / 2**20,
+            "calls_table_total_mb": sizes[2] / 2**20,
+            "prune_one_day": _prune_one_day(),
+        }
+        print(f"  v{version} measured", file=sys.stderr)
+    return report
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base else "-"
+
+
+def render(report: dict) -> str:
+    base = report["ids"]["v4"]["empty"]
+    lines = [
+        f"Storing call records: PostgreSQL {report['postgresql']} (shared_buffers "
+        f"{report['shared_buffers']}), batches of {report['batch']} calls, median of "
+        f"{report['batches']} batches; ratios of v4 ids on an empty table (this run).",
+        "",
+        f"{'ids':5}{'table':>16}{'ms/batch':>10}{'p90':>8}{'us/call':>9}{'WAL B/call':>11}"
+        f"{'time':>8}{'WAL':>8}   (x v4 empty)",
+    ]
+    for version, figures in report["ids"].items():
+        for table, label in (("empty", "empty"), ("seeded", f"{report['rows']:,} rows")):
+            m = figures[table]
+            lines.append(
+                f"{version:5}{label:>16}{m['ms_per_batch']:>10.1f}{m['ms_per_batch_p90']:>8.1f}"
+                f"{m['us_per_call']:>9.0f}{m['wal_bytes_per_call']:>11.0f}"
+                f"{_ratio(m['us_per_call'], base['us_per_call']):>8}"
+                f"{_ratio(m['wal_bytes_per_call'], base['wal_bytes_per_call']):>8}"
+            )
+    lines.append("")
+    for version, figures in report["ids"].items():
+        prune = figures["prune_one_day"]
+        lines.append(
+            f"{version}: seeded in {figures['seeded_in_seconds']:.0f} s; primary key "
+            f"{figures['pkey_mb']:.0f} MB, request_id index {figures['request_id_index_mb']:.0f} "
+            f"MB, calls with indexes {figures['calls_table_total_mb']:.0f} MB; pruning the oldest "
+            f"day ({prune['calls']:,} calls, {prune['attempts']:,} attempts) took "
+            f"{prune['seconds']:.1f} s ({prune['calls_per_second']:,.0f} calls/s, "
+            f"{prune['wal_bytes_per_call']:.0f} WAL B/call)"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=5_000_000, help="calls in the big table")
+    parser.add_argument("--batches", type=int, default=60, help="batches measured per table")
+    parser.add_argument("--batch", type=int, default=200, help="calls per batch")
+    args = parser.parse_args(argv)
+    from bench.environment import _answers
+
+    if not _answers(5432):
+        print("bench.store needs PostgreSQL on 127.0.0.1:5432 (WAL positions are its own).")
+        return {}
+    _fresh_database()
+    _django()
+    report = run(args.rows, args.batches, args.batch)
+    print(render(report))
+    out = REPO_ROOT / "var" / "bench" / f"store-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nFigures saved to {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
