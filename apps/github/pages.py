@@ -75,7 +75,10 @@ def _start(request: HttpRequest) -> HttpResponse:
     back = reverse("admin:page-github-issues")
     form = IssueBuildForm(request.POST)
     if not form.is_valid():
-        problems = [f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()]
+        problems = [
+            f"{name}: {' '.join(str(error) for error in errors)}"
+            for name, errors in form.errors.items()
+        ]
         messages.error(request, "The build was not started: " + "; ".join(problems))
         return HttpResponseRedirect(back)
     reference = form.cleaned_data["issue"]
@@ -138,13 +141,9 @@ def _context(request: HttpRequest) -> dict[str, Any]:
     connection = _connection(row)
     can_start = request.user.has_perm(OPERATE)
     issues = (
-        _issues(row, _page_number(request.GET.get("page")))
-        if connection["state"] == "ok"
-        else None
+        _issues(row, _page_number(request.GET.get("page"))) if connection["state"] == "ok" else None
     )
-    pulls = Paginator(build_pull_request_list(), PULLS_PER_PAGE).get_page(
-        request.GET.get("pulls")
-    )
+    pulls = Paginator(build_pull_request_list(), PULLS_PER_PAGE).get_page(request.GET.get("pulls"))
     return {
         "connection": connection,
         "settings_row": row,

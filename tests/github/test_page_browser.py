@@ -66,7 +66,9 @@ def test_an_operator_builds_an_issue_into_a_pull_request(
     page: Page = logged_in_page(user=member(Role.OPERATOR, username="ann"))
     page.goto(PAGE)
     expect(page.get_by_role("heading", name="GitHub", exact=True)).to_be_visible()
-    expect(page.locator("#nav-sidebar").get_by_role("link", name="GitHub", exact=True)).to_be_visible()
+    expect(
+        page.locator("#nav-sidebar").get_by_role("link", name="GitHub", exact=True)
+    ).to_be_visible()
     expect(page.locator("#github-connection")).to_contain_text("Connected as octocat")
     expect(page.locator("#github-connection")).to_contain_text("acme/gears")
     row = page.locator('#github-issue-list tr[data-issue="1"]')
@@ -113,7 +115,9 @@ def test_an_operator_builds_an_issue_into_a_pull_request(
         "href", pull.url
     )
     expect(pulls.locator(".pill")).to_have_text("Open")
-    expect(pulls.get_by_role("link", name=f"#{build.pk} The home page has no route")).to_be_visible()
+    expect(
+        pulls.get_by_role("link", name=f"#{build.pk} The home page has no route")
+    ).to_be_visible()
     fits_a_phone(page)
     screenshot(page, "github-pulls")
     assert browser_errors.console_errors == []
