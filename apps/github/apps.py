@@ -32,6 +32,6 @@ class GitHubConfig(AppConfig):
                 "Builds",
                 icon="merge",
                 permission="github.view_buildpullrequest",
-                order=20,
+                order=310,
             ),
         )
