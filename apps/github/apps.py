@@ -10,7 +10,7 @@ class GitHubConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.builds.plugins import register_input_source, register_step_kind
-        from apps.core.registry import Feature, register_feature
+        from apps.core.registry import Feature, Page, register_feature, register_pages
 
         from . import checks  # noqa: F401  (registers the "github" health check)
         from .selectors import github_enabled
@@ -22,4 +22,16 @@ class GitHubConfig(AppConfig):
 
         register_feature(
             Feature("github", "The GitHub connection: issues and pull requests.", github_enabled)
+        )
+        # /admin/github/ is the admin's index of this app: the page takes another slug.
+        register_pages(
+            Page(
+                "github-issues",
+                "GitHub",
+                "apps.github.pages.github_page",
+                "Builds",
+                icon="merge",
+                permission="github.view_buildpullrequest",
+                order=310,
+            ),
         )

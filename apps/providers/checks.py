@@ -99,7 +99,8 @@ def call_records() -> CheckResult:
     problems = []
     if (backlog.oldest_seconds or 0) > settings.CALL_RECORDS_BACKLOG_MAX_SECONDS:
         problems.append(
-            f"{backlog.batches} {'batch waits' if backlog.batches == 1 else 'batches wait'} to be stored, the oldest for "
+            f"{backlog.batches} {'batch waits' if backlog.batches == 1 else 'batches wait'} "
+            "to be stored, the oldest for "
             f"{backlog.oldest_seconds:.0f} s: is a Celery worker running?"
         )
     if refused:

@@ -6,20 +6,26 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from apps.accounts.models import Role
+from apps.builds.models import BuildTemplate
 from apps.core.logging import live_log_recent
+from apps.github.models import BuildPullRequest
+from apps.github.services import github_settings_update
 from apps.providers.services import provider_create
 from tests.dashboard.build_data import finished_build, waiting_build
 from tests.dashboard.conftest import member, open_circuit
 from tests.dashboard.test_experiment_page import canary_experiment
+from tests.fake_github.server import FakeGitHub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+GITHUB_TOKEN = "ghp_accessibilityToken0123456789abcdef"
 CONTRAST = (Path(__file__).parent / "contrast.js").read_text()
 
 TEXT = (
@@ -43,12 +49,35 @@ LIVE_LOG = ("/admin/logs/", "/admin/providers/llmcall/")
 
 
 @pytest.fixture
-def build_pages() -> tuple[str, ...]:
-    """The Build, Agent board, Artifact browser, Approval queue and Experiments pages, with a
-    build whose second step waits for an approval (its form in view), its artifacts and agents,
-    and an experiment whose canary was rolled back."""
+def github_page() -> Iterator[str]:
+    """The GitHub page, connected to the fake GitHub: an issue to build (with a template) and a
+    pull request a build opened."""
+    fake = FakeGitHub(GITHUB_TOKEN).start()
+    fake.add_repo("acme", "widgets")
+    fake.add_issue("acme/widgets", "The home page has no route", "Opening / answers 404.")
+    github_settings_update(
+        enabled=True, token=GITHUB_TOKEN, owner="acme", repo="widgets", api_url=fake.url
+    )
+    BuildTemplate.objects.create(name="fix an issue", steps=[{"name": "fix", "prompt": "{input}"}])
+    yield "/admin/github-issues/"
+    fake.stop()
+
+
+@pytest.fixture
+def build_pages(github_page: str) -> tuple[str, ...]:
+    """The Build, Agent board, Artifact browser, Approval queue, Experiments and GitHub pages,
+    with a build whose second step waits for an approval (its form in view), its artifacts and
+    agents, an experiment whose canary was rolled back, and a pull request a build opened."""
     build, waiting = finished_build(), waiting_build()
     code = build.artifacts.get(kind="code")
+    BuildPullRequest.objects.create(
+        build=build,
+        repository="acme/widgets",
+        number=2,
+        url="https://github.com/acme/widgets/pull/2",
+        head_branch=f"orchestra/build-{build.pk}",
+        base_branch="main",
+    )
     return (
         "/admin/build/",
         f"/admin/build/{build.pk}/",
@@ -60,6 +89,7 @@ def build_pages() -> tuple[str, ...]:
         "/admin/approval-queue/",
         "/admin/experiment-board/",
         f"/admin/experiment-board/{canary_experiment().pk}/",
+        github_page,
     )
 
 

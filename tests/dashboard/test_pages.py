@@ -117,6 +117,7 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
         "Approvals",
         "Artifact browser",
         "Artifacts",
+        "GitHub",
     ]
     assert viewer["Experiments"] == ["Experiments", "Canary rollouts", "Experiment settings"]
     assert viewer["Accounts"] == ["API keys", "Workspaces"]

@@ -94,6 +94,7 @@ def pages() -> list[str]:
         "/admin/accounts/apikey/",
         "/admin/auth/user/",
         "/admin/logs/",
+        "/admin/github-issues/",
     ]
 
 

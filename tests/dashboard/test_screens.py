@@ -108,6 +108,7 @@ def pages(data) -> list[tuple[str, str]]:
         ("approval-queue", "/admin/approval-queue/"),
         ("experiment-board", "/admin/experiment-board/"),
         ("experiment", f"/admin/experiment-board/{data['experiment'].pk}/"),
+        ("github-off", "/admin/github-issues/"),
     ]
 
 
