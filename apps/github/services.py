@@ -382,7 +382,7 @@ def _published(record: BuildPullRequest, paths: list[str]) -> dict[str, Any]:
         f"Opened pull request [{record.repository}#{record.number}]({record.url}) from "
         f"`{record.head_branch}` into `{record.base_branch}`"
         + (
-            f", changing {len(paths)} file{'s' if len(paths) != 1 else ''}:{files}"
+            f", changing {len(paths)} file{'s' if len(paths) != 1 else ''}:\n{files}"
             if paths
             else "."
         )
