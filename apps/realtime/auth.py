@@ -10,6 +10,7 @@ from __future__ import annotations
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from django.contrib.auth.models import AnonymousUser
 
 from apps.accounts.authentication import bearer_token
 from apps.accounts.models import ApiKey
@@ -37,19 +38,29 @@ def authenticate_key(token: str) -> ApiKey | None:
 
 
 class ApiKeyAuthMiddleware(BaseMiddleware):
-    """Puts the key's user in ``scope["user"]``; a wrong key is remembered, not ignored."""
+    """Puts the key's user in ``scope["user"]``; a wrong key is remembered, not ignored.
+
+    A connection that brings a key goes straight on to the consumer: Channels' session and
+    cookie middleware (``sessions``, which a session login needs) would only add a session
+    store, an anonymous user, a database round trip and their copies of the scope, kept for as
+    long as the connection lasts. Without a key, they run as usual (``sessions``)."""
+
+    def __init__(self, inner, sessions) -> None:
+        super().__init__(inner)
+        self.sessions = sessions
 
     async def __call__(self, scope, receive, send):
         token = token_from_scope(scope)
-        scope = dict(scope, api_key=None, auth_error=None)
-        if token:
-            api_key = await authenticate_key(token)
-            if api_key is None:
-                scope["auth_error"] = "Invalid, revoked or expired API key."
-            else:
-                scope["user"], scope["api_key"] = api_key.user, api_key
-        return await super().__call__(scope, receive, send)
+        if not token:
+            return await self.sessions(dict(scope, api_key=None, auth_error=None), receive, send)
+        scope = dict(scope, api_key=None, auth_error=None, user=AnonymousUser())
+        api_key = await authenticate_key(token)
+        if api_key is None:
+            scope["auth_error"] = "Invalid, revoked or expired API key."
+        else:
+            scope["user"], scope["api_key"] = api_key.user, api_key
+        return await self.inner(scope, receive, send)
 
 
 def WebSocketAuthStack(inner):  # noqa: N802  (named like Channels' AuthMiddlewareStack)
-    return AuthMiddlewareStack(ApiKeyAuthMiddleware(inner))
+    return ApiKeyAuthMiddleware(inner, sessions=AuthMiddlewareStack(inner))
