@@ -117,13 +117,14 @@ class CallerConsumer(ConnectionConsumer):
     @property
     def authenticated(self) -> bool:
         user = self.scope.get("user")
-        return bool(user and user.is_authenticated)
+        return self.scope.get("principal") is not None or bool(user and user.is_authenticated)
 
     async def load_principal(self) -> bool:
-        """Who the caller is, once it authenticated; False (and the connection closed) when
-        its key or user already holds ``WEBSOCKET_MAX_PER_KEY`` connections."""
-        principal = await database_sync_to_async(principal_for)(
-            self.scope["user"], self.scope.get("api_key")
+        """Who the caller is, once it authenticated (its key's principal, or its session's
+        user's); False (and the connection closed) when its key or user already holds
+        ``WEBSOCKET_MAX_PER_KEY`` connections."""
+        principal = self.scope.get("principal") or await database_sync_to_async(principal_for)(
+            self.scope["user"]
         )
         what, bucket = key_bucket(api_key_id=principal.api_key_id, user_id=principal.user_id)
         cap = await slots.take(
@@ -157,15 +158,15 @@ class CallerConsumer(ConnectionConsumer):
 
     async def authenticate(self, message: dict[str, Any]) -> None:
         token = message.get("token") if message.get("type") == "auth" else None
-        api_key = await authenticate_key(token) if isinstance(token, str) else None
-        if api_key is None:
+        principal = await authenticate_key(token) if isinstance(token, str) else None
+        if principal is None:
             await self.refuse("Authenticate first: send an auth message with a valid API key.")
             return
         if self.auth_deadline:
             self.auth_deadline.cancel()
-        self.scope["user"], self.scope["api_key"] = api_key.user, api_key
+        self.scope["principal"] = principal
         if await self.load_principal():
-            await self.send_json({"type": "authenticated", "user": api_key.user.get_username()})
+            await self.send_json({"type": "authenticated", "user": principal.username})
 
     async def still_allowed(self) -> bool:
         """Look at the caller again (through the per-process cache): False, and the connection
