@@ -50,11 +50,12 @@ def server_pids(process) -> list[int]:
     return [process.process.pid, *kids]
 
 
-async def _open(url: str, key: str) -> websockets.ClientConnection:
+async def _open(url: str, key: str, deflate: bool = False) -> websockets.ClientConnection:
+    """``deflate``: offer permessage-deflate, as browsers do (the server may accept it)."""
     return await websockets.connect(
         url,
         additional_headers={"Authorization": f"Bearer {key}"},
-        compression=None,
+        compression="deflate" if deflate else None,
         open_timeout=60,
         ping_interval=None,
         max_queue=4,
@@ -65,13 +66,15 @@ class Clients:
     """Client processes holding the idle connections (one process's loop opens a few thousand
     a second; ``CLIENT_PROCESSES`` share the opening and the holding), driven over pipes."""
 
-    def __init__(self, url: str, key: str, processes: int) -> None:
+    def __init__(self, url: str, key: str, processes: int, deflate: bool = False) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipes = []
         self.processes = []
         for _ in range(processes):
             ours, theirs = context.Pipe()
-            process = context.Process(target=_client_process, args=(theirs, url, key), daemon=True)
+            process = context.Process(
+                target=_client_process, args=(theirs, url, key, deflate), daemon=True
+            )
             process.start()
             self.pipes.append(ours)
             self.processes.append(process)
@@ -103,14 +106,15 @@ class Clients:
                 process.kill()
 
 
-def _client_process(pipe, url: str, key: str) -> None:
+def _client_process(pipe, url: str, key: str, deflate: bool) -> None:
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     connections: list = []
     while True:
         command, *arguments = pipe.recv()
         if command == "hold":
-            pipe.send(loop.run_until_complete(_hold(url, key, connections, arguments[0])))
+            held = loop.run_until_complete(_hold(url, key, deflate, connections, arguments[0]))
+            pipe.send(held)
         elif command == "ping":
             sample = connections[:: max(1, len(connections) // max(1, arguments[0]))]
             pipe.send((loop.run_until_complete(_pings(sample)), len(sample)))
@@ -121,11 +125,13 @@ def _client_process(pipe, url: str, key: str) -> None:
             return
 
 
-async def _hold(url: str, key: str, connections: list, target: int) -> tuple[int, int]:
+async def _hold(
+    url: str, key: str, deflate: bool, connections: list, target: int
+) -> tuple[int, int]:
     failures = 0
     while len(connections) < target and failures <= target // 10:
         batch = await asyncio.gather(
-            *(_open(url, key) for _ in range(min(100, target - len(connections)))),
+            *(_open(url, key, deflate) for _ in range(min(100, target - len(connections)))),
             return_exceptions=True,
         )
         failures += sum(isinstance(c, BaseException) for c in batch)
@@ -140,10 +146,11 @@ def idle_connections(
     steps: tuple[int, ...],
     clients: int = CLIENT_PROCESSES,
     snapshot: Callable[[], None] | None = None,
+    deflate: bool = False,
 ) -> list[dict]:
     """Open connections in ``steps``; after each, the server's RSS growth per connection and a
     sample answering a ping. ``snapshot`` is called at the baseline and after each step."""
-    pool = Clients(f"ws://127.0.0.1:{port}/ws/", key, clients)
+    pool = Clients(f"ws://127.0.0.1:{port}/ws/", key, clients, deflate)
     results = []
     try:
         pool.hold(10)  # the first connections' one-off costs (imports, caches) are not counted
@@ -230,6 +237,7 @@ def run(
     steps: tuple[int, ...],
     clients: int = CLIENT_PROCESSES,
     traced: bool = False,
+    deflate: bool = False,
 ) -> dict:
     report: dict[str, dict] = {"servers": {}}
     for kind in servers:
@@ -243,7 +251,9 @@ def run(
                     query_round_trips(server.port, env.upstream.port, env.key, requests)
                 )
             snapshot = _snapshots(server, pids[-1]) if traced else None
-            result["idle"] = idle_connections(server.port, env.key, pids, steps, clients, snapshot)
+            result["idle"] = idle_connections(
+                server.port, env.key, pids, steps, clients, snapshot, deflate
+            )
         finally:
             env.stop(server)
     return report
@@ -308,6 +318,11 @@ def main(argv: list[str] | None = None) -> dict:
         help="trace the server's allocations: a snapshot at the baseline and after each step, "
         "under var/bench/tracemalloc (bench/traced_server.py)",
     )
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="idle clients offer permessage-deflate, as browsers do",
+    )
     args = parser.parse_args(argv)
     steps = tuple(int(s) for s in args.steps.split(","))
     open_files = raise_open_files_limit(OPEN_FILES)
@@ -320,7 +335,9 @@ def main(argv: list[str] | None = None) -> dict:
         steps = tuple(sorted({min(step, open_files - SPARE_FILES) for step in steps}))
     with environment() as env:
         servers = [s for s in args.servers.split(",") if s]
-        report = run(env, servers, args.requests, steps, args.clients, args.tracemalloc)
+        report = run(
+            env, servers, args.requests, steps, args.clients, args.tracemalloc, args.deflate
+        )
     print(render(report))
     out = REPO_ROOT / "var" / "bench" / f"websocket-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
