@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import time
 from typing import Any
 
@@ -38,26 +39,33 @@ class RealtimeChannelLayer(RedisChannelLayer):
     async def receive(self, channel: str) -> dict[str, Any]:
         if "!" not in channel:
             return await super().receive(channel)
-        assert self.require_valid_channel_name(channel)
+        return await self.receive_future(channel)
+
+    def receive_future(self, channel: str) -> asyncio.Future:
+        """The next message of this process's ``channel``, as a future (no task or coroutine
+        needed to wait for it: the consumer loop adds a done callback); cancel it to stop."""
+        assert "!" in channel and self.require_valid_channel_name(channel)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         if channel in self.kept:
             messages = self.kept[channel][1]
-            message = messages.popleft()
+            future.set_result(messages.popleft())
             if messages:
                 self.kept[channel] = (time.monotonic(), messages)
             else:
                 del self.kept[channel]
-            return message
+            return future
         if channel in self.waiting:
             raise RuntimeError(f"{channel} is received on twice at once")
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
         self.waiting[channel] = future
+        future.add_done_callback(functools.partial(self.stop_waiting, channel))
         self.ensure_reader(loop, self.non_local_name(channel))
-        try:
-            return await future
-        finally:
-            if self.waiting.get(channel) is future:
-                del self.waiting[channel]
+        return future
+
+    def stop_waiting(self, channel: str, future: asyncio.Future) -> None:
+        """A receive that ended (answered, failed or cancelled) waits no more."""
+        if self.waiting.get(channel) is future:
+            del self.waiting[channel]
 
     def ensure_reader(self, loop: asyncio.AbstractEventLoop, local_channel: str) -> None:
         reader = self.reader

@@ -127,32 +127,38 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
 
     async def dispatch_until_stopped(self, receive) -> None:
         """Channels' ``await_many_dispatch`` over the client and the channel layer, with two
-        changes. Each source's task tells the loop it is done through a callback instead of an
-        ``asyncio.wait`` per message (its coroutines, futures and sets were about 2 KiB per idle
-        connection). And at the end: with channels-redis 4.3 and redis-py 8 a receive cancelled
+        changes. Each source tells the loop it is done through a callback instead of an
+        ``asyncio.wait`` per message, and the channel layer's is a future while Redis answers,
+        not a task (their coroutines, futures and sets were about 3 KiB per idle connection,
+        bench/README.md). And at the end: with channels-redis 4.3 and redis-py 8 a receive cancelled
         while its Redis connection is being made loses the cancellation and blocks until the
         next message for this process, which held the consumer (and the gauge) until daphne
         killed it 10 s later. A receive that does not stop at once is woken with a message and
         left to end."""
         loop = asyncio.get_running_loop()
-        sources = (receive, self.receive_relayed)
-        tasks = [loop.create_task(source()) for source in sources]
-        for task in tasks:
-            task.add_done_callback(self.source_done)
+        client = self.watched(loop.create_task(receive()))
+        relay = self.watched(self.relay_source())
         try:
             while True:
                 if not self.sources_done:
                     self.wake = loop.create_future()
                     await self.wake
-                task = self.sources_done.pop(0)
-                index = tasks.index(task)
-                await self.dispatch(task.result())
-                tasks[index] = loop.create_task(sources[index]())
-                tasks[index].add_done_callback(self.source_done)
+                done = self.sources_done.pop(0)
+                if done is client:
+                    await self.dispatch(done.result())
+                    client = self.watched(loop.create_task(receive()))
+                    continue
+                error = None if done.cancelled() else done.exception()
+                if error is None:
+                    await self.dispatch(done.result())
+                else:  # the layer's reader failed: wait Redis out (``receive_relayed``)
+                    self.relay_down(error)
+                relay = self.watched(self.relay_source())
         except StopConsumer:
             pass
         finally:
             self.wake = None
+            tasks = [client, relay]
             for task in tasks:
                 task.cancel()
             _, stuck = await asyncio.wait(tasks, timeout=RECEIVE_STOP_SECONDS)
@@ -162,6 +168,19 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
                     await asyncio.wait_for(wake, RECEIVE_STOP_SECONDS)
                 for task in stuck:
                     task.add_done_callback(_forget_result)
+
+    def relay_source(self) -> asyncio.Future:
+        """The next message of the channel layer: while Redis answers, a future of the layer's
+        (``RealtimeChannelLayer.receive_future``, no task needed); otherwise, or with another
+        layer, ``receive_relayed`` in a task."""
+        receive_future = getattr(self.channel_layer, "receive_future", None)
+        if receive_future is None or self.relay_error is not None:
+            return asyncio.get_running_loop().create_task(self.receive_relayed())
+        return receive_future(self.channel_name)
+
+    def watched(self, source: asyncio.Future) -> asyncio.Future:
+        source.add_done_callback(self.source_done)
+        return source
 
     def source_done(self, task: asyncio.Future) -> None:
         self.sources_done.append(task)
