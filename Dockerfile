@@ -45,4 +45,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # of the throughput target; the same ASGI application serves HTTP, SSE and WebSockets.
 # --no-proxy-headers: the application alone decides who the client is, from TRUSTED_PROXIES
 # (apps/accounts/limits.py); uvicorn's own rewriting would believe what a client writes.
-CMD ["sh", "-c", "exec uvicorn orchestra.asgi:application --host 0.0.0.0 --port 8000 --workers $WEB_WORKERS --loop uvloop --http httptools --no-proxy-headers --no-access-log --lifespan on"]
+# --ws-per-message-deflate false: the compression a browser offers kept two zlib contexts per
+# WebSocket, 35 KiB of an idle connection's 65 (bench/README.md); the messages are small JSON.
+CMD ["sh", "-c", "exec uvicorn orchestra.asgi:application --host 0.0.0.0 --port 8000 --workers $WEB_WORKERS --loop uvloop --http httptools --no-proxy-headers --no-access-log --lifespan on --ws-per-message-deflate false"]

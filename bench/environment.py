@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fake_upstream import FakeUpstream, free_port
-from tests.support.processes import REPO_ROOT, ServerProcess, port_open
+from tests.support.processes import REPO_ROOT, ServerProcess, image_web_command, port_open
 
 BENCH_DATABASE = "orchestra_bench"
 BENCH_REDIS_DB = 14
@@ -60,8 +61,9 @@ class Environment:
     redis: str
     processes: list[ServerProcess] = field(default_factory=list)
 
-    def server(self, kind: str, workers: int = 1) -> ServerProcess:
-        """Start daphne, uvicorn or the floor (``floor.py`` under uvicorn) on a free port."""
+    def server(self, kind: str, workers: int = 1, *, traced: bool = False) -> ServerProcess:
+        """Start daphne, uvicorn or the floor (``floor.py`` under uvicorn) on a free port.
+        ``traced``: under ``bench/traced_server.py`` (tracemalloc on, snapshots on SIGUSR1)."""
         port = free_port()
         app = "bench.floor:app" if kind == "floor" else "orchestra.asgi:application"
         env = {**self.env, "FLOOR_UPSTREAM": f"http://127.0.0.1:{self.upstream.port}"}
@@ -71,8 +73,10 @@ class Environment:
             command = [
                 sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
                 "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
-                "--no-access-log", "--lifespan", "on",
+                "--no-access-log", "--lifespan", "on", *image_websocket_options(),
             ]  # fmt: skip
+        if traced:
+            command[1:3] = ["-m", "bench.traced_server", command[2]]
         process = ServerProcess(f"bench-{kind}", command, env, port)
         process.start(port_open(port), timeout=60)
         time.sleep(1.0 + workers)  # every worker imported and listening
@@ -93,6 +97,33 @@ class Environment:
     def stop(self, process: ServerProcess) -> None:
         process.stop()
         self.processes.remove(process)
+
+
+def image_websocket_options() -> list[str]:
+    """The production image's ``--ws*`` options (its Dockerfile's command), so the benchmark
+    measures WebSockets as production serves them."""
+    words = image_web_command(0)
+    options: list[str] = []
+    for index, word in enumerate(words):
+        if word.startswith("--ws"):
+            options.append(word)
+            value = words[index + 1] if index + 1 < len(words) else "--"
+            if "=" not in word and not value.startswith("--"):
+                options.append(value)
+    return options
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise this process's RLIMIT_NOFILE (inherited by the servers and clients it starts) to
+    ``wanted`` where allowed (the hard limit too, as root); returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, wanted)), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _worker_ready(env: dict[str, str]) -> bool:

@@ -62,7 +62,8 @@ def principal_for(user: User, api_key: ApiKey | None = None) -> Principal:
     )
 
 
-def _principal_for_key(raw_key: str) -> Principal | None:
+def principal_for_key(raw_key: str) -> Principal | None:
+    """The principal of an active key, looked up now (no cache); None for any other key."""
     api_key = api_key_authenticate(raw_key=raw_key)
     return principal_for(api_key.user, api_key) if api_key else None
 
@@ -83,7 +84,7 @@ async def authenticate_bearer(raw_key: str) -> Principal | None:
 
 async def _authenticate(raw_key: str, digest: str) -> Principal | None:
     try:
-        principal = await database_sync_to_async(_principal_for_key)(raw_key)
+        principal = await database_sync_to_async(principal_for_key)(raw_key)
     except Exception as error:
         cached = _cache.get(digest)
         if not is_database_unavailable(error) or cached is None:

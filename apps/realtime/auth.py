@@ -12,8 +12,7 @@ from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 
 from apps.accounts.authentication import bearer_token
-from apps.accounts.models import ApiKey
-from apps.accounts.services import api_key_authenticate
+from apps.accounts.principals import Principal, principal_for_key
 from apps.core.http import scope_header
 
 BEARER_SUBPROTOCOL = "bearer"
@@ -32,24 +31,33 @@ def token_from_scope(scope: dict) -> str | None:
 
 
 @database_sync_to_async
-def authenticate_key(token: str) -> ApiKey | None:
-    return api_key_authenticate(raw_key=token)
+def authenticate_key(token: str) -> Principal | None:
+    return principal_for_key(token)
 
 
 class ApiKeyAuthMiddleware(BaseMiddleware):
-    """Puts the key's user in ``scope["user"]``; a wrong key is remembered, not ignored."""
+    """Puts the key's principal in ``scope["principal"]`` (who calls and what it may do, not
+    the user and key objects: with the user's permission caches those were about 12 KiB per
+    connection); a wrong key is remembered, not ignored.
+
+    A connection that brings a key goes straight on to the consumer: Channels' session and
+    cookie middleware (``sessions``, which a session login needs) would only add a session
+    store, an anonymous user, a database round trip and their copies of the scope, kept for as
+    long as the connection lasts. Without a key, they run as usual (``sessions``) and put the
+    session's user in ``scope["user"]``."""
+
+    def __init__(self, inner, sessions) -> None:
+        super().__init__(inner)
+        self.sessions = sessions
 
     async def __call__(self, scope, receive, send):
         token = token_from_scope(scope)
-        scope = dict(scope, api_key=None, auth_error=None)
-        if token:
-            api_key = await authenticate_key(token)
-            if api_key is None:
-                scope["auth_error"] = "Invalid, revoked or expired API key."
-            else:
-                scope["user"], scope["api_key"] = api_key.user, api_key
-        return await super().__call__(scope, receive, send)
+        if not token:
+            return await self.sessions(dict(scope, principal=None, auth_error=None), receive, send)
+        principal = await authenticate_key(token)
+        error = None if principal else "Invalid, revoked or expired API key."
+        return await self.inner(dict(scope, principal=principal, auth_error=error), receive, send)
 
 
 def WebSocketAuthStack(inner):  # noqa: N802  (named like Channels' AuthMiddlewareStack)
-    return AuthMiddlewareStack(ApiKeyAuthMiddleware(inner))
+    return ApiKeyAuthMiddleware(inner, sessions=AuthMiddlewareStack(inner))

@@ -189,7 +189,8 @@ CACHES = {
 
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels-redis's, with one reader per process for the /ws/ connections' channels.
+        "BACKEND": "apps.realtime.layer.RealtimeChannelLayer",
         "CONFIG": {
             # redis-py's default socket timeout (5 s) equals channels-redis's blocking pop
             # timeout: an idle connection's receive would race it and fail.

@@ -9,13 +9,16 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 
+from apps.accounts.selectors import user_get
 from apps.core.registry import SocketAction, SocketReply, socket_actions
 
 from ..protocol import ProtocolError, reply_id
 from .subscriptions import SubscriptionsConsumer
 
 
-def run_socket_action(action: SocketAction, message: dict[str, Any], user: Any) -> SocketReply:
+def run_socket_action(action: SocketAction, message: dict[str, Any], user_id: int) -> SocketReply:
+    """The app's handler, as the caller's user now is (connections keep only its id)."""
+    user = user_get(pk=user_id)
     if not user.has_perm(action.permission):
         raise DjangoPermissionDenied(f"Your role may not send {action.type} messages.")
     return action.handler(message, user)
@@ -35,11 +38,11 @@ class ActionsConsumer(SubscriptionsConsumer):
         an agent task. The app's handler does what its REST API does; the client is subscribed
         to the work's channel before the reply, so it misses none of its events."""
         action = socket_actions[message["type"]]
-        if not await self.still_allowed():
+        if not await self.still_allowed() or self.principal is None:
             return
         try:
             reply = await database_sync_to_async(run_socket_action)(
-                action, message, self.scope["user"]
+                action, message, self.principal.user_id
             )
         except DjangoPermissionDenied as error:
             raise ProtocolError("forbidden", str(error) or "Your role may not do this.") from error

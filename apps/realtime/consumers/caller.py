@@ -4,7 +4,8 @@ connections per address and per key, and the caller looked at again while the co
 A connection outlives what it was opened with, so the caller is looked at again before each
 query and subscription and every ``API_KEY_CACHE_SECONDS`` or so (jittered, through the
 per-process cache of ``principal_current``): a revoked key or deactivated user is closed with
-4401, a demoted one is refused (``forbidden``) from then on.
+4401, a demoted one is refused (``forbidden``) from then on. The periodic look is one sweep per
+process over its connections (``PrincipalWatch``), not a sleeping task per connection.
 """
 
 from __future__ import annotations
@@ -36,9 +37,50 @@ AUTH_TIMEOUT_SECONDS = 10.0
 MIN_PRINCIPAL_CHECK_SECONDS = 1.0  # with API_KEY_CACHE_SECONDS = 0 (no cache)
 
 
+class PrincipalWatch:
+    """Looks at each authenticated connection's caller again every ``API_KEY_CACHE_SECONDS``
+    or so (``MIN_PRINCIPAL_CHECK_SECONDS`` at least), jittered so connections opened together do
+    not all ask at the same moment: one task per process, for as long as it has connections."""
+
+    def __init__(self) -> None:
+        self.due: dict[CallerConsumer, float] = {}  # connection -> when its next look is due
+        self.checking: set[asyncio.Task] = set()
+        self.sweeper: asyncio.Task | None = None
+
+    @staticmethod
+    def period() -> float:
+        return max(settings.API_KEY_CACHE_SECONDS, MIN_PRINCIPAL_CHECK_SECONDS)
+
+    def add(self, consumer: CallerConsumer) -> None:
+        self.due[consumer] = time.monotonic() + self.period() * random.uniform(0.5, 1.0)
+        loop = asyncio.get_running_loop()
+        if self.sweeper is None or self.sweeper.done() or self.sweeper.get_loop() is not loop:
+            self.sweeper = loop.create_task(self.sweep())
+
+    def discard(self, consumer: CallerConsumer) -> None:
+        self.due.pop(consumer, None)
+
+    async def sweep(self) -> None:
+        while self.due:
+            period = self.period()
+            await asyncio.sleep(min(period / 10, 1.0))
+            now = time.monotonic()
+            for consumer in [c for c, at in self.due.items() if at <= now]:
+                self.due[consumer] = now + period * random.uniform(0.5, 1.0)
+                check = asyncio.ensure_future(self.check(consumer))
+                self.checking.add(check)
+                check.add_done_callback(self.checking.discard)
+
+    async def check(self, consumer: CallerConsumer) -> None:
+        try:
+            if not await consumer.still_allowed():
+                self.discard(consumer)
+        except Exception:
+            logger.exception("could not look at a WebSocket caller again")
+
+
 class CallerConsumer(ConnectionConsumer):
     auth_deadline: asyncio.TimerHandle | None = None
-    principal_watch: asyncio.Task | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,19 +112,19 @@ class CallerConsumer(ConnectionConsumer):
         super().stop_background_tasks()
         if self.auth_deadline:
             self.auth_deadline.cancel()
-        if self.principal_watch:
-            self.principal_watch.cancel()
+        principal_watch.discard(self)
 
     @property
     def authenticated(self) -> bool:
         user = self.scope.get("user")
-        return bool(user and user.is_authenticated)
+        return self.scope.get("principal") is not None or bool(user and user.is_authenticated)
 
     async def load_principal(self) -> bool:
-        """Who the caller is, once it authenticated; False (and the connection closed) when
-        its key or user already holds ``WEBSOCKET_MAX_PER_KEY`` connections."""
-        principal = await database_sync_to_async(principal_for)(
-            self.scope["user"], self.scope.get("api_key")
+        """Who the caller is, once it authenticated (its key's principal, or its session's
+        user's); False (and the connection closed) when its key or user already holds
+        ``WEBSOCKET_MAX_PER_KEY`` connections."""
+        principal = self.scope.get("principal") or await database_sync_to_async(principal_for)(
+            self.scope["user"]
         )
         what, bucket = key_bucket(api_key_id=principal.api_key_id, user_id=principal.user_id)
         cap = await slots.take(
@@ -96,7 +138,7 @@ class CallerConsumer(ConnectionConsumer):
             return False
         self.principal = principal
         self.principal_checked_at = time.monotonic()
-        self.principal_watch = asyncio.ensure_future(self.watch_principal())
+        principal_watch.add(self)
         return True
 
     async def refuse_over_cap(self, cap: Cap) -> None:
@@ -116,15 +158,15 @@ class CallerConsumer(ConnectionConsumer):
 
     async def authenticate(self, message: dict[str, Any]) -> None:
         token = message.get("token") if message.get("type") == "auth" else None
-        api_key = await authenticate_key(token) if isinstance(token, str) else None
-        if api_key is None:
+        principal = await authenticate_key(token) if isinstance(token, str) else None
+        if principal is None:
             await self.refuse("Authenticate first: send an auth message with a valid API key.")
             return
         if self.auth_deadline:
             self.auth_deadline.cancel()
-        self.scope["user"], self.scope["api_key"] = api_key.user, api_key
+        self.scope["principal"] = principal
         if await self.load_principal():
-            await self.send_json({"type": "authenticated", "user": api_key.user.get_username()})
+            await self.send_json({"type": "authenticated", "user": principal.username})
 
     async def still_allowed(self) -> bool:
         """Look at the caller again (through the per-process cache): False, and the connection
@@ -159,10 +201,5 @@ class CallerConsumer(ConnectionConsumer):
         """The caller was looked at again and may act on: its role may have changed. Topics
         that hold on to what the role allowed extend this (subscriptions)."""
 
-    async def watch_principal(self) -> None:
-        period = max(settings.API_KEY_CACHE_SECONDS, MIN_PRINCIPAL_CHECK_SECONDS)
-        while True:
-            # Jittered, so connections opened together do not all ask at the same moment.
-            await asyncio.sleep(period * random.uniform(0.5, 1.0))
-            if not await self.still_allowed():
-                return
+
+principal_watch = PrincipalWatch()

@@ -72,6 +72,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
 
     closing = False  # closed by us: nothing more is sent or handled
     relay_error: str | None = None  # why the channel layer failed last, while it does
+    wake: asyncio.Future | None = None  # the consumer loop's, while it waits for a source
 
     async def __call__(self, scope, receive, send) -> None:
         """Channels' consumer loop (``AsyncConsumer.__call__``) with two changes: the gauge
@@ -82,6 +83,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()  # no Redis round trip
         self.base_send = send
+        self.sources_done: list[asyncio.Future] = []  # finished, in the order they finished
         metrics.connections.inc()
         try:
             await self.dispatch_until_stopped(receive)
@@ -124,23 +126,39 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
         relay_health.up()
 
     async def dispatch_until_stopped(self, receive) -> None:
-        """Channels' ``await_many_dispatch`` over the client and the channel layer, except at
-        the end: with channels-redis 4.3 and redis-py 8 a receive cancelled while its Redis
-        connection is being made loses the cancellation and blocks until the next message for
-        this process, which held the consumer (and the gauge) until daphne killed it 10 s
-        later. A receive that does not stop at once is woken with a message and left to end."""
-        sources = (receive, self.receive_relayed)
-        tasks = [asyncio.ensure_future(source()) for source in sources]
+        """Channels' ``await_many_dispatch`` over the client and the channel layer, with two
+        changes. Each source tells the loop it is done through a callback instead of an
+        ``asyncio.wait`` per message, and the channel layer's is a future while Redis answers,
+        not a task (their coroutines, futures and sets were about 3 KiB per idle connection,
+        bench/README.md). And at the end: with channels-redis 4.3 and redis-py 8 a receive cancelled
+        while its Redis connection is being made loses the cancellation and blocks until the
+        next message for this process, which held the consumer (and the gauge) until daphne
+        killed it 10 s later. A receive that does not stop at once is woken with a message and
+        left to end."""
+        loop = asyncio.get_running_loop()
+        client = self.watched(loop.create_task(receive()))
+        relay = self.watched(self.relay_source())
         try:
             while True:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for index, task in enumerate(tasks):
-                    if task.done():
-                        await self.dispatch(task.result())
-                        tasks[index] = asyncio.ensure_future(sources[index]())
+                if not self.sources_done:
+                    self.wake = loop.create_future()
+                    await self.wake
+                done = self.sources_done.pop(0)
+                if done is client:
+                    await self.dispatch(done.result())
+                    client = self.watched(loop.create_task(receive()))
+                    continue
+                error = None if done.cancelled() else done.exception()
+                if error is None:
+                    await self.dispatch(done.result())
+                else:  # the layer's reader failed: wait Redis out (``receive_relayed``)
+                    self.relay_down(error)
+                relay = self.watched(self.relay_source())
         except StopConsumer:
             pass
         finally:
+            self.wake = None
+            tasks = [client, relay]
             for task in tasks:
                 task.cancel()
             _, stuck = await asyncio.wait(tasks, timeout=RECEIVE_STOP_SECONDS)
@@ -150,6 +168,24 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
                     await asyncio.wait_for(wake, RECEIVE_STOP_SECONDS)
                 for task in stuck:
                     task.add_done_callback(_forget_result)
+
+    def relay_source(self) -> asyncio.Future:
+        """The next message of the channel layer: while Redis answers, a future of the layer's
+        (``RealtimeChannelLayer.receive_future``, no task needed); otherwise, or with another
+        layer, ``receive_relayed`` in a task."""
+        receive_future = getattr(self.channel_layer, "receive_future", None)
+        if receive_future is None or self.relay_error is not None:
+            return asyncio.get_running_loop().create_task(self.receive_relayed())
+        return receive_future(self.channel_name)
+
+    def watched(self, source: asyncio.Future) -> asyncio.Future:
+        source.add_done_callback(self.source_done)
+        return source
+
+    def source_done(self, task: asyncio.Future) -> None:
+        self.sources_done.append(task)
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
 
     def stop_background_tasks(self) -> None:
         """Cancel what runs beside the loop; each topic that starts something extends this."""

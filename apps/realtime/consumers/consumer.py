@@ -22,6 +22,8 @@ Handler = Callable[[Any, dict[str, Any]], Awaitable[None]]
 
 
 class TokenBucket:
+    __slots__ = ("capacity", "rate", "tokens", "updated")  # one per connection
+
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.capacity = rate, float(burst)
         self.tokens, self.updated = float(burst), time.monotonic()

@@ -34,7 +34,7 @@ WATCHDOG_INTERVAL = 0.5
 CANCEL_TIMEOUT_SECONDS = 2.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Running:
     """A query or stream handed to a worker, as this connection tracks it."""
 
