@@ -99,8 +99,9 @@ def call_records() -> CheckResult:
     problems = []
     if (backlog.oldest_seconds or 0) > settings.CALL_RECORDS_BACKLOG_MAX_SECONDS:
         problems.append(
-            f"{backlog.batches} {'batch waits' if backlog.batches == 1 else 'batches wait'} to be stored, the oldest for "
-            f"{backlog.oldest_seconds:.0f} s: is a Celery worker running?"
+            f"{backlog.batches} {'batch waits' if backlog.batches == 1 else 'batches wait'} "
+            f"to be stored, the oldest for {backlog.oldest_seconds:.0f} s: is a Celery worker "
+            "running?"
         )
     if refused:
         noun = "record was" if refused == 1 else "records were"

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from .llm.recording.records import call_records_store, call_records_sweep
-from .services import providers_probe_all
+from .services import budgets_reconcile, providers_probe_all
 
 
 @shared_task(name="providers.probe_all", ignore_result=True)
@@ -23,3 +23,9 @@ def store_call_records() -> int:
 def sweep_call_records() -> int:
     """Fail the records of streams whose process died before they ended (run by beat)."""
     return call_records_sweep(older_than=timedelta(seconds=settings.CALL_RECORD_STALE_SECONDS))
+
+
+@shared_task(name="providers.reconcile_budgets", ignore_result=True)
+def reconcile_budgets() -> int:
+    """Put the budgets' shared spend right from the call records (run by beat)."""
+    return budgets_reconcile()
