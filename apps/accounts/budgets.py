@@ -174,10 +174,11 @@ async def _load() -> Index:
     started = _changes
     try:
         index = await database_sync_to_async(budgets_load)()
-    except Exception as error:
-        if not is_database_unavailable(error):
-            raise
-        logger.warning("budgets: the database does not answer; the budgets known hold")
+    except Exception as error:  # fail open, as without Redis: no call fails for a budget's sake
+        if is_database_unavailable(error):
+            logger.warning("budgets: the database does not answer; the budgets known hold")
+        else:
+            logger.exception("budgets: could not load them; the budgets known hold")
         _loaded_at = time.monotonic() - settings.API_KEY_CACHE_SECONDS + RETRY_LOAD_SECONDS
         return _index
     if started == _changes:
