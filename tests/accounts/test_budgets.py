@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 import redis
 from asgiref.sync import async_to_sync
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -295,3 +296,32 @@ def test_one_budget_per_target_and_period():
     assert (
         admin.post("/api/v1/budgets", {**data, "period": "month"}, format="json").status_code == 201
     )
+
+
+def test_the_admin_lists_budgets_with_their_spend_and_an_admin_adds_one():
+    caller = a_key("shown")
+    budget = key_budget(caller, limit="2")
+    assert refused(caller) is None
+    charge(caller, cost=Decimal("0.5"))
+    budgets.limiter.sync(time.time() + 2)
+    admin = user_create(role=Role.ADMIN)
+    client = Client()
+    client.force_login(admin)
+    listed = client.get("/admin/accounts/budget/")
+    assert listed.status_code == 200
+    text = listed.content.decode()
+    assert "Daily budget of API key" in text and "$0.5000 (25%)" in text
+    assert f"{budgets.window('day').ends:%Y-%m-%d} 00:00 UTC" in text
+    page = client.get(f"/admin/accounts/budget/{budget.pk}/change/")
+    assert page.status_code == 200 and "$0.5000 (25%)" in page.content.decode()
+    added = client.post(
+        "/admin/accounts/budget/add/",
+        {"scope": "end_user", "end_user": "carol", "period": "month", "limit": "3",
+         "soft_limit_percent": "90"},
+    )  # fmt: skip
+    assert added.status_code == 302, added.content.decode()[:2000]
+    assert Budget.objects.get(end_user="carol").soft_limit_percent == 90
+    viewer = Client()
+    viewer.force_login(user_create(role=Role.VIEWER))
+    assert viewer.get("/admin/accounts/budget/").status_code == 200
+    assert viewer.get("/admin/accounts/budget/add/").status_code == 403
