@@ -1,3 +1,6 @@
+import threading
+from typing import Any
+
 from axes.admin import AccessAttemptAdmin as BaseAccessAttemptAdmin
 from axes.models import AccessAttempt
 from django.contrib import admin, messages
@@ -10,7 +13,8 @@ from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untype
 from unfold.forms import AdminPasswordChangeForm  # type: ignore[import-untyped]
 
 from .forms import UserRoleChangeForm, UserRoleCreationForm
-from .models import ApiKey, Role, Workspace, WorkspaceMember
+from .models import ApiKey, Budget, Role, Workspace, WorkspaceMember
+from .selectors import BudgetStanding, budget_standings
 from .services import api_key_create, api_key_revoke, user_role, user_set_role
 
 # Django registers these with its own ModelAdmins; the dashboard's look needs unfold's.
@@ -204,3 +208,63 @@ class WorkspaceAdmin(ModelAdmin):
     @admin.display(description="API keys", ordering="keys_count")
     def key_count(self, workspace: Workspace) -> int:
         return workspace.keys_count  # type: ignore[attr-defined]
+
+
+@admin.register(Budget)
+class BudgetAdmin(ModelAdmin):
+    """Spend limits per day or month (UTC); each row shows its spend in the current window (as
+    counted in Redis) and when the window resets."""
+
+    list_display = [
+        "__str__", "scope", "period", "limit", "soft_limit_percent", "spent", "resets_at",
+    ]  # fmt: skip
+    list_filter = ["scope", "period"]
+    search_fields = ["end_user", "api_key__name", "user__username", "workspace__name"]
+    autocomplete_fields = ["api_key", "user", "workspace"]
+    fields = [
+        "scope", "api_key", "user", "end_user", "workspace", "period", "limit",
+        "soft_limit_percent", "spent", "resets_at", "created_at", "updated_at",
+    ]  # fmt: skip
+    readonly_fields = ["spent", "resets_at", "created_at", "updated_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Budget]:
+        return super().get_queryset(request).select_related("api_key", "user", "workspace")
+
+    # The rows of the page being rendered, read from Redis in one round trip the first time one
+    # of them is shown (per thread: the admin serves requests in several).
+    _local = threading.local()
+
+    def _standing(self, budget: Budget) -> BudgetStanding | None:
+        if budget.pk is None:
+            return None
+        standings = getattr(self._local, "standings", {})
+        if budget.pk not in standings:
+            page = getattr(self._local, "page", [])
+            self._local.standings = standings = budget_standings(
+                page if budget in page else [budget]
+            )
+        return standings.get(budget.pk)
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        self._local.page, self._local.standings = list(changelist.result_list), {}
+        return changelist
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        self._local.page, self._local.standings = [], {}
+        return super().get_object(request, object_id, from_field)
+
+    @admin.display(description="Spent this window")
+    def spent(self, budget: Budget) -> str:
+        standing = self._standing(budget)
+        if standing is None:
+            return "-"
+        if standing.spent is None:
+            return "unknown (Redis does not answer)"
+        share = standing.share_of(budget.limit) or 0.0
+        return f"${standing.spent:.4f} ({share:.0%})"
+
+    @admin.display(description="Resets at")
+    def resets_at(self, budget: Budget) -> str:
+        standing = self._standing(budget)
+        return f"{standing.resets_at:%Y-%m-%d %H:%M} UTC" if standing else "-"

@@ -6,21 +6,31 @@
    keys is refused before each costs a lookup (``/v1``; the REST and SSE APIs through
    ``middleware.py``).
 2. The entry point authenticates the caller and checks its role.
-3. ``admit_call``: the caller's key limits (RPM, and TPM as spent so far), and the caller's
-   budget once there are budgets. A refusal leaves no call record.
-4. After the answer, ``settle``: its tokens against the key's TPM limit. ``counts_tokens`` says
-   whether ``settle`` wants them at all, so an entry point counts them only then.
+3. ``admit_call``: the caller's key limits (RPM, and TPM as spent so far). A refusal leaves
+   no call record.
+4. ``admit_budget``: the budgets the call falls under (its key's, user's, workspace's and end
+   user's, ``budgets.py``), asked by the LLM core itself for every call once the request is
+   built (only then is the end user known), before any provider is tried: a spent budget is
+   the core's ``insufficient_quota`` error (429), with no call record and no upstream request.
+   Calls the platform makes for builds and agents are held to their user's budgets too.
+5. After the answer, ``settle``: its tokens against the key's TPM limit. ``counts_tokens`` says
+   whether ``settle`` wants them at all, so an entry point counts them only then. The call's
+   cost is charged to its budgets by the core where the cost is known (``charge``).
 
 ``admit`` runs 1 and 3 at once for an entry point whose caller authenticated earlier (an open
 WebSocket). Each step is memory only (``limits.py`` shares the counts with Redis in the
-background): no database query, no Redis round trip, nothing awaited.
+background): no database query, no Redis round trip; ``admit_budget`` awaits only when its
+process's budgets are older than ``API_KEY_CACHE_SECONDS`` (one query for all).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Protocol
 
+from . import budgets
+from .budgets import Spender
 from .limits import ADMITTED, Admission, Refusal, limiter
 from .models import ApiKey
 
@@ -30,9 +40,12 @@ __all__ = [
     "KeyLimits",
     "Metered",
     "Refusal",
+    "Spender",
     "admit",
+    "admit_budget",
     "admit_call",
     "admit_client",
+    "charge",
     "counts_tokens",
     "settle",
 ]
@@ -84,10 +97,16 @@ def admit_call(caller: Metered, *, entry: str, client: str = "") -> Admission:
         entry=entry,
         client=client,
     )
-    # The caller's budget goes here, once there are budgets: checked after the key's limits
-    # and only when they admitted the call, from memory like them, refusing with a ``Refusal``
-    # of its own scope; ``settle`` then charges what the call cost.
     return admission
+
+
+async def admit_budget(caller: Spender, *, end_user: str = "", entry: str = "") -> Refusal | None:
+    """Step 4: refuse a call whose budget is spent (``Refusal.code`` ``insufficient_quota``,
+    ``retry_after`` until the budget's window resets), or None."""
+    index = await budgets.index_current()
+    if not index:
+        return None
+    return budgets.refusal(index, caller, end_user=end_user, entry=entry)
 
 
 def admit(client: str, caller: Metered | None, *, entry: str) -> Admission:
@@ -108,5 +127,11 @@ def counts_tokens(caller: Metered) -> bool:
 
 
 def settle(caller: Metered, *, tokens: int) -> None:
-    """Step 4: count a finished call's tokens against its key's TPM limit."""
+    """Step 5: count a finished call's tokens against its key's TPM limit."""
     limiter.note_tokens(api_key_id=caller.api_key_id, tpm_limit=caller.tpm_limit, tokens=tokens)
+
+
+def charge(caller: Spender, *, end_user: str = "", cost: Decimal) -> None:
+    """Step 5, for money: count a finished call's cost against the budgets it falls under
+    (memory only; the LLM core's bookkeeping calls it with every call's cost)."""
+    budgets.charge(caller, end_user=end_user, cost=cost)

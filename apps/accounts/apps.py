@@ -27,9 +27,15 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.models import User
 
-        from apps.core.registry import NavItem, register_navigation
+        from apps.core.registry import (
+            AlertRule,
+            NavItem,
+            register_alert_rule,
+            register_navigation,
+        )
 
         from . import principals, schema  # noqa: F401  (signal receivers, OpenAPI auth scheme)
+        from .budgets import soft_limit_firings
         from .roles import roles_sync_after_migrate, staff_follows_role
 
         register_navigation(
@@ -39,11 +45,22 @@ class AccountsConfig(AppConfig):
                     permission="auth.view_user", order=910),
             NavItem("Workspaces", "admin:accounts_workspace_changelist", "Accounts",
                     icon="workspaces", permission="accounts.view_workspace", order=915),
+            NavItem("Budgets", "admin:accounts_budget_changelist", "Accounts", icon="savings",
+                    permission="accounts.view_budget", order=917),
             NavItem("Roles (groups)", "admin:auth_group_changelist", "Accounts", icon="group",
                     permission="auth.view_group", order=920),
             NavItem("Login lockouts", "admin:axes_accessattempt_changelist", "Accounts",
                     icon="lock_person", permission="axes.view_accessattempt", order=930),
         )  # fmt: skip
+
+        register_alert_rule(
+            AlertRule(
+                "budget_soft_limit",
+                "A budget's spend in its current day or month has reached its soft limit "
+                "(once per window; critical once the budget is spent).",
+                soft_limit_firings,
+            )
+        )
 
         post_migrate.connect(roles_sync_after_migrate, dispatch_uid="accounts.roles_sync")
         m2m_changed.connect(

@@ -109,16 +109,13 @@ class Refusal:
 
     message: str
     retry_after: float  # seconds until the window that refused it ends
-    scope: str  # "ip", "requests" or "tokens"
+    scope: str  # "ip", "requests", "tokens" or "budget"
+    code: str = RATE_LIMITED  # "insufficient_quota" for a spent budget
 
     @property
     def retry_after_seconds(self) -> int:
         """``Retry-After``: whole seconds, at least one."""
         return max(1, math.ceil(self.retry_after))
-
-    @property
-    def code(self) -> str:
-        return RATE_LIMITED
 
 
 @dataclass(frozen=True)
@@ -423,6 +420,26 @@ class Limiter:
         key = self.key("tpm", api_key_id, minute)
         with self._lock:
             self._counter(key, (minute + 1) * KEY_WINDOW_SECONDS).total += tokens
+
+    def spent(self, key: str, ends: float) -> int:
+        """This process's view of a counter of its own kind (a budget's spend,
+        ``budgets.py``), counted from now on if it was not yet."""
+        with self._lock:
+            return self._counter(key, ends).count
+
+    def add(self, key: str, ends: float, amount: int) -> None:
+        """Add ``amount`` to a counter of its own kind (a budget's spend)."""
+        if amount <= 0:
+            return
+        with self._lock:
+            self._counter(key, ends).total += amount
+
+    def refusal_logged(self, key: str, now: float) -> str | None:
+        """``_note_refusal`` for a counter of another kind: the text to add to a log line, or
+        None for no line."""
+        with self._lock:
+            counter = self._counters.get(key)
+            return self._note_refusal(counter, now) if counter is not None else ""
 
     def _note_refusal(self, counter: _Counter, now: float) -> str | None:
         """Refusals are logged, one line per counter and ``LOG_INTERVAL`` at most (a flood

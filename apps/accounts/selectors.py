@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from .models import ApiKey, Role, Workspace, WorkspaceMember
+from . import budgets
+from .models import ApiKey, Budget, Role, Workspace, WorkspaceMember
 from .services import user_role
 
 
@@ -53,3 +59,43 @@ def workspace_id_for(*, user: User, api_key: ApiKey | None = None) -> int | None
     except WorkspaceMember.DoesNotExist:
         return None
     return membership.workspace_id
+
+
+def budget_list() -> QuerySet[Budget]:
+    return Budget.objects.select_related("api_key", "user", "workspace")
+
+
+def budget_get(*, pk: int) -> Budget:
+    return get_object_or_404(budget_list(), pk=pk)
+
+
+@dataclass(frozen=True)
+class BudgetStanding:
+    """Where a budget stands now: its window, and its spend in it as Redis has it (None when
+    Redis does not answer)."""
+
+    spent: Decimal | None
+    window_starts: datetime
+    resets_at: datetime
+
+    def share_of(self, limit: Decimal) -> float | None:
+        return None if self.spent is None else float(self.spent / limit)
+
+
+def budget_standings(
+    budgets_: Iterable[Budget], *, now: datetime | None = None
+) -> dict[int, BudgetStanding]:
+    """Each budget's standing, by id (one Redis round trip for all)."""
+    listed = list(budgets_)
+    spent = budgets.spend_read(listed, now)
+    standings = {}
+    for budget in listed:
+        current = budgets.window(budget.period, now)
+        standings[budget.pk] = BudgetStanding(spent[budget.pk], current.starts, current.ends)
+    return standings
+
+
+def budget_window(*, budget: Budget, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The start and end (UTC, end excluded) of ``budget``'s current day or month."""
+    current = budgets.window(budget.period, now)
+    return current.starts, current.ends

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import Group, User
@@ -14,7 +16,18 @@ from django.utils import timezone
 
 from apps.core.services import instance_update
 
-from .models import MAX_RPM_LIMIT, MAX_TPM_LIMIT, ApiKey, Role, Workspace, WorkspaceMember
+from . import budgets
+from .models import (
+    MAX_RPM_LIMIT,
+    MAX_TPM_LIMIT,
+    ApiKey,
+    Budget,
+    Role,
+    Workspace,
+    WorkspaceMember,
+)
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "ao"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -208,3 +221,43 @@ def workspace_set(
 def workspace_delete(*, workspace: Workspace) -> None:
     """Its keys and members are left without a workspace; the call records keep its id."""
     workspace.delete()
+
+
+# --- budgets -----------------------------------------------------------------------------------
+
+BUDGET_FIELDS = (
+    "scope", "api_key", "user", "end_user", "workspace", "period", "limit", "soft_limit_percent",
+)  # fmt: skip
+
+
+@transaction.atomic
+def budget_create(**fields: Any) -> Budget:
+    """A budget of one scope (``scope`` names its target: ``api_key``, ``user``, ``end_user``
+    or ``workspace``) per ``period``. Every process's request path sees it within
+    ``API_KEY_CACHE_SECONDS``; its spend starts at what Redis holds for its target and window
+    and is put right by the next reconciliation."""
+    return instance_update(instance=Budget(), fields=BUDGET_FIELDS, data=fields)
+
+
+@transaction.atomic
+def budget_update(*, budget: Budget, **fields: Any) -> Budget:
+    return instance_update(instance=budget, fields=BUDGET_FIELDS, data=fields)
+
+
+def budget_delete(*, budget: Budget) -> None:
+    budget.delete()
+
+
+def budget_spend_correct(*, budget: Budget, spent: Decimal, now: datetime | None = None) -> bool:
+    """Make the shared spend of ``budget``'s current window ``spent``, as the call records have
+    it (reconciliation); whether it was wrong. Redis errors are the caller's."""
+    before = budgets.spend_set(budget, spent, now)
+    wrong = before is None or before != spent
+    if wrong and before is not None:
+        logger.info(
+            "budgets: the spend of budget %s was %s in Redis, %s in the call records; corrected",
+            budget.pk,
+            before,
+            spent,
+        )
+    return wrong

@@ -116,7 +116,11 @@ class ApiError(Exception):
         self.headers = headers or []
 
     def body(self) -> dict[str, Any]:
-        kind = ERROR_TYPES.get(self.status, "api_error")
+        kind = (
+            errors.INSUFFICIENT_QUOTA
+            if self.code == errors.INSUFFICIENT_QUOTA
+            else ERROR_TYPES.get(self.status, "api_error")
+        )
         return {
             "error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}
         }
@@ -124,14 +128,18 @@ class ApiError(Exception):
 
 def api_error_from(error: ProviderError) -> ApiError:
     """The answer to a failed call: OpenAI's code, ``Retry-After`` on a 429, and
-    ``x-should-retry: false`` where the gateway's own retries and fallback are spent."""
+    ``x-should-retry: false`` where the gateway's own retries and fallback are spent, or where a
+    spent budget (``insufficient_quota``, OpenAI's own shape and code) makes a retry pointless
+    until it resets."""
     status = error.status_for_client
     headers: Headers = []
     if status == 429:
         wait = max(1, math.ceil(error.retry_after or 1))
         headers.append((b"retry-after", str(wait).encode()))
         headers.append((b"retry-after-ms", str(int((error.retry_after or 1) * 1000)).encode()))
-    elif status >= 500:
+        if error.code == errors.INSUFFICIENT_QUOTA:
+            headers += NO_RETRY
+    if status >= 500:
         headers += NO_RETRY
     code = OPENAI_CODES.get(error.code, error.code)
     return ApiError(status, error.message, code, headers=headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -239,3 +240,15 @@ def provider_availability() -> tuple[list[dict[str, Any]], dict[str, list[str]],
                 routes.setdefault(name, []).append(model.provider.name)
     policy = run_sync(current_routing_config()).policy
     return providers, routes, policy.fallback_enabled
+
+
+SPEND_COLUMNS = {"api_key": "api_key_id", "user": "user_id", "workspace": "workspace_id"}
+
+
+def call_spend(*, scope: str, target: str, since: datetime, until: datetime) -> Decimal:
+    """What the calls of one budget target (an API key, user or workspace id, or an end user's
+    string) cost from ``since`` to ``until``: one aggregate query over the call records."""
+    column = SPEND_COLUMNS.get(scope, "end_user")
+    value: Any = target if column == "end_user" else int(target)
+    calls = LlmCall.objects.filter(created_at__gte=since, created_at__lt=until, **{column: value})
+    return calls.aggregate(total=Sum("cost"))["total"] or Decimal(0)

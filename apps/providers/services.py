@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.accounts.selectors import budget_list, budget_window
+from apps.accounts.services import budget_spend_correct
 from apps.core.crypto import encrypt
 from apps.core.events import apublish, publish_on_commit
 from apps.core.runtime import run_sync
@@ -39,6 +42,7 @@ from .models import (
     validate_header_value,
 )
 from .presets import mode_for_model_name, normalized_base_url
+from .selectors import call_spend
 
 UNCHANGED = object()
 
@@ -530,3 +534,18 @@ def circuit_breaker_reset(*, provider: Provider) -> BreakerView:
 def call_record_dead_letters_requeue(*, letters: QuerySet[CallRecordDeadLetter]) -> int:
     """Put records the database refused back in the queue, once what refused them is fixed."""
     return dead_letters_requeue(letters=letters)
+
+
+def budgets_reconcile(*, now: datetime | None = None) -> int:
+    """Put every budget's shared spend right for its current window from the call records (the
+    counters are charged as calls end and may drift: a process killed before it shared its
+    counts, Redis restarted or flushed); the number of budgets corrected. Records still on
+    their way to the database are not counted yet: the next run counts them."""
+    corrected = 0
+    for budget in budget_list():
+        current = budget_window(budget=budget, now=now)
+        spent = call_spend(
+            scope=budget.scope, target=budget.target_id, since=current[0], until=current[1]
+        )
+        corrected += budget_spend_correct(budget=budget, spent=spent, now=now)
+    return corrected

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from .llm.recording.records import call_records_prune, call_records_store, call_records_sweep
-from .services import providers_probe_all
+from .services import budgets_reconcile, providers_probe_all
 
 
 @shared_task(name="providers.probe_all", ignore_result=True)
@@ -30,3 +30,9 @@ def prune_call_records() -> dict[str, int]:
     """Delete the call records older than ``CALL_RECORD_RETENTION_DAYS`` (run by beat)."""
     pruned = call_records_prune(older_than_days=settings.CALL_RECORD_RETENTION_DAYS)
     return {"calls": pruned.calls, "attempts": pruned.attempts, "dead_letters": pruned.dead_letters}
+
+
+@shared_task(name="providers.reconcile_budgets", ignore_result=True)
+def reconcile_budgets() -> int:
+    """Put the budgets' shared spend right from the call records (run by beat)."""
+    return budgets_reconcile()

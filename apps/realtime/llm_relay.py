@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from contextlib import aclosing
 from decimal import Decimal
 from typing import Any
@@ -126,16 +127,16 @@ async def _answer(
                 },
             )
     except ProviderError as error:
-        await layer.send(
-            reply_channel,
-            {
-                "type": "llm.error",
-                "id": ask_id,
-                "code": error.code,
-                "message": error.message,
-                "call_id": str(request.call_id),
-            },
-        )
+        failure = {
+            "type": "llm.error",
+            "id": ask_id,
+            "code": error.code,
+            "message": error.message,
+            "call_id": str(request.call_id),
+        }
+        if error.status_for_client == 429:  # a spent budget, every deployment waiting
+            failure["retry_after"] = max(1, math.ceil(error.retry_after or 1))
+        await layer.send(reply_channel, failure)
 
 
 async def _stream(layer, reply_channel: str, *, ask_id, request: LlmRequest) -> None:

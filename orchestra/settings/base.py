@@ -321,6 +321,8 @@ BEAT_HEARTBEAT_MAX_AGE = env.float("BEAT_HEARTBEAT_MAX_AGE", default=30.0)
 # Tasks of the schedule beat runs itself, in a thread, instead of sending them to a worker: the
 # health run must tell of a stopped worker or broker, so it cannot wait for them.
 BEAT_IN_PROCESS_TASKS = ["monitoring.health_run"]
+# How often budgets' spend counters are reconciled with the call records (seconds).
+BUDGET_RECONCILE_INTERVAL = env.float("BUDGET_RECONCILE_INTERVAL", default=60.0)
 CELERY_BEAT_SCHEDULE = {
     "probe-providers": {
         "task": "providers.probe_all",
@@ -343,6 +345,11 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-github-pulls": {
         "task": "github.refresh_build_pulls",
         "schedule": GITHUB_PULL_REFRESH_INTERVAL,
+    },
+    # Budgets' spend counters (Redis) put right from the call records.
+    "reconcile-budgets": {
+        "task": "providers.reconcile_budgets",
+        "schedule": BUDGET_RECONCILE_INTERVAL,
     },
     # Every health check, its state changes stored, alerts raised and resolved (run by beat in
     # its own process: BEAT_IN_PROCESS_TASKS).

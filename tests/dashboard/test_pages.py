@@ -120,7 +120,7 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
         "GitHub",
     ]
     assert viewer["Experiments"] == ["Experiments", "Canary rollouts", "Experiment settings"]
-    assert viewer["Accounts"] == ["API keys", "Workspaces"]
+    assert viewer["Accounts"] == ["API keys", "Workspaces", "Budgets"]
     assert viewer["System"] == ["Alerts", "Notification channels", "Platform settings"]
 
     operator = sidebar_of(client_as(Role.OPERATOR))
@@ -128,7 +128,7 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
 
     admin = sidebar_of(client_as(Role.ADMIN))
     assert admin["Accounts"] == [
-        "API keys", "Users", "Workspaces", "Roles (groups)", "Login lockouts",
+        "API keys", "Users", "Workspaces", "Budgets", "Roles (groups)", "Login lockouts",
     ]  # fmt: skip
     assert admin["System"] == [
         "Alerts",

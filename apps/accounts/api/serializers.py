@@ -1,10 +1,24 @@
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework import serializers
 
-from ..models import MAX_RPM_LIMIT, MAX_TPM_LIMIT, ApiKey, Role, Workspace, WorkspaceMember
+from ..models import (
+    MAX_BUDGET_LIMIT,
+    MAX_END_USER_LENGTH,
+    MAX_RPM_LIMIT,
+    MAX_TPM_LIMIT,
+    ApiKey,
+    Budget,
+    BudgetPeriod,
+    BudgetScope,
+    Role,
+    Workspace,
+    WorkspaceMember,
+)
 from ..services import user_role
 
 
@@ -124,3 +138,69 @@ class WorkspaceInputSerializer(serializers.Serializer):
         help_text="API key ids: exactly the workspace's keys (a key's workspace wins over its "
         "user's).",
     )
+
+
+class BudgetOutputSerializer(serializers.ModelSerializer):
+    """A budget with where it stands (``context["standings"]``: ``selectors.budget_standings``)."""
+
+    spent = serializers.SerializerMethodField(
+        help_text="Dollars spent in the current window, as counted (null while Redis does not "
+        "answer)."
+    )
+    window_starts = serializers.SerializerMethodField(help_text="The current window's start (UTC).")
+    resets_at = serializers.SerializerMethodField(
+        help_text="When the current window ends and the spend starts again from zero (UTC)."
+    )
+    name = serializers.CharField(source="__str__", read_only=True)
+
+    class Meta:
+        model = Budget
+        fields = [
+            "id", "name", "scope", "api_key", "user", "end_user", "workspace", "period", "limit",
+            "soft_limit_percent", "spent", "window_starts", "resets_at", "created_at",
+            "updated_at",
+        ]  # fmt: skip
+
+    def _standing(self, budget: Budget) -> Any:
+        return self.context["standings"][budget.pk]
+
+    def get_spent(self, budget: Budget) -> str | None:
+        spent = self._standing(budget).spent
+        return None if spent is None else f"{spent:.8f}"
+
+    def get_window_starts(self, budget: Budget) -> datetime:
+        return self._standing(budget).window_starts
+
+    def get_resets_at(self, budget: Budget) -> datetime:
+        return self._standing(budget).resets_at
+
+
+class BudgetInputSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=BudgetScope.choices)
+    api_key = serializers.PrimaryKeyRelatedField(
+        queryset=ApiKey.objects.all(), required=False, allow_null=True,
+        help_text="The API key's id (scope api_key).",
+    )  # fmt: skip
+    user = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.all(), required=False, allow_null=True,
+        help_text="The user's id (scope user).",
+    )  # fmt: skip
+    end_user = serializers.CharField(
+        max_length=MAX_END_USER_LENGTH, required=False, allow_blank=True,
+        help_text="The end user, exactly as callers send it (scope end_user).",
+    )  # fmt: skip
+    workspace = serializers.PrimaryKeyRelatedField(
+        queryset=Workspace.objects.all(), required=False, allow_null=True,
+        help_text="The workspace's id (scope workspace).",
+    )  # fmt: skip
+    period = serializers.ChoiceField(
+        choices=BudgetPeriod.choices, help_text="A calendar day or month, in UTC."
+    )
+    limit = serializers.DecimalField(
+        max_digits=14, decimal_places=4, min_value=Decimal("0.0001"),
+        max_value=MAX_BUDGET_LIMIT, help_text="Dollars per period.",
+    )  # fmt: skip
+    soft_limit_percent = serializers.IntegerField(
+        min_value=1, max_value=100, required=False,
+        help_text="The share of the limit (percent) at which an alert is raised (80).",
+    )  # fmt: skip

@@ -11,4 +11,6 @@ urlpatterns = [
     path("users/<int:pk>/role", views.UserRoleApi.as_view(), name="user-role"),
     path("workspaces", views.WorkspaceListCreateApi.as_view(), name="workspace-list"),
     path("workspaces/<int:pk>", views.WorkspaceDetailApi.as_view(), name="workspace-detail"),
+    path("budgets", views.BudgetListCreateApi.as_view(), name="budget-list"),
+    path("budgets/<int:pk>", views.BudgetDetailApi.as_view(), name="budget-detail"),
 ]

@@ -1,3 +1,5 @@
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
@@ -8,11 +10,14 @@ from rest_framework.views import APIView
 from apps.core.api.shortcuts import validated
 
 from ..authentication import request_api_key, request_user
-from ..models import Role
+from ..models import Budget, Role
 from ..permissions import VIEW
 from ..selectors import (
     api_key_get,
     api_key_list,
+    budget_get,
+    budget_list,
+    budget_standings,
     user_get,
     user_list,
     workspace_get,
@@ -21,6 +26,9 @@ from ..selectors import (
 from ..services import (
     api_key_create,
     api_key_revoke,
+    budget_create,
+    budget_delete,
+    budget_update,
     user_role,
     user_set_role,
     workspace_create,
@@ -31,6 +39,8 @@ from .serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateInputSerializer,
     ApiKeyOutputSerializer,
+    BudgetInputSerializer,
+    BudgetOutputSerializer,
     MeOutputSerializer,
     RoleInputSerializer,
     UserOutputSerializer,
@@ -168,4 +178,47 @@ class WorkspaceDetailApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
         workspace_delete(workspace=workspace_get(pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _budget_answer(found: list[Budget] | Budget) -> Any:
+    """Budgets with their standings (one Redis round trip for all)."""
+    listed = found if isinstance(found, list) else [found]
+    context = {"standings": budget_standings(listed)}
+    return BudgetOutputSerializer(found, many=isinstance(found, list), context=context).data
+
+
+class BudgetListCreateApi(APIView):
+    """Spend limits per API key, user, end user or workspace, per day or month (UTC), each with
+    its spend in the current window and when that resets: every role reads them, admins
+    change them."""
+
+    write_permission = "accounts.change_budget"
+
+    @extend_schema(responses=BudgetOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(_budget_answer(list(budget_list())))
+
+    @extend_schema(request=BudgetInputSerializer, responses={201: BudgetOutputSerializer})
+    def post(self, request: Request) -> Response:
+        budget = budget_create(**validated(BudgetInputSerializer, request))
+        return Response(_budget_answer(budget_get(pk=budget.pk)), status=status.HTTP_201_CREATED)
+
+
+class BudgetDetailApi(APIView):
+    write_permission = "accounts.change_budget"
+
+    @extend_schema(responses=BudgetOutputSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(_budget_answer(budget_get(pk=pk)))
+
+    @extend_schema(request=BudgetInputSerializer, responses=BudgetOutputSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        data = validated(BudgetInputSerializer, request, partial=True)
+        budget_update(budget=budget_get(pk=pk), **data)
+        return Response(_budget_answer(budget_get(pk=pk)))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        budget_delete(budget=budget_get(pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)

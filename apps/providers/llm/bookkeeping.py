@@ -21,6 +21,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from apps.accounts.admission import charge
 from apps.core import tracing
 
 from ..models import CallStatus
@@ -126,6 +127,8 @@ class Execution:
             status=status, usage=usage, latency=latency, finish_reason=finish_reason, error=error
         )
         recorder.record(call, self.attempts)
+        if call["cost"]:
+            charge(self.request.caller, end_user=self.request.user, cost=call["cost"])
         if self.span is not None:
             self._trace(call)
         if self.deployment:
@@ -135,6 +138,12 @@ class Execution:
         except Exception:  # metrics must never fail a request that has been served
             logger.exception("could not update the LLM metrics")
         return call["cost"], latency * 1000
+
+    def discard(self) -> None:
+        """A call refused before it was routed (a spent budget): no record, no metrics."""
+        self.finished = True
+        if self.span is not None:
+            tracing.span_end(self.span, attributes={"orchestra.status": "refused"})
 
     def _ttft(self) -> float | None:
         return (self.first_token_at - self.started) if self.first_token_at else None

@@ -21,6 +21,7 @@ from typing import TypeVar
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from apps.accounts.admission import admit_budget
 from apps.core.events import apublish
 from apps.core.registry import request_hooks
 from apps.core.runtime import SingleFlight
@@ -275,7 +276,13 @@ async def count_failure(
 
 
 async def run_recorded(request: LlmRequest, execution: Execution, attempt: Attempt[T]) -> T:
-    """``execute``, recording the call as failed or cancelled if no attempt succeeds."""
+    """``execute``, recording the call as failed or cancelled if no attempt succeeds. A call
+    over one of its caller's budgets is refused first (``apps.accounts.admission``): no record,
+    no request upstream."""
+    refusal = await admit_budget(request.caller, end_user=request.user, entry=request.entry_point)
+    if refusal is not None:
+        execution.discard()
+        raise ProviderError(errors.INSUFFICIENT_QUOTA, refusal.message, 429, refusal.retry_after)
     try:
         return await execute(request, execution, attempt)
     except ProviderError as error:

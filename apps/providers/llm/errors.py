@@ -40,6 +40,7 @@ NO_PROVIDER = "no_provider"
 MODEL_NOT_FOUND = "model_not_found"
 CANCELLED = "cancelled"
 INTERNAL = "internal_error"
+INSUFFICIENT_QUOTA = "insufficient_quota"  # a budget of the caller's is spent (before routing)
 
 MODEL_UNAVAILABLE_COOLDOWN_SECONDS = 60.0
 
@@ -62,6 +63,7 @@ HTTP_STATUS = {
     MODEL_NOT_FOUND: 404,
     CANCELLED: 499,
     INTERNAL: 500,
+    INSUFFICIENT_QUOTA: 429,
 }
 
 _CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window")
