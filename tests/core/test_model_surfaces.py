@@ -34,7 +34,10 @@ SECRET = "a secret: written through a write-only field, shown masked"
 
 # label -> field -> why the API's input serializers do not take it.
 NOT_IN_INPUT: dict[str, dict[str, str]] = {
-    "accounts.ApiKey": {"user": OWNER + " (the admin picks the user)"},
+    "accounts.ApiKey": {
+        "user": OWNER + " (the admin picks the user)",
+        "workspace": "set through /api/v1/workspaces (a workspace's api_keys)",
+    },
     "agents.AgentTask": {
         "agent": PARENT,
         "created_by": OWNER,
@@ -123,9 +126,13 @@ NOT_IN_OUTPUT: dict[str, dict[str, str]] = {
 # label -> field -> why the admin's change page does not show it as such.
 NOT_IN_ADMIN: dict[str, dict[str, str]] = {
     "providers.Provider": {"extra_headers": SECRET + " (extra_headers_masked, new_extra_headers)"},
-    "providers.LlmCall": dict.fromkeys(
-        ["provider", "model"], "shown by name (provider_name, model_name), kept if it is deleted"
-    ),
+    "providers.LlmCall": {
+        **dict.fromkeys(
+            ["provider", "model"],
+            "shown by name (provider_name, model_name), kept if it is deleted",
+        ),
+        "tags": "as key=value pairs (tags_shown)",
+    },
     "artifacts.Artifact": {"file": "shown as stored_as and download", "content": "as preview"},
     "auth.User": {"groups": "one role field instead (accounts.forms; the role is a group)"},
     "approvals.ApprovalPolicyChange": {"changes": "as words (changes_shown)"},
