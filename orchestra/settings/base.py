@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.monitoring",
     "apps.providers",
+    "apps.analytics",
     "apps.gateway",
     "apps.realtime",
     "apps.agents",
@@ -321,6 +322,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "store-call-records": {"task": "providers.store_call_records", "schedule": 5.0},
     "sweep-call-records": {"task": "providers.sweep_call_records", "schedule": 60.0},
+    # Analytics: the closed hours whose call records changed, rolled up again.
+    "roll-analytics-hours": {"task": "analytics.roll_hours", "schedule": 60.0},
     "sweep-builds": {"task": "builds.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "sweep-agent-tasks": {"task": "agents.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "expire-approvals": {"task": "approvals.expire_overdue", "schedule": 30.0},
