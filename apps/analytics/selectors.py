@@ -162,7 +162,7 @@ class Figures:
             "outputTokens": self.output_tokens,
             "totalTokens": tokens,
             "cost": float(self.cost),
-            "errors": self.errors,
+            "errorCount": self.errors,
             "errorRate": round(self.errors / requests, 6) if requests else 0.0,
             "avgLatency": round(self.latency_sum_ms / requests, 3) if requests else None,
             "avgTimeToFirstToken": (
@@ -224,8 +224,7 @@ def _sum_rows(
     group: str | None,
     now: datetime | None,
 ) -> Iterator[tuple[Key, dict[str, Any]]]:
-    own_rollup = {"end_user": EndUserHourlyRollup, "tag": TagHourlyRollup}.get(group or "")
-    by_own = own_rollup is not None and filters.set() <= {group}
+    by_own = group in ("end_user", "tag") and filters.set() <= {group}
     usable = by_own or (group not in ("end_user", "tag") and not filters.raw_only)
     parts = split(start, end, now=now) if usable else Split(None, Q())
     raw = raw_calls(start, end, filters).filter(parts.raw)
@@ -238,21 +237,21 @@ def _sum_rows(
         yield from _grouped(raw, "created_at", period, column, _raw_sums())
     if parts.rollup is None:
         return
-    if by_own and own_rollup is not None:
-        rollups = own_rollup.objects.filter(parts.rollup)
-        if group == "tag":
-            if filters.tag is not None:
-                rollups = rollups.filter(key=filters.tag[0], value=filters.tag[1])
-            for row in rollups.values("key", "value").annotate(**_rollup_sums()).order_by():
-                yield (None, f"{row['key']}:{row['value']}"), row
-            return
+    if by_own and group == "tag":
+        tags = TagHourlyRollup.objects.filter(parts.rollup)
+        if filters.tag is not None:
+            tags = tags.filter(key=filters.tag[0], value=filters.tag[1])
+        for row in tags.values("key", "value").annotate(**_rollup_sums()).order_by():
+            yield (None, f"{row['key']}:{row['value']}"), dict(row)
+    elif by_own:
+        end_users = EndUserHourlyRollup.objects.filter(parts.rollup)
         if filters.end_user is not None:
-            rollups = rollups.filter(end_user=filters.end_user)
-        yield from _grouped(rollups, "hour", period, "end_user", _rollup_sums())
-        return
-    rollups = HourlyRollup.objects.filter(parts.rollup).filter(filters.rollup_q())
-    sums_ = {**_rollup_sums(), "ttft_n": Sum("ttft_count"), "ttft_sum": Sum("ttft_sum_ms")}
-    yield from _grouped(rollups, "hour", period, MAIN_COLUMNS.get(group or ""), sums_)
+            end_users = end_users.filter(end_user=filters.end_user)
+        yield from _grouped(end_users, "hour", period, "end_user", _rollup_sums())
+    else:
+        rollups = HourlyRollup.objects.filter(parts.rollup).filter(filters.rollup_q())
+        sums_ = {**_rollup_sums(), "ttft_n": Sum("ttft_count"), "ttft_sum": Sum("ttft_sum_ms")}
+        yield from _grouped(rollups, "hour", period, MAIN_COLUMNS.get(group or ""), sums_)
 
 
 def _grouped(
@@ -333,3 +332,224 @@ def histogram_counts(
                     at = timezone.make_aware(at, UTC)
                 histograms.add(counts[(at, *found)], [(bucket, n)])
     return dict(counts)
+
+
+# --- the endpoints' answers ------------------------------------------------------------------
+
+TOP = 10
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _series(found: dict[Key, Figures]) -> list[dict[str, Any]]:
+    return [
+        {"period": _iso(at), **figures.as_json()}
+        for (at, _), figures in sorted(found.items(), key=lambda item: item[0][0])
+    ]
+
+
+def _breakdown(found: dict[Key, Figures], total: Figures, limit: int | None = None) -> list:
+    rows = sorted(found.items(), key=lambda item: (-item[1].cost, -item[1].requests))
+    return [
+        {
+            "key": value if value is None or isinstance(value, str) else str(value),
+            **figures.as_json(),
+            "share": round(float(figures.cost / total.cost), 6) if total.cost else 0.0,
+        }
+        for (_, value), figures in rows[:limit]
+    ]
+
+
+def _total(start: datetime, end: datetime, filters: Filters, now: datetime) -> Figures:
+    return sums(start, end, filters, now=now).get((None, None), Figures())
+
+
+def totals_json(figures: Figures) -> dict[str, Any]:
+    """The usage totals under the names of seed 002."""
+    found = figures.as_json()
+    requests = figures.requests
+    return {
+        "totalRequests": requests,
+        "totalTokens": found["totalTokens"],
+        "totalInputTokens": figures.input_tokens,
+        "totalOutputTokens": figures.output_tokens,
+        "totalCost": found["cost"],
+        "avgLatency": found["avgLatency"],
+        "errorCount": figures.errors,
+        "errorRate": found["errorRate"],
+        "avgTokensPerRequest": round(found["totalTokens"] / requests, 3) if requests else None,
+        "avgCostPerRequest": round(float(figures.cost) / requests, 8) if requests else None,
+    }
+
+
+def analytics_realtime(*, time_range: str, filters: Filters) -> dict[str, Any]:
+    """The last hour or day: totals, and the top models and users by cost."""
+    now = timezone.now()
+    start = now - (HOUR if time_range == "hour" else timedelta(days=1))
+    total = _total(start, now, filters, now)
+    by_model = sums(start, now, filters, group="model", now=now)
+    by_user = sums(start, now, filters, group="user", now=now)
+    return {
+        "timeRange": time_range,
+        "start": _iso(start),
+        "end": _iso(now),
+        **total.as_json(),
+        "byModel": _breakdown(by_model, total, TOP),
+        "byUser": _breakdown(by_user, total, TOP),
+    }
+
+
+def analytics_usage(
+    *, period: str, start: datetime, end: datetime, filters: Filters
+) -> dict[str, Any]:
+    now = timezone.now()
+    return {
+        "period": period,
+        "start": _iso(start),
+        "end": _iso(end),
+        "series": _series(sums(start, end, filters, period=period, now=now)),
+        "totals": totals_json(_total(start, end, filters, now)),
+    }
+
+
+def analytics_costs(
+    *, group_by: str, start: datetime, end: datetime, filters: Filters
+) -> dict[str, Any]:
+    """Total cost and its breakdown. By tag, a call counts under each of its tags (the
+    breakdown adds up to more than the total when calls carry several)."""
+    now = timezone.now()
+    total = _total(start, end, filters, now)
+    found = sums(start, end, filters, group=group_by, now=now)
+    return {
+        "groupBy": group_by,
+        "start": _iso(start),
+        "end": _iso(end),
+        "totalCost": float(total.cost),
+        "totalRequests": total.requests,
+        "breakdown": _breakdown(found, total),
+    }
+
+
+def analytics_performance(
+    *, period: str, start: datetime, end: datetime, filters: Filters
+) -> dict[str, Any]:
+    """Latency and time to first token p50/p95/p99 and the error rate per provider and model,
+    over the whole range and per period."""
+    now = timezone.now()
+    groups = ("provider", "model")
+    by_pair: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for column in ("latency", "ttft"):
+        for key, counts in histogram_counts(
+            start, end, filters, column=column, groups=groups, now=now
+        ).items():
+            by_pair.setdefault(key[1:], {})[column] = counts
+        for key, counts in histogram_counts(
+            start, end, filters, column=column, period=period, groups=groups, now=now
+        ).items():
+            by_pair.setdefault(key[1:], {}).setdefault("series", {}).setdefault(key[0], {})[
+                column
+            ] = counts
+    errors = _pair_figures(start, end, filters, None, now)
+    errors_by_period = _pair_figures(start, end, filters, period, now)
+    results = []
+    for pair in sorted(set(by_pair) | set(errors), key=lambda p: tuple(str(v) for v in p)):
+        found = by_pair.get(pair, {})
+        overall = errors.get(pair, Figures())
+        series = []
+        periods = set(found.get("series", {})) | {
+            at for (at, *rest) in errors_by_period if tuple(rest) == pair
+        }
+        for at in sorted(periods):
+            counts = found.get("series", {}).get(at, {})
+            point = errors_by_period.get((at, *pair), Figures())
+            series.append(_performance(at, point, counts))
+        results.append(
+            {
+                "provider": pair[0],
+                "model": pair[1],
+                **_performance(None, overall, found),
+                "series": series,
+            }
+        )
+    return {"period": period, "start": _iso(start), "end": _iso(end), "results": results}
+
+
+def _pair_figures(
+    start: datetime, end: datetime, filters: Filters, period: str | None, now: datetime
+) -> dict[tuple[Any, ...], Figures]:
+    """Figures per (period,) provider and model: two groups, so the two columns are read
+    together from each side (``sums`` groups by one)."""
+    found: dict[tuple[Any, ...], Figures] = defaultdict(Figures)
+    parts = split(start, end, now=now) if not filters.raw_only else Split(None, Q())
+    sources: list[tuple[QuerySet[Any], str, dict[str, Any]]] = [
+        (raw_calls(start, end, filters).filter(parts.raw), "created_at", _raw_sums())
+    ]
+    if parts.rollup is not None:
+        sources.append(
+            (
+                HourlyRollup.objects.filter(parts.rollup).filter(filters.rollup_q()),
+                "hour",
+                {**_rollup_sums(), "ttft_n": Sum("ttft_count"), "ttft_sum": Sum("ttft_sum_ms")},
+            )
+        )
+    for queryset, time_column, aggregates in sources:
+        names = ["provider_name", "model_name"]
+        if period:
+            queryset = queryset.annotate(at_period=Trunc(time_column, period))
+            names.insert(0, "at_period")
+        for row in queryset.values(*names).annotate(**aggregates).order_by():
+            key = tuple(row[n] for n in names)
+            found[key].add(row)
+    return dict(found)
+
+
+def _performance(
+    at: datetime | None, figures: Figures, counts: dict[str, list[int]]
+) -> dict[str, Any]:
+    answer = {
+        "requests": figures.requests,
+        "errorCount": figures.errors,
+        "errorRate": figures.as_json()["errorRate"],
+        "latency": histograms.percentiles(counts.get("latency", histograms.empty())),
+        "timeToFirstToken": histograms.percentiles(counts.get("ttft", histograms.empty())),
+    }
+    return {"period": _iso(at), **answer} if at is not None else answer
+
+
+# --- export ------------------------------------------------------------------------------------
+
+EXPORT_CHUNK = 2000
+RAW_EXPORT_FIELDS = (
+    "id", "created_at", "provider_name", "model_name", "endpoint", "entry_point", "status",
+    "error_code", "input_tokens", "output_tokens", "cost", "latency_ms",
+    "time_to_first_token_ms", "api_key_id", "user_id", "workspace_id", "end_user", "tags",
+    "build_id", "agent_id", "experiment_variant_id", "request_id",
+)  # fmt: skip
+ROLLUP_EXPORT_FIELDS = (
+    "hour", "provider_name", "model_name", "api_key_id", "user_id", "workspace_id",
+    "entry_point", "endpoint", "service", "status", "requests", "errors", "input_tokens",
+    "output_tokens", "cost", "latency_sum_ms", "ttft_count", "ttft_sum_ms",
+)  # fmt: skip
+
+
+def export_rows(
+    *, source: str, start: datetime, end: datetime, filters: Filters
+) -> tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]:
+    """The columns and rows of an export, read in chunks from a server-side cursor (constant
+    memory). ``rollups`` gives the stored hourly rows of the closed hours in the range (the
+    rollup filters only); ``raw`` the call records themselves, running streams included."""
+    if source == "rollups":
+        rollups = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end).filter(
+            filters.rollup_q()
+        )
+        stored = rollups.order_by("hour", "id").values_list(*ROLLUP_EXPORT_FIELDS)
+        return ROLLUP_EXPORT_FIELDS, stored.iterator(chunk_size=EXPORT_CHUNK)
+    calls = filters.raw(
+        LlmCall.objects.filter(created_at__gte=start, created_at__lt=end).annotate(
+            service=service_expression()
+        )
+    )
+    rows = calls.order_by("created_at", "id").values_list(*RAW_EXPORT_FIELDS)
+    return RAW_EXPORT_FIELDS, rows.iterator(chunk_size=EXPORT_CHUNK)

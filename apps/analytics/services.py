@@ -15,6 +15,7 @@ take an open or pending hour from the raw records (``selectors``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -100,7 +101,7 @@ def _figures() -> dict[str, Any]:
     }
 
 
-def _figure_values(row: dict[str, Any]) -> dict[str, Any]:
+def _figure_values(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "requests": row["requests"],
         "errors": row["errors"],

@@ -35,8 +35,8 @@ def call(rng: random.Random, created_at: datetime, **fields: Any) -> dict[str, A
         "input_tokens": rng.randint(0, 5000),
         "output_tokens": rng.randint(0, 2000),
         "cost": str(Decimal(rng.randint(0, 10**7)) / Decimal(10**8)),
-        # Log-uniform from 0.5 ms to 20 minutes: every bucket, the two edges included.
-        "latency_ms": round(10 ** rng.uniform(-0.3, 6.1), 3),
+        # Log-uniform from 0.5 ms to 8 minutes: the buckets, the lowest edge included.
+        "latency_ms": round(10 ** rng.uniform(-0.3, 5.7), 3),
         "time_to_first_token_ms": round(10 ** rng.uniform(0, 4), 3) if streamed else None,
         "stream": streamed,
         "user_id": rng.choice([None, 1, 2, 3]),
