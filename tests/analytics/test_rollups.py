@@ -203,3 +203,26 @@ def test_rebuild_recomputes_rollups_from_the_raw_records():
     assert same(after, raw(created_at__lt=hour_now()))
     assert EndUserHourlyRollup.objects.exists()
     assert rollups_rebuild(since=timezone.now()) == 0
+
+
+def test_a_refused_batch_leaves_no_mark_and_its_good_records_are_rolled():
+    """The database refuses one record of a batch shipped through Redis: the batch's
+    transaction rolls back with its marks, the split stores the others with theirs."""
+    from apps.core.redis import redis_client
+    from apps.providers.llm.recording.records import (
+        CallRecord,
+        call_records_store,
+        records_key,
+        ship_batch,
+    )
+
+    rng = random.Random(5)
+    hour = hour_now() - timedelta(hours=4)
+    good = [call(rng, hour + timedelta(minutes=m)) for m in range(6)]
+    bad = {**call(rng, hour), "created_at": "not a time"}
+    redis_client().delete(records_key())
+    ship_batch([CallRecord(c, []) for c in [*good[:3], bad, *good[3:]]])
+    assert call_records_store() == 6
+    assert list(PendingHour.objects.values_list("hour", flat=True)) == [hour]
+    roll()
+    assert rolled(hour=hour)["n"] == 6 == raw()["n"]

@@ -40,30 +40,40 @@ class DateOrDateTimeField(DateTimeQueryField):
         return super().to_internal_value(value)
 
 
-class FiltersInputSerializer(serializers.Serializer):
+class AnalyticsFiltersInputSerializer(serializers.Serializer):
     """The filters every analytics endpoint takes, and its range (``startDate`` to
     ``endDate``, default: the endpoint's own)."""
 
     startDate = DateOrDateTimeField(required=False, help_text="From (a date or ISO datetime).")
     endDate = DateOrDateTimeField(required=False, help_text="Until, excluded (default: now).")
-    provider = serializers.CharField(required=False, max_length=64)
-    model = serializers.CharField(required=False, max_length=200)
+    provider = serializers.CharField(required=False, max_length=64, help_text="A provider's name.")
+    model = serializers.CharField(required=False, max_length=200, help_text="A model's name.")
     key = serializers.IntegerField(
         required=False, min_value=1, max_value=2**63 - 1, help_text="An API key's id."
     )
-    user = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    workspace = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    end_user = serializers.CharField(required=False, max_length=256)
+    user = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="A user's id."
+    )
+    workspace = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="A workspace's id."
+    )
+    end_user = serializers.CharField(
+        required=False, max_length=256, help_text="An end user (OpenAI's 'user')."
+    )
     tag = serializers.RegexField(TAG, required=False, help_text="key:value (team:growth).")
     entry_point = serializers.ChoiceField(EntryPoint.choices, required=False)
     service = serializers.ChoiceField(SERVICES, required=False)
     status = serializers.ChoiceField(
         [c for c in CallStatus.choices if c[0] != CallStatus.RUNNING], required=False
     )
-    build = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    agent = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    build = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="A build's id."
+    )
+    agent = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="An agent's id."
+    )
     experiment_variant = serializers.IntegerField(
-        required=False, min_value=1, max_value=2**63 - 1
+        required=False, min_value=1, max_value=2**63 - 1, help_text="An experiment variant's id."
     )  # fmt: skip
 
     default_range = timedelta(days=30)
@@ -96,7 +106,7 @@ class FiltersInputSerializer(serializers.Serializer):
         )  # fmt: skip
 
 
-class RealtimeInputSerializer(FiltersInputSerializer):
+class AnalyticsRealtimeInputSerializer(AnalyticsFiltersInputSerializer):
     startDate = None  # type: ignore[assignment]
     endDate = None  # type: ignore[assignment]
     timeRange = serializers.ChoiceField(["hour", "day"], default="hour")
@@ -105,7 +115,7 @@ class RealtimeInputSerializer(FiltersInputSerializer):
         return attrs
 
 
-class UsageInputSerializer(FiltersInputSerializer):
+class AnalyticsUsageInputSerializer(AnalyticsFiltersInputSerializer):
     period = serializers.ChoiceField(
         PERIODS, default="day", help_text="Default range: a day by hour, 30 days by day, 12 "
         "weeks by week, a year by month."
@@ -115,16 +125,16 @@ class UsageInputSerializer(FiltersInputSerializer):
         return DEFAULT_RANGE[attrs.get("period", "day")]
 
 
-class CostsInputSerializer(FiltersInputSerializer):
+class AnalyticsCostsInputSerializer(AnalyticsFiltersInputSerializer):
     groupBy = serializers.ChoiceField(GROUPS, default="model")
 
 
-class PerformanceInputSerializer(FiltersInputSerializer):
+class AnalyticsPerformanceInputSerializer(AnalyticsFiltersInputSerializer):
     period = serializers.ChoiceField(PERIODS, default="day")
     default_range = timedelta(days=7)
 
 
-class ExportInputSerializer(FiltersInputSerializer):
+class AnalyticsExportInputSerializer(AnalyticsFiltersInputSerializer):
     format = serializers.ChoiceField(["csv", "json"], default="csv")
     # A field named like Field.source: the serializer's metaclass takes it out of the class.
     source = serializers.ChoiceField(  # type: ignore[assignment]
@@ -137,7 +147,7 @@ class ExportInputSerializer(FiltersInputSerializer):
 # --- answers ------------------------------------------------------------------------------------
 
 
-class FiguresOutputSerializer(serializers.Serializer):
+class AnalyticsFiguresOutputSerializer(serializers.Serializer):
     requests = serializers.IntegerField()
     inputTokens = serializers.IntegerField()
     outputTokens = serializers.IntegerField()
@@ -149,24 +159,24 @@ class FiguresOutputSerializer(serializers.Serializer):
     avgTimeToFirstToken = serializers.FloatField(allow_null=True)
 
 
-class BreakdownOutputSerializer(FiguresOutputSerializer):
+class AnalyticsBreakdownOutputSerializer(AnalyticsFiguresOutputSerializer):
     key = serializers.CharField(allow_null=True, help_text="The group's value (an id as text).")
     share = serializers.FloatField(help_text="Its share of the total cost (0 to 1).")
 
 
-class RealtimeOutputSerializer(FiguresOutputSerializer):
+class AnalyticsRealtimeOutputSerializer(AnalyticsFiguresOutputSerializer):
     timeRange = serializers.CharField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
-    byModel = BreakdownOutputSerializer(many=True)
-    byUser = BreakdownOutputSerializer(many=True)
+    byModel = AnalyticsBreakdownOutputSerializer(many=True)
+    byUser = AnalyticsBreakdownOutputSerializer(many=True)
 
 
-class UsagePointOutputSerializer(FiguresOutputSerializer):
+class AnalyticsUsagePointOutputSerializer(AnalyticsFiguresOutputSerializer):
     period = serializers.DateTimeField()
 
 
-class UsageTotalsOutputSerializer(serializers.Serializer):
+class AnalyticsUsageTotalsOutputSerializer(serializers.Serializer):
     totalRequests = serializers.IntegerField()
     totalTokens = serializers.IntegerField()
     totalInputTokens = serializers.IntegerField()
@@ -179,51 +189,53 @@ class UsageTotalsOutputSerializer(serializers.Serializer):
     avgCostPerRequest = serializers.FloatField(allow_null=True)
 
 
-class UsageOutputSerializer(serializers.Serializer):
+class AnalyticsUsageOutputSerializer(serializers.Serializer):
     period = serializers.CharField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
-    series = UsagePointOutputSerializer(many=True)
-    totals = UsageTotalsOutputSerializer()
+    series = AnalyticsUsagePointOutputSerializer(many=True)
+    totals = AnalyticsUsageTotalsOutputSerializer()
 
 
-class CostsOutputSerializer(serializers.Serializer):
+class AnalyticsCostsOutputSerializer(serializers.Serializer):
     groupBy = serializers.CharField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     totalCost = serializers.FloatField()
     totalRequests = serializers.IntegerField()
-    breakdown = BreakdownOutputSerializer(many=True)
+    breakdown = AnalyticsBreakdownOutputSerializer(many=True)
 
 
-class PercentilesOutputSerializer(serializers.Serializer):
+class AnalyticsPercentilesOutputSerializer(serializers.Serializer):
     p50 = serializers.FloatField(allow_null=True)
     p95 = serializers.FloatField(allow_null=True)
     p99 = serializers.FloatField(allow_null=True)
 
 
-class PerformancePointOutputSerializer(serializers.Serializer):
+class AnalyticsPerformancePointOutputSerializer(serializers.Serializer):
     period = serializers.DateTimeField()
     requests = serializers.IntegerField()
     errorCount = serializers.IntegerField()
     errorRate = serializers.FloatField()
-    latency = PercentilesOutputSerializer(help_text="Milliseconds, within 4.9% (see the guide).")
-    timeToFirstToken = PercentilesOutputSerializer()
+    latency = AnalyticsPercentilesOutputSerializer(
+        help_text="Milliseconds, within 4.9% (see the guide)."
+    )
+    timeToFirstToken = AnalyticsPercentilesOutputSerializer()
 
 
-class PerformanceGroupOutputSerializer(serializers.Serializer):
+class AnalyticsPerformanceGroupOutputSerializer(serializers.Serializer):
     provider = serializers.CharField()
     model = serializers.CharField()
     requests = serializers.IntegerField()
     errorCount = serializers.IntegerField()
     errorRate = serializers.FloatField()
-    latency = PercentilesOutputSerializer()
-    timeToFirstToken = PercentilesOutputSerializer()
-    series = PerformancePointOutputSerializer(many=True)
+    latency = AnalyticsPercentilesOutputSerializer()
+    timeToFirstToken = AnalyticsPercentilesOutputSerializer()
+    series = AnalyticsPerformancePointOutputSerializer(many=True)
 
 
-class PerformanceOutputSerializer(serializers.Serializer):
+class AnalyticsPerformanceOutputSerializer(serializers.Serializer):
     period = serializers.CharField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
-    results = PerformanceGroupOutputSerializer(many=True)
+    results = AnalyticsPerformanceGroupOutputSerializer(many=True)

@@ -23,7 +23,7 @@ from .. import selectors
 from . import serializers as s
 
 
-def _valid(serializer_class: type[s.FiltersInputSerializer], request: Request) -> Any:
+def _valid(serializer_class: type[s.AnalyticsFiltersInputSerializer], request: Request) -> Any:
     serializer = serializer_class(data=request.query_params)
     serializer.is_valid(raise_exception=True)
     return serializer
@@ -33,41 +33,48 @@ class RealtimeApi(APIView):
     """The last hour or day (``timeRange``): requests, tokens, cost, latency, errors, and the
     top models and users by cost."""
 
-    @extend_schema(parameters=[s.RealtimeInputSerializer], responses=s.RealtimeOutputSerializer)
+    @extend_schema(
+        parameters=[s.AnalyticsRealtimeInputSerializer],
+        responses=s.AnalyticsRealtimeOutputSerializer,
+    )
     def get(self, request: Request) -> Response:
-        query = _valid(s.RealtimeInputSerializer, request)
+        query = _valid(s.AnalyticsRealtimeInputSerializer, request)
         answer = selectors.analytics_realtime(
             time_range=query.validated_data["timeRange"], filters=query.filters()
         )
-        return Response(s.RealtimeOutputSerializer(answer).data)
+        return Response(s.AnalyticsRealtimeOutputSerializer(answer).data)
 
 
 class UsageApi(APIView):
     """A time series by ``period`` (hour, day, week, month; UTC) and the range's totals."""
 
-    @extend_schema(parameters=[s.UsageInputSerializer], responses=s.UsageOutputSerializer)
+    @extend_schema(
+        parameters=[s.AnalyticsUsageInputSerializer], responses=s.AnalyticsUsageOutputSerializer
+    )
     def get(self, request: Request) -> Response:
-        query = _valid(s.UsageInputSerializer, request)
+        query = _valid(s.AnalyticsUsageInputSerializer, request)
         data = query.validated_data
         answer = selectors.analytics_usage(
             period=data["period"], start=data["start"], end=data["end"], filters=query.filters()
         )
-        return Response(s.UsageOutputSerializer(answer).data)
+        return Response(s.AnalyticsUsageOutputSerializer(answer).data)
 
 
 class CostsApi(APIView):
     """The range's total cost and its breakdown by ``groupBy``, largest first (default: the
     last 30 days). By tag, a call counts under each of its tags."""
 
-    @extend_schema(parameters=[s.CostsInputSerializer], responses=s.CostsOutputSerializer)
+    @extend_schema(
+        parameters=[s.AnalyticsCostsInputSerializer], responses=s.AnalyticsCostsOutputSerializer
+    )
     def get(self, request: Request) -> Response:
-        query = _valid(s.CostsInputSerializer, request)
+        query = _valid(s.AnalyticsCostsInputSerializer, request)
         data = query.validated_data
         answer = selectors.analytics_costs(
             group_by=data["groupBy"], start=data["start"], end=data["end"],
             filters=query.filters(),
         )  # fmt: skip
-        return Response(s.CostsOutputSerializer(answer).data)
+        return Response(s.AnalyticsCostsOutputSerializer(answer).data)
 
 
 class PerformanceApi(APIView):
@@ -76,15 +83,16 @@ class PerformanceApi(APIView):
     range (default: 7 days) and per ``period``."""
 
     @extend_schema(
-        parameters=[s.PerformanceInputSerializer], responses=s.PerformanceOutputSerializer
+        parameters=[s.AnalyticsPerformanceInputSerializer],
+        responses=s.AnalyticsPerformanceOutputSerializer,
     )
     def get(self, request: Request) -> Response:
-        query = _valid(s.PerformanceInputSerializer, request)
+        query = _valid(s.AnalyticsPerformanceInputSerializer, request)
         data = query.validated_data
         answer = selectors.analytics_performance(
             period=data["period"], start=data["start"], end=data["end"], filters=query.filters()
         )
-        return Response(s.PerformanceOutputSerializer(answer).data)
+        return Response(s.AnalyticsPerformanceOutputSerializer(answer).data)
 
 
 def _cell(value: Any) -> Any:
@@ -137,7 +145,7 @@ class ExportApi(APIView):
     content_negotiation_class = ExportNegotiation
 
     @extend_schema(
-        parameters=[s.ExportInputSerializer],
+        parameters=[s.AnalyticsExportInputSerializer],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV rows."),
             (200, "application/json"): OpenApiResponse(
@@ -146,7 +154,7 @@ class ExportApi(APIView):
         },
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        query = _valid(s.ExportInputSerializer, request)
+        query = _valid(s.AnalyticsExportInputSerializer, request)
         data = query.validated_data
         columns, rows = selectors.export_rows(
             source=data["source"], start=data["start"], end=data["end"], filters=query.filters()
