@@ -71,10 +71,11 @@ def hours_mark(created: list[Any]) -> None:
         return
     table = connection.ops.quote_name(PendingHour._meta.db_table)
     values = ", ".join(["(%s, 1, %s)"] * len(hours))
-    now = timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())
     params: list[Any] = []
     for hour in hours:
-        params += [hour, now]
+        params += [adapt(hour), now]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (hour, changes, marked_at) VALUES {values} "

@@ -75,6 +75,11 @@ def raw_calls(start: datetime, end: datetime, q: Q | None = None):
     )
 
 
+def money(value: Any) -> float:
+    """A cost to its 8 decimal places: SQLite sums decimals as floats."""
+    return round(float(value or 0), 8)
+
+
 def exact(calls) -> dict[str, Any]:
     found = calls.aggregate(
         n=Count("id"), errors=Count("id", filter=Q(status="error")), input=Sum("input_tokens"),
@@ -85,7 +90,7 @@ def exact(calls) -> dict[str, Any]:
         "errors": found["errors"],
         "inputTokens": found["input"] or 0,
         "outputTokens": found["output"] or 0,
-        "cost": float(found["cost"] or 0),
+        "cost": money(found["cost"]),
         "latency": found["latency"],
     }
 
@@ -95,7 +100,7 @@ def answered(figures: dict[str, Any]) -> dict[str, Any]:
     return {
         "requests": figures["requests"], "errors": figures["errorCount"],
         "inputTokens": figures["inputTokens"], "outputTokens": figures["outputTokens"],
-        "cost": figures["cost"], "latency": latency,
+        "cost": money(figures["cost"]), "latency": latency,
     }  # fmt: skip
 
 
@@ -120,7 +125,7 @@ def test_usage_series_and_totals_equal_the_raw_records(calls, viewer):
     totals = answer["totals"]
     expected = exact(raw_calls(start, end))
     assert totals["totalRequests"] == expected["requests"]
-    assert totals["totalCost"] == expected["cost"]
+    assert money(totals["totalCost"]) == expected["cost"]
     assert totals["errorCount"] == expected["errors"]
     assert totals["totalTokens"] == expected["inputTokens"] + expected["outputTokens"]
     assert totals["errorRate"] == round(expected["errors"] / expected["requests"], 6)
@@ -165,7 +170,8 @@ def test_costs_by_every_group_equal_the_raw_records(calls, viewer, filters):
                      **filters)  # fmt: skip
         base = raw_calls(start, end, q)
         total = exact(base)
-        assert answer["totalCost"] == total["cost"] and answer["totalRequests"] == total["requests"]
+        assert money(answer["totalCost"]) == total["cost"]
+        assert answer["totalRequests"] == total["requests"]
         if group == "end_user":
             base = base.exclude(end_user="")
         expected = {
@@ -175,9 +181,9 @@ def test_costs_by_every_group_equal_the_raw_records(calls, viewer, filters):
         got = {row["key"]: row for row in answer["breakdown"]}
         assert got.keys() == expected.keys(), group
         for key, row in got.items():
-            assert (row["requests"], row["cost"]) == (
+            assert (row["requests"], money(row["cost"])) == (
                 expected[key]["n"],
-                float(expected[key]["cost"]),
+                money(expected[key]["cost"]),
             ), (group, key)
     by_tag = get(viewer, "costs", groupBy="tag", startDate=iso(start), endDate=iso(end), **filters)
     expected_tags: dict[str, list[Any]] = defaultdict(lambda: [0, Decimal(0)])
@@ -185,8 +191,8 @@ def test_costs_by_every_group_equal_the_raw_records(calls, viewer, filters):
         for pair in found["tags"].items():
             expected_tags[":".join(pair)][0] += 1
             expected_tags[":".join(pair)][1] += found["cost"]
-    assert {row["key"]: (row["requests"], row["cost"]) for row in by_tag["breakdown"]} == {
-        key: (n, float(cost)) for key, (n, cost) in expected_tags.items()
+    assert {row["key"]: (row["requests"], money(row["cost"])) for row in by_tag["breakdown"]} == {
+        key: (n, money(cost)) for key, (n, cost) in expected_tags.items()
     }
 
 
@@ -223,12 +229,12 @@ def test_realtime_answers_the_last_hour_and_day(calls, viewer):
     day = get(viewer, "realtime", timeRange="day")
     end = datetime.fromisoformat(day["end"].replace("Z", "+00:00"))
     expected = exact(raw_calls(end - timedelta(days=1), end))
-    assert (day["requests"], day["cost"]) == (expected["requests"], expected["cost"])
+    assert (day["requests"], money(day["cost"])) == (expected["requests"], expected["cost"])
     assert sum(row["requests"] for row in day["byModel"]) == expected["requests"]
     hour = get(viewer, "realtime", timeRange="hour", provider="beta")
     end = datetime.fromisoformat(hour["end"].replace("Z", "+00:00"))
     expected = exact(raw_calls(end - timedelta(hours=1), end, Q(provider_name="beta")))
-    assert (hour["requests"], hour["cost"]) == (expected["requests"], expected["cost"])
+    assert (hour["requests"], money(hour["cost"])) == (expected["requests"], expected["cost"])
 
 
 def test_export_streams_raw_records_and_rollups(calls, viewer):
@@ -249,7 +255,9 @@ def test_export_streams_raw_records_and_rollups(calls, viewer):
     expected = LlmCall.objects.filter(created_at__gte=start, created_at__lt=end,
                                       provider_name="alpha")  # fmt: skip
     assert len(rows) == expected.count()
-    assert sum(Decimal(r["cost"]) for r in rows) == expected.aggregate(c=Sum("cost"))["c"]
+    assert money(sum(Decimal(r["cost"]) for r in rows)) == money(
+        expected.aggregate(c=Sum("cost"))["c"]
+    )
     response = viewer.get("/api/v1/analytics/export", {"format": "json", "startDate": iso(start),
                                                        "endDate": iso(end)})  # fmt: skip
     assert response["Content-Type"] == "application/json"
