@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularSwaggerSplitView
 
+from apps.analytics.api import urls as analytics_api_urls
 from apps.core.api.views import SchemaApi
 from apps.github.api import urls as github_api_urls
 
@@ -23,6 +24,7 @@ api_v1 = [
     path("", include("apps.core.api.urls")),
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.providers.api.urls")),
+    path("", include("apps.analytics.api.urls")),
     path("", include("apps.gateway.api.urls")),
     path("", include("apps.monitoring.api.urls")),
     path("", include("apps.realtime.api.urls")),
@@ -45,6 +47,8 @@ urlpatterns = [
     path("api/streaming/", include("apps.gateway.urls")),
     # The GitHub API's first paths, kept beside /api/v1/github/.
     path("api/", include(github_api_urls.legacy_urlpatterns)),
+    # The analytics API's seed paths, kept beside /api/v1/analytics/.
+    path("api/", include(analytics_api_urls.legacy_urlpatterns)),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.monitoring.urls")),

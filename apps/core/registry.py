@@ -20,7 +20,10 @@ Registries of this module (the event bus and health checks have modules of their
   ``/api/v1/feature-status`` as available or not (switched off in the app's runtime settings);
 - ``alert_rules``: thresholds the periodic health run judges (a provider's error rate, a
   circuit open too long; a budget's soft limit once an app offers budgets), each raising and
-  resolving its own alerts.
+  resolving its own alerts;
+- ``call_record_hooks``: what runs inside the transaction that stores LLM call records (or
+  changes them: the sweep), told when the calls it wrote were made (analytics marks those
+  hours for its rollups).
 """
 
 from __future__ import annotations
@@ -257,3 +260,17 @@ alert_rules: Registry[AlertRule] = Registry("alert rule")
 def register_alert_rule(*rules: AlertRule) -> None:
     for rule in rules:
         alert_rules.register(rule.kind, rule)
+
+
+# --- hooks of the call records' writes ----------------------------------------------------------
+
+# A callable taking the ``created_at`` of each call record a transaction writes or changes
+# (datetimes, or the ISO strings a shipped batch carries), run inside that transaction: what it
+# writes commits or rolls back with the records.
+CallRecordHook = Callable[[list[Any]], None]
+
+call_record_hooks: Registry[CallRecordHook] = Registry("call record hook")
+
+
+def register_call_record_hook(name: str, hook: CallRecordHook) -> None:
+    call_record_hooks.register(name, hook)

@@ -98,9 +98,9 @@ def call_records() -> CheckResult:
     }
     problems = []
     if (backlog.oldest_seconds or 0) > settings.CALL_RECORDS_BACKLOG_MAX_SECONDS:
+        waits = "batch waits" if backlog.batches == 1 else "batches wait"
         problems.append(
-            f"{backlog.batches} {'batch waits' if backlog.batches == 1 else 'batches wait'} "
-            "to be stored, the oldest for "
+            f"{backlog.batches} {waits} to be stored, the oldest for "
             f"{backlog.oldest_seconds:.0f} s: is a Celery worker running?"
         )
     if refused:

@@ -8,8 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import CharField, Count, F, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.shortcuts import get_object_or_404
 
 from apps.core.aggregates import Percentile, has_percentile, percentile
@@ -52,7 +53,10 @@ def llm_call_tagged(*, calls: QuerySet[LlmCall], key: str, value: str) -> QueryS
     GIN index on ``tags`` serves once there is one; other databases read the key."""
     if connection.vendor == "postgresql":
         return calls.filter(tags__contains={key: value})
-    return calls.alias(tag_value=KeyTextTransform(key, "tags")).filter(tag_value=value)
+    # Cast: an exact lookup on the key itself compares with the value as JSON, which SQLite
+    # refuses ("malformed JSON").
+    tag_value = Cast(KeyTextTransform(key, "tags"), CharField())
+    return calls.alias(tag_value=tag_value).filter(tag_value=value)
 
 
 def llm_call_get(*, pk: Any) -> LlmCall:

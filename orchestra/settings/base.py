@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.monitoring",
     "apps.providers",
+    "apps.analytics",
     "apps.gateway",
     "apps.realtime",
     "apps.agents",
@@ -332,6 +333,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-call-records": {"task": "providers.sweep_call_records", "schedule": 60.0},
     # Call records past CALL_RECORD_RETENTION_DAYS, an hour's worth at a time.
     "prune-call-records": {"task": "providers.prune_call_records", "schedule": 3600.0},
+    # Analytics: the closed hours whose call records changed, rolled up again.
+    "roll-analytics-hours": {"task": "analytics.roll_hours", "schedule": 60.0},
     "sweep-builds": {"task": "builds.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "sweep-agent-tasks": {"task": "agents.sweep", "schedule": BUILD_SWEEP_INTERVAL},
     "expire-approvals": {"task": "approvals.expire_overdue", "schedule": 30.0},

@@ -1,8 +1,8 @@
 """A new app plugs in through its ``AppConfig`` alone: ``tests/plugin_app`` (installed by the
 test settings) fills every registry (an event channel and type, a health check, an
 operator-editable model, a navigation entry, a dashboard page, a request hook, a ``/ws/``
-message type, a feature, an alert rule), and each takes effect here without any other app
-knowing of it."""
+message type, a feature, an alert rule, a call record hook), and each takes effect here
+without any other app knowing of it."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from apps.providers.llm import (
     errors,
 )
 from tests.plugin_app import checks
-from tests.plugin_app.hooks import REFUSED_MODEL
+from tests.plugin_app.hooks import RECORDED_AT, REFUSED_MODEL
 from tests.support.factories import api_key_issue, bearer, user_create
 
 REGISTRY_MODULES = (registry, events, health)
@@ -66,6 +66,7 @@ PLUGIN_ENTRIES = {
     "socket_actions": "widget",
     "features": "widgets",
     "alert_rules": "widget_overflow",
+    "call_record_hooks": "plugin_app.recorded",
 }
 
 
@@ -233,3 +234,14 @@ def test_its_feature_is_in_the_feature_status():
     assert admin.get("/api/v1/feature-status").json()["available"]["widgets"] is False
     Widget.objects.create(name="w")
     assert admin.get("/api/v1/feature-status").json()["available"]["widgets"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_its_call_record_hook_is_told_of_each_stored_call():
+    from apps.providers.llm.recording.records import CallRecord, write_records
+
+    made = "2026-01-02T03:04:05+00:00"
+    call = {"id": "8d0b7a52-1c1e-4a3a-9a53-0c8f3f7f1a01", "created_at": made,
+            "entry_point": "internal", "status": "success"}  # fmt: skip
+    write_records([CallRecord(call, [])])
+    assert RECORDED_AT[-1] == made

@@ -1,8 +1,8 @@
 """A throw-away app, installed only by the test settings, that plugs into the platform through
 its ``AppConfig`` alone, filling every registry: an event channel and type, a health check, a
 model operators may edit, a navigation entry, a dashboard page, a request hook, a ``/ws/``
-message type, a feature and an alert rule (a threshold kind, as a budget's soft limit would
-be). ``tests/core/test_registries.py`` checks each takes effect."""
+message type, a feature, an alert rule (a threshold kind, as a budget's soft limit would be)
+and a call record hook. ``tests/core/test_registries.py`` checks each takes effect."""
 
 from django.apps import AppConfig
 
@@ -21,6 +21,7 @@ class PluginAppConfig(AppConfig):
             Page,
             SocketAction,
             register_alert_rule,
+            register_call_record_hook,
             register_feature,
             register_navigation,
             register_operator_models,
@@ -30,7 +31,7 @@ class PluginAppConfig(AppConfig):
         )
 
         from . import checks  # noqa: F401  (registers the health check)
-        from .hooks import refuse_widget_model
+        from .hooks import note_recorded, refuse_widget_model
 
         register_channels(Channel("widget", "Changes of one widget.", per_object=True))
         register_event_types(
@@ -61,6 +62,7 @@ class PluginAppConfig(AppConfig):
             ),
         )
         register_request_hook("plugin_app.refuse", refuse_widget_model)
+        register_call_record_hook("plugin_app.recorded", note_recorded)
         register_alert_rule(
             AlertRule("widget_overflow", "More widgets than the plug-in allows.", widget_overflow)
         )

@@ -1,6 +1,8 @@
 from apps.providers.llm import LlmRequest, ProviderError, errors
 
 REFUSED_MODEL = "widget-refused"
+# When the calls were made whose records the call record hook was told of, newest last.
+RECORDED_AT: list = []
 
 
 async def refuse_widget_model(request: LlmRequest) -> None:
@@ -8,3 +10,8 @@ async def refuse_widget_model(request: LlmRequest) -> None:
     call through unchanged, so the rest of the suite never notices it."""
     if request.model == REFUSED_MODEL:
         raise ProviderError(errors.BAD_REQUEST, "widgets refuse this model")
+
+
+def note_recorded(created: list) -> None:
+    """The plug-in's call record hook: it keeps when the stored calls were made."""
+    RECORDED_AT.extend(created)

@@ -8,7 +8,10 @@ does not answer is another matter: the batches go back to the head of the list, 
 
 Writes are idempotent, so a batch stored twice (a worker dying between its write and its pop)
 changes nothing: a call's final record replaces its ``running`` record (streams are recorded
-when they start), never the other way round, and attempts are written once.
+when they start), never the other way round, and attempts are written once. The call record
+hooks (``apps.core.registry``; analytics marks the hours to roll up again) run inside the
+transaction that writes final records or the sweep's changes, so they commit or roll back with
+them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from django.db import connections, models, transaction
 from django.utils import timezone
 
 from apps.core.redis import key, redis_client
+from apps.core.registry import call_record_hooks
 
 from ...models import CallRecordDeadLetter, CallStatus, LlmCall, LlmCallAttempt
 
@@ -230,6 +234,15 @@ def write_records(batch: list[CallRecord]) -> None:
         _insert(LlmCall, [record.call for record in finals], "update")
         _insert(LlmCall, running, "ignore")
         _insert(LlmCallAttempt, attempts, "ignore")
+        # A running record changes no figure: only final ones are told of.
+        _call_hooks([record.call.get("created_at") for record in finals])
+
+
+def _call_hooks(created: list[Any]) -> None:
+    """Run the registered call record hooks (analytics' rollups) in the writing transaction."""
+    if created:
+        for hook in call_record_hooks.values():
+            hook(created)
 
 
 # --- storing what waits in Redis ----------------------------------------------------------------
@@ -330,13 +343,20 @@ def call_records_backlog() -> Backlog:
 
 def call_records_sweep(*, older_than: timedelta) -> int:
     """Fail the records of streams left ``running`` by a process that died before their end."""
-    return LlmCall.objects.filter(
-        status=CallStatus.RUNNING, created_at__lt=timezone.now() - older_than
-    ).update(
-        status=CallStatus.ERROR,
-        error_code=INTERRUPTED,
-        error_message="the process serving this call stopped before the call ended",
-    )
+    with transaction.atomic():
+        stale = LlmCall.objects.select_for_update().filter(
+            status=CallStatus.RUNNING, created_at__lt=timezone.now() - older_than
+        )
+        found = dict(stale.values_list("id", "created_at"))
+        if not found:
+            return 0
+        count = LlmCall.objects.filter(id__in=found, status=CallStatus.RUNNING).update(
+            status=CallStatus.ERROR,
+            error_code=INTERRUPTED,
+            error_message="the process serving this call stopped before the call ended",
+        )
+        _call_hooks(list(found.values()))
+        return count
 
 
 PRUNE_BATCH = 5_000

@@ -1,0 +1,555 @@
+"""The analytics API's figures, summed by the database from the rollups and the raw records.
+
+A range is split by hour: the closed hours whose rollups are current (not ``PendingHour``)
+are read from the rollups, the rest (the open hour, pending hours, partial hours at the
+range's ends) from the raw records, and the two sets of sums are added. Filters the rollups
+do not carry (end user, tag, build, agent, experiment variant) read the whole range from the
+raw records, except that an end user's or a tag's figures alone (``groupBy=end_user`` or
+``tag``, filtered by nothing else) come from their own rollups. Running streams are left
+out everywhere until their final record.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import Trunc
+from django.utils import timezone
+
+from apps.providers.models import CallStatus, LlmCall
+from apps.providers.selectors import llm_call_tagged
+
+from . import histograms
+from .models import EndUserHourlyRollup, HourlyRollup, PendingHour, TagHourlyRollup
+from .sql import histogram_sql, service_expression, service_filter, tag_pairs_sql
+
+HOUR = timedelta(hours=1)
+PERIODS = ("hour", "day", "week", "month")
+GROUPS = ("model", "provider", "user", "end_user", "key", "workspace", "tag", "service")
+# A group's column in the main rollup and in the raw records (``service`` is annotated).
+MAIN_COLUMNS = {
+    "model": "model_name", "provider": "provider_name", "user": "user_id", "key": "api_key_id",
+    "workspace": "workspace_id", "service": "service", "status": "status",
+    "entry_point": "entry_point",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the caller narrowed the calls to; the first eight are rollup dimensions."""
+
+    provider: str | None = None
+    model: str | None = None
+    key: int | None = None
+    user: int | None = None
+    workspace: int | None = None
+    entry_point: str | None = None
+    service: str | None = None
+    status: str | None = None
+    end_user: str | None = None
+    tag: tuple[str, str] | None = None
+    build: int | None = None
+    agent: int | None = None
+    experiment_variant: int | None = None
+
+    def set(self) -> set[str]:
+        return {f.name for f in fields(self) if getattr(self, f.name) is not None}
+
+    @property
+    def raw_only(self) -> bool:
+        """Filters the main rollup cannot answer."""
+        return bool(self.set() & {"end_user", "tag", "build", "agent", "experiment_variant"})
+
+    def rollup_q(self) -> Q:
+        q = Q()
+        for name in ("provider", "model", "key", "user", "workspace", "entry_point", "service",
+                     "status"):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None:
+                q &= Q(**{MAIN_COLUMNS.get(name, name): value})
+        return q
+
+    def raw(self, calls: QuerySet[LlmCall]) -> QuerySet[LlmCall]:
+        q = Q()
+        for name in ("provider", "model", "key", "user", "workspace", "entry_point", "status"):
+            value = getattr(self, name)
+            if value is not None:
+                q &= Q(**{MAIN_COLUMNS[name]: value})
+        if self.service is not None:
+            q &= service_filter(self.service)
+        if self.end_user is not None:
+            q &= Q(end_user=self.end_user)
+        for name, column in (("build", "build_id"), ("agent", "agent_id"),
+                             ("experiment_variant", "experiment_variant_id")):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None:
+                q &= Q(**{column: value})
+        calls = calls.filter(q)
+        if self.tag is not None:
+            calls = llm_call_tagged(calls=calls, key=self.tag[0], value=self.tag[1])
+        return calls
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which hours of a range the rollups answer (``rollup``: a filter on ``hour``, None for
+    none) and which part the raw records do (``raw``: a filter on ``created_at``)."""
+
+    rollup: Q | None
+    raw: Q
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour if hour == moment else hour + HOUR
+
+
+def split(start: datetime, end: datetime, *, now: datetime | None = None) -> Split:
+    in_range = Q(created_at__gte=start, created_at__lt=end)
+    first = _ceil_hour(start)
+    last = min(end, (now or timezone.now())).replace(minute=0, second=0, microsecond=0)
+    if first >= last:
+        return Split(None, in_range)
+    pending = list(
+        PendingHour.objects.filter(hour__gte=first, hour__lt=last).values_list("hour", flat=True)
+    )
+    outside = Q(created_at__lt=first) | Q(created_at__gte=last)
+    for hour in pending:
+        outside |= Q(created_at__gte=hour, created_at__lt=hour + HOUR)
+    rollup = Q(hour__gte=first, hour__lt=last)
+    if pending:
+        rollup &= ~Q(hour__in=pending)
+    return Split(rollup, in_range & outside)
+
+
+# --- sums --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    latency_sum_ms: float = 0.0
+    ttft_count: int = 0
+    ttft_sum_ms: float = 0.0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.requests += row["requests"] or 0
+        self.errors += row["errors"] or 0
+        self.input_tokens += row["input_tokens_sum"] or 0
+        self.output_tokens += row["output_tokens_sum"] or 0
+        self.cost += Decimal(str(row["cost_sum"] or 0))
+        self.latency_sum_ms += row["latency_sum"] or 0.0
+        self.ttft_count += row.get("ttft_n") or 0
+        self.ttft_sum_ms += row.get("ttft_sum") or 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        requests = self.requests
+        tokens = self.input_tokens + self.output_tokens
+        return {
+            "requests": requests,
+            "inputTokens": self.input_tokens,
+            "outputTokens": self.output_tokens,
+            "totalTokens": tokens,
+            "cost": float(self.cost),
+            "errorCount": self.errors,
+            "errorRate": round(self.errors / requests, 6) if requests else 0.0,
+            "avgLatency": round(self.latency_sum_ms / requests, 3) if requests else None,
+            "avgTimeToFirstToken": (
+                round(self.ttft_sum_ms / self.ttft_count, 3) if self.ttft_count else None
+            ),
+        }
+
+
+def _rollup_sums() -> dict[str, Any]:
+    return {
+        "requests": Sum("requests"), "errors": Sum("errors"),
+        "input_tokens_sum": Sum("input_tokens"), "output_tokens_sum": Sum("output_tokens"),
+        "cost_sum": Sum("cost"), "latency_sum": Sum("latency_sum_ms"),
+    }  # fmt: skip
+
+
+def _raw_sums() -> dict[str, Any]:
+    return {
+        "requests": Count("id"), "errors": Count("id", filter=Q(status=CallStatus.ERROR)),
+        "input_tokens_sum": Sum("input_tokens"), "output_tokens_sum": Sum("output_tokens"),
+        "cost_sum": Sum("cost"), "latency_sum": Sum("latency_ms"),
+        "ttft_n": Count("time_to_first_token_ms"), "ttft_sum": Sum("time_to_first_token_ms"),
+    }  # fmt: skip
+
+
+def raw_calls(start: datetime, end: datetime, filters: Filters) -> QuerySet[LlmCall]:
+    """The raw records of a range the figures count (running streams left out)."""
+    calls = LlmCall.objects.filter(created_at__gte=start, created_at__lt=end).exclude(
+        status=CallStatus.RUNNING
+    )
+    return filters.raw(calls.annotate(service=service_expression()))
+
+
+Key = tuple[Any, ...]
+
+
+def sums(
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    *,
+    period: str | None = None,
+    group: str | None = None,
+    now: datetime | None = None,
+) -> dict[Key, Figures]:
+    """The figures of a range per ``(period start, group value)`` (each None when not asked)."""
+    totals: dict[Key, Figures] = defaultdict(Figures)
+    for key, row in _sum_rows(start, end, filters, period=period, group=group, now=now):
+        totals[key].add(row)
+    return dict(totals)
+
+
+def _sum_rows(
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    *,
+    period: str | None,
+    group: str | None,
+    now: datetime | None,
+) -> Iterator[tuple[Key, dict[str, Any]]]:
+    by_own = group in ("end_user", "tag") and filters.set() <= {group}
+    usable = by_own or (group not in ("end_user", "tag") and not filters.raw_only)
+    parts = split(start, end, now=now) if usable else Split(None, Q())
+    raw = raw_calls(start, end, filters).filter(parts.raw)
+    if group == "tag":
+        yield from _tag_sum_rows(raw)
+    else:
+        column = "end_user" if group == "end_user" else MAIN_COLUMNS.get(group or "")
+        if group == "end_user":
+            raw = raw.exclude(end_user="")
+        yield from _grouped(raw, "created_at", period, column, _raw_sums())
+    if parts.rollup is None:
+        return
+    if by_own and group == "tag":
+        tags = TagHourlyRollup.objects.filter(parts.rollup)
+        if filters.tag is not None:
+            tags = tags.filter(key=filters.tag[0], value=filters.tag[1])
+        for row in tags.values("key", "value").annotate(**_rollup_sums()).order_by():
+            yield (None, f"{row['key']}:{row['value']}"), dict(row)
+    elif by_own:
+        end_users = EndUserHourlyRollup.objects.filter(parts.rollup)
+        if filters.end_user is not None:
+            end_users = end_users.filter(end_user=filters.end_user)
+        yield from _grouped(end_users, "hour", period, "end_user", _rollup_sums())
+    else:
+        rollups = HourlyRollup.objects.filter(parts.rollup).filter(filters.rollup_q())
+        sums_ = {**_rollup_sums(), "ttft_n": Sum("ttft_count"), "ttft_sum": Sum("ttft_sum_ms")}
+        yield from _grouped(rollups, "hour", period, MAIN_COLUMNS.get(group or ""), sums_)
+
+
+def _grouped(
+    queryset: QuerySet[Any],
+    time_column: str,
+    period: str | None,
+    column: str | None,
+    aggregates: dict[str, Any],
+) -> Iterator[tuple[Key, dict[str, Any]]]:
+    names = []
+    if period:
+        queryset = queryset.annotate(at_period=Trunc(time_column, period))
+        names.append("at_period")
+    if column:
+        queryset = queryset.annotate(group_value=F(column))
+        names.append("group_value")
+    if not names:
+        yield (None, None), queryset.aggregate(**aggregates)
+        return
+    for row in queryset.values(*names).annotate(**aggregates).order_by():
+        yield (row.get("at_period"), row.get("group_value")), row
+
+
+def _tag_sum_rows(raw: QuerySet[LlmCall]) -> Iterator[tuple[Key, dict[str, Any]]]:
+    sql, params = tag_pairs_sql(raw)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        for values in cursor.fetchall():
+            row = dict(zip(names, values, strict=True))
+            yield (None, f"{row['tag_key']}:{row['tag_value']}"), row
+
+
+# --- percentiles -----------------------------------------------------------------------------
+
+
+def histogram_counts(
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    *,
+    column: str,
+    period: str | None = None,
+    groups: tuple[str, ...] = (),
+    now: datetime | None = None,
+) -> dict[Key, list[int]]:
+    """Bucket counts of latency (``column="latency"``) or time to first token (``"ttft"``) per
+    ``(period start, *group values)``, merged from the rollups' histograms and the raw
+    records' buckets (both counted by the database)."""
+    raw_field = "latency_ms" if column == "latency" else "time_to_first_token_ms"
+    parts = split(start, end, now=now) if not filters.raw_only else Split(None, Q())
+    columns = [MAIN_COLUMNS[g] for g in groups]
+    counts: dict[Key, list[int]] = defaultdict(histograms.empty)
+
+    raw = raw_calls(start, end, filters).filter(parts.raw).filter(**{f"{raw_field}__isnull": False})
+    names = list(columns)
+    if period:
+        raw = raw.annotate(at_period=Trunc("created_at", period))
+        names.insert(0, "at_period")
+    raw = raw.annotate(bucket=histograms.bucket_expression(raw_field))
+    for row in raw.values(*names, "bucket").annotate(n=Count("id")).order_by():
+        key = (row.get("at_period"), *(row[c] for c in columns))
+        histograms.add(counts[key], [(row["bucket"], row["n"])])
+
+    if parts.rollup is not None:
+        rollups = HourlyRollup.objects.filter(parts.rollup).filter(filters.rollup_q())
+        if period:
+            rollups = rollups.annotate(at_period=Trunc("hour", period))
+        sql, params = histogram_sql(rollups, f"{column}_histogram", names)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for values in cursor.fetchall():
+                *found, bucket, n = values
+                at = found.pop(0) if period else None
+                if period and isinstance(at, str):  # SQLite returns text
+                    at = datetime.fromisoformat(at)
+                if at is not None and timezone.is_naive(at):
+                    at = timezone.make_aware(at, UTC)
+                histograms.add(counts[(at, *found)], [(bucket, n)])
+    return dict(counts)
+
+
+# --- the endpoints' answers ------------------------------------------------------------------
+
+TOP = 10
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _series(found: dict[Key, Figures]) -> list[dict[str, Any]]:
+    return [
+        {"period": _iso(at), **figures.as_json()}
+        for (at, _), figures in sorted(found.items(), key=lambda item: item[0][0])
+    ]
+
+
+def _breakdown(found: dict[Key, Figures], total: Figures, limit: int | None = None) -> list:
+    rows = sorted(found.items(), key=lambda item: (-item[1].cost, -item[1].requests))
+    return [
+        {
+            "key": value if value is None or isinstance(value, str) else str(value),
+            **figures.as_json(),
+            "share": round(float(figures.cost / total.cost), 6) if total.cost else 0.0,
+        }
+        for (_, value), figures in rows[:limit]
+    ]
+
+
+def _total(start: datetime, end: datetime, filters: Filters, now: datetime) -> Figures:
+    return sums(start, end, filters, now=now).get((None, None), Figures())
+
+
+def totals_json(figures: Figures) -> dict[str, Any]:
+    """The usage totals under the names of seed 002."""
+    found = figures.as_json()
+    requests = figures.requests
+    return {
+        "totalRequests": requests,
+        "totalTokens": found["totalTokens"],
+        "totalInputTokens": figures.input_tokens,
+        "totalOutputTokens": figures.output_tokens,
+        "totalCost": found["cost"],
+        "avgLatency": found["avgLatency"],
+        "errorCount": figures.errors,
+        "errorRate": found["errorRate"],
+        "avgTokensPerRequest": round(found["totalTokens"] / requests, 3) if requests else None,
+        "avgCostPerRequest": round(float(figures.cost) / requests, 8) if requests else None,
+    }
+
+
+def analytics_realtime(*, time_range: str, filters: Filters) -> dict[str, Any]:
+    """The last hour or day: totals, and the top models and users by cost."""
+    now = timezone.now()
+    start = now - (HOUR if time_range == "hour" else timedelta(days=1))
+    total = _total(start, now, filters, now)
+    by_model = sums(start, now, filters, group="model", now=now)
+    by_user = sums(start, now, filters, group="user", now=now)
+    return {
+        "timeRange": time_range,
+        "start": _iso(start),
+        "end": _iso(now),
+        **total.as_json(),
+        "byModel": _breakdown(by_model, total, TOP),
+        "byUser": _breakdown(by_user, total, TOP),
+    }
+
+
+def analytics_usage(
+    *, period: str, start: datetime, end: datetime, filters: Filters
+) -> dict[str, Any]:
+    now = timezone.now()
+    return {
+        "period": period,
+        "start": _iso(start),
+        "end": _iso(end),
+        "series": _series(sums(start, end, filters, period=period, now=now)),
+        "totals": totals_json(_total(start, end, filters, now)),
+    }
+
+
+def analytics_costs(
+    *, group_by: str, start: datetime, end: datetime, filters: Filters
+) -> dict[str, Any]:
+    """Total cost and its breakdown. By tag, a call counts under each of its tags (the
+    breakdown adds up to more than the total when calls carry several)."""
+    now = timezone.now()
+    total = _total(start, end, filters, now)
+    found = sums(start, end, filters, group=group_by, now=now)
+    return {
+        "groupBy": group_by,
+        "start": _iso(start),
+        "end": _iso(end),
+        "totalCost": float(total.cost),
+        "totalRequests": total.requests,
+        "breakdown": _breakdown(found, total),
+    }
+
+
+def analytics_performance(
+    *, period: str, start: datetime, end: datetime, filters: Filters
+) -> dict[str, Any]:
+    """Latency and time to first token p50/p95/p99 and the error rate per provider and model,
+    over the whole range and per period."""
+    now = timezone.now()
+    groups = ("provider", "model")
+    by_pair: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for column in ("latency", "ttft"):
+        for key, counts in histogram_counts(
+            start, end, filters, column=column, groups=groups, now=now
+        ).items():
+            by_pair.setdefault(key[1:], {})[column] = counts
+        for key, counts in histogram_counts(
+            start, end, filters, column=column, period=period, groups=groups, now=now
+        ).items():
+            by_pair.setdefault(key[1:], {}).setdefault("series", {}).setdefault(key[0], {})[
+                column
+            ] = counts
+    errors = _pair_figures(start, end, filters, None, now)
+    errors_by_period = _pair_figures(start, end, filters, period, now)
+    results = []
+    for pair in sorted(set(by_pair) | set(errors), key=lambda p: tuple(str(v) for v in p)):
+        found = by_pair.get(pair, {})
+        overall = errors.get(pair, Figures())
+        series = []
+        periods = set(found.get("series", {})) | {
+            at for (at, *rest) in errors_by_period if tuple(rest) == pair
+        }
+        for at in sorted(periods):
+            counts = found.get("series", {}).get(at, {})
+            point = errors_by_period.get((at, *pair), Figures())
+            series.append(_performance(at, point, counts))
+        results.append(
+            {
+                "provider": pair[0],
+                "model": pair[1],
+                **_performance(None, overall, found),
+                "series": series,
+            }
+        )
+    return {"period": period, "start": _iso(start), "end": _iso(end), "results": results}
+
+
+def _pair_figures(
+    start: datetime, end: datetime, filters: Filters, period: str | None, now: datetime
+) -> dict[tuple[Any, ...], Figures]:
+    """Figures per (period,) provider and model: two groups, so the two columns are read
+    together from each side (``sums`` groups by one)."""
+    found: dict[tuple[Any, ...], Figures] = defaultdict(Figures)
+    parts = split(start, end, now=now) if not filters.raw_only else Split(None, Q())
+    sources: list[tuple[QuerySet[Any], str, dict[str, Any]]] = [
+        (raw_calls(start, end, filters).filter(parts.raw), "created_at", _raw_sums())
+    ]
+    if parts.rollup is not None:
+        sources.append(
+            (
+                HourlyRollup.objects.filter(parts.rollup).filter(filters.rollup_q()),
+                "hour",
+                {**_rollup_sums(), "ttft_n": Sum("ttft_count"), "ttft_sum": Sum("ttft_sum_ms")},
+            )
+        )
+    for queryset, time_column, aggregates in sources:
+        names = ["provider_name", "model_name"]
+        if period:
+            queryset = queryset.annotate(at_period=Trunc(time_column, period))
+            names.insert(0, "at_period")
+        for row in queryset.values(*names).annotate(**aggregates).order_by():
+            key = tuple(row[n] for n in names)
+            found[key].add(row)
+    return dict(found)
+
+
+def _performance(
+    at: datetime | None, figures: Figures, counts: dict[str, list[int]]
+) -> dict[str, Any]:
+    answer = {
+        "requests": figures.requests,
+        "errorCount": figures.errors,
+        "errorRate": figures.as_json()["errorRate"],
+        "latency": histograms.percentiles(counts.get("latency", histograms.empty())),
+        "timeToFirstToken": histograms.percentiles(counts.get("ttft", histograms.empty())),
+    }
+    return {"period": _iso(at), **answer} if at is not None else answer
+
+
+# --- export ------------------------------------------------------------------------------------
+
+EXPORT_CHUNK = 2000
+RAW_EXPORT_FIELDS = (
+    "id", "created_at", "provider_name", "model_name", "endpoint", "entry_point", "status",
+    "error_code", "input_tokens", "output_tokens", "cost", "latency_ms",
+    "time_to_first_token_ms", "api_key_id", "user_id", "workspace_id", "end_user", "tags",
+    "build_id", "agent_id", "experiment_variant_id", "request_id",
+)  # fmt: skip
+ROLLUP_EXPORT_FIELDS = (
+    "hour", "provider_name", "model_name", "api_key_id", "user_id", "workspace_id",
+    "entry_point", "endpoint", "service", "status", "requests", "errors", "input_tokens",
+    "output_tokens", "cost", "latency_sum_ms", "ttft_count", "ttft_sum_ms",
+)  # fmt: skip
+
+
+def export_rows(
+    *, source: str, start: datetime, end: datetime, filters: Filters
+) -> tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]:
+    """The columns and rows of an export, read in chunks from a server-side cursor (constant
+    memory). ``rollups`` gives the stored hourly rows of the closed hours in the range (the
+    rollup filters only); ``raw`` the call records themselves, running streams included."""
+    if source == "rollups":
+        rollups = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end).filter(
+            filters.rollup_q()
+        )
+        stored = rollups.order_by("hour", "id").values_list(*ROLLUP_EXPORT_FIELDS)
+        return ROLLUP_EXPORT_FIELDS, stored.iterator(chunk_size=EXPORT_CHUNK)
+    calls = filters.raw(
+        LlmCall.objects.filter(created_at__gte=start, created_at__lt=end).annotate(
+            service=service_expression()
+        )
+    )
+    rows = calls.order_by("created_at", "id").values_list(*RAW_EXPORT_FIELDS)
+    return RAW_EXPORT_FIELDS, rows.iterator(chunk_size=EXPORT_CHUNK)

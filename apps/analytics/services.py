@@ -1,0 +1,236 @@
+"""Keeping the hourly rollups equal to the raw call records.
+
+How no record is missed or counted twice: the transaction that stores call records (or changes
+them: a stream's final record replacing its ``running`` one, the sweep failing a stale one)
+marks their hours in ``PendingHour`` through a call record hook, an upsert that takes the
+mark's row lock. ``rollup_hour`` locks the mark first, then recomputes the hour's rollups from
+its raw records and deletes the mark, in one transaction. A store that committed before the
+lock is read; one still open when the lock is taken waits on the mark until the roll commits,
+then marks the hour again, so the next roll reads it. Rolling an hour twice gives the same rows
+(it replaces them), which makes every roll, and ``rollup_rebuild``, safe to repeat or to kill.
+Running streams are left out until their final record. Hours are rolled once closed; readers
+take an open or pending hour from the raw records (``selectors``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apps.providers.models import CallStatus, LlmCall
+
+from . import histograms
+from .models import EndUserHourlyRollup, HourlyRollup, PendingHour, TagHourlyRollup
+from .sql import service_expression, tag_pairs_sql
+
+logger = logging.getLogger(__name__)
+
+HOUR = timedelta(hours=1)
+# Hours are rolled this long after they close, so the records still in flight at the close
+# (shipped every quarter second, stored within seconds) are usually in their first roll.
+ROLL_DELAY = timedelta(minutes=1)
+DIMENSIONS = (
+    "provider_name", "model_name", "api_key_id", "user_id", "workspace_id", "entry_point",
+    "endpoint", "service", "status",
+)  # fmt: skip
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None:
+            return None
+        moment = parsed
+    else:
+        return None
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, UTC)
+    return moment.astimezone(UTC)
+
+
+def hours_mark(created: list[Any]) -> None:
+    """The call record hook: mark the hours of the records a transaction writes. An upsert,
+    so it waits for a roll of the same hour that holds the mark (see the module's doc)."""
+    hours = sorted({hour_of(m) for m in map(_as_datetime, created) if m is not None})
+    if not hours:
+        return
+    table = connection.ops.quote_name(PendingHour._meta.db_table)
+    values = ", ".join(["(%s, 1, %s)"] * len(hours))
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())
+    params: list[Any] = []
+    for hour in hours:
+        params += [adapt(hour), now]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (hour, changes, marked_at) VALUES {values} "
+            f"ON CONFLICT (hour) DO UPDATE SET changes = {table}.changes + 1, "
+            "marked_at = excluded.marked_at",
+            params,
+        )
+
+
+def _calls_of(hour: datetime) -> QuerySet[LlmCall]:
+    return LlmCall.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR).exclude(
+        status=CallStatus.RUNNING
+    )
+
+
+def _figures() -> dict[str, Any]:
+    return {
+        "requests": Count("id"),
+        "errors": Count("id", filter=Q(status=CallStatus.ERROR)),
+        "input_tokens_sum": Sum("input_tokens"),
+        "output_tokens_sum": Sum("output_tokens"),
+        "cost_sum": Sum("cost"),
+        "latency_sum": Sum("latency_ms"),
+    }
+
+
+def _figure_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "requests": row["requests"],
+        "errors": row["errors"],
+        "input_tokens": row["input_tokens_sum"] or 0,
+        "output_tokens": row["output_tokens_sum"] or 0,
+        "cost": Decimal(row["cost_sum"] or 0),
+        "latency_sum_ms": row["latency_sum"] or 0.0,
+    }
+
+
+def _main_rows(hour: datetime) -> list[HourlyRollup]:
+    """The hour's rollup rows: the database groups the calls by key and latency bucket (and
+    again by TTFT bucket); the per-bucket sums are gathered into one row per key."""
+    calls = _calls_of(hour).annotate(
+        service=service_expression(), lat_bucket=histograms.bucket_expression("latency_ms")
+    )
+    rows: dict[tuple[Any, ...], HourlyRollup] = {}
+    for found in calls.values(*DIMENSIONS, "lat_bucket").annotate(**_figures()).order_by():
+        key = tuple(found[name] for name in DIMENSIONS)
+        row = rows.get(key)
+        figures = _figure_values(found)
+        if row is None:
+            row = rows[key] = HourlyRollup(
+                hour=hour, **dict(zip(DIMENSIONS, key, strict=True)), **figures
+            )
+            row.latency_histogram = histograms.empty()
+            row.ttft_histogram = histograms.empty()
+        else:
+            for name, value in figures.items():
+                setattr(row, name, getattr(row, name) + value)
+        histograms.add(row.latency_histogram, [(found["lat_bucket"], found["requests"])])
+    ttft = (
+        _calls_of(hour)
+        .filter(time_to_first_token_ms__isnull=False)
+        .annotate(
+            service=service_expression(),
+            ttft_bucket=histograms.bucket_expression("time_to_first_token_ms"),
+        )
+        .values(*DIMENSIONS, "ttft_bucket")
+        .annotate(n=Count("id"), ttft_sum=Sum("time_to_first_token_ms"))
+        .order_by()
+    )
+    for found in ttft:
+        row = rows[tuple(found[name] for name in DIMENSIONS)]
+        row.ttft_count += found["n"]
+        row.ttft_sum_ms += found["ttft_sum"] or 0.0
+        histograms.add(row.ttft_histogram, [(found["ttft_bucket"], found["n"])])
+    return list(rows.values())
+
+
+def _end_user_rows(hour: datetime) -> list[EndUserHourlyRollup]:
+    found = _calls_of(hour).exclude(end_user="").values("end_user").annotate(**_figures())
+    return [
+        EndUserHourlyRollup(hour=hour, end_user=row["end_user"], **_figure_values(row))
+        for row in found.order_by()
+    ]
+
+
+def _tag_rows(hour: datetime) -> list[TagHourlyRollup]:
+    sql, params = tag_pairs_sql(_calls_of(hour))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [
+            TagHourlyRollup(hour=hour, key=row["tag_key"], value=row["tag_value"],
+                            **_figure_values(row))
+            for row in (dict(zip(names, values, strict=True)) for values in cursor.fetchall())
+        ]  # fmt: skip
+
+
+def rollup_hour(*, hour: datetime) -> int:
+    """Recompute one hour's rollups from its raw records; returns the calls counted."""
+    hour = hour_of(hour)
+    with transaction.atomic():
+        list(PendingHour.objects.select_for_update().filter(hour=hour))
+        HourlyRollup.objects.filter(hour=hour).delete()
+        EndUserHourlyRollup.objects.filter(hour=hour).delete()
+        TagHourlyRollup.objects.filter(hour=hour).delete()
+        main = _main_rows(hour)
+        HourlyRollup.objects.bulk_create(main, batch_size=1000)
+        EndUserHourlyRollup.objects.bulk_create(_end_user_rows(hour), batch_size=1000)
+        TagHourlyRollup.objects.bulk_create(_tag_rows(hour), batch_size=1000)
+        PendingHour.objects.filter(hour=hour).delete()
+    return sum(row.requests for row in main)
+
+
+def rollups_roll_pending(*, now: datetime | None = None) -> int:
+    """Roll every marked hour that closed at least ``ROLL_DELAY`` ago, oldest first, each in
+    its own transaction; returns how many hours were rolled (Celery beat runs it)."""
+    closed_before = hour_of((now or timezone.now()) - ROLL_DELAY)
+    hours = list(PendingHour.objects.filter(hour__lt=closed_before).values_list("hour", flat=True))
+    for hour in hours:
+        rollup_hour(hour=hour)
+    return len(hours)
+
+
+def _lost_records(hour: datetime) -> bool:
+    counted = HourlyRollup.objects.filter(hour=hour).aggregate(n=Sum("requests"))["n"] or 0
+    return counted > _calls_of(hour).count()
+
+
+def rollups_rebuild(*, since: datetime | None = None, now: datetime | None = None) -> int:
+    """Recompute the rollups of every closed hour from ``since`` (default: all) from the raw
+    records, for existing data or after a fault: each hour that has raw records or rollups.
+    Hours before the oldest raw record are left alone (retention deleted their records, the
+    rollups stay), and so is the oldest record's hour when its rollups count more calls than
+    its records (retention deleted part of it). Returns how many hours were rolled."""
+    oldest = LlmCall.objects.order_by("created_at").values_list("created_at", flat=True).first()
+    if oldest is None:
+        return 0
+    start = hour_of(max(since, oldest) if since else oldest)
+    if _lost_records(start):
+        start += HOUR
+    end = hour_of(now or timezone.now())
+    with_records = (
+        LlmCall.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(in_hour=TruncHour("created_at"))
+        .values_list("in_hour", flat=True)
+        .distinct()
+        .order_by()
+    )
+    with_rollups = (
+        HourlyRollup.objects.filter(hour__gte=start, hour__lt=end)
+        .values_list("hour", flat=True)
+        .distinct()
+        .order_by()
+    )
+    hours = sorted(set(with_records) | set(with_rollups))
+    for hour in hours:
+        rollup_hour(hour=hour)
+    return len(hours)

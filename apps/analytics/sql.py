@@ -1,0 +1,92 @@
+"""The SQL the ORM cannot write on every database: a call's service, a call's tag pairs and a
+rollup's histogram buckets (PostgreSQL's JSON functions, SQLite's ``json_each``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
+from django.db.models.expressions import Expression
+
+from apps.providers.models import CallStatus, EntryPoint
+
+# A call's service: builds' and agents' calls by their entry point, an experiment's by its
+# variant, the rest by the OpenAI API they used (chat, completions, embeddings, responses).
+SERVICES = ("chat", "completions", "embeddings", "responses", "build", "agent", "experiment")
+
+
+def service_expression() -> Expression:
+    return Case(
+        When(entry_point=EntryPoint.BUILD, then=Value("build")),
+        When(entry_point=EntryPoint.AGENT, then=Value("agent")),
+        When(experiment_variant_id__isnull=False, then=Value("experiment")),
+        default=F("endpoint"),
+        output_field=CharField(),
+    )
+
+
+def service_filter(service: str) -> Q:
+    """The raw records of a service (the same rule as ``service_expression``)."""
+    if service in ("build", "agent"):
+        return Q(entry_point=service)
+    not_special = ~Q(entry_point__in=[EntryPoint.BUILD, EntryPoint.AGENT])
+    if service == "experiment":
+        return not_special & Q(experiment_variant_id__isnull=False)
+    return not_special & Q(experiment_variant_id__isnull=True, endpoint=service)
+
+
+def _postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _ids_sql(queryset: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
+    sql, params = queryset.values("id").order_by().query.sql_with_params()
+    return sql, tuple(params)
+
+
+FIGURES_SQL = (
+    "COUNT(*) AS requests, SUM(CASE WHEN c.status = %s THEN 1 ELSE 0 END) AS errors, "
+    "SUM(c.input_tokens) AS input_tokens_sum, SUM(c.output_tokens) AS output_tokens_sum, "
+    "SUM(c.cost) AS cost_sum, SUM(c.latency_ms) AS latency_sum"
+)
+
+
+def tag_pairs_sql(calls: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
+    """The figures of ``calls`` per tag pair (columns ``tag_key``, ``tag_value`` and the
+    figures of ``services._figures``)."""
+    ids, params = _ids_sql(calls)
+    table = connection.ops.quote_name(calls.model._meta.db_table)
+    pairs = (
+        "jsonb_each_text(c.tags) AS t(key, value)" if _postgresql() else "json_each(c.tags) AS t"
+    )
+    return (
+        f"SELECT t.key AS tag_key, t.value AS tag_value, {FIGURES_SQL} "
+        f"FROM {table} c CROSS JOIN {pairs} WHERE c.id IN ({ids}) GROUP BY t.key, t.value",
+        (CallStatus.ERROR, *params),
+    )
+
+
+def histogram_sql(
+    rollups: QuerySet[Any], column: str, groups: list[str]
+) -> tuple[str, tuple[Any, ...]]:
+    """The bucket counts of a histogram column summed over ``rollups`` per ``groups`` (the
+    queryset's annotated values, selected with its rows' ids): columns ``groups``, ``bucket``
+    (0-based) and ``n``."""
+    inner, params = rollups.values("id", *groups).order_by().query.sql_with_params()
+    table = connection.ops.quote_name(rollups.model._meta.db_table)
+    column = connection.ops.quote_name(column)
+    selected = ", ".join(f"s.{connection.ops.quote_name(g)}" for g in groups)
+    prefix = f"{selected}, " if groups else ""
+    if _postgresql():
+        buckets = f"jsonb_array_elements_text(r.{column}) WITH ORDINALITY AS e(value, key)"
+        bucket, count = "e.key - 1", "e.value::bigint"
+    else:
+        buckets = f"json_each(r.{column}) AS e"
+        bucket, count = "e.key", "e.value"
+    return (
+        f"SELECT {prefix}{bucket} AS bucket, SUM({count}) AS n FROM ({inner}) s "
+        f"JOIN {table} r ON r.id = s.id CROSS JOIN {buckets} "
+        f"GROUP BY {prefix}{bucket} HAVING SUM({count}) > 0",
+        tuple(params),
+    )
