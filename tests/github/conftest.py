@@ -48,3 +48,11 @@ def gears(connected: FakeGitHub) -> FakeGitHub:
         comments=("It should be `home` in app/views.py.",),
     )  # fmt: skip
     return connected
+
+
+@pytest.fixture
+def issues(gears: FakeGitHub) -> FakeGitHub:
+    """The default repository is acme/gears: its issue #1 and a second one."""
+    github_settings_update(owner="acme", repo="gears")
+    gears.add_issue(REPO, "The about page is blank", "Nothing renders on /about.")
+    return gears

@@ -18,21 +18,12 @@ from apps.builds.services import build_create, build_template_create
 from apps.github.models import BuildPullRequest, PullState
 from apps.github.services import github_settings_update
 from tests.dashboard.conftest import member
-from tests.fake_github.server import FakeGitHub
 from tests.github.conftest import REPO, TOKEN, signed_in
 
 pytestmark = pytest.mark.django_db
 
 PAGE = "/admin/github-issues/"
 STEPS = [{"name": "implement", "model": "chat", "prompt": "Fix this issue:\n{input}"}]
-
-
-@pytest.fixture
-def issues(gears: FakeGitHub) -> FakeGitHub:
-    """The default repository is acme/gears: its issue #1 and a second one."""
-    github_settings_update(owner="acme", repo="gears")
-    gears.add_issue(REPO, "The about page is blank", "Nothing renders on /about.")
-    return gears
 
 
 @pytest.fixture

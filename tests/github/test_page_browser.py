@@ -18,7 +18,6 @@ from apps.github.models import BuildPullRequest
 from apps.github.services import github_settings_update
 from tests.dashboard.conftest import member
 from tests.dashboard.test_accessibility import CONTRAST, TEXT, UNLABELLED
-from tests.fake_github.server import FakeGitHub
 from tests.github.conftest import REPO
 from tests.github.test_publish import CODE
 from tests.support.browser import PHONE, screenshot
@@ -35,13 +34,6 @@ STEPS = [
         "options": {"labels": ["orchestra"]},
     },
 ]
-
-
-@pytest.fixture
-def issues(gears: FakeGitHub) -> FakeGitHub:
-    github_settings_update(owner="acme", repo="gears")
-    gears.add_issue(REPO, "The about page is blank", "Nothing renders on /about.")
-    return gears
 
 
 @pytest.fixture
