@@ -24,6 +24,7 @@ from apps.providers.services import (
     model_update,
     provider_sync_models,
 )
+from tests.providers.test_admin import provider_form
 from tests.support.factories import api_key_issue, bearer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -315,16 +316,7 @@ def test_the_providers_inline_marks_a_typed_price_and_prices_a_new_model(admin_c
     provider = Provider.objects.create(name="openai", kind="openai")
     model = model_create(provider=provider, name="gpt-4o-mini")
     row = {"provider": provider.pk, "display_name": "", "enabled": "on"}
-    form = {
-        "name": "openai",
-        "kind": "openai",
-        "base_url": "",
-        "enabled": "on",
-        "priority": 100,
-        "weight": 1,
-        "timeout_seconds": 30,
-        "max_retries": 2,
-        "api_key": "",
+    models = {
         "models-TOTAL_FORMS": 2,
         "models-INITIAL_FORMS": 1,
         **{f"models-0-{k}": v for k, v in row.items()},
@@ -337,6 +329,7 @@ def test_the_providers_inline_marks_a_typed_price_and_prices_a_new_model(admin_c
         "models-1-input_price_per_million": "0",
         "models-1-output_price_per_million": "0",
     }
+    form = provider_form(name="openai", **models)
     response = admin_client.post(f"/admin/providers/provider/{provider.pk}/change/", form)
     assert response.status_code == 302, response.content.decode()[:2000]
     model.refresh_from_db()
