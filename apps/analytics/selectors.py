@@ -553,3 +553,44 @@ def export_rows(
     )
     rows = calls.order_by("created_at", "id").values_list(*RAW_EXPORT_FIELDS)
     return RAW_EXPORT_FIELDS, rows.iterator(chunk_size=EXPORT_CHUNK)
+
+
+# --- the Analytics page --------------------------------------------------------------------------
+
+PAGE_GROUPS = ("model", "provider", "user", "end_user", "key", "workspace")
+
+
+def analytics_overview(
+    *, period: str, start: datetime, end: datetime, filters: Filters, top: int = TOP
+) -> dict[str, Any]:
+    """What the Analytics page shows, from the same sums as the API: the range's totals, a
+    series per period (with the latency p50/p95/p99 of each period, merged from the
+    histograms) and the ``top`` values of each of ``PAGE_GROUPS`` by cost."""
+    now = timezone.now()
+    total = _total(start, end, filters, now)
+    series = _series(sums(start, end, filters, period=period, now=now))
+    latency = histogram_counts(start, end, filters, column="latency", period=period, now=now)
+    for point in series:
+        at = datetime.fromisoformat(point["period"])
+        point["latency"] = histograms.percentiles(latency.get((at,), histograms.empty()))
+    return {
+        "period": period,
+        "start": _iso(start),
+        "end": _iso(end),
+        "totals": {**total.as_json(), **totals_json(total)},
+        "series": series,
+        "top": {
+            group: _breakdown(sums(start, end, filters, group=group, now=now), total, top)
+            for group in PAGE_GROUPS
+        },
+    }
+
+
+def spend_this_month(
+    *, key: int | None = None, user: int | None = None, now: datetime | None = None
+) -> Decimal:
+    """An API key's or a user's cost since the first of this month (UTC), from the analytics
+    sums."""
+    now = now or timezone.now()
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return _total(start, now, Filters(key=key, user=user), now).cost
