@@ -207,10 +207,14 @@ def sums(
     period: str | None = None,
     group: str | None = None,
     now: datetime | None = None,
+    parts: Split | None = None,
 ) -> dict[Key, Figures]:
-    """The figures of a range per ``(period start, group value)`` (each None when not asked)."""
+    """The figures of a range per ``(period start, group value)`` (each None when not asked).
+    ``parts`` is the range's ``split`` when the caller already has it (several sums of one
+    range read it once)."""
     totals: dict[Key, Figures] = defaultdict(Figures)
-    for key, row in _sum_rows(start, end, filters, period=period, group=group, now=now):
+    rows = _sum_rows(start, end, filters, period=period, group=group, now=now, parts=parts)
+    for key, row in rows:
         totals[key].add(row)
     return dict(totals)
 
@@ -223,10 +227,14 @@ def _sum_rows(
     period: str | None,
     group: str | None,
     now: datetime | None,
+    parts: Split | None = None,
 ) -> Iterator[tuple[Key, dict[str, Any]]]:
     by_own = group in ("end_user", "tag") and filters.set() <= {group}
     usable = by_own or (group not in ("end_user", "tag") and not filters.raw_only)
-    parts = split(start, end, now=now) if usable else Split(None, Q())
+    if not usable:
+        parts = Split(None, Q())
+    elif parts is None:
+        parts = split(start, end, now=now)
     raw = raw_calls(start, end, filters).filter(parts.raw)
     if group == "tag":
         yield from _tag_sum_rows(raw)
@@ -297,12 +305,16 @@ def histogram_counts(
     period: str | None = None,
     groups: tuple[str, ...] = (),
     now: datetime | None = None,
+    parts: Split | None = None,
 ) -> dict[Key, list[int]]:
     """Bucket counts of latency (``column="latency"``) or time to first token (``"ttft"``) per
     ``(period start, *group values)``, merged from the rollups' histograms and the raw
     records' buckets (both counted by the database)."""
     raw_field = "latency_ms" if column == "latency" else "time_to_first_token_ms"
-    parts = split(start, end, now=now) if not filters.raw_only else Split(None, Q())
+    if filters.raw_only:
+        parts = Split(None, Q())
+    elif parts is None:
+        parts = split(start, end, now=now)
     columns = [MAIN_COLUMNS[g] for g in groups]
     counts: dict[Key, list[int]] = defaultdict(histograms.empty)
 
@@ -567,9 +579,12 @@ def analytics_overview(
     series per period (with the latency p50/p95/p99 of each period, merged from the
     histograms) and the ``top`` values of each of ``PAGE_GROUPS`` by cost."""
     now = timezone.now()
-    total = _total(start, end, filters, now)
-    series = _series(sums(start, end, filters, period=period, now=now))
-    latency = histogram_counts(start, end, filters, column="latency", period=period, now=now)
+    parts = split(start, end, now=now)
+    total = sums(start, end, filters, now=now, parts=parts).get((None, None), Figures())
+    series = _series(sums(start, end, filters, period=period, now=now, parts=parts))
+    latency = histogram_counts(
+        start, end, filters, column="latency", period=period, now=now, parts=parts
+    )
     for point in series:
         at = datetime.fromisoformat(point["period"])
         point["latency"] = histograms.percentiles(latency.get((at,), histograms.empty()))
@@ -580,7 +595,9 @@ def analytics_overview(
         "totals": {**total.as_json(), **totals_json(total)},
         "series": series,
         "top": {
-            group: _breakdown(sums(start, end, filters, group=group, now=now), total, top)
+            group: _breakdown(
+                sums(start, end, filters, group=group, now=now, parts=parts), total, top
+            )
             for group in PAGE_GROUPS
         },
     }
