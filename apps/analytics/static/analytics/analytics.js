@@ -31,7 +31,7 @@
         dataset("Output", data.outputTokens, "#14b8a6"),
       ] },
       cost: { type: "line", datasets: [dataset("Cost", data.cost, "#16a34a", { fill: false })] },
-      latency: { type: "line", datasets: [
+      latency: { type: "line", log: true, datasets: [
         dataset("p50", data.p50, "#6366f1"),
         dataset("p95", data.p95, "#f59e0b"),
         dataset("p99", data.p99, "#dc2626"),
@@ -60,7 +60,7 @@
           plugins: { legend: { position: "bottom" } },
           scales: {
             x: { stacked: !!spec.stacked, ticks: { maxRotation: 0, autoSkip: true } },
-            y: { stacked: !!spec.stacked, beginAtZero: true },
+            y: spec.log ? { type: "logarithmic" } : { stacked: !!spec.stacked, beginAtZero: true },
           },
         },
       });
