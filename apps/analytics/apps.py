@@ -1,6 +1,20 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 PUBLIC = frozenset({"selectors"})
+
+
+def key_spend(api_key: Any) -> str:
+    from .selectors import spend_this_month
+
+    return f"${spend_this_month(key=api_key.pk):.4f}"
+
+
+def user_spend(user: Any) -> str:
+    from .selectors import spend_this_month
+
+    return f"${spend_this_month(user=user.pk):.4f}"
 
 
 class AnalyticsConfig(AppConfig):
@@ -13,7 +27,13 @@ class AnalyticsConfig(AppConfig):
     verbose_name = "Analytics"
 
     def ready(self) -> None:
-        from apps.core.registry import Page, register_call_record_hook, register_pages
+        from apps.core.registry import (
+            ObjectFigure,
+            Page,
+            register_call_record_hook,
+            register_object_figure,
+            register_pages,
+        )
 
         from .services import hours_mark
 
@@ -28,5 +48,22 @@ class AnalyticsConfig(AppConfig):
                 icon="monitoring",
                 permission="providers.view_llmcall",
                 order=3,
+            ),
+        )
+        # The API key's and the user's admin pages show what they spent this month.
+        register_object_figure(
+            "analytics.key-spend",
+            ObjectFigure(
+                "accounts.apikey",
+                "Spend this month",
+                key_spend,
+            ),
+        )
+        register_object_figure(
+            "analytics.user-spend",
+            ObjectFigure(
+                "auth.user",
+                "Spend this month",
+                user_spend,
             ),
         )

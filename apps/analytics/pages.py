@@ -145,7 +145,7 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d%H%M")
 
 
-def analytics(request: HttpRequest) -> HttpResponse:
+def analytics(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     query, errors = _query(request.GET)
     context: dict[str, Any] = {
         "query": query,

@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
+from apps.accounts.services import api_key_create
 from apps.analytics.services import ROLL_DELAY, rollups_roll_pending
 from tests.dashboard.conftest import member
 from tests.support.factories import api_key_issue, bearer
@@ -127,7 +128,8 @@ def test_the_fragment_is_the_part_that_updates(viewer, calls):
 def test_a_custom_range_includes_its_last_day_and_does_not_refresh(viewer, calls):
     today = timezone.now().date()
     response = viewer.get(
-        PAGE, {"range": "custom", "startDate": str(today - timedelta(days=2)), "endDate": str(today)}
+        PAGE,
+        {"range": "custom", "startDate": str(today - timedelta(days=2)), "endDate": str(today)},
     )
     assert response.status_code == 200
     overview = response.context["overview"]
@@ -150,3 +152,30 @@ def test_bad_input_is_a_400_naming_the_field(viewer, params, field):
     assert response.status_code == 400
     assert field in response.context["errors"]
     assert f"<strong>{field}</strong>" in response.content.decode()
+
+
+def test_the_key_and_user_pages_show_their_spend_this_month():
+    person = member(Role.VIEWER, username="mia")
+    key, _ = api_key_create(user=person, name="laptop")
+    now = timezone.now()
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    rng = random.Random(6)
+    mine = {"api_key_id": key.pk, "user_id": person.pk, "status": "success"}
+    store(
+        [
+            call(rng, now - timedelta(seconds=20), cost="0.25", **mine),
+            call(rng, month, cost="1.5", **mine),  # the month's first moment counts
+            call(rng, month - timedelta(seconds=1), cost="7", **mine),  # last month's does not
+            call(rng, now - timedelta(seconds=20), cost="3", api_key_id=None, user_id=None),
+        ]
+    )
+    admin = Client()
+    admin.force_login(member(Role.ADMIN))
+    for url in (
+        f"/admin/accounts/apikey/{key.pk}/change/",
+        f"/admin/auth/user/{person.pk}/change/",
+    ):
+        response = admin.get(url)
+        assert response.status_code == 200
+        assert "Spend this month: $1.7500" in response.content.decode(), url
+    assert "Figures" not in admin.get("/admin/accounts/apikey/add/").content.decode()

@@ -5,8 +5,8 @@ the shown totals), sees the open hour update without a reload, and reads it on a
 from __future__ import annotations
 
 import csv
-import re
 import random
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -35,7 +35,9 @@ PAINTED = """(canvas) => {
 @pytest.fixture
 def calls() -> None:
     for name in PROVIDERS:
-        Provider.objects.create(name=name, kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
+        Provider.objects.create(
+            name=name, kind="openai_compatible", base_url="http://127.0.0.1:9/v1"
+        )
     store(generate(800, hours=150))
     rollups_roll_pending(now=hour_now() + ROLL_DELAY)
 
