@@ -106,6 +106,31 @@ def _labels(top: dict[str, list[dict[str, Any]]]) -> None:
                 row["label"] = row["key"]
 
 
+STEPS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+EMPTY_POINT = {
+    "requests": 0, "errorCount": 0, "inputTokens": 0, "outputTokens": 0, "totalTokens": 0,
+    "cost": 0.0, "latency": {"p50": None, "p95": None, "p99": None},
+}  # fmt: skip
+
+
+def _filled(series: list[dict[str, Any]], period: str, start: datetime, end: datetime) -> list:
+    """The series with a zero point for each period of the range without calls, so the charts'
+    time axis is even (the selectors give only the periods that have calls)."""
+    found: dict[str, dict[str, Any] | None] = {point["period"]: point for point in series}
+    at = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if period != "hour":
+        at = at.replace(hour=0)
+    if period == "week":
+        at -= timedelta(days=at.weekday())
+    points = []
+    while at < end:
+        key = at.isoformat().replace("+00:00", "Z")
+        points.append(found.pop(key, None) or {"period": key, **EMPTY_POINT})
+        at += STEPS[period]
+    rest = [point for point in found.values() if point is not None]
+    return sorted([*points, *rest], key=lambda point: point["period"])
+
+
 def _chart_data(overview: dict[str, Any]) -> dict[str, Any]:
     series = overview["series"]
     return {
@@ -135,7 +160,7 @@ def _csv_rows(overview: dict[str, Any]) -> Iterator[str]:
         yield writer.writerow(
             [
                 point["period"], point["requests"], point["errorCount"], point["inputTokens"],
-                point["outputTokens"], point["totalTokens"], f"{point['cost']:.6f}",
+                point["outputTokens"], point["totalTokens"], f"{point['cost']:.8f}",
                 *("" if latency[p] is None else latency[p] for p in ("p50", "p95", "p99")),
             ]
         )  # fmt: skip
@@ -159,6 +184,7 @@ def analytics(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     overview = analytics_overview(
         period=query["period"], start=query["start"], end=query["end"], filters=query["filters"]
     )
+    overview["series"] = _filled(overview["series"], query["period"], query["start"], query["end"])
     if request.GET.get("format") == "csv":
         name = f"orchestra-analytics-{_stamp(query['start'])}-{_stamp(query['end'])}.csv"
         return StreamingHttpResponse(

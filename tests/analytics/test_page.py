@@ -179,3 +179,11 @@ def test_the_key_and_user_pages_show_their_spend_this_month():
         assert response.status_code == 200
         assert "Spend this month: $1.7500" in response.content.decode(), url
     assert "Figures" not in admin.get("/admin/accounts/apikey/add/").content.decode()
+
+
+def test_the_series_has_a_point_for_every_period_of_the_range(viewer, calls):
+    chart = chart_of(viewer.get(PAGE, {"range": "7d"}).content)
+    assert len(chart["labels"]) == 8  # 7 days from now: today and 7 days back, by day
+    assert chart["labels"] == sorted(chart["labels"])
+    assert chart["requests"][0] == 0  # no calls a week ago
+    assert chart["p50"][0] is None
