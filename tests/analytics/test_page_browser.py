@@ -95,7 +95,8 @@ def test_a_viewer_reads_spend_over_a_range(logged_in_page, calls, browser_errors
     page.set_viewport_size(PHONE)
     page.wait_for_function(f"document.documentElement.scrollWidth <= {PHONE['width']}")
     page.wait_for_timeout(300)  # the charts redrawn at their new size
-    screenshot(page, "analytics")
+    screenshot(page, "analytics-7d-alpha")
+    assert shown(page, "requests") == str(requests + 3)
     assert browser_errors.console_errors == []
 
 
