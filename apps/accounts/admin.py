@@ -9,13 +9,28 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
 from unfold.forms import AdminPasswordChangeForm  # type: ignore[import-untyped]
+
+from apps.core.registry import object_figures_for
 
 from .forms import UserRoleChangeForm, UserRoleCreationForm
 from .models import ApiKey, Budget, Role, Workspace, WorkspaceMember
 from .selectors import BudgetStanding, budget_standings
 from .services import api_key_create, api_key_revoke, user_role, user_set_role
+
+
+def figures_of(obj: Any) -> SafeString | str:
+    """The figures other apps register for this object (``ObjectFigure``), one a line."""
+    found = object_figures_for(obj._meta.label_lower) if obj.pk else []
+    if not found:
+        return "—"
+    return format_html_join(
+        mark_safe("<br>"), "{}: {}", ((figure.title, figure.value(obj)) for figure in found)
+    )
+
 
 # Django registers these with its own ModelAdmins; the dashboard's look needs unfold's.
 admin.site.unregister(User)
@@ -35,7 +50,7 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):
         "username", "email", "first_name", "last_name", "role", "workspace", "is_active",
     ]  # fmt: skip
     list_filter = ["groups", "is_active", "is_superuser"]
-    readonly_fields = ["is_staff", "last_login", "date_joined"]
+    readonly_fields = ["is_staff", "last_login", "date_joined", "figures"]
     add_fieldsets = [(None, {"fields": ["username", "password1", "password2", "role"]})]
     fieldsets = [
         (None, {"fields": ["username", "password"]}),
@@ -50,6 +65,8 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: User | None = None):
         fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None:
+            fieldsets = [*fieldsets, ("Figures", {"fields": ["figures"]})]
         if obj is not None and request.user.is_superuser:
             return [*fieldsets, self.advanced_fieldset]
         return fieldsets
@@ -66,6 +83,10 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):
     def role(self, user: User) -> str:
         role = user_role(user=user)
         return role.label if role else "—"
+
+    @admin.display(description="Figures")
+    def figures(self, user: User) -> SafeString | str:
+        return figures_of(user)
 
     @admin.display(description="Workspace")
     def workspace(self, user: User) -> str:
@@ -111,17 +132,26 @@ class ApiKeyAdmin(ModelAdmin):
         "created_at",
         "last_used_at",
         "revoked_at",
+        "figures",
     ]
-    readonly_fields = ["display_prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["display_prefix", "created_at", "last_used_at", "revoked_at", "figures"]
     actions = ["revoke"]
 
     @admin.display(description="Key")
     def display_prefix(self, api_key: ApiKey) -> str:
         return f"ao_{api_key.prefix}_…" if api_key.prefix else "—"
 
+    @admin.display(description="Figures")
+    def figures(self, api_key: ApiKey) -> SafeString | str:
+        return figures_of(api_key)
+
     @admin.display(boolean=True)
     def active(self, api_key: ApiKey) -> bool:
         return api_key.is_active
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None):
+        fields = super().get_fields(request, obj)
+        return fields if obj is not None else [f for f in fields if f != "figures"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None):
         if obj is None:

@@ -207,10 +207,14 @@ def sums(
     period: str | None = None,
     group: str | None = None,
     now: datetime | None = None,
+    parts: Split | None = None,
 ) -> dict[Key, Figures]:
-    """The figures of a range per ``(period start, group value)`` (each None when not asked)."""
+    """The figures of a range per ``(period start, group value)`` (each None when not asked).
+    ``parts`` is the range's ``split`` when the caller already has it (several sums of one
+    range read it once)."""
     totals: dict[Key, Figures] = defaultdict(Figures)
-    for key, row in _sum_rows(start, end, filters, period=period, group=group, now=now):
+    rows = _sum_rows(start, end, filters, period=period, group=group, now=now, parts=parts)
+    for key, row in rows:
         totals[key].add(row)
     return dict(totals)
 
@@ -223,10 +227,14 @@ def _sum_rows(
     period: str | None,
     group: str | None,
     now: datetime | None,
+    parts: Split | None = None,
 ) -> Iterator[tuple[Key, dict[str, Any]]]:
     by_own = group in ("end_user", "tag") and filters.set() <= {group}
     usable = by_own or (group not in ("end_user", "tag") and not filters.raw_only)
-    parts = split(start, end, now=now) if usable else Split(None, Q())
+    if not usable:
+        parts = Split(None, Q())
+    elif parts is None:
+        parts = split(start, end, now=now)
     raw = raw_calls(start, end, filters).filter(parts.raw)
     if group == "tag":
         yield from _tag_sum_rows(raw)
@@ -297,12 +305,16 @@ def histogram_counts(
     period: str | None = None,
     groups: tuple[str, ...] = (),
     now: datetime | None = None,
+    parts: Split | None = None,
 ) -> dict[Key, list[int]]:
     """Bucket counts of latency (``column="latency"``) or time to first token (``"ttft"``) per
     ``(period start, *group values)``, merged from the rollups' histograms and the raw
     records' buckets (both counted by the database)."""
     raw_field = "latency_ms" if column == "latency" else "time_to_first_token_ms"
-    parts = split(start, end, now=now) if not filters.raw_only else Split(None, Q())
+    if filters.raw_only:
+        parts = Split(None, Q())
+    elif parts is None:
+        parts = split(start, end, now=now)
     columns = [MAIN_COLUMNS[g] for g in groups]
     counts: dict[Key, list[int]] = defaultdict(histograms.empty)
 
@@ -553,3 +565,49 @@ def export_rows(
     )
     rows = calls.order_by("created_at", "id").values_list(*RAW_EXPORT_FIELDS)
     return RAW_EXPORT_FIELDS, rows.iterator(chunk_size=EXPORT_CHUNK)
+
+
+# --- the Analytics page --------------------------------------------------------------------------
+
+PAGE_GROUPS = ("model", "provider", "user", "end_user", "key", "workspace")
+
+
+def analytics_overview(
+    *, period: str, start: datetime, end: datetime, filters: Filters, top: int = TOP
+) -> dict[str, Any]:
+    """What the Analytics page shows, from the same sums as the API: the range's totals, a
+    series per period (with the latency p50/p95/p99 of each period, merged from the
+    histograms) and the ``top`` values of each of ``PAGE_GROUPS`` by cost."""
+    now = timezone.now()
+    parts = split(start, end, now=now)
+    total = sums(start, end, filters, now=now, parts=parts).get((None, None), Figures())
+    series = _series(sums(start, end, filters, period=period, now=now, parts=parts))
+    latency = histogram_counts(
+        start, end, filters, column="latency", period=period, now=now, parts=parts
+    )
+    for point in series:
+        at = datetime.fromisoformat(point["period"])
+        point["latency"] = histograms.percentiles(latency.get((at,), histograms.empty()))
+    return {
+        "period": period,
+        "start": _iso(start),
+        "end": _iso(end),
+        "totals": {**total.as_json(), **totals_json(total)},
+        "series": series,
+        "top": {
+            group: _breakdown(
+                sums(start, end, filters, group=group, now=now, parts=parts), total, top
+            )
+            for group in PAGE_GROUPS
+        },
+    }
+
+
+def spend_this_month(
+    *, key: int | None = None, user: int | None = None, now: datetime | None = None
+) -> Decimal:
+    """An API key's or a user's cost since the first of this month (UTC), from the analytics
+    sums."""
+    now = now or timezone.now()
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return _total(start, now, Filters(key=key, user=user), now).cost

@@ -206,6 +206,32 @@ def register_socket_action(action: SocketAction) -> None:
     socket_actions.register(action.type, action)
 
 
+# --- figures of one object ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectFigure:
+    """A figure an app computes for one object of another app's model, shown on that object's
+    admin change page (the analytics app's spend this month on an API key's page): ``model`` is
+    ``app_label.model_name``, ``value(obj)`` the text shown under ``title``. The model's app
+    shows what is registered without depending on the app that computes it."""
+
+    model: str
+    title: str
+    value: Callable[[Any], str]
+
+
+object_figures: Registry[ObjectFigure] = Registry("object figure")
+
+
+def register_object_figure(name: str, figure: ObjectFigure) -> None:
+    object_figures.register(name, figure)
+
+
+def object_figures_for(model: str) -> list[ObjectFigure]:
+    return [figure for figure in object_figures.values() if figure.model == model]
+
+
 # --- optional features -------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
+from apps.accounts.services import api_key_create
 from apps.core import events, health, registry
 from apps.core.events import EventError, channel_names, publish_on_commit, valid_channel
 from apps.core.health import forget_results
@@ -67,6 +68,7 @@ PLUGIN_ENTRIES = {
     "features": "widgets",
     "alert_rules": "widget_overflow",
     "call_record_hooks": "plugin_app.recorded",
+    "object_figures": "plugin_app.widgets",
 }
 
 
@@ -245,3 +247,18 @@ def test_its_call_record_hook_is_told_of_each_stored_call():
             "entry_point": "internal", "status": "success"}  # fmt: skip
     write_records([CallRecord(call, [])])
     assert RECORDED_AT[-1] == made
+
+
+@pytest.mark.django_db
+def test_its_figure_shows_on_an_api_key_s_page():
+    admin = user_create(role=Role.ADMIN)
+    key, _ = api_key_create(user=admin, name="laptop")
+    client = Client()
+    client.force_login(admin)
+    page = client.get(f"/admin/accounts/apikey/{key.pk}/change/").content.decode()
+    assert "Widgets: 0 in all" in page
+    assert [f.title for f in registry.object_figures_for("accounts.apikey")] == [
+        "Spend this month",
+        "Widgets",
+    ]
+    assert [f.title for f in registry.object_figures_for("auth.user")] == ["Spend this month"]

@@ -126,6 +126,7 @@ def test_text_has_enough_contrast_in_both_themes(
             "/admin/playground/",
             "/admin/circuits/",
             "/admin/providers/provider/",
+            "/admin/usage-analytics/",
             *LIVE_LOG,
             *build_pages,
         ):
@@ -144,6 +145,7 @@ def test_every_control_has_a_name(logged_in_page, an_open_circuit, build_pages):
         "/admin/playground/",
         "/admin/circuits/",
         "/admin/providers/provider/add/",
+        "/admin/usage-analytics/",
         *LIVE_LOG,
         *build_pages,
     ):

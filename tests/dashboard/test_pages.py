@@ -96,7 +96,7 @@ def test_the_sidebar_shows_each_role_what_it_may_use(client_as):
     viewer = sidebar_of(client_as(Role.VIEWER))
     assert list(viewer) == ["Dashboard", "LLM core", "Builds", "Experiments", "Accounts", "System"]
     assert "Artifacts" in viewer["Builds"]
-    assert viewer["Dashboard"] == ["Home", "Playground"]  # the Playground read-only
+    assert viewer["Dashboard"] == ["Home", "Analytics", "Playground"]  # the Playground read-only
     assert viewer["LLM core"] == [
         "Providers and routing",
         "Providers",

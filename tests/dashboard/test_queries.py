@@ -95,6 +95,8 @@ def pages() -> list[str]:
         "/admin/auth/user/",
         "/admin/logs/",
         "/admin/github-issues/",
+        "/admin/usage-analytics/",
+        "/admin/usage-analytics/?range=7d&provider=p0&tag=team:growth",
     ]
 
 

@@ -109,6 +109,7 @@ def pages(data) -> list[tuple[str, str]]:
         ("experiment-board", "/admin/experiment-board/"),
         ("experiment", f"/admin/experiment-board/{data['experiment'].pk}/"),
         ("github-off", "/admin/github-issues/"),
+        ("analytics", "/admin/usage-analytics/"),
     ]
 
 

@@ -1,8 +1,9 @@
 """A throw-away app, installed only by the test settings, that plugs into the platform through
 its ``AppConfig`` alone, filling every registry: an event channel and type, a health check, a
 model operators may edit, a navigation entry, a dashboard page, a request hook, a ``/ws/``
-message type, a feature, an alert rule (a threshold kind, as a budget's soft limit would be)
-and a call record hook. ``tests/core/test_registries.py`` checks each takes effect."""
+message type, a feature, an alert rule (a threshold kind, as a budget's soft limit would be),
+a call record hook and a figure on the API key's page. ``tests/core/test_registries.py``
+checks each takes effect."""
 
 from django.apps import AppConfig
 
@@ -18,12 +19,14 @@ class PluginAppConfig(AppConfig):
             AlertRule,
             Feature,
             NavItem,
+            ObjectFigure,
             Page,
             SocketAction,
             register_alert_rule,
             register_call_record_hook,
             register_feature,
             register_navigation,
+            register_object_figure,
             register_operator_models,
             register_pages,
             register_request_hook,
@@ -63,6 +66,9 @@ class PluginAppConfig(AppConfig):
         )
         register_request_hook("plugin_app.refuse", refuse_widget_model)
         register_call_record_hook("plugin_app.recorded", note_recorded)
+        register_object_figure(
+            "plugin_app.widgets", ObjectFigure("accounts.apikey", "Widgets", widget_count)
+        )
         register_alert_rule(
             AlertRule("widget_overflow", "More widgets than the plug-in allows.", widget_overflow)
         )
@@ -81,6 +87,12 @@ def widget_socket_action(message, user):
         raise ValidationError({"name": "Required."})
     widget = Widget.objects.create(name=name)
     return SocketReply({"widget": widget.pk}, subscribe=f"widget:{widget.pk}")
+
+
+def widget_count(api_key) -> str:
+    from .models import Widget
+
+    return f"{Widget.objects.count()} in all"
 
 
 def widgets_exist() -> bool:
