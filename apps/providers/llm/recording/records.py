@@ -372,14 +372,21 @@ def call_records_store() -> int:
             written_refused = _write_or_split(batch)
             _set_aside(refused + written_refused)
         except Exception:
-            with client.pipeline() as pipe:
-                pipe.lpush(records, *reversed(blobs)).delete(claimed).zrem(claims, token)
-                pipe.execute()
+            _release(client, token, requeue=blobs)
             raise
-        with client.pipeline() as pipe:
-            pipe.delete(claimed).zrem(claims, token).execute()
+        _release(client, token)
         stored += len(batch) - len(written_refused)
     return stored
+
+
+def _release(client: Any, token: str, requeue: list[bytes] | None = None) -> None:
+    """Drop a claim, its batches stored (or, ``requeue``, put back at the head of the list)."""
+    with client.pipeline() as pipe:
+        if requeue:
+            pipe.lpush(records_key(), *reversed(requeue))
+        pipe.delete(_claimed_key(token))
+        pipe.zrem(_claims_key(), token)
+        pipe.execute()
 
 
 @dataclass(frozen=True)
