@@ -279,10 +279,10 @@ def write_records(batch: list[CallRecord]) -> None:
         _insert(LlmCall, running, "ignore")
         _insert(LlmCallAttempt, attempts, "ignore")
         # A running record changes no figure: only final ones are told of.
-        _call_hooks([record.call.get("created_at") for record in finals])
+        call_record_hooks_run([record.call.get("created_at") for record in finals])
 
 
-def _call_hooks(created: list[Any]) -> None:
+def call_record_hooks_run(created: list[Any]) -> None:
     """Run the registered call record hooks (analytics' rollups) in the writing transaction."""
     if created:
         for hook in call_record_hooks.values():
@@ -425,7 +425,7 @@ def call_records_sweep(*, older_than: timedelta) -> int:
             error_code=INTERRUPTED,
             error_message="the process serving this call stopped before the call ended",
         )
-        _call_hooks(list(found.values()))
+        call_record_hooks_run(list(found.values()))
         return count
 
 
