@@ -4,7 +4,10 @@ Rows go straight into the tables, as the recorder would have stored them over th
 for: PostgreSQL through ``COPY`` in chunks (a million calls in about a minute), other databases
 through ``bulk_create``. The figures follow what a gateway sees: a few models take most calls,
 most calls succeed at the first attempt, tokens and latencies are log-normal, streams have a
-time to first token, API calls carry a request id and a caller's key.
+time to first token, API calls carry a request id and a caller's key (and its workspace),
+most carry an end user (a few take most calls) and caller tags. The transaction that stores a
+chunk marks its hours for the analytics rollups (the call record hooks, as the recorder does);
+``seed_calls`` then rolls them.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from apps.accounts.models import ApiKey
-from apps.accounts.services import api_key_create
+from apps.accounts.selectors import workspace_id_for
+from apps.accounts.services import api_key_create, workspace_create
 from apps.core.ids import uuid7
 
+from .llm.recording.records import call_record_hooks_run
 from .models import (
     CallStatus,
     Endpoint,
@@ -59,6 +64,10 @@ ENTRY_POINTS = [
     (EntryPoint.WEBSOCKET, 0.04), (EntryPoint.BUILD, 0.06), (EntryPoint.AGENT, 0.03),
 ]  # fmt: skip
 STREAMED = {EntryPoint.SSE: 1.0, EntryPoint.WEBSOCKET: 0.5, EntryPoint.OPENAI: 0.35}
+END_USERS = 500  # how many end users, a few of whom make most calls
+TEAMS = ["growth", "search", "support", "platform"]
+FEATURES = ["ask", "summarize", "classify", "draft", "translate"]
+SEED_WORKSPACES = ["seed-growth", "seed-search", "seed-support"]
 ERRORS = [
     ("rate_limited", "the provider answered 429", 429),
     ("timeout", "no answer within the provider's timeout", None),
@@ -125,16 +134,35 @@ def _deployments() -> list[Deployment]:
     return found
 
 
-def _callers() -> list[tuple[int, int]]:
-    """(user id, API key id) of the keys there are, after making three if there are none."""
-    keys = list(ApiKey.objects.values_list("user_id", "pk")[:50])
+def _callers() -> list[tuple[int, int, int | None]]:
+    """(user id, API key id, workspace id) of the keys there are, after making three if there
+    are none (their users each in a workspace of their own, made too)."""
+    keys = list(ApiKey.objects.select_related("user__workspace_membership")[:50])
     if keys:
-        return keys
+        return [(k.user_id, k.pk, workspace_id_for(user=k.user, api_key=k)) for k in keys]
     users = get_user_model().objects
-    for n in range(1, 4):
+    for n, name in enumerate(SEED_WORKSPACES, start=1):
         user, _ = users.get_or_create(username=f"seed-user-{n}")
         api_key_create(user=user, name="seed")
-    return list(ApiKey.objects.values_list("user_id", "pk")[:50])
+        workspace_create(name=name, members=[user])
+    return _callers()
+
+
+def _end_user(rank: int) -> str:
+    """An app's own id for its user, as apps send OpenAI's ``user``: an id or an email."""
+    return f"user{rank}@example.com" if rank % 3 == 0 else f"u_{rank:05d}"
+
+
+def _tags() -> dict[str, str]:
+    """Most callers tag their calls with a team, many with a feature, a few with more."""
+    if random.random() < 0.3:
+        return {}
+    tags = {"team": random.choice(TEAMS)}
+    if random.random() < 0.6:
+        tags["feature"] = random.choice(FEATURES)
+    if random.random() < 0.1:
+        tags["env"] = "staging"
+    return tags
 
 
 def _zipf_weights(count: int) -> list[float]:
@@ -163,6 +191,7 @@ def _rows(
     callers = _callers()
     deployment = _picker(list(zip(deployments, _zipf_weights(len(deployments)), strict=True)))
     caller = _picker(list(zip(callers, _zipf_weights(len(callers)), strict=True)))
+    end_user = _picker(list(zip(range(1, END_USERS + 1), _zipf_weights(END_USERS), strict=True)))
     status_of = _picker(STATUSES)
     entry_point_of = _picker(ENTRY_POINTS)
     step = span / count
@@ -182,7 +211,7 @@ def _rows(
             output_tokens = 0 if status == CallStatus.ERROR else output_tokens // 3
         cost = (input_tokens * used.input_price + output_tokens * used.output_price) / 1_000_000
         api_call = entry_point not in (EntryPoint.BUILD, EntryPoint.AGENT)
-        user_id, key_id = caller() if api_call else (None, None)
+        user_id, key_id, workspace_id = caller() if api_call else (None, None, None)
         retried = 1 + (random.random() < 0.04) + (random.random() < 0.01)
         # Made when the call was, as the platform makes them; random before UUIDv7.
         at_ns = int(created_at.timestamp() * 1e9)
@@ -198,6 +227,9 @@ def _rows(
             "entry_point": entry_point,
             "user_id": user_id,
             "api_key_id": key_id,
+            "workspace_id": workspace_id,
+            "end_user": _end_user(end_user()) if api_call and random.random() < 0.7 else "",
+            "tags": _tags(),
             "requested_model": used.model_name,
             "provider_id": used.provider_id,
             "model_id": used.model_id,
@@ -291,6 +323,7 @@ def call_records_seed(
         with transaction.atomic():
             write(LlmCall, calls)
             write(LlmCallAttempt, attempts)
+            call_record_hooks_run([call["created_at"] for call in calls])
         calls_done += len(calls)
         attempts_done += len(attempts)
     return Seeded(calls_done, attempts_done, first, last)

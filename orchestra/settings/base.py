@@ -371,6 +371,9 @@ CALL_RECORD_STALE_SECONDS = env.float("CALL_RECORD_STALE_SECONDS", default=900.0
 # Call records (calls, their attempts, refused records) are deleted this many days after they
 # were made, by beat every hour in batches of 5,000 calls; 0 keeps them forever.
 CALL_RECORD_RETENTION_DAYS = env.int("CALL_RECORD_RETENTION_DAYS", default=90)
+# Batches a worker took to store and still holds after this long (it was killed) go back to the
+# queue; a living worker's batch stored twice changes nothing, so this only bounds the delay.
+CALL_RECORDS_CLAIM_SECONDS = env.int("CALL_RECORDS_CLAIM_SECONDS", default=60)
 # /health is degraded while the oldest batch of call records has waited longer than this.
 CALL_RECORDS_BACKLOG_MAX_SECONDS = env.float("CALL_RECORDS_BACKLOG_MAX_SECONDS", default=60.0)
 CELERY_TIMEZONE = "UTC"

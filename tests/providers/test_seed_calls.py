@@ -9,10 +9,12 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db.models import Count, F, Max, Min, Q
+from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from apps.accounts.models import ApiKey
+from apps.accounts.models import ApiKey, Workspace
+from apps.analytics.models import EndUserHourlyRollup, HourlyRollup, PendingHour, TagHourlyRollup
 from apps.core.ids import uuid7_time_ns
 from apps.providers.models import CallStatus, LlmCall, LlmCallAttempt, LlmModel, Provider
 from apps.providers.seeding import call_records_seed
@@ -102,3 +104,36 @@ def test_bad_arguments_are_refused():
         call_command("seed_calls", "--count", "0", "--days", "1")
     with pytest.raises(CommandError, match="days"):
         call_command("seed_calls", "--count", "5", "--days", "0")
+
+
+def test_rolls_up_the_hours_it_wrote_with_end_users_tags_and_workspaces():
+    out = StringIO()
+    call_command("seed_calls", "--count", "2000", "--days", "2", stdout=out)
+    assert "Rolled up" in out.getvalue()
+
+    open_hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    closed = LlmCall.objects.filter(created_at__lt=open_hour)
+    rolled = HourlyRollup.objects.aggregate(n=Sum("requests"), cost=Sum("cost"))
+    assert rolled == closed.aggregate(n=Count("id"), cost=Sum("cost"))
+    assert set(HourlyRollup.objects.values_list("hour", flat=True)) == set(
+        closed.annotate(h=TruncHour("created_at")).values_list("h", flat=True)
+    )
+    # The open hour waits, marked, for beat to roll it once closed.
+    assert list(PendingHour.objects.values_list("hour", flat=True)) == [open_hour]
+
+    by_end_user = dict(
+        closed.exclude(end_user="").values_list("end_user").annotate(Count("id")).order_by()
+    )
+    assert len(by_end_user) > 50 and max(by_end_user.values()) > 10 * min(by_end_user.values())
+    assert EndUserHourlyRollup.objects.aggregate(n=Sum("requests"))["n"] == sum(
+        by_end_user.values()
+    )
+    assert 0.5 < LlmCall.objects.exclude(tags={}).count() / 2000 < 0.9
+    assert TagHourlyRollup.objects.filter(key="team").exists()
+    workspaces = set(Workspace.objects.values_list("pk", flat=True))
+    assert len(workspaces) == 3
+    used = set(LlmCall.objects.exclude(workspace=None).values_list("workspace_id", flat=True))
+    assert used == workspaces
+    for key in ApiKey.objects.all():
+        mine = set(LlmCall.objects.filter(api_key=key).values_list("workspace_id", flat=True))
+        assert mine == {key.user.workspace_membership.workspace_id}

@@ -214,15 +214,17 @@ class CeleryBeat(ServerProcess):
 
 class PrivateRedis:
     """A Redis server of a test's own (the embedded one, on a Unix socket), to kill (SIGKILL)
-    and start again without touching the Redis every other test shares."""
+    and start again without touching the Redis every other test shares. ``persistent`` keeps
+    an append-only file, as production's Redis does, so a restart keeps what it acknowledged."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, persistent: bool = False) -> None:
         from apps.core import embedded_redis
 
         self._embedded = embedded_redis
         self.directory = Path(tempfile.mkdtemp(prefix="ao-private-redis-"))
         self.path = self.directory / "redis.sock"
-        self.process = embedded_redis.start(self.path)
+        self.data_dir = self.directory / "data" if persistent else None
+        self.process = embedded_redis.start(self.path, data_dir=self.data_dir)
 
     @property
     def url(self) -> str:
@@ -233,7 +235,7 @@ class PrivateRedis:
         self.process.wait()
 
     def restart(self) -> None:
-        self.process = self._embedded.start(self.path)
+        self.process = self._embedded.start(self.path, data_dir=self.data_dir)
 
     def close(self) -> None:
         if self.process.poll() is None:

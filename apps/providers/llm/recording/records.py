@@ -5,6 +5,11 @@ Recorders ship records to a Redis list as batches (``ship_batch``); a Celery wor
 found: those are kept aside as ``CallRecordDeadLetter`` rows (visible in the admin and
 ``/health``) and the rest are stored, so one bad record never stops the others. A database that
 does not answer is another matter: the batches go back to the head of the list, untouched.
+A worker takes batches by claiming them (moved, in one step, to a list of the claim's own); they
+leave Redis once stored. A worker killed while it stores leaves its claim behind, and the next
+store puts a claim older than ``CALL_RECORDS_CLAIM_SECONDS`` back at the head of the list, so
+no batch is lost with a worker (a claim that outlives a slow but living worker is stored twice,
+which changes nothing: see below).
 
 Writes are idempotent, so a batch stored twice (a worker dying between its write and its pop)
 changes nothing: a call's final record replaces its ``running`` record (streams are recorded
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -26,6 +32,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 import orjson
+from django.conf import settings
 from django.db import connections, models, transaction
 from django.utils import timezone
 
@@ -64,6 +71,43 @@ class CallRecord:
 
 def records_key() -> str:
     return key("llm", "call-records")
+
+
+def _claims_key() -> str:
+    return key("llm", "call-records", "claims")
+
+
+def _claimed_key(token: str) -> str:
+    return key("llm", "call-records", "claimed", token)
+
+
+# Pop up to ARGV[1] batches into the claim's list (KEYS[3]), due back at Redis's time + ARGV[2].
+_CLAIM = """
+local blobs = redis.call('LPOP', KEYS[1], ARGV[1])
+if not blobs then return {} end
+redis.call('RPUSH', KEYS[3], unpack(blobs))
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[2], tonumber(now[1]) + tonumber(ARGV[2]), ARGV[3])
+return blobs
+"""
+
+# Put the batches of every claim past its time back at the head of the list, in their order.
+_RECLAIM = """
+local now = redis.call('TIME')
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now[1])
+local count = 0
+for _, token in ipairs(expired) do
+  local claimed = ARGV[1] .. token
+  local blobs = redis.call('LRANGE', claimed, 0, -1)
+  for index = #blobs, 1, -1 do
+    redis.call('LPUSH', KEYS[1], blobs[index])
+  end
+  count = count + #blobs
+  redis.call('DEL', claimed)
+  redis.call('ZREM', KEYS[2], token)
+end
+return count
+"""
 
 
 def _encode(value: Any) -> str:
@@ -235,10 +279,10 @@ def write_records(batch: list[CallRecord]) -> None:
         _insert(LlmCall, running, "ignore")
         _insert(LlmCallAttempt, attempts, "ignore")
         # A running record changes no figure: only final ones are told of.
-        _call_hooks([record.call.get("created_at") for record in finals])
+        call_record_hooks_run([record.call.get("created_at") for record in finals])
 
 
-def _call_hooks(created: list[Any]) -> None:
+def call_record_hooks_run(created: list[Any]) -> None:
     """Run the registered call record hooks (analytics' rollups) in the writing transaction."""
     if created:
         for hook in call_record_hooks.values():
@@ -301,7 +345,22 @@ def call_records_store() -> int:
     """
     stored = 0
     client = redis_client()
-    while blobs := cast(list[bytes], client.lpop(records_key(), BLOBS_PER_STORE)):
+    records, claims = records_key(), _claims_key()
+    reclaimed = client.eval(_RECLAIM, 2, records, claims, _claimed_key(""))
+    if reclaimed:
+        logger.warning("%d batches of call records a stopped worker left queued again", reclaimed)
+    while True:
+        token = uuid.uuid4().hex
+        claimed = _claimed_key(token)
+        blobs = cast(
+            list[bytes],
+            client.eval(
+                _CLAIM, 3, records, claims, claimed, BLOBS_PER_STORE,
+                settings.CALL_RECORDS_CLAIM_SECONDS, token,
+            ),
+        )  # fmt: skip
+        if not blobs:
+            break
         batch: list[CallRecord] = []
         refused: list[tuple[Any, str]] = []
         for blob in blobs:
@@ -313,10 +372,21 @@ def call_records_store() -> int:
             written_refused = _write_or_split(batch)
             _set_aside(refused + written_refused)
         except Exception:
-            client.lpush(records_key(), *reversed(blobs))
+            _release(client, token, requeue=blobs)
             raise
+        _release(client, token)
         stored += len(batch) - len(written_refused)
     return stored
+
+
+def _release(client: Any, token: str, requeue: list[bytes] | None = None) -> None:
+    """Drop a claim, its batches stored (or, ``requeue``, put back at the head of the list)."""
+    with client.pipeline() as pipe:
+        if requeue:
+            pipe.lpush(records_key(), *reversed(requeue))
+        pipe.delete(_claimed_key(token))
+        pipe.zrem(_claims_key(), token)
+        pipe.execute()
 
 
 @dataclass(frozen=True)
@@ -355,7 +425,7 @@ def call_records_sweep(*, older_than: timedelta) -> int:
             error_code=INTERRUPTED,
             error_message="the process serving this call stopped before the call ended",
         )
-        _call_hooks(list(found.values()))
+        call_record_hooks_run(list(found.values()))
         return count
 
 
