@@ -379,7 +379,7 @@ def _total(start: datetime, end: datetime, filters: Filters, now: datetime) -> F
 
 
 def totals_json(figures: Figures) -> dict[str, Any]:
-    """The usage totals under the names of seed 002."""
+    """The usage totals under the analytics API's camelCase names."""
     found = figures.as_json()
     requests = figures.requests
     return {

@@ -133,7 +133,7 @@ def test_usage_series_and_totals_equal_the_raw_records(calls, viewer):
     day = get(viewer, "usage", period="day", startDate=iso(start), endDate=iso(end))
     assert sum(p["requests"] for p in day["series"]) == expected["requests"]
     assert day["totals"] == totals
-    # Seed 002's path answers the same.
+    # The unversioned path (/api/analytics/) answers the same.
     legacy = viewer.get("/api/analytics/usage", {"period": "day", "startDate": iso(start),
                                                  "endDate": iso(end)})  # fmt: skip
     assert legacy.status_code == 200 and legacy.json()["totals"] == totals

@@ -1,4 +1,4 @@
-"""``/api/v1/analytics/...``, and the same views at seed 002's ``/api/analytics/...``
+"""``/api/v1/analytics/...``, and the same views at the unversioned ``/api/analytics/...``
 (``legacy_urlpatterns``, mounted by ``orchestra/urls.py``; left out of the schema, which
 documents each view once)."""
 

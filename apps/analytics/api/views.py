@@ -127,7 +127,7 @@ def _json(columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> Iterator
 
 
 class ExportNegotiation(DefaultContentNegotiation):
-    """``format`` is the export's own parameter (seed 002's), not DRF's renderer override:
+    """``format`` is the export's own parameter, not DRF's renderer override:
     errors are JSON whatever it says."""
 
     def select_renderer(
