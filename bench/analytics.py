@@ -41,6 +41,18 @@ def _fresh_database() -> None:
         db.execute(f"CREATE DATABASE {BENCH_DATABASE}")
 
 
+def _seeded() -> bool:
+    """Whether the bench database exists and holds calls (``--reuse`` skips seeding then)."""
+    import psycopg
+
+    try:
+        url = f"postgresql://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
+        with psycopg.connect(url, autocommit=True) as db:
+            return bool(db.execute("SELECT EXISTS (SELECT 1 FROM providers_llmcall)").fetchone()[0])
+    except psycopg.Error:
+        return False
+
+
 def _django() -> None:
     """Production settings on the bench database, in this process (plain HTTP, the test
     client's host allowed)."""
@@ -89,7 +101,7 @@ def _experiment(user: Any, since: datetime) -> int:
 
     ExperimentSettings.objects.update_or_create(pk=1, defaults={"enabled": True})
     experiment = experiment_create(
-        name="bench",
+        name=f"bench {since:%Y-%m-%d %H:%M:%S.%f}",
         by=user,
         variants=[
             {"name": "control", "type": "control", "traffic_percentage": 50, "config": {}},
@@ -117,7 +129,8 @@ def _targets(rows: int, days: float) -> tuple[Any, dict[str, str], list[tuple[st
     from apps.accounts.services import api_key_create
     from apps.providers.models import LlmCall
 
-    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench")
+    user = get_user_model().objects.filter(username="bench").first()
+    user = user or get_user_model().objects.create_superuser("bench", "bench@x.example", "bench")
     _, raw_key = api_key_create(user=user, name="bench")
     client = Client()
     client.force_login(user)
@@ -190,8 +203,8 @@ def _sizes() -> dict[str, dict[str, float]]:
     return found
 
 
-def run(rows: int, days: float) -> dict[str, Any]:
-    seeded_in = _seed(rows, days)
+def run(rows: int, days: float, *, seed: bool = True) -> dict[str, Any]:
+    seeded_in = _seed(rows, days) if seed else 0.0
     client, headers, targets = _targets(rows, days)
     timings = []
     for group, name, path in targets:
@@ -233,18 +246,29 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    global BENCH_DATABASE  # the module's functions read it
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=5_000_000, help="calls to seed")
     parser.add_argument("--days", type=float, default=90.0, help="over how many days")
+    parser.add_argument("--database", default=BENCH_DATABASE, help="the bench database's name")
+    parser.add_argument(
+        "--reuse", action="store_true",
+        help="keep a database seeded by an earlier run (its rows, not --rows, are measured)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     from bench.environment import _answers
 
     if not _answers(5432):
         print("bench.analytics needs PostgreSQL on 127.0.0.1:5432.")
         return {}
-    _fresh_database()
+    BENCH_DATABASE = args.database
+    reuse = args.reuse and _seeded()
+    if not reuse:
+        _fresh_database()
     _django()
-    report = run(args.rows, args.days)
+    if reuse:
+        args.rows = int(_sql("SELECT count(*) FROM providers_llmcall")[0][0])
+    report = run(args.rows, args.days, seed=not reuse)
     print(render(report))
     out = REPO_ROOT / "var" / "bench" / f"analytics-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
