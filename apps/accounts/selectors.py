@@ -61,6 +61,15 @@ def workspace_id_for(*, user: User, api_key: ApiKey | None = None) -> int | None
     return membership.workspace_id
 
 
+def workspace_id_of_user(user_id: int | None) -> int | None:
+    """The workspace of the user with ``user_id`` (one query): for calls made on a user's behalf
+    without a key, such as build steps and agent tasks."""
+    if user_id is None:
+        return None
+    memberships = WorkspaceMember.objects.filter(user_id=user_id)
+    return memberships.values_list("workspace_id", flat=True).first()
+
+
 def budget_list() -> QuerySet[Budget]:
     return Budget.objects.select_related("api_key", "user", "workspace")
 

@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.selectors import workspace_id_of_user
 from apps.core.database import is_database_unavailable, retry_while_database_unavailable
 from apps.core.dispatch import resend_stale_queued, send_on_commit, stale_before
 from apps.core.events import apublish, publish_on_commit
@@ -290,7 +291,10 @@ def agent_task_run(*, task_id: int, celery_task_id: str) -> None:
             run_prompt(
                 prompt=task.prompt,
                 settings=ModelSettings.of(agent, agent.system_prompt),
-                caller=Caller(user_id=task.created_by_id),
+                caller=Caller(
+                    user_id=task.created_by_id,
+                    workspace_id=workspace_id_of_user(task.created_by_id),
+                ),
                 entry_point=EntryPoint.AGENT,
                 attribution=Attribution(agent_id=agent.pk),
                 on_token=on_token,

@@ -14,6 +14,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from apps.accounts.models import Role
+from apps.accounts.services import workspace_create
 from apps.agents.models import AgentTask, RunStatus
 from apps.agents.services import (
     AgentTaskFinishedError,
@@ -37,6 +38,7 @@ def test_a_task_runs_to_success_with_its_call_record_figures(
     agent, celery_worker, task_reaches, recorded_calls
 ):
     user = user_create(role=Role.OPERATOR)
+    workspace = workspace_create(name="planners", members=[user])
     task = agent_task_create(agent=agent, prompt="Plan a trip", by=user)
     assert task.status == RunStatus.QUEUED and task.queued_at and task.celery_task_id
     task_reaches(task, RunStatus.SUCCEEDED, RunStatus.FAILED)
@@ -49,6 +51,7 @@ def test_a_task_runs_to_success_with_its_call_record_figures(
     # The request hook attributed the call to the agent; the caller is who queued the task.
     assert call.agent_id == agent.pk and call.build_id is None
     assert call.entry_point == EntryPoint.AGENT and call.user_id == user.pk
+    assert call.workspace_id == workspace.pk  # the caller's, as on every entry point
     assert call.provider_name == "a" and call.requested_model == "chat"
     assert task.attempts == 1 and task.started_at and task.finished_at and task.heartbeat_at
     assert events(task) == ["queued", "started", "succeeded"]

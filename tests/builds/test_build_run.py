@@ -11,6 +11,7 @@ from django.utils import timezone
 from unidiff import PatchSet
 
 from apps.accounts.models import Role
+from apps.accounts.services import workspace_create
 from apps.agents.models import AgentActivity
 from apps.approvals.models import ApprovalStatus
 from apps.approvals.services import approval_decide, approvals_expire_overdue
@@ -72,6 +73,7 @@ def step_status(build: Build, name: str, status: str, timeout: float = 20.0) -> 
 def test_three_steps_run_in_order(agents, upstream_a, celery_worker, recorded_calls):
     upstream_a.enqueue({"content": PLAN}, {"content": CODE}, {"content": REVIEW})
     user = user_create(role=Role.OPERATOR)
+    workspace = workspace_create(name="widgets-team", members=[user])
     build = build_create(title="Widgets", input="a widget app", steps=three_steps(), by=user)
 
     build = finished(build)
@@ -87,6 +89,7 @@ def test_three_steps_run_in_order(agents, upstream_a, celery_worker, recorded_ca
         call = by_step[step.pk]
         assert call.build_id == build.pk and call.agent_id == step.agent_id
         assert call.entry_point == EntryPoint.BUILD and call.status == CallStatus.SUCCESS
+        assert (call.user_id, call.workspace_id) == (user.pk, workspace.pk)
         assert (call.input_tokens, call.output_tokens, call.cost) == (
             step.input_tokens,
             step.output_tokens,

@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.db.models import F
 
+from apps.accounts.selectors import workspace_id_of_user
 from apps.agents.execution import (
     Attribution,
     ModelSettings,
@@ -123,6 +124,7 @@ def _step_started(step: BuildStep, lost_attempt: int | None) -> None:
 async def _run(step: BuildStep) -> RunOutcome:
     build = step.build
     outputs = await sync_to_async(_earlier_outputs)(step)
+    workspace_id = await sync_to_async(workspace_id_of_user)(build.created_by_id)
     try:
         prompt = prompts.render(step.prompt_template, build_input=build.input, outputs=outputs)
     except prompts.PromptTooLargeError as error:
@@ -148,7 +150,7 @@ async def _run(step: BuildStep) -> RunOutcome:
     return await run_prompt(
         prompt=prompt,
         settings=model_settings,
-        caller=Caller(user_id=build.created_by_id),
+        caller=Caller(user_id=build.created_by_id, workspace_id=workspace_id),
         entry_point=EntryPoint.BUILD,
         attribution=Attribution(agent_id=step.agent_id, build_id=build.pk, build_step_id=step.pk),
         on_token=on_token,
