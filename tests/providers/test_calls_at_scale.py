@@ -225,7 +225,8 @@ def test_page_and_offset_answer_the_page_asked_for():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "query", ["cursor=nonsense", "cursor=eyJ0IjogMX0", "page=0", "page=two", "limit=0"]
+    "query",
+    ["cursor=nonsense", "cursor=eyJ0IjogMX0", "page=0", "page=two", "limit=0", f"offset={10**19}"],
 )
 def test_a_position_that_is_not_one_is_a_400(query):
     response = api().get(f"{API}?{query}")

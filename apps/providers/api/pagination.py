@@ -31,16 +31,20 @@ MAX_LIMIT = 1000
 POSITION = ("cursor", "page", "offset")
 
 
+MAX_POSITION = 10**12  # a page or offset past it is a 400 (the database's OFFSET is 64-bit)
+
+
 def _number(request: Request, name: str, default: int, minimum: int) -> int:
     text = request.query_params.get(name)
     if text in (None, ""):
         return default
+    message = f"A whole number from {minimum} to {MAX_POSITION:,}."
     try:
         value = int(text)
     except ValueError:
-        raise ValidationError({name: [f"A whole number, at least {minimum}."]}) from None
-    if value < minimum:
-        raise ValidationError({name: [f"A whole number, at least {minimum}."]})
+        raise ValidationError({name: [message]}) from None
+    if not minimum <= value <= MAX_POSITION:
+        raise ValidationError({name: [message]})
     return value
 
 
