@@ -679,10 +679,14 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     ) -> tuple[QuerySet[LlmCall], bool]:
         """A call id (what the APIs answer with) finds that call by its primary key, or by its
         request id (both indexed); other words, the fields, within the page's window."""
-        found = call_id(search_term)
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        found = call_id(term)
         if found is None:
-            return super().get_search_results(request, queryset, search_term)
-        return queryset.filter(Q(pk=found) | Q(request_id=search_term.strip())), False
+            # request_id exactly, as its index holds it (iexact would read every row)
+            return queryset.filter(Q(request_id=term) | Q(requested_model__icontains=term)), False
+        return queryset.filter(Q(pk=found) | Q(request_id=term)), False
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[CallsChangeList]:
         return CallsChangeList

@@ -84,6 +84,9 @@ def test_the_page_shows_the_last_24_hours_says_so_and_the_date_filter_widens_it(
     assert [c.pk for c in response.context["cl"].result_list] == [old[0].pk]
     assert response.context["cl"].window_start is None
     assert list(client.get(f"{URL}?q=req-old").context["cl"].result_list) == []
+    LlmCall.objects.filter(pk=recent[1].pk).update(request_id="req-new")
+    response = client.get(f"{URL}?q=req-new")
+    assert [c.pk for c in response.context["cl"].result_list] == [recent[1].pk]
     response = client.get(f"{URL}?q=fake-mod")
     assert {c.pk for c in response.context["cl"].result_list} == {c.pk for c in recent}
 
