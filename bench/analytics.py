@@ -48,7 +48,8 @@ def _seeded() -> bool:
     try:
         url = f"postgresql://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
         with psycopg.connect(url, autocommit=True) as db:
-            return bool(db.execute("SELECT EXISTS (SELECT 1 FROM providers_llmcall)").fetchone()[0])
+            row = db.execute("SELECT EXISTS (SELECT 1 FROM providers_llmcall)").fetchone()
+            return bool(row and row[0])
     except psycopg.Error:
         return False
 
@@ -143,6 +144,13 @@ def _targets(rows: int, days: float) -> tuple[Any, dict[str, str], list[tuple[st
     caller = "seed-user-1"  # the username of the seeded keys' most frequent caller
     deep = max(rows // 2, 0)
     calls = "/admin/providers/llmcall/"
+    # The next link (a cursor) of the page at that offset: keyset, whatever the depth.
+    deep_page = client.get(
+        f"/api/v1/llm-calls?offset={deep}&limit=50", HTTP_AUTHORIZATION=f"Bearer {raw_key}"
+    )
+    next_page = (deep_page.json().get("next") or "/api/v1/llm-calls").removeprefix(
+        "http://testserver"
+    )
     targets = [
         ("analytics", "realtime (day)", "/api/v1/analytics/realtime?timeRange=day"),
         ("analytics", "usage per day, 30 d", f"/api/v1/analytics/usage?period=day&{month}"),
@@ -161,6 +169,9 @@ def _targets(rows: int, days: float) -> tuple[Any, dict[str, str], list[tuple[st
         ("pages", "Calls, search", f"{calls}?q=gpt-4o"),
         ("api", "llm-calls, first page", "/api/v1/llm-calls"),
         ("api", f"llm-calls, offset {deep:,}", f"/api/v1/llm-calls?offset={deep}&limit=50"),
+        ("api", f"llm-calls, page {deep // 50 + 1:,}",
+         f"/api/v1/llm-calls?page={deep // 50 + 1}&limit=50"),
+        ("api", f"llm-calls, next after {deep:,}", next_page),
         ("pages", "Agent board", "/admin/agent-board/"),
         ("api", "experiment stats", f"/api/v1/experiments/{experiment}/stats"),
     ]  # fmt: skip

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -22,6 +24,7 @@ from unfold.contrib.filters.admin import (  # type: ignore[import-untyped]
     RangeDateTimeFilter,
     TextFilter,
 )
+from unfold.views import ChangeList  # type: ignore[import-untyped]
 from unfold.widgets import (  # type: ignore[import-untyped]
     UnfoldAdminPasswordWidget,
     UnfoldAdminTextareaWidget,
@@ -29,7 +32,7 @@ from unfold.widgets import (  # type: ignore[import-untyped]
     UnfoldBooleanWidget,
 )
 
-from apps.accounts.models import Workspace
+from apps.accounts.models import ApiKey, Workspace
 from apps.core.admin_support import ReadOnlyAdminMixin
 from apps.core.tracing import trace_url
 
@@ -46,7 +49,14 @@ from .models import (
     validate_extra_headers,
     validate_header_value,
 )
-from .selectors import llm_call_tagged, llm_call_totals
+from .selectors import (
+    CALLS_PAGE_WINDOW,
+    call_id,
+    llm_call_count,
+    llm_call_tagged,
+    llm_call_totals,
+    llm_call_window_start,
+)
 from .services import (
     PRICE_FIELDS,
     PROVIDER_FIELDS,
@@ -445,10 +455,14 @@ class CallerFilter(TextFilter):
     parameter_name = "caller"
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[LlmCall]) -> QuerySet[LlmCall]:
+        """The user and the keys are looked up first (small tables), so the calls are filtered
+        by their ids, without a join of the call table."""
         value = (self.value() or "").strip()
         if not value:
             return queryset
-        return queryset.filter(Q(user__username=value) | Q(api_key__prefix=value))
+        users = list(get_user_model().objects.filter(username=value).values_list("pk", flat=True))
+        keys = list(ApiKey.objects.filter(prefix=value).values_list("pk", flat=True))
+        return queryset.filter(Q(user_id__in=users) | Q(api_key_id__in=keys))
 
 
 class WorkspaceFilter(DropdownFilter):
@@ -487,12 +501,61 @@ class TagFilter(TextFilter):
         return llm_call_tagged(calls=queryset, key=key, value=value)
 
 
+class CallsPaginator(Paginator):
+    """The Calls page's pages, counted by ``llm_call_count``: exactly when that reads few
+    rows, else by the planner's estimate (``count_exact`` says which; the page says "about")."""
+
+    template_name = "providers/llmcall_pagination.html"
+    count_exact = True
+
+    @cached_property
+    def count(self) -> int:
+        found, self.count_exact = llm_call_count(calls=cast(QuerySet[LlmCall], self.object_list))
+        return found
+
+
+class CallsChangeList(ChangeList):
+    """The Calls list within its default window (``CALLS_PAGE_WINDOW``, the last 24 hours)
+    unless the date filter is used or a call id is searched for: ``window_start`` says where
+    it starts (None when there is no window)."""
+
+    window_start: datetime | None = None
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> Any:
+        calls = super().get_queryset(request, exclude_parameters)
+        dated = any(name.startswith("created_at_") and value for name, value in request.GET.items())
+        if dated or call_id(self.query or "") is not None:
+            self.window_start = None
+            return calls
+        self.window_start = llm_call_window_start()
+        return calls.filter(created_at__gte=self.window_start)
+
+    def get_ordering_field(self, field_name: Any) -> Any:
+        """Only the columns of ``sortable_by``: the admin's ``o`` parameter sorts by any column
+        otherwise (``sortable_by`` alone only hides the other headers' links)."""
+        if field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
+
+    def get_ordering(self, request: HttpRequest, queryset: Any) -> list[Any]:
+        """Newest first unless time is sorted the other way (``o`` naming only other columns
+        would leave the primary key alone to order by)."""
+        ordering = list(super().get_ordering(request, queryset))
+        if not any(str(field).lstrip("-") == "created_at" for field in ordering):
+            return ["-created_at", "-pk"]
+        return ordering
+
+
 @admin.register(LlmCall)
 class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """The Calls page: the record of every LLM call (written by the core only), with totals of
-    the filtered set above the list. Bounded at any table size: the filters' choices come from
-    the providers and models tables, the totals are one aggregate query and only the filtered
-    set is counted (``show_full_result_count`` off)."""
+    the listed calls above the list. Bounded at any table size: the list shows the last 24
+    hours unless the date filter widens it (``CallsChangeList``), each filter reads the
+    ``created_at`` index within that window (provider its own index), the filters' choices
+    come from the providers and models tables, the totals are one aggregate query of the
+    window, the count is estimated where an exact one would read many rows
+    (``CallsPaginator``), the list sorts only by time (the index) and a call id is found by the
+    primary key at any age."""
 
     list_display = [
         "created", "entry_point", "provider_name", "model_name", "status", "error_code",
@@ -513,6 +576,8 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     ]
     list_filter_submit = True
     list_before_template = "providers/llmcall_totals.html"
+    paginator = CallsPaginator
+    sortable_by = ["created"]  # the (created_at, id) index; any other order sorts the window
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a count per choice of every filter: unbounded
     search_fields = ["=request_id", "requested_model"]
@@ -559,7 +624,10 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
         ),
     ]
 
-    search_help_text = "A call id, a request id, or part of the requested model's name."
+    search_help_text = (
+        "A call id (any age), or a request id or part of the requested model's name (within "
+        "the time shown)."
+    )
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         shown = ["created", "streamed", "latency", "time_to_first_token", "trace", "tags_shown"]
@@ -609,12 +677,19 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[LlmCall], search_term: str
     ) -> tuple[QuerySet[LlmCall], bool]:
-        """A call id (what the APIs answer with) finds that call; other words, the fields."""
-        try:
-            call_id = uuid.UUID(search_term.strip())
-        except ValueError:
-            return super().get_search_results(request, queryset, search_term)
-        return queryset.filter(Q(pk=call_id) | Q(request_id=search_term.strip())), False
+        """A call id (what the APIs answer with) finds that call by its primary key, or by its
+        request id (both indexed); other words, the fields, within the page's window."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        found = call_id(term)
+        if found is None:
+            # request_id exactly, as its index holds it (iexact would read every row)
+            return queryset.filter(Q(request_id=term) | Q(requested_model__icontains=term)), False
+        return queryset.filter(Q(pk=found) | Q(request_id=term)), False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[CallsChangeList]:
+        return CallsChangeList
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -624,6 +699,10 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
             changelist = response.context_data.get("cl")
             if changelist is not None:
                 response.context_data["totals"] = llm_call_totals(calls=changelist.queryset)
+                response.context_data["window_start"] = changelist.window_start
+                response.context_data["window_hours"] = int(
+                    CALLS_PAGE_WINDOW.total_seconds() // 3600
+                )
         return response
 
 

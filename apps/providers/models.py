@@ -465,7 +465,7 @@ class LlmCall(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     request_id = models.CharField(max_length=128, blank=True)
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()  # indexed with the id: see Meta.indexes
     entry_point = models.CharField(max_length=16, choices=EntryPoint.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="llm_calls", **LOG_REFERENCE)
     api_key = models.ForeignKey("accounts.ApiKey", related_name="llm_calls", **LOG_REFERENCE)
@@ -528,7 +528,11 @@ class LlmCall(models.Model):
         # leave empty are indexed only where set, ``status`` only where a call still runs (the
         # sweep), and ``request_id`` where a call has one (the admin's search by request id; the
         # calls of builds and agent tasks have none), without PostgreSQL's second index for LIKE.
+        # Lists are ordered by ``(created_at, id)``, which one index serves: a page, the page
+        # after a row (keyset), and the ids at a deep offset read from the index alone; ranges
+        # of ``created_at`` use it as they used the index of that column alone.
         indexes = [
+            models.Index(fields=["created_at", "id"], name="llmcall_created_id"),
             models.Index(fields=["provider_name", "created_at"]),
             models.Index(
                 fields=["request_id"], condition=~Q(request_id=""), name="llmcall_request_id"

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import CharField, Count, F, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from apps.core.aggregates import Percentile, has_percentile, percentile
 from apps.core.runtime import run_sync
@@ -46,6 +49,89 @@ def model_get(*, pk: int) -> LlmModel:
 
 def llm_call_list() -> QuerySet[LlmCall]:
     return LlmCall.objects.all()
+
+
+# --- reading the call records at any size ------------------------------------------------------
+#
+# The call table grows to millions of rows: its lists are ordered by ``(created_at, id)``, which
+# one index serves (a page, the next page after a row, the rows at an offset read from the index
+# alone), and they are counted exactly only when that reads few rows.
+
+CALL_ORDER = ("-created_at", "-id")
+EXACT_COUNT_UP_TO = 1_000  # more than this is counted by the planner's estimate (PostgreSQL)
+CALLS_PAGE_WINDOW = timedelta(hours=24)  # the Calls page's default time window
+
+
+def llm_call_count(*, calls: QuerySet[LlmCall]) -> tuple[int, bool]:
+    """How many ``calls`` there are, and whether that is exact. Counted exactly up to
+    ``EXACT_COUNT_UP_TO`` (no more than one row past it is read); past that, on PostgreSQL,
+    the answer is the planner's estimate (``pg_class.reltuples`` for the whole table,
+    ``EXPLAIN``'s row estimate for a filtered set), as an exact count would read every row
+    counted. Elsewhere (SQLite in ``make run``) the count is exact."""
+    calls = calls.order_by()
+    if connections[calls.db].vendor != "postgresql":
+        return calls.count(), True
+    counted = calls[: EXACT_COUNT_UP_TO + 1].count()
+    if counted <= EXACT_COUNT_UP_TO:
+        return counted, True
+    query = calls.values("pk").query
+    with connections[calls.db].cursor() as cursor:
+        if not query.where:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                [LlmCall._meta.db_table],
+            )
+            estimate = int(cursor.fetchone()[0])
+        else:
+            sql, params = query.sql_with_params()
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            plan = cursor.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            estimate = int(plan[0]["Plan"]["Plan Rows"])
+    # At least what was seen: a table never analysed estimates -1, a stale estimate less.
+    return max(estimate, counted), False
+
+
+def llm_call_after(*, calls: QuerySet[LlmCall], created_at: datetime, pk: Any) -> QuerySet[LlmCall]:
+    """The ``calls`` after the one at ``(created_at, pk)`` in ``CALL_ORDER`` (newest first): a
+    range of the ``(created_at, id)`` index (the ties of ``created_at`` filtered by id)."""
+    return calls.filter(created_at__lte=created_at).filter(
+        Q(created_at__lt=created_at) | Q(id__lt=pk)
+    )
+
+
+def llm_call_before(
+    *, calls: QuerySet[LlmCall], created_at: datetime, pk: Any
+) -> QuerySet[LlmCall]:
+    """The ``calls`` before the one at ``(created_at, pk)`` in ``CALL_ORDER`` (newer ones)."""
+    return calls.filter(created_at__gte=created_at).filter(
+        Q(created_at__gt=created_at) | Q(id__gt=pk)
+    )
+
+
+def llm_call_page(*, calls: QuerySet[LlmCall], offset: int, limit: int) -> list[LlmCall]:
+    """``limit`` calls from ``offset`` in ``CALL_ORDER``. The ids of the page are read first
+    (from the ``(created_at, id)`` index alone when unfiltered: the rows skipped are not
+    fetched), then the page's rows by id."""
+    ordered = calls.order_by(*CALL_ORDER)
+    if offset < EXACT_COUNT_UP_TO:
+        return list(ordered[offset : offset + limit])
+    ids = list(ordered.values_list("pk", flat=True)[offset : offset + limit])
+    found = {call.pk: call for call in calls.filter(pk__in=ids).order_by()}
+    return [found[pk] for pk in ids if pk in found]
+
+
+def llm_call_window_start(*, now: datetime | None = None) -> datetime:
+    """Where the Calls page's default window starts (``CALLS_PAGE_WINDOW`` before now)."""
+    return (now or timezone.now()) - CALLS_PAGE_WINDOW
+
+
+def call_id(text: str) -> uuid.UUID | None:
+    """``text`` as a call id (a UUID), else None."""
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return None
 
 
 def llm_call_tagged(*, calls: QuerySet[LlmCall], key: str, value: str) -> QuerySet[LlmCall]:

@@ -41,6 +41,7 @@ from ..services import (
     routing_settings_get,
     routing_settings_update,
 )
+from .pagination import CallPagination
 from .serializers import (
     BreakerOutputSerializer,
     ConnectionTestOutputSerializer,
@@ -195,8 +196,12 @@ class CircuitBreakerResetApi(APIView):
 
 
 class LlmCallListApi(ListAPIView):
+    """Newest first; pages by ``cursor`` (the ``next`` and ``previous`` links), ``page`` or
+    ``offset``; ``count`` is estimated above 1,000 calls (``count_exact`` says which)."""
+
     serializer_class = LlmCallOutputSerializer
     filterset_class = LlmCallFilter
+    pagination_class = CallPagination
 
     def get_queryset(self) -> QuerySet[LlmCall]:
         return llm_call_list()
