@@ -455,6 +455,12 @@ LOG_REFERENCE: dict[str, Any] = {
 }
 
 
+# What an experiment's figures read of its calls (``apps.experiments.selectors.call_figures``).
+EXPERIMENT_FIGURE_COLUMNS = (
+    "status", "latency_ms", "input_tokens", "output_tokens", "cost",
+)  # fmt: skip
+
+
 class LlmCall(models.Model):
     """One request to the LLM core and its outcome, whichever attempt served it.
 
@@ -542,13 +548,21 @@ class LlmCall(models.Model):
                 condition=Q(status=CallStatus.RUNNING),
                 name="llmcall_running",
             ),
+            # An experiment's figures are read from this index alone (PostgreSQL): its calls
+            # are spread over the whole table, so fetching each row would read most of it.
+            models.Index(
+                fields=["experiment_variant_id", "created_at"],
+                include=[*EXPERIMENT_FIGURE_COLUMNS],
+                condition=Q(experiment_variant_id__isnull=False),
+                name="llmcall_variant_figures",
+            ),
             *(
                 models.Index(
                     fields=[column],
                     condition=Q(**{f"{column}__isnull": False}),
                     name=f"llmcall_{column.removesuffix('_id')}",
                 )
-                for column in ("experiment_variant_id", "build_id", "build_step_id", "agent_id")
+                for column in ("build_id", "build_step_id", "agent_id")
             ),
             models.Index(
                 fields=["workspace"], condition=Q(workspace__isnull=False), name="llmcall_workspace"
