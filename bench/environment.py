@@ -95,7 +95,7 @@ class Environment:
         if traced:
             command[1:3] = ["-m", "bench.traced_server", command[2]]
         process = ServerProcess(f"bench-{kind}", command, env, port)
-        process.start(port_open(port), timeout=60)
+        process.start(port_open(port), timeout=120)  # a busy machine starts slowly
         time.sleep(1.0 + workers)  # every worker imported and listening
         self.processes.append(process)
         return process
