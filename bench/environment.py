@@ -1,9 +1,10 @@
 """A production-like, throw-away environment for benchmarks.
 
-PostgreSQL (a fresh ``orchestra_bench`` database) and Redis (database 14) when they answer on
-localhost, else SQLite and the embedded Redis; production settings with DEBUG off; one
-operator with an API key, and one provider with model ``fake-model`` pointing at a fake
-upstream started here. Every process started is stopped on exit, Ctrl-C included.
+PostgreSQL (a fresh ``orchestra_bench`` database, or ``BENCH_DATABASE``) and Redis (database 14,
+or ``BENCH_REDIS_DB``) when they answer on localhost, else SQLite and the embedded Redis;
+production settings with DEBUG off; one operator with an API key, and one provider with model
+``fake-model`` pointing at a fake upstream started here. Every process started is stopped on
+exit, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from pathlib import Path
 from tests.fake_upstream import FakeUpstream, free_port
 from tests.support.processes import REPO_ROOT, ServerProcess, image_web_command, port_open
 
-BENCH_DATABASE = "orchestra_bench"
-BENCH_REDIS_DB = 14
+# Two benchmarks running at once on one machine need their own: BENCH_DATABASE, BENCH_REDIS_DB.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "orchestra_bench")
+BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "14"))
+if not BENCH_DATABASE.replace("_", "").isalnum():
+    raise SystemExit(f"BENCH_DATABASE: letters, digits and _ only, not {BENCH_DATABASE!r}")
 
 SEED = """
 from apps.accounts.models import Role
@@ -62,13 +66,26 @@ class Environment:
     processes: list[ServerProcess] = field(default_factory=list)
 
     def server(self, kind: str, workers: int = 1, *, traced: bool = False) -> ServerProcess:
-        """Start daphne, uvicorn or the floor (``floor.py`` under uvicorn) on a free port.
-        ``traced``: under ``bench/traced_server.py`` (tracemalloc on, snapshots on SIGUSR1)."""
+        """Start a server on a free port: ``daphne`` (``make run``'s), ``uvicorn`` or
+        ``granian`` (the gateway), ``floor`` (``floor.py`` under uvicorn) or ``lean``
+        (``lean.py``, its own server). ``traced``: under ``bench/traced_server.py``
+        (tracemalloc on, snapshots on SIGUSR1)."""
         port = free_port()
         app = "bench.floor:app" if kind == "floor" else "orchestra.asgi:application"
-        env = {**self.env, "FLOOR_UPSTREAM": f"http://127.0.0.1:{self.upstream.port}"}
+        upstream = f"http://127.0.0.1:{self.upstream.port}"
+        env = {**self.env, "FLOOR_UPSTREAM": upstream}
         if kind == "daphne":
             command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+        elif kind == "lean":
+            command = [
+                sys.executable, "-m", "bench.lean", "--port", str(port), "--upstream", upstream,
+                "--workers", str(workers),
+            ]  # fmt: skip
+        elif kind == "granian":
+            command = [
+                sys.executable, "-m", "granian", app, "--interface", "asgi", "--host",
+                "127.0.0.1", "--port", str(port), "--workers", str(workers), *GRANIAN_OPTIONS,
+            ]  # fmt: skip
         else:
             command = [
                 sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
@@ -78,10 +95,38 @@ class Environment:
         if traced:
             command[1:3] = ["-m", "bench.traced_server", command[2]]
         process = ServerProcess(f"bench-{kind}", command, env, port)
-        process.start(port_open(port), timeout=60)
+        process.start(port_open(port), timeout=120)  # a busy machine starts slowly
         time.sleep(1.0 + workers)  # every worker imported and listening
         self.processes.append(process)
         return process
+
+    def call_records(self) -> int:
+        """The call records stored so far (every LLM call the gateway made)."""
+        url = self.env["DATABASE_URL"]
+        if url.startswith("sqlite:///"):
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
+                return db.execute("SELECT count(*) FROM providers_llmcall").fetchone()[0]
+        import psycopg
+
+        with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as db:
+            row = db.execute("SELECT count(*) FROM providers_llmcall").fetchone()
+            return row[0] if row else 0
+
+    def wait_for_records(self, expected: int, timeout: float = 30.0) -> int:
+        """Wait until ``expected`` call records are stored (recorders ship every 0.25 s and
+        the Celery worker stores them); returns how many are, once it stops growing."""
+        deadline = time.monotonic() + timeout
+        count, last_change = self.call_records(), time.monotonic()
+        while count < expected and time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = self.call_records()
+            if now != count:
+                count, last_change = now, time.monotonic()
+            elif time.monotonic() - last_change > 10:
+                break
+        return count
 
     def celery_worker(self, concurrency: int = 16) -> ServerProcess:
         """A worker as production runs one: it stores call records and answers WebSockets."""
@@ -97,6 +142,15 @@ class Environment:
     def stop(self, process: ServerProcess) -> None:
         process.stop()
         self.processes.remove(process)
+
+
+# granian's fastest settings for this application: asyncio tasks on uvloop, one runtime thread
+# per worker, HTTP/1 only (what a proxy in front speaks), no access log; as many requests at once
+# per worker as uvicorn takes (its default backpressure is 1024 / workers).
+GRANIAN_OPTIONS = [
+    "--loop", "uvloop", "--runtime-mode", "st", "--http", "1", "--no-access-log",
+    "--log-level", "warning", "--backpressure", "4096", "--backlog", "4096",
+]  # fmt: skip
 
 
 def image_websocket_options() -> list[str]:
