@@ -136,7 +136,9 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
         killed it 10 s later. A receive that does not stop at once is woken with a message and
         left to end."""
         loop = asyncio.get_running_loop()
-        client = self.watched(loop.create_task(receive()))
+        # ensure_future: a server's receive() may answer any awaitable, not only a coroutine
+        # (granian's does).
+        client = self.watched(asyncio.ensure_future(receive(), loop=loop))
         relay = self.watched(self.relay_source())
         try:
             while True:
@@ -146,7 +148,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
                 done = self.sources_done.pop(0)
                 if done is client:
                     await self.dispatch(done.result())
-                    client = self.watched(loop.create_task(receive()))
+                    client = self.watched(asyncio.ensure_future(receive(), loop=loop))
                     continue
                 error = None if done.cancelled() else done.exception()
                 if error is None:
