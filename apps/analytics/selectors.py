@@ -542,8 +542,8 @@ def analytics_performance(
             histograms.add(found.setdefault(column, histograms.empty()), enumerate(counts))
     errors_by_period = _pair_figures(start, end, filters, period, now, parts)
     errors: dict[tuple[Any, ...], Figures] = defaultdict(Figures)
-    for (_, *pair), figures in errors_by_period.items():
-        errors[tuple(pair)].merge(figures)
+    for key, figures in errors_by_period.items():
+        errors[key[1:]].merge(figures)
     results = []
     for pair in sorted(set(by_pair) | set(errors), key=lambda p: tuple(str(v) for v in p)):
         found = by_pair.get(pair, {})
@@ -658,8 +658,9 @@ def _daily_export(start: datetime, end: datetime, filters: Filters) -> Iterator[
     built since their hours were last rolled, the hourly rows of the rest summed by the
     database, the two merged in order of day."""
     dimensions = ROLLUP_EXPORT_FIELDS[1:10]
-    day_from, day_to = _ceil_day(start), end.astimezone(UTC).replace(
-        hour=0, minute=0, second=0, microsecond=0
+    day_from, day_to = (
+        _ceil_day(start),
+        end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
     )
     hourly = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end).filter(filters.rollup_q())
     daily = DailyRollup.objects.none()
@@ -682,15 +683,28 @@ def _daily_export(start: datetime, end: datetime, filters: Filters) -> Iterator[
         hourly.annotate(day=Trunc("hour", "day"))
         .values("day", *dimensions)
         .annotate(
-            requests_=Sum("requests"), errors_=Sum("errors"), input_tokens_=Sum("input_tokens"),
-            output_tokens_=Sum("output_tokens"), cost_=Sum("cost"),
-            latency_sum_ms_=Sum("latency_sum_ms"), ttft_count_=Sum("ttft_count"),
+            requests_=Sum("requests"),
+            errors_=Sum("errors"),
+            input_tokens_=Sum("input_tokens"),
+            output_tokens_=Sum("output_tokens"),
+            cost_=Sum("cost"),
+            latency_sum_ms_=Sum("latency_sum_ms"),
+            ttft_count_=Sum("ttft_count"),
             ttft_sum_ms_=Sum("ttft_sum_ms"),
         )  # fmt: skip
         .order_by("day")
-        .values_list("day", *dimensions, "requests_", "errors_", "input_tokens_",
-                     "output_tokens_", "cost_", "latency_sum_ms_", "ttft_count_",
-                     "ttft_sum_ms_")  # fmt: skip
+        .values_list(
+            "day",
+            *dimensions,
+            "requests_",
+            "errors_",
+            "input_tokens_",
+            "output_tokens_",
+            "cost_",
+            "latency_sum_ms_",
+            "ttft_count_",
+            "ttft_sum_ms_",
+        )  # fmt: skip
     )
     stored = daily.order_by("day", "id").values_list("day", *ROLLUP_EXPORT_FIELDS[1:])
     return heapq.merge(

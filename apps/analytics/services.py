@@ -86,7 +86,10 @@ FAMILIES: tuple[tuple[type[Any], type[Any], tuple[str, ...], tuple[str, ...], bo
 
 
 def _summed(
-    rows: Any, dims: tuple[str, ...], figures: tuple[str, ...], with_histograms: bool,
+    rows: Any,
+    dims: tuple[str, ...],
+    figures: tuple[str, ...],
+    with_histograms: bool,
     make: Any,
 ) -> list[Any]:
     """Rollup rows added up per ``dims`` (exact: integers and decimals; histograms bucket by

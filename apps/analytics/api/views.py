@@ -139,8 +139,9 @@ class ExportNegotiation(DefaultContentNegotiation):
 
 class ExportApi(APIView):
     """The rollups (``source=rollups``, default; per day, or per hour with
-    ``granularity=hour``) or the raw call records (``source=raw``) of a range (default: the last day), as CSV or a JSON array, streamed from
-    the database in chunks (never held whole in memory)."""
+    ``granularity=hour``) or the raw call records (``source=raw``) of a range (default: the
+    last day), as CSV or a JSON array, streamed from the database in chunks (never held whole
+    in memory)."""
 
     content_negotiation_class = ExportNegotiation
 
