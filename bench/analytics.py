@@ -41,7 +41,8 @@ def _seeded() -> bool:
     try:
         url = f"postgresql://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
         with psycopg.connect(url, autocommit=True) as db:
-            return bool(db.execute("SELECT EXISTS (SELECT 1 FROM providers_llmcall)").fetchone()[0])
+            row = db.execute("SELECT EXISTS (SELECT 1 FROM providers_llmcall)").fetchone()
+            return bool(row and row[0])
     except psycopg.Error:
         return False
 

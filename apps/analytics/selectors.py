@@ -161,7 +161,10 @@ def split(
     pending = list(
         PendingHour.objects.filter(hour__gte=first, hour__lt=last).values_list("hour", flat=True)
     )
-    outside = Q(created_at__lt=first) | Q(created_at__gte=last)
+    # Disjoint intervals, each an index range (one range with ORs inside it reads it whole).
+    outside = Q(created_at__gte=start, created_at__lt=first) | Q(
+        created_at__gte=last, created_at__lt=end
+    )
     for hour in pending:
         outside |= Q(created_at__gte=hour, created_at__lt=hour + HOUR)
     rollup = Q(hour__gte=first, hour__lt=last)
@@ -169,7 +172,7 @@ def split(
         rollup &= ~Q(hour__in=pending)
     days = _daily_days(first, last, pending) if daily else None
     if days is None:
-        return Split(rollup, in_range & outside)
+        return Split(rollup, outside)
     day_from, day_to, stale = days
     covered = Q(hour__gte=day_from, hour__lt=day_to)
     for day in stale:
@@ -177,7 +180,7 @@ def split(
     daily_q = Q(day__gte=day_from, day__lt=day_to)
     if stale:
         daily_q &= ~Q(day__in=stale)
-    return Split(rollup & ~covered, in_range & outside, daily_q)
+    return Split(rollup & ~covered, outside, daily_q)
 
 
 def _daily_days(
@@ -396,9 +399,10 @@ def histogram_counts(
         raw = raw.annotate(at_period=Trunc("created_at", period))
         names.insert(0, "at_period")
     raw = raw.annotate(bucket=histograms.bucket_expression(raw_field))
-    for row in raw.values(*names, "bucket").annotate(n=Count("id")).order_by():
-        key = (row.get("at_period"), *(row[c] for c in columns))
-        histograms.add(counts[key], [(row["bucket"], row["n"])])
+    for row in raw.values_list(*names, "bucket").annotate(n=Count("id")).order_by():
+        *found, bucket, n = row
+        key = tuple(found) if period else (None, *found)
+        histograms.add(counts[key], [(bucket, n)])
 
     for rollups, time_column in parts.sources(*_histogram_rollups(filters, groups)):
         rollups = rollups.filter(filters.rollup_q())
@@ -407,15 +411,25 @@ def histogram_counts(
         sql, params = histogram_sql(rollups, f"{column}_histogram", names)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            for values in cursor.fetchall():
-                *found, bucket, n = values
-                at = found.pop(0) if period else None
-                if period and isinstance(at, str):  # SQLite returns text
-                    at = datetime.fromisoformat(at)
-                if at is not None and timezone.is_naive(at):
-                    at = timezone.make_aware(at, UTC)
-                histograms.add(counts[(at, *found)], [(bucket, n)])
+            rows = cursor.fetchall()
+        periods: dict[Any, datetime | None] = {}
+        top = histograms.BUCKETS - 1
+        for values in rows:
+            *found, bucket, n = values
+            at = found.pop(0) if period else None
+            if at not in periods:
+                periods[at] = _aware(at)
+            counts[(periods[at], *found)][max(0, min(top, int(bucket)))] += int(n)
     return dict(counts)
+
+
+def _aware(at: Any) -> datetime | None:
+    """A period start as the database returned it (SQLite: text; naive: UTC)."""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    if at is not None and timezone.is_naive(at):
+        at = timezone.make_aware(at, UTC)
+    return at
 
 
 def _histogram_rollups(filters: Filters, groups: tuple[str, ...] = ()) -> tuple[type, type]:
