@@ -1,7 +1,8 @@
 """Benchmark of reading call records at scale: the analytics API, Home, the Calls page, the
 call records API, the agent board and an experiment's stats, against a 200 ms target.
 
-In a database of its own (``orchestra_bench_analytics``, made afresh on the local PostgreSQL),
+In a database of its own (``orchestra_bench_analytics``, or ``--database``, made afresh on the
+local PostgreSQL by ``bench.environment.django_in_process`` unless ``--reuse`` finds it seeded),
 ``seed_calls`` stores ``--rows`` calls over ``--days`` days and rolls their hours up; a tenth
 of them are then given to the two variants of a running experiment (500,000 of 5,000,000, the
 size issue 20 names). Each page and endpoint is requested 21 times in this process through
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import statistics
 import sys
 import time
@@ -29,16 +28,10 @@ TARGET_MS = 200.0
 REQUESTS = 20
 TABLES = [
     "providers_llmcall", "providers_llmcallattempt", "analytics_hourlyrollup",
-    "analytics_enduserhourlyrollup", "analytics_taghourlyrollup",
+    "analytics_enduserhourlyrollup", "analytics_taghourlyrollup", "analytics_modelhourlyrollup",
+    "analytics_dailyrollup", "analytics_enduserdailyrollup", "analytics_tagdailyrollup",
+    "analytics_modeldailyrollup",
 ]  # fmt: skip
-
-
-def _fresh_database() -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
-        db.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        db.execute(f"CREATE DATABASE {BENCH_DATABASE}")
 
 
 def _seeded() -> bool:
@@ -52,28 +45,6 @@ def _seeded() -> bool:
             return bool(row and row[0])
     except psycopg.Error:
         return False
-
-
-def _django() -> None:
-    """Production settings on the bench database, in this process (plain HTTP, the test
-    client's host allowed)."""
-    os.environ |= {
-        "DJANGO_SETTINGS_MODULE": "orchestra.settings.production",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}",
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,testserver",
-        "SECURE_SSL_REDIRECT": "false",
-        "REDIS_URL": "redis://127.0.0.1:6379/13",
-        "LOG_LEVEL": "WARNING",
-    }
-    sys.path.insert(0, str(REPO_ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", "--noinput", verbosity=0)
 
 
 def _sql(statement: str, params: list[Any] | None = None) -> Any:
@@ -274,9 +245,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     BENCH_DATABASE = args.database
     reuse = args.reuse and _seeded()
-    if not reuse:
-        _fresh_database()
-    _django()
+    from bench.environment import django_in_process
+
+    django_in_process(BENCH_DATABASE, redis_db=13, fresh=not reuse)
     if reuse:
         args.rows = int(_sql("SELECT count(*) FROM providers_llmcall")[0][0])
     report = run(args.rows, args.days, seed=not reuse)

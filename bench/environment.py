@@ -205,12 +205,39 @@ def _manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def _fresh_postgres_database() -> None:
+def _fresh_postgres_database(name: str = BENCH_DATABASE) -> None:
     import psycopg
 
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
-        db.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        db.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        db.execute(f"CREATE DATABASE {name}")
+
+
+def django_in_process(database: str, *, redis_db: int, fresh: bool = True) -> None:
+    """Django set up in this process, as benchmarks that call the project's code directly
+    need it: production settings (DEBUG off, plain HTTP, the test client's host allowed) on
+    ``database`` of the local PostgreSQL, made afresh first when ``fresh``, then migrated;
+    Redis database ``redis_db``."""
+    if fresh:
+        _fresh_postgres_database(database)
+    os.environ |= {
+        "DJANGO_SETTINGS_MODULE": "orchestra.settings.production",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,testserver",
+        "SECURE_SSL_REDIRECT": "false",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "LOG_LEVEL": "WARNING",
+    }
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", "--noinput", verbosity=0)
 
 
 @contextlib.contextmanager

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import secrets
 import statistics
 import sys
 import time
@@ -30,34 +28,6 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DATABASE = "orchestra_bench_store"
 DAYS = 90
-
-
-def _fresh_database() -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
-        db.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        db.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-
-
-def _django() -> None:
-    """Production settings on the bench database, in this process."""
-    os.environ |= {
-        "DJANGO_SETTINGS_MODULE": "orchestra.settings.production",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}",
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "REDIS_URL": "redis://127.0.0.1:6379/14",
-        "LOG_LEVEL": "WARNING",
-    }
-    sys.path.insert(0, str(REPO_ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", "--noinput", verbosity=0)
 
 
 def _sql(statement: str) -> Any:
@@ -228,8 +198,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not _answers(5432):
         print("bench.store needs PostgreSQL on 127.0.0.1:5432 (WAL positions are its own).")
         return {}
-    _fresh_database()
-    _django()
+    from bench.environment import django_in_process
+
+    django_in_process(BENCH_DATABASE, redis_db=14)
     report = run(args.rows, args.batches, args.batch)
     print(render(report))
     out = REPO_ROOT / "var" / "bench" / f"store-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -86,4 +86,21 @@ def percentile(counts: list[int], q: float) -> float | None:
 
 
 def percentiles(counts: list[int]) -> dict[str, float | None]:
-    return {f"p{round(q * 100)}": percentile(counts, q) for q in PERCENTILES}
+    """``percentile`` of each of ``PERCENTILES``, in one pass over the buckets."""
+    total = sum(counts)
+    names = [f"p{round(q * 100)}" for q in PERCENTILES]
+    if not total:
+        return dict.fromkeys(names)
+    ranks = [max(1, math.ceil(q * total - 1e-9)) for q in PERCENTILES]
+    found: dict[str, float | None] = {}
+    seen, at = 0, 0
+    for index, count in enumerate(counts):
+        seen += count
+        while at < len(ranks) and seen >= ranks[at]:
+            found[names[at]] = round(bucket_value(index), 3)
+            at += 1
+        if at == len(ranks):
+            break
+    for name in names[at:]:
+        found[name] = round(bucket_value(BUCKETS - 1), 3)
+    return found

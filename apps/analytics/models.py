@@ -5,6 +5,13 @@ to: an hour is rolled once it has closed, and again whenever a record of it is s
 changed later (a late batch, a stream's final record, the sweep). The hours to roll are
 ``PendingHour`` rows, written by the transaction that stores the records (a call record hook),
 so no record can be stored without its hour being marked.
+
+On top of the hourly rows: a narrow hourly rollup for latency percentiles
+(``ModelHourlyRollup``, hour × provider × model), and daily rollups of each kind
+(``DailyRollup``, ``EndUserDailyRollup``, ``TagDailyRollup``, ``ModelDailyRollup``) summed
+from a closed day's hourly rows. A day is rebuilt whenever one of its hours is rolled: the roll
+marks it in ``PendingDay`` (in its transaction), and the day is rebuilt once it has closed and
+none of its hours is pending; readers take a marked day from the hourly rows.
 """
 
 from __future__ import annotations
@@ -29,6 +36,19 @@ class PendingHour(models.Model):
 
     def __str__(self) -> str:
         return self.hour.isoformat()
+
+
+class PendingDay(models.Model):
+    """A day (midnight UTC) one of whose hours was rolled since the day's rollups were built."""
+
+    day = models.DateTimeField(primary_key=True)
+    marked_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["day"]
+
+    def __str__(self) -> str:
+        return self.day.date().isoformat()
 
 
 class Figures(models.Model):
@@ -100,3 +120,103 @@ class TagHourlyRollup(Figures):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h {self.key}={self.value}"
+
+
+class Daily(models.Model):
+    """What every daily rollup adds up: the same figures, summed from the day's hourly rows."""
+
+    day = models.DateTimeField(help_text="The day's first moment (midnight UTC).")
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=20, decimal_places=8, default=Decimal(0))
+    latency_sum_ms = models.FloatField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class DailyRollup(Daily):
+    """One day × the dimensions of ``HourlyRollup``, its histograms included."""
+
+    provider_name = models.CharField(max_length=64, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    api_key_id = models.BigIntegerField(null=True, blank=True)
+    user_id = models.BigIntegerField(null=True, blank=True)
+    workspace_id = models.BigIntegerField(null=True, blank=True)
+    entry_point = models.CharField(max_length=16)
+    endpoint = models.CharField(max_length=16)
+    service = models.CharField(max_length=16)
+    status = models.CharField(max_length=16)
+    ttft_count = models.BigIntegerField(default=0)
+    ttft_sum_ms = models.FloatField(default=0)
+    latency_histogram = models.JSONField(default=empty)
+    ttft_histogram = models.JSONField(default=empty)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="rollup_daily_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.provider_name}/{self.model_name} {self.status}"
+
+
+class EndUserDailyRollup(Daily):
+    """One day × end user."""
+
+    end_user = models.CharField(max_length=256)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="rollup_end_user_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.end_user}"
+
+
+class TagDailyRollup(Daily):
+    """One day × tag (key and value)."""
+
+    key = models.CharField(max_length=256)
+    value = models.CharField(max_length=256)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="rollup_tag_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.key}={self.value}"
+
+
+class ModelHourlyRollup(Figures):
+    """One hour × provider × model: the latency and TTFT histograms ``performance`` reads when
+    it is filtered by nothing but provider and model (a few rows an hour, where the wide
+    rollup has hundreds)."""
+
+    provider_name = models.CharField(max_length=64, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    ttft_count = models.BigIntegerField(default=0)
+    ttft_sum_ms = models.FloatField(default=0)
+    latency_histogram = models.JSONField(default=empty)
+    ttft_histogram = models.JSONField(default=empty)
+
+    class Meta:
+        indexes = [models.Index(fields=["hour"], name="rollup_model_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.provider_name}/{self.model_name}"
+
+
+class ModelDailyRollup(Daily):
+    """One day × provider × model, with histograms (``ModelHourlyRollup`` by day)."""
+
+    provider_name = models.CharField(max_length=64, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    ttft_count = models.BigIntegerField(default=0)
+    ttft_sum_ms = models.FloatField(default=0)
+    latency_histogram = models.JSONField(default=empty)
+    ttft_histogram = models.JSONField(default=empty)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="rollup_model_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.provider_name}/{self.model_name}"

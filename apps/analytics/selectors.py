@@ -7,10 +7,17 @@ do not carry (end user, tag, build, agent, experiment variant) read the whole ra
 raw records, except that an end user's or a tag's figures alone (``groupBy=end_user`` or
 ``tag``, filtered by nothing else) come from their own rollups. Running streams are left
 out everywhere until their final record.
+
+Ranges of at least ``DAILY_FROM`` whole closed days, asked for by day, week or month (or not
+per period), read those days from the daily rollups (each of which replaces 24 hourly rows),
+except days still marked ``PendingDay`` or holding a pending hour, read hour by hour.
+``performance`` (and the page's latency series), filtered by nothing but provider and model,
+reads the narrow rollups (provider × model) instead of the wide ones.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -27,10 +34,25 @@ from apps.providers.models import CallStatus, LlmCall
 from apps.providers.selectors import llm_call_tagged
 
 from . import histograms
-from .models import EndUserHourlyRollup, HourlyRollup, PendingHour, TagHourlyRollup
+from .models import (
+    DailyRollup,
+    EndUserDailyRollup,
+    EndUserHourlyRollup,
+    HourlyRollup,
+    ModelDailyRollup,
+    ModelHourlyRollup,
+    PendingDay,
+    PendingHour,
+    TagDailyRollup,
+    TagHourlyRollup,
+)
 from .sql import histogram_sql, service_expression, service_filter, tag_pairs_sql
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+# Daily rollups are read for ranges holding at least this many whole closed days (shorter ones
+# read a few hundred hourly rows at most per key, and answer as fast).
+DAILY_FROM = 3
 PERIODS = ("hour", "day", "week", "month")
 GROUPS = ("model", "provider", "user", "end_user", "key", "workspace", "tag", "service")
 # A group's column in the main rollup and in the raw records (``service`` is annotated).
@@ -99,11 +121,22 @@ class Filters:
 
 @dataclass(frozen=True)
 class Split:
-    """Which hours of a range the rollups answer (``rollup``: a filter on ``hour``, None for
+    """Which hours of a range the hourly rollups answer (``rollup``: a filter on ``hour``,
+    None for none), which days the daily rollups do (``daily``: a filter on ``day``, None for
     none) and which part the raw records do (``raw``: a filter on ``created_at``)."""
 
     rollup: Q | None
     raw: Q
+    daily: Q | None = None
+
+    def sources(self, hourly: type[Any], daily: type[Any]) -> list[tuple[QuerySet[Any], str]]:
+        """The rollup rows to read, each with its time column."""
+        found: list[tuple[QuerySet[Any], str]] = []
+        if self.rollup is not None:
+            found.append((hourly.objects.filter(self.rollup), "hour"))
+        if self.daily is not None:
+            found.append((daily.objects.filter(self.daily), "day"))
+        return found
 
 
 def _ceil_hour(moment: datetime) -> datetime:
@@ -111,7 +144,15 @@ def _ceil_hour(moment: datetime) -> datetime:
     return hour if hour == moment else hour + HOUR
 
 
-def split(start: datetime, end: datetime, *, now: datetime | None = None) -> Split:
+def _ceil_day(moment: datetime) -> datetime:
+    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if day == moment else day + DAY
+
+
+def split(
+    start: datetime, end: datetime, *, now: datetime | None = None, daily: bool = False
+) -> Split:
+    """``daily``: whether the caller can read days (not asked per hour)."""
     in_range = Q(created_at__gte=start, created_at__lt=end)
     first = _ceil_hour(start)
     last = min(end, (now or timezone.now())).replace(minute=0, second=0, microsecond=0)
@@ -120,13 +161,44 @@ def split(start: datetime, end: datetime, *, now: datetime | None = None) -> Spl
     pending = list(
         PendingHour.objects.filter(hour__gte=first, hour__lt=last).values_list("hour", flat=True)
     )
-    outside = Q(created_at__lt=first) | Q(created_at__gte=last)
+    # Disjoint intervals, each an index range (one range with ORs inside it reads it whole).
+    outside = Q(created_at__gte=start, created_at__lt=first) | Q(
+        created_at__gte=last, created_at__lt=end
+    )
     for hour in pending:
         outside |= Q(created_at__gte=hour, created_at__lt=hour + HOUR)
     rollup = Q(hour__gte=first, hour__lt=last)
     if pending:
         rollup &= ~Q(hour__in=pending)
-    return Split(rollup, in_range & outside)
+    days = _daily_days(first, last, pending) if daily else None
+    if days is None:
+        return Split(rollup, outside)
+    day_from, day_to, stale = days
+    covered = Q(hour__gte=day_from, hour__lt=day_to)
+    for day in stale:
+        covered &= ~Q(hour__gte=day, hour__lt=day + DAY)
+    daily_q = Q(day__gte=day_from, day__lt=day_to)
+    if stale:
+        daily_q &= ~Q(day__in=stale)
+    return Split(rollup & ~covered, outside, daily_q)
+
+
+def _daily_days(
+    first: datetime, last: datetime, pending: list[datetime]
+) -> tuple[datetime, datetime, list[datetime]] | None:
+    """The whole days within ``[first, last)`` (closed hours) and those of them whose daily
+    rows are not current (marked, or holding a pending hour); None when too few are."""
+    day_from = _ceil_day(first)
+    day_to = last.astimezone(UTC).replace(hour=0)
+    if (day_to - day_from) < DAILY_FROM * DAY:
+        return None
+    stale = set(
+        PendingDay.objects.filter(day__gte=day_from, day__lt=day_to).values_list("day", flat=True)
+    )
+    stale |= {h.astimezone(UTC).replace(hour=0) for h in pending if day_from <= h < day_to}
+    if (day_to - day_from) - len(stale) * DAY < DAILY_FROM * DAY:
+        return None
+    return day_from, day_to, sorted(stale)
 
 
 # --- sums --------------------------------------------------------------------------------------
@@ -152,6 +224,10 @@ class Figures:
         self.latency_sum_ms += row["latency_sum"] or 0.0
         self.ttft_count += row.get("ttft_n") or 0
         self.ttft_sum_ms += row.get("ttft_sum") or 0.0
+
+    def merge(self, other: Figures) -> None:
+        for field in fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
     def as_json(self) -> dict[str, Any]:
         requests = self.requests
@@ -234,7 +310,7 @@ def _sum_rows(
     if not usable:
         parts = Split(None, Q())
     elif parts is None:
-        parts = split(start, end, now=now)
+        parts = split(start, end, now=now, daily=period != "hour")
     raw = raw_calls(start, end, filters).filter(parts.raw)
     if group == "tag":
         yield from _tag_sum_rows(raw)
@@ -243,23 +319,22 @@ def _sum_rows(
         if group == "end_user":
             raw = raw.exclude(end_user="")
         yield from _grouped(raw, "created_at", period, column, _raw_sums())
-    if parts.rollup is None:
-        return
     if by_own and group == "tag":
-        tags = TagHourlyRollup.objects.filter(parts.rollup)
-        if filters.tag is not None:
-            tags = tags.filter(key=filters.tag[0], value=filters.tag[1])
-        for row in tags.values("key", "value").annotate(**_rollup_sums()).order_by():
-            yield (None, f"{row['key']}:{row['value']}"), dict(row)
+        for tags, _ in parts.sources(TagHourlyRollup, TagDailyRollup):
+            if filters.tag is not None:
+                tags = tags.filter(key=filters.tag[0], value=filters.tag[1])
+            for row in tags.values("key", "value").annotate(**_rollup_sums()).order_by():
+                yield (None, f"{row['key']}:{row['value']}"), dict(row)
     elif by_own:
-        end_users = EndUserHourlyRollup.objects.filter(parts.rollup)
-        if filters.end_user is not None:
-            end_users = end_users.filter(end_user=filters.end_user)
-        yield from _grouped(end_users, "hour", period, "end_user", _rollup_sums())
+        for end_users, time_column in parts.sources(EndUserHourlyRollup, EndUserDailyRollup):
+            if filters.end_user is not None:
+                end_users = end_users.filter(end_user=filters.end_user)
+            yield from _grouped(end_users, time_column, period, "end_user", _rollup_sums())
     else:
-        rollups = HourlyRollup.objects.filter(parts.rollup).filter(filters.rollup_q())
         sums_ = {**_rollup_sums(), "ttft_n": Sum("ttft_count"), "ttft_sum": Sum("ttft_sum_ms")}
-        yield from _grouped(rollups, "hour", period, MAIN_COLUMNS.get(group or ""), sums_)
+        for rollups, time_column in parts.sources(HourlyRollup, DailyRollup):
+            rollups = rollups.filter(filters.rollup_q())
+            yield from _grouped(rollups, time_column, period, MAIN_COLUMNS.get(group or ""), sums_)
 
 
 def _grouped(
@@ -314,7 +389,7 @@ def histogram_counts(
     if filters.raw_only:
         parts = Split(None, Q())
     elif parts is None:
-        parts = split(start, end, now=now)
+        parts = split(start, end, now=now, daily=period != "hour")
     columns = [MAIN_COLUMNS[g] for g in groups]
     counts: dict[Key, list[int]] = defaultdict(histograms.empty)
 
@@ -324,26 +399,43 @@ def histogram_counts(
         raw = raw.annotate(at_period=Trunc("created_at", period))
         names.insert(0, "at_period")
     raw = raw.annotate(bucket=histograms.bucket_expression(raw_field))
-    for row in raw.values(*names, "bucket").annotate(n=Count("id")).order_by():
-        key = (row.get("at_period"), *(row[c] for c in columns))
-        histograms.add(counts[key], [(row["bucket"], row["n"])])
+    for row in raw.values_list(*names, "bucket").annotate(n=Count("id")).order_by():
+        *found, bucket, n = row
+        key = tuple(found) if period else (None, *found)
+        histograms.add(counts[key], [(bucket, n)])
 
-    if parts.rollup is not None:
-        rollups = HourlyRollup.objects.filter(parts.rollup).filter(filters.rollup_q())
+    for rollups, time_column in parts.sources(*_histogram_rollups(filters, groups)):
+        rollups = rollups.filter(filters.rollup_q())
         if period:
-            rollups = rollups.annotate(at_period=Trunc("hour", period))
+            rollups = rollups.annotate(at_period=Trunc(time_column, period))
         sql, params = histogram_sql(rollups, f"{column}_histogram", names)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            for values in cursor.fetchall():
-                *found, bucket, n = values
-                at = found.pop(0) if period else None
-                if period and isinstance(at, str):  # SQLite returns text
-                    at = datetime.fromisoformat(at)
-                if at is not None and timezone.is_naive(at):
-                    at = timezone.make_aware(at, UTC)
-                histograms.add(counts[(at, *found)], [(bucket, n)])
+            rows = cursor.fetchall()
+        periods: dict[Any, datetime | None] = {}
+        top = histograms.BUCKETS - 1
+        for values in rows:
+            *found, bucket, n = values
+            at = found.pop(0) if period else None
+            if at not in periods:
+                periods[at] = _aware(at)
+            counts[(periods[at], *found)][max(0, min(top, int(bucket)))] += int(n)
     return dict(counts)
+
+
+def _aware(at: Any) -> datetime | None:
+    """A period start as the database returned it (SQLite: text; naive: UTC)."""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    if at is not None and timezone.is_naive(at):
+        at = timezone.make_aware(at, UTC)
+    return at
+
+
+def _histogram_rollups(filters: Filters, groups: tuple[str, ...] = ()) -> tuple[type, type]:
+    """The narrow rollups (provider × model) when they can answer, else the wide ones."""
+    narrow = filters.set() <= {"provider", "model"} and set(groups) <= {"provider", "model"}
+    return (ModelHourlyRollup, ModelDailyRollup) if narrow else (HourlyRollup, DailyRollup)
 
 
 # --- the endpoints' answers ------------------------------------------------------------------
@@ -451,20 +543,21 @@ def analytics_performance(
     over the whole range and per period."""
     now = timezone.now()
     groups = ("provider", "model")
+    parts = split(start, end, now=now, daily=period != "hour") if not filters.raw_only else None
     by_pair: dict[tuple[Any, ...], dict[str, Any]] = {}
     for column in ("latency", "ttft"):
+        # Per period, and the whole range as their sum (each count is in one period).
         for key, counts in histogram_counts(
-            start, end, filters, column=column, groups=groups, now=now
-        ).items():
-            by_pair.setdefault(key[1:], {})[column] = counts
-        for key, counts in histogram_counts(
-            start, end, filters, column=column, period=period, groups=groups, now=now
-        ).items():
-            by_pair.setdefault(key[1:], {}).setdefault("series", {}).setdefault(key[0], {})[
-                column
-            ] = counts
-    errors = _pair_figures(start, end, filters, None, now)
-    errors_by_period = _pair_figures(start, end, filters, period, now)
+            start, end, filters, column=column, period=period, groups=groups, now=now,
+            parts=parts,
+        ).items():  # fmt: skip
+            found = by_pair.setdefault(key[1:], {})
+            found.setdefault("series", {}).setdefault(key[0], {})[column] = counts
+            histograms.add(found.setdefault(column, histograms.empty()), enumerate(counts))
+    errors_by_period = _pair_figures(start, end, filters, period, now, parts)
+    errors: dict[tuple[Any, ...], Figures] = defaultdict(Figures)
+    for key, figures in errors_by_period.items():
+        errors[key[1:]].merge(figures)
     results = []
     for pair in sorted(set(by_pair) | set(errors), key=lambda p: tuple(str(v) for v in p)):
         found = by_pair.get(pair, {})
@@ -489,23 +582,26 @@ def analytics_performance(
 
 
 def _pair_figures(
-    start: datetime, end: datetime, filters: Filters, period: str | None, now: datetime
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    period: str | None,
+    now: datetime,
+    parts: Split | None = None,
 ) -> dict[tuple[Any, ...], Figures]:
     """Figures per (period,) provider and model: two groups, so the two columns are read
     together from each side (``sums`` groups by one)."""
     found: dict[tuple[Any, ...], Figures] = defaultdict(Figures)
-    parts = split(start, end, now=now) if not filters.raw_only else Split(None, Q())
+    if filters.raw_only:
+        parts = Split(None, Q())
+    elif parts is None:
+        parts = split(start, end, now=now, daily=period != "hour")
     sources: list[tuple[QuerySet[Any], str, dict[str, Any]]] = [
         (raw_calls(start, end, filters).filter(parts.raw), "created_at", _raw_sums())
     ]
-    if parts.rollup is not None:
-        sources.append(
-            (
-                HourlyRollup.objects.filter(parts.rollup).filter(filters.rollup_q()),
-                "hour",
-                {**_rollup_sums(), "ttft_n": Sum("ttft_count"), "ttft_sum": Sum("ttft_sum_ms")},
-            )
-        )
+    sums_ = {**_rollup_sums(), "ttft_n": Sum("ttft_count"), "ttft_sum": Sum("ttft_sum_ms")}
+    for rollups, time_column in parts.sources(*_histogram_rollups(filters)):
+        sources.append((rollups.filter(filters.rollup_q()), time_column, sums_))
     for queryset, time_column, aggregates in sources:
         names = ["provider_name", "model_name"]
         if period:
@@ -547,17 +643,21 @@ ROLLUP_EXPORT_FIELDS = (
 
 
 def export_rows(
-    *, source: str, start: datetime, end: datetime, filters: Filters
+    *, source: str, start: datetime, end: datetime, filters: Filters, granularity: str = "day"
 ) -> tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]:
     """The columns and rows of an export, read in chunks from a server-side cursor (constant
-    memory). ``rollups`` gives the stored hourly rows of the closed hours in the range (the
-    rollup filters only); ``raw`` the call records themselves, running streams included."""
-    if source == "rollups":
+    memory). ``rollups`` gives the stored rollups of the closed hours in the range (the rollup
+    filters only): per hour (``granularity="hour"``) or per day (``"day"``: a closed day's
+    daily rows, the hourly rows of the others summed by day), ordered by time; ``raw`` the call
+    records themselves, running streams included."""
+    if source == "rollups" and granularity == "hour":
         rollups = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end).filter(
             filters.rollup_q()
         )
         stored = rollups.order_by("hour", "id").values_list(*ROLLUP_EXPORT_FIELDS)
         return ROLLUP_EXPORT_FIELDS, stored.iterator(chunk_size=EXPORT_CHUNK)
+    if source == "rollups":
+        return ("day", *ROLLUP_EXPORT_FIELDS[1:]), _daily_export(start, end, filters)
     calls = filters.raw(
         LlmCall.objects.filter(created_at__gte=start, created_at__lt=end).annotate(
             service=service_expression()
@@ -565,6 +665,67 @@ def export_rows(
     )
     rows = calls.order_by("created_at", "id").values_list(*RAW_EXPORT_FIELDS)
     return RAW_EXPORT_FIELDS, rows.iterator(chunk_size=EXPORT_CHUNK)
+
+
+def _daily_export(start: datetime, end: datetime, filters: Filters) -> Iterator[tuple[Any, ...]]:
+    """The hourly rollups of ``[start, end)`` summed per day: the daily rows of the whole days
+    built since their hours were last rolled, the hourly rows of the rest summed by the
+    database, the two merged in order of day."""
+    dimensions = ROLLUP_EXPORT_FIELDS[1:10]
+    day_from, day_to = (
+        _ceil_day(start),
+        end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
+    )
+    hourly = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end).filter(filters.rollup_q())
+    daily = DailyRollup.objects.none()
+    if day_from < day_to:
+        stale = list(
+            PendingDay.objects.filter(day__gte=day_from, day__lt=day_to).values_list(
+                "day", flat=True
+            )
+        )
+        covered = Q(hour__gte=day_from, hour__lt=day_to)
+        for day in stale:
+            covered &= ~Q(hour__gte=day, hour__lt=day + DAY)
+        hourly = hourly.exclude(covered)
+        daily = DailyRollup.objects.filter(day__gte=day_from, day__lt=day_to).filter(
+            filters.rollup_q()
+        )
+        if stale:
+            daily = daily.exclude(day__in=stale)
+    summed = (
+        hourly.annotate(day=Trunc("hour", "day"))
+        .values("day", *dimensions)
+        .annotate(
+            requests_=Sum("requests"),
+            errors_=Sum("errors"),
+            input_tokens_=Sum("input_tokens"),
+            output_tokens_=Sum("output_tokens"),
+            cost_=Sum("cost"),
+            latency_sum_ms_=Sum("latency_sum_ms"),
+            ttft_count_=Sum("ttft_count"),
+            ttft_sum_ms_=Sum("ttft_sum_ms"),
+        )  # fmt: skip
+        .order_by("day")
+        .values_list(
+            "day",
+            *dimensions,
+            "requests_",
+            "errors_",
+            "input_tokens_",
+            "output_tokens_",
+            "cost_",
+            "latency_sum_ms_",
+            "ttft_count_",
+            "ttft_sum_ms_",
+        )  # fmt: skip
+    )
+    stored = daily.order_by("day", "id").values_list("day", *ROLLUP_EXPORT_FIELDS[1:])
+    return heapq.merge(
+        summed.iterator(chunk_size=EXPORT_CHUNK),
+        stored.iterator(chunk_size=EXPORT_CHUNK),
+        key=lambda row: row[0],
+    )
 
 
 # --- the Analytics page --------------------------------------------------------------------------
@@ -579,7 +740,7 @@ def analytics_overview(
     series per period (with the latency p50/p95/p99 of each period, merged from the
     histograms) and the ``top`` values of each of ``PAGE_GROUPS`` by cost."""
     now = timezone.now()
-    parts = split(start, end, now=now)
+    parts = split(start, end, now=now, daily=period != "hour")
     total = sums(start, end, filters, now=now, parts=parts).get((None, None), Figures())
     series = _series(sums(start, end, filters, period=period, now=now, parts=parts))
     latency = histogram_counts(

@@ -10,6 +10,13 @@ then marks the hour again, so the next roll reads it. Rolling an hour twice give
 (it replaces them), which makes every roll, and ``rollup_rebuild``, safe to repeat or to kill.
 Running streams are left out until their final record. Hours are rolled once closed; readers
 take an open or pending hour from the raw records (``selectors``).
+
+The narrow hourly rollup (hour × provider × model, ``ModelHourlyRollup``) is summed from the
+hour's wide rows in the same transaction. Daily rollups follow the same protocol one level up:
+rolling an hour marks its day in ``PendingDay`` (an upsert, in the roll's transaction);
+``rollup_day`` locks the mark, recomputes the day's daily rows from its hourly rows and deletes
+the mark; it runs once the day has closed and none of its hours is pending. A day whose mark
+is still there is read from its hourly rows, so a daily row is only read while it equals them.
 """
 
 from __future__ import annotations
@@ -29,12 +36,24 @@ from django.utils.dateparse import parse_datetime
 from apps.providers.models import CallStatus, LlmCall
 
 from . import histograms
-from .models import EndUserHourlyRollup, HourlyRollup, PendingHour, TagHourlyRollup
+from .models import (
+    DailyRollup,
+    EndUserDailyRollup,
+    EndUserHourlyRollup,
+    HourlyRollup,
+    ModelDailyRollup,
+    ModelHourlyRollup,
+    PendingDay,
+    PendingHour,
+    TagDailyRollup,
+    TagHourlyRollup,
+)
 from .sql import service_expression, tag_pairs_sql
 
 logger = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 # Hours are rolled this long after they close, so the records still in flight at the close
 # (shipped every quarter second, stored within seconds) are usually in their first roll.
 ROLL_DELAY = timedelta(minutes=1)
@@ -46,6 +65,69 @@ DIMENSIONS = (
 
 def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+SUMMED = ("requests", "errors", "input_tokens", "output_tokens", "cost", "latency_sum_ms")
+WITH_TTFT = (*SUMMED, "ttft_count", "ttft_sum_ms")
+HISTOGRAMS = ("latency_histogram", "ttft_histogram")
+MODEL_DIMENSIONS = ("provider_name", "model_name")
+# Each rollup: its hourly model, its daily model, its dimensions, its summed figures and
+# whether it holds histograms.
+FAMILIES: tuple[tuple[type[Any], type[Any], tuple[str, ...], tuple[str, ...], bool], ...] = (
+    (HourlyRollup, DailyRollup, DIMENSIONS, WITH_TTFT, True),
+    (EndUserHourlyRollup, EndUserDailyRollup, ("end_user",), SUMMED, False),
+    (TagHourlyRollup, TagDailyRollup, ("key", "value"), SUMMED, False),
+    (ModelHourlyRollup, ModelDailyRollup, MODEL_DIMENSIONS, WITH_TTFT, True),
+)
+
+
+def _summed(
+    rows: Any,
+    dims: tuple[str, ...],
+    figures: tuple[str, ...],
+    with_histograms: bool,
+    make: Any,
+) -> list[Any]:
+    """Rollup rows added up per ``dims`` (exact: integers and decimals; histograms bucket by
+    bucket), each made by ``make(**dimensions)``."""
+    found: dict[tuple[Any, ...], Any] = {}
+    for row in rows:
+        key = tuple(getattr(row, d) for d in dims)
+        total = found.get(key)
+        if total is None:
+            total = found[key] = make(**dict(zip(dims, key, strict=True)))
+            for name in figures:
+                setattr(total, name, getattr(row, name))
+            if with_histograms:
+                for name in HISTOGRAMS:
+                    setattr(total, name, list(getattr(row, name)))
+            continue
+        for name in figures:
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+        if with_histograms:
+            for name in HISTOGRAMS:
+                summed = getattr(total, name)
+                for index, count in enumerate(getattr(row, name)):
+                    if count:
+                        summed[index] += count
+    return list(found.values())
+
+
+def _upsert_day(day: datetime) -> None:
+    """Mark a day for its daily rollups (an upsert that waits for a ``rollup_day`` holding
+    the mark, as ``hours_mark`` does for hours)."""
+    table = connection.ops.quote_name(PendingDay._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (day, marked_at) VALUES (%s, %s) "
+            "ON CONFLICT (day) DO UPDATE SET marked_at = excluded.marked_at",
+            [adapt(day), adapt(timezone.now())],
+        )
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -174,28 +256,70 @@ def _tag_rows(hour: datetime) -> list[TagHourlyRollup]:
 
 
 def rollup_hour(*, hour: datetime) -> int:
-    """Recompute one hour's rollups from its raw records; returns the calls counted."""
+    """Recompute one hour's rollups from its raw records and mark its day; returns the calls
+    counted."""
     hour = hour_of(hour)
     with transaction.atomic():
         list(PendingHour.objects.select_for_update().filter(hour=hour))
         HourlyRollup.objects.filter(hour=hour).delete()
         EndUserHourlyRollup.objects.filter(hour=hour).delete()
         TagHourlyRollup.objects.filter(hour=hour).delete()
+        ModelHourlyRollup.objects.filter(hour=hour).delete()
         main = _main_rows(hour)
         HourlyRollup.objects.bulk_create(main, batch_size=1000)
         EndUserHourlyRollup.objects.bulk_create(_end_user_rows(hour), batch_size=1000)
         TagHourlyRollup.objects.bulk_create(_tag_rows(hour), batch_size=1000)
+        ModelHourlyRollup.objects.bulk_create(
+            _summed(main, MODEL_DIMENSIONS, WITH_TTFT, True,
+                    lambda **dims: ModelHourlyRollup(hour=hour, **dims)),
+            batch_size=1000,
+        )  # fmt: skip
         PendingHour.objects.filter(hour=hour).delete()
+        _upsert_day(day_of(hour))
     return sum(row.requests for row in main)
+
+
+def rollup_day(*, day: datetime) -> bool:
+    """Recompute one marked day's daily rollups from its hourly rows; False when the day was
+    not marked (another roll built it meanwhile)."""
+    day = day_of(day)
+    with transaction.atomic():
+        if not list(PendingDay.objects.select_for_update().filter(day=day)):
+            return False
+        for hourly, daily, dims, figures, with_histograms in FAMILIES:
+            daily.objects.filter(day=day).delete()
+            rows = hourly.objects.filter(hour__gte=day, hour__lt=day + DAY).order_by()
+            daily.objects.bulk_create(
+                _summed(rows.iterator(chunk_size=2000), dims, figures, with_histograms,
+                        lambda daily=daily, **found: daily(day=day, **found)),
+                batch_size=1000,
+            )  # fmt: skip
+        PendingDay.objects.filter(day=day).delete()
+    return True
+
+
+def rollups_roll_days(*, now: datetime | None = None) -> int:
+    """Build the daily rollups of every marked day that has closed (its last hour rolled)
+    and has no pending hour left; returns how many days were built."""
+    closed_before = hour_of((now or timezone.now()) - ROLL_DELAY)
+    days = PendingDay.objects.filter(day__lte=closed_before - DAY).values_list("day", flat=True)
+    built = 0
+    for day in list(days):
+        if PendingHour.objects.filter(hour__gte=day, hour__lt=day + DAY).exists():
+            continue
+        built += rollup_day(day=day)
+    return built
 
 
 def rollups_roll_pending(*, now: datetime | None = None) -> int:
     """Roll every marked hour that closed at least ``ROLL_DELAY`` ago, oldest first, each in
-    its own transaction; returns how many hours were rolled (Celery beat runs it)."""
+    its own transaction, then the days that closed; returns how many hours were rolled
+    (Celery beat runs it)."""
     closed_before = hour_of((now or timezone.now()) - ROLL_DELAY)
     hours = list(PendingHour.objects.filter(hour__lt=closed_before).values_list("hour", flat=True))
     for hour in hours:
         rollup_hour(hour=hour)
+    rollups_roll_days(now=now)
     return len(hours)
 
 
@@ -233,4 +357,5 @@ def rollups_rebuild(*, since: datetime | None = None, now: datetime | None = Non
     hours = sorted(set(with_records) | set(with_rollups))
     for hour in hours:
         rollup_hour(hour=hour)
+    rollups_roll_days(now=now)
     return len(hours)

@@ -40,11 +40,6 @@ def _postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _ids_sql(queryset: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
-    sql, params = queryset.values("id").order_by().query.sql_with_params()
-    return sql, tuple(params)
-
-
 FIGURES_SQL = (
     "COUNT(*) AS requests, SUM(CASE WHEN c.status = %s THEN 1 ELSE 0 END) AS errors, "
     "SUM(c.input_tokens) AS input_tokens_sum, SUM(c.output_tokens) AS output_tokens_sum, "
@@ -54,15 +49,17 @@ FIGURES_SQL = (
 
 def tag_pairs_sql(calls: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
     """The figures of ``calls`` per tag pair (columns ``tag_key``, ``tag_value`` and the
-    figures of ``services._figures``)."""
-    ids, params = _ids_sql(calls)
-    table = connection.ops.quote_name(calls.model._meta.db_table)
+    figures of ``services._figures``). The calls' own columns are selected by the inner query,
+    so only their tags are expanded (a join back to the table let the planner expand every
+    row's)."""
+    columns = ("status", "input_tokens", "output_tokens", "cost", "latency_ms", "tags")
+    inner, params = calls.values(*columns).order_by().query.sql_with_params()
     pairs = (
         "jsonb_each_text(c.tags) AS t(key, value)" if _postgresql() else "json_each(c.tags) AS t"
     )
     return (
         f"SELECT t.key AS tag_key, t.value AS tag_value, {FIGURES_SQL} "
-        f"FROM {table} c CROSS JOIN {pairs} WHERE c.id IN ({ids}) GROUP BY t.key, t.value",
+        f"FROM ({inner}) c CROSS JOIN {pairs} GROUP BY t.key, t.value",
         (CallStatus.ERROR, *params),
     )
 
@@ -71,22 +68,20 @@ def histogram_sql(
     rollups: QuerySet[Any], column: str, groups: list[str]
 ) -> tuple[str, tuple[Any, ...]]:
     """The bucket counts of a histogram column summed over ``rollups`` per ``groups`` (the
-    queryset's annotated values, selected with its rows' ids): columns ``groups``, ``bucket``
-    (0-based) and ``n``."""
-    inner, params = rollups.values("id", *groups).order_by().query.sql_with_params()
-    table = connection.ops.quote_name(rollups.model._meta.db_table)
-    column = connection.ops.quote_name(column)
+    queryset's annotated values, selected with the histogram itself, so only the selected rows'
+    histograms are expanded): columns ``groups``, ``bucket`` (0-based) and ``n``."""
+    inner, params = rollups.values(column, *groups).order_by().query.sql_with_params()
+    quoted = connection.ops.quote_name(column)
     selected = ", ".join(f"s.{connection.ops.quote_name(g)}" for g in groups)
     prefix = f"{selected}, " if groups else ""
     if _postgresql():
-        buckets = f"jsonb_array_elements_text(r.{column}) WITH ORDINALITY AS e(value, key)"
+        buckets = f"jsonb_array_elements_text(s.{quoted}) WITH ORDINALITY AS e(value, key)"
         bucket, count = "e.key - 1", "e.value::bigint"
     else:
-        buckets = f"json_each(r.{column}) AS e"
+        buckets = f"json_each(s.{quoted}) AS e"
         bucket, count = "e.key", "e.value"
     return (
         f"SELECT {prefix}{bucket} AS bucket, SUM({count}) AS n FROM ({inner}) s "
-        f"JOIN {table} r ON r.id = s.id CROSS JOIN {buckets} "
-        f"GROUP BY {prefix}{bucket} HAVING SUM({count}) > 0",
+        f"CROSS JOIN {buckets} GROUP BY {prefix}{bucket} HAVING SUM({count}) > 0",
         tuple(params),
     )

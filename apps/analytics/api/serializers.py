@@ -139,7 +139,12 @@ class AnalyticsExportInputSerializer(AnalyticsFiltersInputSerializer):
     # A field named like Field.source: the serializer's metaclass takes it out of the class.
     source = serializers.ChoiceField(  # type: ignore[assignment]
         ["rollups", "raw"], default="rollups",
-        help_text="The stored hourly rollups (closed hours) or the raw call records.",
+        help_text="The stored rollups (closed hours) or the raw call records.",
+    )  # fmt: skip
+    granularity = serializers.ChoiceField(
+        ["day", "hour"], default="day",
+        help_text="Rollup rows per day (default: a closed day's daily rows, the hourly rows of "
+        "the others summed by day) or per hour (the stored hourly rows); source=rollups only.",
     )  # fmt: skip
     default_range = timedelta(days=1)
 

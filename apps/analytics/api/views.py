@@ -138,9 +138,10 @@ class ExportNegotiation(DefaultContentNegotiation):
 
 
 class ExportApi(APIView):
-    """The hourly rollups (``source=rollups``, default) or the raw call records
-    (``source=raw``) of a range (default: the last day), as CSV or a JSON array, streamed from
-    the database in chunks (never held whole in memory)."""
+    """The rollups (``source=rollups``, default; per day, or per hour with
+    ``granularity=hour``) or the raw call records (``source=raw``) of a range (default: the
+    last day), as CSV or a JSON array, streamed from the database in chunks (never held whole
+    in memory)."""
 
     content_negotiation_class = ExportNegotiation
 
@@ -157,8 +158,9 @@ class ExportApi(APIView):
         query = _valid(s.AnalyticsExportInputSerializer, request)
         data = query.validated_data
         columns, rows = selectors.export_rows(
-            source=data["source"], start=data["start"], end=data["end"], filters=query.filters()
-        )
+            source=data["source"], start=data["start"], end=data["end"],
+            filters=query.filters(), granularity=data["granularity"],
+        )  # fmt: skip
         name = f"orchestra-{data['source']}-{data['start']:%Y%m%d%H%M}-{data['end']:%Y%m%d%H%M}"
         if data["format"] == "json":
             body: Iterator[Any] = _json(columns, rows)
