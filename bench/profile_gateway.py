@@ -23,6 +23,8 @@ kind, after ``--warmup`` requests:
 The environment is ``bench/environment.py``'s (PostgreSQL, Redis, a Celery worker storing the
 records, one operator key, the fake upstream), in a database and Redis database of its own
 (``orchestra_bench_profile``, Redis ``--redis-db`` 12) so it can run beside ``bench.gateway``.
+The measuring process writes its Prometheus metrics to a directory of its own
+(``PROMETHEUS_MULTIPROC_DIR``), as the production image's processes do.
 """
 
 from __future__ import annotations
@@ -203,9 +205,14 @@ def _child(args: argparse.Namespace, env: dict[str, str], key: str, *, callgrind
             f"--callgrind-out-file={callgrind}/callgrind.out", *command,
             "--callgrind-child", "--shim-dir", callgrind,
         ]  # fmt: skip
-    result = subprocess.run(
-        command, env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True
-    )
+    with tempfile.TemporaryDirectory(prefix="orchestra-prometheus-") as prometheus:
+        result = subprocess.run(
+            command,
+            env={**env, "PROMETHEUS_MULTIPROC_DIR": prometheus},
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+        )
     if result.returncode:
         raise RuntimeError(f"the measuring process failed:\n{result.stderr[-4000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
