@@ -9,7 +9,9 @@ sum and one per bucket touched, however many requests the iteration finished. No
 longer than that iteration: ``/metrics``, scraped a moment later, sees every write. Outside a
 running loop (sync code) a write applies at once.
 
-Only the labelled series of a counter or histogram (``metric.labels(...)``) are batched.
+Only the labelled series of a counter or histogram (``metric.labels(...)``) are batched; the
+batch writes their values as their own ``inc`` and ``observe`` do, less the checks each repeats
+(prometheus_client's series keep their values in ``_value``, ``_sum`` and ``_buckets``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class _Batch:
         counts, observations = self.counts, self.observations
         self.counts, self.observations, self.scheduled = {}, {}, False
         for counter, amount in counts.items():
-            counter.inc(amount)
+            counter._value.inc(amount)
         for histogram, values in observations.items():
             _observe_all(histogram, values)
 
@@ -44,31 +46,28 @@ class _Batch:
 def _observe_all(histogram: Any, values: list[float]) -> None:
     """``histogram.observe`` of each value, in one write per bucket touched and one to the sum
     (the bucket is the first whose bound is at least the value, as ``observe`` picks it)."""
+    bounds, buckets = histogram._upper_bounds, histogram._buckets
     if len(values) == 1:
-        histogram.observe(values[0])
+        value = values[0]
+        histogram._sum.inc(value)
+        buckets[bisect_left(bounds, value)].inc(1)
         return
-    bounds = histogram._upper_bounds
-    buckets: dict[int, int] = {}
+    touched: dict[int, int] = {}
     for value in values:
         index = bisect_left(bounds, value)
-        buckets[index] = buckets.get(index, 0) + 1
+        touched[index] = touched[index] + 1 if index in touched else 1
     histogram._sum.inc(sum(values))
-    for index, number in buckets.items():
-        histogram._buckets[index].inc(number)
+    for index, number in touched.items():
+        buckets[index].inc(number)
 
 
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch] = weakref.WeakKeyDictionary()
 _last: tuple[asyncio.AbstractEventLoop, _Batch] | None = None
 
 
-def _batch() -> _Batch | None:
-    """The batch of the running loop (scheduled to apply at the end of its iteration), or None
-    outside one."""
+def _batch(loop: asyncio.AbstractEventLoop) -> _Batch:
+    """The batch of ``loop``, scheduled to apply at the end of its iteration."""
     global _last
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
     last = _last
     if last is not None and last[0] is loop:
         batch = last[1]
@@ -85,20 +84,28 @@ def _batch() -> _Batch | None:
 
 def count(counter: Any, amount: float = 1.0) -> None:
     """``counter.inc(amount)`` at the end of this loop iteration."""
-    batch = _batch()
-    if batch is None:
+    if amount < 0:
+        raise ValueError("Counters can only be incremented by non-negative amounts.")
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
         counter.inc(amount)
         return
+    last = _last
+    batch = last[1] if last is not None and last[0] is loop and last[1].scheduled else _batch(loop)
     counts = batch.counts
     counts[counter] = counts[counter] + amount if counter in counts else amount
 
 
 def observe(histogram: Any, value: float) -> None:
     """``histogram.observe(value)`` at the end of this loop iteration."""
-    batch = _batch()
-    if batch is None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
         histogram.observe(value)
         return
+    last = _last
+    batch = last[1] if last is not None and last[0] is loop and last[1].scheduled else _batch(loop)
     observations = batch.observations
     if histogram in observations:
         observations[histogram].append(value)
