@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-
-from django.utils import timezone
 
 from apps.accounts.admission import charge
 from apps.core import tracing
@@ -45,7 +43,7 @@ class Execution:
         self.request = request
         self.stream = stream
         self.started = time.perf_counter()
-        self.started_at = timezone.now()
+        self.started_at = datetime.now(UTC)  # timezone.now() with USE_TZ, less its settings read
         self.attempts: list[dict[str, Any]] = []
         self.first_token_at: float | None = None
         self.deployment: Deployment | None = None
