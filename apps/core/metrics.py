@@ -72,9 +72,8 @@ def _batch(loop: asyncio.AbstractEventLoop) -> _Batch:
     if last is not None and last[0] is loop:
         batch = last[1]
     else:
-        batch = _batches.get(loop)
-        if batch is None:
-            batch = _batches[loop] = _Batch()
+        known = _batches.get(loop)
+        batch = known if known is not None else _batches.setdefault(loop, _Batch())
         _last = (loop, batch)
     if not batch.scheduled:
         batch.scheduled = True
