@@ -23,6 +23,7 @@ PUBLIC = frozenset(
         "json",
         "limits",
         "logging",
+        "metrics",
         "models",
         "platform_settings",
         "pools",

@@ -12,7 +12,8 @@ answer that never started counts as 500 when the application failed, else 499 (t
 went away first, as nginx counts it).
 
 Cost per request: one wrapper around ``send``, a dict lookup for the labelled series and two
-writes to them; Django paths resolve their pattern once per distinct path (cached).
+writes to them, batched per event-loop iteration (``apps.core.metrics``); Django paths resolve
+their pattern once per distinct path (cached).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 from django.conf import settings
 from django.urls import Resolver404, resolve
 from prometheus_client import Counter, Histogram
+
+from .metrics import count, observe
 
 UNMATCHED = "{unmatched}"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -152,5 +155,5 @@ class HttpMetrics:
                 requests_total.labels(labels[0], route, str(status)),
                 request_duration_seconds.labels(labels[0], route),
             )
-        series[0].inc()
-        series[1].observe(seconds)
+        count(series[0])
+        observe(series[1], seconds)

@@ -26,6 +26,16 @@ SSE_HEADERS = [
 ]
 
 
+def scope_headers(scope: dict[str, Any], names: frozenset[bytes]) -> dict[bytes, str]:
+    """The first value of each header of ``names`` (lower-case bytes) the request has, decoded
+    as latin-1: one pass over the scope's headers for everything a request reads of them."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in names and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
 # How long a request runs before its client is watched for going away (``until_disconnect``).
 WATCH_AFTER = 0.05
 

@@ -43,7 +43,6 @@ from apps.accounts.authentication import bearer_token
 from apps.accounts.limits import scope_client, usage_tokens
 from apps.accounts.principals import Principal, authenticate_bearer
 from apps.core.database import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, is_database_unavailable
-from apps.core.http import scope_header as header
 from apps.core.json import NulCharacterError, nul_path
 from apps.core.request_context import request_id_from, request_id_var
 from apps.providers.llm import (
@@ -68,6 +67,7 @@ from .http import (
     ClientGoneError,
     Headers,
     read_body,
+    scope_headers,
     send_bytes,
     send_json,
     until_disconnect,
@@ -98,6 +98,16 @@ LLM_PATHS = {
     "/v1/responses": Endpoint.RESPONSES,
 }
 NO_RETRY: Headers = [(b"x-should-retry", b"false")]
+# Every request header /v1 reads, read in one pass over the scope's (``scope_headers``).
+AUTHORIZATION = b"authorization"
+REQUEST_ID = b"x-request-id"
+PROVIDER, STRATEGY, EXPERIMENT = (
+    b"x-orchestra-provider",
+    b"x-orchestra-strategy",
+    b"x-orchestra-experiment",
+)
+USER, TAGS = b"x-orchestra-user", b"x-orchestra-tags"
+READ_HEADERS = frozenset({AUTHORIZATION, REQUEST_ID, PROVIDER, STRATEGY, EXPERIMENT, USER, TAGS})
 RESPONSE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 MODELS_NAMED = 10  # at most, in the message of an unknown model's 404
 
@@ -176,11 +186,12 @@ def rate_limited(refusal: Refusal) -> ApiError:
 
 
 async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    request_id = request_id_from(header(scope, b"x-request-id"))
+    found = scope_headers(scope, READ_HEADERS)
+    request_id = request_id_from(found.get(REQUEST_ID))
     request_id_var.set(request_id)
     headers: Headers = [(b"x-request-id", request_id.encode())]
     try:
-        await _dispatch(scope, receive, send, request_id=request_id, headers=headers)
+        await _dispatch(scope, receive, send, request_id=request_id, headers=headers, found=found)
     except ApiError as error:
         await send_json(send, error.status, error.body(), [*headers, *error.headers])
     except ClientGoneError:
@@ -198,24 +209,31 @@ async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def _dispatch(
-    scope: dict[str, Any], receive: Any, send: Any, *, request_id: str, headers: Headers
+    scope: dict[str, Any],
+    receive: Any,
+    send: Any,
+    *,
+    request_id: str,
+    headers: Headers,
+    found: dict[bytes, str],
 ) -> None:
     """Route a request to its endpoint, admitting it on the way (``apps.accounts.admission``):
     every request against the per-IP limit, an LLM call against its key's limits too.
-    ``headers`` collects what every answer carries, an error's included."""
+    ``headers`` collects what every answer carries, an error's included; ``found`` holds the
+    request's headers that /v1 reads (``READ_HEADERS``)."""
     path, method = scope["path"].rstrip("/"), scope["method"]
     endpoint = LLM_PATHS.get(path)
     client = scope_client(scope)
     if endpoint is not None:
         _allow(method, "POST")
-        principal = await _authenticate(scope, client, operate=True)
+        principal = await _authenticate(found, client, operate=True)
         admission = admit_call(principal, entry="/v1", client=client)
         if admission is not ADMITTED:  # the key has limits: say where it stands
             headers.extend((name.encode(), value.encode()) for name, value in admission.headers())
             if admission.refusal is not None:
                 raise rate_limited(admission.refusal)
         await _llm_call(
-            scope,
+            found,
             receive,
             send,
             principal=principal,
@@ -225,13 +243,13 @@ async def _dispatch(
         )
     elif path.startswith("/v1/responses/"):
         _allow(method, "GET", "DELETE")
-        await _authenticate(scope, client, operate=method == "DELETE")
+        await _authenticate(found, client, operate=method == "DELETE")
         await _stored_response(
             send, method=method, response_id=path.removeprefix("/v1/responses/"), headers=headers
         )
     elif path == "/v1/models" or path.startswith("/v1/models/"):
         _allow(method, "GET")
-        await _authenticate(scope, client, operate=False)
+        await _authenticate(found, client, operate=False)
         await _models(send, model_id=path.removeprefix("/v1/models").strip("/"), headers=headers)
     else:
         raise ApiError(404, f"Unknown endpoint {scope['path']}.", "unknown_url")
@@ -243,13 +261,13 @@ def _allow(method: str, *expected: str) -> None:
         raise ApiError(405, f"Method {method} not allowed; use {allowed}.", "method_not_allowed")
 
 
-async def _authenticate(scope: dict[str, Any], client: str, *, operate: bool) -> Principal:
+async def _authenticate(found: dict[bytes, str], client: str, *, operate: bool) -> Principal:
     """The caller, once the per-IP limit lets the request from ``client`` through (before the
     key is looked up, so a flood of made-up keys costs no lookups)."""
     refusal = admit_client(client, entry="/v1")
     if refusal is not None:
         raise rate_limited(refusal)
-    token = bearer_token(header(scope, b"authorization"))
+    token = bearer_token(found.get(AUTHORIZATION))
     if not token:
         raise ApiError(
             401, "Missing API key: send 'Authorization: Bearer <key>'.", "missing_api_key"
@@ -264,7 +282,7 @@ async def _authenticate(scope: dict[str, Any], client: str, *, operate: bool) ->
 
 def validate_call(
     payload: Any,
-    scope: dict[str, Any],
+    found: dict[bytes, str],
     *,
     principal: Principal,
     request_id: str,
@@ -278,18 +296,21 @@ def validate_call(
         request_id=request_id,
         endpoint=endpoint,
         require_model=True,
-        provider=header(scope, b"x-orchestra-provider") or "",
-        strategy=header(scope, b"x-orchestra-strategy") or "",
-        experiment=header(scope, b"x-orchestra-experiment"),
-        user=header(scope, b"x-orchestra-user"),
-        tags=header(scope, b"x-orchestra-tags"),
+        provider=found.get(PROVIDER) or "",
+        strategy=found.get(STRATEGY) or "",
+        experiment=found.get(EXPERIMENT),
+        user=found.get(USER),
+        tags=found.get(TAGS),
         body_tags=False,
+        from_json=True,
     )
-    if not isinstance(payload.get("stream", False), bool):
-        raise InvalidRequestError("'stream' must be a boolean.", "stream")
-    if payload.get("stream") and endpoint == Endpoint.EMBEDDINGS:
-        raise InvalidRequestError("Embeddings do not stream.", "stream")
-    if not isinstance(payload.get("stream_options") or {}, dict):
+    if "stream" in payload:
+        stream = payload["stream"]
+        if not isinstance(stream, bool):
+            raise InvalidRequestError("'stream' must be a boolean.", "stream")
+        if stream and endpoint == Endpoint.EMBEDDINGS:
+            raise InvalidRequestError("Embeddings do not stream.", "stream")
+    if "stream_options" in payload and not isinstance(payload["stream_options"] or {}, dict):
         raise InvalidRequestError("'stream_options' must be an object.", "stream_options")
     return request
 
@@ -304,7 +325,7 @@ def _refuse_nul(payload: Any) -> None:
 
 
 async def _llm_call(
-    scope: dict[str, Any],
+    found: dict[bytes, str],
     receive: Any,
     send: Any,
     *,
@@ -332,7 +353,7 @@ async def _llm_call(
         if b"\\u0000" in body:
             _refuse_nul(payload)
         request = validate_call(
-            payload, scope, principal=principal, request_id=request_id, endpoint=endpoint
+            payload, found, principal=principal, request_id=request_id, endpoint=endpoint
         )
     except orjson.JSONDecodeError:
         raise ApiError(400, "The body is not valid JSON.", "invalid_json") from None

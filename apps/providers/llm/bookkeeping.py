@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.utils import timezone
-
 from apps.accounts.admission import charge
 from apps.core import tracing
+from apps.core.metrics import count, observe
 
 from ..models import CallStatus
 from . import metrics
@@ -44,7 +43,7 @@ class Execution:
         self.request = request
         self.stream = stream
         self.started = time.perf_counter()
-        self.started_at = timezone.now()
+        self.started_at = datetime.now(UTC)  # timezone.now() with USE_TZ, less its settings read
         self.attempts: list[dict[str, Any]] = []
         self.first_token_at: float | None = None
         self.deployment: Deployment | None = None
@@ -266,15 +265,15 @@ class Execution:
         provider = named.provider.name if named else "none"
         model = named.model.name if named else "none"
         series = metrics.for_deployment(provider, model)
-        series.calls[status].inc()
-        series.duration.observe(latency)
+        count(series.calls[status])  # batched per loop iteration (``apps.core.metrics``)
+        observe(series.duration, latency)
         if ttft is not None:
-            series.time_to_first_token.observe(ttft)
+            observe(series.time_to_first_token, ttft)
         if usage.total_tokens:
-            series.input_tokens.inc(usage.input_tokens)
-            series.output_tokens.inc(usage.output_tokens)
+            count(series.input_tokens, usage.input_tokens)
+            count(series.output_tokens, usage.output_tokens)
         if cost:
-            series.cost.inc(float(cost))
+            count(series.cost, float(cost))
         first = self.attempts[0]["provider_name"] if self.attempts else provider
         if self.deployment and first != provider:
             metrics.fallbacks_total.labels(first, provider).inc()

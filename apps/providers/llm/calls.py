@@ -14,6 +14,7 @@ from ..models import Endpoint, EntryPoint
 
 CHARS_PER_TOKEN = 4
 MAX_TOKEN_COUNT = 2**31 - 1  # the record's token columns
+NUMBER_TYPES = (int, float)
 
 
 def new_call_id() -> uuid.UUID:
@@ -123,6 +124,8 @@ def estimate_input_tokens(messages: list[dict[str, Any]]) -> int:
 def token_count(value: Any) -> int | None:
     """A usage number as the provider sent it, if it is one: a non-negative whole number (given
     as an integer, a float or a numeric string), capped at what a record can hold."""
+    if type(value) is int:  # what providers send: no further checks (a bool is not an int here)
+        return (value if value <= MAX_TOKEN_COUNT else MAX_TOKEN_COUNT) if value >= 0 else None
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -130,7 +133,7 @@ def token_count(value: Any) -> int | None:
             value = float(value.strip())
         except ValueError:
             return None
-    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+    if not isinstance(value, NUMBER_TYPES) or not math.isfinite(value) or value < 0:
         return None
     return min(int(value), MAX_TOKEN_COUNT)
 

@@ -80,8 +80,9 @@ class Deployment:
     provider: ProviderConfig
     model: ModelConfig
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """``provider/model``: made once per snapshot (a request asks for it several times)."""
         return f"{self.provider.name}/{self.model.name}"
 
     @cached_property

@@ -16,10 +16,10 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from channels.db import database_sync_to_async
-from django.utils import timezone
 
 from apps.accounts.admission import admit_budget
 from apps.core.events import apublish
@@ -33,7 +33,7 @@ from .calls import LlmRequest
 from .config import MAX_AGE_SECONDS, Deployment, RoutingConfig, RoutingPolicy, load_routing_config
 from .errors import ProviderError
 from .routing.router import Candidate, LatencyTracker, StateView, plan
-from .routing.state import routing_state
+from .routing.state import RoutingState, routing_state
 
 logger = logging.getLogger(__name__)
 
@@ -86,15 +86,19 @@ def backoff_seconds(retry: int, base_ms: int, max_ms: int, retry_after: float | 
 
 
 async def _read_state(
-    config: RoutingConfig, deployments: tuple[Deployment, ...], strategy: str, request: LlmRequest
+    config: RoutingConfig,
+    deployments: tuple[Deployment, ...],
+    strategy: str,
+    request: LlmRequest,
+    state: RoutingState,
 ) -> StateView:
     model = request.model or config.policy.default_model
     cursor = f"{model}@{request.endpoint}" if strategy == RoutingStrategy.ROUND_ROBIN else None
-    return await routing_state().read(deployments, config.policy, cursor, request.endpoint)
+    return await state.read(deployments, config.policy, cursor, request.endpoint)
 
 
 async def _resolve(
-    request: LlmRequest,
+    request: LlmRequest, state: RoutingState
 ) -> tuple[RoutingConfig, tuple[Deployment, ...], StateView, str]:
     """The deployments serving the request and the shared state they are in. A snapshot found
     older than the shared version is reloaded once; the second look is final."""
@@ -104,12 +108,12 @@ async def _resolve(
         strategy = request.strategy or config.policy.strategy
         model = request.model or config.policy.default_model
         if deployments:
-            view = await _read_state(config, deployments, strategy, request)
+            view = await _read_state(config, deployments, strategy, request, state)
             if final or view.version == config.version:
                 return config, deployments, view, strategy
             config = await routing_config(view.version)
         else:
-            latest = await routing_state().version()
+            latest = await state.version()
             if final or latest == config.version:
                 break
             config = await routing_config(latest)
@@ -130,9 +134,9 @@ async def execute(request: LlmRequest, execution: Execution, attempt: Attempt[T]
     """Route and try deployments until one answers; the caller records the outcome."""
     if request_hooks:
         await run_request_hooks(request)
-    config, deployments, view, strategy = await _resolve(request)
-    policy = config.policy
     state = routing_state()
+    config, deployments, view, strategy = await _resolve(request, state)
+    policy = config.policy
     routed = plan(deployments, view, strategy=strategy, policy=policy, latency=latency_tracker)
     candidates = list(routed.candidates)
     if policy.fallback_enabled:
@@ -157,7 +161,7 @@ async def execute(request: LlmRequest, execution: Execution, attempt: Attempt[T]
         for retry in range(tries):
             if retry:
                 metrics.retries_total.labels(provider.name).inc()
-            result, error = await _try(candidate, execution, attempt, view, policy)
+            result, error = await _try(candidate, execution, attempt, view, policy, state)
             if error is None:
                 return result
             if error.client_error:
@@ -220,12 +224,12 @@ async def _try(
     attempt: Attempt[T],
     view: StateView,
     policy: RoutingPolicy,
+    state: RoutingState,
 ):
     deployment = candidate.deployment
     provider = deployment.provider.name
-    state = routing_state()
     state.note_request(provider)
-    started, started_at = time.perf_counter(), timezone.now()
+    started, started_at = time.perf_counter(), datetime.now(UTC)
     try:
         result = await attempt(deployment, execution)
     except ProviderError as error:

@@ -156,6 +156,7 @@ class SseReader:
     def __init__(self, reply: transports.Answer, timeout: float) -> None:
         self.reply = reply
         self.timeout = timeout
+        self.loop = asyncio.get_running_loop()
         self.buffer = b""
         self.done = False
 
@@ -163,8 +164,7 @@ class SseReader:
         """The events of the next read; an empty list at the end of the stream."""
         while not self.done:
             try:
-                async with asyncio.timeout(self.timeout):
-                    chunk = await self.reply.readany()
+                chunk = await self.reply.readany(self.loop.time() + self.timeout)
             except TimeoutError as exc:
                 raise ProviderError(errors.TIMEOUT, "the provider stopped sending") from exc
             except OSError as exc:
@@ -183,9 +183,12 @@ class SseReader:
         return []
 
     def _parse(self, raw: bytes) -> SseEvent:
-        payload = b"\n".join(
-            line[5:].lstrip() for line in raw.split(b"\n") if line.startswith(b"data:")
-        )
+        if b"\n" not in raw and raw.startswith(b"data:"):  # most events: one data line
+            payload = raw[5:].lstrip()
+        else:
+            payload = b"\n".join(
+                line[5:].lstrip() for line in raw.split(b"\n") if line.startswith(b"data:")
+            )
         if payload == DONE:
             self.done = True
             return SseEvent(raw + b"\n\n", None)

@@ -45,6 +45,13 @@ LLM_PARAMS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
     "presence_penalty", "frequency_penalty",
 )  # fmt: skip
+# Every field ``check_params`` reads: a body holding none of them is not walked at all.
+CHECKED_PARAMS = frozenset(
+    {*PARAM_RANGES, "max_tokens", "max_completion_tokens", "n", "seed", "stop"}
+)
+LLM_PARAM_NAMES = frozenset(LLM_PARAMS)
+CONTENT_TYPES = (str, list, type(None))
+NUMBER_TYPES = (int, float)
 
 
 class InvalidRequestError(ValueError):
@@ -54,14 +61,18 @@ class InvalidRequestError(ValueError):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, NUMBER_TYPES) and not isinstance(value, bool)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def messages_from(value: Any, param: str = "messages") -> list[dict[str, Any]]:
+def messages_from(
+    value: Any, param: str = "messages", *, from_json: bool = False
+) -> list[dict[str, Any]]:
+    """Chat messages, checked. ``from_json``: ``value`` is fresh from ``orjson.loads``, whose
+    strings are always valid Unicode, so it is not encoded again to find out."""
     if not isinstance(value, list) or not value:
         raise InvalidRequestError(f"'{param}' must be a non-empty array.", param)
     if len(value) > MAX_MESSAGES:
@@ -71,7 +82,7 @@ def messages_from(value: Any, param: str = "messages") -> list[dict[str, Any]]:
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise InvalidRequestError(f"{where} needs a valid 'role'.", where)
         content = message.get("content")
-        if not isinstance(content, str | list | type(None)):
+        if not isinstance(content, CONTENT_TYPES):
             raise InvalidRequestError(
                 f"{where}.content must be a string or an array.", f"{where}.content"
             )
@@ -79,7 +90,8 @@ def messages_from(value: Any, param: str = "messages") -> list[dict[str, Any]]:
             raise InvalidRequestError(
                 f"{where}.content must be an array of objects.", f"{where}.content"
             )
-    _check_encodable(value, param)
+    if not from_json:
+        _check_encodable(value, param)
     return value
 
 
@@ -101,7 +113,7 @@ def prompt_messages(value: Any, param: str = "prompt") -> list[dict[str, Any]]:
     return messages
 
 
-def name_from(payload: Mapping[str, Any], param: str) -> str:
+def name_from(payload: Mapping[str, Any], param: str, *, from_json: bool = False) -> str:
     value = payload.get(param)
     if value is None:
         return ""
@@ -109,7 +121,8 @@ def name_from(payload: Mapping[str, Any], param: str) -> str:
         raise InvalidRequestError(
             f"'{param}' must be a string of at most {MAX_NAME_LENGTH} characters.", param
         )
-    _check_encodable(value, param)
+    if not from_json:
+        _check_encodable(value, param)
     return value
 
 
@@ -211,6 +224,8 @@ def _check_range(payload: Mapping[str, Any], param: str, low: float, high: float
 
 def check_params(payload: Mapping[str, Any]) -> None:
     """The sampling parameters, where present; others pass through to the provider."""
+    if CHECKED_PARAMS.isdisjoint(payload):  # most bodies: one pass over the body's keys
+        return
     for param, (low, high) in PARAM_RANGES.items():
         _check_range(payload, param, low, high)
     for param in ("max_tokens", "max_completion_tokens", "n"):
@@ -273,7 +288,9 @@ def _response_input(value: Any) -> str:
     return "\n".join(str(text) for text in texts)
 
 
-def _endpoint_messages(endpoint: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _endpoint_messages(
+    endpoint: str, payload: Mapping[str, Any], from_json: bool = False
+) -> list[dict[str, Any]]:
     """What a non-chat request says, as messages: for estimates, hooks and the record."""
     if endpoint == Endpoint.COMPLETIONS:
         text = text_input(payload.get("prompt"), "prompt")
@@ -298,7 +315,8 @@ def _endpoint_messages(endpoint: str, payload: Mapping[str, Any]) -> list[dict[s
             )
         text = "\n".join(filter(None, [instructions, text]))
     messages = [{"role": "user", "content": text}]
-    _check_encodable(messages, "input")
+    if not from_json:
+        _check_encodable(messages, "input")
     return messages
 
 
@@ -317,6 +335,7 @@ def llm_request_from(
     user: str | None = None,
     tags: str | None = None,
     body_tags: bool = True,
+    from_json: bool = False,
 ) -> LlmRequest:
     """The one builder of an ``LlmRequest`` from a caller's JSON object.
 
@@ -328,20 +347,22 @@ def llm_request_from(
     from the payload only with ``body_tags``, not on ``/v1``, whose body is OpenAI's).
     ``allow_prompt`` takes a ``prompt`` string instead of ``messages`` (chat). Other endpoints
     than chat read their own fields (``prompt``, ``input``) into the request's messages.
+    ``from_json``: ``payload`` is fresh from ``orjson.loads`` (``/v1``), whose strings are
+    always valid Unicode: they are not encoded again to find out.
     """
     if not isinstance(payload, Mapping):
         raise InvalidRequestError("The body must be a JSON object.")
     if endpoint != Endpoint.CHAT:
-        messages = _endpoint_messages(endpoint, payload)
+        messages = _endpoint_messages(endpoint, payload, from_json)
     elif allow_prompt and "messages" not in payload:
         messages = prompt_messages(payload.get("prompt"))
     else:
-        messages = messages_from(payload.get("messages"))
+        messages = messages_from(payload.get("messages"), from_json=from_json)
     check_params(payload)
-    model = name_from(payload, "model")
+    model = name_from(payload, "model", from_json=from_json)
     if require_model and not model:
         raise InvalidRequestError("'model' is required.", "model")
-    end_user = user_from(payload)
+    end_user = user_from(payload) if "user" in payload else ""
     if not end_user and user:
         end_user = end_user_from(header_text(user, USER_HEADER), USER_HEADER)
     body_tag_value = payload.get("tags") if body_tags else None
@@ -349,15 +370,19 @@ def llm_request_from(
         request_tags = tags_from(body_tag_value)
     else:
         request_tags = tags_from_header(tags) if tags else {}
+    if strategy is None:
+        strategy = payload.get("strategy")
     return LlmRequest(
         messages=messages,
         model=model,
         provider=name_from(payload, "provider") if provider is None else provider,
-        strategy=strategy_from(payload.get("strategy") if strategy is None else strategy),
+        strategy="" if strategy is None or strategy == "" else strategy_from(strategy),
         experiment=name_from(payload, "experiment") if experiment is None else experiment,
         user=end_user,
         tags=request_tags,
-        params={name: payload[name] for name in LLM_PARAMS if payload.get(name) is not None},
+        params={}
+        if LLM_PARAM_NAMES.isdisjoint(payload)
+        else {name: payload[name] for name in LLM_PARAMS if payload.get(name) is not None},
         caller=caller,
         entry_point=entry_point,
         endpoint=endpoint,

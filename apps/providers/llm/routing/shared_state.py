@@ -27,7 +27,7 @@ from apps.core.redis import async_redis
 from apps.core.redis import key as platform_key
 
 from ..config import Deployment, RoutingPolicy, routing_policy_from
-from .breakers import CircuitBreakers, breaker_view
+from .breakers import CLOSED, BreakerView, CircuitBreakers, breaker_view
 from .router import StateReader, StateView
 
 logger = logging.getLogger(__name__)
@@ -57,9 +57,10 @@ def counter_key(name: str) -> str:
     return state_key("config", "version") if name == VERSION else state_key("breaker", "epoch")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Fetched:
-    """Shared state as last fetched for one set of providers."""
+    """Shared state as last fetched for one set of providers; ``views`` caches the breaker
+    views made of it (``SharedState._breaker_views``)."""
 
     version: int
     epoch: int
@@ -69,6 +70,7 @@ class _Fetched:
     requests: dict[str, int]
     tokens: dict[str, int]
     cooldowns: dict[str, float]  # deployment key -> when it ends (epoch seconds)
+    views: tuple[RoutingPolicy, dict[str, BreakerView]] | None = None
 
 
 class SharedState(StateReader):
@@ -130,17 +132,34 @@ class SharedState(StateReader):
             and time.monotonic() - fetched.at < COUNTS_MAX_AGE
         ):
             fetched = self._fetched[keys] = await self._fetch(deployments, now, endpoint)
+        requests, tokens = self._requests, self._tokens
         return StateView(
             version=fetched.version,
-            breakers={
-                name: breaker_view(name, raw, probing, policy, now)
-                for name, (raw, probing) in fetched.breakers.items()
-            },
-            requests_this_minute={n: c + self._requests[n] for n, c in fetched.requests.items()},
-            tokens_this_minute={n: c + self._tokens[n] for n, c in fetched.tokens.items()},
+            breakers=self._breaker_views(fetched, policy, now),
+            requests_this_minute={n: c + requests.get(n, 0) for n, c in fetched.requests.items()},
+            tokens_this_minute={n: c + tokens.get(n, 0) for n, c in fetched.tokens.items()},
             cursor=cursor,
-            cooldowns={k: end - now for k, end in fetched.cooldowns.items() if end > now},
+            cooldowns={k: end - now for k, end in fetched.cooldowns.items() if end > now}
+            if fetched.cooldowns
+            else {},
         )
+
+    @staticmethod
+    def _breaker_views(
+        fetched: _Fetched, policy: RoutingPolicy, now: float
+    ) -> dict[str, BreakerView]:
+        """The breakers as fetched, seen now. Made once per fetch and policy while every circuit
+        is closed (a closed circuit looks the same at any moment); an open one turns half-open
+        with time, so then they are made for each request."""
+        if fetched.views is not None and fetched.views[0] is policy:
+            return fetched.views[1]
+        views = {
+            name: breaker_view(name, raw, probing, policy, now)
+            for name, (raw, probing) in fetched.breakers.items()
+        }
+        if all(view.state == CLOSED for view in views.values()):
+            fetched.views = (policy, views)
+        return views
 
     async def _fetch(
         self, deployments: tuple[Deployment, ...], now: float, endpoint: str

@@ -9,12 +9,16 @@ whole or as they come; ``http`` and ``https``; at most ``limit`` connections per
 wait beyond it) of which ``max_idle`` stay open while idle, for at most ``keepalive`` seconds.
 A request sent on a reused connection that the server closed before answering is sent again
 once, on a new connection (the race every keep-alive client has with a server's idle timeout). No
-redirects, cookies, proxies or compression (no ``Accept-Encoding`` is sent). Timeouts are the
-caller's (``asyncio.timeout``); a cancelled request closes its connection.
+redirects, cookies, proxies or compression (no ``Accept-Encoding`` is sent). A request's
+timeout is a deadline on the loop's clock (``send``, ``fetch``, ``readany``), kept by one timer
+(``loop.call_at``) while the request waits: ``asyncio.timeout``'s context manager cost ten
+Python calls per use (``bench/profile_gateway.py``). A request that runs out of time, or is
+cancelled, closes its connection.
 
-Failures raise ``OSError``s: ``ConnectionRefusedError`` and ``socket.gaierror`` as the OS
-reports them, ``ssl.SSLError`` for TLS, ``ConnectError`` for any other failure to connect,
-``AnswerCutError`` when the connection ends in the middle of an answer.
+Failures raise ``OSError``s (``TimeoutError`` past a deadline): ``ConnectionRefusedError``
+and ``socket.gaierror`` as the OS reports them, ``ssl.SSLError`` for TLS, ``ConnectError`` for
+any other failure to connect, ``AnswerCutError`` when the connection ends in the middle of an
+answer.
 """
 
 from __future__ import annotations
@@ -170,18 +174,23 @@ class Answer:
     def at_eof(self) -> bool:
         return self.complete and not self._chunks
 
-    async def readany(self) -> bytes:
-        """The body as it has come since the last read; ``b""`` at its end."""
+    async def readany(self, deadline: float | None = None) -> bytes:
+        """The body as it has come since the last read; ``b""`` at its end. Waiting for more
+        past ``deadline`` (the loop's clock) raises ``TimeoutError``."""
         while not self._chunks:
             if self.complete:
                 return b""
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
             try:
-                await self._waiter
+                await waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
         self._chunks.clear()
         if self._buffered > PAUSE_ABOVE and self.connection.transport is not None:
@@ -189,10 +198,10 @@ class Answer:
         self._buffered = 0
         return data
 
-    async def read(self) -> bytes:
-        """The whole body."""
+    async def read(self, deadline: float | None = None) -> bytes:
+        """The whole body (by ``deadline``, as ``readany``)."""
         parts = []
-        while chunk := await self.readany():
+        while chunk := await self.readany(deadline):
             parts.append(chunk)
         return b"".join(parts)
 
@@ -241,14 +250,41 @@ class Pool:
         self.closed = False
 
     # --- requests -----------------------------------------------------------------------------
-    async def send(self, method: str, path: str, body: bytes | None = None) -> Answer:
+    async def send(
+        self, method: str, path: str, body: bytes | None = None, deadline: float | None = None
+    ) -> Answer:
         """Send a request and wait for its status and headers; the body is the caller's to read
-        (``Answer.read``/``readany``) and the answer to ``release``."""
+        (``Answer.read``/``readany``) and the answer to ``release``. Not answered by
+        ``deadline`` (the loop's clock; a free slot and the connection included), the request
+        is cancelled and ``TimeoutError`` raised."""
         head = f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1") + self._fixed_headers
         if body is not None:
             head += b"Content-Length: %d\r\n" % len(body)
         message = head + b"\r\n" + (body or b"")
         url = self.base_url + path
+        if deadline is None:
+            return await self._send(message, url)
+        task = asyncio.current_task()
+        assert task is not None, "a request with a deadline runs in a task"
+        cancelling = task.cancelling()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_at(deadline, expire)
+        try:
+            return await self._send(message, url)
+        except asyncio.CancelledError:
+            if expired and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            timer.cancel()
+
+    async def _send(self, message: bytes, url: str) -> Answer:
         await self._take_slot()
         try:
             connection, reused = await self._connection()
@@ -265,12 +301,14 @@ class Pool:
             raise
 
     async def fetch(
-        self, method: str, path: str, body: bytes | None = None
+        self, method: str, path: str, body: bytes | None = None, timeout: float | None = None
     ) -> tuple[Answer, bytes]:
-        """Send a request and read its whole answer; the connection goes back to the pool."""
-        answer = await self.send(method, path, body)
+        """Send a request and read its whole answer, within ``timeout`` seconds
+        (``TimeoutError``); the connection goes back to the pool."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        answer = await self.send(method, path, body, deadline)
         try:
-            return answer, await answer.read()
+            return answer, await answer.read(deadline)
         finally:
             answer.release()
 
@@ -356,6 +394,11 @@ class Pool:
         self.closed = True
         while self._idle:
             self._idle.pop().close()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _header_block(headers: dict[str, Any]) -> bytes:

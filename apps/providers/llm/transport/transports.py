@@ -287,8 +287,9 @@ async def request(
 ) -> HttpReply:
     """Send a request and read the whole answer, within the provider's timeout."""
     try:
-        async with asyncio.timeout(provider.timeout_seconds):
-            answer, content = await http_pool(provider).fetch(method, path, body)
+        answer, content = await http_pool(provider).fetch(
+            method, path, body, provider.timeout_seconds
+        )
     except (TimeoutError, OSError, ValueError) as exc:
         raise error_from_transport(exc, provider.base_url + path) from exc
     retry_after = answer.header("Retry-After") if answer.status != 200 else None
@@ -298,14 +299,14 @@ async def request(
 async def open_stream(provider: ProviderConfig, path: str, body: bytes) -> Answer:
     """POST and return the open answer once its headers say 200; pair with ``end_stream``."""
     try:
-        async with asyncio.timeout(provider.timeout_seconds):
-            answer = await http_pool(provider).send("POST", path, body)
-            if answer.status != 200:
-                try:
-                    content = await answer.read()
-                finally:
-                    answer.release()
-                raise errors.error_from_status(answer.status, content, answer.header("Retry-After"))
+        deadline = asyncio.get_running_loop().time() + provider.timeout_seconds
+        answer = await http_pool(provider).send("POST", path, body, deadline)
+        if answer.status != 200:
+            try:
+                content = await answer.read(deadline)
+            finally:
+                answer.release()
+            raise errors.error_from_status(answer.status, content, answer.header("Retry-After"))
     except (TimeoutError, OSError, ValueError) as exc:
         raise error_from_transport(exc, provider.base_url + path) from exc
     return answer
