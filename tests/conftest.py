@@ -98,6 +98,9 @@ def server_env(django_db_setup, django_db_blocker, redis_server) -> dict[str, st
         "DJANGO_SETTINGS_MODULE": "orchestra.settings.test",
         "DATABASE_URL": url,
         "REDIS_URL": redis_server,
+        # the run's own folders (orchestra/settings/test.py), the same in every process it starts
+        "MEDIA_ROOT": settings.MEDIA_ROOT,
+        "BACKUP_DIR": settings.BACKUP_DIR,
         "PYTHONUNBUFFERED": "1",
         "LOG_FORMAT": "json",
         "WEBSOCKET_WORKER_SILENCE_SECONDS": "3",
