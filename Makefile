@@ -2,6 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers for `make test` (measured on 2 cores: most of a test's time is waiting on
+# servers, browsers and sleeps); PYTEST_ARGS="-n 0" runs serially, "-n 6" with six.
+TEST_WORKERS ?= 4
 
 .PHONY: run test lint format audit bench clean
 
@@ -20,7 +23,7 @@ run: $(VENV)/.runtime
 	$(PY) manage.py runplatform $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: $(VENV)/.dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -17,15 +18,34 @@ from django.db import connection
 
 from apps.core import embedded_redis
 from apps.providers.llm.recording.recorder import recorder
-from tests.support.processes import AsgiServer, CeleryWorker
+from tests.support import alone, database
+from tests.support.processes import AsgiServer, CeleryWorker, worker_redis_start
 
 pytest_plugins = ["tests.support.providers", "tests.support.browser"]
+
+
+def pytest_configure(config) -> None:
+    database.install()  # transactional tests end by emptying only the tables they filled
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """A test marked ``alone`` runs while no other pytest-xdist worker of this run is in a
+    test (its setup, call and teardown); the others wait meanwhile (``tests/support/alone.py``)."""
+    with alone.turn(exclusive=item.get_closest_marker("alone") is not None):
+        return (yield)
 
 
 def pytest_report_header(config) -> list[str]:
     db = settings.DATABASES["default"]
     where = f"{db.get('HOST') or 'local file'}:{db.get('PORT') or ''}".rstrip(":")
     name = (db.get("TEST") or {}).get("NAME") or f"test_{db['NAME']}"
+    if getattr(config.option, "numprocesses", None):  # pytest-xdist: the workers' own
+        return [
+            f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {name}_<worker> ({where})",
+            "redis (cache, channel layer, celery broker): one server per worker, "
+            "var/test-redis<ORCHESTRA_TEST_ID>_<worker>.sock",
+        ]
     return [
         f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {name} ({where})",
         f"redis (cache, channel layer, celery broker): {settings.REDIS_URL}"
@@ -35,9 +55,12 @@ def pytest_report_header(config) -> list[str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def redis_server() -> Iterator[str]:
-    """The suite's Redis, emptied once at the start of the run."""
+    """The suite's Redis, emptied once at the start of the run: under pytest-xdist the worker's
+    own server (``orchestra/settings/test.py``), else the embedded one or the configured one."""
     process = None
-    if settings.EMBEDDED_REDIS and not embedded_redis.answers(settings.EMBEDDED_REDIS_SOCKET):
+    if settings.TEST_WORKER_REDIS_SOCKET:
+        process = worker_redis_start(Path(settings.TEST_WORKER_REDIS_SOCKET))
+    elif settings.EMBEDDED_REDIS and not embedded_redis.answers(settings.EMBEDDED_REDIS_SOCKET):
         process = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET)
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     yield settings.REDIS_URL
@@ -75,6 +98,9 @@ def server_env(django_db_setup, django_db_blocker, redis_server) -> dict[str, st
         "DJANGO_SETTINGS_MODULE": "orchestra.settings.test",
         "DATABASE_URL": url,
         "REDIS_URL": redis_server,
+        # the run's own folders (orchestra/settings/test.py), the same in every process it starts
+        "MEDIA_ROOT": settings.MEDIA_ROOT,
+        "BACKUP_DIR": settings.BACKUP_DIR,
         "PYTHONUNBUFFERED": "1",
         "LOG_FORMAT": "json",
         "WEBSOCKET_WORKER_SILENCE_SECONDS": "3",

@@ -44,7 +44,7 @@ def ask(server: AsgiServer, key: str) -> None:
     client.chat.completions.create(model="chat", messages=HELLO)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def servers(server_env):
     env = {**server_env, **POOLS}
     started = [AsgiServer(env, name=f"daphne-pools-{i}").start() for i in range(2)]

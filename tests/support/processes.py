@@ -35,6 +35,9 @@ CONFIGURED = (
     "LLM_DEFAULT_PROVIDER", "LLM_LOAD_BALANCING", "LLM_ENABLE_FALLBACK",
 )  # fmt: skip
 READY = "AI Orchestra is ready. Ctrl-C stops everything."
+# How long a server may take to answer after its start: a ready one is taken at once, but
+# under parallel workers on 2 shared cores importing Django alone can take half a minute.
+START_TIMEOUT = 60.0
 
 
 def fresh_checkout_env(var_dir: Path, **settings: str) -> dict[str, str]:
@@ -54,7 +57,7 @@ class ServerProcess:
         self.log_path = LOG_DIR / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, ready: Callable[[], bool], timeout: float = 30.0) -> Self:
+    def start(self, ready: Callable[[], bool], timeout: float = START_TIMEOUT) -> Self:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -150,7 +153,9 @@ class AsgiServer(ServerProcess):
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/"
 
-    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> Self:
+    def start(
+        self, ready: Callable[[], bool] | None = None, timeout: float = START_TIMEOUT
+    ) -> Self:
         return super().start(ready or port_open(self.port), timeout)
 
 
@@ -172,7 +177,9 @@ class CeleryWorker(ServerProcess):
         ]  # fmt: skip
         super().__init__(name, command, env)
 
-    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> Self:
+    def start(
+        self, ready: Callable[[], bool] | None = None, timeout: float = START_TIMEOUT
+    ) -> Self:
         from orchestra.celery import app
 
         def answers() -> bool:
@@ -200,7 +207,9 @@ class CeleryBeat(ServerProcess):
         ]
         super().__init__(name, command, env)
 
-    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> Self:
+    def start(
+        self, ready: Callable[[], bool] | None = None, timeout: float = START_TIMEOUT
+    ) -> Self:
         from apps.core.beat import beat_heartbeat_age
 
         started = time.monotonic()
@@ -244,6 +253,35 @@ class PrivateRedis:
 
 
 POSTGRES_BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def worker_redis_start(path: Path) -> subprocess.Popen | None:
+    """A pytest-xdist worker's own Redis on the Unix socket ``path``: the installed
+    ``redis-server`` when there is one (the version CI's service runs), else the embedded one.
+    Nothing is persisted. None when one answers there already (left by a killed run)."""
+    from apps.core import embedded_redis
+
+    if embedded_redis.answers(path):
+        return None
+    executable = shutil.which("redis-server")
+    if executable is None:
+        return embedded_redis.start(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    command = [
+        executable, "--port", "0", "--unixsocket", str(path), "--unixsocketperm", "700",
+        "--save", "", "--appendonly", "no", "--dir", str(path.parent), "--logfile", os.devnull,
+        "--databases", "16",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not embedded_redis.answers(path):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"redis-server did not start on {path}")
+        time.sleep(0.02)
+    return process
 
 
 class PrivatePostgres:
