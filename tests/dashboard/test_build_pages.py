@@ -185,6 +185,20 @@ def test_a_three_step_build_streams_from_the_form_to_success(
     assert browser_errors.console_errors == []
 
 
+def fill_notes(page: Page, text: str) -> None:
+    """Type an approval's notes. The page swaps the step's card as the live events it replays
+    on opening arrive, carrying typed notes over; a card swapped while Playwright fills (one
+    step for it, keystrokes for a person) takes the text with it, so fill until it holds."""
+    notes = page.get_by_label("Notes")
+
+    def typed() -> bool:
+        notes.fill(text)
+        page.wait_for_timeout(200)
+        return notes.input_value() == text
+
+    eventually(typed, 10, "the notes typed")
+
+
 def test_another_operator_approves_a_step_and_the_first_page_goes_on(
     logged_in_page, agents, upstream_a, celery_worker, browser_errors
 ):
@@ -219,7 +233,7 @@ def test_another_operator_approves_a_step_and_the_first_page_goes_on(
     approver = member(Role.OPERATOR, username="bob")
     other: Page = logged_in_page(user=approver)
     other.goto(f"/admin/build/{build.pk}/")
-    other.get_by_label("Notes").fill("Ship it.")
+    fill_notes(other, "Ship it.")
     screenshot(other, "build-approve")
     other.get_by_role("button", name="Approve step implement").click()
     expect(

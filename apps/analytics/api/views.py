@@ -150,7 +150,8 @@ class ExportApi(APIView):
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV rows."),
             (200, "application/json"): OpenApiResponse(
-                OpenApiTypes.OBJECT, description="A JSON array of rows."
+                {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
+                description="A JSON array of rows.",
             ),
         },
     )
