@@ -14,7 +14,6 @@ indexes' sizes. Time spent in the client and the response's rendering counts, th
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -255,10 +254,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rollups_roll_pending()  # what beat would have rolled since (a migration may mark days)
     report = run(args.rows, args.days, seed=not reuse)
     print(render(report))
-    out = REPO_ROOT / "var" / "bench" / f"analytics-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nFigures saved to {out}")
+    from bench.environment import save_report
+
+    save_report("analytics", report)
     return report
 
 

@@ -10,6 +10,7 @@ exit, Ctrl-C included.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import secrets
@@ -165,6 +166,15 @@ def image_websocket_options() -> list[str]:
             if "=" not in word and not value.startswith("--"):
                 options.append(value)
     return options
+
+
+def save_report(name: str, report: dict) -> Path:
+    """Keep a bench's figures as ``var/bench/<name>-<time>.json`` and say where."""
+    out = REPO_ROOT / "var" / "bench" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nFigures saved to {out}")
+    return out
 
 
 def raise_open_files_limit(wanted: int) -> int:

@@ -25,15 +25,13 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 from tests.support.processes import REPO_ROOT
 
-from .environment import Environment, environment
+from .environment import Environment, environment, save_report
 
 SERVERS = {
     "lean": ("lean", 2),
@@ -262,10 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
     with environment() as env:
         report = run(env, servers, args.seconds, concurrency)
     print(render(report))
-    out = REPO_ROOT / "var" / "bench" / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(report, indent=2))
-    print(f"\nFigures saved to {out}")
+    save_report("gateway", report)
     return report
 
 

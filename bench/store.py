@@ -16,7 +16,6 @@ so each starts with the full-page writes that follow one.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -203,10 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
     django_in_process(BENCH_DATABASE, redis_db=14)
     report = run(args.rows, args.batches, args.batch)
     print(render(report))
-    out = REPO_ROOT / "var" / "bench" / f"store-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nFigures saved to {out}")
+    from bench.environment import save_report
+
+    save_report("store", report)
     return report
 
 

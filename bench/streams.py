@@ -25,14 +25,13 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import uvloop
 
 from tests.support.processes import REPO_ROOT
 
-from .environment import Environment, environment, raise_open_files_limit
+from .environment import Environment, environment, raise_open_files_limit, save_report
 from .gateway import SERVERS
 
 TOKEN = re.compile(rb'"content": ?"[^"]')
@@ -268,10 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     with environment() as env:
         report = run(env, args)
     print(render(report))
-    out = REPO_ROOT / "var" / "bench" / f"streams-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(report, indent=2))
-    print(f"\nFigures saved to {out}")
+    save_report("streams", report)
     return report
 
 

@@ -25,9 +25,7 @@ import httpx
 import uvloop
 import websockets
 
-from tests.support.processes import REPO_ROOT
-
-from .environment import Environment, environment, raise_open_files_limit
+from .environment import Environment, environment, raise_open_files_limit, save_report
 from .gateway import _percentile
 
 STEPS = (1000, 2500, 5000, 10000, 20000)
@@ -339,10 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
             env, servers, args.requests, steps, args.clients, args.tracemalloc, args.deflate
         )
     print(render(report))
-    out = REPO_ROOT / "var" / "bench" / f"websocket-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"Figures saved to {out}")
+    save_report("websocket", report)
     return report
 
 
