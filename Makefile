@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # pytest-xdist workers for `make test` (measured on 2 cores: most of a test's time is waiting on
 # servers, browsers and sleeps); PYTEST_ARGS="-n 0" runs serially, "-n 6" with six.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 0
 
 .PHONY: run test lint format audit bench clean
 
