@@ -215,21 +215,25 @@ def _manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def _fresh_postgres_database(name: str = BENCH_DATABASE) -> None:
+def _fresh_postgres_database(name: str = BENCH_DATABASE, template: str | None = None) -> None:
+    """``name`` made afresh: empty, or a copy of the database ``template`` (which nobody may be
+    connected to meanwhile)."""
     import psycopg
 
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
         db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        db.execute(f"CREATE DATABASE {name}")
+        db.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
 
 
-def django_in_process(database: str, *, redis_db: int, fresh: bool = True) -> None:
+def django_in_process(
+    database: str, *, redis_db: int, fresh: bool = True, template: str | None = None
+) -> None:
     """Django set up in this process, as benchmarks that call the project's code directly
     need it: production settings (DEBUG off, plain HTTP, the test client's host allowed) on
-    ``database`` of the local PostgreSQL, made afresh first when ``fresh``, then migrated;
-    Redis database ``redis_db``."""
+    ``database`` of the local PostgreSQL, made afresh first when ``fresh`` (a copy of
+    ``template`` when given), then migrated; Redis database ``redis_db``."""
     if fresh:
-        _fresh_postgres_database(database)
+        _fresh_postgres_database(database, template)
     os.environ |= {
         "DJANGO_SETTINGS_MODULE": "orchestra.settings.production",
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",

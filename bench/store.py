@@ -111,9 +111,10 @@ def _prune_one_day() -> dict[str, float]:
     }
 
 
-def run(rows: int, batches: int, size: int) -> dict:
-    from apps.providers.seeding import call_records_seed
-
+def run(rows: int, batches: int, size: int, *, seeded: bool = False) -> dict:
+    """Each kind of ids on an empty table and on ``rows`` seeded calls; with ``seeded``, the
+    database already holds calls (a copy of a seeded one, ``--template``): version 7 ids only,
+    measured on the table as it is first, then on the emptied table."""
     report: dict[str, Any] = {
         "rows": rows,
         "batch": size,
@@ -122,31 +123,42 @@ def run(rows: int, batches: int, size: int) -> dict:
         "shared_buffers": _sql("SHOW shared_buffers")[0],
         "ids": {},
     }
-    for version in (4, 7):
-        _empty()
-        empty = _store(batches, size, version)
-        _empty()
-        started = time.perf_counter()
-        call_records_seed(count=rows, days=DAYS, id_version=version)
-        seeded_in = time.perf_counter() - started
-        _sql("VACUUM ANALYZE providers_llmcall")
-        _sql("VACUUM ANALYZE providers_llmcallattempt")
-        full = _store(batches, size, version)
-        sizes = _sql(
-            "SELECT pg_relation_size('providers_llmcall_pkey'), "
-            "pg_relation_size('llmcall_request_id'), pg_total_relation_size('providers_llmcall')"
-        )
-        report["ids"][f"v{version}"] = {
-            "empty": empty,
-            "seeded": full,
-            "seeded_in_seconds": seeded_in,
-            "pkey_mb": sizes[0] / 2**20,
-            "request_id_index_mb": sizes[1] / 2**20,
-            "calls_table_total_mb": sizes[2] / 2**20,
-            "prune_one_day": _prune_one_day(),
-        }
+    for version in (7,) if seeded else (4, 7):
+        if seeded:
+            figures = _measure_seeded(batches, size, version, seeded_in=None)
+            _empty()
+            figures["empty"] = _store(batches, size, version)
+        else:
+            _empty()
+            empty = _store(batches, size, version)
+            _empty()
+            from apps.providers.seeding import call_records_seed
+
+            started = time.perf_counter()
+            call_records_seed(count=rows, days=DAYS, id_version=version)
+            figures = _measure_seeded(batches, size, version, time.perf_counter() - started)
+            figures["empty"] = empty
+        report["ids"][f"v{version}"] = figures
         print(f"  v{version} measured", file=sys.stderr)
     return report
+
+
+def _measure_seeded(batches: int, size: int, version: int, seeded_in: float | None) -> dict:
+    _sql("VACUUM ANALYZE providers_llmcall")
+    _sql("VACUUM ANALYZE providers_llmcallattempt")
+    full = _store(batches, size, version)
+    sizes = _sql(
+        "SELECT pg_relation_size('providers_llmcall_pkey'), "
+        "pg_relation_size('llmcall_request_id'), pg_total_relation_size('providers_llmcall')"
+    )
+    return {
+        "seeded": full,
+        "seeded_in_seconds": seeded_in,
+        "pkey_mb": sizes[0] / 2**20,
+        "request_id_index_mb": sizes[1] / 2**20,
+        "calls_table_total_mb": sizes[2] / 2**20,
+        "prune_one_day": _prune_one_day(),
+    }
 
 
 def _ratio(value: float, base: float) -> str:
@@ -154,14 +166,15 @@ def _ratio(value: float, base: float) -> str:
 
 
 def render(report: dict) -> str:
-    base = report["ids"]["v4"]["empty"]
+    first = next(iter(report["ids"]))
+    base = report["ids"][first]["empty"]
     lines = [
         f"Storing call records: PostgreSQL {report['postgresql']} (shared_buffers "
         f"{report['shared_buffers']}), batches of {report['batch']} calls, median of "
-        f"{report['batches']} batches; ratios of v4 ids on an empty table (this run).",
+        f"{report['batches']} batches; ratios of {first} ids on an empty table (this run).",
         "",
         f"{'ids':5}{'table':>16}{'ms/batch':>10}{'p90':>8}{'us/call':>9}{'WAL B/call':>11}"
-        f"{'time':>8}{'WAL':>8}   (x v4 empty)",
+        f"{'time':>8}{'WAL':>8}   (x {first} empty)",
     ]
     for version, figures in report["ids"].items():
         for table, label in (("empty", "empty"), ("seeded", f"{report['rows']:,} rows")):
@@ -175,8 +188,11 @@ def render(report: dict) -> str:
     lines.append("")
     for version, figures in report["ids"].items():
         prune = figures["prune_one_day"]
+        seeded_in = figures["seeded_in_seconds"]
         lines.append(
-            f"{version}: seeded in {figures['seeded_in_seconds']:.0f} s; primary key "
+            f"{version}: "
+            + (f"seeded in {seeded_in:.0f} s; " if seeded_in is not None else "copied; ")
+            + f"primary key "
             f"{figures['pkey_mb']:.0f} MB, request_id index {figures['request_id_index_mb']:.0f} "
             f"MB, calls with indexes {figures['calls_table_total_mb']:.0f} MB; pruning the oldest "
             f"day ({prune['calls']:,} calls, {prune['attempts']:,} attempts) took "
@@ -191,6 +207,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows", type=int, default=5_000_000, help="calls in the big table")
     parser.add_argument("--batches", type=int, default=60, help="batches measured per table")
     parser.add_argument("--batch", type=int, default=200, help="calls per batch")
+    parser.add_argument(
+        "--template",
+        help="a database seeded earlier (seed_calls, version 7 ids) to copy instead of seeding:"
+        " its calls are the big table (nobody may be connected to it meanwhile)",
+    )
     args = parser.parse_args(argv)
     from bench.environment import _answers
 
@@ -199,8 +220,10 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     from bench.environment import django_in_process
 
-    django_in_process(BENCH_DATABASE, redis_db=14)
-    report = run(args.rows, args.batches, args.batch)
+    django_in_process(BENCH_DATABASE, redis_db=14, template=args.template)
+    if args.template:
+        args.rows = int(_sql("SELECT count(*) FROM providers_llmcall")[0])
+    report = run(args.rows, args.batches, args.batch, seeded=bool(args.template))
     print(render(report))
     from bench.environment import save_report
 
