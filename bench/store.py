@@ -111,7 +111,9 @@ def _prune_one_day() -> dict[str, float]:
     }
 
 
-def run(rows: int, batches: int, size: int, *, seeded: bool = False) -> dict:
+def run(
+    rows: int, batches: int, size: int, *, seeded: bool = False, versions: tuple[int, ...] = (4, 7)
+) -> dict:
     """Each kind of ids on an empty table and on ``rows`` seeded calls; with ``seeded``, the
     database already holds calls (a copy of a seeded one, ``--template``): version 7 ids only,
     measured on the table as it is first, then on the emptied table."""
@@ -123,7 +125,7 @@ def run(rows: int, batches: int, size: int, *, seeded: bool = False) -> dict:
         "shared_buffers": _sql("SHOW shared_buffers")[0],
         "ids": {},
     }
-    for version in (7,) if seeded else (4, 7):
+    for version in (7,) if seeded else versions:
         if seeded:
             figures = _measure_seeded(batches, size, version, seeded_in=None)
             _empty()
@@ -212,6 +214,9 @@ def main(argv: list[str] | None = None) -> dict:
         help="a database seeded earlier (seed_calls, version 7 ids) to copy instead of seeding:"
         " its calls are the big table (nobody may be connected to it meanwhile)",
     )
+    parser.add_argument(
+        "--ids", default="4,7", help="the kinds of ids measured, in order (4, 7 or 4,7)"
+    )
     args = parser.parse_args(argv)
     from bench.environment import _answers
 
@@ -223,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     django_in_process(BENCH_DATABASE, redis_db=14, template=args.template)
     if args.template:
         args.rows = int(_sql("SELECT count(*) FROM providers_llmcall")[0])
-    report = run(args.rows, args.batches, args.batch, seeded=bool(args.template))
+    versions = tuple(int(v) for v in args.ids.split(","))
+    report = run(args.rows, args.batches, args.batch, seeded=bool(args.template), versions=versions)
     print(render(report))
     from bench.environment import save_report
 
