@@ -368,6 +368,34 @@ def _tag_sum_rows(raw: QuerySet[LlmCall]) -> Iterator[tuple[Key, dict[str, Any]]
             yield (None, f"{row['tag_key']}:{row['tag_value']}"), row
 
 
+# The call columns ``calls_per_period`` counts by, as the ``Filters`` fields they are.
+COUNTED_BY = {
+    "provider_name": "provider", "model_name": "model", "user_id": "user",
+    "workspace_id": "workspace", "entry_point": "entry_point", "status": "status",
+    "end_user": "end_user",
+}  # fmt: skip
+
+
+def calls_per_period(
+    dims: dict[str, Any], start: datetime, end: datetime, period: str
+) -> dict[datetime, int] | None:
+    """The calls (running ones left out) matching ``dims`` in each hour or day of
+    ``[start, end)``, summed as ``sums`` does, from the rollups where they are current (the
+    ``call_counts`` entry of ``apps.core.registry``). None for a filter no rollup keeps, or an
+    end user with another filter: those would be counted from the raw records."""
+    if not set(dims) <= set(COUNTED_BY):
+        return None
+    filters = Filters(**{COUNTED_BY[name]: value for name, value in dims.items()})
+    group = "end_user" if filters.end_user is not None else None
+    if filters.raw_only and filters.set() != {"end_user"}:
+        return None
+    counts: dict[datetime, int] = defaultdict(int)
+    for (at, _), figures in sums(start, end, filters, period=period, group=group).items():
+        if at is not None:
+            counts[at] += figures.requests
+    return dict(counts)
+
+
 # --- percentiles -----------------------------------------------------------------------------
 
 
