@@ -202,12 +202,20 @@ def llm_call_seek(
     for source in sources:
         found = source(filters.dims, start, end, "day")
         if found is not None:
-            running = calls.filter(
-                status=CallStatus.RUNNING, created_at__gte=start, created_at__lt=end
-            ).values_list("created_at", flat=True)
-            extra = Counter(_hour(moment) for moment in running)
-            return _locate(source, filters.dims, found, extra, start, end, offset - newer)
+            running = _running(calls, filters, start, end)
+            return _locate(source, filters.dims, found, running, start, end, offset - newer)
     return None
+
+
+def _running(
+    calls: QuerySet[LlmCall], filters: CallFilters, start: datetime, end: datetime
+) -> Counter[datetime]:
+    """The running ``calls`` of ``[start, end)`` per hour, from their own index (none when
+    another status is asked: PostgreSQL would start parallel workers to find out)."""
+    if filters.dims.get("status", CallStatus.RUNNING) != CallStatus.RUNNING:
+        return Counter()
+    running = calls.filter(status=CallStatus.RUNNING, created_at__gte=start, created_at__lt=end)
+    return Counter(_hour(moment) for moment in running.values_list("created_at", flat=True))
 
 
 def _locate(
