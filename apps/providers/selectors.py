@@ -155,9 +155,11 @@ def llm_call_page(
 # for the closed hours they keep current); the hours they cannot vouch for are counted here
 # from the records themselves: the open hour (and any later), the partial hours at the ends of a
 # ``created_at`` range, and the oldest record's hour with all before it (retention deletes the
-# oldest records first, an hour's part at a time, and keeps the rollups). Running calls, which
-# the rollups leave out, are counted from their own index. The page is then the calls before
-# the end of the hour holding the offset, from the offset within that hour.
+# oldest records first, an hour's part at a time, and keeps the rollups, which are not read
+# for those hours). Running calls, which the rollups leave out, are counted from their own
+# index. The page is then the calls before the end of the hour holding the offset, from the
+# offset within that hour. The counts hold for records stored as the recorder stores them (which
+# marks their hours to roll again): records written otherwise need ``rollups_rebuild`` first.
 
 HOUR = timedelta(hours=1)
 SEEK_FROM = EXACT_COUNT_UP_TO  # offsets from here on seek when they can
