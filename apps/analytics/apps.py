@@ -30,14 +30,17 @@ class AnalyticsConfig(AppConfig):
         from apps.core.registry import (
             ObjectFigure,
             Page,
+            register_call_counts,
             register_call_record_hook,
             register_object_figure,
             register_pages,
         )
 
+        from .selectors import calls_per_period
         from .services import hours_mark
 
         register_call_record_hook("analytics.hours", hours_mark)
+        register_call_counts("analytics.calls", calls_per_period)
         register_pages(
             # /admin/analytics/ is the admin's (every app label is reserved): another slug.
             Page(

@@ -368,6 +368,52 @@ def _tag_sum_rows(raw: QuerySet[LlmCall]) -> Iterator[tuple[Key, dict[str, Any]]
             yield (None, f"{row['tag_key']}:{row['tag_value']}"), row
 
 
+# The call columns ``calls_per_period`` counts by, as the ``Filters`` fields they are.
+COUNTED_BY = {
+    "provider_name": "provider", "model_name": "model", "user_id": "user",
+    "workspace_id": "workspace", "entry_point": "entry_point", "status": "status",
+    "end_user": "end_user",
+}  # fmt: skip
+
+
+def calls_per_period(
+    dims: dict[str, Any], start: datetime, end: datetime, period: str
+) -> dict[datetime, int] | None:
+    """The calls (running ones left out) matching ``dims`` in each hour or day of
+    ``[start, end)``, split as ``sums`` splits a range: the rollups where they are current (the
+    narrow ones when only provider and model are asked, an end user's own when only an end user
+    is), the rest from the raw records (the ``call_counts`` entry of ``apps.core.registry``).
+    None for a filter no rollup keeps, or an end user with another filter: those would be
+    counted from the raw records alone."""
+    if not set(dims) <= set(COUNTED_BY):
+        return None
+    filters = Filters(**{COUNTED_BY[name]: value for name, value in dims.items()})
+    if filters.raw_only and filters.set() != {"end_user"}:
+        return None
+    parts = split(start, end, daily=period == "day")
+    counts: dict[datetime, int] = defaultdict(int)
+    raw = raw_calls(start, end, filters).filter(parts.raw)
+    for at, n in _per_period(raw, "created_at", period, Count("id")):
+        counts[at] += n
+    families: tuple[type, type]
+    if filters.end_user is not None:
+        families, where = (EndUserHourlyRollup, EndUserDailyRollup), Q(end_user=filters.end_user)
+    else:
+        families, where = _histogram_rollups(filters), filters.rollup_q()
+    for rollups, time_column in parts.sources(*families):
+        for at, n in _per_period(rollups.filter(where), time_column, period, Sum("requests")):
+            counts[at] += n
+    return dict(counts)
+
+
+def _per_period(
+    rows: QuerySet[Any], time_column: str, period: str, count: Any
+) -> Iterator[tuple[datetime, int]]:
+    found = rows.annotate(at=Trunc(time_column, period)).values("at").annotate(n=count)
+    for row in found.order_by():
+        yield row["at"], row["n"] or 0
+
+
 # --- percentiles -----------------------------------------------------------------------------
 
 

@@ -23,7 +23,10 @@ Registries of this module (the event bus and health checks have modules of their
   resolving its own alerts;
 - ``call_record_hooks``: what runs inside the transaction that stores LLM call records (or
   changes them: the sweep), told when the calls it wrote were made (analytics marks those
-  hours for its rollups).
+  hours for its rollups);
+- ``call_counts``: how many calls there are per hour or day, from figures an app keeps (the
+  analytics rollups), so ``/api/v1/llm-calls`` finds a deep offset's hour without walking the
+  calls before it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -300,3 +304,20 @@ call_record_hooks: Registry[CallRecordHook] = Registry("call record hook")
 
 def register_call_record_hook(name: str, hook: CallRecordHook) -> None:
     call_record_hooks.register(name, hook)
+
+
+# --- counts of the call records ----------------------------------------------------------------
+
+# ``counts(dims, start, end, period)``: how many calls that are not running (the rollups leave
+# running streams out) match ``dims`` (call columns to exact values: ``provider_name``,
+# ``user_id``, ``stream``...) in each ``period`` (``"hour"`` or ``"day"``, UTC) of the whole
+# closed hours ``[start, end)``, all of whose records still exist: the period's start to its
+# calls, a period with none may be left out. Exact, or None when the source cannot count these
+# ``dims`` (a filter it does not keep) without reading the records themselves.
+CallCounts = Callable[[dict[str, Any], datetime, datetime, str], dict[datetime, int] | None]
+
+call_counts: Registry[CallCounts] = Registry("call counts")
+
+
+def register_call_counts(name: str, counts: CallCounts) -> None:
+    call_counts.register(name, counts)

@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from django.core.validators import RegexValidator
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
+from django.utils import timezone
 from django_filters import rest_framework as filters
+from django_filters.constants import EMPTY_VALUES
 
 from apps.core.filters import DateTimeRangeFilter
 
 from .llm.validation import MAX_TAG_KEY_LENGTH, MAX_TAG_VALUE_LENGTH
 from .models import LlmCall, LlmModel
-from .selectors import llm_call_tagged
+from .selectors import CallFilters, llm_call_tagged
 
 TAG_FILTER = RegexValidator(
     rf"^[A-Za-z0-9_.-]{{1,{MAX_TAG_KEY_LENGTH}}}:[A-Za-z0-9_.:/@+-]{{1,{MAX_TAG_VALUE_LENGTH}}}$",
@@ -40,3 +45,28 @@ class LlmCallFilter(filters.FilterSet):
     def filter_tag(self, queryset: QuerySet[LlmCall], name: str, value: str) -> QuerySet[LlmCall]:
         key, _, tag = value.partition(":")
         return llm_call_tagged(calls=queryset, key=key, value=tag)
+
+    def call_filters(self) -> CallFilters | None:
+        """The valid filters asked, as columns to exact values and a time range (references by
+        their id); None for the tag, the one that is no column (``llm_call_page`` then walks a
+        deep offset)."""
+        dims: dict[str, Any] = {}
+        after = before = None
+        for name, value in self.form.cleaned_data.items():
+            if value in EMPTY_VALUES:
+                continue
+            if name == "tag":
+                return None
+            if name == "created_at":
+                after, before = _aware(value.start), _aware(value.stop)
+            elif isinstance(value, Model):
+                dims[f"{name}_id"] = value.pk
+            else:
+                dims[name] = value
+        return CallFilters(dims, after, before)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and timezone.is_naive(moment):
+        return timezone.make_aware(moment, UTC)
+    return moment

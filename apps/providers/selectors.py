@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from apps.core.aggregates import Percentile, has_percentile, percentile
+from apps.core.registry import CallCounts, call_counts
 from apps.core.runtime import run_sync
 
 from .llm.config import RoutingPolicy
@@ -109,16 +111,158 @@ def llm_call_before(
     )
 
 
-def llm_call_page(*, calls: QuerySet[LlmCall], offset: int, limit: int) -> list[LlmCall]:
-    """``limit`` calls from ``offset`` in ``CALL_ORDER``. The ids of the page are read first
-    (from the ``(created_at, id)`` index alone when unfiltered: the rows skipped are not
-    fetched), then the page's rows by id."""
+@dataclass(frozen=True)
+class CallFilters:
+    """What a list of calls is narrowed to: call columns to exact values (``dims``) and a
+    range of ``created_at`` (``after`` and ``before``, both included). A deep offset of a list
+    that is exactly the calls so narrowed seeks its hour by their counts (``llm_call_seek``)."""
+
+    dims: dict[str, Any]
+    after: datetime | None = None
+    before: datetime | None = None
+
+
+def llm_call_page(
+    *,
+    calls: QuerySet[LlmCall],
+    offset: int,
+    limit: int,
+    filters: CallFilters | None = None,
+    seek_from: int | None = None,
+) -> list[LlmCall]:
+    """``limit`` calls from ``offset`` in ``CALL_ORDER``. From ``seek_from`` (``SEEK_FROM``)
+    on, when ``calls`` are exactly those ``filters`` narrow the table to, the offset is first
+    moved to the hour holding it (``llm_call_seek``). The ids of the page are read first (from
+    the ``(created_at, id)`` index alone when unfiltered: the rows skipped are not fetched),
+    then the page's rows by id."""
+    if filters is not None and offset >= (SEEK_FROM if seek_from is None else seek_from):
+        seek = llm_call_seek(calls=calls, offset=offset, filters=filters)
+        if seek is not None:
+            before, offset = seek
+            calls = calls.filter(created_at__lt=before)
     ordered = calls.order_by(*CALL_ORDER)
     if offset < EXACT_COUNT_UP_TO:
         return list(ordered[offset : offset + limit])
     ids = list(ordered.values_list("pk", flat=True)[offset : offset + limit])
     found = {call.pk: call for call in calls.filter(pk__in=ids).order_by()}
     return [found[pk] for pk in ids if pk in found]
+
+
+# --- deep offsets, by the calls' counts per hour ------------------------------------------------
+#
+# An offset of millions would walk millions of index entries. The calls are counted per day,
+# then per hour, by a source of ``apps.core.registry.call_counts`` (the analytics rollups, exact
+# for the closed hours they keep current); the hours they cannot vouch for are counted here
+# from the records themselves: the open hour (and any later), the partial hours at the ends of a
+# ``created_at`` range, and the oldest record's hour with all before it (retention deletes the
+# oldest records first, an hour's part at a time, and keeps the rollups, which are not read
+# for those hours). Running calls, which the rollups leave out, are counted from their own
+# index. The page is then the calls before the end of the hour holding the offset, from the
+# offset within that hour. The counts hold for records stored as the recorder stores them (which
+# marks their hours to roll again): records written otherwise need ``rollups_rebuild`` first.
+
+HOUR = timedelta(hours=1)
+SEEK_FROM = EXACT_COUNT_UP_TO  # offsets from here on seek when they can
+PERIODS = {"day": timedelta(days=1), "hour": HOUR}
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _period(moment: datetime, period: str) -> datetime:
+    hour = _hour(moment)
+    return hour.replace(hour=0) if period == "day" else hour
+
+
+def llm_call_seek(
+    *, calls: QuerySet[LlmCall], offset: int, filters: CallFilters, now: datetime | None = None
+) -> tuple[datetime, int] | None:
+    """Where the call at ``offset`` of ``calls`` (exactly those ``filters`` narrow the table
+    to) is: the end of its hour, and its offset among the calls before that. None when no
+    count source answers for ``filters`` (the plain offset is then walked) or the offset lies
+    within the hours counted from the records anyway (the newest)."""
+    sources = call_counts.values()
+    oldest = (
+        LlmCall.objects.using(calls.db)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if not sources or oldest is None:
+        return None
+    start, end = _hour(oldest) + HOUR, _hour(now or timezone.now())
+    if filters.after is not None:
+        start = max(start, _hour(filters.after - timedelta(microseconds=1)) + HOUR)
+    if filters.before is not None:
+        end = min(end, _hour(filters.before))
+    if start >= end:
+        return None
+    newer = calls.filter(created_at__gte=end).count()
+    if offset < newer:
+        return None
+    for source in sources:
+        found = source(filters.dims, start, end, "day")
+        if found is not None:
+            running = _running(calls, filters, start, end)
+            return _locate(source, filters.dims, found, running, start, end, offset - newer)
+    return None
+
+
+def _running(
+    calls: QuerySet[LlmCall], filters: CallFilters, start: datetime, end: datetime
+) -> Counter[datetime]:
+    """The running ``calls`` of ``[start, end)`` per hour, from their own index (none when
+    another status is asked: PostgreSQL would start parallel workers to find out)."""
+    if filters.dims.get("status", CallStatus.RUNNING) != CallStatus.RUNNING:
+        return Counter()
+    running = calls.filter(status=CallStatus.RUNNING, created_at__gte=start, created_at__lt=end)
+    return Counter(_hour(moment) for moment in running.values_list("created_at", flat=True))
+
+
+def _locate(
+    source: CallCounts,
+    dims: dict[str, Any],
+    found: dict[datetime, int],
+    running: Counter[datetime],
+    start: datetime,
+    end: datetime,
+    position: int,
+    period: str = "day",
+) -> tuple[datetime, int]:
+    """The hour of ``[start, end)`` holding the call at ``position`` (from the newest), by
+    ``found``, the source's counts per ``period``, plus the ``running`` calls per hour; a day
+    holding it is counted again by hour. Past them all: the calls before ``start``."""
+    totals = _totals(found, running, start, end, period)
+    for at in sorted(totals, reverse=True):
+        if position >= totals[at]:
+            position -= totals[at]
+            continue
+        first, last = max(at, start), min(at + PERIODS[period], end)
+        if period == "hour":
+            return last, position
+        by_hour = source(dims, first, last, "hour")
+        # Counted again meanwhile (a roll, a late call): the offset within the day is exact.
+        if by_hour is None or _totals(by_hour, running, first, last, "hour").total() != totals[at]:
+            return last, position
+        return _locate(source, dims, by_hour, running, first, last, position, "hour")
+    return start, position
+
+
+def _totals(
+    found: dict[datetime, int],
+    running: Counter[datetime],
+    start: datetime,
+    end: datetime,
+    period: str,
+) -> Counter[datetime]:
+    totals: Counter[datetime] = Counter()
+    for at, count in found.items():
+        totals[_period(at, period)] += count
+    for hour, count in running.items():
+        if start <= hour < end:
+            totals[_period(hour, period)] += count
+    return totals
 
 
 def llm_call_window_start(*, now: datetime | None = None) -> datetime:

@@ -1,8 +1,8 @@
 """A new app plugs in through its ``AppConfig`` alone: ``tests/plugin_app`` (installed by the
 test settings) fills every registry (an event channel and type, a health check, an
 operator-editable model, a navigation entry, a dashboard page, a request hook, a ``/ws/``
-message type, a feature, an alert rule, a call record hook), and each takes effect here
-without any other app knowing of it."""
+message type, a feature, an alert rule, a call record hook, call counts), and each takes effect
+here without any other app knowing of it."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from apps.providers.llm import (
     errors,
 )
 from tests.plugin_app import checks
-from tests.plugin_app.hooks import RECORDED_AT, REFUSED_MODEL
+from tests.plugin_app.hooks import COUNTS_ASKED, RECORDED_AT, REFUSED_MODEL
 from tests.support.factories import api_key_issue, bearer, user_create
 
 REGISTRY_MODULES = (registry, events, health)
@@ -68,6 +68,7 @@ PLUGIN_ENTRIES = {
     "features": "widgets",
     "alert_rules": "widget_overflow",
     "call_record_hooks": "plugin_app.recorded",
+    "call_counts": "plugin_app.none",
     "object_figures": "plugin_app.widgets",
 }
 
@@ -247,6 +248,28 @@ def test_its_call_record_hook_is_told_of_each_stored_call():
             "entry_point": "internal", "status": "success"}  # fmt: skip
     write_records([CallRecord(call, [])])
     assert RECORDED_AT[-1] == made
+
+
+@pytest.mark.django_db
+def test_its_call_counts_are_asked_what_no_other_source_counts():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.providers.models import LlmCall
+    from apps.providers.selectors import CallFilters, llm_call_seek
+    from tests.dashboard.conftest import call_record
+
+    LlmCall.objects.bulk_create(
+        [call_record(at=timezone.now() - timedelta(hours=hours)) for hours in (0, 3, 5)]
+    )
+    # No rollup keeps whether a call streamed: analytics declines, the plug-in is asked next.
+    streamed = CallFilters({"stream": False})
+    assert (
+        llm_call_seek(calls=LlmCall.objects.filter(stream=False), offset=1, filters=streamed)
+        is None
+    )
+    assert COUNTS_ASKED[-1] == ({"stream": False}, "day")
 
 
 @pytest.mark.django_db

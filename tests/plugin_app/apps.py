@@ -2,8 +2,8 @@
 its ``AppConfig`` alone, filling every registry: an event channel and type, a health check, a
 model operators may edit, a navigation entry, a dashboard page, a request hook, a ``/ws/``
 message type, a feature, an alert rule (a threshold kind, as a budget's soft limit would be),
-a call record hook and a figure on the API key's page. ``tests/core/test_registries.py``
-checks each takes effect."""
+a call record hook, call counts (that count nothing) and a figure on the API key's page.
+``tests/core/test_registries.py`` checks each takes effect."""
 
 from django.apps import AppConfig
 
@@ -23,6 +23,7 @@ class PluginAppConfig(AppConfig):
             Page,
             SocketAction,
             register_alert_rule,
+            register_call_counts,
             register_call_record_hook,
             register_feature,
             register_navigation,
@@ -34,7 +35,7 @@ class PluginAppConfig(AppConfig):
         )
 
         from . import checks  # noqa: F401  (registers the health check)
-        from .hooks import note_recorded, refuse_widget_model
+        from .hooks import count_no_calls, note_recorded, refuse_widget_model
 
         register_channels(Channel("widget", "Changes of one widget.", per_object=True))
         register_event_types(
@@ -66,6 +67,7 @@ class PluginAppConfig(AppConfig):
         )
         register_request_hook("plugin_app.refuse", refuse_widget_model)
         register_call_record_hook("plugin_app.recorded", note_recorded)
+        register_call_counts("plugin_app.none", count_no_calls)
         register_object_figure(
             "plugin_app.widgets", ObjectFigure("accounts.apikey", "Widgets", widget_count)
         )

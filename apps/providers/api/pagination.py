@@ -3,7 +3,9 @@
 Newest first, ordered by ``(created_at, id)`` (one index). Three ways to ask for a page:
 ``cursor`` (the ``next`` and ``previous`` links: keyset, as fast on the millionth page as on
 the first), ``page`` (1, 2, ...; ``limit`` calls each) and ``offset``; the last two skip the
-rows before the page, read from the index alone when the list is unfiltered. ``count`` is
+rows before the page, read from the index alone when the list is unfiltered, and past the first
+thousand first find the hour holding the page by the calls' counts per day and hour
+(``selectors.llm_call_seek``), then skip only within that hour. ``count`` is
 exact only when ``count_exact`` says so: above a thousand calls it is the database planner's
 estimate (an exact count would read every row counted).
 """
@@ -25,7 +27,14 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from ..models import LlmCall
-from ..selectors import CALL_ORDER, llm_call_after, llm_call_before, llm_call_count, llm_call_page
+from ..selectors import (
+    CALL_ORDER,
+    SEEK_FROM,
+    llm_call_after,
+    llm_call_before,
+    llm_call_count,
+    llm_call_page,
+)
 
 MAX_LIMIT = 1000
 POSITION = ("cursor", "page", "offset")
@@ -95,7 +104,10 @@ class CallPagination(BasePagination):
             page = _number(request, "page", 0, 1)
             offset = (page - 1) * limit if page else _number(request, "offset", 0, 0)
             self.offset = offset
-            rows = llm_call_page(calls=queryset, offset=offset, limit=limit + 1)
+            # The view's filters, for a deep offset to seek its hour (``llm_call_seek``).
+            seeking = offset >= SEEK_FROM and hasattr(view, "call_filters")
+            filters = view.call_filters() if seeking else None
+            rows = llm_call_page(calls=queryset, offset=offset, limit=limit + 1, filters=filters)
             more, rows = len(rows) > limit, rows[:limit]
             self.next_cursor = rows[-1] if more else None
         self.count, self.count_exact = llm_call_count(calls=queryset)

@@ -18,6 +18,7 @@ from ..filtersets import LlmCallFilter, LlmModelFilter
 from ..llm.errors import ProviderError
 from ..models import LlmCall, LlmModel, Provider
 from ..selectors import (
+    CallFilters,
     circuit_breaker_list,
     llm_call_get,
     llm_call_list,
@@ -205,6 +206,12 @@ class LlmCallListApi(ListAPIView):
 
     def get_queryset(self) -> QuerySet[LlmCall]:
         return llm_call_list()
+
+    def call_filters(self) -> CallFilters | None:
+        """What the listed calls are: every call (``get_queryset``) narrowed by these filters
+        alone, which lets a deep offset seek its hour by counts of them (the pagination)."""
+        filterset = LlmCallFilter(self.request.query_params, request=self.request)
+        return filterset.call_filters() if filterset.is_valid() else None
 
 
 class LlmCallDetailApi(APIView):
