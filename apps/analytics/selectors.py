@@ -45,6 +45,8 @@ from .models import (
     PendingHour,
     TagDailyRollup,
     TagHourlyRollup,
+    VariantDailyRollup,
+    VariantHourlyRollup,
 )
 from .sql import histogram_sql, service_expression, service_filter, tag_pairs_sql
 
@@ -436,6 +438,87 @@ def _histogram_rollups(filters: Filters, groups: tuple[str, ...] = ()) -> tuple[
     """The narrow rollups (provider × model) when they can answer, else the wide ones."""
     narrow = filters.set() <= {"provider", "model"} and set(groups) <= {"provider", "model"}
     return (ModelHourlyRollup, ModelDailyRollup) if narrow else (HourlyRollup, DailyRollup)
+
+
+# --- experiment variants ---------------------------------------------------------------------
+
+# The end of a range that has none (calls are recorded when they start, never after "now").
+FOREVER = datetime.max.replace(tzinfo=UTC)
+
+
+def variant_figures(
+    *,
+    variant_ids: list[int],
+    since: datetime,
+    until: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Each variant's calls in ``[since, until)`` (running streams left out): ``requests``,
+    ``successes``, ``errors``, ``input_tokens``, ``output_tokens``, ``cost`` and the successful
+    calls' ``latency_p50_ms`` and ``latency_p95_ms``. Split as the other figures are: whole
+    closed days and hours from the variant rollups, the rest (partial hours at the ends, the
+    open hour, pending hours) from the raw records' covering index, a few queries whatever the
+    number of calls. The percentiles are read from the merged histograms: within 4.88%
+    (``histograms.ERROR_BOUND``) of the nearest-rank percentile of the same calls."""
+    parts = split(since, until or FOREVER, now=now, daily=True)
+    found: dict[int, dict[str, Any]] = {}
+    latencies: dict[int, list[int]] = defaultdict(histograms.empty)
+
+    def add(variant_id: int, status: str, row: dict[str, Any]) -> None:
+        figures = found.setdefault(variant_id, {
+            "requests": 0, "successes": 0, "errors": 0, "input_tokens": 0,
+            "output_tokens": 0, "cost": Decimal(0),
+        })  # fmt: skip
+        figures["requests"] += row["requests"]
+        figures["successes"] += row["requests"] if status == CallStatus.SUCCESS else 0
+        figures["errors"] += row["requests"] if status == CallStatus.ERROR else 0
+        figures["input_tokens"] += row["input_tokens"] or 0
+        figures["output_tokens"] += row["output_tokens"] or 0
+        figures["cost"] += row["cost"] or Decimal(0)
+
+    calls = LlmCall.objects.filter(parts.raw, experiment_variant_id__in=variant_ids)
+    for row in _variant_raw_rows(calls.exclude(status=CallStatus.RUNNING)):
+        variant_id = row["experiment_variant_id"]
+        add(variant_id, row["status"], row)
+        if row["status"] == CallStatus.SUCCESS:
+            histograms.add(latencies[variant_id], [(row["bucket"], row["requests"])])
+    for rollups, _ in parts.sources(VariantHourlyRollup, VariantDailyRollup):
+        rollups = rollups.filter(experiment_variant_id__in=variant_ids)
+        sums_ = rollups.values("experiment_variant_id", "status").annotate(
+            requests=Sum("requests"), input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"), cost=Sum("cost"),
+        )  # fmt: skip
+        for row in sums_.order_by():
+            add(row["experiment_variant_id"], row["status"], row)
+        succeeded = rollups.filter(status=CallStatus.SUCCESS)
+        sql, params = histogram_sql(succeeded, "latency_histogram", ["experiment_variant_id"])
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for variant_id, bucket, n in cursor.fetchall():
+                histograms.add(latencies[variant_id], [(bucket, n)])
+    for variant_id, figures in found.items():
+        counts = latencies.get(variant_id, histograms.empty())
+        figures["latency_p50_ms"] = histograms.percentile(counts, 0.5)
+        figures["latency_p95_ms"] = histograms.percentile(counts, 0.95)
+    return found
+
+
+def _variant_raw_rows(calls: QuerySet[LlmCall]) -> Iterator[dict[str, Any]]:
+    """The calls' figures per variant, status and latency bucket, counting ``status`` rather
+    than ``id`` so that PostgreSQL reads their covering index (``llmcall_variant_figures``)
+    alone."""
+    return (
+        calls.annotate(bucket=histograms.bucket_expression("latency_ms"))
+        .values("experiment_variant_id", "status", "bucket")
+        .annotate(
+            requests=Count("status"),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cost=Sum("cost"),
+        )
+        .order_by()
+        .iterator()
+    )
 
 
 # --- the endpoints' answers ------------------------------------------------------------------
