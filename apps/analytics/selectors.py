@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Case, Count, F, JSONField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -176,13 +176,16 @@ def split(
     if days is None:
         return Split(rollup, outside)
     day_from, day_to, stale = days
-    covered = Q(hour__gte=day_from, hour__lt=day_to)
+    # The hours outside the daily rows' days, as disjoint index ranges too.
+    hourly = Q(hour__gte=first, hour__lt=day_from) | Q(hour__gte=day_to, hour__lt=last)
     for day in stale:
-        covered &= ~Q(hour__gte=day, hour__lt=day + DAY)
+        hourly |= Q(hour__gte=day, hour__lt=day + DAY)
+    if pending:
+        hourly &= ~Q(hour__in=pending)
     daily_q = Q(day__gte=day_from, day__lt=day_to)
     if stale:
         daily_q &= ~Q(day__in=stale)
-    return Split(rollup & ~covered, outside, daily_q)
+    return Split(hourly, outside, daily_q)
 
 
 def _daily_days(
@@ -482,20 +485,23 @@ def variant_figures(
         add(variant_id, row["status"], row)
         if row["status"] == CallStatus.SUCCESS:
             histograms.add(latencies[variant_id], [(row["bucket"], row["requests"])])
+    # The rollup rows themselves (a few hundred: days, and the hours at the ends), the
+    # histograms of the successful calls' rows only, added up here.
+    succeeded = Case(
+        When(status=CallStatus.SUCCESS, then=F("latency_histogram")),
+        default=Value(None),
+        output_field=JSONField(),
+    )
     for rollups, _ in parts.sources(VariantHourlyRollup, VariantDailyRollup):
-        rollups = rollups.filter(experiment_variant_id__in=variant_ids)
-        sums_ = rollups.values("experiment_variant_id", "status").annotate(
-            requests=Sum("requests"), input_tokens=Sum("input_tokens"),
-            output_tokens=Sum("output_tokens"), cost=Sum("cost"),
-        )  # fmt: skip
-        for row in sums_.order_by():
+        rows = rollups.filter(experiment_variant_id__in=variant_ids).annotate(counts=succeeded)
+        for row in rows.values(
+            "experiment_variant_id", "status", "requests", "input_tokens", "output_tokens",
+            "cost", "counts",
+        ).order_by():  # fmt: skip
             add(row["experiment_variant_id"], row["status"], row)
-        succeeded = rollups.filter(status=CallStatus.SUCCESS)
-        sql, params = histogram_sql(succeeded, "latency_histogram", ["experiment_variant_id"])
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            for variant_id, bucket, n in cursor.fetchall():
-                histograms.add(latencies[variant_id], [(bucket, n)])
+            if row["counts"]:
+                total = latencies[row["experiment_variant_id"]]
+                total[:] = [a + b for a, b in zip(total, row["counts"], strict=True)]
     for variant_id, figures in found.items():
         counts = latencies.get(variant_id, histograms.empty())
         figures["latency_p50_ms"] = histograms.percentile(counts, 0.5)
@@ -503,7 +509,7 @@ def variant_figures(
     return found
 
 
-def _variant_raw_rows(calls: QuerySet[LlmCall]) -> Iterator[dict[str, Any]]:
+def _variant_raw_rows(calls: QuerySet[LlmCall]) -> Iterator[Any]:
     """The calls' figures per variant, status and latency bucket, counting ``status`` rather
     than ``id`` so that PostgreSQL reads their covering index (``llmcall_variant_figures``)
     alone."""
