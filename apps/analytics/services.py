@@ -12,10 +12,12 @@ Running streams are left out until their final record. Hours are rolled once clo
 take an open or pending hour from the raw records (``selectors``).
 
 The narrow hourly rollup (hour × provider × model, ``ModelHourlyRollup``) is summed from the
-hour's wide rows in the same transaction. Daily rollups follow the same protocol one level up:
-rolling an hour marks its day in ``PendingDay`` (an upsert, in the roll's transaction);
-``rollup_day`` locks the mark, recomputes the day's daily rows from its hourly rows and deletes
-the mark; it runs once the day has closed and none of its hours is pending. A day whose mark
+hour's wide rows in the same transaction, and the variant rollup (hour × experiment variant ×
+status, ``VariantHourlyRollup``) computed from the hour's calls that carry a variant. Daily
+rollups follow the same protocol one level up: rolling an hour marks its day in ``PendingDay``
+(an upsert, in the roll's transaction); ``rollup_day`` locks the mark, recomputes the day's
+daily rows from its hourly rows and deletes the mark; it runs once the day has closed and none
+of its hours is pending. A day whose mark
 is still there is read from its hourly rows, so a daily row is only read while it equals them.
 """
 
