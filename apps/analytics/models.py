@@ -7,8 +7,10 @@ changed later (a late batch, a stream's final record, the sweep). The hours to r
 so no record can be stored without its hour being marked.
 
 On top of the hourly rows: a narrow hourly rollup for latency percentiles
-(``ModelHourlyRollup``, hour × provider × model), and daily rollups of each kind
-(``DailyRollup``, ``EndUserDailyRollup``, ``TagDailyRollup``, ``ModelDailyRollup``) summed
+(``ModelHourlyRollup``, hour × provider × model), one of experiment variants' calls
+(``VariantHourlyRollup``, hour × variant × status), and daily rollups of each kind
+(``DailyRollup``, ``EndUserDailyRollup``, ``TagDailyRollup``, ``ModelDailyRollup``,
+``VariantDailyRollup``) summed
 from a closed day's hourly rows. A day is rebuilt whenever one of its hours is rolled: the roll
 marks it in ``PendingDay`` (in its transaction), and the day is rebuilt once it has closed and
 none of its hours is pending; readers take a marked day from the hourly rows.
@@ -220,3 +222,39 @@ class ModelDailyRollup(Daily):
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} {self.provider_name}/{self.model_name}"
+
+
+class VariantHourlyRollup(Figures):
+    """One hour × experiment variant × status (the calls that carry a variant): an
+    experiment's figures per variant, its success row's histogram the successful calls'
+    latencies."""
+
+    experiment_variant_id = models.BigIntegerField()
+    status = models.CharField(max_length=16)
+    latency_histogram = models.JSONField(default=empty)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["hour"], name="rollup_variant_hour"),
+            models.Index(fields=["experiment_variant_id", "hour"], name="rollup_variant_id_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h variant {self.experiment_variant_id} {self.status}"
+
+
+class VariantDailyRollup(Daily):
+    """One day × experiment variant × status (``VariantHourlyRollup`` by day)."""
+
+    experiment_variant_id = models.BigIntegerField()
+    status = models.CharField(max_length=16)
+    latency_histogram = models.JSONField(default=empty)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["day"], name="rollup_variant_day"),
+            models.Index(fields=["experiment_variant_id", "day"], name="rollup_variant_id_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} variant {self.experiment_variant_id} {self.status}"

@@ -455,7 +455,8 @@ LOG_REFERENCE: dict[str, Any] = {
 }
 
 
-# What an experiment's figures read of its calls (``apps.experiments.selectors.call_figures``).
+# What an experiment's figures read of its calls (the analytics app's variant rollups, and the
+# hours they do not hold: ``apps.analytics.selectors.variant_figures``).
 EXPERIMENT_FIGURE_COLUMNS = (
     "status", "latency_ms", "input_tokens", "output_tokens", "cost",
 )  # fmt: skip
