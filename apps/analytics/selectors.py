@@ -46,7 +46,7 @@ from .models import (
     TagDailyRollup,
     TagHourlyRollup,
 )
-from .sql import histogram_sql, service_expression, service_filter, tag_pairs_sql
+from .sql import service_expression, service_filter, tag_pairs_sql
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -383,15 +383,15 @@ def histogram_counts(
     parts: Split | None = None,
 ) -> dict[Key, list[int]]:
     """Bucket counts of latency (``column="latency"``) or time to first token (``"ttft"``) per
-    ``(period start, *group values)``, merged from the rollups' histograms and the raw
-    records' buckets (both counted by the database)."""
+    ``(period start, *group values)``: the raw records' buckets counted by the database, the
+    rollups' stored histograms added to them here."""
     raw_field = "latency_ms" if column == "latency" else "time_to_first_token_ms"
     if filters.raw_only:
         parts = Split(None, Q())
     elif parts is None:
         parts = split(start, end, now=now, daily=period != "hour")
     columns = [MAIN_COLUMNS[g] for g in groups]
-    counts: dict[Key, list[int]] = defaultdict(histograms.empty)
+    counts: dict[Key, list[int]] = {}
 
     raw = raw_calls(start, end, filters).filter(parts.raw).filter(**{f"{raw_field}__isnull": False})
     names = list(columns)
@@ -402,34 +402,19 @@ def histogram_counts(
     for row in raw.values_list(*names, "bucket").annotate(n=Count("id")).order_by():
         *found, bucket, n = row
         key = tuple(found) if period else (None, *found)
-        histograms.add(counts[key], [(bucket, n)])
+        histograms.add(counts.setdefault(key, histograms.empty()), [(bucket, n)])
 
     for rollups, time_column in parts.sources(*_histogram_rollups(filters, groups)):
         rollups = rollups.filter(filters.rollup_q())
         if period:
             rollups = rollups.annotate(at_period=Trunc(time_column, period))
-        sql, params = histogram_sql(rollups, f"{column}_histogram", names)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        periods: dict[Any, datetime | None] = {}
-        top = histograms.BUCKETS - 1
-        for values in rows:
-            *found, bucket, n = values
-            at = found.pop(0) if period else None
-            if at not in periods:
-                periods[at] = _aware(at)
-            counts[(periods[at], *found)][max(0, min(top, int(bucket)))] += int(n)
+        # The stored lists themselves, added here: summing them bucket by bucket in SQL
+        # (a row per bucket, grouped) took ten times as long as reading them.
+        for histogram, *found in rollups.values_list(f"{column}_histogram", *names).order_by():
+            key = tuple(found) if period else (None, *found)
+            counts[key] = histograms.merge(counts.get(key), histogram)
     return dict(counts)
-
-
-def _aware(at: Any) -> datetime | None:
-    """A period start as the database returned it (SQLite: text; naive: UTC)."""
-    if isinstance(at, str):
-        at = datetime.fromisoformat(at)
-    if at is not None and timezone.is_naive(at):
-        at = timezone.make_aware(at, UTC)
-    return at
+    return dict(counts)
 
 
 def _histogram_rollups(filters: Filters, groups: tuple[str, ...] = ()) -> tuple[type, type]:
@@ -553,7 +538,7 @@ def analytics_performance(
         ).items():  # fmt: skip
             found = by_pair.setdefault(key[1:], {})
             found.setdefault("series", {}).setdefault(key[0], {})[column] = counts
-            histograms.add(found.setdefault(column, histograms.empty()), enumerate(counts))
+            found[column] = histograms.merge(found.get(column), counts)
     errors_by_period = _pair_figures(start, end, filters, period, now, parts)
     errors: dict[tuple[Any, ...], Figures] = defaultdict(Figures)
     for key, figures in errors_by_period.items():

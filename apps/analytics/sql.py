@@ -1,5 +1,5 @@
-"""The SQL the ORM cannot write on every database: a call's service, a call's tag pairs and a
-rollup's histogram buckets (PostgreSQL's JSON functions, SQLite's ``json_each``)."""
+"""The SQL the ORM cannot write on every database: a call's service and a call's tag pairs
+(PostgreSQL's JSON functions, SQLite's ``json_each``)."""
 
 from __future__ import annotations
 
@@ -61,27 +61,4 @@ def tag_pairs_sql(calls: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
         f"SELECT t.key AS tag_key, t.value AS tag_value, {FIGURES_SQL} "
         f"FROM ({inner}) c CROSS JOIN {pairs} GROUP BY t.key, t.value",
         (CallStatus.ERROR, *params),
-    )
-
-
-def histogram_sql(
-    rollups: QuerySet[Any], column: str, groups: list[str]
-) -> tuple[str, tuple[Any, ...]]:
-    """The bucket counts of a histogram column summed over ``rollups`` per ``groups`` (the
-    queryset's annotated values, selected with the histogram itself, so only the selected rows'
-    histograms are expanded): columns ``groups``, ``bucket`` (0-based) and ``n``."""
-    inner, params = rollups.values(column, *groups).order_by().query.sql_with_params()
-    quoted = connection.ops.quote_name(column)
-    selected = ", ".join(f"s.{connection.ops.quote_name(g)}" for g in groups)
-    prefix = f"{selected}, " if groups else ""
-    if _postgresql():
-        buckets = f"jsonb_array_elements_text(s.{quoted}) WITH ORDINALITY AS e(value, key)"
-        bucket, count = "e.key - 1", "e.value::bigint"
-    else:
-        buckets = f"json_each(s.{quoted}) AS e"
-        bucket, count = "e.key", "e.value"
-    return (
-        f"SELECT {prefix}{bucket} AS bucket, SUM({count}) AS n FROM ({inner}) s "
-        f"CROSS JOIN {buckets} GROUP BY {prefix}{bucket} HAVING SUM({count}) > 0",
-        tuple(params),
     )
