@@ -160,11 +160,11 @@ def copy_csv_sql(
         for name, column, field in zip(names, columns, fields, strict=True)
     )
     # Sorted before the cells are written: sorting the written rows, wider, took longer.
-    rows = (
+    ordered = (
         f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS u({', '.join(names)}) "
         f"ORDER BY {', '.join(names[:order])}"
     )
     return (
-        f"COPY (SELECT {cells} FROM ({rows}) AS u) TO STDOUT WITH (FORMAT csv, HEADER)",
+        f"COPY (SELECT {cells} FROM ({ordered}) AS u) TO STDOUT WITH (FORMAT csv, HEADER)",
         tuple(params),
     )
