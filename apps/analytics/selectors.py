@@ -704,7 +704,7 @@ def _rollup_export(
         _ceil_day(start),
         end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
     )
-    daily = DailyRollup.objects.none()
+    daily = None
     if day_from < day_to:
         stale = list(
             PendingDay.objects.filter(day__gte=day_from, day__lt=day_to).values_list(
@@ -747,8 +747,12 @@ def _rollup_export(
             "ttft_sum_ms_",
         )  # fmt: skip
     )
-    stored = daily.order_by("day", *ROLLUP_KEY).values_list("day", *ROLLUP_EXPORT_FIELDS[1:])
-    return [summed, stored]
+    if daily is None:
+        return [summed]
+    return [
+        summed,
+        daily.order_by("day", *ROLLUP_KEY).values_list("day", *ROLLUP_EXPORT_FIELDS[1:]),
+    ]
 
 
 # --- the Analytics page --------------------------------------------------------------------------

@@ -79,3 +79,15 @@ def test_the_copied_csv_is_what_python_writes(stored, viewer, granularity):
     assert {r["model_name"] for r in found} == {model for _, model in NAMES}
     assert {r["provider_name"] for r in found} == {"", "alpha", "beta", "gamma"}
     assert "" in {r["api_key_id"] for r in found} and copied.count(b"\r\n") > len(found)
+
+
+def test_a_range_without_a_whole_day_reads_the_hourly_rows_alone(stored, viewer):
+    start, end = hour_now().replace(hour=0) - timedelta(hours=6), datetime.now(UTC)
+    export = {"source": "rollups", "start": start, "end": end, "filters": selectors.Filters()}
+    response = viewer.get("/api/v1/analytics/export", {
+        "format": "csv", "startDate": iso(start), "endDate": iso(end),
+    })  # fmt: skip
+    assert response.status_code == 200
+    copied = b"".join(response.streaming_content)
+    assert copied == "".join(_csv(*selectors.export_rows(**export))).encode()
+    assert copied.count(b"\r\n") == 1 + 2 * len(NAMES)  # the header, yesterday 20:00, today
