@@ -11,7 +11,10 @@ histograms were added together.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import operator
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import accumulate
 
 from django.db.models import Case, F, FloatField, IntegerField, Value, When
 from django.db.models.expressions import Expression
@@ -71,6 +74,16 @@ def add(total: list[int], counts: Mapping[int, int] | Iterable[tuple[int, int]])
     return total
 
 
+def merge(total: list[int] | None, counts: Sequence[int]) -> list[int]:
+    """``total`` (None: an empty histogram) plus a whole histogram, bucket by bucket, as a new
+    list (a list of another length is added through ``add``, clamped)."""
+    if len(counts) != BUCKETS:
+        return add(list(total or empty()), enumerate(counts))
+    if total is None:
+        return list(counts)
+    return list(map(operator.add, total, counts))
+
+
 def percentile(counts: list[int], q: float) -> float | None:
     """The nearest-rank ``q`` percentile (0 < q ≤ 1) of a histogram; None when it is empty."""
     total = sum(counts)
@@ -86,21 +99,14 @@ def percentile(counts: list[int], q: float) -> float | None:
 
 
 def percentiles(counts: list[int]) -> dict[str, float | None]:
-    """``percentile`` of each of ``PERCENTILES``, in one pass over the buckets."""
-    total = sum(counts)
+    """``percentile`` of each of ``PERCENTILES``, from one running sum of the buckets."""
+    running = list(accumulate(counts))
+    total = running[-1] if running else 0
     names = [f"p{round(q * 100)}" for q in PERCENTILES]
     if not total:
         return dict.fromkeys(names)
-    ranks = [max(1, math.ceil(q * total - 1e-9)) for q in PERCENTILES]
     found: dict[str, float | None] = {}
-    seen, at = 0, 0
-    for index, count in enumerate(counts):
-        seen += count
-        while at < len(ranks) and seen >= ranks[at]:
-            found[names[at]] = round(bucket_value(index), 3)
-            at += 1
-        if at == len(ranks):
-            break
-    for name in names[at:]:
-        found[name] = round(bucket_value(BUCKETS - 1), 3)
+    for name, q in zip(names, PERCENTILES, strict=True):
+        index = min(bisect_left(running, max(1, math.ceil(q * total - 1e-9))), BUCKETS - 1)
+        found[name] = round(bucket_value(index), 3)
     return found

@@ -158,16 +158,18 @@ class ExportApi(APIView):
     def get(self, request: Request) -> StreamingHttpResponse:
         query = _valid(s.AnalyticsExportInputSerializer, request)
         data = query.validated_data
-        columns, rows = selectors.export_rows(
-            source=data["source"], start=data["start"], end=data["end"],
-            filters=query.filters(), granularity=data["granularity"],
-        )  # fmt: skip
+        export = {
+            "source": data["source"], "start": data["start"], "end": data["end"],
+            "filters": query.filters(), "granularity": data["granularity"],
+        }  # fmt: skip
         name = f"orchestra-{data['source']}-{data['start']:%Y%m%d%H%M}-{data['end']:%Y%m%d%H%M}"
         if data["format"] == "json":
-            body: Iterator[Any] = _json(columns, rows)
+            body: Iterator[Any] = _json(*selectors.export_rows(**export))
             content_type, name = "application/json", f"{name}.json"
         else:
-            body, content_type, name = _csv(columns, rows), "text/csv", f"{name}.csv"
+            copied = selectors.export_csv_copied(**export)
+            body = _csv(*selectors.export_rows(**export)) if copied is None else copied
+            content_type, name = "text/csv", f"{name}.csv"
         return StreamingHttpResponse(
             body,
             content_type=content_type,
