@@ -531,8 +531,8 @@ def variant_figures(
         ).order_by():  # fmt: skip
             add(row["experiment_variant_id"], row["status"], row)
             if row["counts"]:
-                total = latencies[row["experiment_variant_id"]]
-                total[:] = [a + b for a, b in zip(total, row["counts"], strict=True)]
+                variant_id = row["experiment_variant_id"]
+                latencies[variant_id] = histograms.merge(latencies[variant_id], row["counts"])
     for variant_id, figures in found.items():
         counts = latencies.get(variant_id, histograms.empty())
         figures["latency_p50_ms"] = histograms.percentile(counts, 0.5)
