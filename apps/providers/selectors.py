@@ -16,7 +16,7 @@ from django.db.models.functions import Cast
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from apps.core.aggregates import Percentile, has_percentile, percentile
+from apps.core.aggregates import Percentile, has_percentile, percentile, without_jit
 from apps.core.runtime import run_sync
 
 from .llm.config import RoutingPolicy
@@ -225,8 +225,8 @@ class CallTotals:
 def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
     """Count, tokens, cost and errors of ``calls``, and the median latency of the successful
     ones: on PostgreSQL all in one aggregate query, which reads the calls once (the Calls
-    page's 24 hours are some 55,000 rows at 5 million calls in 90 days); elsewhere the median
-    is ``call_latency_percentiles``'s, a second query."""
+    page's 24 hours are some 55,000 rows at 5 million calls in 90 days), not JIT-compiled
+    (``without_jit``); elsewhere the median is ``call_latency_percentiles``'s, a second query."""
     aggregates: dict[str, Any] = {
         "calls": Count("id"),
         "input_tokens": Sum("input_tokens"),
@@ -239,7 +239,8 @@ def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
     if has_percentile(calls):
         succeeded = Q(status=CallStatus.SUCCESS)
         aggregates["p50_ms"] = Percentile(F("latency_ms"), 0.5, filter=succeeded)
-        row = calls.aggregate(**aggregates)
+        with without_jit(calls.db):
+            row = calls.aggregate(**aggregates)
         p50_ms = row["p50_ms"]
     else:
         row = calls.aggregate(**aggregates)
