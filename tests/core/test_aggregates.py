@@ -26,4 +26,3 @@ def test_queries_inside_are_not_compiled_and_the_setting_ends_with_the_block():
     with without_jit(connection.alias):
         assert jit() == "off"
     assert jit() == "on"
-
