@@ -560,11 +560,11 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """The Calls page: the record of every LLM call (written by the core only), with totals of
     the listed calls above the list. Bounded at any table size: the list shows the last 24
     hours unless the date filter widens it (``CallsChangeList``), each filter reads the
-    ``created_at`` index within that window (provider its own index), the filters' choices
-    come from the providers and models tables, the totals are one aggregate query of the
-    window, the count is estimated where an exact one would read many rows
-    (``CallsPaginator``), the list sorts only by time (the index) and a call id is found by the
-    primary key at any age."""
+    ``created_at`` index within that window (provider and caller their own, with
+    ``created_at``), the filters' choices come from the providers and models tables, the totals
+    are one aggregate query of the window, the count is estimated where an exact one would read
+    many rows (``CallsPaginator``), the list sorts only by time (the index), a call id is found
+    by the primary key at any age, and the rows are rendered by ``calls_table``."""
 
     list_display = [
         "created", "entry_point", "provider_name", "model_name", "status", "error_code",
