@@ -5,7 +5,7 @@ Bounded whatever the number of call records: the windows are read through the ``
 index in one aggregate query, and the latency percentiles come from PostgreSQL's
 ``percentile_cont`` in one more, or, on a database without it (SQLite in ``make run``), from a
 sample: the latest ``LATENCY_SAMPLE`` successful calls of each window (all of them when
-fewer), sorted in Python (``call_latency_percentiles``, which the Calls page uses too).
+fewer), sorted in Python (``call_latency_percentiles``; the Calls page's median is the same).
 Latency is that of successful calls; the error rate is errors among finished calls (cancelled
 ones included, running streams not).
 

@@ -13,7 +13,6 @@ from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 from unfold.admin import ModelAdmin, TabularInline  # type: ignore[import-untyped]
@@ -36,6 +35,7 @@ from apps.accounts.models import ApiKey, Workspace
 from apps.core.admin_support import ReadOnlyAdminMixin
 from apps.core.tracing import trace_url
 
+from .calls_list import calls_table
 from .llm.errors import ProviderError
 from .models import (
     MAX_API_KEY_LENGTH,
@@ -393,8 +393,9 @@ def milliseconds(value: float | None) -> str:
 
 
 def seconds_clock(value: datetime | None) -> str:
-    """A time to the second, in the active time zone (the admin's default drops the seconds)."""
-    return date_format(localtime(value), "Y-m-d H:i:s") if value else "—"
+    """A time to the second, in the active time zone (the admin's default drops the seconds).
+    ``strftime``: ``date_format`` took a tenth of the Calls page's time, for 100 rows."""
+    return localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else "—"
 
 
 ATTEMPT_FIELDS = (
@@ -521,8 +522,16 @@ class CallsChangeList(ChangeList):
 
     window_start: datetime | None = None
 
+    # What the list's columns read; the call's other fields (its tags, error message...) are
+    # read on its own page.
+    COLUMNS = (
+        "id", "created_at", "entry_point", "provider_name", "model_name", "status",
+        "error_code", "input_tokens", "output_tokens", "cost", "latency_ms", "attempt_count",
+        "stream", "workspace__name", "end_user",
+    )  # fmt: skip
+
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> Any:
-        calls = super().get_queryset(request, exclude_parameters)
+        calls = super().get_queryset(request, exclude_parameters).only(*self.COLUMNS)
         dated = any(name.startswith("created_at_") and value for name, value in request.GET.items())
         if dated or call_id(self.query or "") is not None:
             self.window_start = None
@@ -551,11 +560,11 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """The Calls page: the record of every LLM call (written by the core only), with totals of
     the listed calls above the list. Bounded at any table size: the list shows the last 24
     hours unless the date filter widens it (``CallsChangeList``), each filter reads the
-    ``created_at`` index within that window (provider its own index), the filters' choices
-    come from the providers and models tables, the totals are one aggregate query of the
-    window, the count is estimated where an exact one would read many rows
-    (``CallsPaginator``), the list sorts only by time (the index) and a call id is found by the
-    primary key at any age."""
+    ``created_at`` index within that window (provider and caller their own, with
+    ``created_at``), the filters' choices come from the providers and models tables, the totals
+    are one aggregate query of the window, the count is estimated where an exact one would read
+    many rows (``CallsPaginator``), the list sorts only by time (the index), a call id is found
+    by the primary key at any age, and the rows are rendered by ``calls_table``."""
 
     list_display = [
         "created", "entry_point", "provider_name", "model_name", "status", "error_code",
@@ -576,6 +585,7 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
     ]
     list_filter_submit = True
     list_before_template = "providers/llmcall_totals.html"
+    change_list_template = "providers/llmcall_change_list.html"  # rows by calls_table
     paginator = CallsPaginator
     sortable_by = ["created"]  # the (created_at, id) index; any other order sorts the window
     show_full_result_count = False
@@ -698,6 +708,7 @@ class LlmCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
         if isinstance(response, TemplateResponse) and response.context_data:
             changelist = response.context_data.get("cl")
             if changelist is not None:
+                response.context_data |= calls_table(changelist)
                 response.context_data["totals"] = llm_call_totals(calls=changelist.queryset)
                 response.context_data["window_start"] = changelist.window_start
                 response.context_data["window_hours"] = int(

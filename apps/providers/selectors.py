@@ -17,7 +17,7 @@ from django.db.models.functions import Cast
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from apps.core.aggregates import Percentile, has_percentile, percentile
+from apps.core.aggregates import Percentile, has_percentile, percentile, without_jit
 from apps.core.registry import CallCounts, call_counts
 from apps.core.runtime import run_sync
 
@@ -320,7 +320,8 @@ def call_latency_percentiles(
     """The one way to compute latency percentiles (ms) of the successful ``calls``, for each
     group (a filter of them): PostgreSQL's ``percentile_cont``, all groups in one query;
     elsewhere (SQLite in ``make run``) the same interpolation over each group's latest
-    ``LATENCY_SAMPLE`` successful calls, one query per group. Home and the Calls page use it."""
+    ``LATENCY_SAMPLE`` successful calls, one query per group. Home uses it, and the Calls page
+    off PostgreSQL (on PostgreSQL its totals' query asks the same ``percentile_cont``)."""
     succeeded = calls.filter(status=CallStatus.SUCCESS).order_by()
     if has_percentile(succeeded):
         aggregates = {
@@ -366,8 +367,10 @@ class CallTotals:
 
 
 def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
-    """Count, tokens, cost and errors of ``calls`` in one aggregate query, and the median
-    latency of the successful ones (``call_latency_percentiles``)."""
+    """Count, tokens, cost and errors of ``calls``, and the median latency of the successful
+    ones: on PostgreSQL all in one aggregate query, which reads the calls once (the Calls
+    page's 24 hours are some 55,000 rows at 5 million calls in 90 days), not JIT-compiled
+    (``without_jit``); elsewhere the median is ``call_latency_percentiles``'s, a second query."""
     aggregates: dict[str, Any] = {
         "calls": Count("id"),
         "input_tokens": Sum("input_tokens"),
@@ -376,10 +379,18 @@ def llm_call_totals(*, calls: QuerySet[LlmCall]) -> CallTotals:
         "errors": Count("id", filter=Q(status=CallStatus.ERROR)),
         "finished": Count("id", filter=~Q(status=CallStatus.RUNNING)),
     }
-    row = calls.order_by().aggregate(**aggregates)
-    ((p50_ms,),) = call_latency_percentiles(
-        calls=calls, groups={"all": Q()}, fractions=(0.5,)
-    ).values()
+    calls = calls.order_by()
+    if has_percentile(calls):
+        succeeded = Q(status=CallStatus.SUCCESS)
+        aggregates["p50_ms"] = Percentile(F("latency_ms"), 0.5, filter=succeeded)
+        with without_jit(calls.db):
+            row = calls.aggregate(**aggregates)
+        p50_ms = row["p50_ms"]
+    else:
+        row = calls.aggregate(**aggregates)
+        ((p50_ms,),) = call_latency_percentiles(
+            calls=calls, groups={"all": Q()}, fractions=(0.5,)
+        ).values()
     return CallTotals(
         calls=row["calls"] or 0,
         input_tokens=row["input_tokens"] or 0,

@@ -13,8 +13,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import Page, expect
+from unfold.templatetags.unfold_list import items_for_result  # type: ignore[import-untyped]
 
-from apps.accounts.models import Role
+from apps.accounts.models import Role, Workspace
 from apps.accounts.services import api_key_create
 from apps.providers.admin import seconds_clock
 from apps.providers.models import (
@@ -140,6 +141,28 @@ def test_the_time_filter_and_the_caller_filter():
     shown, totals, _ = listed(client, query)
     assert shown == {c.pk for c in chosen} and len(chosen) == 7
     assert totals == expected_totals(chosen)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["", "provider_name=beta&status__exact=error", "_popup=1"])
+def test_the_rows_are_the_cells_unfold_renders(query):
+    """The page renders its rows itself (``apps.providers.calls_list``), as unfold would."""
+    calls = make_calls()
+    workspace = Workspace.objects.create(name="growth <&> team")
+    LlmCall.objects.filter(pk=calls[3].pk).update(
+        workspace=workspace, end_user="<b>ada</b>", error_code="rate_limit", stream=True
+    )
+    client = Client()
+    client.force_login(member(Role.VIEWER))
+    response = client.get(f"{URL}?{query}")
+    changelist = response.context["cl"]
+    unfolds = ["".join(items_for_result(changelist, call, None)) for call in changelist.result_list]
+    assert len(unfolds) >= 3
+    assert response.context["call_rows"] == unfolds
+    html = response.content.decode()
+    assert all(row in html for row in unfolds)
+    if not query:
+        assert "growth &lt;&amp;&gt; team" in html and "&lt;b&gt;ada&lt;/b&gt;" in html
 
 
 @pytest.mark.django_db

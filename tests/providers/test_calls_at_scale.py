@@ -169,6 +169,35 @@ def test_the_page_makes_as_many_queries_for_many_calls_as_for_few():
     assert len(many_filtered) == len(few_filtered)
 
 
+@pytest.mark.django_db
+def test_the_page_reads_the_call_table_three_times_and_nothing_per_row():
+    """The count, the page's rows (only the columns shown), and the totals with the median
+    latency: the call table is read three times (four past ``EXACT_COUNT_UP_TO``, the
+    planner's estimate), whatever the filters; the filters' choices are one query each
+    (providers, models, workspaces)."""
+    stored(60, workspace=None)
+    client = viewer()
+    client.get(URL)  # the caches a process fills once
+    filtered = "?provider_name=alpha&status__exact=success&entry_point__exact=openai&q=fake"
+    for query in ("", filtered):
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(URL + query)
+        assert len(response.context["cl"].result_list) == 60
+        statements = [q["sql"] for q in queries.captured_queries]
+        calls = [s for s in statements if '"providers_llmcall"' in s]
+        assert len(calls) == 3, calls
+        assert sum(1 for s in calls if '"providers_llmcall"."end_user"' in s) == 1  # the rows
+        assert not any('"tags"' in s or '"error_message"' in s for s in calls)
+        choices = [
+            s for s in statements
+            if s.startswith("SELECT") and any(
+                f'FROM "{table}"' in s
+                for table in ("providers_provider", "providers_llmmodel", "accounts_workspace")
+            )
+        ]  # fmt: skip
+        assert len(choices) == 3, choices
+
+
 # --- the API -----------------------------------------------------------------------------------
 
 
