@@ -28,6 +28,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from apps.core.redis import async_redis, key, text
 from apps.providers.llm import (
     Caller,
     EntryPoint,
@@ -39,6 +40,36 @@ from apps.providers.llm import (
 )
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+CANCELLED = "cancelled"
+
+
+def claim_key(task_id: str) -> str:
+    return key("ws", "llm", task_id)
+
+
+def claim_seconds() -> int:
+    """A claim outlives the task's wait in the queue (it expires after the silence) and the
+    consumer's reading of ``llm.started``, with room to spare."""
+    return int(2 * settings.WEBSOCKET_WORKER_SILENCE_SECONDS) + 60
+
+
+async def claim_work(task_id: str, control: str) -> bool:
+    """The worker's side of the claim on a task: its control channel, unless a cancel claimed
+    the task first (then False, and the task is dropped). One ``SET NX`` each side, so a cancel
+    is never lost between the task's hand-over and the consumer's reading of ``llm.started``."""
+    return bool(await async_redis().set(claim_key(task_id), control, nx=True, ex=claim_seconds()))
+
+
+async def claim_cancel(task_id: str) -> str | None:
+    """The consumer's side: the control channel of the worker that started the task, or None
+    when it had not (the worker that picks it up will drop it)."""
+    client = async_redis()
+    if await client.set(claim_key(task_id), CANCELLED, nx=True, ex=claim_seconds()):
+        return None
+    control = await client.get(claim_key(task_id))
+    return None if control is None or text(control) == CANCELLED else text(control)
 
 
 def cost_text(cost: Decimal | None) -> str | None:
@@ -66,14 +97,22 @@ def request_from(ask: dict[str, Any], *, caller: dict[str, Any], request_id: str
 
 
 async def relay_to_connection(
-    reply_channel: str, *, ask: dict[str, Any], caller: dict[str, Any], request_id: str
+    reply_channel: str,
+    *,
+    task_id: str,
+    ask: dict[str, Any],
+    caller: dict[str, Any],
+    request_id: str,
 ) -> None:
     """Answer one admitted ``query`` or ``stream`` (``ask``, as the consumer parsed it) to the
     connection's ``reply_channel``, until it ends or the consumer sends ``cancel`` to the
-    control channel announced in ``llm.started``; a heartbeat runs meanwhile."""
+    control channel announced in ``llm.started``; a heartbeat runs meanwhile. A task cancelled
+    before it started (``claim_cancel``) is dropped: the consumer has answered already."""
     layer = get_channel_layer()
     ask_id = ask["id"]
     control = await layer.new_channel()
+    if not await claim_work(task_id, control):
+        return
     await layer.send(reply_channel, {"type": "llm.started", "id": ask_id, "control": control})
     request = request_from(ask, caller=caller, request_id=request_id)
     cancel = asyncio.ensure_future(layer.receive(control))
