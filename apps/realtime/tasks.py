@@ -7,9 +7,13 @@ from apps.core.runtime import run_sync
 from .llm_relay import relay_to_connection
 
 
-@shared_task(name="realtime.llm_ask", ignore_result=True)
+@shared_task(name="realtime.llm_ask", ignore_result=True, bind=True)
 def llm_ask(
-    reply_channel: str, ask: dict[str, Any], caller: dict[str, Any], request_id: str
+    self, reply_channel: str, ask: dict[str, Any], caller: dict[str, Any], request_id: str
 ) -> None:
     """Answer one WebSocket query or stream, relaying to the connection's channel."""
-    run_sync(relay_to_connection(reply_channel, ask=ask, caller=caller, request_id=request_id))
+    run_sync(
+        relay_to_connection(
+            reply_channel, task_id=self.request.id, ask=ask, caller=caller, request_id=request_id
+        )
+    )

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from celery import current_app as celery_app
 from django.conf import settings
 
 from apps.accounts.admission import Refusal, admit, counts_tokens, settle
@@ -23,6 +22,7 @@ from apps.accounts.limits import scope_client, usage_tokens
 from apps.core import tracing
 from apps.core.request_context import request_id_from
 
+from ..llm_relay import claim_cancel
 from ..protocol import LlmAsk, ProtocolError, error_message, message_id, parse_llm_ask
 from ..tasks import llm_ask
 from .caller import CallerConsumer
@@ -41,7 +41,6 @@ class Running:
     task_id: str
     last_heard: float = field(default_factory=time.monotonic)
     control: str | None = None  # the worker's control channel, once it has started
-    cancel_requested: bool = False
     span: Any = None  # when tracing is on
 
 
@@ -115,22 +114,32 @@ class QueriesConsumer(CallerConsumer):
         ask_id = message_id(message)
         if ask_id not in self.running:
             raise ProtocolError("unknown_id", f"Nothing is running under {ask_id!r}.")
-        self.running[ask_id].cancel_requested = True
         try:
-            await asyncio.wait_for(self.send_cancel(self.running[ask_id]), CANCEL_TIMEOUT_SECONDS)
+            told = await asyncio.wait_for(
+                self.send_cancel(self.running[ask_id]), CANCEL_TIMEOUT_SECONDS
+            )
         except Exception:  # the worker cannot be told, nor reply: stop relaying it here
             await self.stop(ask_id)
             text = "Cancelled (the worker could not be told; it stops on its own)."
             await self.send_json(error_message("cancelled", text, {"id": ask_id}))
+            return
+        # No worker had started it, and none will: nobody else will answer.
+        if not told and (running := self.running.pop(ask_id, None)) is not None:
+            tracing.span_end(running.span, attributes={"orchestra.status": "cancelled"})
+            await self.send_json(error_message("cancelled", "Cancelled.", {"id": ask_id}))
 
     # --- stopping work ------------------------------------------------------------------------
 
-    async def send_cancel(self, running: Running) -> None:
-        """Tell a started worker to stop; a task not started yet is revoked instead."""
-        if running.control:
-            await self.channel_layer.send(running.control, {"type": "cancel"})
-        else:
-            await sync_to_async(celery_app.control.revoke, thread_sensitive=False)(running.task_id)
+    async def send_cancel(self, running: Running) -> bool:
+        """Tell the worker running it to stop (True). A task no worker has started yet is
+        claimed instead (``llm_relay.claim_cancel``), so the one that picks it up drops it
+        (False); a started one may not have been heard of yet, and is told all the same."""
+        control = running.control or await claim_cancel(running.task_id)
+        if control is None:
+            return False
+        running.control = control
+        await self.channel_layer.send(control, {"type": "cancel"})
+        return True
 
     async def stop(self, ask_id) -> None:
         running = self.running.pop(ask_id, None)
@@ -178,8 +187,6 @@ class QueriesConsumer(CallerConsumer):
             await self.channel_layer.send(event["control"], {"type": "cancel"})
             return
         running.control = event["control"]
-        if running.cancel_requested:
-            await self.send_cancel(running)
 
     async def llm_heartbeat(self, event: dict[str, Any]) -> None:
         self.heard(event)
