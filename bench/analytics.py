@@ -124,6 +124,8 @@ def _targets(rows: int, days: float) -> tuple[Any, dict[str, str], list[tuple[st
     experiment = _experiment(user, since)
     month = f"startDate={(now - timedelta(days=30)).isoformat()}&endDate={now.isoformat()}"
     month = month.replace("+", "%2B")
+    quarter = f"startDate={(now - timedelta(days=90)).isoformat()}&endDate={now.isoformat()}"
+    quarter = quarter.replace("+", "%2B")
     provider = LlmCall.objects.values_list("provider_name", flat=True).first()
     caller = "seed-user-1"  # the username of the seeded keys' most frequent caller
     deep = max(rows // 2, 0)
@@ -142,9 +144,20 @@ def _targets(rows: int, days: float) -> tuple[Any, dict[str, str], list[tuple[st
         ("analytics", "costs by end user, 30 d",
          f"/api/v1/analytics/costs?groupBy=end_user&{month}"),
         ("analytics", "costs by tag, 30 d", f"/api/v1/analytics/costs?groupBy=tag&{month}"),
+        *[
+            ("analytics", f"costs by {group}, 30 d",
+             f"/api/v1/analytics/costs?groupBy={group}&{month}")
+            for group in ("provider", "user", "key", "workspace", "service")
+        ],
+        ("analytics", "usage per week, 90 d", f"/api/v1/analytics/usage?period=week&{quarter}"),
         ("analytics", "performance, 30 d", f"/api/v1/analytics/performance?{month}"),
         ("analytics", "export (rollups, csv), 30 d",
          f"/api/v1/analytics/export?format=csv&source=rollups&{month}"),
+        ("analytics", "export (rollups, json), 30 d",
+         f"/api/v1/analytics/export?format=json&source=rollups&{month}"),
+        ("pages", "Analytics page, 30 d", "/admin/usage-analytics/?range=30d"),
+        ("pages", "Analytics page, 90 d", "/admin/usage-analytics/?range=90d"),
+        ("pages", "Analytics page, 30 d, CSV", "/admin/usage-analytics/?range=30d&format=csv"),
         ("pages", "Home", "/admin/"),
         ("pages", "Calls, unfiltered", calls),
         ("pages", "Calls by provider", f"{calls}?provider_name={provider}"),

@@ -903,8 +903,11 @@ def analytics_overview(
     histograms) and the ``top`` values of each of ``PAGE_GROUPS`` by cost."""
     now = timezone.now()
     parts = split(start, end, now=now, daily=period != "hour")
-    total = sums(start, end, filters, now=now, parts=parts).get((None, None), Figures())
-    series = _series(sums(start, end, filters, period=period, now=now, parts=parts))
+    by_period = sums(start, end, filters, period=period, now=now, parts=parts)
+    total = Figures()
+    for figures in by_period.values():  # each row counted in one period: their sum is exact
+        total.merge(figures)
+    series = _series(by_period)
     latency = histogram_counts(
         start, end, filters, column="latency", period=period, now=now, parts=parts
     )
@@ -918,12 +921,41 @@ def analytics_overview(
         "totals": {**total.as_json(), **totals_json(total)},
         "series": series,
         "top": {
-            group: _breakdown(
-                sums(start, end, filters, group=group, now=now, parts=parts), total, top
-            )
-            for group in PAGE_GROUPS
+            group: _breakdown(found, total, top)
+            for group, found in _page_group_sums(start, end, filters, now, parts).items()
         },
     }
+
+
+def _page_group_sums(
+    start: datetime, end: datetime, filters: Filters, now: datetime, parts: Split
+) -> dict[str, dict[Key, Figures]]:
+    """The figures per value of each of ``PAGE_GROUPS``. Those that are columns of the main
+    rollup are read together (one query per source grouped by all of them, added up per group
+    here) instead of one ``sums`` each; end users from their own rollup."""
+    together = tuple(g for g in PAGE_GROUPS if g in MAIN_COLUMNS)
+    if filters.raw_only:
+        found = {g: sums(start, end, filters, group=g, now=now, parts=parts) for g in together}
+    else:
+        found = _sums_by_each(start, end, filters, together, parts)
+    found["end_user"] = sums(start, end, filters, group="end_user", now=now, parts=parts)
+    return {group: found[group] for group in PAGE_GROUPS}
+
+
+def _sums_by_each(
+    start: datetime, end: datetime, filters: Filters, groups: tuple[str, ...], parts: Split
+) -> dict[str, dict[Key, Figures]]:
+    columns = [MAIN_COLUMNS[group] for group in groups]
+    found: dict[str, dict[Key, Figures]] = {group: defaultdict(Figures) for group in groups}
+    sources = [(raw_calls(start, end, filters).filter(parts.raw), _raw_sums())]
+    sums_ = {**_rollup_sums(), "ttft_n": Sum("ttft_count"), "ttft_sum": Sum("ttft_sum_ms")}
+    for rollups, _ in parts.sources(HourlyRollup, DailyRollup):
+        sources.append((rollups.filter(filters.rollup_q()), sums_))
+    for queryset, aggregates in sources:
+        for row in queryset.values(*columns).annotate(**aggregates).order_by():
+            for group, column in zip(groups, columns, strict=True):
+                found[group][(None, row[column])].add(row)
+    return {group: dict(figures) for group, figures in found.items()}
 
 
 def spend_this_month(
