@@ -117,10 +117,7 @@ def _summed(
         for name in figures:
             setattr(total, name, getattr(total, name) + getattr(row, name))
         for name in histogram_names:
-            summed = getattr(total, name)
-            for index, count in enumerate(getattr(row, name)):
-                if count:
-                    summed[index] += count
+            setattr(total, name, histograms.merge(getattr(total, name), getattr(row, name)))
     return list(found.values())
 
 
