@@ -29,6 +29,7 @@ COMPONENTS = (
     ("consumer: Channels' base", "channels/"),
     ("HTTP metrics middleware (apps/core)", "apps/core/http_metrics.py"),
     ("uvicorn: protocol object, scope, ASGI task, queue", "uvicorn/"),
+    ("granian: scope, ASGI task (its protocol objects are Rust's, not traced)", "granian/"),
     ("websockets: protocol state, handshake headers", "websockets/"),
     ("daphne, Twisted, autobahn: protocol objects", "daphne/"),
     ("daphne, Twisted, autobahn: protocol objects", "twisted/"),

@@ -42,7 +42,7 @@ def rss_kib(pid: int) -> int:
 
 
 def server_pids(process) -> list[int]:
-    """The server's own pid (daphne), or its workers' too (uvicorn)."""
+    """The server's own pid (daphne), or its workers' too (uvicorn, granian)."""
     children = Path(f"/proc/{process.process.pid}/task/{process.process.pid}/children")
     kids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
     return [process.process.pid, *kids]

@@ -115,6 +115,21 @@ def asgi_server(server_env) -> Iterator[AsgiServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def granian_server(server_env) -> Iterator[AsgiServer]:
+    """A real granian serving the whole ASGI application, for one module."""
+    server = AsgiServer(server_env, name="granian", server="granian").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["asgi_server", "granian_server"], ids=["daphne", "granian"])
+def ws_server(request: pytest.FixtureRequest) -> AsgiServer:
+    """daphne, then granian: each server hands WebSocket messages to the consumer its own way
+    (granian's ``receive()`` answers an awaitable that is not a coroutine)."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture(scope="session")
 def celery_worker(server_env) -> Iterator[CeleryWorker]:
     """A real Celery worker process, shared by the session."""

@@ -22,18 +22,18 @@ async def receive_json(ws) -> dict:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
 
 
-async def test_bearer_header_key_gets_pong(asgi_server):
+async def test_bearer_header_key_gets_pong(ws_server):
     key = await issue_key(role=Role.VIEWER)
     async with websockets.connect(
-        asgi_server.ws_url, additional_headers={"Authorization": f"Bearer {key}"}
+        ws_server.ws_url, additional_headers={"Authorization": f"Bearer {key}"}
     ) as ws:
         await ws.send(json.dumps({"type": "ping", "id": "p1"}))
         assert await receive_json(ws) == {"type": "pong", "id": "p1"}
 
 
-async def test_key_as_subprotocol_for_browsers(asgi_server):
+async def test_key_as_subprotocol_for_browsers(ws_server):
     key = await issue_key(role=Role.VIEWER)
-    async with websockets.connect(asgi_server.ws_url, subprotocols=["bearer", key]) as ws:
+    async with websockets.connect(ws_server.ws_url, subprotocols=["bearer", key]) as ws:
         assert ws.subprotocol == "bearer"
         await ws.send(json.dumps({"type": "ping"}))
         assert (await receive_json(ws))["type"] == "pong"
@@ -48,8 +48,8 @@ async def test_key_in_a_first_auth_message(asgi_server):
         assert (await receive_json(ws))["type"] == "pong"
 
 
-async def test_unauthenticated_message_closes_with_4401(asgi_server):
-    async with websockets.connect(asgi_server.ws_url) as ws:
+async def test_unauthenticated_message_closes_with_4401(ws_server):
+    async with websockets.connect(ws_server.ws_url) as ws:
         await ws.send(json.dumps({"type": "ping"}))
         error = await receive_json(ws)
         assert error["type"] == "error" and error["code"] == "unauthorized"

@@ -41,9 +41,9 @@ async def next_event(ws, timeout: float = 10) -> dict:
 
 @pytest.mark.django_db(transaction=True)
 async def test_event_published_by_a_celery_task_reaches_a_subscriber(
-    two_providers, asgi_server, celery_worker
+    two_providers, ws_server, celery_worker
 ):
-    ws = await subscribed(asgi_server, await issue_key(role=Role.VIEWER), "metrics")
+    ws = await subscribed(ws_server, await issue_key(role=Role.VIEWER), "metrics")
     async with ws:
         await asyncio.to_thread(probe_providers.delay)
         received = {}
@@ -117,9 +117,9 @@ async def test_only_operators_may_subscribe_to_the_logs(asgi_server):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_unsubscribed_channels_are_not_delivered(asgi_server):
+async def test_unsubscribed_channels_are_not_delivered(ws_server):
     key = await issue_key(role=Role.OPERATOR)
-    ws = await subscribed(asgi_server, key, "logs")
+    ws = await subscribed(ws_server, key, "logs")
     async with ws:
         await ws.send(json.dumps({"type": "unsubscribe", "channel": "logs"}))
         assert json.loads(await ws.recv()) == {"type": "unsubscribed", "channel": "logs"}

@@ -1,4 +1,5 @@
-"""Queries and streams over ``/ws/``: real daphne, Celery worker, Redis and fake upstreams."""
+"""Queries and streams over ``/ws/``: real daphne (granian too for the core of the protocol),
+Celery worker, Redis and fake upstreams."""
 
 from __future__ import annotations
 
@@ -40,9 +41,9 @@ async def until(ws, kinds: set[str], ask_id=None, timeout: float = 15) -> tuple[
         seen.append(message)
 
 
-async def test_query_gets_one_response(two_providers, asgi_server, celery_worker, recorded_calls):
+async def test_query_gets_one_response(two_providers, ws_server, celery_worker, recorded_calls):
     key = await issue_key(role=Role.OPERATOR)
-    async with connect(asgi_server, key) as ws:
+    async with connect(ws_server, key) as ws:
         await ws.send(json.dumps({"type": "query", "id": "q1", "messages": HELLO, "model": "chat"}))
         _, response = await until(ws, {"response", "error"})
     assert response["type"] == "response" and response["id"] == "q1"
@@ -55,10 +56,10 @@ async def test_query_gets_one_response(two_providers, asgi_server, celery_worker
 
 
 async def test_stream_sends_tokens_then_done(
-    two_providers, asgi_server, celery_worker, recorded_calls
+    two_providers, ws_server, celery_worker, recorded_calls
 ):
     key = await issue_key(role=Role.OPERATOR)
-    async with connect(asgi_server, key) as ws:
+    async with connect(ws_server, key) as ws:
         await ws.send(json.dumps({"type": "stream", "id": "s1", "prompt": "hi", "model": "chat"}))
         tokens, done = await until(ws, {"done", "error"})
     assert done["type"] == "done" and done["finish_reason"] == "stop"
@@ -101,11 +102,11 @@ async def test_two_concurrent_streams_on_one_connection(
 
 
 async def test_cancel_mid_stream_closes_the_upstream(
-    two_providers, asgi_server, celery_worker, upstream_a, recorded_calls
+    two_providers, ws_server, celery_worker, upstream_a, recorded_calls
 ):
     upstream_a.configure(chunk_delay_ms=100, tokens=600)  # a minute: cancel wins under any load
     key = await issue_key(role=Role.OPERATOR)
-    async with connect(asgi_server, key) as ws:
+    async with connect(ws_server, key) as ws:
         await ws.send(
             json.dumps({"type": "stream", "id": "s1", "messages": HELLO, "model": "chat"})
         )
@@ -121,11 +122,11 @@ async def test_cancel_mid_stream_closes_the_upstream(
 
 
 async def test_disconnecting_mid_stream_cancels_the_work(
-    two_providers, asgi_server, celery_worker, upstream_a
+    two_providers, ws_server, celery_worker, upstream_a
 ):
     upstream_a.configure(chunk_delay_ms=100, tokens=600)  # a minute: cancel wins under any load
     key = await issue_key(role=Role.OPERATOR)
-    async with connect(asgi_server, key) as ws:
+    async with connect(ws_server, key) as ws:
         await ws.send(
             json.dumps({"type": "stream", "id": "s1", "messages": HELLO, "model": "chat"})
         )

@@ -129,7 +129,7 @@ def image_web_command(port: int) -> list[str]:
 
 class AsgiServer(ServerProcess):
     """``orchestra.asgi:application`` on a free port, under daphne (as ``make run``), uvicorn
-    (as the production image, one worker) or ``image``: the production image's own command."""
+    or granian (one worker each) or ``image``: the production image's own command."""
 
     def __init__(self, env: dict[str, str], name: str = "daphne", server: str = "daphne") -> None:
         port = free_port()
@@ -140,6 +140,11 @@ class AsgiServer(ServerProcess):
             command = [
                 sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port",
                 str(port), "--lifespan", "on", "--no-access-log", "--no-proxy-headers",
+            ]  # fmt: skip
+        elif server == "granian":
+            command = [
+                sys.executable, "-m", "granian", app, "--interface", "asgi", "--host",
+                "127.0.0.1", "--port", str(port), "--no-access-log",
             ]  # fmt: skip
         else:
             command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -136,9 +138,16 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
         killed it 10 s later. A receive that does not stop at once is woken with a message and
         left to end."""
         loop = asyncio.get_running_loop()
-        # ensure_future: a server's receive() may answer any awaitable, not only a coroutine
-        # (granian's does).
-        client = self.watched(asyncio.ensure_future(receive(), loop=loop))
+        first = receive()
+        # A server's receive() may answer any awaitable, not only a coroutine (granian's does).
+        # ensure_future takes both but costs about 0.5 µs a message more than create_task, so
+        # it is chosen once per connection, for servers that need it.
+        schedule: Callable[[Any], asyncio.Future] = (
+            loop.create_task
+            if asyncio.iscoroutine(first)
+            else functools.partial(asyncio.ensure_future, loop=loop)
+        )
+        client = self.watched(schedule(first))
         relay = self.watched(self.relay_source())
         try:
             while True:
@@ -148,7 +157,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
                 done = self.sources_done.pop(0)
                 if done is client:
                     await self.dispatch(done.result())
-                    client = self.watched(asyncio.ensure_future(receive(), loop=loop))
+                    client = self.watched(schedule(receive()))
                     continue
                 error = None if done.cancelled() else done.exception()
                 if error is None:
