@@ -284,7 +284,7 @@ def environment() -> Iterator[Environment]:
         "WEBSOCKET_MAX_PER_ADDRESS": "0",
     }
     if _answers(5432):
-        _fresh_postgres_database()
+        _fresh_postgres_database(BENCH_DATABASE)  # as set now (bench.profile_gateway sets its own)
         env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
         database = "PostgreSQL"
     else:

@@ -5,8 +5,9 @@
 
 The ASGI application (``orchestra.asgi:application``, production settings) is driven in one
 process, without a server, by one sequential client: ``/v1/chat/completions`` plain and
-streamed, and ``/v1/embeddings``, each relayed to the fake upstream (its own process). For each
-kind, after ``--warmup`` requests:
+streamed, and ``/v1/embeddings``, each relayed to the fake upstream (its own process), and on
+request (``--kinds stream,sse``) the SSE API's ``/api/streaming/chat``. For each kind, after
+``--warmup`` requests:
 
 - **calls/request**: Python function calls counted by ``cProfile`` over ``--requests``
   requests, and the functions with the largest cumulative share; **request path**: only
@@ -50,6 +51,8 @@ KINDS = {
     "stream": ("/v1/chat/completions", {**CHAT, "stream": True}),
     "embeddings": ("/v1/embeddings", {"model": "fake-embed", "input": "hello"}),
 }
+# On request (``--kinds stream,sse``): the SSE API, through Django, for comparison with /v1.
+OTHER_KINDS = {"sse": ("/api/streaming/chat", CHAT)}
 
 SHIM = r"""
 #include <valgrind/callgrind.h>
@@ -112,7 +115,7 @@ class Client:
         return status
 
     async def run(self, kind: str, count: int) -> None:
-        path, payload = KINDS[kind]
+        path, payload = {**KINDS, **OTHER_KINDS}[kind]
         body = json.dumps(payload).encode()
         for _ in range(count):
             status = await self.request(path, body)

@@ -61,6 +61,38 @@ def test_chat_streams_start_tokens_done(two_providers, asgi_server, operator_key
     assert done["provider"] == "a"
 
 
+def token_arrivals(server: AsgiServer, key: str) -> list[float]:
+    """When each ``token`` event of one stream reached the client, in seconds from the send."""
+    arrivals: list[float] = []
+    sent = time.monotonic()
+    with open_stream(server, key) as response:
+        for line in response.iter_lines():
+            if line == "event: token":
+                arrivals.append(time.monotonic() - sent)
+    return arrivals
+
+
+def test_tokens_reach_the_client_as_the_upstream_sends_them(
+    two_providers, server_env, operator_key, upstream_a
+):
+    """In a new web process (uvicorn, as in production) too: the first token arrives before the
+    upstream sends its second, then one token per pace, and the process's first stream does not
+    wait for its start-up (it used to wait some 0.35 s more than the next one, and seconds on a
+    busy machine: the URLconf and the openai SDK were imported on the way)."""
+    pace = 0.3  # the upstream sends its first token at 1 pace, its second at 2
+    upstream_a.configure(chunk_delay_ms=pace * 1000, tokens=5)
+    server = AsgiServer(server_env, name="uvicorn-first-stream", server="uvicorn").start()
+    try:
+        first, second = token_arrivals(server, operator_key), token_arrivals(server, operator_key)
+    finally:
+        server.stop()
+    assert len(first) == len(second) == 5
+    assert second[0] < 2 * pace, f"the first token came at {second[0]:.2f} s"
+    assert first[0] - second[0] < pace, f"the process's first stream: {first[0]:.2f} s"
+    for arrivals in (first, second):
+        assert arrivals[-1] - arrivals[0] > 3 * pace, f"not one at a time: {arrivals}"
+
+
 def test_generate_turns_the_prompt_into_a_message(two_providers, asgi_server, operator_key):
     with open_stream(asgi_server, operator_key, "generate", prompt="once upon", maxTokens=3) as r:
         received = events(r)

@@ -1,5 +1,5 @@
-"""The core's SDK entry points (``complete``, ``stream``), as the query API, WebSocket tasks and
-builds use them from synchronous code."""
+"""The core's own entry points (``complete`` through the SDK, ``stream`` through the lean client),
+as the query API, WebSocket tasks and builds use them from synchronous code."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """The LLM core's public face: other apps import the core from here and from nowhere else.
 
 Every LLM call, from every entry point, goes through it: ``llm_request_from`` turns a caller's
-JSON into an ``LlmRequest``; ``complete``/``stream`` (the ``openai`` SDK, ``sdk.py``) and
-``relay``/``relay_stream`` (the byte pass-through of the OpenAI-compatible API, ``relay.py``)
-run it through the engine (``engine.py``: request hooks, routing, retries, fallback, circuit
-breakers, recording). ``shutdown`` flushes and closes what the core holds in a process.
+JSON into an ``LlmRequest``; ``complete`` (the ``openai`` SDK, ``sdk.py``), ``stream`` (chunks
+over the pass-through's client) and ``relay``/``relay_stream`` (the byte pass-through of the
+OpenAI-compatible API; all three in ``relay.py``) run it through the engine (``engine.py``:
+request hooks, routing, retries, fallback, circuit breakers, recording). ``shutdown`` flushes
+and closes what the core holds in a process.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from .config import header_value
 from .engine import current_routing_config, routing_config
 from .errors import ProviderError
 from .recording.recorder import recorder
-from .relay import error_event, relay, relay_stream, stored_response
+from .relay import error_event, relay, relay_stream, stored_response, stream
 from .routing.state import routing_state
-from .sdk import collect, complete, stream
+from .sdk import collect, complete
 from .transport.transports import close_clients
 from .validation import (
     MAX_END_USER_LENGTH,

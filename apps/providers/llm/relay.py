@@ -26,7 +26,7 @@ from apps.core.redis import async_redis, key
 from ..models import CallStatus, Endpoint
 from . import errors
 from .bookkeeping import Execution
-from .calls import LlmRequest, usage_from
+from .calls import Chunk, LlmRequest, usage_from
 from .config import Deployment
 from .engine import current_routing_config, run_recorded
 from .errors import ProviderError
@@ -299,6 +299,66 @@ async def relay_stream(
     finally:
         transports.end_stream(reader.reply)
         await run.end(status, error)
+
+
+async def stream(request: LlmRequest) -> AsyncGenerator[Chunk, None]:
+    """A chat request's content chunks as they come, then one closing chunk with finish reason
+    and usage: the core's own stream (the SSE API, WebSocket tasks, builds), over the
+    pass-through's client. Through the ``openai`` SDK (a model built and dumped per event) an SSE
+    stream cost twice the CPU, which a web process serving many streams at once paid in late
+    first tokens (``bench/README.md``).
+
+    Fallback happens only before the first chunk; closing the iterator (or cancelling its
+    task) closes the upstream connection and records the call as cancelled.
+    """
+    execution = Execution(request, stream=True)
+
+    async def attempt(deployment: Deployment, _: Execution) -> tuple[SseReader, list[SseEvent]]:
+        body = {**request.params, "model": deployment.model.name, "messages": request.messages}
+        body["stream"] = True
+        if deployment.provider.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        reply = await transports.open_stream(deployment.provider, CHAT_PATH, _encode(body))
+        reader = SseReader(reply, deployment.provider.timeout_seconds)
+        try:
+            return reader, await read_until_content(
+                reader.read_events, lambda event: chat_event(event.data)
+            )
+        except BaseException:
+            transports.end_stream(reply)
+            raise
+
+    reader, events = await run_recorded(request, execution, attempt)
+    deployment = execution.deployment
+    assert deployment is not None
+    provider, model = deployment.provider.name, deployment.model.name
+    run = StreamRun(execution)
+    status, error = CallStatus.CANCELLED, None
+    try:
+        while events:
+            for event in events:
+                text = run.add(chat_event(event.data))
+                if text:
+                    yield Chunk(content=text, provider=provider, model=model)
+            events = await reader.read_events()
+        run.check_complete()
+        status = CallStatus.SUCCESS
+    except ProviderError as exc:
+        status, error = CallStatus.ERROR, exc
+        raise
+    finally:
+        transports.end_stream(reader.reply)
+        await run.end(status, error)
+    yield Chunk(
+        finish_reason=run.finish_reason,
+        usage=run.usage,
+        provider=provider,
+        model=model,
+        call_id=request.call_id,
+        cost=run.cost,
+        latency_ms=run.latency_ms,
+        time_to_first_token_ms=execution.time_to_first_token_ms,
+    )
 
 
 def _response_id(events: list[SseEvent]) -> Any:

@@ -1,5 +1,5 @@
-"""What every streamed answer goes through, whichever transport carries it (the SDK in
-``sdk.py``, the byte pass-through in ``relay.py``).
+"""What every streamed answer goes through: the core's own ``stream`` and the byte pass-through's
+``relay_stream`` (both in ``relay.py``).
 
 Until its first content a stream can still fail over: ``read_until_content`` holds the events
 back until one says something. From then on ``StreamRun`` accounts for what each event says
