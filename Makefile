@@ -3,8 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 # pytest-xdist workers for `make test` (measured on 2 cores: most of a test's time is waiting on
-# servers, browsers and sleeps); PYTEST_ARGS="-n 0" runs serially, "-n 6" with six.
-TEST_WORKERS ?= 0
+# servers, browsers and sleeps); TEST_WORKERS=0 runs serially, TEST_WORKERS=6 with six.
+TEST_WORKERS ?= 4
 
 .PHONY: run test lint format audit bench clean
 

@@ -28,6 +28,14 @@ def pytest_configure(config) -> None:
     database.install()  # transactional tests end by emptying only the tables they filled
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``slow`` tests first, each group in the order collected. pytest-xdist hands tests
+    out in this order; collected last (``tests/test_*.py`` come after the folders), the
+    schema fuzz and the first-run and docs tests, minutes each, were the run's tail, on one
+    worker while the others had nothing left."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """A test marked ``alone`` runs while no other pytest-xdist worker of this run is in a
