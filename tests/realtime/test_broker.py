@@ -12,6 +12,7 @@ from datetime import datetime
 
 import redis
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.test import override_settings
 
 from apps.realtime.broker import broker_redis_url, llm_ask_send
@@ -48,9 +49,11 @@ async def test_the_message_is_the_one_apply_async_pushes():
     assert url is not None, "the tests' broker is Redis"
     client = redis.Redis.from_url(url)
     try:
-        await sync_to_async(llm_ask.apply_async, thread_sensitive=False)(
-            args=ARGS, queue=queue, expires=30
-        )
+        # On a connection of its own: an earlier test's broker may linger in Celery's pool.
+        with llm_ask.app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
+            await sync_to_async(llm_ask.apply_async, thread_sensitive=False)(
+                args=ARGS, queue=queue, expires=30, connection=connection
+            )
         task_id = await llm_ask_send(ARGS, argsrepr="(a query)", queue=queue, expires=30)
         theirs, ours = (comparable(raw) for raw in client.rpop(queue, 2) or [])
     finally:
