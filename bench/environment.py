@@ -65,12 +65,13 @@ class Environment:
     database: str
     redis: str
     processes: list[ServerProcess] = field(default_factory=list)
+    wrapper: str | None = None  # a module the servers and the worker run under (bench.hops)
 
     def server(self, kind: str, workers: int = 1, *, traced: bool = False) -> ServerProcess:
         """Start a server on a free port: ``daphne`` (``make run``'s), ``uvicorn`` or
         ``granian`` (the gateway), ``floor`` (``floor.py`` under uvicorn) or ``lean``
         (``lean.py``, its own server). ``traced``: under ``bench/traced_server.py``
-        (tracemalloc on, snapshots on SIGUSR1)."""
+        (tracemalloc on, snapshots on SIGUSR1); else under the environment's ``wrapper``."""
         port = free_port()
         app = "bench.floor:app" if kind == "floor" else "orchestra.asgi:application"
         upstream = f"http://127.0.0.1:{self.upstream.port}"
@@ -93,8 +94,9 @@ class Environment:
                 "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
                 "--no-access-log", "--lifespan", "on", *image_websocket_options(),
             ]  # fmt: skip
-        if traced:
-            command[1:3] = ["-m", "bench.traced_server", command[2]]
+        wrapper = "bench.traced_server" if traced else self.wrapper
+        if wrapper:
+            command[1:3] = ["-m", wrapper, command[2]]
         process = ServerProcess(f"bench-{kind}", command, env, port)
         process.start(port_open(port), timeout=120)  # a busy machine starts slowly
         time.sleep(1.0 + workers)  # every worker imported and listening
@@ -135,6 +137,8 @@ class Environment:
             sys.executable, "-m", "celery", "-A", "orchestra", "worker", "-P", "threads",
             "-c", str(concurrency), "-l", "warning", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
+        if self.wrapper:
+            command[1:3] = ["-m", self.wrapper, command[2]]
         process = ServerProcess("bench-celery", command, self.env)
         process.start(lambda: _worker_ready(self.env), timeout=60)
         self.processes.append(process)
@@ -255,7 +259,9 @@ def django_in_process(
 
 
 @contextlib.contextmanager
-def environment() -> Iterator[Environment]:
+def environment(wrapper: str | None = None) -> Iterator[Environment]:
+    """``wrapper``: a module the servers and the Celery worker run under
+    (``python -m <wrapper> uvicorn|celery ...``: ``bench.hops``)."""
     var = Path(tempfile.mkdtemp(prefix="orchestra-bench-"))
     cleanups: list = []
     env = {
@@ -309,7 +315,9 @@ def environment() -> Iterator[Environment]:
     try:
         _manage(env, "migrate", "--noinput", "-v", "0")
         key = _manage(env, "shell", "-c", SEED.format(base_url=upstream.base_url)).strip()
-        bench = Environment(env, upstream, key.splitlines()[-1], database, redis_kind)
+        bench = Environment(
+            env, upstream, key.splitlines()[-1], database, redis_kind, wrapper=wrapper
+        )
         bench.celery_worker()
         yield bench
     finally:

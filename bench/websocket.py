@@ -6,6 +6,7 @@
 2. Round trip: sequential ``query`` messages over one WebSocket (handed to a Celery worker,
    answered through the channel layer) against ``/v1/chat/completions`` on the same server
    and the fake upstream directly.
+3. With ``--hops``: where a query's round trip goes, hop by hop (``bench/hops.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import multiprocessing
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,7 @@ import httpx
 import uvloop
 import websockets
 
+from . import hops as hop_marks
 from .environment import Environment, environment, raise_open_files_limit, save_report
 from .gateway import _percentile
 
@@ -194,7 +197,9 @@ async def _pings(sample: list) -> int:
     return answered
 
 
-async def query_round_trips(port: int, upstream_port: int, key: str, requests: int) -> dict:
+async def query_round_trips(
+    port: int, upstream_port: int, key: str, requests: int, hops: bool = False
+) -> dict:
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "hello"}]}
     headers = {"Authorization": f"Bearer {key}"}
     results = {}
@@ -215,9 +220,13 @@ async def query_round_trips(port: int, upstream_port: int, key: str, requests: i
         samples = []
         for i in range(requests + 20):
             started = time.perf_counter_ns()
+            if hops:
+                hop_marks.mark(i, "client.sent")
             await ws.send(json.dumps({"type": "query", "id": i, **body}))
             while (reply := json.loads(await ws.recv()))["type"] not in {"response", "error"}:
                 pass
+            if hops:
+                hop_marks.mark(i, "client.received")
             assert reply["type"] == "response", reply
             if i >= 20:
                 samples.append(time.perf_counter_ns() - started)
@@ -236,6 +245,7 @@ def run(
     clients: int = CLIENT_PROCESSES,
     traced: bool = False,
     deflate: bool = False,
+    hops: bool = False,
 ) -> dict:
     report: dict[str, dict] = {"servers": {}}
     for kind in servers:
@@ -246,8 +256,11 @@ def run(
             report["servers"][kind] = result
             if requests:
                 result["round_trip_ms"] = uvloop.run(
-                    query_round_trips(server.port, env.upstream.port, env.key, requests)
+                    query_round_trips(server.port, env.upstream.port, env.key, requests, hops)
                 )
+            if hops:
+                result["hops_ms"] = hop_breakdown(Path(os.environ["BENCH_HOPS_DIR"]), first=20)
+                continue
             snapshot = _snapshots(server, pids[-1]) if traced else None
             result["idle"] = idle_connections(
                 server.port, env.key, pids, steps, clients, snapshot, deflate
@@ -255,6 +268,28 @@ def run(
         finally:
             env.stop(server)
     return report
+
+
+def hop_breakdown(directory: Path, first: int) -> dict:
+    """Each hop's p50 and p99 (ms) over the queries from id ``first`` on (the warm-up left
+    out), from the marks every process left under ``directory``."""
+    marks: dict[str, dict[str, int]] = {}
+    for log in directory.glob("*.log"):
+        for line in log.read_text().splitlines():
+            ask_id, event, at = line.split()
+            marks.setdefault(ask_id, {})[event] = int(at)
+    asks = [m for ask_id, m in marks.items() if ask_id.isdigit() and int(ask_id) >= first]
+    breakdown = {}
+    everything = ("round trip", "client.sent", "client.received")
+    for label, start, end in (*hop_marks.HOPS, everything, *hop_marks.ASIDE):
+        spans = [m[end] - m[start] for m in asks if start in m and end in m]
+        if spans:
+            breakdown[label] = {
+                "p50": _percentile(spans, 0.5),
+                "p99": _percentile(spans, 0.99),
+                "queries": len(spans),
+            }
+    return breakdown
 
 
 def _snapshots(server, pid: int) -> Callable[[], None]:
@@ -291,6 +326,13 @@ def render(report: dict) -> str:
                 f"{ws['p99'] - base['p99']:.2f} ms at p99 over /v1/chat/completions",
                 "",
             ]
+        if "hops_ms" in result:
+            lines.append("A query's hops (ms; instrumented processes, bench/hops.py)")
+            lines.append(f"{'':40}{'p50':>9}{'p99':>9}")
+            for name, m in result["hops_ms"].items():
+                lines.append(f"{name:40}{m['p50']:>9.3f}{m['p99']:>9.3f}")
+            lines.append("")
+            continue
         lines += [
             "Idle connections (memory: the server's RSS growth over 10 warm connections)",
             f"{'open':>8}{'failed':>8}{'answering':>11}{'RSS MiB':>9}{'KiB/conn':>10}{'open s':>8}",
@@ -321,6 +363,11 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="idle clients offer permessage-deflate, as browsers do",
     )
+    parser.add_argument(
+        "--hops",
+        action="store_true",
+        help="time each hop of a query (server and worker under bench/hops.py); no idle step",
+    )
     args = parser.parse_args(argv)
     steps = tuple(int(s) for s in args.steps.split(","))
     open_files = raise_open_files_limit(OPEN_FILES)
@@ -331,10 +378,19 @@ def main(argv: list[str] | None = None) -> dict:
             f"{open_files - SPARE_FILES} connections are cut to it."
         )
         steps = tuple(sorted({min(step, open_files - SPARE_FILES) for step in steps}))
-    with environment() as env:
+    if args.hops:
+        os.environ["BENCH_HOPS_DIR"] = tempfile.mkdtemp(prefix="orchestra-hops-")
+    with environment("bench.hops" if args.hops else None) as env:
         servers = [s for s in args.servers.split(",") if s]
         report = run(
-            env, servers, args.requests, steps, args.clients, args.tracemalloc, args.deflate
+            env,
+            servers,
+            args.requests,
+            steps,
+            args.clients,
+            args.tracemalloc,
+            args.deflate,
+            args.hops,
         )
     print(render(report))
     save_report("websocket", report)

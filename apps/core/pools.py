@@ -92,7 +92,7 @@ def _shared_redis_pools() -> list[Any]:
     from . import redis as shared
 
     pools: list[Any] = [shared.redis_client().connection_pool]
-    pools += [client.connection_pool for client in list(shared._async_clients.values())]
+    pools += [client.connection_pool for client in shared.async_clients()]
     return pools
 
 

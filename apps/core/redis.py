@@ -7,7 +7,8 @@ serve several deployments (and several test runs).
 
 ``redis_client()`` is the process's synchronous client (threads share its pool; a forked child
 makes its own); ``async_redis()`` is the client of the running event loop (a ``redis.asyncio``
-client is bound to the loop it was made on). Its pool (``REDIS_MAX_CONNECTIONS``, else 100)
+client is bound to the loop it was made on), ``async_redis(url)`` the loop's client of another
+Redis (the Celery broker's, when it is not this one). Its pool (``REDIS_MAX_CONNECTIONS``, else 100)
 makes a command wait for a free connection, up to ``ASYNC_TIMEOUT``, when all are busy: a
 burst of requests must queue, not be told that Redis does not answer.
 """
@@ -58,28 +59,35 @@ def redis_client() -> redis.Redis:
     return _client_of(os.getpid())
 
 
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+# loop -> URL -> its client on that loop
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def async_redis() -> aioredis.Redis:
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
+def async_redis(url: str | None = None) -> aioredis.Redis:
+    """The running loop's client of ``url``, the platform's Redis unless given."""
+    url = url or redis_url()
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(url)
     if client is None:
         pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url(),
+            url,
             max_connections=ASYNC_POOL_SIZE,
             timeout=ASYNC_TIMEOUT,
             socket_timeout=ASYNC_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
         )
-        client = _async_clients[loop] = aioredis.Redis.from_pool(pool)
+        client = clients[url] = aioredis.Redis.from_pool(pool)
     return client
 
 
+def async_clients() -> list[aioredis.Redis]:
+    """Every loop's clients, for the pools' figures."""
+    return [client for clients in list(_async_clients.values()) for client in clients.values()]
+
+
 async def close_async_redis() -> None:
-    """Close the running loop's client (at shutdown)."""
-    client = _async_clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
+    """Close the running loop's clients (at shutdown)."""
+    for client in _async_clients.pop(asyncio.get_running_loop(), {}).values():
         await client.aclose()

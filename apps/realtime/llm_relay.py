@@ -1,18 +1,19 @@
 """The worker side of WebSocket ``query`` and ``stream``: run the LLM core, relay to the socket.
 
 The Celery task (``tasks.llm_ask``) runs ``relay_to_connection`` on the worker's long-lived event
-loop. It opens a control channel of its own and announces it to the consumer in ``llm.started``; a
-``cancel`` arriving there stops the work (closing the upstream request, so the call is recorded as
-cancelled). Cancelling the work's task is not enough on its own: Python 3.11's
-``asyncio.wait_for``, around redis-py's every write to Redis, swallows a cancellation that lands as
-the command completes, and the stream then ran to its end under load. So nothing more is relayed
-once the cancel has come: each send to the connection checks it before and after (``_sender``), and
-a stream stops at its next token however the cancellation fared. While working it sends
-``llm.heartbeat`` so the consumer can tell a slow provider from a dead worker. Replies go to the
-consumer's channel as ``llm.token`` / ``llm.done`` (stream), ``llm.response`` (query) or
-``llm.error``. The last of these says what the call record says of it (provider, usage, cost,
-latency, time to first token) and the record's id, so a client can link to it; an error names the
-record too, since failed and cancelled calls are recorded as well.
+loop. It opens a control channel of its own and announces it to the consumer in ``llm.started``,
+sent while the call begins (not before it: a quick answer would wait for it) and before anything
+else reaches the connection; a ``cancel`` arriving there stops the work (closing the upstream
+request, so the call is recorded as cancelled). Cancelling the work's task is not enough on its
+own: Python 3.11's ``asyncio.wait_for``, around redis-py's every write to Redis, swallows a
+cancellation that lands as the command completes, and the stream then ran to its end under load.
+So nothing more is relayed once the cancel has come: each send to the connection checks it before
+and after (``_sender``), and a stream stops at its next token however the cancellation fared.
+While working it sends ``llm.heartbeat`` so the consumer can tell a slow provider from a dead
+worker. Replies go to the consumer's channel as ``llm.token`` / ``llm.done`` (stream),
+``llm.response`` (query) or ``llm.error``. The last of these says what the call record says of it
+(provider, usage, cost, latency, time to first token) and the record's id, so a client can link
+to it; an error names the record too, since failed and cancelled calls are recorded as well.
 """
 
 from __future__ import annotations
@@ -113,10 +114,12 @@ async def relay_to_connection(
     control = await layer.new_channel()
     if not await claim_work(task_id, control):
         return
-    await layer.send(reply_channel, {"type": "llm.started", "id": ask_id, "control": control})
+    started = asyncio.ensure_future(
+        layer.send(reply_channel, {"type": "llm.started", "id": ask_id, "control": control})
+    )
     request = request_from(ask, caller=caller, request_id=request_id)
     cancel = asyncio.ensure_future(layer.receive(control))
-    send = _sender(layer, reply_channel, cancel)
+    send = _sender(layer, reply_channel, cancel, started)
     work = asyncio.ensure_future(
         _answer(send, ask_id=ask_id, streaming=ask["stream"], request=request)
     )
@@ -127,6 +130,7 @@ async def relay_to_connection(
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
+            await asyncio.wait((started,))  # llm.started comes first, whatever else comes
             await layer.send(
                 reply_channel,
                 {
@@ -138,16 +142,19 @@ async def relay_to_connection(
                 },
             )
     finally:
-        for task in (work, cancel, heartbeat):
+        for task in (work, cancel, heartbeat, started):
             task.cancel()
 
 
-def _sender(layer, reply_channel: str, cancel: asyncio.Future) -> Send:
-    """The work's sends to the connection, which stop it (``CancelledError``) once ``cancel``
-    is done, checked before and after each send: the work's task may have swallowed its
-    cancellation (the module's docstring says where), but it always comes back here."""
+def _sender(layer, reply_channel: str, cancel: asyncio.Future, started: asyncio.Future) -> Send:
+    """The work's sends to the connection, after ``llm.started`` (sent while the call begins),
+    which stop it (``CancelledError``) once ``cancel`` is done, checked before and after each
+    send: the work's task may have swallowed its cancellation (the module's docstring says
+    where), but it always comes back here."""
 
     async def send(message: dict[str, Any]) -> None:
+        if not started.done():
+            await started
         if cancel.done():
             raise asyncio.CancelledError
         await layer.send(reply_channel, message)

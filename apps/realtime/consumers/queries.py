@@ -14,7 +14,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.accounts.admission import Refusal, admit, counts_tokens, settle
@@ -22,9 +21,9 @@ from apps.accounts.limits import scope_client, usage_tokens
 from apps.core import tracing
 from apps.core.request_context import request_id_from
 
+from ..broker import llm_ask_send
 from ..llm_relay import claim_cancel
 from ..protocol import LlmAsk, ProtocolError, error_message, message_id, parse_llm_ask
-from ..tasks import llm_ask
 from .caller import CallerConsumer
 from .connection import RELAY_DOWN, UnavailableError
 
@@ -103,12 +102,12 @@ class QueriesConsumer(CallerConsumer):
             "api_key_id": self.principal.api_key_id,
             "workspace_id": self.principal.workspace_id,
         }
-        result = await sync_to_async(llm_ask.apply_async, thread_sensitive=False)(
-            args=(self.channel_name, asdict(ask), caller, request_id_from(None)),
+        return await llm_ask_send(
+            (self.channel_name, asdict(ask), caller, request_id_from(None)),
+            argsrepr=f"({self.channel_name!r}, {'stream' if ask.stream else 'query'} {ask.id!r})",
             queue=settings.WEBSOCKET_TASK_QUEUE,
             expires=settings.WEBSOCKET_WORKER_SILENCE_SECONDS,
         )
-        return result.id
 
     async def on_cancel(self, message: dict[str, Any]) -> None:
         ask_id = message_id(message)
