@@ -36,7 +36,8 @@ def outage(server_env) -> Iterator[tuple[PrivateRedis, AsgiServer]]:
     try:
         server = AsgiServer(env, name="daphne-outage").start()
         worker = CeleryWorker(env, name="celery-outage", concurrency=2)
-        broker = Celery(broker=f"redis+socket://{redis.path}")
+        # Not the current app: this process's tasks would be sent to this broker after it.
+        broker = Celery(broker=f"redis+socket://{redis.path}", set_as_current=False)
         hostname = worker.hostname
         worker.start(lambda: bool(broker.control.ping(destination=[hostname], timeout=0.5)))
         yield redis, server
