@@ -1,4 +1,4 @@
-"""The core's own entry points (``complete`` through the SDK, ``stream`` through the lean client),
+"""The core's own entry points (``complete`` and ``stream``, over the pass-through's lean client),
 as the query API, WebSocket tasks and builds use them from synchronous code."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from apps.providers.llm import Caller, LlmRequest, collect, complete, errors, st
 from apps.providers.llm.errors import ProviderError
 from apps.providers.llm.recording.recorder import recorder
 from apps.providers.models import CallStatus, EntryPoint
+from tests.support.providers import deploy, provider_for, routing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,7 +37,7 @@ def test_complete_answers_and_records(two_providers, recorded_calls):
     assert call.id == completion.call_id and call.cost == completion.cost
 
 
-def test_complete_fails_over_through_the_sdk(two_providers, upstream_a):
+def test_complete_fails_over(two_providers, upstream_a):
     upstream_a.configure(status=503)
     assert run_sync(complete(request())).provider == "b"
 
@@ -75,3 +76,49 @@ def test_unknown_model_raises_and_is_recorded(two_providers, recorded_calls):
     recorder.flush()
     (call,) = recorded_calls(1)
     assert call.status == CallStatus.ERROR and call.error_code == errors.MODEL_NOT_FOUND
+
+
+@pytest.fixture
+def only_a(upstream_a):
+    """Provider a alone, without retries: what one failed attempt raises reaches the caller."""
+    routing()
+    deploy(provider_for(upstream_a, max_retries=0, timeout_seconds=0.5))
+
+
+@pytest.mark.parametrize(
+    ("behavior", "code"),
+    [
+        ({"body": '{"choices": []}'}, errors.MALFORMED_RESPONSE),
+        ({"body": '{"id": "chatcmpl-1", "object": "chat.completion"}'}, errors.MALFORMED_RESPONSE),
+        ({"malformed": True}, errors.MALFORMED_RESPONSE),
+        ({"status": 500}, errors.UNAVAILABLE),
+        ({"status": 503, "error_message": "overloaded"}, errors.UNAVAILABLE),
+        ({"status": 401}, errors.AUTH),
+        ({"status": 404, "error_code": "model_not_found"}, errors.MODEL_UNAVAILABLE),
+        ({"status": 429, "retry_after": "1"}, errors.RATE_LIMITED),
+        ({"status": 400}, errors.BAD_REQUEST),
+        ({"status": 400, "error_code": "context_length_exceeded"}, errors.CONTEXT_TOO_LONG),
+        ({"status": 504}, errors.TIMEOUT),
+        ({"hang": True}, errors.TIMEOUT),
+        ({"drop": True}, errors.UNAVAILABLE),
+    ],
+)
+def test_complete_maps_what_the_provider_does_wrong(only_a, upstream_a, behavior, code):
+    upstream_a.configure(**behavior)
+    with pytest.raises(ProviderError) as raised:
+        run_sync(complete(request()))
+    assert raised.value.code == code
+    if "status" in behavior:
+        assert raised.value.http_status == behavior["status"]
+    if "error_message" in behavior:
+        assert "overloaded" in raised.value.message
+
+
+def test_complete_says_when_the_provider_cannot_be_reached(upstream_a):
+    routing()
+    provider = provider_for(upstream_a, max_retries=0, base_url="http://127.0.0.1:9/v1")
+    deploy(provider)
+    with pytest.raises(ProviderError) as raised:
+        run_sync(complete(request()))
+    assert raised.value.code == errors.UNAVAILABLE
+    assert "127.0.0.1:9" in raised.value.message
