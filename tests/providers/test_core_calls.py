@@ -27,8 +27,15 @@ def request(**overrides) -> LlmRequest:
     return LlmRequest(**{**fields, **overrides})
 
 
-def test_complete_answers_and_records(two_providers, recorded_calls):
-    completion = run_sync(complete(request(params={"max_tokens": 3})))
+def test_complete_answers_and_records(two_providers, upstream_a, recorded_calls):
+    completion = run_sync(complete(request(params={"max_tokens": 3, "stream": True})))
+    sent = upstream_a.stats()["last_request"]
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["body"] == {
+        "max_tokens": 3,
+        "model": "fake-model",
+        "messages": [{"role": "user", "content": "hello there"}],
+    }
     assert completion.content == "Hello from a"
     assert completion.finish_reason == "length"
     assert completion.usage.output_tokens == 3 and completion.provider == "a"
@@ -90,6 +97,7 @@ def only_a(upstream_a):
     [
         ({"body": '{"choices": []}'}, errors.MALFORMED_RESPONSE),
         ({"body": '{"id": "chatcmpl-1", "object": "chat.completion"}'}, errors.MALFORMED_RESPONSE),
+        ({"body": '{"choices": [{"message": "hello"}]}'}, errors.MALFORMED_RESPONSE),
         ({"malformed": True}, errors.MALFORMED_RESPONSE),
         ({"status": 500}, errors.UNAVAILABLE),
         ({"status": 503, "error_message": "overloaded"}, errors.UNAVAILABLE),
