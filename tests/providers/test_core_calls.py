@@ -8,6 +8,8 @@ from contextlib import aclosing
 import pytest
 
 from apps.core.runtime import run_sync
+from apps.experiments.hooks import snapshot_clear
+from apps.experiments.services import experiment_create, experiment_start
 from apps.providers.llm import Caller, LlmRequest, collect, complete, errors, stream
 from apps.providers.llm.errors import ProviderError
 from apps.providers.llm.recording.recorder import recorder
@@ -130,3 +132,25 @@ def test_complete_says_when_the_provider_cannot_be_reached(upstream_a):
         run_sync(complete(request()))
     assert raised.value.code == errors.UNAVAILABLE
     assert "127.0.0.1:9" in raised.value.message
+
+
+def test_complete_sends_what_the_request_hooks_left(two_providers, upstream_a):
+    experiment = experiment_create(
+        name="brief",
+        variants=[
+            {"name": "control", "type": "control", "traffic_percentage": 0, "config": {}},
+            {
+                "name": "brief",
+                "type": "treatment",
+                "traffic_percentage": 100,
+                "config": {"temperature": 0.2, "max_tokens": 7, "system_prompt": "Be brief."},
+            },
+        ],
+        user_percentage=100,
+    )
+    experiment_start(experiment=experiment)
+    snapshot_clear()
+    run_sync(complete(request(experiment="brief", user="ann", params={"max_tokens": 3})))
+    sent = upstream_a.stats()["last_request"]["body"]
+    assert sent["max_tokens"] == 7 and sent["temperature"] == 0.2
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}

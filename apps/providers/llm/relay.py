@@ -156,10 +156,11 @@ async def complete(request: LlmRequest) -> Completion:
     and response models cost 1.5 to 2 ms over the upstream where the pass-through adds about
     0.6 (``bench/README.md``, a WebSocket query's hops)."""
     execution = Execution(request, stream=False)
-    params = {k: v for k, v in request.params.items() if k not in ("model", "messages", "stream")}
 
     async def attempt(deployment: Deployment, _: Execution) -> Said:
-        body = {**params, "model": deployment.model.name, "messages": request.messages}
+        body = {k: v for k, v in request.params.items() if k not in ("messages", "stream")}
+        body["model"] = deployment.model.name
+        body["messages"] = request.messages  # as the request hooks left them
         reply = await transports.post(deployment.provider, CHAT_PATH, _encode(body))
         if reply.status != 200:
             raise errors.error_from_status(reply.status, reply.body, reply.retry_after)
