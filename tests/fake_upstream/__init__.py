@@ -101,6 +101,8 @@ embeddings ignore them, and the stream keys only matter to streams:
   ``context_length_exceeded``); by default a code that fits the status, or null.
 - ``retry_after``: value of a ``Retry-After`` header on error responses (e.g. with 429).
 - ``malformed``: 200 with invalid JSON; in a stream, the second event is invalid JSON.
+- ``body``: the exact body of a 200 answer not streamed (a string, sent as it is; it wins over
+  ``malformed``), e.g. ``'{"choices": []}'``.
 - ``hang``: read the request and never answer until the client goes away.
 - ``drop``: close the socket without answering (after ``latency_ms`` if set).
 - ``drop_after_chunks``: abort the connection after N stream events.

@@ -66,6 +66,7 @@ BEHAVIOR_HELP = {
     "error_code": "error.code of that body (e.g. model_not_found, context_length_exceeded)",
     "retry_after": "Retry-After header of error answers (number or string)",
     "malformed": "200 with invalid JSON; in a stream, the second event is invalid JSON",
+    "body": "exact body of a 200 answer not streamed (a string, sent as it is)",
     "hang": "read the request and never answer",
     "drop": "close the connection without answering (after latency_ms)",
     "drop_after_chunks": "abort the connection after N stream events",
@@ -79,7 +80,7 @@ BEHAVIOR_KEYS = frozenset(BEHAVIOR_HELP)
 _NUMBER_KEYS = frozenset({"latency_ms", "chunk_delay_ms"})
 _INT_KEYS = frozenset({"tokens", "status", "drop_after_chunks"})
 _BOOL_KEYS = frozenset({"malformed", "hang", "drop", "omit_usage"})
-_STR_KEYS = frozenset({"content", "error_message", "error_code"})
+_STR_KEYS = frozenset({"content", "error_message", "error_code", "body"})
 
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -523,7 +524,10 @@ class _Connection(asyncio.Protocol):
             malformed = behavior.get("malformed", False)
 
             def build(keep_alive: bool) -> bytes:
-                payload = _MALFORMED_BODY if malformed else answer.payload(behavior)
+                if "body" in behavior:
+                    payload = behavior["body"].encode()
+                else:
+                    payload = _MALFORMED_BODY if malformed else answer.payload(behavior)
                 return self._response(request, 200, payload)
 
             self._answer(request, behavior, build, None, llm=True)

@@ -5,8 +5,8 @@ routing state (see ``state.py``), lets the router order and filter the deploymen
 them: each with retries (exponential backoff, full jitter) for retryable errors, falling back to
 the next on failure unless the error is the caller's. Each request's ``Execution``
 (``bookkeeping.py``) keeps its attempts and writes its one record. How one attempt talks to a
-provider is the caller's ``Attempt`` function: the SDK in ``sdk.py``, the byte pass-through in
-``relay.py``.
+provider is the caller's ``Attempt`` function, each in ``relay.py``: ``complete``, ``stream`` and
+the byte pass-through.
 """
 
 from __future__ import annotations

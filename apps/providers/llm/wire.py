@@ -57,8 +57,11 @@ def _first_choice(data: Any, *keys: str) -> dict[str, Any]:
 def chat_answer(data: Any) -> Said:
     choice = _first_choice(data, "message")
     message = choice["message"] or {}
+    if not isinstance(message, dict):
+        raise malformed("a choice's message is not an object")
+    content = message.get("content")
     return Said(
-        text=message.get("content") or "",
+        text=content if isinstance(content, str) else "",
         finish_reason=choice.get("finish_reason") or "",
         usage=data.get("usage"),
     )
