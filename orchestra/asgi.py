@@ -16,6 +16,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from apps.core.http_metrics import HttpMetrics  # noqa: E402
+from apps.core.loop_lag import watch_loop_lag  # noqa: E402
 from apps.core.platform_settings import start_settings_follower  # noqa: E402
 from apps.core.process_report import start_process_reporter  # noqa: E402
 from apps.gateway.asgi import GatewayRouter, lifespan, route_of  # noqa: E402
@@ -28,6 +29,7 @@ if settings.SERVE_STATIC:
 def web_process_started() -> None:
     start_process_reporter("web")
     start_settings_follower()
+    watch_loop_lag("web")
 
 
 application = HttpMetrics(
