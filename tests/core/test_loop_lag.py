@@ -78,7 +78,7 @@ def test_an_idle_loop_shows_next_to_no_lag_and_a_held_one_how_long(new_loop, set
     finally:
         loop.close()
     # One timer every 10 ms (two watches made one), most on time.
-    assert 15 <= idle["count"] <= 50
+    assert 15 <= idle["count"] <= 60
     assert idle[repr(QUICK)] >= idle["count"] / 2
     assert over(idle, 0.25) == 0
     # The held loop: one sample as late as it was held, then on time again.
