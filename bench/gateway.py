@@ -10,7 +10,10 @@ measured at 1 and 50 clients: chat completions, chat completions streamed (time 
 content token) and embeddings. Figures are reported as ratios of the lean floor's ("x lean")
 and of the aiohttp floor's ("x floor"), since absolute numbers drift on a shared machine; after
 each gateway server, the call records stored are counted against the requests the upstream
-received through it (none may be lost).
+received through it (none may be lost), and for each of its measurements, each web process's
+event-loop lag p99 is read from the process's own histogram file in the metrics directory
+(``Environment.loop_lag``; ``/metrics`` sums the processes). ``--worker-nice`` runs the Celery
+worker at a lower priority.
 
 Targets (issue 24, 2 cores, gateway with 2 workers), against the lean floor: at 50 clients
 throughput at least half its, p99 (for streams, time to the first token's p99) at most 2x its;
