@@ -3,7 +3,9 @@
 PostgreSQL (a fresh ``orchestra_bench`` database, or ``BENCH_DATABASE``) and Redis (database 14,
 or ``BENCH_REDIS_DB``) when they answer on localhost, else SQLite and the embedded Redis;
 production settings with DEBUG off; one operator with an API key, and one provider with model
-``fake-model`` pointing at a fake upstream started here. Every process started is stopped on
+``fake-model`` pointing at a fake upstream started here. Every process writes its metrics to a
+``PROMETHEUS_MULTIPROC_DIR`` of the run's own, as in the production image, and samples its
+event-loop lag every 20 ms (``EVENT_LOOP_LAG_SECONDS``). Every process started is stopped on
 exit, Ctrl-C included.
 """
 
@@ -24,12 +26,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
+from prometheus_client import multiprocess
+
 from tests.fake_upstream import FakeUpstream, free_port
 from tests.support.processes import REPO_ROOT, ServerProcess, image_web_command, port_open
 
 # Two benchmarks running at once on one machine need their own: BENCH_DATABASE, BENCH_REDIS_DB.
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "orchestra_bench")
 BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "14"))
+LOOP_LAG = "ai_orchestra_event_loop_lag_seconds"
+# The servers' event-loop lag is sampled this often (production: 0.25 s), so that a measurement
+# of a few seconds holds a few hundred samples per process.
+BENCH_LOOP_LAG_SECONDS = "0.02"
 if not BENCH_DATABASE.replace("_", "").isalnum():
     raise SystemExit(f"BENCH_DATABASE: letters, digits and _ only, not {BENCH_DATABASE!r}")
 
@@ -131,18 +140,47 @@ class Environment:
                 break
         return count
 
-    def celery_worker(self, concurrency: int = 16) -> ServerProcess:
-        """A worker as production runs one: it stores call records and answers WebSockets."""
+    def celery_worker(self, concurrency: int = 16, nice: int = 0) -> ServerProcess:
+        """A worker as production runs one: it stores call records and answers WebSockets;
+        ``nice``: at that lower priority (``nice -n``)."""
         command = [
             sys.executable, "-m", "celery", "-A", "orchestra", "worker", "-P", "threads",
             "-c", str(concurrency), "-l", "warning", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
         if self.wrapper:
             command[1:3] = ["-m", self.wrapper, command[2]]
+        if nice:
+            command = ["nice", "-n", str(nice), *command]
         process = ServerProcess("bench-celery", command, self.env)
         process.start(lambda: _worker_ready(self.env), timeout=60)
         self.processes.append(process)
         return process
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU time the Celery worker has used so far (user and system)."""
+        worker = next(p for p in self.processes if p.name == "bench-celery")
+        assert worker.process is not None
+        times = psutil.Process(worker.process.pid).cpu_times()
+        return times.user + times.system
+
+    def loop_lag(self) -> dict[int, dict[float, float]]:
+        """Each web process's event-loop lag histogram so far, by pid: the cumulative count of
+        each bucket by its bound (``inf`` the last). Read from the process's own file in the
+        metrics directory, since ``/metrics`` sums the processes of a role."""
+        lags: dict[int, dict[float, float]] = {}
+        for path in Path(self.env["PROMETHEUS_MULTIPROC_DIR"]).glob("histogram_*.db"):
+            pid = int(path.stem.removeprefix("histogram_"))
+            for metric in multiprocess.MultiProcessCollector.merge([str(path)]):
+                if metric.name != LOOP_LAG:
+                    continue
+                buckets = {
+                    float(sample.labels["le"]): sample.value
+                    for sample in metric.samples
+                    if sample.name == f"{LOOP_LAG}_bucket" and sample.labels["role"] == "web"
+                }
+                if buckets:
+                    lags[pid] = buckets
+        return lags
 
     def stop(self, process: ServerProcess) -> None:
         process.stop()
@@ -259,10 +297,13 @@ def django_in_process(
 
 
 @contextlib.contextmanager
-def environment(wrapper: str | None = None) -> Iterator[Environment]:
+def environment(wrapper: str | None = None, worker_nice: int = 0) -> Iterator[Environment]:
     """``wrapper``: a module the servers and the Celery worker run under
-    (``python -m <wrapper> uvicorn|celery ...``: ``bench.hops``)."""
+    (``python -m <wrapper> uvicorn|celery ...``: ``bench.hops``); ``worker_nice``: the Celery
+    worker runs at that lower priority (``nice -n``)."""
     var = Path(tempfile.mkdtemp(prefix="orchestra-bench-"))
+    metrics = var / "prometheus"
+    metrics.mkdir()
     cleanups: list = []
     env = {
         key: value
@@ -288,6 +329,9 @@ def environment(wrapper: str | None = None) -> Iterator[Environment]:
         # The idle-connection benchmark holds thousands on one key from one address.
         "WEBSOCKET_MAX_PER_KEY": "0",
         "WEBSOCKET_MAX_PER_ADDRESS": "0",
+        # Every process writes its metrics there, as in the production image.
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        "EVENT_LOOP_LAG_SECONDS": os.environ.get("EVENT_LOOP_LAG_SECONDS", BENCH_LOOP_LAG_SECONDS),
     }
     if _answers(5432):
         _fresh_postgres_database(BENCH_DATABASE)  # as set now (bench.profile_gateway sets its own)
@@ -318,7 +362,7 @@ def environment(wrapper: str | None = None) -> Iterator[Environment]:
         bench = Environment(
             env, upstream, key.splitlines()[-1], database, redis_kind, wrapper=wrapper
         )
-        bench.celery_worker()
+        bench.celery_worker(nice=worker_nice)
         yield bench
     finally:
         for process in bench.processes if bench else []:

@@ -10,7 +10,10 @@ measured at 1 and 50 clients: chat completions, chat completions streamed (time 
 content token) and embeddings. Figures are reported as ratios of the lean floor's ("x lean")
 and of the aiohttp floor's ("x floor"), since absolute numbers drift on a shared machine; after
 each gateway server, the call records stored are counted against the requests the upstream
-received through it (none may be lost).
+received through it (none may be lost), and for each of its measurements, each web process's
+event-loop lag p99 is read from the process's own histogram file in the metrics directory
+(``Environment.loop_lag``; ``/metrics`` sums the processes). ``--worker-nice`` runs the Celery
+worker at a lower priority.
 
 Targets (issue 24, 2 cores, gateway with 2 workers), against the lean floor: at 50 clients
 throughput at least half its, p99 (for streams, time to the first token's p99) at most 2x its;
@@ -21,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -61,6 +66,9 @@ class Measurement:
     errors: int
     ttft_p50: float | None
     ttft_p99: float | None
+    # Gateway servers: each web process's event-loop lag p99 (s) and samples, by pid.
+    loop_lag_p99: dict[str, float | None] | None = None
+    loop_lag_samples: dict[str, int] | None = None
 
 
 def _percentile(values: list[int], fraction: float) -> float:
@@ -108,11 +116,62 @@ def measure(
     )
 
 
-def measure_all(port: int, key: str, seconds: float, concurrency: list[int]) -> dict[str, Any]:
-    return {
-        mode: {str(c): asdict(measure(port, key, c, path, stream, seconds)) for c in concurrency}
-        for mode, (path, stream) in MODES.items()
-    }
+def histogram_quantile(quantile: float, buckets: dict[float, float]) -> float | None:
+    """``quantile`` of a histogram given as cumulative counts by bucket bound, interpolated
+    within its bucket as Prometheus' ``histogram_quantile`` does (beyond the last finite bound:
+    that bound)."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0
+    if not total:
+        return None
+    rank = quantile * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower
+
+
+def loop_lag_p99(
+    before: dict[int, dict[float, float]], after: dict[int, dict[float, float]]
+) -> tuple[dict[str, float | None], dict[str, int]]:
+    """Each web process's lag p99 and samples between two readings of ``Environment.loop_lag``
+    (processes that took no sample meanwhile, earlier servers', left out)."""
+    p99s, samples = {}, {}
+    for pid, buckets in after.items():
+        earlier = before.get(pid, {})
+        diff = {bound: count - earlier.get(bound, 0.0) for bound, count in buckets.items()}
+        taken = int(diff.get(math.inf, 0))
+        if taken:
+            p99s[str(pid)], samples[str(pid)] = histogram_quantile(0.99, diff), taken
+    return p99s, samples
+
+
+def measure_all(
+    port: int,
+    key: str,
+    seconds: float,
+    concurrency: list[int],
+    loop_lag: Callable[[], dict[int, dict[float, float]]] | None = None,
+) -> dict[str, Any]:
+    """Every mode at each concurrency; ``loop_lag`` (a gateway's): the web processes' lag
+    histograms, read before and after each measurement (its warm-up included)."""
+    results: dict[str, Any] = {}
+    for mode, (path, stream) in MODES.items():
+        results[mode] = {}
+        for clients in concurrency:
+            before = loop_lag() if loop_lag else {}
+            measurement = measure(port, key, clients, path, stream, seconds)
+            if loop_lag:
+                measurement.loop_lag_p99, measurement.loop_lag_samples = loop_lag_p99(
+                    before, loop_lag()
+                )
+            results[mode][str(clients)] = asdict(measurement)
+    return results
 
 
 def _version(package: str) -> str:
@@ -144,11 +203,19 @@ def run(env: Environment, servers: list[str], seconds: float, concurrency: list[
         try:
             calls_before = env.upstream.stats()["requests"]
             records_before = env.call_records()
-            report["servers"][name] = measure_all(server.port, env.key, seconds, concurrency)
+            worker_cpu_before = env.worker_cpu_seconds()
+            loop_lag = None if name in REFERENCES else env.loop_lag
+            report["servers"][name] = measure_all(
+                server.port, env.key, seconds, concurrency, loop_lag
+            )
             if name not in REFERENCES:
                 calls = env.upstream.stats()["requests"] - calls_before
                 stored = env.wait_for_records(records_before + calls) - records_before
-                report["records"][name] = {"calls": calls, "records": stored}
+                report["records"][name] = {
+                    "calls": calls,
+                    "records": stored,
+                    "worker_cpu_seconds": round(env.worker_cpu_seconds() - worker_cpu_before, 2),
+                }
         finally:
             env.stop(server)
     return report
@@ -212,13 +279,38 @@ def render(report: dict) -> str:
             lost = counts["calls"] - counts["records"]
             lines.append(
                 f"  {name}: {counts['calls']} calls, {counts['records']} records, {lost} lost"
-                f" {'ok' if lost == 0 else 'MISSED'}"
+                f" {'ok' if lost == 0 else 'MISSED'}; the Celery worker used"
+                f" {counts.get('worker_cpu_seconds', 0):.1f} s of CPU meanwhile"
             )
+    lags = _loop_lags(report)
+    if lags:
+        nice = report.get("worker_nice")
+        lines += [
+            "",
+            "Event-loop lag p99 of each web process, ms (its samples), at each concurrency"
+            f"{f'; Celery worker at nice {nice}' if nice else ''}:",
+            *lags,
+        ]
     for name in report["servers"]:
         if name not in REFERENCES:
             lines += ["", f"Targets (issue 24) for {name}, against the lean floor: "]
             lines[-1] += _verdicts(report, name)
     return "\n".join(lines)
+
+
+def _loop_lags(report: dict) -> list[str]:
+    lines = []
+    for name, results in report["servers"].items():
+        for mode, by_clients in results.items():
+            for clients, m in by_clients.items():
+                if not m.get("loop_lag_p99"):
+                    continue
+                figures = [
+                    f"{'-' if p99 is None else f'{p99 * 1000:.1f}'} ({m['loop_lag_samples'][pid]})"
+                    for pid, p99 in sorted(m["loop_lag_p99"].items())
+                ]
+                lines.append(f"  {name:11}{mode:11}{clients:>3} clients: {', '.join(figures)}")
+    return lines
 
 
 def _verdict(label: str, value: float, unit: str, ok: bool) -> str:
@@ -254,11 +346,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=6.0, help="per measurement")
     parser.add_argument("--servers", default=DEFAULT_SERVERS, help=f"of {', '.join(SERVERS)}")
     parser.add_argument("--concurrency", default="1,50")
+    parser.add_argument(
+        "--worker-nice", type=int, default=0, help="run the Celery worker at this niceness"
+    )
     args = parser.parse_args(argv)
     servers = [name for name in args.servers.split(",") if name]
     concurrency = [int(c) for c in args.concurrency.split(",")]
-    with environment() as env:
+    with environment(worker_nice=args.worker_nice) as env:
         report = run(env, servers, args.seconds, concurrency)
+    report["worker_nice"] = args.worker_nice
     print(render(report))
     save_report("gateway", report)
     return report

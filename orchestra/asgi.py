@@ -17,6 +17,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import get_resolver  # noqa: E402
 
 from apps.core.http_metrics import HttpMetrics  # noqa: E402
+from apps.core.loop_lag import watch_loop_lag  # noqa: E402
 from apps.core.platform_settings import start_settings_follower  # noqa: E402
 from apps.core.process_report import start_process_reporter  # noqa: E402
 from apps.gateway.asgi import GatewayRouter, lifespan, route_of  # noqa: E402
@@ -33,6 +34,7 @@ if settings.SERVE_STATIC:
 def web_process_started() -> None:
     start_process_reporter("web")
     start_settings_follower()
+    watch_loop_lag("web")
 
 
 application = HttpMetrics(

@@ -50,6 +50,7 @@ class CoreConfig(AppConfig):
 
         from .events import Channel, EventType, register_channels, register_event_types
         from .logging import live_handler_attach
+        from .loop_lag import watch_runtime_loops
         from .platform_settings import start_settings_follower
         from .pools import database_pools, redis_pools, register_pool_source
         from .registry import NavItem, register_navigation, register_operator_models
@@ -92,5 +93,12 @@ class CoreConfig(AppConfig):
                 weak=False,
                 dispatch_uid=f"core.settings.{signal.name}",
             )
+        # A worker's loop for async work (the WebSocket LLM calls) is watched for lag; the web's
+        # loop is, from its first event (orchestra/asgi.py).
+        worker_init.connect(
+            lambda **kwargs: watch_runtime_loops("worker"),
+            weak=False,
+            dispatch_uid="core.loop_lag.worker_init",
+        )
         # A Celery worker replaces the root logger's handlers: the live log joins it again.
         after_setup_logger.connect(live_handler_attach, dispatch_uid="core.live_log")

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, TypeVar
 
+from .loop_lag import runtime_loop_made
 from .request_context import current_request_id, request_id_var
 from .tracing import context_carry
 
@@ -33,6 +34,7 @@ def _running_loop() -> asyncio.AbstractEventLoop:
             _pid = os.getpid()
             thread = threading.Thread(target=_loop.run_forever, name="orchestra-async", daemon=True)
             thread.start()
+            runtime_loop_made(_loop)
         return _loop
 
 

@@ -386,6 +386,9 @@ HTTP_MAX_KEEPALIVE = env.int("HTTP_MAX_KEEPALIVE", default=HTTP_MAX_CONNECTIONS)
 # Every web process, Celery worker and beat publishes its pool figures (and process gauges)
 # this often; a process silent for three periods is left out of connection-stats.
 PROCESS_STATS_SECONDS = env.float("PROCESS_STATS_SECONDS", default=5.0)
+# Each web process's event loop (and a Celery worker's) is checked for lag this often
+# (ai_orchestra_event_loop_lag_seconds, apps/core/loop_lag.py); 0: never.
+EVENT_LOOP_LAG_SECONDS = env.float("EVENT_LOOP_LAG_SECONDS", default=0.25)
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

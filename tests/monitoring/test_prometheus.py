@@ -199,6 +199,10 @@ def test_every_metric_the_dashboard_and_the_alerts_name_is_exposed_after_traffic
     # Memory of the web process and of the worker, each under its pid.
     pids = set(re.findall(r'^process_resident_memory_bytes\{pid="(\d+)"\}', text, re.M))
     assert {str(server.process.pid), str(worker.process.pid)} <= pids
+    # The event-loop lag of the web's loop and of the worker's, which ran the WebSocket query.
+    for role in ("web", "worker"):
+        count = rf'^ai_orchestra_event_loop_lag_seconds_count{{role="{role}"}} \S+$'
+        assert re.search(count, text, re.M), role
 
 
 def test_queue_lengths_count_every_priority_of_a_queue():
