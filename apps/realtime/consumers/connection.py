@@ -15,7 +15,6 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -138,16 +137,10 @@ class ConnectionConsumer(AsyncWebsocketConsumer):
         killed it 10 s later. A receive that does not stop at once is woken with a message and
         left to end."""
         loop = asyncio.get_running_loop()
-        first = receive()
-        # A server's receive() may answer any awaitable, not only a coroutine (granian's does).
-        # ensure_future takes both but costs about 0.5 µs a message more than create_task, so
-        # it is chosen once per connection, for servers that need it.
-        schedule: Callable[[Any], asyncio.Future] = (
-            loop.create_task
-            if asyncio.iscoroutine(first)
-            else functools.partial(asyncio.ensure_future, loop=loop)
-        )
-        client = self.watched(schedule(first))
+        # ensure_future: a server's receive() may answer any awaitable, not only a coroutine
+        # (granian's does).
+        schedule = functools.partial(asyncio.ensure_future, loop=loop)
+        client = self.watched(schedule(receive()))
         relay = self.watched(self.relay_source())
         try:
             while True:
