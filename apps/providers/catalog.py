@@ -14,12 +14,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
 from importlib.metadata import version
-
-from genai_prices import types as catalog_types
-from genai_prices.data_snapshot import DataSnapshot
+from typing import TYPE_CHECKING
 
 from .models import ProviderKind
 from .presets import normalized_base_url
+
+if TYPE_CHECKING:  # the package is imported on first use: 0.15 s every process paid at start
+    from genai_prices import types as catalog_types
+    from genai_prices.data_snapshot import DataSnapshot
 
 PACKAGE = "genai-prices"
 
@@ -58,11 +60,14 @@ def catalog_name() -> str:
 @cache
 def _snapshot() -> DataSnapshot:
     from genai_prices.data import providers  # 1.6 MB of Python: loaded on first use only
+    from genai_prices.data_snapshot import DataSnapshot
 
     return DataSnapshot(providers=providers, from_auto_update=False)
 
 
 def _per_million(value: object) -> Decimal | None:
+    from genai_prices import types as catalog_types
+
     if isinstance(value, catalog_types.TieredPrices):
         value = value.base  # tiers start past 128k-200k tokens of one request: rare here
     if isinstance(value, Decimal | int | float):
@@ -75,6 +80,8 @@ def _standard_price(
 ) -> tuple[catalog_types.ModelPrice | None, date | None]:
     """The price in force on ``at``'s date and the date it started. Prices by time of day
     (DeepSeek's off-peak hours) are left out: one price per model here."""
+    from genai_prices import types as catalog_types
+
     if isinstance(info.prices, catalog_types.ModelPrice):
         return info.prices, None
     dated = [

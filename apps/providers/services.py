@@ -29,7 +29,6 @@ from .llm.errors import ProviderError
 from .llm.recording.records import dead_letters_requeue
 from .llm.routing.breakers import CLOSED, HALF_OPEN, BreakerView
 from .llm.routing.state import routing_state
-from .llm.transport.transports import error_from_sdk, sdk_client
 from .models import (
     MAX_API_KEY_LENGTH,
     ROUTING_SETTINGS_FIELDS,
@@ -316,6 +315,8 @@ class ListedModel:
 
 
 async def _list_models(config: ProviderConfig) -> list[ListedModel]:
+    from .llm.transport.sdk import error_from_sdk, sdk_client  # the SDK: 0.5 s to import
+
     try:
         async with asyncio.timeout(config.timeout_seconds):
             return [
