@@ -8,6 +8,10 @@ steps run in the event loop, except the few that may touch the database (``block
 session's save, the messages' store, and CSRF with ``CSRF_USE_SESSIONS``. A step that touches the
 database inline anyway fails loudly (Django's ``SynchronousOnlyOperation``) rather than blocking.
 Under WSGI and the test client (``__call__`` without an event loop) nothing changes.
+
+Django's deploy checks of its security, clickjacking and CSRF middleware look for their own
+dotted paths in ``MIDDLEWARE``: ``security_checks`` runs them with these classes named as Django's
+(the settings silence the three warnings that only say those paths are missing).
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
+from django.core.checks import CheckMessage
+from django.core.checks.security import base as security_checks_base
+from django.core.checks.security import csrf as csrf_checks
 from django.http import HttpRequest
 from django.middleware import clickjacking, common, csrf, security
 from django.utils.deprecation import MiddlewareMixin
+from django.utils.module_loading import import_string
 from django_prometheus import middleware as prometheus
 
 # The steps Django's handler adapts to a thread itself, and the async ones replacing them.
@@ -123,3 +131,34 @@ class PrometheusBeforeMiddleware(InlineMiddlewareMixin, prometheus.PrometheusBef
 
 class PrometheusAfterMiddleware(InlineMiddlewareMixin, prometheus.PrometheusAfterMiddleware):
     pass
+
+
+# Django's deploy checks that run only when its own middleware's path is in MIDDLEWARE.
+MIDDLEWARE_GATED_CHECKS = (
+    security_checks_base.check_sts,
+    security_checks_base.check_sts_include_subdomains,
+    security_checks_base.check_sts_preload,
+    security_checks_base.check_content_type_nosniff,
+    security_checks_base.check_ssl_redirect,
+    security_checks_base.check_xframe_deny,
+    security_checks_base.check_referrer_policy,
+    security_checks_base.check_cross_origin_opener_policy,
+    csrf_checks.check_csrf_cookie_secure,
+)
+
+
+def django_path(path: str) -> str:
+    """The dotted path of the Django class a class of this module stands for; others as given."""
+    if not path.startswith(f"{__name__}."):
+        return path
+    (base,) = (base for base in import_string(path).__bases__ if base is not InlineMiddlewareMixin)
+    return f"{base.__module__}.{base.__qualname__}"
+
+
+def security_checks(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    middleware = settings.MIDDLEWARE
+    settings.MIDDLEWARE = [django_path(path) for path in middleware]
+    try:
+        return [message for check in MIDDLEWARE_GATED_CHECKS for message in check(app_configs)]
+    finally:
+        settings.MIDDLEWARE = middleware
