@@ -96,7 +96,8 @@ class CommonMiddleware(InlineMiddlewareMixin, common.CommonMiddleware):
 class CsrfViewMiddleware(InlineMiddlewareMixin, csrf.CsrfViewMiddleware):
     """The secret is the cookie's, unless ``CSRF_USE_SESSIONS`` (a session load or save). A
     POST's form is parsed in ``process_view``: in memory, but a multipart form's files may be
-    written to disk."""
+    written to disk. A refusal renders the failure page, whose template is read once (the
+    cached loader)."""
 
     def blocks(self, step: str, request: HttpRequest) -> bool:
         if settings.CSRF_USE_SESSIONS:
