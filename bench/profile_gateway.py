@@ -25,7 +25,8 @@ request (``--kinds stream,sse``) the SSE API's ``/api/streaming/chat``. For each
 
 The environment is ``bench/environment.py``'s (PostgreSQL, Redis, a Celery worker storing the
 records, one operator key, the fake upstream), in a database and Redis database of its own
-(``orchestra_bench_profile``, Redis ``--redis-db`` 12) so it can run beside ``bench.gateway``.
+(``--database``, ``orchestra_bench_profile``; Redis ``--redis-db`` 12) so it can run beside
+``bench.gateway``.
 The measuring process writes its Prometheus metrics to a directory of its own
 (``PROMETHEUS_MULTIPROC_DIR``), as the production image's processes do.
 """
@@ -283,6 +284,7 @@ def main() -> None:
     parser.add_argument("--save", help="a directory to save each kind's cProfile stats in")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--database", default="orchestra_bench_profile")
     parser.add_argument("--redis-db", type=int, default=12)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--callgrind-child", action="store_true", help=argparse.SUPPRESS)
@@ -295,7 +297,7 @@ def main() -> None:
 
     from . import environment as bench_environment
 
-    bench_environment.BENCH_DATABASE = "orchestra_bench_profile"
+    bench_environment.BENCH_DATABASE = args.database
     bench_environment.BENCH_REDIS_DB = args.redis_db
     kinds = args.kinds.split(",")
     with bench_environment.environment() as env:

@@ -47,7 +47,9 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import after_setup_logger, beat_init, worker_init, worker_process_init
+        from django.core import checks
 
+        from .async_middleware import security_checks
         from .events import Channel, EventType, register_channels, register_event_types
         from .logging import live_handler_attach
         from .loop_lag import watch_runtime_loops
@@ -73,6 +75,7 @@ class CoreConfig(AppConfig):
             ),
         )  # fmt: skip
         register_operator_models(self.label, "platformsettings")
+        checks.register(security_checks, checks.Tags.security, deploy=True)
         register_pool_source("database", database_pools)
         register_pool_source("redis", redis_pools)
         register_navigation(

@@ -2,6 +2,8 @@ import secrets
 import subprocess
 import sys
 
+from django.core.checks import run_checks
+
 from tests.support.processes import REPO_ROOT
 
 
@@ -36,3 +38,13 @@ def test_production_refuses_to_start_without_a_secret_key():
     result = run_manage("check", ALLOWED_HOSTS="orchestra.example.com")
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_djangos_checks_of_its_middleware_run_with_the_projects_subclasses(settings):
+    """MIDDLEWARE names apps.core.async_middleware's classes, not Django's: the deploy checks
+    Django runs only when its own paths are there still run."""
+    settings.SECURE_HSTS_SECONDS = 0
+    settings.X_FRAME_OPTIONS = "SAMEORIGIN"
+    settings.CSRF_COOKIE_SECURE = False
+    found = {message.id for message in run_checks(include_deployment_checks=True)}
+    assert {"security.W004", "security.W019", "security.W016"} <= found
