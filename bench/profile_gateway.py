@@ -1,12 +1,14 @@
 """The gateway's own Python per ``/v1`` request, counted deterministically.
 
 ``python -m bench.profile_gateway [--requests 200] [--warmup 50] [--cpu-requests 2000]
-[--callgrind] [--top 25]``
+[--callgrind] [--top 25] [--pace-ms 0]``
 
 The ASGI application (``orchestra.asgi:application``, production settings) is driven in one
 process, without a server, by one sequential client: ``/v1/chat/completions`` plain and
 streamed, and ``/v1/embeddings``, each relayed to the fake upstream (its own process), and on
-request (``--kinds stream,sse``) the SSE API's ``/api/streaming/chat``. For each kind, after
+request (``--kinds stream,sse``) the SSE API's ``/api/streaming/chat``; ``--pace-ms`` has the
+upstream send a stream's tokens that far apart, each in a read of its own as at 1,000 streams
+(``bench.streams``), rather than all at once. For each kind, after
 ``--warmup`` requests:
 
 - **calls/request**: Python function calls counted by ``cProfile`` over ``--requests``
@@ -25,7 +27,8 @@ request (``--kinds stream,sse``) the SSE API's ``/api/streaming/chat``. For each
 
 The environment is ``bench/environment.py``'s (PostgreSQL, Redis, a Celery worker storing the
 records, one operator key, the fake upstream), in a database and Redis database of its own
-(``orchestra_bench_profile``, Redis ``--redis-db`` 12) so it can run beside ``bench.gateway``.
+(``orchestra_bench_profile``, Redis ``--redis-db`` 12; or ``BENCH_DATABASE``, ``BENCH_REDIS_DB``) so
+it can run beside ``bench.gateway``.
 The measuring process writes its Prometheus metrics to a directory of its own
 (``PROMETHEUS_MULTIPROC_DIR``), as the production image's processes do.
 """
@@ -282,8 +285,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--save", help="a directory to save each kind's cProfile stats in")
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument(
+        "--pace-ms", type=float, default=0.0, help="between a stream's tokens from the upstream"
+    )
     parser.add_argument("--callgrind", action="store_true")
-    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--redis-db", type=int, default=int(os.environ.get("BENCH_REDIS_DB", 12)))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--callgrind-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shim-dir", help=argparse.SUPPRESS)
@@ -295,11 +301,13 @@ def main() -> None:
 
     from . import environment as bench_environment
 
-    bench_environment.BENCH_DATABASE = "orchestra_bench_profile"
+    bench_environment.BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "orchestra_bench_profile")
     bench_environment.BENCH_REDIS_DB = args.redis_db
     kinds = args.kinds.split(",")
     with bench_environment.environment() as env:
         print(f"Database: {env.database}; Redis: {env.redis}; upstream: {env.upstream.base_url}")
+        if args.pace_ms:
+            env.upstream.configure(chunk_delay_ms=args.pace_ms)
         results = _child(args, env.env, env.key)
         instructions: dict[str, int] = {}
         if args.callgrind:
