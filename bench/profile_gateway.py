@@ -1,12 +1,14 @@
 """The gateway's own Python per ``/v1`` request, counted deterministically.
 
 ``python -m bench.profile_gateway [--requests 200] [--warmup 50] [--cpu-requests 2000]
-[--callgrind] [--top 25]``
+[--callgrind] [--top 25] [--pace-ms 0]``
 
 The ASGI application (``orchestra.asgi:application``, production settings) is driven in one
 process, without a server, by one sequential client: ``/v1/chat/completions`` plain and
 streamed, and ``/v1/embeddings``, each relayed to the fake upstream (its own process), and on
-request (``--kinds stream,sse``) the SSE API's ``/api/streaming/chat``. For each kind, after
+request (``--kinds stream,sse``) the SSE API's ``/api/streaming/chat``; ``--pace-ms`` has the
+upstream send a stream's tokens that far apart, each in a read of its own as at 1,000 streams
+(``bench.streams``), rather than all at once. For each kind, after
 ``--warmup`` requests:
 
 - **calls/request**: Python function calls counted by ``cProfile`` over ``--requests``
@@ -25,8 +27,8 @@ request (``--kinds stream,sse``) the SSE API's ``/api/streaming/chat``. For each
 
 The environment is ``bench/environment.py``'s (PostgreSQL, Redis, a Celery worker storing the
 records, one operator key, the fake upstream), in a database and Redis database of its own
-(``--database``, ``orchestra_bench_profile``; Redis ``--redis-db`` 12) so it can run beside
-``bench.gateway``.
+(``--database`` or ``BENCH_DATABASE``, default ``orchestra_bench_profile``; Redis ``--redis-db`` or
+``BENCH_REDIS_DB``, default 12) so it can run beside ``bench.gateway``.
 The measuring process writes its Prometheus metrics to a directory of its own
 (``PROMETHEUS_MULTIPROC_DIR``), as the production image's processes do.
 """
@@ -217,15 +219,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         stats = pstats.Stats(profile, stream=(out := io.StringIO()))
         stats.sort_stats("cumulative").print_stats(args.top)
         each = args.cpu_requests // args.concurrency
-        started = time.process_time()
+        started, started_system = time.process_time(), os.times().system
         loop.run_until_complete(
             asyncio.gather(*(client.run(kind, each) for _ in range(args.concurrency)))
         )
         cpu = time.process_time() - started
+        system = os.times().system - started_system
         results[kind] = {
             "calls_per_request": stats.total_calls / args.requests,  # type: ignore[attr-defined]
             "request_calls_per_request": request_path_calls(stats) / args.requests,
             "cpu_us_per_request": cpu / (each * args.concurrency) * 1e6,
+            "system_us_per_request": system / (each * args.concurrency) * 1e6,
             "top": out.getvalue(),
         }
     return results
@@ -283,9 +287,14 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--save", help="a directory to save each kind's cProfile stats in")
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument(
+        "--pace-ms", type=float, default=0.0, help="between a stream's tokens from the upstream"
+    )
     parser.add_argument("--callgrind", action="store_true")
-    parser.add_argument("--database", default="orchestra_bench_profile")
-    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument(
+        "--database", default=os.environ.get("BENCH_DATABASE", "orchestra_bench_profile")
+    )
+    parser.add_argument("--redis-db", type=int, default=int(os.environ.get("BENCH_REDIS_DB", 12)))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--callgrind-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shim-dir", help=argparse.SUPPRESS)
@@ -302,6 +311,8 @@ def main() -> None:
     kinds = args.kinds.split(",")
     with bench_environment.environment() as env:
         print(f"Database: {env.database}; Redis: {env.redis}; upstream: {env.upstream.base_url}")
+        if args.pace_ms:
+            env.upstream.configure(chunk_delay_ms=args.pace_ms)
         results = _child(args, env.env, env.key)
         instructions: dict[str, int] = {}
         if args.callgrind:
@@ -313,7 +324,10 @@ def main() -> None:
         print(results[kind]["top"].split("\n", 6)[-1].rstrip())
     print(f"\nPer request ({args.requests} requests after {args.warmup} of warm-up; CPU over "
           f"{args.cpu_requests}, noisy on a shared machine):")  # fmt: skip
-    print(f"{'kind':<12}{'calls':>10}{'request path':>14}{'CPU µs':>10}{'instructions':>16}")
+    print(
+        f"{'kind':<12}{'calls':>10}{'request path':>14}{'CPU µs':>10}{'of it system':>14}"
+        f"{'instructions':>16}"
+    )
     for kind in kinds:
         figures = results[kind]
         count = instructions.get(kind)
@@ -321,11 +335,13 @@ def main() -> None:
         print(
             f"{kind:<12}{figures['calls_per_request']:>10.1f}"
             f"{figures['request_calls_per_request']:>14.1f}"
-            f"{figures['cpu_us_per_request']:>10.1f}{shown:>16}"
+            f"{figures['cpu_us_per_request']:>10.1f}{figures['system_us_per_request']:>14.1f}"
+            f"{shown:>16}"
         )
     print(
         "calls: every Python call cProfile saw; request path: those under the request's own "
-        "entry points (REQUEST_ROOTS), without the background work that ran meanwhile"
+        "entry points (REQUEST_ROOTS), without the background work that ran meanwhile; "
+        "system: the kernel's share of the CPU (sockets)"
     )
 
 

@@ -386,7 +386,7 @@ CELERY_TIMEZONE = "UTC"
 # --- Connection pools (GET /api/v1/connection-stats shows them) ------------------------------
 # Per provider and event loop, for both HTTP clients (the /v1 pass-through and the openai SDK):
 # at most HTTP_MAX_CONNECTIONS connections, of which HTTP_MAX_KEEPALIVE are kept open idle.
-HTTP_MAX_CONNECTIONS = env.int("HTTP_MAX_CONNECTIONS", default=512)
+HTTP_MAX_CONNECTIONS = env.int("HTTP_MAX_CONNECTIONS", default=1024)
 HTTP_MAX_KEEPALIVE = env.int("HTTP_MAX_KEEPALIVE", default=HTTP_MAX_CONNECTIONS)
 # Every web process, Celery worker and beat publishes its pool figures (and process gauges)
 # this often; a process silent for three periods is left out of connection-stats.

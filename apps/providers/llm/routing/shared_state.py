@@ -9,7 +9,9 @@ transition). Each bump is also published on a Redis channel; each process listen
 the common case the hot path knows both counters without asking Redis at all (``read``); when
 the listener is not connected it reads them per request instead. While both are unchanged, the
 breakers last fetched still hold; shared RPM/TPM counts are refetched at least every
-``COUNTS_MAX_AGE`` seconds (rate limits hold across processes to within about a second). The
+``COUNTS_MAX_AGE`` seconds (rate limits hold across processes to within about a second): in the
+background once they are half that old, so under steady traffic no request waits for the fetch,
+and once per stale state for the requests that do (``SingleFlight``). The
 process's own counter increments are accumulated in memory and flushed every ``FLUSH_INTERVAL``
 seconds, so a request adds no Redis write unless something fails. Round-robin is the exception:
 its shared cursor costs one ``INCR`` per request.
@@ -18,13 +20,16 @@ its shared cursor costs one ``INCR`` per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
 
 from apps.core.redis import async_redis
 from apps.core.redis import key as platform_key
+from apps.core.runtime import SingleFlight
 
 from ..config import Deployment, RoutingPolicy, routing_policy_from
 from .breakers import CLOSED, BreakerView, CircuitBreakers, breaker_view
@@ -83,6 +88,8 @@ class SharedState(StateReader):
         self._window_totals: Counter[str] = Counter()
         self._flusher: asyncio.Task | None = None
         self._fetched: dict[tuple[str, ...], _Fetched] = {}
+        self._fetches = SingleFlight()  # one fetch at a time per state fetched
+        self._refreshing: dict[tuple[str, ...], asyncio.Task[None]] = {}
         self._bump = self.redis.register_script(BUMP_SCRIPT)
         self._known: dict[str, int] = {}  # version and epoch as the listener last heard them
         self._listener: asyncio.Task | None = None
@@ -126,12 +133,16 @@ class SharedState(StateReader):
         version, epoch = await self._counters()
         cursor = await self.redis.incr(self.cursor_key(cursor_name)) if cursor_name else 0
         fetched = self._fetched.get(keys)
-        if not (
-            fetched
-            and (fetched.version, fetched.epoch, fetched.minute) == (version, epoch, int(now // 60))
-            and time.monotonic() - fetched.at < COUNTS_MAX_AGE
+        wanted = (version, epoch, int(now // 60))
+        age = time.monotonic() - fetched.at if fetched else math.inf
+        if not (fetched and (fetched.version, fetched.epoch, fetched.minute) == wanted) or (
+            age >= COUNTS_MAX_AGE
         ):
-            fetched = self._fetched[keys] = await self._fetch(deployments, now, endpoint)
+            fetched = await self._fetches.run(
+                (keys, wanted), lambda: self._fetch_into(keys, deployments, now, endpoint)
+            )
+        elif age >= COUNTS_MAX_AGE / 2:
+            self._refresh(keys, wanted, deployments, endpoint)
         requests, tokens = self._requests, self._tokens
         return StateView(
             version=fetched.version,
@@ -160,6 +171,37 @@ class SharedState(StateReader):
         if all(view.state == CLOSED for view in views.values()):
             fetched.views = (policy, views)
         return views
+
+    async def _fetch_into(
+        self, keys: tuple[str, ...], deployments: tuple[Deployment, ...], now: float, endpoint: str
+    ) -> _Fetched:
+        fetched = self._fetched[keys] = await self._fetch(deployments, now, endpoint)
+        return fetched
+
+    def _refresh(
+        self,
+        keys: tuple[str, ...],
+        wanted: tuple[int, int, int],
+        deployments: tuple[Deployment, ...],
+        endpoint: str,
+    ) -> None:
+        """Fetch the counts again in the background once they are half ``COUNTS_MAX_AGE`` old,
+        so that under steady traffic no request waits for the fetch. Fetched on the request path,
+        with the requests that found the state stale meanwhile each sending their own, it
+        delayed 1,000 streams' first tokens by up to a second (``bench/README.md``); a fetch
+        that fails here is left to the request that finds the counts too old."""
+        running = self._refreshing.get(keys)
+        if running is not None and not running.done():
+            return
+
+        async def refresh() -> None:
+            with contextlib.suppress(Exception):
+                await self._fetches.run(
+                    (keys, wanted),
+                    lambda: self._fetch_into(keys, deployments, time.time(), endpoint),
+                )
+
+        self._refreshing[keys] = asyncio.get_running_loop().create_task(refresh())
 
     async def _fetch(
         self, deployments: tuple[Deployment, ...], now: float, endpoint: str
