@@ -18,7 +18,7 @@ from django.db import connection
 
 from apps.core import embedded_redis
 from apps.providers.llm.recording.recorder import recorder
-from tests.support import alone, database
+from tests.support import alone, database, template_database
 from tests.support.processes import AsgiServer, CeleryWorker, worker_redis_start
 
 pytest_plugins = ["tests.support.providers", "tests.support.browser"]
@@ -105,6 +105,14 @@ def database_url(settings_dict: dict) -> str:
     host = settings_dict.get("HOST") or "127.0.0.1"
     port = settings_dict.get("PORT") or 5432
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, django_db_blocker):
+    """pytest-django's, and each pytest-xdist worker's database copied from one migrated per
+    run (``tests/support/template_database.py``)."""
+    with django_db_blocker.unblock():
+        template_database.use_a_template()
 
 
 @pytest.fixture(scope="session", autouse=True)
