@@ -20,6 +20,7 @@ from apps.core import embedded_redis
 from apps.providers.llm.recording.recorder import recorder
 from tests.support import alone, database, template_database
 from tests.support.processes import AsgiServer, CeleryWorker, worker_redis_start
+from tests.support.scheduling import ModuleFixtureScheduling
 
 pytest_plugins = ["tests.support.providers", "tests.support.browser"]
 
@@ -28,31 +29,18 @@ def pytest_configure(config) -> None:
     database.install()  # transactional tests end by emptying only the tables they filled
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The ``slow`` tests first, each group in the order collected. pytest-xdist hands tests
     out in this order; collected last (``tests/test_*.py`` come after the folders), the
     schema fuzz and the first-run and docs tests, minutes each, were the run's tail, on one
     worker while the others had nothing left."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-    for item in items:
-        if _shares_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
-def _shares_a_module_fixture(item: pytest.Item) -> bool:
-    """Whether the test uses a module-scoped fixture (a server, a private PostgreSQL, a
-    platform started from scratch). Its module's tests then go to one pytest-xdist worker
-    (``--dist loadgroup``), which builds the fixture once: spread over workers, each built its
-    own, up to three times a module, each build seconds of CPU."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    return any(
-        definition.scope == "module"
-        for name in info.names_closure
-        for definition in info.name2fixturedefs.get(name, ())
-    )
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Each test on the next free worker, but a module's tests that share a module-scoped
+    fixture together (``tests/support/scheduling.py``)."""
+    return ModuleFixtureScheduling(config, log)
 
 
 @pytest.hookimpl(wrapper=True)
