@@ -67,7 +67,7 @@ def _sdk_connector(client: AsyncOpenAI) -> PoolConnector | None:
     return connector if isinstance(connector, PoolConnector) else None
 
 
-_sdk_clients = transports._PerLoop(_sdk_connector)
+_sdk_clients = transports.PerLoopClients(_sdk_connector)
 
 
 def _build_sdk_client(provider: ProviderConfig) -> AsyncOpenAI:

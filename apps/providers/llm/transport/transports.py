@@ -47,10 +47,10 @@ class Pooled(Protocol):
     def figures(self) -> tuple[int, int]: ...
 
 
-_every_kind: list[_PerLoop] = []  # the lean pools', and the SDK's clients once it is used
+_every_kind: list[PerLoopClients] = []  # the lean pools', and the SDK's clients once it is used
 
 
-class _PerLoop:
+class PerLoopClients:
     """Clients of the running event loop, keyed by provider id, tagged with the config used;
     each with the provider's name and a function giving its connector (for its figures)."""
 
@@ -123,7 +123,7 @@ def _build_pool(provider: ProviderConfig) -> Pool:
     )
 
 
-_pools = _PerLoop(lambda pool: pool)
+_pools = PerLoopClients(lambda pool: pool)
 
 
 def http_pool(provider: ProviderConfig) -> Pool:
