@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.management.base import CommandError
 from django.core.management.commands import flush as flush_command
 from django.core.management.sql import emit_post_migrate_signal as django_emit_post_migrate
 from django.core.management.sql import sql_flush as django_sql_flush
@@ -90,7 +91,24 @@ def emit_post_migrate_signal(verbosity: int, interactive: bool, db: str, **kwarg
         Baseline.checksum = _checksum(connection, Baseline.tables)
 
 
+class RetryingFlush(flush_command.Command):
+    """Django's flush, tried again when PostgreSQL picked it as a deadlock's victim (a worker
+    process still finishing the test's last task wrote the same rows): the victim's transaction
+    was rolled back whole, so trying again is safe; failing, it left the rows to the next test."""
+
+    ATTEMPTS = 3
+
+    def handle(self, **options: Any) -> None:
+        for attempt in range(1, self.ATTEMPTS + 1):
+            try:
+                return super().handle(**options)
+            except CommandError as error:
+                if attempt == self.ATTEMPTS or "deadlock detected" not in str(error.__cause__):
+                    raise
+
+
 def install() -> None:
     """Make the ``flush`` command (what ends a transactional test) use the functions above."""
+    flush_command.Command = RetryingFlush  # type: ignore[misc]
     flush_command.sql_flush = sql_flush  # type: ignore[attr-defined]
     flush_command.emit_post_migrate_signal = emit_post_migrate_signal  # type: ignore[attr-defined]
