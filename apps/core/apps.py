@@ -49,6 +49,7 @@ class CoreConfig(AppConfig):
         from celery.signals import after_setup_logger, beat_init, worker_init, worker_process_init
         from django.core import checks
 
+        from . import asyncio_backport
         from .async_middleware import security_checks
         from .events import Channel, EventType, register_channels, register_event_types
         from .logging import live_handler_attach
@@ -57,6 +58,7 @@ class CoreConfig(AppConfig):
         from .pools import database_pools, redis_pools, register_pool_source
         from .registry import NavItem, register_navigation, register_operator_models
 
+        asyncio_backport.install()
         register_channels(
             Channel("alerts", "Operator-facing alerts: circuits opening and closing, failures."),
             Channel("metrics", "Live figures: provider probes, request counts."),
