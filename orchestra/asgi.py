@@ -3,25 +3,28 @@ WebSockets; every HTTP request and WebSocket handshake counted once (``HttpMetri
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 from apps.core.tracing import tracing_setup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestra.settings.development")
 tracing_setup(process="web")  # before Django builds its middleware chain
-django_application = get_asgi_application()
+django.setup(set_prefix=False)  # as get_asgi_application() does
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
 from apps.core.http_metrics import HttpMetrics  # noqa: E402
 from apps.core.loop_lag import watch_loop_lag  # noqa: E402
 from apps.core.platform_settings import start_settings_follower  # noqa: E402
 from apps.core.process_report import start_process_reporter  # noqa: E402
-from apps.gateway.asgi import GatewayRouter, lifespan, route_of  # noqa: E402
+from apps.gateway.asgi import DjangoHandler, GatewayRouter, lifespan, route_of  # noqa: E402
 from apps.realtime.routing import websocket_application, websocket_urlpatterns  # noqa: E402
+
+django_application: ASGIHandler = DjangoHandler()
 
 # The URLconf imports every app's views: about 0.2 s, which the first request to Django in each
 # process otherwise spent, with every request of that process waiting behind it.
